@@ -1,0 +1,22 @@
+// Bundles the CLI (and, as they land, the language server and the VS Code client) into dist/.
+// Native packages stay external: onnxruntime-node loads its .node binding from its own folder.
+import { build } from 'esbuild';
+
+const entryPoints: Record<string, string> = {
+  cli: 'server/src/cli.ts',
+};
+
+build({
+  entryPoints,
+  outdir: 'dist',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: true,
+  external: ['onnxruntime-node', 'vscode'],
+  logLevel: 'warning',
+}).catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

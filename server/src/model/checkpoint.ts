@@ -1,0 +1,154 @@
+// A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards listed in
+// model.safetensors.index.json. Validates that every tensor the decoder needs exists with its shape.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModelConfig, type ModelConfig } from './config';
+import { ModelFileError } from './errors';
+import { SafetensorsFile, type TensorInfo } from './safetensors';
+
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+/** HF tensor names and shapes of a LLaMA-family decoder (PyTorch Linear weights are [out, in]). */
+export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
+  const d = c.hiddenSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const list: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, d] }];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    list.push(
+      { name: `${p}.input_layernorm.weight`, shape: [d] },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [q, d] },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [kv, d] },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [kv, d] },
+      { name: `${p}.self_attn.o_proj.weight`, shape: [d, q] },
+    );
+    if (c.attentionBias) {
+      list.push(
+        { name: `${p}.self_attn.q_proj.bias`, shape: [q] },
+        { name: `${p}.self_attn.k_proj.bias`, shape: [kv] },
+        { name: `${p}.self_attn.v_proj.bias`, shape: [kv] },
+      );
+    }
+    list.push(
+      { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
+      { name: `${p}.mlp.gate_proj.weight`, shape: [c.intermediateSize, d] },
+      { name: `${p}.mlp.up_proj.weight`, shape: [c.intermediateSize, d] },
+      { name: `${p}.mlp.down_proj.weight`, shape: [d, c.intermediateSize] },
+    );
+  }
+  list.push({ name: 'model.norm.weight', shape: [d] });
+  if (!c.tieWordEmbeddings) list.push({ name: 'lm_head.weight', shape: [c.vocabSize, d] });
+  return list;
+}
+
+/** Every tensor of a checkpoint, across one or many safetensors files, read lazily. */
+export class WeightStore {
+  private constructor(
+    private readonly owner: ReadonlyMap<string, SafetensorsFile>,
+    readonly files: readonly SafetensorsFile[],
+  ) {}
+
+  static open(dir: string): WeightStore {
+    const indexPath = join(dir, 'model.safetensors.index.json');
+    const singlePath = join(dir, 'model.safetensors');
+    if (existsSync(indexPath)) return WeightStore.openSharded(dir, indexPath);
+    if (!existsSync(singlePath)) throw new ModelFileError(dir, 'no model.safetensors or model.safetensors.index.json in this folder');
+    const file = SafetensorsFile.open(singlePath);
+    return new WeightStore(new Map([...file.tensors.keys()].map((n) => [n, file])), [file]);
+  }
+
+  private static openSharded(dir: string, indexPath: string): WeightStore {
+    let weightMap: Record<string, string>;
+    try {
+      const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map?: Record<string, string> };
+      if (!index.weight_map || typeof index.weight_map !== 'object') throw new Error('no "weight_map" object');
+      weightMap = index.weight_map;
+    } catch (err) {
+      throw new ModelFileError(indexPath, `invalid index: ${(err as Error).message}`);
+    }
+    const shards = new Map<string, SafetensorsFile>();
+    const owner = new Map<string, SafetensorsFile>();
+    try {
+      for (const [name, shardName] of Object.entries(weightMap)) {
+        if (typeof shardName !== 'string' || shardName.includes('/') || shardName.includes('\\')) {
+          throw new ModelFileError(indexPath, `tensor "${name}" maps to an invalid shard name ${JSON.stringify(shardName)}`);
+        }
+        let shard = shards.get(shardName);
+        if (!shard) {
+          shard = SafetensorsFile.open(join(dir, shardName));
+          shards.set(shardName, shard);
+        }
+        if (!shard.tensors.has(name)) throw new ModelFileError(shard.path, `missing tensor "${name}" (listed in ${indexPath})`);
+        owner.set(name, shard);
+      }
+    } catch (err) {
+      for (const s of shards.values()) s.close();
+      throw err;
+    }
+    return new WeightStore(owner, [...shards.values()]);
+  }
+
+  has(name: string): boolean {
+    return this.owner.has(name);
+  }
+
+  names(): string[] {
+    return [...this.owner.keys()];
+  }
+
+  info(name: string): TensorInfo {
+    return this.fileOf(name).info(name);
+  }
+
+  readFloat32(name: string): Float32Array {
+    return this.fileOf(name).readFloat32(name);
+  }
+
+  /** The file that holds a tensor, for error messages. */
+  pathOf(name: string): string {
+    return this.fileOf(name).path;
+  }
+
+  private fileOf(name: string): SafetensorsFile {
+    const f = this.owner.get(name);
+    if (!f) throw new ModelFileError(this.files[0]?.path ?? 'checkpoint', `missing tensor "${name}"`);
+    return f;
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+}
+
+export interface Checkpoint {
+  dir: string;
+  config: ModelConfig;
+  weights: WeightStore;
+}
+
+/** Opens a checkpoint folder and checks every tensor the decoder needs against the config. */
+export function openCheckpoint(dir: string): Checkpoint {
+  if (!existsSync(dir)) throw new ModelFileError(dir, 'model folder does not exist');
+  const config = loadModelConfig(dir);
+  const weights = WeightStore.open(dir);
+  try {
+    for (const t of expectedTensors(config)) {
+      if (!weights.has(t.name)) throw new ModelFileError(weights.files[0]!.path, `missing tensor "${t.name}"`);
+      const info = weights.info(t.name);
+      if (info.shape.length !== t.shape.length || info.shape.some((v, i) => v !== t.shape[i])) {
+        throw new ModelFileError(
+          weights.pathOf(t.name),
+          `tensor "${t.name}" has shape ${JSON.stringify(info.shape)} but config.json implies ${JSON.stringify(t.shape)}`,
+        );
+      }
+    }
+  } catch (err) {
+    weights.close();
+    throw err;
+  }
+  return { dir, config, weights };
+}

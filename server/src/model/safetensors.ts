@@ -1,0 +1,194 @@
+// safetensors: an 8-byte little-endian header length, a JSON header of
+// {name: {dtype, shape, data_offsets: [begin, end]}} (offsets relative to the data section), then data.
+// Reads are lazy (one tensor at a time through a file descriptor) so a model is never held twice.
+import { closeSync, fstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { ModelFileError } from './errors';
+import { bfloat16ArrayToFloat32, float32ToHalfArray, halfArrayToFloat32 } from './half';
+
+export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface TensorInfo {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Absolute byte range in the file. */
+  begin: number;
+  end: number;
+}
+
+export class SafetensorsFile {
+  private constructor(
+    readonly path: string,
+    private fd: number | undefined,
+    readonly tensors: ReadonlyMap<string, TensorInfo>,
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {}
+
+  /** Opens and validates the header: every offset must lie inside the file, tensors must not overlap. */
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw new ModelFileError(path, `cannot open: ${(err as Error).message}`);
+    }
+    try {
+      const { tensors, metadata } = readHeader(fd, path);
+      return new SafetensorsFile(path, fd, tensors, metadata);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new ModelFileError(this.path, `missing tensor "${name}"`);
+    return t;
+  }
+
+  /** The tensor's bytes as stored. */
+  readRaw(name: string): Buffer {
+    const t = this.info(name);
+    if (this.fd === undefined) throw new ModelFileError(this.path, 'file already closed');
+    const buf = Buffer.allocUnsafe(t.end - t.begin);
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(this.fd, buf, done, buf.length - done, t.begin + done);
+      if (n === 0) throw new ModelFileError(this.path, `unexpected end of file reading "${name}"`);
+      done += n;
+    }
+    return buf;
+  }
+
+  /** The tensor as float32 values, converting F16/BF16/F64. */
+  readFloat32(name: string): Float32Array {
+    const t = this.info(name);
+    const raw = this.readRaw(name);
+    const aligned = new Uint8Array(raw.length);
+    aligned.set(raw); // typed views need element alignment; the file gives none
+    switch (t.dtype) {
+      case 'F32':
+        return new Float32Array(aligned.buffer);
+      case 'F16':
+        return halfArrayToFloat32(new Uint16Array(aligned.buffer));
+      case 'BF16':
+        return bfloat16ArrayToFloat32(new Uint16Array(aligned.buffer));
+      case 'F64':
+        return Float32Array.from(new Float64Array(aligned.buffer));
+      default:
+        throw new ModelFileError(this.path, `tensor "${name}" has dtype ${t.dtype}, expected a floating-point type`);
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  const size = fstatSync(fd).size;
+  if (size < 8) throw new ModelFileError(path, `truncated: ${size} bytes is too short for a safetensors header`);
+  const lenBuf = Buffer.alloc(8);
+  readSync(fd, lenBuf, 0, 8, 0);
+  const headerLen = Number(lenBuf.readBigUInt64LE(0));
+  if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
+    throw new ModelFileError(path, `truncated or corrupt: header claims ${headerLen} bytes but the file has ${size}`);
+  }
+  const headerBuf = Buffer.alloc(headerLen);
+  readSync(fd, headerBuf, 0, headerLen, 8);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(headerBuf.toString('utf8'));
+  } catch (err) {
+    throw new ModelFileError(path, `corrupt header JSON: ${(err as Error).message}`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new ModelFileError(path, 'header is not a JSON object');
+  const dataStart = 8 + headerLen;
+  const dataLen = size - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = (entry ?? {}) as Record<string, string>;
+      continue;
+    }
+    tensors.set(name, parseEntry(name, entry, path, dataStart, dataLen));
+  }
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]!.begin < sorted[i - 1]!.end) throw new ModelFileError(path, `tensors "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
+  }
+  return { tensors, metadata };
+}
+
+function parseEntry(name: string, entry: unknown, path: string, dataStart: number, dataLen: number): TensorInfo {
+  const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (typeof e !== 'object' || e === null) throw new ModelFileError(path, `tensor "${name}": header entry is not an object`);
+  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw new ModelFileError(path, `tensor "${name}": unsupported dtype ${JSON.stringify(e.dtype)}`);
+  const dtype = e.dtype as SafetensorsDtype;
+  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ModelFileError(path, `tensor "${name}": invalid shape ${JSON.stringify(e.shape)}`);
+  const shape = e.shape as number[];
+  const off = e.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isInteger(o) && o >= 0)) {
+    throw new ModelFileError(path, `tensor "${name}": invalid data_offsets ${JSON.stringify(off)}`);
+  }
+  const [begin, end] = off as [number, number];
+  const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+  if (end < begin || end - begin !== expected) {
+    throw new ModelFileError(path, `tensor "${name}": data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}`);
+  }
+  if (end > dataLen) throw new ModelFileError(path, `truncated or corrupt: tensor "${name}" ends at byte ${end} of a ${dataLen}-byte data section`);
+  return { name, dtype, shape, begin: dataStart + begin, end: dataStart + end };
+}
+
+export interface TensorToWrite {
+  name: string;
+  shape: number[];
+  /** F32 writes the floats; F16 converts them; a Uint16Array is written as-is with the given dtype. */
+  dtype: 'F32' | 'F16' | 'BF16';
+  data: Float32Array | Uint16Array;
+}
+
+function encode(t: TensorToWrite): Uint8Array {
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== count) throw new Error(`tensor "${t.name}": ${t.data.length} values for shape ${JSON.stringify(t.shape)}`);
+  if (t.dtype === 'F32') {
+    if (!(t.data instanceof Float32Array)) throw new Error(`tensor "${t.name}": F32 needs a Float32Array`);
+    return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  }
+  const bits = t.data instanceof Float32Array ? (t.dtype === 'F16' ? float32ToHalfArray(t.data) : null) : t.data;
+  if (!bits) throw new Error(`tensor "${t.name}": BF16 must be given as raw Uint16Array bits`);
+  return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
+}
+
+/** Writes a safetensors file atomically (temp file + rename), one tensor at a time. */
+export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata: Record<string, string> = {}): void {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8); // keeps the data section 8-byte aligned
+  const headerBytes = Buffer.from(json, 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerBytes.length));
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, len);
+    writeSync(fd, headerBytes);
+    for (const t of tensors) writeSync(fd, encode(t));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

@@ -1,0 +1,88 @@
+// Execution-provider choice with fallback. onnxruntime-node does not fall back by itself: a session
+// asked for ['webgpu', 'cpu'] with no GPU throws instead of running on the CPU, so Kiln tries each
+// provider in turn, records why each failed, and reports the one actually used.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { InferenceSession } from 'onnxruntime-node';
+
+export type ExecutionProviderChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda';
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+export const EXECUTION_PROVIDER_CHOICES: readonly ExecutionProviderChoice[] = ['auto', 'cpu', 'webgpu', 'cuda'];
+
+export interface ProviderAttempt {
+  provider: ExecutionProvider;
+  error: string;
+}
+
+export interface SessionRuntimeOptions {
+  executionProvider: ExecutionProviderChoice;
+  /** Intra-op threads; 0 lets ORT pick. */
+  threads: number;
+  log?: (message: string) => void;
+}
+
+/** Folder of onnxruntime-node's native binding (where the optional CUDA provider library lands). */
+function ortBinaryFolder(): string | undefined {
+  try {
+    const pkg = require.resolve('onnxruntime-node/package.json');
+    return join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why a provider cannot even be tried on this install, or undefined when it can. */
+export function providerUnavailableReason(provider: ExecutionProvider): string | undefined {
+  if (provider !== 'cuda') return undefined;
+  const dir = ortBinaryFolder();
+  const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  if (!dir || !existsSync(join(dir, lib))) {
+    return 'the CUDA provider library is not installed (with network access and CUDA 12: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)';
+  }
+  return undefined;
+}
+
+/** Providers to try, in order, for a choice; the CPU always comes last so a model always loads. */
+export function providerOrder(choice: ExecutionProviderChoice): ExecutionProvider[] {
+  if (choice === 'auto') return ['cuda', 'webgpu', 'cpu'];
+  return choice === 'cpu' ? ['cpu'] : [choice, 'cpu'];
+}
+
+export function sessionOptions(provider: ExecutionProvider, threads: number): InferenceSession.SessionOptions {
+  return {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads > 0 ? threads : undefined,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+}
+
+/**
+ * Creates a session on the first provider of the choice that works.
+ * `create` is injected so this policy is testable without a GPU.
+ */
+export async function createWithFallback<S>(
+  options: SessionRuntimeOptions,
+  create: (provider: ExecutionProvider, sessionOptions: InferenceSession.SessionOptions) => Promise<S>,
+): Promise<{ session: S; provider: ExecutionProvider; attempts: ProviderAttempt[] }> {
+  const attempts: ProviderAttempt[] = [];
+  for (const provider of providerOrder(options.executionProvider)) {
+    const unavailable = providerUnavailableReason(provider);
+    if (unavailable) {
+      attempts.push({ provider, error: unavailable });
+      options.log?.(`execution provider ${provider} skipped: ${unavailable}`);
+      continue;
+    }
+    try {
+      const session = await create(provider, sessionOptions(provider, options.threads));
+      options.log?.(`execution provider ${provider} in use`);
+      return { session, provider, attempts };
+    } catch (err) {
+      const error = (err as Error).message ?? String(err);
+      attempts.push({ provider, error });
+      options.log?.(`execution provider ${provider} failed: ${error}`);
+    }
+  }
+  throw new Error(`no execution provider could load the model: ${attempts.map((a) => `${a.provider}: ${a.error}`).join('; ')}`);
+}
