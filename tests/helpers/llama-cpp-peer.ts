@@ -2,7 +2,7 @@
 // (a separate package, so the extension never depends on it). It is ESM: loaded by dynamic import of
 // the resolved file URL. CPU only, never compiled here (`build: 'never'`).
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const PEERS_DIR = join(__dirname, '..', 'peers');
@@ -46,10 +46,14 @@ let llamaPromise: Promise<PeerLlama> | undefined;
 
 /** Resolves node-llama-cpp from tests/peers, or fails with how to install it (never a silent skip). */
 async function loadPeer(): Promise<PeerLlama> {
-  let entry: string;
+  let entry: string | undefined;
   try {
     entry = createRequire(join(PEERS_DIR, 'package.json')).resolve('node-llama-cpp');
   } catch {
+    entry = undefined;
+  }
+  // resolution walks up the tree: only the pinned copy under tests/peers counts
+  if (!entry || !entry.startsWith(join(PEERS_DIR, 'node_modules') + sep)) {
     throw new Error(`node-llama-cpp (the llama.cpp peer) is not installed in tests/peers: ${INSTALL_HINT}`);
   }
   const mod = (await import(pathToFileURL(entry).href)) as PeerModule;

@@ -52,7 +52,7 @@ export function sessionOptions(provider: ExecutionProvider, threads: number): In
   return {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: threads > 0 ? threads : undefined,
+    ...(threads > 0 ? { intraOpNumThreads: threads } : {}), // the binding rejects an explicit undefined
     interOpNumThreads: 1,
     executionMode: 'sequential',
   };

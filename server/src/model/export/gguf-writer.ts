@@ -8,7 +8,7 @@
 //
 // A string is u64 byte length + UTF-8 bytes (no terminator). An array is u32 item type + u64 count + items.
 // ggml lists dimensions fastest-first (ne[0] = columns), the reverse of a row-major shape.
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { float32ToHalfArray } from '../half';
 
 /** GGUF metadata value types (gguf_type). */
@@ -238,10 +238,12 @@ export async function writeGguf(path: string, metadata: readonly GgufKv[], tenso
   return { bytes: position };
 }
 
-async function writeAll(fh: import('node:fs/promises').FileHandle, buf: Buffer, position: number): Promise<void> {
+const MAX_WRITE = 256 * 1024 * 1024; // one write() call stays well under the 2 GiB syscall limit
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    const { bytesWritten } = await fh.write(buf, done, Math.min(MAX_WRITE, buf.length - done), position + done);
     done += bytesWritten;
   }
 }

@@ -48,7 +48,7 @@ export function ggufArchitecture(c: ModelConfig): GgufArchitecture {
 
 /**
  * Pre-tokenizer names that llama.cpp (as bundled in node-llama-cpp 3.21.1) accepts for
- * `tokenizer.ggml.pre`; an unknown name makes it refuse the file.
+ * `tokenizer.ggml.pre`; an unknown name makes it refuse the file (each is loaded in the llama.cpp test).
  */
 const LLAMA_CPP_PRE = new Set(['default', 'qwen2', 'llama-bpe', 'gpt-2', 'deepseek-coder', 'deepseek-llm', 'starcoder', 'smollm']);
 

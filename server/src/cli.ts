@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// `kiln <command>`: the command line over the same engine the language server uses.
+import { runModelInfo } from './commands/model-info';
+import { runModelLogprobs } from './commands/model-logprobs';
+import { UsageError } from './commands/cli-args';
+import { runExportCommand } from './model/export/export-command';
+
+const USAGE = `usage: kiln <command>
+  model info <dir> [--json]                    config, parameters, weight bytes, execution provider
+  model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
+  export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama`;
+
+type Command = (args: string[], out: (text: string) => void) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  'model info': runModelInfo,
+  'model logprobs': runModelLogprobs,
+  export: (args) => runExportCommand(args),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const out = (text: string) => process.stdout.write(`${text}\n`);
+  const two = argv.slice(0, 2).join(' ');
+  const [name, rest] = COMMANDS[two] ? [two, argv.slice(2)] : [argv[0] ?? '', argv.slice(1)];
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`${name ? `unknown command "${argv.slice(0, 2).join(' ')}"\n` : ''}${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await command(rest, out);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`kiln ${name}: ${err.message}\n`);
+      return 2;
+    }
+    // Expected failures (bad files, bad ids, no provider) print one line; KILN_DEBUG=1 shows the stack.
+    const detail = process.env.KILN_DEBUG ? ((err as Error).stack ?? String(err)) : (err as Error).message ?? String(err);
+    process.stderr.write(`kiln ${name}: ${detail}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`kiln: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

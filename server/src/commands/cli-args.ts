@@ -1,0 +1,52 @@
+// Shared command-line plumbing: typed option parsing with errors that name the problem.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
+
+export class UsageError extends Error {}
+
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, usage: string) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${usage}`);
+  }
+}
+
+export function parseExecutionProvider(value: string | undefined): ExecutionProviderChoice {
+  const v = value ?? 'auto';
+  if (!EXECUTION_PROVIDER_CHOICES.includes(v as ExecutionProviderChoice)) {
+    throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}, got "${v}"`);
+  }
+  return v as ExecutionProviderChoice;
+}
+
+export function parseNonNegativeInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer, got "${value}"`);
+  return n;
+}
+
+/** Options every model-loading command accepts. */
+export const MODEL_OPTIONS = {
+  ep: { type: 'string' },
+  threads: { type: 'string' },
+  cache: { type: 'string' },
+  attention: { type: 'string' },
+  dtype: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+export function parseModelOptions(values: { ep?: string; threads?: string; cache?: string; attention?: string; dtype?: string }) {
+  const attention = values.attention ?? 'fused';
+  if (attention !== 'fused' && attention !== 'plain') throw new UsageError(`--attention must be fused or plain, got "${attention}"`);
+  const dtype = values.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got "${dtype}"`);
+  return {
+    executionProvider: parseExecutionProvider(values.ep),
+    threads: parseNonNegativeInt('threads', values.threads, 0),
+    cacheDir: values.cache,
+    attention: attention as 'fused' | 'plain',
+    weightType: dtype === 'f16' ? ('float16' as const) : ('float32' as const),
+  };
+}
