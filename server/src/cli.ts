@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 // `kiln <command>`: the command line over the same engine the language server uses.
+import { runComplete } from './commands/complete';
 import { runModelInfo } from './commands/model-info';
 import { runModelLogprobs } from './commands/model-logprobs';
 import { UsageError } from './commands/cli-args';
+import { runServe } from './commands/serve';
 import { runExportCommand } from './model/export/export-command';
 
 const USAGE = `usage: kiln <command>
+  complete <file> --line L --col C [--json]    one inline completion (same engine as the server)
+  serve --stdio | --node-ipc                   the language server
   model info <dir> [--json]                    config, parameters, weight bytes, execution provider
   model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
   export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama`;
@@ -13,6 +17,8 @@ const USAGE = `usage: kiln <command>
 type Command = (args: string[], out: (text: string) => void) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
+  complete: runComplete,
+  serve: (args) => runServe(args),
   'model info': runModelInfo,
   'model logprobs': runModelLogprobs,
   export: (args) => runExportCommand(args),
@@ -42,7 +48,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    process.exitCode = code; // let stdout drain instead of exiting mid-write
+  },
   (err: unknown) => {
     process.stderr.write(`kiln: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);

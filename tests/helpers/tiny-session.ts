@@ -18,14 +18,32 @@ export interface TinySession {
   model: LoadedModel;
 }
 
+export interface CpuLoadOptions {
+  attention?: AttentionPath;
+  weightType?: WeightType;
+  cacheDir: string;
+}
+
+/** Loads a checkpoint folder through Kiln's real path, on the CPU with one thread. */
+export function loadOnCpu(modelDir: string, opts: CpuLoadOptions): Promise<LoadedModel> {
+  return loadModel(modelDir, { executionProvider: 'cpu', threads: 1, attention: opts.attention, weightType: opts.weightType, cacheDir: opts.cacheDir });
+}
+
 export async function loadTinyModel(config: ModelConfig, opts: { seed?: number; attention?: AttentionPath; weightType?: WeightType; cacheDir?: string } = {}): Promise<TinySession> {
   const root = tempDir();
   const weights = makeTinyWeights(config, opts.seed ?? 7);
   const modelDir = join(root, 'model');
   writeTinyCheckpoint(modelDir, weights);
   const cacheDir = opts.cacheDir ?? join(root, 'cache');
-  const model = await loadModel(modelDir, { executionProvider: 'cpu', threads: 1, attention: opts.attention, weightType: opts.weightType, cacheDir });
+  const model = await loadOnCpu(modelDir, { attention: opts.attention, weightType: opts.weightType, cacheDir });
   return { weights, modelDir, cacheDir, model };
+}
+
+/** Logits rows [T][V] of one forward pass over `tokens` on a fresh KV state. */
+export async function forwardRows(model: LoadedModel, tokens: number[]): Promise<Float32Array[]> {
+  const { logits } = await model.session.forward(model.session.newState(), [tokens], 'all');
+  const V = model.config.vocabSize;
+  return tokens.map((_, t) => logits.subarray(t * V, (t + 1) * V));
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

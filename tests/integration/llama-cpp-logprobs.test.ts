@@ -1,10 +1,11 @@
 // Exported GGUF files, loaded by llama.cpp (node-llama-cpp 3.21.1, CPU), give the same next-token
-// log-probabilities as the independent float64 reference forward pass on the HF checkpoint.
+// log-probabilities as the independent float64 reference forward pass on the HF checkpoint, and as
+// Kiln's own ONNX graphs (plain and fused attention) built from that checkpoint.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { ModelConfig } from '../../server/src/model/config';
 import { openCheckpoint } from '../../server/src/model/checkpoint';
 import { exportGguf, ggufMetadata, ggufTensors, writeCheckpointGguf } from '../../server/src/model/export/gguf';
@@ -14,6 +15,7 @@ import { Tokenizer } from '../../server/src/model/tokenizer';
 import { llamaCppLogprobs, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { logSoftmax, referenceForward } from '../helpers/reference-forward';
 import { makeTinyWeights, type TinyWeights, TINY_LLAMA, TINY_LLAMA_GQA, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
+import { forwardRows, loadOnCpu } from '../helpers/tiny-session';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 
 const TOLERANCE = 1e-3;
@@ -47,30 +49,50 @@ function maxAbsDiff(a: Float64Array[], b: Float64Array[]): number {
 
 describe('GGUF export against llama.cpp', () => {
   CASES.forEach(({ label, config, tokenizerSize }, n) => {
-    test(label, async () => {
+    describe(label, () => {
       const dir = join(root, `model-${n}`);
-      const weights = makeTinyWeights(config, 11 + n);
-      writeTinyCheckpoint(dir, weights);
-      writeTinyTokenizer(dir, { vocabSize: tokenizerSize, seed: n });
       const gguf = join(root, `model-${n}.gguf`);
-      const result = await exportGguf(dir, gguf, { dtype: 'f32' });
-      assert.equal(result.paddedTokens, config.vocabSize - tokenizerSize);
+      const weights = makeTinyWeights(config, 11 + n);
+      let tokenizer: Tokenizer;
+      let tokens: number[];
+      let theirs: Float64Array[];
 
-      const tokenizer = Tokenizer.load(dir);
-      const tokens = [tokenizerSize - 7, ...tokenizer.encode(TEXT)].slice(0, 12); // <|endoftext|> then code
-      assert.equal(tokens.length, 12);
+      before(async () => {
+        writeTinyCheckpoint(dir, weights);
+        writeTinyTokenizer(dir, { vocabSize: tokenizerSize, seed: n });
+        const result = await exportGguf(dir, gguf, { dtype: 'f32' });
+        assert.equal(result.paddedTokens, config.vocabSize - tokenizerSize);
+        tokenizer = Tokenizer.load(dir);
+        tokens = [tokenizerSize - 7, ...tokenizer.encode(TEXT)].slice(0, 12); // <|endoftext|> then code
+        assert.equal(tokens.length, 12);
+        theirs = await llamaCppLogprobs(gguf, tokens);
+        assert.equal(theirs[0]!.length, config.vocabSize, 'llama.cpp rows cover the whole vocabulary');
+      });
 
-      const ours = referenceForward(weights, tokens).map(logSoftmax);
-      const theirs = await llamaCppLogprobs(gguf, tokens);
-      assert.equal(theirs[0]!.length, config.vocabSize, 'llama.cpp rows cover the whole vocabulary');
-      const diff = maxAbsDiff(ours, theirs);
-      console.log(`  ${label}: max |Δ log p| = ${diff.toExponential(2)} over ${tokens.length}x${config.vocabSize}`);
-      assert.ok(diff <= TOLERANCE, `max abs log-prob difference ${diff} exceeds ${TOLERANCE}`);
+      test('llama.cpp matches the float64 reference forward pass', () => {
+        const diff = maxAbsDiff(referenceForward(weights, tokens).map(logSoftmax), theirs);
+        console.log(`  ${label}, reference: max |Δ log p| = ${diff.toExponential(2)} over ${tokens.length}x${config.vocabSize}`);
+        assert.ok(diff <= TOLERANCE, `max abs log-prob difference ${diff} exceeds ${TOLERANCE}`);
+      });
 
-      // the vocabulary round-trips: llama.cpp tokenizes the text as Kiln does
-      await withLlamaCppModel(gguf, async (model) => {
-        assert.deepEqual(model.tokenize(TEXT), tokenizer.encode(TEXT));
-        assert.equal(model.detokenize(tokenizer.encode(TEXT)), TEXT);
+      for (const attention of ['plain', 'fused'] as const) {
+        test(`llama.cpp matches Kiln's own ONNX graph (${attention} attention)`, async () => {
+          const model = await loadOnCpu(dir, { attention, cacheDir: join(root, 'cache') });
+          try {
+            const diff = maxAbsDiff((await forwardRows(model, tokens)).map(logSoftmax), theirs);
+            console.log(`  ${label}, ONNX ${attention}: max |Δ log p| = ${diff.toExponential(2)}`);
+            assert.ok(diff <= TOLERANCE, `max abs log-prob difference ${diff} exceeds ${TOLERANCE}`);
+          } finally {
+            await model.session.release();
+          }
+        });
+      }
+
+      test('the vocabulary round-trips: llama.cpp tokenizes the text as Kiln does', async () => {
+        await withLlamaCppModel(gguf, async (model) => {
+          assert.deepEqual(model.tokenize(TEXT), tokenizer.encode(TEXT));
+          assert.equal(model.detokenize(tokenizer.encode(TEXT)), TEXT);
+        });
       });
     });
   });

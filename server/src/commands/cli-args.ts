@@ -4,11 +4,21 @@ import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../run
 
 export class UsageError extends Error {}
 
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, usage: string) {
+/** Runs a command's argument parsing so that every UsageError it throws ends with the command's usage. */
+export function withUsage<T>(usage: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(`${err.message}\n${usage}`);
+    throw err;
+  }
+}
+
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${usage}`);
+    throw new UsageError((err as Error).message);
   }
 }
 

@@ -1,14 +1,16 @@
 // `kiln model info <dir> [--json]`: what a checkpoint is and where it would run.
 import { openCheckpoint } from '../model/checkpoint';
 import { loadModel } from '../runtime/load-model';
-import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, UsageError } from './cli-args';
+import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, UsageError, withUsage } from './cli-args';
 
-const USAGE = 'usage: kiln model info <model-dir> [--json] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR]';
+const USAGE = 'usage: kiln model info <model-dir> [--json] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--attention fused|plain] [--dtype f32|f16]';
 
 export async function runModelInfo(args: string[], out: (text: string) => void): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, MODEL_OPTIONS, USAGE);
-  if (positionals.length !== 1) throw new UsageError(`expected one model folder\n${USAGE}`);
-  const dir = positionals[0]!;
+  const { dir, json, options } = withUsage(USAGE, () => {
+    const { values, positionals } = parseCommandArgs(args, MODEL_OPTIONS);
+    if (positionals.length !== 1) throw new UsageError('expected one model folder');
+    return { dir: positionals[0]!, json: values.json === true, options: parseModelOptions(values) };
+  });
   const checkpoint = openCheckpoint(dir);
   let parameters = 0;
   let fileBytes = 0;
@@ -20,7 +22,7 @@ export async function runModelInfo(args: string[], out: (text: string) => void):
     dtypes.add(info.dtype);
   }
   checkpoint.weights.close();
-  const loaded = await loadModel(dir, parseModelOptions(values));
+  const loaded = await loadModel(dir, options);
   const report = {
     dir,
     config: loaded.config,
@@ -33,7 +35,7 @@ export async function runModelInfo(args: string[], out: (text: string) => void):
     graphCacheHit: loaded.cacheHit,
   };
   await loaded.session.release();
-  if (values.json) {
+  if (json) {
     out(JSON.stringify(report, null, 2));
   } else {
     const c = report.config;

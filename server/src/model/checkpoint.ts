@@ -1,6 +1,6 @@
 // A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards listed in
 // model.safetensors.index.json. Validates that every tensor the decoder needs exists with its shape.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModelConfig, type ModelConfig } from './config';
 import { ModelFileError } from './errors';
@@ -50,6 +50,8 @@ export class WeightStore {
   private constructor(
     private readonly owner: ReadonlyMap<string, SafetensorsFile>,
     readonly files: readonly SafetensorsFile[],
+    /** The file that lists the tensors (the index when sharded): named when one is missing. */
+    readonly source: string,
   ) {}
 
   static open(dir: string): WeightStore {
@@ -58,7 +60,7 @@ export class WeightStore {
     if (existsSync(indexPath)) return WeightStore.openSharded(dir, indexPath);
     if (!existsSync(singlePath)) throw new ModelFileError(dir, 'no model.safetensors or model.safetensors.index.json in this folder');
     const file = SafetensorsFile.open(singlePath);
-    return new WeightStore(new Map([...file.tensors.keys()].map((n) => [n, file])), [file]);
+    return new WeightStore(new Map([...file.tensors.keys()].map((n) => [n, file])), [file], singlePath);
   }
 
   private static openSharded(dir: string, indexPath: string): WeightStore {
@@ -89,7 +91,7 @@ export class WeightStore {
       for (const s of shards.values()) s.close();
       throw err;
     }
-    return new WeightStore(owner, [...shards.values()]);
+    return new WeightStore(owner, [...shards.values()], indexPath);
   }
 
   has(name: string): boolean {
@@ -115,7 +117,7 @@ export class WeightStore {
 
   private fileOf(name: string): SafetensorsFile {
     const f = this.owner.get(name);
-    if (!f) throw new ModelFileError(this.files[0]?.path ?? 'checkpoint', `missing tensor "${name}"`);
+    if (!f) throw new ModelFileError(this.source, `missing tensor "${name}"`);
     return f;
   }
 
@@ -130,14 +132,29 @@ export interface Checkpoint {
   weights: WeightStore;
 }
 
+/** Throws unless `dir` is (or links to) a folder, saying what it is instead. */
+function checkModelFolder(dir: string): void {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && lstatSync(dir, { throwIfNoEntry: false })?.isSymbolicLink()) {
+      throw new ModelFileError(dir, `symbolic link to ${readlinkSync(dir)}, which does not exist`);
+    }
+    throw new ModelFileError(dir, code === 'ENOENT' || code === 'ENOTDIR' ? 'model folder does not exist' : `cannot read: ${(err as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new ModelFileError(dir, 'not a folder: give the checkpoint folder that holds config.json');
+}
+
 /** Opens a checkpoint folder and checks every tensor the decoder needs against the config. */
 export function openCheckpoint(dir: string): Checkpoint {
-  if (!existsSync(dir)) throw new ModelFileError(dir, 'model folder does not exist');
+  checkModelFolder(dir);
   const config = loadModelConfig(dir);
   const weights = WeightStore.open(dir);
   try {
     for (const t of expectedTensors(config)) {
-      if (!weights.has(t.name)) throw new ModelFileError(weights.files[0]!.path, `missing tensor "${t.name}"`);
+      if (!weights.has(t.name)) throw new ModelFileError(weights.source, `missing tensor "${t.name}"`);
       const info = weights.info(t.name);
       if (info.shape.length !== t.shape.length || info.shape.some((v, i) => v !== t.shape[i])) {
         throw new ModelFileError(

@@ -29,6 +29,9 @@ export interface ModelConfig {
 
 type Json = Record<string, unknown>;
 
+/** Context length assumed when config.json does not say (LLaMA-2's). */
+const DEFAULT_MAX_POSITIONS = 4096;
+
 function num(json: Json, key: string, file: string, fallback?: number): number {
   const v = json[key];
   if (v === undefined || v === null) {
@@ -72,9 +75,10 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   if (typeof modelType !== 'string' || !SUPPORTED_TYPES.includes(modelType as ModelType)) {
     throw new ModelFileError(file, `unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED_TYPES.join(', ')})`);
   }
+  const maxPositions = positiveInt(j, 'max_position_embeddings', file, DEFAULT_MAX_POSITIONS);
   if (modelType === 'mistral' && j.sliding_window !== undefined && j.sliding_window !== null) {
-    const maxPos = num(j, 'max_position_embeddings', file, 0);
-    if (typeof j.sliding_window !== 'number' || j.sliding_window < maxPos) {
+    // a window at least as long as the context Kiln will use is full attention
+    if (typeof j.sliding_window !== 'number' || j.sliding_window < maxPositions) {
       throw new ModelFileError(file, `mistral with sliding_window=${JSON.stringify(j.sliding_window)} is not supported (only full attention)`);
     }
   }
@@ -103,7 +107,7 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     headDim,
     intermediateSize: positiveInt(j, 'intermediate_size', file),
     vocabSize: positiveInt(j, 'vocab_size', file),
-    maxPositions: positiveInt(j, 'max_position_embeddings', file, 4096),
+    maxPositions,
     rmsNormEps: num(j, 'rms_norm_eps', file, 1e-6),
     ropeTheta: num(j, 'rope_theta', file, 10000),
     ropeLinearFactor: parseRopeScaling(j, file),
@@ -122,7 +126,8 @@ export function loadModelConfig(dir: string): ModelConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ModelFileError(file, `cannot read: ${(err as Error).message}`);
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new ModelFileError(file, missing ? 'not found: a model folder needs a Hugging Face config.json' : `cannot read: ${(err as Error).message}`);
   }
   let json: unknown;
   try {

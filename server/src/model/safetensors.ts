@@ -1,7 +1,7 @@
 // safetensors: an 8-byte little-endian header length, a JSON header of
 // {name: {dtype, shape, data_offsets: [begin, end]}} (offsets relative to the data section), then data.
 // Reads are lazy (one tensor at a time through a file descriptor) so a model is never held twice.
-import { closeSync, fstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { ModelFileError } from './errors';
 import { bfloat16ArrayToFloat32, float32ToHalfArray, halfArrayToFloat32 } from './half';
 
@@ -40,7 +40,7 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, fd, tensors, metadata);
     } catch (err) {
       closeSync(fd);
-      throw err;
+      throw err instanceof ModelFileError ? err : new ModelFileError(path, `cannot read: ${(err as Error).message}`);
     }
   }
 
@@ -91,7 +91,9 @@ export class SafetensorsFile {
 }
 
 function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const size = fstatSync(fd).size;
+  const st = fstatSync(fd);
+  if (!st.isFile()) throw new ModelFileError(path, 'not a regular file');
+  const size = st.size;
   if (size < 8) throw new ModelFileError(path, `truncated: ${size} bytes is too short for a safetensors header`);
   const lenBuf = Buffer.alloc(8);
   readSync(fd, lenBuf, 0, 8, 0);
@@ -114,22 +116,31 @@ function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
-      metadata = (entry ?? {}) as Record<string, string>;
+      metadata = parseMetadata(entry, path);
       continue;
     }
     tensors.set(name, parseEntry(name, entry, path, dataStart, dataLen));
   }
-  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin);
+  // by (begin, end): a zero-size tensor at the start of another one is not an overlap, in any header order
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]!.begin < sorted[i - 1]!.end) throw new ModelFileError(path, `tensors "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
   }
   return { tensors, metadata };
 }
 
+function parseMetadata(entry: unknown, path: string): Record<string, string> {
+  if (entry === null || entry === undefined) return {};
+  if (typeof entry !== 'object' || Array.isArray(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+    throw new ModelFileError(path, '"__metadata__" must be an object of string values');
+  }
+  return entry as Record<string, string>;
+}
+
 function parseEntry(name: string, entry: unknown, path: string, dataStart: number, dataLen: number): TensorInfo {
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof e !== 'object' || e === null) throw new ModelFileError(path, `tensor "${name}": header entry is not an object`);
-  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw new ModelFileError(path, `tensor "${name}": unsupported dtype ${JSON.stringify(e.dtype)}`);
+  if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw new ModelFileError(path, `tensor "${name}": unsupported dtype ${JSON.stringify(e.dtype)}`);
   const dtype = e.dtype as SafetensorsDtype;
   if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ModelFileError(path, `tensor "${name}": invalid shape ${JSON.stringify(e.shape)}`);
   const shape = e.shape as number[];
@@ -176,19 +187,24 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8); // keeps the data section 8-byte aligned
-  const headerBytes = Buffer.from(json, 'utf8');
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  // pads in bytes, not UTF-16 units (names and metadata may be non-ASCII): keeps the data section 8-byte aligned
+  const headerBytes = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, ' ')]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.length));
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, len);
-    writeSync(fd, headerBytes);
-    for (const t of tensors) writeSync(fd, encode(t));
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, len);
+      writeSync(fd, headerBytes);
+      for (const t of tensors) writeSync(fd, encode(t));
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true }); // a failed write leaves neither a temp file nor a partial model
+    throw err;
   }
-  renameSync(tmp, path);
 }

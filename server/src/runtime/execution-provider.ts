@@ -60,15 +60,16 @@ export function sessionOptions(provider: ExecutionProvider, threads: number): In
 
 /**
  * Creates a session on the first provider of the choice that works.
- * `create` is injected so this policy is testable without a GPU.
+ * `create` and `unavailableReason` are injected so this policy is testable on any machine.
  */
 export async function createWithFallback<S>(
   options: SessionRuntimeOptions,
   create: (provider: ExecutionProvider, sessionOptions: InferenceSession.SessionOptions) => Promise<S>,
+  unavailableReason: (provider: ExecutionProvider) => string | undefined = providerUnavailableReason,
 ): Promise<{ session: S; provider: ExecutionProvider; attempts: ProviderAttempt[] }> {
   const attempts: ProviderAttempt[] = [];
   for (const provider of providerOrder(options.executionProvider)) {
-    const unavailable = providerUnavailableReason(provider);
+    const unavailable = unavailableReason(provider);
     if (unavailable) {
       attempts.push({ provider, error: unavailable });
       options.log?.(`execution provider ${provider} skipped: ${unavailable}`);
@@ -79,7 +80,8 @@ export async function createWithFallback<S>(
       options.log?.(`execution provider ${provider} in use`);
       return { session, provider, attempts };
     } catch (err) {
-      const error = (err as Error).message ?? String(err);
+      // ORT's messages end in a newline; a throw need not be an Error at all
+      const error = (err instanceof Error ? err.message : String(err)).trim();
       attempts.push({ provider, error });
       options.log?.(`execution provider ${provider} failed: ${error}`);
     }

@@ -4,11 +4,10 @@ import * as ort from 'onnxruntime-node';
 import { performance } from 'node:perf_hooks';
 import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
-import { BUILD_META_FILE, cachedGraph, defaultCacheDir, graphCacheKey, weightsFileHash } from '../model/graph/build-cache';
+import { cachedGraph, defaultCacheDir, graphCacheKey, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
 import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
 import { MODEL_FILE, writeModel } from '../model/graph/write-model';
 import { join } from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { DecoderSession } from './decoder-session';
 import { createWithFallback, type ExecutionProviderChoice, type ProviderAttempt } from './execution-provider';
 
@@ -47,14 +46,13 @@ export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): 
       builderVersion: DECODER_BUILDER_VERSION,
     });
     const cached = cachedGraph(cacheDir, key);
-    if (cached.complete) {
-      const meta = JSON.parse(readFileSync(join(cached.dir, BUILD_META_FILE), 'utf8')) as { weightBytes: number };
-      return { config: checkpoint.config, graphDir: cached.dir, weightBytes: meta.weightBytes, cacheHit: true, buildMs: performance.now() - t0 };
+    if (cached.meta) {
+      return { config: checkpoint.config, graphDir: cached.dir, weightBytes: cached.meta.weightBytes, cacheHit: true, buildMs: performance.now() - t0 };
     }
     options.log?.(`building the ${graphOptions.attention}/${graphOptions.weightType} graph for ${modelDir}`);
     const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, graphOptions);
     const written = writeModel(graph, cached.dir, DECODER_OPSETS);
-    writeFileSync(join(cached.dir, BUILD_META_FILE), JSON.stringify({ weightBytes: written.weightBytes, modelDir, ...graphOptions }));
+    writeBuildMeta(cached.dir, written.weightBytes, { modelDir, ...graphOptions });
     return { config: checkpoint.config, graphDir: cached.dir, weightBytes: written.weightBytes, cacheHit: false, buildMs: performance.now() - t0 };
   } finally {
     checkpoint.weights.close();

@@ -1,7 +1,7 @@
 // Built ONNX models are a cache, keyed by the weights' content hash, the config, the graph options
 // and the builder version, so a restart loads the graph instead of rebuilding it.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelConfig } from '../config';
@@ -30,16 +30,12 @@ function sha256File(path: string): string {
  */
 export function weightsFileHash(path: string, cacheDir: string): string {
   const st = statSync(path);
-  const id = `${path}|${st.size}|${st.mtimeMs}`;
+  // ctime and inode too: a copy that keeps size and mtime (cp -p, rsync -t, tar) still changes them
+  const id = `${path}|${st.size}|${st.mtimeMs}|${st.ctimeMs}|${st.ino}`;
   const index = join(cacheDir, 'hashes.json');
-  let known: Record<string, string> = {};
-  try {
-    known = JSON.parse(readFileSync(index, 'utf8'));
-  } catch {
-    known = {}; // missing or damaged index: rehash
-  }
+  const known = readHashIndex(index);
   const cached = known[id];
-  if (cached) return cached;
+  if (typeof cached === 'string' && /^[0-9a-f]{64}$/.test(cached)) return cached;
   const hash = sha256File(path);
   known[id] = hash;
   mkdirSync(cacheDir, { recursive: true });
@@ -49,15 +45,53 @@ export function weightsFileHash(path: string, cacheDir: string): string {
   return hash;
 }
 
+/** The remembered hashes; a missing or damaged index reads as empty (everything is rehashed). */
+function readHashIndex(index: string): Record<string, unknown> {
+  try {
+    const known: unknown = JSON.parse(readFileSync(index, 'utf8'));
+    if (typeof known === 'object' && known !== null && !Array.isArray(known)) return known as Record<string, unknown>;
+  } catch {
+    // missing or unparsable
+  }
+  return {};
+}
+
 export function graphCacheKey(parts: { weightHashes: string[]; config: ModelConfig; options: object; builderVersion: number }): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
 }
 
-/** Written last into a built graph's folder: its presence marks the build complete. */
+/** Written last into a built graph's folder: a readable record whose file sizes still match marks the build complete. */
 export const BUILD_META_FILE = 'kiln-build.json';
 
-/** The folder a built graph with this key lives in, and whether it is complete. */
-export function cachedGraph(cacheDir: string, key: string): { dir: string; complete: boolean } {
+/** What kiln-build.json records about a finished build. */
+export interface BuildMeta {
+  weightBytes: number;
+  /** Size of model.onnx and model.onnx.data as written: a truncated or replaced file fails the check. */
+  modelFileBytes: number;
+  dataFileBytes: number;
+}
+
+/** Records a finished build; call it after the graph's files are in place. */
+export function writeBuildMeta(dir: string, weightBytes: number, extra: object = {}): BuildMeta {
+  const meta: BuildMeta = { weightBytes, modelFileBytes: statSync(join(dir, MODEL_FILE)).size, dataFileBytes: statSync(join(dir, DATA_FILE)).size };
+  writeFileSync(join(dir, BUILD_META_FILE), JSON.stringify({ ...extra, ...meta }));
+  return meta;
+}
+
+/** The build's record when the folder holds a complete, undamaged build; undefined means rebuild. */
+function readBuildMeta(dir: string): BuildMeta | undefined {
+  try {
+    const meta = JSON.parse(readFileSync(join(dir, BUILD_META_FILE), 'utf8')) as Partial<BuildMeta>;
+    const sizeIs = (file: string, bytes: unknown) => typeof bytes === 'number' && statSync(join(dir, file)).size === bytes;
+    if (typeof meta.weightBytes !== 'number' || !sizeIs(MODEL_FILE, meta.modelFileBytes) || !sizeIs(DATA_FILE, meta.dataFileBytes)) return undefined;
+    return meta as BuildMeta;
+  } catch {
+    return undefined; // a file missing, or the record unreadable
+  }
+}
+
+/** The folder a built graph with this key lives in, and its build record when it is complete. */
+export function cachedGraph(cacheDir: string, key: string): { dir: string; meta: BuildMeta | undefined } {
   const dir = join(cacheDir, 'graphs', key);
-  return { dir, complete: [MODEL_FILE, DATA_FILE, BUILD_META_FILE].every((f) => existsSync(join(dir, f))) };
+  return { dir, meta: readBuildMeta(dir) };
 }

@@ -17,6 +17,12 @@ export type WeightType = 'float32' | 'float16';
 export interface DecoderGraphOptions {
   attention: AttentionPath;
   weightType: WeightType;
+  /**
+   * Also output the whole cache, present.{l}.key = past ⊕ new [B,P+S,Hkv*D], the conventional
+   * interface. Kiln's runtime does not use it (fetching it copies the whole cache every step);
+   * the benchmark builds it to measure exactly that cost.
+   */
+  emitPresent?: boolean;
 }
 
 /** Names of the graph's inputs and outputs, shared with the runtime. */
@@ -28,6 +34,8 @@ export const DecoderIO = {
   pastValue: (l: number) => `past.${l}.value`,
   newKey: (l: number) => `new.${l}.key`, // float32 [B,S,Hkv*D]
   newValue: (l: number) => `new.${l}.value`,
+  presentKey: (l: number) => `present.${l}.key`, // float32 [B,P+S,Hkv*D], only with emitPresent
+  presentValue: (l: number) => `present.${l}.value`,
 };
 
 const TO_FLOAT32 = 1;
@@ -74,6 +82,10 @@ export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options
         const attn = makeAttention(ctx, l, { h, pastKey: past[l]!.key, pastValue: past[l]!.value, ...attnShared }, fused);
         g.output(attn.newKey, DecoderIO.newKey(l), 'float32', ['batch', 'sequence', kvDim]);
         g.output(attn.newValue, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
+        if (options.emitPresent) {
+          g.output(g.op('Concat', [past[l]!.key, attn.newKey], { axis: 1 }), DecoderIO.presentKey(l), 'float32', ['batch', 'total_sequence', kvDim]);
+          g.output(g.op('Concat', [past[l]!.value, attn.newValue], { axis: 1 }), DecoderIO.presentValue(l), 'float32', ['batch', 'total_sequence', kvDim]);
+        }
         const afterAttn = g.op('Add', [x, attn.out]);
         const h2 = g.scope('post_attention_layernorm', () =>
           makeRmsNorm(ctx, afterAttn, `${p}.post_attention_layernorm.weight`, `${p}.post_attention_layernorm.weight`, fused),

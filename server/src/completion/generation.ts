@@ -1,0 +1,126 @@
+// The decode loop: prefill what the KV state lacks, then sample one token at a time until a stop
+// rule, a stop token, the token limit, the time limit or an abort. Single sequences and batches of
+// candidates that share one prompt's KV.
+import { performance } from 'node:perf_hooks';
+import { TokenTextDecoder, type Tokenizer } from '../model/tokenizer';
+import type { DecoderSession } from '../runtime/decoder-session';
+import type { KvState } from '../runtime/kv-state';
+import type { Sampler } from './sampler';
+import type { StopRules } from './stop-rules';
+
+
+export interface GenerationOptions {
+  maxTokens: number;
+  stopIds: ReadonlySet<number>;
+  signal?: AbortSignal;
+}
+
+export interface GenerationResult {
+  text: string;
+  tokens: number[];
+  prefillMs: number;
+  prefillComputed: number;
+  prefillReused: number;
+  decodeMs: number;
+  stopReason: string;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+}
+
+/** Computes the prompt tokens `state` does not hold yet; returns the logits after the last one. */
+export async function prefillPrompt(session: DecoderSession, state: KvState, prompt: readonly number[]): Promise<{ logits: Float32Array; computed: number; reused: number; ms: number }> {
+  const held = state.tokens();
+  const reused = state.length;
+  if (reused >= prompt.length || held.some((t, i) => t !== prompt[i])) throw new Error('prefillPrompt: the KV state must hold a strict prefix of the prompt');
+  const t0 = performance.now();
+  const logits = await session.prefill(state, prompt.slice(reused));
+  return { logits, computed: prompt.length - reused, reused, ms: performance.now() - t0 };
+}
+
+/**
+ * Generates one continuation. On return `state` holds the prompt plus every generated token but
+ * the last (whose KV was never needed), so a speculative continuation can pick up from it.
+ */
+export async function generate(
+  session: DecoderSession,
+  tokenizer: Tokenizer,
+  state: KvState,
+  prompt: readonly number[],
+  sampler: Sampler,
+  stop: StopRules,
+  options: GenerationOptions,
+): Promise<GenerationResult> {
+  throwIfAborted(options.signal);
+  const pre = await prefillPrompt(session, state, prompt);
+  let logits = pre.logits;
+  const decoder = new TokenTextDecoder(tokenizer);
+  const tokens: number[] = [];
+  let text = '';
+  let kept = '';
+  let stopReason = 'max-tokens';
+  const t0 = performance.now();
+  for (;;) {
+    throwIfAborted(options.signal);
+    const next = sampler(logits);
+    if (options.stopIds.has(next)) {
+      stopReason = 'stop-token';
+      break;
+    }
+    tokens.push(next);
+    text += decoder.push(next);
+    const verdict = stop.check(text, tokens.length);
+    kept = verdict.text;
+    if (verdict.stop) {
+      stopReason = verdict.reason ?? 'stop-rule';
+      break;
+    }
+    if (tokens.length >= options.maxTokens) break;
+    logits = await session.decode(state, next);
+  }
+  if (stopReason === 'stop-token') kept = stop.finish(text + decoder.flush()).text;
+  return { text: kept, tokens, prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, stopReason };
+}
+
+/**
+ * Decodes `samplers.length` candidates as one batch (B > 1) on a copy of `promptState`'s KV,
+ * starting from the prompt's last logits. Rows that stop early ride along until all have stopped.
+ */
+export async function generateCandidates(
+  session: DecoderSession,
+  tokenizer: Tokenizer,
+  promptState: KvState,
+  promptLogits: Float32Array,
+  samplers: Sampler[],
+  makeStop: () => StopRules,
+  options: GenerationOptions,
+): Promise<string[]> {
+  const B = samplers.length;
+  const V = session.config.vocabSize;
+  const batch = session.track(promptState.broadcast(B));
+  const rows = samplers.map(() => ({ decoder: new TokenTextDecoder(tokenizer), stop: makeStop(), text: '', kept: '', done: false, count: 0 }));
+  let logits: Float32Array = new Float32Array(B * V);
+  for (let b = 0; b < B; b++) logits.set(promptLogits, b * V);
+  for (let step = 0; step < options.maxTokens; step++) {
+    throwIfAborted(options.signal);
+    const next = rows.map((row, b) => {
+      if (row.done) return 0; // a finished row decodes a placeholder; its output is ignored
+      const id = samplers[b]!(logits.subarray(b * V, (b + 1) * V));
+      if (options.stopIds.has(id)) {
+        row.done = true;
+        row.kept = row.stop.finish(row.text + row.decoder.flush()).text;
+        return id;
+      }
+      row.count++;
+      row.text += row.decoder.push(id);
+      const verdict = row.stop.check(row.text, row.count);
+      row.kept = verdict.text;
+      row.done = verdict.stop;
+      return id;
+    });
+    if (rows.every((r) => r.done)) break;
+    logits = (await session.forward(batch, next.map((id) => [id]), 'last')).logits;
+  }
+  return rows.map((r) => r.kept);
+}

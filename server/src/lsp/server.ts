@@ -1,0 +1,127 @@
+// Wires the language server: documents, settings, the model host, inline completions, custom
+// requests and the stats notification. Nothing here writes to stdout; logs go through the connection.
+import { type Connection, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import {
+  type KilnInitializationOptions,
+  KilnGetStatsRequest,
+  KilnReloadModelRequest,
+  type KilnStats,
+  KilnStatsNotification,
+  KilnStatusNotification,
+  KilnValidateModelRequest,
+} from '../protocol';
+import { LatencyStats } from '../telemetry/latency-stats';
+import { throttle } from '../telemetry/throttle';
+import { handleInlineCompletion } from './inline-completion';
+import { ModelHost } from './model-host';
+import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
+import { validateModelFolder } from './validate-model';
+
+const STATS_PUSH_MS = 250;
+
+export function startKilnServer(connection: Connection): void {
+  const documents = new TextDocuments(TextDocument);
+  const stats = new LatencyStats();
+  let settings: KilnSettings = DEFAULT_SETTINGS;
+  let canPullConfiguration = false;
+  let init: KilnInitializationOptions = {};
+  const reported = new Set<string>(); // messages already shown to the user, so errors never loop
+
+  const log = (message: string) => connection.console.log(message);
+  const tell = (kind: 'error' | 'warning', message: string) => {
+    if (reported.has(message)) return;
+    reported.add(message);
+    if (kind === 'error') void connection.window.showErrorMessage(message);
+    else void connection.window.showWarningMessage(message);
+  };
+
+  const collectStats = async (): Promise<KilnStats> => {
+    const snap = stats.snapshot();
+    const status = host.serverStatus;
+    const engine = host.engine;
+    return {
+      state: status.state,
+      model: status.model,
+      executionProvider: status.executionProvider,
+      lastLatencyMs: snap.lastMs ?? undefined,
+      p50Ms: snap.p50Ms ?? undefined,
+      p95Ms: snap.p95Ms ?? undefined,
+      reuseRatio: snap.reuseRatio ?? undefined,
+      decodeTokensPerSecond: snap.decodeTokensPerSecond ?? undefined,
+      answers: snap.recorded,
+      answersBySource: snap.bySource,
+      memory: engine ? await engine.model.loaded.session.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+    };
+  };
+  const pushStats = throttle(() => {
+    void collectStats().then((s) => connection.sendNotification(KilnStatsNotification.type, s));
+  }, STATS_PUSH_MS);
+
+  const host = new ModelHost({
+    stats,
+    log,
+    onStatus: (status) => {
+      void connection.sendNotification(KilnStatusNotification.type, status);
+      if (status.state === 'error' && status.message) tell('error', status.message);
+      log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
+      pushStats();
+    },
+    onAnswer: () => pushStats(),
+    get defaultModelPath() {
+      return init.defaultModelPath;
+    },
+    get cacheDir() {
+      return init.cacheDir;
+    },
+  });
+
+  const applySettings = async (raw: unknown, initial: boolean) => {
+    const update = parseSettings(raw, settings);
+    for (const p of update.problems) tell('warning', `Kiln settings: ${p}`);
+    const previous = settings;
+    settings = update.settings;
+    if (initial || needsReload(previous, settings)) await host.load(settings);
+    else host.engine?.updateSettings(settings);
+  };
+
+  const pullSettings = async (): Promise<unknown> => (canPullConfiguration ? connection.workspace.getConfiguration('kiln') : undefined);
+
+  connection.onInitialize((params) => {
+    init = (params.initializationOptions ?? {}) as KilnInitializationOptions;
+    canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    return {
+      capabilities: {
+        textDocumentSync: TextDocumentSyncKind.Incremental,
+        inlineCompletionProvider: true,
+      },
+      serverInfo: { name: 'kiln', version: '0.1.0' },
+    };
+  });
+
+  connection.onInitialized(() => {
+    void pullSettings()
+      .catch(() => undefined)
+      .then((raw) => applySettings(raw, true));
+  });
+
+  connection.onDidChangeConfiguration((change) => {
+    const fromPush = (change.settings as { kiln?: unknown } | undefined)?.kiln;
+    void pullSettings()
+      .catch(() => fromPush)
+      .then((raw) => applySettings(raw ?? fromPush, false));
+  });
+
+  connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
+  connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
+  connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
+  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(p.path));
+  documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
+  connection.onShutdown(async () => {
+    pushStats.cancel();
+    await host.dispose();
+  });
+
+  documents.listen(connection);
+  connection.listen();
+}

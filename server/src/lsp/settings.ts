@@ -1,0 +1,95 @@
+// The `kiln.*` settings as a typed object, validated field by field: an invalid value is reported
+// by name and the previous (or default) value is kept, so a typo never stops completions.
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
+
+export type CompletionMode = 'line' | 'block' | 'auto';
+export type FimOrderSetting = 'auto' | 'psm' | 'spm';
+
+export interface KilnSettings {
+  modelPath: string; // '' = the embedded default model
+  executionProvider: ExecutionProviderChoice;
+  threads: number; // 0 = automatic
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  completionMode: CompletionMode;
+  maxPrefixTokens: number;
+  maxSuffixTokens: number;
+  kvBudgetMB: number;
+  fimOrder: FimOrderSetting;
+  timeLimitMs: number;
+  candidates: number; // suggestions decoded together for an explicit trigger
+  extraContext: boolean; // other open documents before the prompt
+  speculate: boolean;
+}
+
+export const DEFAULT_SETTINGS: KilnSettings = {
+  modelPath: '',
+  executionProvider: 'auto',
+  threads: 0,
+  maxTokens: 64,
+  temperature: 0,
+  topP: 0.95,
+  completionMode: 'auto',
+  maxPrefixTokens: 1024,
+  maxSuffixTokens: 256,
+  kvBudgetMB: 256,
+  fimOrder: 'auto',
+  timeLimitMs: 2000,
+  candidates: 3,
+  extraContext: false,
+  speculate: true,
+};
+
+type Rule = (v: unknown) => string | undefined; // an error message, or undefined when valid
+
+const int = (min: number, max: number): Rule => (v) => (Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer from ${min} to ${max}`);
+const real = (min: number, max: number): Rule => (v) => (typeof v === 'number' && v >= min && v <= max ? undefined : `must be a number from ${min} to ${max}`);
+const oneOf = (values: readonly string[]): Rule => (v) => (typeof v === 'string' && values.includes(v) ? undefined : `must be one of ${values.join(', ')}`);
+const bool: Rule = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
+const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string');
+
+const RULES: { [K in keyof KilnSettings]: Rule } = {
+  modelPath: str,
+  executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
+  threads: int(0, 256),
+  maxTokens: int(1, 1024),
+  temperature: real(0, 5),
+  topP: real(0.01, 1),
+  completionMode: oneOf(['line', 'block', 'auto']),
+  maxPrefixTokens: int(16, 32768),
+  maxSuffixTokens: int(0, 8192),
+  kvBudgetMB: int(8, 65536),
+  fimOrder: oneOf(['auto', 'psm', 'spm']),
+  timeLimitMs: int(50, 60000),
+  candidates: int(1, 8),
+  extraContext: bool,
+  speculate: bool,
+};
+
+export interface SettingsUpdate {
+  settings: KilnSettings;
+  /** One line per rejected field, e.g. `kiln.maxTokens: must be an integer from 1 to 1024 (got -3); keeping 64`. */
+  problems: string[];
+}
+
+/** Merges a raw `kiln` configuration object over `previous`, rejecting invalid fields one by one. */
+export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SETTINGS): SettingsUpdate {
+  const settings: KilnSettings = { ...previous };
+  const problems: string[] = [];
+  if (raw === null || raw === undefined) return { settings, problems };
+  if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln: settings must be an object'] };
+  for (const key of Object.keys(RULES) as (keyof KilnSettings)[]) {
+    const value = (raw as Record<string, unknown>)[key];
+    if (value === undefined || value === null) continue;
+    const problem = RULES[key](value);
+    if (problem) problems.push(`kiln.${key}: ${problem} (got ${JSON.stringify(value)}); keeping ${JSON.stringify(previous[key])}`);
+    else (settings as unknown as Record<string, unknown>)[key] = value;
+  }
+  return { settings, problems };
+}
+
+/** Settings whose change needs the model reloaded (the rest apply to the next request). */
+export function needsReload(a: KilnSettings, b: KilnSettings): boolean {
+  return a.modelPath !== b.modelPath || a.executionProvider !== b.executionProvider || a.threads !== b.threads;
+}

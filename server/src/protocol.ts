@@ -1,0 +1,78 @@
+// Every custom message between the Kiln client and server, typed once and imported by both sides.
+// Inline completions themselves use LSP 3.18's textDocument/inlineCompletion; nothing custom there.
+import { NotificationType, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
+
+/** Passed by the client at initialize. */
+export interface KilnInitializationOptions {
+  /** The embedded model shipped with the extension, used when `kiln.modelPath` is empty. */
+  defaultModelPath?: string;
+  /** Where built ONNX graphs are cached (the extension's global storage). */
+  cacheDir?: string;
+}
+
+export type ServerState = 'starting' | 'loading' | 'ready' | 'error';
+
+export interface ServerStatus {
+  state: ServerState;
+  /** Why the server is in `error` (e.g. the model folder is missing), written for the user. */
+  message?: string;
+  model?: string;
+  adapter?: string;
+  executionProvider?: string;
+}
+
+export interface MemoryFigures {
+  weightBytes: number;
+  kvBytes: number;
+  rssBytes: number;
+  vramBytes?: number;
+}
+
+/** What the status bar and the stats view show; pushed after answers (throttled). */
+export interface KilnStats {
+  state: ServerState;
+  model?: string;
+  adapter?: string;
+  executionProvider?: string;
+  lastLatencyMs?: number;
+  p50Ms?: number;
+  p95Ms?: number;
+  /** Reused / (reused + computed) prompt tokens over recent model answers. */
+  reuseRatio?: number;
+  decodeTokensPerSecond?: number;
+  answers: number;
+  answersBySource: Record<string, number>;
+  memory?: MemoryFigures;
+  training?: { state: string; step?: number; totalSteps?: number; loss?: number };
+}
+
+export namespace KilnStatusNotification {
+  export const type = new NotificationType<ServerStatus>('kiln/status');
+}
+
+export namespace KilnStatsNotification {
+  export const type = new NotificationType<KilnStats>('kiln/stats');
+}
+
+/** Current stats on demand (the "Show Stats" command). */
+export namespace KilnGetStatsRequest {
+  export const type = new RequestType0<KilnStats, void>('kiln/getStats');
+}
+
+/** Reloads the model with the current settings (after a model switch or a crash of a load). */
+export namespace KilnReloadModelRequest {
+  export const type = new RequestType0<ServerStatus, void>('kiln/reloadModel');
+}
+
+export interface ValidateModelParams {
+  path: string;
+}
+export interface ValidateModelResult {
+  ok: boolean;
+  message: string;
+}
+
+/** Checks a folder is a loadable model before the client switches `kiln.modelPath` to it. */
+export namespace KilnValidateModelRequest {
+  export const type = new RequestType<ValidateModelParams, ValidateModelResult, void>('kiln/validateModel');
+}
