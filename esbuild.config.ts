@@ -5,6 +5,7 @@ import { build } from 'esbuild';
 const entryPoints: Record<string, string> = {
   cli: 'server/src/cli.ts',
   server: 'server/src/main.ts',
+  client: 'client/src/extension.ts',
 };
 
 build({

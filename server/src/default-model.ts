@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 
 /** `models/` beside `dist/` (the bundle) or the repository root (tests and tsx runs). */
 export function modelsRoot(): string {
-  const candidates = [resolve(__dirname, '..', 'models'), resolve(__dirname, '..', '..', '..', 'models')];
+  const candidates = [resolve(__dirname, '..', 'models'), resolve(__dirname, '..', '..', 'models')];
   return candidates.find((c) => existsSync(c)) ?? candidates[0]!;
 }
 

@@ -1,6 +1,7 @@
 // Every custom message between the Kiln client and server, typed once and imported by both sides.
 // Inline completions themselves use LSP 3.18's textDocument/inlineCompletion; nothing custom there.
 import { NotificationType, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
+import type { CompletionTimings } from './telemetry/timings';
 
 /** Passed by the client at initialize. */
 export interface KilnInitializationOptions {
@@ -42,6 +43,8 @@ export interface KilnStats {
   decodeTokensPerSecond?: number;
   answers: number;
   answersBySource: Record<string, number>;
+  /** The most recent answer's timings: its source and prefill (computed vs reused) and decode counts. */
+  last?: CompletionTimings;
   memory?: MemoryFigures;
   training?: { state: string; step?: number; totalSteps?: number; loss?: number };
 }

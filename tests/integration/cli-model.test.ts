@@ -2,17 +2,15 @@
 // outputs checked against the checkpoint and the independent reference forward pass, and the exit
 // codes: 2 with the usage for bad flags, 1 with a one-line message for a bad model or token.
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LogprobsDocument } from '../../server/src/commands/model-logprobs';
+import { type CliRun as Run, ensureBuilt, runKiln as kiln } from '../helpers/built-cli';
 import { logSoftmax, referenceForward } from '../helpers/reference-forward';
 import { makeTinyWeights, TINY_LLAMA_GQA, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { maxAbsDiff, tempDir } from '../helpers/tiny-session';
 
-const REPO = join(__dirname, '..', '..');
-const CLI = join(REPO, 'dist', 'cli.js');
 const TOKENS = [1, 17, 200, 3, 42, 299, 0];
 
 const root = tempDir('kiln-cli-');
@@ -22,27 +20,9 @@ const weights = makeTinyWeights(TINY_LLAMA_GQA, 9);
 after(() => rmSync(root, { recursive: true, force: true }));
 
 before(() => {
-  if (!existsSync(CLI)) {
-    const build = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8' });
-    assert.equal(build.status, 0, `npm run build failed:\n${build.stdout}${build.stderr}`);
-  }
+  ensureBuilt();
   writeTinyCheckpoint(modelDir, weights);
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI to completion (never rejects: the exit code is part of the result). */
-function kiln(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    });
-  });
-}
 const onCpu = ['--ep', 'cpu', '--threads', '1', '--cache', cacheDir];
 
 function assertOneLineFailure(r: Run, prefix: string, problem: RegExp): void {

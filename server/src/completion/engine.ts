@@ -37,6 +37,14 @@ interface InFlight {
   before: string;
   after: string;
   result: Promise<CompletionAnswer>;
+  /** The suggestion text generated so far. */
+  progress: { text: string };
+}
+
+/** The user typed, since `pending`'s request, only characters its generation has already produced. */
+function typedIntoGeneration(pending: InFlight, before: string, after: string): boolean {
+  if (after !== pending.after || before.length <= pending.before.length || !before.startsWith(pending.before)) return false;
+  return pending.progress.text.startsWith(before.slice(pending.before.length));
 }
 
 export class CompletionEngine {
@@ -88,9 +96,9 @@ export class CompletionEngine {
     const through = this.typedThrough(req.uri, before, after, watch);
     if (through) return through;
     const pending = this.inFlight.get(req.uri);
-    if (pending && after === pending.after && before.startsWith(pending.before) && before.length > pending.before.length) {
-      // The user typed while this document's suggestion was being generated: wait for it and
-      // answer by typing through it if the typed characters match.
+    if (pending && typedIntoGeneration(pending, before, after)) {
+      // The user typed what this document's suggestion, still being generated, begins with: wait
+      // for it and type through it. Any other edit supersedes it (the newest request wins).
       try {
         await pending.result;
       } catch {
@@ -108,15 +116,16 @@ export class CompletionEngine {
     const cached = this.answers.get(key);
     if (cached) return this.finish(req.uri, before, after, cached.items, watch, cached.source, undefined);
 
+    const progress = { text: '' };
     const result = this.loop
-      .submit(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch), { external: req.signal })
+      .submit(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch, progress), { external: req.signal })
       .then(({ items, gen }) => {
         this.answers.set(key, { items, source: 'answer-cache' });
         const answer = this.finish(req.uri, before, after, items, watch, 'model', gen);
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
       });
-    const entry: InFlight = { before, after, result };
+    const entry: InFlight = { before, after, result, progress };
     this.inFlight.set(req.uri, entry);
     try {
       return await result;
@@ -151,14 +160,15 @@ export class CompletionEngine {
   }
 
   /** Runs on the inference loop: KV reuse, decode, post-processing. */
-  private async run(prompt: BuiltPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch) {
+  private async run(prompt: BuiltPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
     watch.lap('queue');
     const session = this.model.loaded.session;
     const lineBefore = before.slice(before.lastIndexOf('\n') + 1);
     const textAfter = after.slice(0, AFTER_WINDOW);
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const { state } = this.pool.acquire(prompt.tokens);
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal };
+    const onText = progress && ((text: string) => (progress.text = text));
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, onText };
     try {
       if (!explicit) {
         const sampler = createSampler({ temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 });

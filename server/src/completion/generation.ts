@@ -13,6 +13,8 @@ export interface GenerationOptions {
   maxTokens: number;
   stopIds: ReadonlySet<number>;
   signal?: AbortSignal;
+  /** Called after each token with the text kept so far (what a suggestion would show). */
+  onText?: (text: string) => void;
 }
 
 export interface GenerationResult {
@@ -72,6 +74,7 @@ export async function generate(
     text += decoder.push(next);
     const verdict = stop.check(text, tokens.length);
     kept = verdict.text;
+    options.onText?.(kept);
     if (verdict.stop) {
       stopReason = verdict.reason ?? 'stop-rule';
       break;

@@ -31,6 +31,8 @@ export async function handleInlineCompletion(
   const text = doc.getText();
   const offset = doc.offsetAt(params.position);
   if (looksBinary(text, offset)) return { items: [] };
+  // Cancelled before it was dispatched: the token's listeners would only fire on a later tick.
+  if (token.isCancellationRequested) return { items: [] };
   const abort = new AbortController();
   const sub = token.onCancellationRequested(() => abort.abort(new CancelledError()));
   try {

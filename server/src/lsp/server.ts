@@ -11,7 +11,9 @@ import {
   KilnStatusNotification,
   KilnValidateModelRequest,
 } from '../protocol';
+import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
+import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
@@ -24,6 +26,7 @@ export function startKilnServer(connection: Connection): void {
   const documents = new TextDocuments(TextDocument);
   const stats = new LatencyStats();
   let settings: KilnSettings = DEFAULT_SETTINGS;
+  let lastAnswer: CompletionTimings | undefined;
   let canPullConfiguration = false;
   let init: KilnInitializationOptions = {};
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
@@ -51,6 +54,7 @@ export function startKilnServer(connection: Connection): void {
       decodeTokensPerSecond: snap.decodeTokensPerSecond ?? undefined,
       answers: snap.recorded,
       answersBySource: snap.bySource,
+      last: lastAnswer,
       memory: engine ? await engine.model.loaded.session.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
     };
   };
@@ -67,9 +71,12 @@ export function startKilnServer(connection: Connection): void {
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
     },
-    onAnswer: () => pushStats(),
+    onAnswer: (timings) => {
+      lastAnswer = timings;
+      pushStats();
+    },
     get defaultModelPath() {
-      return init.defaultModelPath;
+      return init.defaultModelPath ?? defaultModelPath();
     },
     get cacheDir() {
       return init.cacheDir;

@@ -1,0 +1,63 @@
+// The palette commands, each a small function over the client and the status bar.
+import * as vscode from 'vscode';
+import type { LanguageClient } from 'vscode-languageclient/node';
+import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
+import type { KilnStatusBar } from './status-bar';
+
+export interface CommandDeps {
+  client: () => LanguageClient | undefined;
+  restart: () => Promise<void>;
+  statusBar: KilnStatusBar;
+  output: vscode.OutputChannel;
+  toggle: () => boolean;
+}
+
+async function showStats(deps: CommandDeps): Promise<void> {
+  const client = deps.client();
+  if (client?.isRunning()) {
+    try {
+      deps.statusBar.setStats(await client.sendRequest(KilnGetStatsRequest.type));
+    } catch (err) {
+      deps.output.appendLine(`Kiln: stats request failed: ${(err as Error).message}`);
+    }
+  }
+  deps.output.appendLine(`── Kiln stats, ${new Date().toLocaleTimeString()} ──`);
+  for (const line of deps.statusBar.lines) deps.output.appendLine(line);
+  deps.output.show(true);
+}
+
+async function selectModel(deps: CommandDeps): Promise<void> {
+  const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Use This Model' });
+  const folder = picked?.[0];
+  if (!folder) return;
+  const client = deps.client();
+  if (!client?.isRunning()) {
+    void vscode.window.showErrorMessage('Kiln’s server is not running; restart it and try again.');
+    return;
+  }
+  const result = await client.sendRequest(KilnValidateModelRequest.type, { path: folder.fsPath });
+  if (!result.ok) {
+    void vscode.window.showErrorMessage(`Kiln cannot use ${folder.fsPath}: ${result.message}`);
+    return;
+  }
+  await vscode.workspace.getConfiguration('kiln').update('modelPath', folder.fsPath, vscode.ConfigurationTarget.Global);
+  void vscode.window.showInformationMessage(`Kiln: switching to ${folder.fsPath} (${result.message}).`);
+}
+
+async function fineTune(): Promise<void> {
+  // Training lands with the fine-tune feature; until then the command says so rather than pretending.
+  void vscode.window.showWarningMessage('Kiln: fine-tuning is not available yet in this build — inline completions work; training arrives with the fine-tune feature.');
+}
+
+export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
+  return [
+    vscode.commands.registerCommand('kiln.showStats', () => showStats(deps)),
+    vscode.commands.registerCommand('kiln.selectModel', () => selectModel(deps)),
+    vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
+    vscode.commands.registerCommand('kiln.fineTune', () => fineTune()),
+    vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
+      const on = deps.toggle();
+      void vscode.window.showInformationMessage(`Kiln inline completions ${on ? 'on' : 'off'}.`);
+    }),
+  ];
+}

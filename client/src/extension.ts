@@ -1,0 +1,62 @@
+// Activation: output channel, status bar, language client and commands, all in the extension's
+// disposal scope so a reload or deactivate leaves nothing behind.
+import * as vscode from 'vscode';
+import type { LanguageClient } from 'vscode-languageclient/node';
+import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
+import { registerCommands } from './commands';
+import { createLanguageClient } from './language-client';
+import { KilnStatusBar } from './status-bar';
+
+const ENABLED_KEY = 'kiln.inlineCompletionsEnabled';
+let client: LanguageClient | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const output = vscode.window.createOutputChannel('Kiln', { log: true });
+  const statusBar = new KilnStatusBar();
+  context.subscriptions.push(output, statusBar);
+  const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
+  statusBar.setEnabled(isEnabled());
+
+  const start = async () => {
+    const c = createLanguageClient({ context, output, isEnabled });
+    c.onNotification(KilnStatusNotification.type, (s) => statusBar.setStatus(s));
+    c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
+    client = c;
+    await c.start();
+  };
+  const restart = async () => {
+    const old = client;
+    client = undefined;
+    statusBar.setStatus({ state: 'starting' });
+    if (old) await old.stop().catch((err: unknown) => output.appendLine(`Kiln: stopping the server failed: ${(err as Error).message}`));
+    await start();
+  };
+
+  context.subscriptions.push(
+    ...registerCommands({
+      client: () => client,
+      restart,
+      statusBar,
+      output,
+      toggle: () => {
+        const next = !isEnabled();
+        void context.globalState.update(ENABLED_KEY, next);
+        statusBar.setEnabled(next);
+        return next;
+      },
+    }),
+    { dispose: () => void client?.stop() },
+  );
+  try {
+    await start();
+  } catch (err) {
+    output.appendLine(`Kiln: the language server failed to start: ${(err as Error).message}`);
+    void vscode.window.showErrorMessage('Kiln’s language server failed to start. See the Kiln output for details.', 'Show Output').then((c) => c && output.show());
+  }
+}
+
+export async function deactivate(): Promise<void> {
+  const c = client;
+  client = undefined;
+  await c?.stop();
+}

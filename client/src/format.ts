@@ -1,0 +1,65 @@
+// Status-bar and stats text, kept free of `vscode` so it is unit-testable.
+import type { KilnStats, ServerStatus } from '../../server/src/protocol';
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 10 * 2 ** 30) return `${(bytes / 2 ** 30).toFixed(0)} GB`;
+  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(1)} GB`;
+  return `${Math.round(bytes / 2 ** 20)} MB`;
+}
+
+export function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+const PROVIDER_LABEL: Record<string, string> = { cpu: 'CPU', webgpu: 'WebGPU', cuda: 'CUDA' };
+
+export function providerLabel(provider: string | undefined): string {
+  return provider ? (PROVIDER_LABEL[provider] ?? provider) : '';
+}
+
+/** The memory figure the user cares about: VRAM on a GPU (labelled), RSS otherwise. */
+export function memoryLabel(stats: KilnStats): string | undefined {
+  const m = stats.memory;
+  if (!m) return undefined;
+  if (m.vramBytes !== undefined) return `${formatBytes(m.vramBytes)} VRAM`;
+  return formatBytes(m.rssBytes);
+}
+
+/** e.g. `$(zap) 38 ms · 312 MB · CPU`. */
+export function statusBarText(status: ServerStatus, stats: KilnStats | undefined, enabled: boolean): string {
+  if (!enabled) return '$(circle-slash) Kiln';
+  if (status.state === 'error') return '$(error) Kiln';
+  if (status.state !== 'ready') return '$(loading~spin) Kiln';
+  const training = stats?.training;
+  if (training && training.state === 'running') {
+    const step = training.totalSteps ? `${training.step ?? 0}/${training.totalSteps}` : `${training.step ?? 0}`;
+    return `$(flame) step ${step}${training.loss !== undefined ? ` · loss ${training.loss.toFixed(3)}` : ''}`;
+  }
+  const parts = ['$(zap)'];
+  const latency = stats?.lastLatencyMs;
+  const head = latency !== undefined ? formatMs(latency) : 'ready';
+  const memory = stats ? memoryLabel(stats) : undefined;
+  return `${parts[0]} ${[head, memory, providerLabel(status.executionProvider)].filter(Boolean).join(' · ')}`;
+}
+
+/** Lines of the stats view and the tooltip. */
+export function statsLines(status: ServerStatus, stats: KilnStats | undefined): string[] {
+  const lines = [`State: ${status.state}${status.message ? ` — ${status.message}` : ''}`];
+  if (status.model) lines.push(`Model: ${status.model}${stats?.adapter ? ` + adapter ${stats.adapter}` : ''}`);
+  if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
+  if (stats) {
+    if (stats.p50Ms !== undefined) lines.push(`Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over ${stats.answers} answers`);
+    if (stats.reuseRatio !== undefined) lines.push(`KV reuse: ${(stats.reuseRatio * 100).toFixed(1)}% of prompt tokens`);
+    if (stats.decodeTokensPerSecond !== undefined) lines.push(`Decode: ${stats.decodeTokensPerSecond.toFixed(0)} tokens/s`);
+    const sources = Object.entries(stats.answersBySource).filter(([, n]) => n > 0);
+    if (sources.length) lines.push(`Answers: ${sources.map(([s, n]) => `${s} ${n}`).join(', ')}`);
+    const m = stats.memory;
+    if (m) {
+      const vram = m.vramBytes !== undefined ? `, VRAM ${formatBytes(m.vramBytes)}` : '';
+      lines.push(`Memory: weights ${formatBytes(m.weightBytes)}, KV ${formatBytes(m.kvBytes)}, RSS ${formatBytes(m.rssBytes)}${vram}`);
+    }
+    const t = stats.training;
+    if (t) lines.push(`Training: ${t.state}${t.step !== undefined ? `, step ${t.step}${t.totalSteps ? `/${t.totalSteps}` : ''}` : ''}${t.loss !== undefined ? `, loss ${t.loss.toFixed(4)}` : ''}`);
+  }
+  return lines;
+}

@@ -1,0 +1,74 @@
+// Starts Kiln's bundled language server over IPC and keeps its crashes from becoming a loop of
+// pop-ups: a few quick restarts, then one actionable message.
+import * as vscode from 'vscode';
+import {
+  CloseAction,
+  type CloseHandlerResult,
+  ErrorAction,
+  type ErrorHandlerResult,
+  LanguageClient,
+  type LanguageClientOptions,
+  type ServerOptions,
+  TransportKind,
+} from 'vscode-languageclient/node';
+import type { KilnInitializationOptions } from '../../server/src/protocol';
+import { enabledForLanguage, type EnableMap } from './enablement';
+
+const MAX_RESTARTS = 3;
+const RESTART_WINDOW_MS = 3 * 60 * 1000;
+
+export interface ClientDeps {
+  context: vscode.ExtensionContext;
+  output: vscode.LogOutputChannel;
+  /** The global toggle (Kiln: Toggle Inline Completions). */
+  isEnabled: () => boolean;
+}
+
+/** Restarts a crashed server up to MAX_RESTARTS times in RESTART_WINDOW_MS, then tells the user once. */
+function crashPolicy(output: vscode.OutputChannel) {
+  const crashes: number[] = [];
+  return {
+    error: (): ErrorHandlerResult => ({ action: ErrorAction.Continue }),
+    closed: (): CloseHandlerResult => {
+      const now = Date.now();
+      crashes.push(now);
+      while (crashes.length && now - crashes[0]! > RESTART_WINDOW_MS) crashes.shift();
+      if (crashes.length <= MAX_RESTARTS) {
+        output.appendLine(`Kiln server stopped; restarting (${crashes.length}/${MAX_RESTARTS}).`);
+        return { action: CloseAction.Restart, handled: true };
+      }
+      void vscode.window.showErrorMessage('Kiln’s language server keeps stopping. See the Kiln output for details.', 'Show Output', 'Restart').then((choice) => {
+        if (choice === 'Show Output') output.show();
+        if (choice === 'Restart') void vscode.commands.executeCommand('kiln.restartServer');
+      });
+      return { action: CloseAction.DoNotRestart, handled: true };
+    },
+  };
+}
+
+export function createLanguageClient(deps: ClientDeps): LanguageClient {
+  const module = deps.context.asAbsolutePath('dist/server.js');
+  const serverOptions: ServerOptions = {
+    run: { module, transport: TransportKind.ipc },
+    debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6019'] } },
+  };
+  // The server finds the embedded model under models/ itself; the client only says where to cache.
+  const initializationOptions: KilnInitializationOptions = {
+    cacheDir: vscode.Uri.joinPath(deps.context.globalStorageUri, 'graphs').fsPath,
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    outputChannel: deps.output,
+    initializationOptions,
+    synchronize: { configurationSection: 'kiln' },
+    errorHandler: crashPolicy(deps.output),
+    middleware: {
+      provideInlineCompletionItems: (document, position, context, token, next) => {
+        const perLanguage = vscode.workspace.getConfiguration('kiln').get<EnableMap>('enable');
+        if (!deps.isEnabled() || !enabledForLanguage(perLanguage, document.languageId)) return null;
+        return next(document, position, context, token);
+      },
+    },
+  };
+  return new LanguageClient('kiln', 'Kiln', serverOptions, clientOptions);
+}
