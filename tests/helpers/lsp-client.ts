@@ -42,8 +42,6 @@ export interface KilnClientOptions {
   /** The `kiln` configuration section, answered to workspace/configuration; change it with `configure`. */
   settings?: Record<string, unknown>;
   initializationOptions?: KilnInitializationOptions;
-  /** Whether the client advertises workspace.configuration (default true). */
-  pullConfiguration?: boolean;
 }
 
 /** Something the server sent, kept in arrival order; `waitFor` resolves on the first match. */
@@ -106,12 +104,11 @@ export class KilnClient {
       return params.items.map((item) => (item.section === 'kiln' ? { ...client.settings } : null));
     });
     connection.listen();
-    const pull = options.pullConfiguration ?? true;
     await connection.sendRequest(InitializeRequest.type, {
       processId: process.pid,
       rootUri: null,
       capabilities: {
-        workspace: { configuration: pull, didChangeConfiguration: { dynamicRegistration: false } },
+        workspace: { configuration: true, didChangeConfiguration: { dynamicRegistration: false } },
         textDocument: { synchronization: { dynamicRegistration: false }, inlineCompletion: { dynamicRegistration: false } },
         window: { showMessage: {} },
       },

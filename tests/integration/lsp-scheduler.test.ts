@@ -14,7 +14,7 @@ import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { CODE_CORPUS } from '../helpers/tiny-tokenizer';
 import { tempDir } from '../helpers/tiny-session';
 
-const MAX_TOKENS = 400;
+const MAX_TOKENS = 600;
 const KV_BUDGET_MB = 8;
 const root = tempDir('kiln-sched-');
 const modelDir = join(root, 'model');

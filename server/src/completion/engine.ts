@@ -32,6 +32,8 @@ export interface CompletionAnswer {
 
 /** How much text after the cursor the stop rules and transforms look at. */
 const AFTER_WINDOW = 4096;
+/** How much of the cursor line before the cursor they look at: a minified line can be megabytes. */
+const LINE_BEFORE_WINDOW = 4096;
 
 interface InFlight {
   before: string;
@@ -163,7 +165,7 @@ export class CompletionEngine {
   private async run(prompt: BuiltPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
     watch.lap('queue');
     const session = this.model.loaded.session;
-    const lineBefore = before.slice(before.lastIndexOf('\n') + 1);
+    const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const { state } = this.pool.acquire(prompt.tokens);

@@ -1,6 +1,6 @@
 // Wires the language server: documents, settings, the model host, inline completions, custom
 // requests and the stats notification. Nothing here writes to stdout; logs go through the connection.
-import { type Connection, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
+import { type Connection, MessageType, ShowMessageNotification, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   type KilnInitializationOptions,
@@ -32,11 +32,12 @@ export function startKilnServer(connection: Connection): void {
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
 
   const log = (message: string) => connection.console.log(message);
+  // window/showMessage (a notification): no reply to wait for, so a client that does not answer
+  // window/showMessageRequest cannot turn a message into an unhandled rejection.
   const tell = (kind: 'error' | 'warning', message: string) => {
     if (reported.has(message)) return;
     reported.add(message);
-    if (kind === 'error') void connection.window.showErrorMessage(message);
-    else void connection.window.showWarningMessage(message);
+    void connection.sendNotification(ShowMessageNotification.type, { type: kind === 'error' ? MessageType.Error : MessageType.Warning, message });
   };
 
   const collectStats = async (): Promise<KilnStats> => {

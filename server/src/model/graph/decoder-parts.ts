@@ -1,29 +1,56 @@
-// Subgraph makers shared by both attention paths: linear layers, RMSNorm, the SwiGLU MLP, RoPE tables.
+// Subgraph makers shared by both attention paths and by inference and training: linear layers
+// (with optional LoRA), RMSNorm, the SwiGLU MLP, RoPE tables. They are written with the
+// differentiable ops, so a recording DiffGraph turns the same code into a training graph.
 import type { ModelConfig } from '../config';
 import { float32ToHalfArray } from '../half';
-import type { ElemType, GraphBuilder } from './onnx-graph';
+import type { DiffGraph, Value } from './diff-graph';
+import type { ElemType } from './onnx-graph';
+import { add, cast, mul, reciprocal, silu, sqrt } from './ops-elementwise';
+import { matmul, meanLastAxis } from './ops-nn';
+import { split, transpose } from './ops-shape';
 
 /** Where the builder gets HF weights from: one tensor at a time, as float32. */
 export interface WeightSource {
   readFloat32(name: string): Float32Array;
 }
 
+/** A LoRA pair for one projection, PEFT layout: A [r, in], B [out, r], delta = x·Aᵀ·Bᵀ·scale. */
+export interface LoraPair {
+  a: Value;
+  b: Value;
+  scale: number;
+}
+
+/** How weights become graph values: initializers for inference, trainable inputs for training. */
+export interface ParamSource {
+  /** A weight with its graph name, shape and lazily produced values. */
+  weight(ctx: DecoderContext, graphName: string, elem: ElemType, shape: number[], values: () => Float32Array): Value;
+  /** LoRA for an HF module (e.g. `model.layers.0.self_attn.q_proj`), or undefined when not adapted. */
+  lora?(ctx: DecoderContext, hfModule: string, inDim: number, outDim: number): LoraPair | undefined;
+}
+
 export interface DecoderContext {
-  g: GraphBuilder;
+  dg: DiffGraph;
   c: ModelConfig;
   weights: WeightSource;
+  params: ParamSource;
   /** Element type of the big matrices in the graph; norms, biases and activations stay float32. */
   weightType: ElemType;
 }
 
-const TO_FLOAT16 = 10;
-const TO_FLOAT32 = 1;
+/** Inference: every weight is a frozen initializer. */
+export const INITIALIZER_PARAMS: ParamSource = {
+  weight(ctx, graphName, elem, shape, values) {
+    const bytes = () => (elem === 'float16' ? float32ToHalfArray(values()) : values());
+    return ctx.dg.value(ctx.dg.g.weight(graphName, elem, shape, bytes), shape, elem);
+  },
+};
 
 /**
  * HF Linear weights [out, in] -> one MatMul weight [in, sum(out)]; several HF tensors are fused
  * side by side (q|k|v, gate|up). Only the fused result is held, one tensor at a time.
  */
-function fusedTransposed(weights: WeightSource, names: string[], inDim: number, outDims: number[]): Float32Array {
+export function fusedTransposed(weights: WeightSource, names: string[], inDim: number, outDims: number[]): Float32Array {
   const total = outDims.reduce((a, b) => a + b, 0);
   const out = new Float32Array(inDim * total); // [in, total]
   let col = 0;
@@ -38,13 +65,7 @@ function fusedTransposed(weights: WeightSource, names: string[], inDim: number, 
   return out;
 }
 
-/** Registers a matrix weight in the graph's weight type. */
-export function matrixWeight(ctx: DecoderContext, graphName: string, shape: number[], values: () => Float32Array): string {
-  return ctx.g.weight(graphName, ctx.weightType, shape, () => (ctx.weightType === 'float16' ? float32ToHalfArray(values()) : values()));
-}
-
-/** Concatenates HF bias vectors into one float32 initializer. */
-function fusedBias(weights: WeightSource, names: string[]): Float32Array {
+function concatenated(weights: WeightSource, names: string[]): Float32Array {
   const parts = names.map((n) => weights.readFloat32(n));
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
@@ -56,54 +77,60 @@ function fusedBias(weights: WeightSource, names: string[]): Float32Array {
 }
 
 /**
- *   x [B,S,in] ─(Cast f16)─ MatMul(W [in,out]) ─(Cast f32)─ (+ bias) ─> [B,S,out]
- * `hfNames` lists the HF weights fused side by side; `biasNames` their biases, if any.
+ *   x [B,S,in] ─(Cast f16)─ MatMul(W [in,out]) ─(Cast f32)─ (+ bias) (+ x·Aᵀ·Bᵀ·scale) ─> [B,S,out]
+ * `hfNames` lists the HF weights fused side by side; LoRA applies only to an unfused projection.
  */
-export function makeLinear(ctx: DecoderContext, x: string, graphName: string, hfNames: string[], inDim: number, outDims: number[], biasNames?: string[]): string {
-  const { g } = ctx;
+export function makeLinear(ctx: DecoderContext, x: Value, graphName: string, hfNames: string[], inDim: number, outDims: number[], biasNames?: string[]): Value {
+  const { dg } = ctx;
   const total = outDims.reduce((a, b) => a + b, 0);
-  const w = matrixWeight(ctx, `${graphName}.weight`, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
-  let y: string;
-  if (ctx.weightType === 'float16') {
-    const x16 = g.op('Cast', [x], { to: TO_FLOAT16 });
-    y = g.op('Cast', [g.op('MatMul', [x16, w])], { to: TO_FLOAT32 });
-  } else {
-    y = g.op('MatMul', [x, w]);
+  const w = ctx.params.weight(ctx, `${graphName}.weight`, ctx.weightType, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
+  let y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
+  if (biasNames) y = add(dg, y, ctx.params.weight(ctx, `${graphName}.bias`, 'float32', [total], () => concatenated(ctx.weights, biasNames)));
+  const lora = hfNames.length === 1 ? ctx.params.lora?.(ctx, hfNames[0]!.replace(/\.weight$/, ''), inDim, total) : undefined;
+  if (lora) {
+    const down = matmul(dg, x, transpose(dg, lora.a, [1, 0])); // [B,S,r]
+    const up = matmul(dg, down, transpose(dg, lora.b, [1, 0])); // [B,S,out]
+    y = add(dg, y, mul(dg, up, dg.scalar(lora.scale)));
   }
-  if (!biasNames) return y;
-  const b = g.weight(`${graphName}.bias`, 'float32', [total], () => fusedBias(ctx.weights, biasNames));
-  return g.op('Add', [y, b]);
+  return y;
 }
 
 /**
  * RMSNorm over the last axis, HF style: x * rsqrt(mean(x²) + eps) * w.
- * `fused` uses the opset-23 RMSNormalization kernel; otherwise plain ops (differentiable by Kiln's rules).
+ * `fused` uses the opset-23 RMSNormalization kernel (inference only); otherwise differentiable ops.
  */
-export function makeRmsNorm(ctx: DecoderContext, x: string, graphName: string, hfName: string, fused: boolean): string {
-  const { g, c } = ctx;
-  const w = g.weight(graphName, 'float32', [c.hiddenSize], () => ctx.weights.readFloat32(hfName));
-  return g.scope('norm', () => {
-    if (fused) return g.op('RMSNormalization', [x, w], { axis: -1, epsilon: { float: c.rmsNormEps } });
-    const meanSquare = g.op('ReduceMean', [g.op('Mul', [x, x]), g.int64([-1])], { keepdims: 1 }); // [B,S,1]
-    const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSquare, g.float32([c.rmsNormEps], [])])])]);
-    return g.op('Mul', [g.op('Mul', [x, inv]), w]);
+export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused: boolean): Value {
+  const { dg, c } = ctx;
+  const w = ctx.params.weight(ctx, hfName, 'float32', [c.hiddenSize], () => ctx.weights.readFloat32(hfName));
+  return dg.g.scope('norm', () => {
+    if (fused) return dg.emit('RMSNormalization', [x, w], { axis: -1, epsilon: { float: c.rmsNormEps } }, [x.shape])[0]!;
+    const meanSquare = meanLastAxis(dg, mul(dg, x, x)); // [B,S,1]
+    const inv = reciprocal(dg, sqrt(dg, add(dg, meanSquare, dg.scalar(c.rmsNormEps))));
+    return mul(dg, mul(dg, x, inv), w);
   });
 }
 
 /**
- *   h ─ gate_up ─ Split ─┬─ gate ─ SiLU ─┐
- *                        └─ up ──────────Mul ─ down_proj ─> [B,S,d]
+ *   h ─┬─ gate_proj ─ SiLU ─┐
+ *      └─ up_proj ─────────Mul ─ down_proj ─> [B,S,d]
+ * `fused` runs gate and up as one MatMul (inference); unfused keeps them apart for LoRA.
  */
-export function makeMlp(ctx: DecoderContext, h: string, layer: number): string {
-  const { g, c } = ctx;
+export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boolean): Value {
+  const { dg, c } = ctx;
   const p = `model.layers.${layer}.mlp`;
-  return g.scope('mlp', () => {
-    const I = c.intermediateSize;
-    const gateUp = g.scope('gate_up_proj', () => makeLinear(ctx, h, `${p}.gate_up_proj`, [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], c.hiddenSize, [I, I])); // [B,S,2I]
-    const [gate, up] = g.node('Split', [gateUp, g.int64([I, I])], { axis: -1 }, { outputs: 2 });
-    const silu = g.op('Mul', [gate!, g.op('Sigmoid', [gate!])]);
-    const act = g.op('Mul', [silu, up!]); // [B,S,I]
-    return g.scope('down_proj', () => makeLinear(ctx, act, `${p}.down_proj`, [`${p}.down_proj.weight`], I, [c.hiddenSize]));
+  const I = c.intermediateSize;
+  return dg.g.scope('mlp', () => {
+    let gate: Value;
+    let up: Value;
+    if (fused) {
+      const gateUp = dg.g.scope('gate_up_proj', () => makeLinear(ctx, h, `${p}.gate_up_proj`, [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], c.hiddenSize, [I, I])); // [B,S,2I]
+      [gate, up] = split(dg, gateUp, [I, I], -1) as [Value, Value];
+    } else {
+      gate = dg.g.scope('gate_proj', () => makeLinear(ctx, h, `${p}.gate_proj`, [`${p}.gate_proj.weight`], c.hiddenSize, [I]));
+      up = dg.g.scope('up_proj', () => makeLinear(ctx, h, `${p}.up_proj`, [`${p}.up_proj.weight`], c.hiddenSize, [I]));
+    }
+    const act = mul(dg, silu(dg, gate), up); // [B,S,I]
+    return dg.g.scope('down_proj', () => makeLinear(ctx, act, `${p}.down_proj`, [`${p}.down_proj.weight`], I, [c.hiddenSize]));
   });
 }
 

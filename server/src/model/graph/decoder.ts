@@ -1,14 +1,17 @@
-// The decoder graph: one model definition for inference (with a KV cache) and, later, training.
+// The decoder graph: one model definition for inference (with a KV cache) and training.
 //
 //  input_ids [B,S] ─ Gather(embed) ─┬─ layer 0 … layer N-1 ─ Gather(logits_index) ─ norm ─ lm_head ─ logits [B,K,V]
 //  past.{l}.key/value [B,P,Hkv*D] ──┘        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
 import type { ModelConfig } from '../config';
 import { makeAttention } from './attention';
-import { type DecoderContext, makeMlp, makeRmsNorm, matrixWeight, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
+import { type DecoderContext, INITIALIZER_PARAMS, makeMlp, makeRmsNorm, type ParamSource, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
+import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
+import { add, cast } from './ops-elementwise';
+import { embedding } from './ops-nn';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 1;
+export const DECODER_BUILDER_VERSION = 2;
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';
@@ -39,70 +42,80 @@ export const DecoderIO = {
 };
 
 const TO_FLOAT32 = 1;
-const TO_FLOAT16 = 10;
 const TO_INT32 = 6;
 
-export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options: DecoderGraphOptions): GraphBuilder {
-  const g = new GraphBuilder('kiln_decoder');
-  const ctx: DecoderContext = { g, c, weights, weightType: options.weightType };
-  const fused = options.attention === 'fused';
-  const kvDim = c.numKvHeads * c.headDim;
+export interface DecoderBody {
+  hidden: Value; // [B,S,d] before the final norm
+  newKv: { key: Value; value: Value }[];
+  embedTable: Value; // [V,d], shared with a tied head
+}
 
-  const inputIds = g.input(DecoderIO.inputIds, 'int64', ['batch', 'sequence']);
-  const logitsIndex = g.input(DecoderIO.logitsIndex, 'int64', ['logit_positions']);
-  const past = Array.from({ length: c.numLayers }, (_, l) => ({
-    key: g.input(DecoderIO.pastKey(l), 'float32', ['batch', 'past_sequence', kvDim]),
-    value: g.input(DecoderIO.pastValue(l), 'float32', ['batch', 'past_sequence', kvDim]),
-  }));
-
-  const { batchVec, pastLength, positions } = g.scope('model', () => {
-    const shape = g.op('Shape', [inputIds]);
+/** Embedding and every layer. `past` absent means P = 0 (training, or a graph without cache). */
+export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { key: Value; value: Value }[] | undefined, fused: boolean): DecoderBody {
+  const { dg, c } = ctx;
+  const { g } = dg;
+  return g.scope('model', () => {
+    const shape = g.op('Shape', [inputIds.name]);
     const batchVec = g.op('Slice', [shape, g.int64([0]), g.int64([1])]); // [1] = B
     const seqLength = g.op('Squeeze', [g.op('Slice', [shape, g.int64([1]), g.int64([2])])]); // S
-    const pastLength = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.key]), g.int64([1]), g.int64([2])])]); // P
+    const pastLength = past ? g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.key.name]), g.int64([1]), g.int64([2])])]) : g.int64([0], []); // P
     const positions = g.op('Range', [pastLength, g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // int64 [S]
-    return { batchVec, pastLength, positions };
-  });
+    const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions) } : makePlainInputs(ctx, pastLength, positions);
 
-  const attnShared = g.scope('model', () => (fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions) } : makePlainInputs(ctx, pastLength, positions)));
-
-  let x = g.scope('model', () =>
-    g.scope('embed_tokens', () => {
-      const table = matrixWeight(ctx, 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize], () => weights.readFloat32('model.embed_tokens.weight'));
-      const rows = g.op('Gather', [table, inputIds], { axis: 0 }); // [B,S,d]
-      return options.weightType === 'float16' ? g.op('Cast', [rows], { to: TO_FLOAT32 }) : rows;
-    }),
-  );
-
-  for (let l = 0; l < c.numLayers; l++) {
-    x = g.scope('model', () =>
-      g.scope(`layers.${l}`, () => {
+    const embedTable = ctx.params.weight(ctx, 'model.embed_tokens.weight', ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('model.embed_tokens.weight'));
+    let x = g.scope('embed_tokens', () => {
+      const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
+      return ctx.weightType === 'float16' ? cast(dg, rows, 'float32') : rows;
+    });
+    const newKv: DecoderBody['newKv'] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      x = g.scope(`layers.${l}`, () => {
         const p = `model.layers.${l}`;
-        const h = g.scope('input_layernorm', () => makeRmsNorm(ctx, x, `${p}.input_layernorm.weight`, `${p}.input_layernorm.weight`, fused));
-        const attn = makeAttention(ctx, l, { h, pastKey: past[l]!.key, pastValue: past[l]!.value, ...attnShared }, fused);
-        g.output(attn.newKey, DecoderIO.newKey(l), 'float32', ['batch', 'sequence', kvDim]);
-        g.output(attn.newValue, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
-        if (options.emitPresent) {
-          g.output(g.op('Concat', [past[l]!.key, attn.newKey], { axis: 1 }), DecoderIO.presentKey(l), 'float32', ['batch', 'total_sequence', kvDim]);
-          g.output(g.op('Concat', [past[l]!.value, attn.newValue], { axis: 1 }), DecoderIO.presentValue(l), 'float32', ['batch', 'total_sequence', kvDim]);
-        }
-        const afterAttn = g.op('Add', [x, attn.out]);
-        const h2 = g.scope('post_attention_layernorm', () =>
-          makeRmsNorm(ctx, afterAttn, `${p}.post_attention_layernorm.weight`, `${p}.post_attention_layernorm.weight`, fused),
-        );
-        return g.op('Add', [afterAttn, makeMlp(ctx, h2, l)]);
-      }),
-    );
-  }
+        const h = g.scope('input_layernorm', () => makeRmsNorm(ctx, x, `${p}.input_layernorm.weight`, fused));
+        const attn = makeAttention(ctx, l, { h, past: past?.[l], ...shared }, fused);
+        newKv.push({ key: attn.newKey, value: attn.newValue });
+        const afterAttn = add(dg, x, attn.out);
+        const h2 = g.scope('post_attention_layernorm', () => makeRmsNorm(ctx, afterAttn, `${p}.post_attention_layernorm.weight`, fused));
+        return add(dg, afterAttn, makeMlp(ctx, h2, l, fused));
+      });
+    }
+    return { hidden: x, newKv, embedTable };
+  });
+}
 
-  const logits = g.scope('lm_head', () => makeLogits(ctx, x, logitsIndex, batchVec, fused));
+/** The inference graph with KV-cache inputs and outputs. */
+export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options: DecoderGraphOptions, params: ParamSource = INITIALIZER_PARAMS): GraphBuilder {
+  const g = new GraphBuilder('kiln_decoder');
+  const dg = new DiffGraph(g, false);
+  const ctx: DecoderContext = { dg, c, weights, params, weightType: options.weightType };
+  const fused = options.attention === 'fused';
+  const kvDim = c.numKvHeads * c.headDim;
+  const kvShape = ['batch', 'past_sequence', kvDim];
+
+  const inputIds = dg.value(g.input(DecoderIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
+  const logitsIndex = g.input(DecoderIO.logitsIndex, 'int64', ['logit_positions']);
+  const past = Array.from({ length: c.numLayers }, (_, l) => ({
+    key: dg.value(g.input(DecoderIO.pastKey(l), 'float32', kvShape), kvShape),
+    value: dg.value(g.input(DecoderIO.pastValue(l), 'float32', kvShape), kvShape),
+  }));
+  const body = makeDecoderBody(ctx, inputIds, past, fused);
+  body.newKv.forEach((kv, l) => {
+    g.output(kv.key.name, DecoderIO.newKey(l), 'float32', ['batch', 'sequence', kvDim]);
+    g.output(kv.value.name, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
+    if (options.emitPresent) {
+      g.output(g.op('Concat', [past[l]!.key.name, kv.key.name], { axis: 1 }), DecoderIO.presentKey(l), 'float32', ['batch', 'total_sequence', kvDim]);
+      g.output(g.op('Concat', [past[l]!.value.name, kv.value.name], { axis: 1 }), DecoderIO.presentValue(l), 'float32', ['batch', 'total_sequence', kvDim]);
+    }
+  });
+  const logits = g.scope('lm_head', () => makeInferenceLogits(ctx, body, logitsIndex, fused));
   g.output(logits, DecoderIO.logits, 'float32', ['batch', 'logit_positions', c.vocabSize]);
   return g;
 }
 
 /** RoPE tables [S,D] and the causal bias [S,T] computed once from the positions, for plain attention. */
-function makePlainInputs(ctx: DecoderContext, pastLength: string, positions: string): { rope: { cos: string; sin: string }; causalBias: string } {
-  const { g, c } = ctx;
+function makePlainInputs(ctx: DecoderContext, pastLength: string, positions: string): { rope: { cos: Value; sin: Value }; causalBias: Value } {
+  const { dg, c } = ctx;
+  const { g } = dg;
   return g.scope('rotary', () => {
     const pos = g.op('Div', [g.op('Cast', [positions], { to: TO_FLOAT32 }), g.float32([c.ropeLinearFactor], [])]); // [S]
     const freqs = g.op('Mul', [g.op('Unsqueeze', [pos, g.int64([1])]), g.float32(ropeInverseFrequencies(c))]); // [S,D/2]
@@ -110,13 +123,17 @@ function makePlainInputs(ctx: DecoderContext, pastLength: string, positions: str
     const keyPositions = g.op('Range', [g.int64([0], []), g.op('Add', [pastLength, g.op('Squeeze', [g.op('Shape', [positions])])]), g.int64([1], [])]); // [T]
     const future = g.op('Greater', [g.op('Unsqueeze', [keyPositions, g.int64([0])]), g.op('Unsqueeze', [positions, g.int64([1])])]); // [S,T]
     const causalBias = g.op('Where', [future, g.float32([-Infinity], []), g.float32([0], [])]); // [S,T]
-    return { rope: { cos: g.op('Cos', [angles]), sin: g.op('Sin', [angles]) }, causalBias };
+    return {
+      rope: { cos: dg.value(g.op('Cos', [angles]), ['sequence', c.headDim]), sin: dg.value(g.op('Sin', [angles]), ['sequence', c.headDim]) },
+      causalBias: dg.value(causalBias, ['sequence', 'total_sequence']),
+    };
   });
 }
 
 /** Inputs of RotaryEmbedding/GroupQueryAttention shared by all layers. */
 function makeFusedInputs(ctx: DecoderContext, batchVec: string, pastLength: string, positions: string) {
-  const { g, c } = ctx;
+  const { dg, c } = ctx;
+  const { g } = dg;
   return g.scope('rotary', () => {
     let tables: ReturnType<typeof ropeCaches> | undefined;
     const cached = () => (tables ??= ropeCaches(c));
@@ -132,17 +149,19 @@ function makeFusedInputs(ctx: DecoderContext, batchVec: string, pastLength: stri
 }
 
 /** hidden [B,S,d] -> Gather(logits_index) [B,K,d] -> final norm -> Gemm(transB) -> [B,K,V]. */
-function makeLogits(ctx: DecoderContext, x: string, logitsIndex: string, batchVec: string, fused: boolean): string {
-  const { g, c } = ctx;
-  const selected = g.op('Gather', [x, logitsIndex], { axis: 1 }); // [B,K,d]
-  const normed = g.scope('norm', () => makeRmsNorm(ctx, selected, 'model.norm.weight', 'model.norm.weight', fused));
+function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex: string, fused: boolean): string {
+  const { dg, c } = ctx;
+  const { g } = dg;
+  const selected = dg.value(g.op('Gather', [body.hidden.name, logitsIndex], { axis: 1 }), ['batch', 'logit_positions', c.hiddenSize]); // [B,K,d]
+  const normed = makeRmsNorm(ctx, selected, 'model.norm.weight', fused);
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
-    ? 'model.embed_tokens.weight'
-    : matrixWeight(ctx, 'lm_head.weight', [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('lm_head.weight'));
-  let flat = g.op('Reshape', [normed, g.int64([-1, c.hiddenSize])]); // [B*K,d]
-  if (ctx.weightType === 'float16') flat = g.op('Cast', [flat], { to: TO_FLOAT16 });
+    ? body.embedTable.name
+    : ctx.params.weight(ctx, 'lm_head.weight', ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('lm_head.weight')).name;
+  let flat = g.op('Reshape', [normed.name, g.int64([-1, c.hiddenSize])]); // [B*K,d]
+  if (ctx.weightType === 'float16') flat = g.op('Cast', [flat], { to: 10 });
   let logits = g.op('Gemm', [flat, head], { transB: 1 }); // [B*K,V]
   if (ctx.weightType === 'float16') logits = g.op('Cast', [logits], { to: TO_FLOAT32 });
+  const batchVec = g.op('Slice', [g.op('Shape', [normed.name]), g.int64([0]), g.int64([1])]);
   return g.op('Reshape', [logits, g.op('Concat', [batchVec, g.int64([-1, c.vocabSize])], { axis: 0 })]); // [B,K,V]
 }

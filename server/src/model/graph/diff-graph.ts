@@ -1,0 +1,124 @@
+// Reverse-mode differentiation over the graph builder. onnxruntime-node ships no training kernels
+// and no ONNX autodiff exists for JS, so Kiln writes its own: every differentiable op (ops-*.ts)
+// emits its forward nodes and, when recording, pushes a rule that emits its backward nodes. The
+// same model code then yields the inference graph (recording off) and the training graph.
+import type { Dim, ElemType, GraphBuilder } from './onnx-graph';
+
+/** A graph value with its static shape (symbols such as 'batch' stand for dynamic sizes). */
+export interface Value {
+  name: string;
+  shape: Dim[];
+  elem: ElemType;
+}
+
+type Rule = (outputGrads: (Value | undefined)[]) => (Value | undefined)[];
+
+interface TapeEntry {
+  inputs: Value[];
+  outputs: Value[];
+  rule: Rule;
+}
+
+export class DiffGraph {
+  private readonly tape: TapeEntry[] = [];
+  /** Names of values that depend on a trainable parameter. */
+  private readonly tracked = new Set<string>();
+
+  constructor(
+    readonly g: GraphBuilder,
+    readonly recording: boolean,
+  ) {}
+
+  /** Marks `v` as a parameter gradients are wanted for. */
+  trainable(v: Value): Value {
+    if (this.recording) this.tracked.add(v.name);
+    return v;
+  }
+
+  needsGrad(v: Value): boolean {
+    return this.tracked.has(v.name);
+  }
+
+  value(name: string, shape: Dim[], elem: ElemType = 'float32'): Value {
+    return { name, shape, elem };
+  }
+
+  /** A float32 constant (deduplicated by the builder). */
+  scalar(x: number): Value {
+    return this.value(this.g.float32([x], []), []);
+  }
+
+  /**
+   * Emits one forward node and, when any input needs a gradient, records `rule`.
+   * `rule` receives the gradients of the outputs (undefined where none flows) and returns the
+   * gradients of the inputs (undefined where an input needs none).
+   */
+  emit(opType: string, inputs: Value[], attrs: Parameters<GraphBuilder['node']>[2], outShapes: Dim[][], rule?: Rule, extraInputs: string[] = [], domain?: string, outElems?: ElemType[]): Value[] {
+    const names = this.g.node(opType, [...inputs.map((v) => v.name), ...extraInputs], attrs, { outputs: outShapes.length, domain });
+    const outputs = names.map((name, i) => this.value(name, outShapes[i]!, outElems?.[i] ?? inputs[0]?.elem ?? 'float32'));
+    if (this.recording && inputs.some((v) => this.needsGrad(v))) {
+      if (!rule) throw new Error(`${opType} has no backward rule but a trainable value flows through it`);
+      for (const o of outputs) this.tracked.add(o.name);
+      this.tape.push({ inputs, outputs, rule });
+    }
+    return outputs;
+  }
+
+  /**
+   * Gradients of scalar `loss` with respect to `wrt`, as graph values. A parameter the loss does
+   * not depend on gets an explicit zero gradient so optimizers can treat every parameter alike.
+   */
+  backward(loss: Value, wrt: Value[]): Map<string, Value> {
+    if (!this.recording) throw new Error('backward needs a recording DiffGraph');
+    const grads = new Map<string, Value>();
+    grads.set(loss.name, this.value(this.g.float32([1], loss.shape.map(() => 1) as number[]), loss.shape));
+    this.g.scope('backward', () => {
+      for (let i = this.tape.length - 1; i >= 0; i--) {
+        const entry = this.tape[i]!;
+        const outGrads = entry.outputs.map((o) => grads.get(o.name));
+        if (outGrads.every((gr) => gr === undefined)) continue;
+        const inGrads = entry.rule(outGrads);
+        entry.inputs.forEach((input, k) => {
+          const gIn = inGrads[k];
+          if (!gIn || !this.needsGrad(input)) return;
+          const prev = grads.get(input.name);
+          grads.set(input.name, prev ? this.value(this.g.op('Add', [prev.name, gIn.name]), input.shape) : gIn);
+        });
+      }
+    });
+    const out = new Map<string, Value>();
+    for (const p of wrt) out.set(p.name, grads.get(p.name) ?? this.value(this.g.op('Mul', [p.name, this.g.float32([0], [])]), p.shape));
+    return out;
+  }
+}
+
+/** Shape of an elementwise op's output under numpy broadcasting. */
+export function broadcastShape(a: Dim[], b: Dim[]): Dim[] {
+  const rank = Math.max(a.length, b.length);
+  const out: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/**
+ * Sums a gradient of shape `from` down to `to` (the input's shape before broadcasting):
+ * leading extra axes and axes where the input had size 1 are reduced.
+ */
+export function reduceToShape(dg: DiffGraph, grad: Value, to: Dim[]): Value {
+  const from = grad.shape;
+  const lead = from.length - to.length;
+  const axes: number[] = [];
+  for (let i = 0; i < from.length; i++) {
+    if (i < lead) axes.push(i);
+    else if (to[i - lead] === 1 && from[i] !== 1) axes.push(i);
+  }
+  if (axes.length === 0) return grad;
+  const { g } = dg;
+  let reduced = g.op('ReduceSum', [grad.name, g.int64(axes)], { keepdims: 1 });
+  if (lead > 0) reduced = g.op('Squeeze', [reduced, g.int64(axes.filter((a) => a < lead))]);
+  return dg.value(reduced, to, grad.elem);
+}

@@ -1,0 +1,91 @@
+// Differentiable network ops: MatMul, embedding Gather, mean/softmax over the last axis, and the
+// fused softmax cross-entropy loss. Each forward sits next to its backward rule.
+import type { Dim } from './onnx-graph';
+import { type DiffGraph, reduceToShape, type Value } from './diff-graph';
+
+function swapLast(rank: number): number[] {
+  const perm = Array.from({ length: rank }, (_, i) => i);
+  [perm[rank - 1], perm[rank - 2]] = [perm[rank - 2]!, perm[rank - 1]!];
+  return perm;
+}
+
+/**
+ * a [..., M, K] @ b [K, N] or batched b [..., K, N] (broadcast).
+ * da = g @ bᵀ; db = aᵀ @ g — for a 2-D weight, over all rows of a flattened to [rows, K].
+ */
+export function matmul(dg: DiffGraph, a: Value, b: Value): Value {
+  const { g } = dg;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const batch = (ra >= rb ? a.shape : b.shape).slice(0, -2);
+  const shape: Dim[] = [...batch, a.shape[ra - 2]!, b.shape[rb - 1]!];
+  return dg.emit('MatMul', [a, b], {}, [shape], ([gy]) => {
+    const ga = dg.needsGrad(a) ? reduceToShape(dg, dg.value(g.op('MatMul', [gy!.name, g.op('Transpose', [b.name], { perm: swapLast(rb) })]), [...batch, a.shape[ra - 2]!, a.shape[ra - 1]!]), a.shape) : undefined;
+    let gb: Value | undefined;
+    if (dg.needsGrad(b)) {
+      if (rb === 2) {
+        const K = b.shape[0] as number;
+        const N = b.shape[1] as number;
+        const rows = g.op('Reshape', [a.name, g.int64([-1, K])]); // [R,K]
+        const gRows = g.op('Reshape', [gy!.name, g.int64([-1, N])]); // [R,N]
+        gb = dg.value(g.op('MatMul', [g.op('Transpose', [rows], { perm: [1, 0] }), gRows]), b.shape); // [K,N]
+      } else {
+        const full = g.op('MatMul', [g.op('Transpose', [a.name], { perm: swapLast(ra) }), gy!.name]);
+        gb = reduceToShape(dg, dg.value(full, [...batch, b.shape[rb - 2]!, b.shape[rb - 1]!]), b.shape);
+      }
+    }
+    return [ga, gb];
+  })[0]!;
+}
+
+/** Embedding lookup table [V,d] by ids [...]; the gradient scatters rows back with reduction=add. */
+export function embedding(dg: DiffGraph, table: Value, ids: Value): Value {
+  const { g } = dg;
+  const shape = [...ids.shape, table.shape[1]!];
+  return dg.emit('Gather', [table, ids], { axis: 0 }, [shape], ([gy]) => {
+    const zeros = g.op('ConstantOfShape', [g.op('Shape', [table.name])]); // float zeros [V,d]
+    const indices = g.op('Unsqueeze', [ids.name, g.int64([-1])]); // [..., 1]
+    return [dg.value(g.op('ScatterND', [zeros, indices, gy!.name], { reduction: 'add' }), table.shape), undefined];
+  })[0]!;
+}
+
+/** Mean over the last axis, keeping it. The gradient spreads g/n over that axis. */
+export function meanLastAxis(dg: DiffGraph, x: Value): Value {
+  const { g } = dg;
+  const n = x.shape[x.shape.length - 1];
+  if (typeof n !== 'number') throw new Error('meanLastAxis needs a static last dimension');
+  const shape = [...x.shape.slice(0, -1), 1];
+  return dg.emit('ReduceMean', [x], { keepdims: 1 }, [shape], ([gy]) => [dg.value(g.op('Mul', [g.op('Expand', [gy!.name, g.op('Shape', [x.name])]), g.float32([1 / n], [])]), x.shape)], [g.int64([-1])])[0]!;
+}
+
+/** Softmax over the last axis. dx = y·(g − Σ g·y). */
+export function softmaxLastAxis(dg: DiffGraph, x: Value): Value {
+  const { g } = dg;
+  const [y] = dg.emit('Softmax', [x], { axis: -1 }, [x.shape], ([gy]) => {
+    const dot = g.op('ReduceSum', [g.op('Mul', [gy!.name, y!.name]), g.int64([-1])], { keepdims: 1 });
+    return [dg.value(g.op('Mul', [y!.name, g.op('Sub', [gy!.name, dot])]), x.shape)];
+  });
+  return y!;
+}
+
+export const IGNORE_INDEX = -100;
+
+/**
+ * Mean cross-entropy of logits [N,V] against labels [N] (IGNORE_INDEX skipped), fused:
+ * d/dlogits = (softmax − onehot(label)) · valid / count.
+ */
+export function crossEntropy(dg: DiffGraph, logits: Value, labels: Value): Value {
+  const { g } = dg;
+  const V = logits.shape[1] as number;
+  const [loss] = dg.emit('SoftmaxCrossEntropyLoss', [logits, labels], { reduction: 'mean', ignore_index: IGNORE_INDEX }, [[]], ([gl]) => {
+    const probs = g.op('Softmax', [logits.name], { axis: -1 }); // [N,V]
+    const valid = g.op('Not', [g.op('Equal', [labels.name, g.int64([IGNORE_INDEX], [])])]); // bool [N]
+    const safe = g.op('Where', [valid, labels.name, g.int64([0], [])]);
+    const onehot = g.op('OneHot', [safe, g.int64([V], []), g.float32([0, 1])], { axis: -1 }); // [N,V]
+    const validF = g.op('Unsqueeze', [g.op('Cast', [valid], { to: 1 }), g.int64([1])]); // [N,1]
+    const count = g.op('Max', [g.op('ReduceSum', [validF], { keepdims: 0 }), g.float32([1], [])]);
+    const scale = g.op('Div', [gl!.name, count]);
+    return [dg.value(g.op('Mul', [g.op('Mul', [g.op('Sub', [probs, onehot]), validF]), scale]), logits.shape), undefined];
+  }, [], undefined, ['float32']);
+  return loss!;
+}

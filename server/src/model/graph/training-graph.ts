@@ -1,0 +1,182 @@
+// Training graphs from the same decoder definition as inference: a recording DiffGraph runs the
+// plain-attention decoder on [B,S] tokens, adds the cross-entropy loss, and emits the backward pass.
+// Two shapes: a train step with AdamW inside, and a gradient-only graph (for accumulation) paired
+// with an optimizer-only graph.
+//
+//  input_ids, labels ─ decoder ─ logits [B·S,V] ─ cross-entropy ─ loss
+//  params ────────────┘                                   └─ backward ─ grads ─ AdamW ─ updated params, m, v
+import type { ModelConfig } from '../config';
+import { type AdamWHyper, makeAdamW } from './adamw';
+import { type DecoderContext, INITIALIZER_PARAMS, makeRmsNorm, type ParamSource, type WeightSource } from './decoder-parts';
+import { makeDecoderBody } from './decoder';
+import { DiffGraph, type Value } from './diff-graph';
+import { GraphBuilder } from './onnx-graph';
+import { crossEntropy, matmul } from './ops-nn';
+import { reshape, transpose } from './ops-shape';
+
+export const TRAINING_OPSETS = { '': 23 };
+
+export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+export type TrainingMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: readonly LoraTarget[] };
+
+/** A parameter the training graph takes as an input and updates. */
+export interface TrainableParam {
+  name: string; // graph input name
+  shape: number[];
+  /** The HF tensor it corresponds to and whether the graph holds it transposed ([in,out] vs HF [out,in]). */
+  hfName: string;
+  transposed: boolean;
+  /** Decoupled weight decay applies (matrices, not norms or biases). */
+  decay: boolean;
+  /** Initial values (from the checkpoint, or LoRA's init). */
+  init: () => Float32Array;
+}
+
+export const TrainIO = {
+  inputIds: 'input_ids', // int64 [B,S]
+  labels: 'labels', // int64 [B,S], IGNORE_INDEX where no loss
+  loss: 'loss', // float32 []
+  gradNorm: 'grad_norm', // float32 []
+  lr: 'lr', // float32 []
+  step: 'step', // float32 [], 1-based
+  grad: (p: string) => `grad.${p}`,
+  m: (p: string) => `m.${p}`,
+  v: (p: string) => `v.${p}`,
+  updated: (p: string) => `updated.${p}`,
+  updatedM: (p: string) => `updated_m.${p}`,
+  updatedV: (p: string) => `updated_v.${p}`,
+};
+
+/** A small seeded PRNG for LoRA A's init: reproducible adapters for a seed. */
+function uniform(seed: number, count: number, bound: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * bound;
+  }
+  return out;
+}
+
+/** Full-parameter training: every weight is a trainable graph input. */
+function fullParams(list: TrainableParam[]): ParamSource {
+  return {
+    weight(ctx, graphName, _elem, shape, values) {
+      const v = ctx.dg.trainable(ctx.dg.value(ctx.dg.g.input(graphName, 'float32', shape), shape));
+      const transposed = shape.length === 2 && graphName !== 'model.embed_tokens.weight' && graphName !== 'lm_head.weight';
+      list.push({ name: graphName, shape, hfName: graphName, transposed, decay: shape.length === 2, init: values });
+      return v;
+    },
+  };
+}
+
+/** LoRA: base weights frozen as initializers; A [r,in] (uniform ±1/√in) and B [out,r] (zeros) train. */
+function loraParams(list: TrainableParam[], mode: Extract<TrainingMode, { kind: 'lora' }>, seed: number): ParamSource {
+  return {
+    weight: INITIALIZER_PARAMS.weight,
+    lora(ctx, module, inDim, outDim) {
+      if (!mode.targets.some((t) => module.endsWith(`.${t}`))) return undefined;
+      const input = (name: string, shape: number[], init: () => Float32Array) => {
+        list.push({ name, shape, hfName: name, transposed: false, decay: true, init });
+        return ctx.dg.trainable(ctx.dg.value(ctx.dg.g.input(name, 'float32', shape), shape));
+      };
+      const r = mode.rank;
+      const a = input(`${module}.lora_A.weight`, [r, inDim], () => uniform(seed + list.length, r * inDim, 1 / Math.sqrt(inDim)));
+      const b = input(`${module}.lora_B.weight`, [outDim, r], () => new Float32Array(outDim * r));
+      return { a, b, scale: mode.alpha / r };
+    },
+  };
+}
+
+interface LossGraph {
+  g: GraphBuilder;
+  dg: DiffGraph;
+  params: TrainableParam[];
+  values: Map<string, Value>;
+  loss: Value;
+}
+
+/** The decoder forward on [B,S] tokens with the mean next-token cross-entropy. */
+function makeLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed: number): LossGraph {
+  const g = new GraphBuilder('kiln_training');
+  const dg = new DiffGraph(g, true);
+  const params: TrainableParam[] = [];
+  const source = mode.kind === 'full' ? fullParams(params) : loraParams(params, mode, seed);
+  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32' };
+  const inputIds = dg.value(g.input(TrainIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
+  const labels = dg.value(g.input(TrainIO.labels, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
+  const body = makeDecoderBody(ctx, inputIds, undefined, false);
+  const loss = g.scope('lm_head', () => {
+    const normed = makeRmsNorm(ctx, body.hidden, 'model.norm.weight', false);
+    const head = c.tieWordEmbeddings ? body.embedTable : source.weight(ctx, 'lm_head.weight', 'float32', [c.vocabSize, c.hiddenSize], () => weights.readFloat32('lm_head.weight'));
+    const logits = matmul(dg, normed, transpose(dg, head, [1, 0])); // [B,S,V]
+    const flatLogits = reshape(dg, logits, [-1, c.vocabSize]); // [B·S,V]
+    const flatLabels = dg.value(g.op('Reshape', [labels.name, g.int64([-1])]), ['tokens'], 'int64');
+    return crossEntropy(dg, flatLogits, flatLabels);
+  });
+  const values = new Map<string, Value>();
+  for (const p of params) values.set(p.name, dg.value(p.name, p.shape));
+  return { g, dg, params, values, loss };
+}
+
+export interface BuiltTrainingGraph {
+  graph: GraphBuilder;
+  params: TrainableParam[];
+}
+
+/** loss and grad.<p> for every trainable parameter (accumulation happens outside). */
+export function buildGradientGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, mode, seed);
+  const grads = dg.backward(loss, [...values.values()]);
+  g.output(loss.name, TrainIO.loss, 'float32', []);
+  for (const p of params) g.output(grads.get(p.name)!.name, TrainIO.grad(p.name), 'float32', p.shape);
+  return { graph: g, params };
+}
+
+function optimizerInputs(g: GraphBuilder, params: TrainableParam[]) {
+  return {
+    lr: g.input(TrainIO.lr, 'float32', []),
+    step: g.input(TrainIO.step, 'float32', []),
+    moments: params.map((p) => ({ m: g.input(TrainIO.m(p.name), 'float32', p.shape), v: g.input(TrainIO.v(p.name), 'float32', p.shape) })),
+  };
+}
+
+function optimizerOutputs(g: GraphBuilder, params: TrainableParam[], result: ReturnType<typeof makeAdamW>): void {
+  g.output(result.gradNorm, TrainIO.gradNorm, 'float32', []);
+  params.forEach((p, i) => {
+    const u = result.updated[i]!;
+    g.output(u.param, TrainIO.updated(p.name), 'float32', p.shape);
+    g.output(u.m, TrainIO.updatedM(p.name), 'float32', p.shape);
+    g.output(u.v, TrainIO.updatedV(p.name), 'float32', p.shape);
+  });
+}
+
+/** One training step in one graph: forward, backward, clipping and AdamW. */
+export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, hyper: AdamWHyper, seed = 1): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, mode, seed);
+  const grads = dg.backward(loss, [...values.values()]);
+  const io = optimizerInputs(g, params);
+  const slots = params.map((p, i) => ({ param: p.name, grad: grads.get(p.name)!.name, m: io.moments[i]!.m, v: io.moments[i]!.v, decay: p.decay }));
+  g.output(loss.name, TrainIO.loss, 'float32', []);
+  optimizerOutputs(g, params, makeAdamW(g, slots, io.lr, io.step, hyper));
+  return { graph: g, params };
+}
+
+/** AdamW alone, over accumulated gradients fed as grad.<p> inputs. */
+export function buildOptimizerGraph(params: TrainableParam[], hyper: AdamWHyper): GraphBuilder {
+  const g = new GraphBuilder('kiln_optimizer');
+  const io = optimizerInputs(g, params);
+  const slots = params.map((p, i) => ({
+    param: g.input(p.name, 'float32', p.shape),
+    grad: g.input(TrainIO.grad(p.name), 'float32', p.shape),
+    m: io.moments[i]!.m,
+    v: io.moments[i]!.v,
+    decay: p.decay,
+  }));
+  optimizerOutputs(g, params, makeAdamW(g, slots, io.lr, io.step, hyper));
+  return g;
+}
