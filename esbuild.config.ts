@@ -6,6 +6,7 @@ const entryPoints: Record<string, string> = {
   cli: 'server/src/cli.ts',
   server: 'server/src/main.ts',
   client: 'client/src/extension.ts',
+  'train-worker': 'server/src/training/worker.ts',
 };
 
 build({

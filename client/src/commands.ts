@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
+import { fineTuneRepository } from './fine-tune-command';
 import type { KilnStatusBar } from './status-bar';
 
 export interface CommandDeps {
@@ -44,17 +45,12 @@ async function selectModel(deps: CommandDeps): Promise<void> {
   void vscode.window.showInformationMessage(`Kiln: switching to ${folder.fsPath} (${result.message}).`);
 }
 
-async function fineTune(): Promise<void> {
-  // Training lands with the fine-tune feature; until then the command says so rather than pretending.
-  void vscode.window.showWarningMessage('Kiln: fine-tuning is not available yet in this build — inline completions work; training arrives with the fine-tune feature.');
-}
-
 export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
   return [
     vscode.commands.registerCommand('kiln.showStats', () => showStats(deps)),
     vscode.commands.registerCommand('kiln.selectModel', () => selectModel(deps)),
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
-    vscode.commands.registerCommand('kiln.fineTune', () => fineTune()),
+    vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps.client(), deps.output)),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
       const on = deps.toggle();
       void vscode.window.showInformationMessage(`Kiln inline completions ${on ? 'on' : 'off'}.`);

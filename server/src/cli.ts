@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `kiln <command>`: the command line over the same engine the language server uses.
 import { runComplete } from './commands/complete';
+import { runFinetuneCommand } from './commands/finetune';
+import { runEval } from './commands/eval';
 import { runModelInfo } from './commands/model-info';
 import { runModelLogprobs } from './commands/model-logprobs';
 import { UsageError } from './commands/cli-args';
@@ -10,6 +12,8 @@ import { runExportCommand } from './model/export/export-command';
 const USAGE = `usage: kiln <command>
   complete <file> --line L --col C [--json]    one inline completion (same engine as the server)
   serve --stdio | --node-ipc                   the language server
+  finetune <workspace> [--mode lora|full]      adapt the model to a repository; reports the gain
+  eval <dir> [--adapter DIR] [--json]          validation loss and next-line exact match on files
   model info <dir> [--json]                    config, parameters, weight bytes, execution provider
   model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
   export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama`;
@@ -19,6 +23,8 @@ type Command = (args: string[], out: (text: string) => void) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   complete: runComplete,
   serve: (args) => runServe(args),
+  finetune: runFinetuneCommand,
+  eval: runEval,
   'model info': runModelInfo,
   'model logprobs': runModelLogprobs,
   export: (args) => runExportCommand(args),

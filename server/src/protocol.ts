@@ -79,3 +79,55 @@ export interface ValidateModelResult {
 export namespace KilnValidateModelRequest {
   export const type = new RequestType<ValidateModelParams, ValidateModelResult, void>('kiln/validateModel');
 }
+
+/** What the client asks to fine-tune; unset fields take Kiln's defaults. */
+export interface FineTuneParams {
+  workspace: string;
+  mode?: 'lora' | 'full';
+  maxSteps?: number;
+  rank?: number;
+  learningRate?: number;
+}
+
+export interface FineTuneEvalFigures {
+  exactMatch: number;
+  editSimilarity: number;
+  validationLoss: number;
+  lines: number;
+  files: number;
+}
+
+export interface FineTuneSummary {
+  /** The adapter folder (LoRA) or model folder (full) written, to switch to. */
+  output?: string;
+  kind: 'adapter' | 'model';
+  cancelled: boolean;
+  steps: number;
+  bestStep: number;
+  trainSeconds: number;
+  trainFiles: number;
+  validationFiles: number;
+  before?: FineTuneEvalFigures;
+  after?: FineTuneEvalFigures;
+}
+
+/** Runs "Fine-tune on this repository"; cancel with $/cancelRequest (the best result so far is kept). */
+export namespace KilnFineTuneRequest {
+  export const type = new RequestType<FineTuneParams, FineTuneSummary, void>('kiln/fineTune');
+}
+
+export interface TrainingProgress {
+  state: 'running' | 'done' | 'cancelled' | 'failed';
+  phase?: string;
+  message?: string;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+  validationLoss?: number;
+  tokensPerSecond?: number;
+  etaSeconds?: number;
+}
+
+export namespace KilnTrainingProgressNotification {
+  export const type = new NotificationType<TrainingProgress>('kiln/trainingProgress');
+}

@@ -1,6 +1,7 @@
 // Owns the loaded model and the engine built on it: loads with the current settings, reports the
 // server's status, and turns load failures into one clear message instead of a crash.
 import { availableParallelism } from 'node:os';
+import { basename } from 'node:path';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import type { ServerStatus } from '../protocol';
@@ -41,14 +42,18 @@ export class ModelHost {
     return settings.modelPath || this.options.defaultModelPath || undefined;
   }
 
-  /** (Re)loads the model; a failed load leaves the server running with status `error`. */
+  /**
+   * (Re)loads the model. The current engine keeps answering until the new one is ready, then is
+   * retired once its last job ends (a hot swap: its KV states go with it). A failed load leaves the
+   * server running with status `error`.
+   */
   async load(settings: KilnSettings): Promise<ServerStatus> {
     const generation = ++this.generation;
     const path = this.modelPath(settings);
-    const previous = this.current;
-    this.current = undefined;
-    if (previous) await previous.model.loaded.session.release().catch(() => {});
-    if (!path) return this.setStatus({ state: 'error', message: 'No model configured: set "kiln.modelPath" to a Hugging Face model folder.' });
+    if (!path) {
+      await this.retire(this.swap(undefined));
+      return this.setStatus({ state: 'error', message: 'No model configured: set "kiln.modelPath" to a Hugging Face model folder.' });
+    }
     this.setStatus({ state: 'loading', model: path });
     let model: CompletionModel;
     try {
@@ -56,26 +61,42 @@ export class ModelHost {
         executionProvider: settings.executionProvider,
         threads: settings.threads || automaticThreads(),
         cacheDir: this.options.cacheDir,
+        adapterDir: settings.adapterPath || undefined,
         log: this.options.log,
       });
     } catch (err) {
       if (generation !== this.generation) return this.status;
+      await this.retire(this.swap(undefined));
       return this.setStatus({ state: 'error', model: path, message: `Kiln could not load the model at ${path}: ${(err as Error).message}` });
     }
     if (generation !== this.generation) {
       await model.loaded.session.release(); // a newer load started meanwhile
       return this.status;
     }
-    this.current = new CompletionEngine(model, settings, this.options.stats, this.options.onAnswer);
+    const previous = this.swap(new CompletionEngine(model, settings, this.options.stats, this.options.onAnswer));
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
-    return this.setStatus({ state: 'ready', model: model.name, executionProvider: model.loaded.session.provider });
+    const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
+    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider });
+    await this.retire(previous);
+    return status;
   }
 
   async dispose(): Promise<void> {
     this.generation++;
-    const engine = this.current;
-    this.current = undefined;
-    if (engine) await engine.model.loaded.session.release().catch(() => {});
+    await this.retire(this.swap(undefined));
+  }
+
+  private swap(next: CompletionEngine | undefined): CompletionEngine | undefined {
+    const previous = this.current;
+    this.current = next;
+    return previous;
+  }
+
+  /** Releases an engine's session once its inference loop has finished what it was running. */
+  private async retire(engine: CompletionEngine | undefined): Promise<void> {
+    if (!engine) return;
+    await engine.loop.whenIdle();
+    await engine.model.loaded.session.release().catch(() => {});
   }
 
   private setStatus(status: ServerStatus): ServerStatus {

@@ -10,11 +10,15 @@ import {
   KilnStatsNotification,
   KilnStatusNotification,
   KilnValidateModelRequest,
+  KilnFineTuneRequest,
+  KilnTrainingProgressNotification,
+  type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
+import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
@@ -29,6 +33,7 @@ export function startKilnServer(connection: Connection): void {
   let lastAnswer: CompletionTimings | undefined;
   let canPullConfiguration = false;
   let init: KilnInitializationOptions = {};
+  let training: TrainingProgress | undefined;
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
 
   const log = (message: string) => connection.console.log(message);
@@ -47,6 +52,7 @@ export function startKilnServer(connection: Connection): void {
     return {
       state: status.state,
       model: status.model,
+      adapter: status.adapter,
       executionProvider: status.executionProvider,
       lastLatencyMs: snap.lastMs ?? undefined,
       p50Ms: snap.p50Ms ?? undefined,
@@ -55,6 +61,7 @@ export function startKilnServer(connection: Connection): void {
       decodeTokensPerSecond: snap.decodeTokensPerSecond ?? undefined,
       answers: snap.recorded,
       answersBySource: snap.bySource,
+      training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
       memory: engine ? await engine.model.loaded.session.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
     };
@@ -124,6 +131,17 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
   connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(p.path));
+  connection.onRequest(KilnFineTuneRequest.type, (params, token) =>
+    handleFineTune(params, token, {
+      modelPath: host.modelPath(settings),
+      cacheDir: init.cacheDir,
+      progress: (p) => {
+        training = { ...training, ...p, state: p.state };
+        void connection.sendNotification(KilnTrainingProgressNotification.type, p);
+        pushStats();
+      },
+    }),
+  );
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();

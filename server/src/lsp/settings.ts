@@ -7,6 +7,7 @@ export type FimOrderSetting = 'auto' | 'psm' | 'spm';
 
 export interface KilnSettings {
   modelPath: string; // '' = the embedded default model
+  adapterPath: string; // '' = none; a PEFT LoRA adapter merged into the model (set after a fine-tune)
   executionProvider: ExecutionProviderChoice;
   threads: number; // 0 = automatic
   maxTokens: number;
@@ -25,6 +26,7 @@ export interface KilnSettings {
 
 export const DEFAULT_SETTINGS: KilnSettings = {
   modelPath: '',
+  adapterPath: '',
   executionProvider: 'auto',
   threads: 0,
   maxTokens: 64,
@@ -51,6 +53,7 @@ const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string'
 
 const RULES: { [K in keyof KilnSettings]: Rule } = {
   modelPath: str,
+  adapterPath: str,
   executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
   threads: int(0, 256),
   maxTokens: int(1, 1024),
@@ -91,5 +94,5 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
 
 /** Settings whose change needs the model reloaded (the rest apply to the next request). */
 export function needsReload(a: KilnSettings, b: KilnSettings): boolean {
-  return a.modelPath !== b.modelPath || a.executionProvider !== b.executionProvider || a.threads !== b.threads;
+  return a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.threads !== b.threads;
 }

@@ -4,9 +4,11 @@ import * as ort from 'onnxruntime-node';
 import { performance } from 'node:perf_hooks';
 import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
+import { loadLoraAdapter } from '../model/export/peft';
 import { cachedGraph, defaultCacheDir, graphCacheKey, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
 import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
 import { MODEL_FILE, writeModel } from '../model/graph/write-model';
+import { MergedWeightSource } from '../model/merged-weights';
 import { join } from 'node:path';
 import { DecoderSession } from './decoder-session';
 import { createWithFallback, type ExecutionProviderChoice, type ProviderAttempt } from './execution-provider';
@@ -18,6 +20,8 @@ export interface LoadModelOptions {
   weightType?: WeightType;
   /** Where built graphs are cached (the extension passes its global storage). */
   cacheDir?: string;
+  /** A PEFT LoRA adapter folder merged into the weights as the graph is built (the adapter's hash joins the cache key). */
+  adapterDir?: string;
   log?: (message: string) => void;
 }
 
@@ -30,30 +34,58 @@ export interface LoadedModel {
   cacheHit: boolean;
   buildMs: number;
   sessionCreateMs: number;
+  /** The merged adapter, when one was given. */
+  adapter?: AdapterIdentity;
 }
 
-/** Builds (or finds in the cache) the decoder graph for a checkpoint; returns its folder. */
-export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): { config: ModelConfig; graphDir: string; weightBytes: number; cacheHit: boolean; buildMs: number } {
+export interface AdapterIdentity {
+  dir: string;
+  /** sha256 of adapter_model.safetensors. */
+  hash: string;
+}
+
+export interface PreparedGraph {
+  config: ModelConfig;
+  graphDir: string;
+  weightBytes: number;
+  cacheHit: boolean;
+  buildMs: number;
+  adapter?: AdapterIdentity;
+}
+
+/** Builds (or finds in the cache) the decoder graph for a checkpoint (and adapter); returns its folder. */
+export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): PreparedGraph {
   const t0 = performance.now();
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const graphOptions = { attention: options.attention ?? 'fused', weightType: options.weightType ?? 'float32' };
   const checkpoint = openCheckpoint(modelDir);
   try {
+    const adapter = options.adapterDir === undefined ? undefined : loadLoraAdapter(options.adapterDir, checkpoint.config);
+    const identity = adapter && { dir: adapter.dir, hash: adapter.hash };
+    const prepared = (graphDir: string, weightBytes: number, cacheHit: boolean): PreparedGraph => ({
+      config: checkpoint.config,
+      graphDir,
+      weightBytes,
+      cacheHit,
+      buildMs: performance.now() - t0,
+      adapter: identity,
+    });
     const key = graphCacheKey({
       weightHashes: checkpoint.weights.files.map((f) => weightsFileHash(f.path, cacheDir)),
       config: checkpoint.config,
-      options: graphOptions,
+      // the scale too: lora_alpha lives in adapter_config.json, outside the hashed tensors
+      options: adapter ? { ...graphOptions, adapter: { hash: adapter.hash, scale: adapter.scale } } : graphOptions,
       builderVersion: DECODER_BUILDER_VERSION,
     });
     const cached = cachedGraph(cacheDir, key);
-    if (cached.meta) {
-      return { config: checkpoint.config, graphDir: cached.dir, weightBytes: cached.meta.weightBytes, cacheHit: true, buildMs: performance.now() - t0 };
-    }
-    options.log?.(`building the ${graphOptions.attention}/${graphOptions.weightType} graph for ${modelDir}`);
-    const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, graphOptions);
+    if (cached.meta) return prepared(cached.dir, cached.meta.weightBytes, true);
+    const adapted = adapter ? ` with the adapter ${adapter.dir}` : '';
+    options.log?.(`building the ${graphOptions.attention}/${graphOptions.weightType} graph for ${modelDir}${adapted}`);
+    const weights = adapter ? new MergedWeightSource(checkpoint.weights, adapter) : checkpoint.weights;
+    const graph = buildDecoderGraph(checkpoint.config, weights, graphOptions);
     const written = writeModel(graph, cached.dir, DECODER_OPSETS);
-    writeBuildMeta(cached.dir, written.weightBytes, { modelDir, ...graphOptions });
-    return { config: checkpoint.config, graphDir: cached.dir, weightBytes: written.weightBytes, cacheHit: false, buildMs: performance.now() - t0 };
+    writeBuildMeta(cached.dir, written.weightBytes, { modelDir, ...graphOptions, ...(identity ? { adapter: identity } : {}) });
+    return prepared(cached.dir, written.weightBytes, false);
   } finally {
     checkpoint.weights.close();
   }
@@ -74,5 +106,6 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     cacheHit: prepared.cacheHit,
     buildMs: prepared.buildMs,
     sessionCreateMs: performance.now() - t0,
+    adapter: prepared.adapter,
   };
 }

@@ -101,9 +101,9 @@ interface LossGraph {
 }
 
 /** The decoder forward on [B,S] tokens with the mean next-token cross-entropy. */
-function makeLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed: number): LossGraph {
+function makeLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed: number, recording = true): LossGraph {
   const g = new GraphBuilder('kiln_training');
-  const dg = new DiffGraph(g, true);
+  const dg = new DiffGraph(g, recording);
   const params: TrainableParam[] = [];
   const source = mode.kind === 'full' ? fullParams(params) : loraParams(params, mode, seed);
   const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32' };
@@ -126,6 +126,13 @@ function makeLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode
 export interface BuiltTrainingGraph {
   graph: GraphBuilder;
   params: TrainableParam[];
+}
+
+/** The loss alone (validation): the same inputs as the training graphs, no backward pass. */
+export function buildLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
+  const { g, params, loss } = makeLossGraph(c, weights, mode, seed, false);
+  g.output(loss.name, TrainIO.loss, 'float32', []);
+  return { graph: g, params };
 }
 
 /** loss and grad.<p> for every trainable parameter (accumulation happens outside). */

@@ -1,0 +1,68 @@
+// `kiln eval <dir>`: validation loss and next-line exact match / edit similarity on the source files
+// under a folder, with the same engine the server completes with.
+import { loadCompletionModel } from '../completion/completion-model';
+import { defaultModelPath } from '../default-model';
+import { automaticThreads } from '../lsp/model-host';
+import { collectEvalFiles } from '../training/eval-files';
+import { evaluateModel, type EvalReport } from '../training/evaluate';
+import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
+
+const USAGE =
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR]\n' +
+  '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
+  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
+
+function parse(args: string[]) {
+  const { values, positionals } = parseCommandArgs(args, {
+    ...MODEL_OPTIONS,
+    model: { type: 'string' },
+    adapter: { type: 'string' },
+    'max-lines': { type: 'string' },
+    'max-files': { type: 'string' },
+    seed: { type: 'string' },
+    context: { type: 'string' },
+  });
+  if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
+  const model = values.model ?? defaultModelPath();
+  if (!model) throw new UsageError('no --model given and no embedded model under models/');
+  const context = parseNonNegativeInt('context', values.context, 512);
+  if (context < 2) throw new UsageError('--context must be at least 2 tokens');
+  return {
+    dir: positionals[0]!,
+    model,
+    json: values.json === true,
+    maxLines: parseNonNegativeInt('max-lines', values['max-lines'], 200),
+    maxFiles: parseNonNegativeInt('max-files', values['max-files'], 200),
+    seed: parseNonNegativeInt('seed', values.seed, 0),
+    contextTokens: context,
+    runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
+  };
+}
+
+const percent = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+const fixed = (x: number, digits: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+
+/** The report as a short table. */
+export function formatReport(report: EvalReport): string {
+  return [
+    `files            ${report.files}`,
+    `lines            ${report.lines}`,
+    `exact match      ${percent(report.exactMatch)}`,
+    `edit similarity  ${fixed(report.editSimilarity, 3)}`,
+    `validation loss  ${fixed(report.validationLoss, 4)} nats/token over ${report.tokens} tokens`,
+  ].join('\n');
+}
+
+export async function runEval(args: string[], out: (text: string) => void): Promise<number> {
+  const parsed = withUsage(USAGE, () => parse(args));
+  const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
+  if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
+  const model = await loadCompletionModel(parsed.model, 'auto', { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+  try {
+    const report = await evaluateModel(model, files, { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens });
+    out(parsed.json ? JSON.stringify(report) : formatReport(report));
+  } finally {
+    await model.loaded.session.release();
+  }
+  return 0;
+}

@@ -1,0 +1,116 @@
+// `kiln finetune <workspace>`: adapt a model to a repository (LoRA or full-parameter) in a child
+// process at lower priority, printing progress; ends with the measured before/after gain.
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { defaultModelPath } from '../default-model';
+import { formatDryRun } from '../dataset/dry-run';
+import { defaultCacheDir } from '../model/graph/build-cache';
+import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
+import { automaticThreads } from '../lsp/model-host';
+import { FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../training/fine-tune';
+import { startFineTuneProcess } from '../training/fine-tune-process';
+import { parseCommandArgs, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
+import { formatReport } from './eval';
+
+const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
+         [--threads N] [--cache DIR] [--no-resume] [--dry-run] [--json] [--in-process]`;
+
+const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads'] as const;
+
+function positiveFloat(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const x = Number(value);
+  if (!(x > 0) || !Number.isFinite(x)) throw new UsageError(`--${name} must be a positive number, got "${value}"`);
+  return x;
+}
+
+function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean } {
+  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache'].map((f) => [f, { type: 'string' as const }]));
+  const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
+  if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
+  const v = values as Record<string, string | boolean | undefined>;
+  const str = (k: string) => v[k] as string | undefined;
+  const int = (k: (typeof INT_FLAGS)[number], fallback: number) => parseNonNegativeInt(k, str(k), fallback);
+  const d = FINE_TUNE_DEFAULTS;
+  const dm = d.mode as Extract<TrainingMode, { kind: 'lora' }>;
+  const modeName = str('mode') ?? 'lora';
+  if (modeName !== 'lora' && modeName !== 'full') throw new UsageError(`--mode must be lora or full, got "${modeName}"`);
+  const targets = (str('targets')?.split(',').map((t) => t.trim()) ?? dm.targets) as LoraTarget[];
+  const unknown = targets.filter((t) => !LORA_TARGETS.includes(t));
+  if (unknown.length) throw new UsageError(`unknown --targets ${unknown.join(', ')} (choose from ${LORA_TARGETS.join(', ')})`);
+  const rank = int('rank', dm.rank);
+  if (rank < 1) throw new UsageError('--rank must be at least 1');
+  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: int('alpha', dm.alpha), targets };
+  const workspace = resolve(positionals[0]!);
+  const modelDir = str('model') ?? defaultModelPath();
+  if (!modelDir) throw new UsageError('no --model given and no embedded model under models/');
+  const cacheDir = str('cache') ?? defaultCacheDir();
+  const runKey = createHash('sha256').update(`${workspace}\0${resolve(modelDir)}\0${modeName}`).digest('hex').slice(0, 16);
+  const options: FineTuneOptions = {
+    ...d,
+    workspace,
+    modelDir,
+    outDir: str('out') ?? join(cacheDir, 'runs', runKey),
+    cacheDir,
+    mode,
+    lr: positiveFloat('lr', str('lr'), modeName === 'full' ? 3e-4 : d.lr),
+    maxSteps: int('steps', d.maxSteps),
+    epochs: int('epochs', d.epochs),
+    batchSize: Math.max(1, int('batch', d.batchSize)),
+    seqLen: Math.max(8, int('seq-len', d.seqLen)),
+    accumulation: Math.max(1, int('accumulation', d.accumulation)),
+    warmupSteps: int('warmup', d.warmupSteps),
+    evalEvery: Math.max(1, int('eval-every', d.evalEvery)),
+    patience: Math.max(1, int('patience', d.patience)),
+    checkpointEvery: Math.max(1, int('eval-every', d.checkpointEvery)),
+    evalLines: int('eval-lines', d.evalLines),
+    seed: int('seed', d.seed),
+    threads: int('threads', 0) || automaticThreads(),
+    resume: v['no-resume'] !== true,
+    dryRun: v['dry-run'] === true,
+  };
+  return { options, json: v.json === true, inProcess: v['in-process'] === true };
+}
+
+function describe(e: FineTuneEvent): string {
+  switch (e.type) {
+    case 'phase':
+    case 'log':
+      return e.message;
+    case 'step':
+      return `step ${e.step}/${e.totalSteps}  loss ${e.loss.toFixed(4)}  lr ${e.lr.toExponential(2)}  ${e.tokensPerSecond.toFixed(0)} tok/s  eta ${Math.round(e.etaSeconds)} s`;
+    case 'validation':
+      return `validation loss ${e.loss.toFixed(4)} at step ${e.step}${e.best ? ' (best)' : ''}`;
+  }
+}
+
+function summary(r: FineTuneResult): string {
+  const lines = [`steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`];
+  if (r.output) lines.push(`saved ${r.output}`);
+  if (r.before) lines.push('before:', formatReport(r.before));
+  if (r.after) lines.push('after:', formatReport(r.after));
+  if (r.before && r.after) {
+    lines.push(`gain: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`);
+  }
+  return lines.join('\n');
+}
+
+export async function runFinetuneCommand(args: string[], out: (text: string) => void): Promise<number> {
+  const { options, json, inProcess } = withUsage(USAGE, () => parse(args));
+  const onEvent = (e: FineTuneEvent) => process.stderr.write(`${describe(e)}\n`);
+  let result: FineTuneResult;
+  if (inProcess || options.dryRun) {
+    const abort = new AbortController();
+    process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+    result = await runFineTune(options, onEvent, abort.signal);
+  } else {
+    const run = startFineTuneProcess(options, onEvent);
+    process.once('SIGINT', () => run.cancel()); // Ctrl-C: stop within a step, keep the best
+    result = await run.result;
+  }
+  if (json) out(JSON.stringify(result));
+  else out(options.dryRun ? formatDryRun(result.dataset) : summary(result));
+  return 0;
+}

@@ -1,0 +1,170 @@
+// The workspace dataset for fine-tuning: scan → read (secrets never opened, secret lines blanked) →
+// content filters → dedupe → hold out whole files → tokenize → FIM → pack. Deterministic for a seed.
+import type { FimTemplate } from '../model/fim';
+import { chunkByLines } from './chunk';
+import { dedupeByContent } from './dedupe';
+import { countByReason, type ExcludedFile, type ExclusionReason } from './exclusions';
+import { makeExample, type Example, type ExampleContext, type ExampleKind, type ExampleTokenizer, type FimLoss } from './fim-transform';
+import { packExamples, type PackedSequence } from './pack';
+import { keyedRandom } from './random';
+import { readSources, type SourceText } from './read-sources';
+import { SCAN_DEFAULTS, scanWorkspace, type ScanOptions } from './scan';
+import type { SecretKind } from './secrets';
+import { splitByPath } from './split';
+
+export interface DatasetOptions extends ScanOptions {
+  /** Tokens per packed sequence. */
+  seqLen: number;
+  /** Seeds FIM draws and packing order (default 0); the hold-out does not depend on it. */
+  seed?: number;
+  /** Share of FIM examples (default 0.9); 0 for plain left-to-right only. */
+  fimRate?: number;
+  /** Share of FIM examples in SPM order (default 0.5). */
+  spmRate?: number;
+  /** Which tokens are targets (default 'all'); see FimLoss. */
+  fimLoss?: FimLoss;
+  /** Share of files held out for validation (default 0.1). */
+  validationFraction?: number;
+  /** Reads a file by absolute path (default fs.readFile). Never called for excluded paths. */
+  readFile?: (absPath: string) => Promise<Uint8Array>;
+  signal?: AbortSignal;
+  onProgress?: (progress: { phase: 'read' | 'tokenize'; done: number; total: number }) => void;
+}
+
+export interface DatasetFile {
+  path: string;
+  bytes: number;
+  /** Tokens of the (scrubbed) text, before FIM markers and end tokens. */
+  tokens: number;
+  split: 'train' | 'validation';
+  scrubbedLines: number;
+}
+
+export interface DatasetReport {
+  root: string;
+  mode: 'git' | 'walk';
+  /** True when a scan bound left files out ('limit' entries, or a listing cut short). */
+  truncated: boolean;
+  seqLen: number;
+  seed: number;
+  fimRate: number;
+  spmRate: number;
+  fimLoss: FimLoss;
+  validationFraction: number;
+  /** Sorted by path. */
+  files: DatasetFile[];
+  /** Sorted by path. */
+  excluded: ExcludedFile[];
+  excludedByReason: Record<ExclusionReason, number>;
+  scrubbedLines: number;
+  scrubbedByKind: Partial<Record<SecretKind, number>>;
+  examples: Record<ExampleKind, number>;
+  tokens: { train: number; validation: number };
+  sequences: { train: number; validation: number };
+  /** Over train and validation sequences. */
+  paddingTokens: number;
+  targetTokens: number;
+}
+
+export interface Dataset {
+  train: PackedSequence[];
+  validation: PackedSequence[];
+  /** Held-out files (scrubbed text), for next-line exact match. */
+  validationFiles: { path: string; text: string }[];
+  report: DatasetReport;
+}
+
+/** The token that ends every example. */
+export function endTokenId(tokenizer: ExampleTokenizer, template: FimTemplate | undefined): number {
+  const id = tokenizer.eosId ?? template?.stopIds[0];
+  if (id === undefined) throw new Error('the tokenizer has no end-of-text token to end training examples with');
+  return id;
+}
+
+/** Tokens a piece may have so that its FIM example (markers, BOS, end, two cut tokens) fits seqLen. */
+function pieceBudget(seqLen: number, template: FimTemplate | undefined): number {
+  const overhead = 1 + (template === undefined ? 0 : 3) + (template?.bosId === undefined ? 0 : 1) + 2;
+  return Math.max(1, seqLen - overhead);
+}
+
+/** A document's examples: one per piece; each piece draws from its own stream (seed, path, piece). */
+function documentExamples(source: SourceText, ctx: ExampleContext, seqLen: number, seed: number): { examples: Example[]; tokens: number } {
+  const ids = ctx.tokenizer.encode(source.text);
+  const pieces = chunkByLines(source.text, ids.length, pieceBudget(seqLen, ctx.template));
+  const examples = pieces.map((piece, i) => makeExample(piece, ctx, keyedRandom(seed, `${source.path}#${i}`), pieces.length === 1 ? ids : undefined));
+  return { examples, tokens: ids.length };
+}
+
+export async function buildDataset(root: string, tokenizer: ExampleTokenizer, template: FimTemplate | undefined, options: DatasetOptions): Promise<Dataset> {
+  const seed = options.seed ?? 0;
+  const fimRate = options.fimRate ?? 0.9;
+  const spmRate = options.spmRate ?? 0.5;
+  const fimLoss = options.fimLoss ?? 'all';
+  const validationFraction = options.validationFraction ?? 0.1;
+  const maxFileBytes = options.maxFileBytes ?? SCAN_DEFAULTS.maxFileBytes;
+  for (const [name, rate] of [['fimRate', fimRate], ['spmRate', spmRate]] as const) {
+    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${rate}`);
+  }
+
+  const scan = await scanWorkspace(root, options);
+  const read = await readSources(scan.root, scan.files, {
+    maxFileBytes,
+    ...(options.readFile === undefined ? {} : { readFile: options.readFile }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    onProgress: (done, total) => options.onProgress?.({ phase: 'read', done, total }),
+  });
+  const deduped = dedupeByContent(read.sources);
+  const split = splitByPath(deduped.kept, validationFraction);
+  const heldOut = new Set(split.validation);
+
+  const ctx: ExampleContext = { tokenizer, template, endId: endTokenId(tokenizer, template), options: { fimRate, spmRate, loss: fimLoss } };
+  const examples = { train: [] as Example[], validation: [] as Example[] };
+  const kinds: Record<ExampleKind, number> = { plain: 0, psm: 0, spm: 0 };
+  const tokens = { train: 0, validation: 0 };
+  const files: DatasetFile[] = [];
+  for (const [i, source] of deduped.kept.entries()) {
+    options.signal?.throwIfAborted();
+    options.onProgress?.({ phase: 'tokenize', done: i, total: deduped.kept.length });
+    const which = heldOut.has(source) ? 'validation' : 'train';
+    const doc = documentExamples(source, ctx, options.seqLen, seed);
+    for (const e of doc.examples) kinds[e.kind]++;
+    examples[which].push(...doc.examples);
+    tokens[which] += doc.tokens;
+    files.push({ path: source.path, bytes: source.bytes, tokens: doc.tokens, split: which, scrubbedLines: source.scrubbedLines });
+  }
+  options.onProgress?.({ phase: 'tokenize', done: deduped.kept.length, total: deduped.kept.length });
+
+  const padId = template?.padId ?? ctx.endId;
+  const train = packExamples(examples.train, { seqLen: options.seqLen, padId, seed, key: 'train' });
+  const validation = packExamples(examples.validation, { seqLen: options.seqLen, padId, seed, key: 'validation' });
+  const excluded = [...scan.excluded, ...read.excluded, ...deduped.duplicates.map(({ item, of }) => ({ path: item.path, reason: 'duplicate' as const, detail: `same as ${of}` }))];
+  excluded.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+
+  const report: DatasetReport = {
+    root: scan.root,
+    mode: scan.mode,
+    truncated: scan.truncated,
+    seqLen: options.seqLen,
+    seed,
+    fimRate,
+    spmRate,
+    fimLoss,
+    validationFraction,
+    files,
+    excluded,
+    excludedByReason: countByReason(excluded),
+    scrubbedLines: read.scrubbedLines,
+    scrubbedByKind: read.scrubbedByKind,
+    examples: kinds,
+    tokens,
+    sequences: { train: train.sequences.length, validation: validation.sequences.length },
+    paddingTokens: train.paddingTokens + validation.paddingTokens,
+    targetTokens: train.targetTokens + validation.targetTokens,
+  };
+  return {
+    train: train.sequences,
+    validation: validation.sequences,
+    validationFiles: split.validation.map((s) => ({ path: s.path, text: s.text })),
+    report,
+  };
+}

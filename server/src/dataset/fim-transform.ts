@@ -1,0 +1,75 @@
+// Turns a piece of a document into one training example: with probability `fimRate` a
+// fill-in-the-middle example in the model's own template (PSM or SPM), otherwise plain text; both
+// end with the end-of-text token, so the model learns to stop after a middle.
+import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
+import { charBoundary } from './chunk';
+import { randomInt } from './random';
+
+/** What the transform needs from a tokenizer (model/tokenizer.ts's Tokenizer fits). */
+export interface ExampleTokenizer {
+  encode(text: string): number[];
+  readonly eosId?: number | undefined;
+}
+
+/**
+ * Which tokens are trained on. 'all' (the default, as in Bavarian et al. 2022 and StarCoder): every
+ * token is a target, prefix and suffix included, FIM markers too. 'middle': in FIM examples only
+ * the middle and the end token (what the model generates at a cursor); plain examples stay 'all'.
+ */
+export type FimLoss = 'all' | 'middle';
+
+export interface FimOptions {
+  /** Share of examples made FIM (default 0.9). */
+  fimRate: number;
+  /** Share of FIM examples in SPM order, the rest PSM (default 0.5). */
+  spmRate: number;
+  loss: FimLoss;
+}
+
+export type ExampleKind = 'plain' | FimOrder;
+
+export interface Example {
+  tokens: number[];
+  /** loss[i] = 1 when tokens[i] is a target (predicted from the tokens before it). */
+  loss: Uint8Array;
+  kind: ExampleKind;
+}
+
+export interface ExampleContext {
+  tokenizer: ExampleTokenizer;
+  /** Without one (a model with no FIM tokens) every example is plain. */
+  template: FimTemplate | undefined;
+  /** Ends every example: the tokenizer's EOS, else the template's first stop id. */
+  endId: number;
+  options: FimOptions;
+}
+
+/** The text cut into prefix, middle and suffix at two uniform character positions. */
+export function fimSplit(text: string, random: () => number): [string, string, string] {
+  const a = charBoundary(text, randomInt(random, text.length + 1));
+  const b = charBoundary(text, randomInt(random, text.length + 1));
+  const [lo, hi] = a <= b ? [a, b] : [b, a];
+  return [text.slice(0, lo), text.slice(lo, hi), text.slice(hi)];
+}
+
+/**
+ * One example from `text`. Draws, in order: FIM or not; then, for FIM, the two cut points and the
+ * order. `plainIds` may pass the text's tokens when already known. Each part is tokenized on its
+ * own, as at inference time, where prefix and suffix are encoded apart.
+ */
+export function makeExample(text: string, ctx: ExampleContext, random: () => number, plainIds?: readonly number[]): Example {
+  const { tokenizer, template, endId, options } = ctx;
+  const fim = template !== undefined && random() < options.fimRate;
+  if (!fim) {
+    const head = template?.bosId === undefined ? [] : [template.bosId];
+    const tokens = [...head, ...(plainIds ?? tokenizer.encode(text)), endId];
+    return { tokens, loss: new Uint8Array(tokens.length).fill(1), kind: 'plain' };
+  }
+  const [prefix, middle, suffix] = fimSplit(text, random);
+  const order: FimOrder = random() < options.spmRate ? 'spm' : 'psm';
+  const prompt = buildFimPrompt(template, tokenizer.encode(prefix), tokenizer.encode(suffix), order);
+  const tokens = [...prompt, ...tokenizer.encode(middle), endId];
+  const loss = new Uint8Array(tokens.length).fill(1);
+  if (options.loss === 'middle') loss.fill(0, 0, prompt.length);
+  return { tokens, loss, kind: order };
+}

@@ -1,0 +1,90 @@
+// kiln/fineTune: runs the training child process for the client, relays its progress, honours
+// cancellation, and summarises the measured before/after figures. Completions keep being served
+// by this process meanwhile: training runs elsewhere at lower priority.
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { defaultCacheDir } from '../model/graph/build-cache';
+import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
+import { FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../training/fine-tune';
+import type { EvalReport } from '../training/evaluate';
+import { startFineTuneProcess } from '../training/fine-tune-process';
+import { automaticThreads } from './model-host';
+
+export interface FineTuneContext {
+  modelPath: string | undefined;
+  cacheDir: string | undefined;
+  progress: (p: TrainingProgress) => void;
+}
+
+let running = false;
+
+function figures(r: EvalReport | undefined): FineTuneEvalFigures | undefined {
+  return r && { exactMatch: r.exactMatch, editSimilarity: r.editSimilarity, validationLoss: r.validationLoss, lines: r.lines, files: r.files };
+}
+
+function progressOf(e: FineTuneEvent): TrainingProgress {
+  switch (e.type) {
+    case 'phase':
+      return { state: 'running', phase: e.phase, message: e.message };
+    case 'log':
+      return { state: 'running', message: e.message };
+    case 'step':
+      return { state: 'running', phase: 'train', step: e.step, totalSteps: e.totalSteps, loss: e.loss, tokensPerSecond: e.tokensPerSecond, etaSeconds: e.etaSeconds };
+    case 'validation':
+      return { state: 'running', phase: 'train', step: e.step, validationLoss: e.loss };
+  }
+}
+
+export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string): FineTuneOptions {
+  const workspace = resolve(params.workspace);
+  const mode = params.mode ?? 'lora';
+  const d = FINE_TUNE_DEFAULTS;
+  const lora = d.mode.kind === 'lora' ? d.mode : { kind: 'lora' as const, rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const };
+  const rank = params.rank ?? lora.rank;
+  const key = createHash('sha256').update(`${workspace}\0${resolve(modelPath)}\0${mode}`).digest('hex').slice(0, 16);
+  return {
+    ...d,
+    workspace,
+    modelDir: modelPath,
+    outDir: join(cacheDir, 'runs', key),
+    cacheDir,
+    mode: mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: 2 * rank, targets: [...lora.targets] },
+    maxSteps: params.maxSteps ?? d.maxSteps,
+    lr: params.learningRate ?? (mode === 'full' ? 3e-4 : d.lr),
+    threads: Math.max(1, automaticThreads() - 1),
+  };
+}
+
+export async function handleFineTune(params: FineTuneParams, token: CancellationToken, ctx: FineTuneContext): Promise<FineTuneSummary> {
+  if (!ctx.modelPath) throw new ResponseError(LSPErrorCodes.RequestFailed, 'no model is configured to fine-tune');
+  if (typeof params?.workspace !== 'string' || !params.workspace) throw new ResponseError(LSPErrorCodes.RequestFailed, 'fine-tuning needs a workspace folder');
+  if (running) throw new ResponseError(LSPErrorCodes.RequestFailed, 'a fine-tune is already running');
+  running = true;
+  const options = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir());
+  const run = startFineTuneProcess(options, (e) => ctx.progress(progressOf(e)));
+  const sub = token.onCancellationRequested(() => run.cancel());
+  if (token.isCancellationRequested) run.cancel();
+  try {
+    const r = await run.result;
+    ctx.progress({ state: r.cancelled ? 'cancelled' : 'done', step: r.steps, message: r.cancelled ? 'cancelled; the best result so far was kept' : 'done' });
+    return {
+      output: r.output,
+      kind: options.mode.kind === 'lora' ? 'adapter' : 'model',
+      cancelled: r.cancelled,
+      steps: r.steps,
+      bestStep: r.bestStep,
+      trainSeconds: r.trainSeconds,
+      trainFiles: r.dataset.files.filter((f) => f.split === 'train').length,
+      validationFiles: r.dataset.files.filter((f) => f.split === 'validation').length,
+      before: figures(r.before),
+      after: figures(r.after),
+    };
+  } catch (err) {
+    ctx.progress({ state: 'failed', message: (err as Error).message });
+    throw new ResponseError(LSPErrorCodes.RequestFailed, `fine-tuning failed: ${(err as Error).message}`);
+  } finally {
+    sub.dispose();
+    running = false;
+  }
+}

@@ -1,0 +1,62 @@
+// Runs a fine-tune in a child process: the parent (language server or CLI) relays its events,
+// can cancel it (it stops within one step and keeps the best parameters), and learns of a crash.
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FineTuneEvent, FineTuneOptions, FineTuneResult } from './fine-tune';
+import type { WorkerMessage, WorkerRequest } from './worker';
+
+/** How long a cancelled run may take to stop before it is killed. */
+const CANCEL_GRACE_MS = 60_000;
+
+export interface FineTuneProcess {
+  pid: number | undefined;
+  result: Promise<FineTuneResult>;
+  cancel(): void;
+}
+
+/** dist/train-worker.js next to the bundle; the TypeScript source under tsx (tests). */
+function workerEntry(): { path: string; execArgv: string[] } {
+  const bundled = join(__dirname, 'train-worker.js');
+  if (existsSync(bundled)) return { path: bundled, execArgv: [] };
+  return { path: join(__dirname, 'worker.ts'), execArgv: ['--import', 'tsx'] };
+}
+
+export function startFineTuneProcess(options: FineTuneOptions, onEvent: (e: FineTuneEvent) => void): FineTuneProcess {
+  const entry = workerEntry();
+  const child = fork(entry.path, [], { execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  let killTimer: NodeJS.Timeout | undefined;
+  const result = new Promise<FineTuneResult>((resolve, reject) => {
+    let settled = false;
+    child.on('message', (m: WorkerMessage) => {
+      if (m.type === 'event') onEvent(m.event);
+      else if (m.type === 'result') {
+        settled = true;
+        resolve(m.result);
+      } else if (m.type === 'error') {
+        settled = true;
+        reject(new Error(m.message));
+      }
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(killTimer);
+      if (!settled) reject(new Error(`the training process exited (${signal ?? `code ${code}`}) before finishing; the last checkpoint can be resumed.${stderr ? `\n${stderr.trim()}` : ''}`));
+    });
+    child.on('error', (err) => {
+      if (!settled) reject(err);
+    });
+  });
+  child.send({ type: 'start', options } satisfies WorkerRequest);
+  return {
+    pid: child.pid,
+    result,
+    cancel: () => {
+      if (!child.connected) return;
+      child.send({ type: 'cancel' } satisfies WorkerRequest);
+      killTimer = setTimeout(() => child.kill('SIGKILL'), CANCEL_GRACE_MS);
+      killTimer.unref();
+    },
+  };
+}

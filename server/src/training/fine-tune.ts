@@ -1,0 +1,183 @@
+// "Fine-tune on this repository": dataset → measure before → train (warmup + cosine, validation,
+// early stop, atomic checkpoints, resume, cancel) → save the best → measure after.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { loadCompletionModel } from '../completion/completion-model';
+import { buildDataset, type DatasetReport } from '../dataset/build-dataset';
+import { resolveFimTemplate, type FimOrder } from '../model/fim';
+import { DEFAULT_ADAMW } from '../model/graph/adamw';
+import type { TrainingMode } from '../model/graph/training-graph';
+import { Tokenizer } from '../model/tokenizer';
+import { batchesOf, stepMicroBatches } from './batches';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint-store';
+import { evaluateModel, type EvalReport } from './evaluate';
+import { learningRate } from './lr-schedule';
+import { saveTrainedModel } from './save-result';
+import { type TrainerState, TrainerSession } from './trainer-session';
+
+export interface FineTuneOptions {
+  workspace: string;
+  modelDir: string;
+  /** Run folder: `adapter/` (or `model/`), `checkpoint/`, `report.json`. */
+  outDir: string;
+  mode: TrainingMode;
+  lr: number;
+  maxSteps: number;
+  epochs: number;
+  batchSize: number;
+  seqLen: number;
+  accumulation: number;
+  warmupSteps: number;
+  evalEvery: number;
+  /** Validations without improvement before stopping early. */
+  patience: number;
+  checkpointEvery: number;
+  threads: number;
+  seed: number;
+  cacheDir: string;
+  evalLines: number;
+  fimRate: number;
+  spmRate: number;
+  resume: boolean;
+  dryRun: boolean;
+}
+
+export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'outDir' | 'cacheDir'> = {
+  mode: { kind: 'lora', rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+  lr: 1e-3,
+  maxSteps: 200,
+  epochs: 3,
+  batchSize: 4,
+  seqLen: 256,
+  accumulation: 1,
+  warmupSteps: 10,
+  evalEvery: 25,
+  patience: 3,
+  checkpointEvery: 25,
+  threads: 0,
+  seed: 0,
+  evalLines: 100,
+  fimRate: 0.9,
+  spmRate: 0.5,
+  resume: true,
+  dryRun: false,
+};
+
+export type FineTuneEvent =
+  | { type: 'phase'; phase: 'dataset' | 'evaluate-before' | 'train' | 'save' | 'evaluate-after'; message: string }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; etaSeconds: number }
+  | { type: 'validation'; step: number; loss: number; best: boolean }
+  | { type: 'log'; message: string };
+
+export interface FineTuneResult {
+  dataset: DatasetReport;
+  /** Where the adapter (LoRA) or model (full) was written; undefined for a dry run. */
+  output?: string;
+  before?: EvalReport;
+  after?: EvalReport;
+  steps: number;
+  bestStep: number;
+  bestValidationLoss: number;
+  tokensSeen: number;
+  trainSeconds: number;
+  cancelled: boolean;
+  stoppedEarly: boolean;
+  resumedFrom?: number;
+}
+
+function runId(o: FineTuneOptions, datasetHash: string): string {
+  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed } = o;
+  return createHash('sha256').update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, datasetHash })).digest('hex');
+}
+
+export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
+  emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
+  const tokenizer = Tokenizer.load(o.modelDir);
+  const fim = resolveFimTemplate(tokenizer);
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, signal });
+  const report = dataset.report;
+  const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
+  const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
+  if (o.dryRun) return empty;
+  if (dataset.train.length === 0) throw new Error(`nothing to train on in ${o.workspace}: every file was excluded or empty (run with --dry-run to see why)`);
+  mkdirSync(o.outDir, { recursive: true });
+  const loadOptions = { executionProvider: 'cpu' as const, threads: o.threads, cacheDir: o.cacheDir };
+  const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal };
+
+  emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
+  const baseModel = await loadCompletionModel(o.modelDir, 'auto', loadOptions);
+  const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
+
+  emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
+  const trainer = await TrainerSession.create({ modelDir: o.modelDir, mode: o.mode, hyper: DEFAULT_ADAMW, accumulation: o.accumulation, threads: o.threads, cacheDir: o.cacheDir, seed: o.seed, log: (m) => emit({ type: 'log', message: m }) });
+  const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
+  const checkpointDir = join(o.outDir, 'checkpoint');
+  const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
+  const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
+  const validation = batchesOf(dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize), o.batchSize);
+  const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
+  let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
+  let stale = 0;
+  let tokensSeen = 0;
+  let resumedFrom: number | undefined;
+  if (o.resume && existsSync(checkpointDir)) {
+    // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
+    const { state, best: bestValues, meta } = loadCheckpoint(checkpointDir, run, trainer.params.map((p) => p.name));
+    trainer.restore(state);
+    best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
+    stale = meta.stepsWithoutImprovement;
+    tokensSeen = meta.tokensSeen;
+    resumedFrom = meta.step;
+    emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
+  }
+  const t0 = performance.now();
+  let cancelled = false;
+  let stoppedEarly = false;
+  try {
+    for (let step = trainer.step; step < totalSteps; step++) {
+      if (signal?.aborted) {
+        cancelled = true;
+        break;
+      }
+      const lr = learningRate(schedule, step + 1);
+      const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
+      const { loss, gradNorm } = await trainer.trainStep(micro, lr);
+      tokensSeen += micro.length * o.batchSize * o.seqLen;
+      const elapsed = (performance.now() - t0) / 1000;
+      const done = trainer.step - (resumedFrom ?? 0);
+      emit({ type: 'step', step: trainer.step, totalSteps, loss, lr, gradNorm, tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed, etaSeconds: (elapsed / done) * (totalSteps - trainer.step) });
+      const last = trainer.step === totalSteps;
+      if (trainer.step % o.evalEvery === 0 || last) {
+        const valLoss = await trainer.loss(validation);
+        const improved = valLoss < best.loss;
+        if (improved) best = { step: trainer.step, loss: valLoss, values: trainer.snapshot().values };
+        stale = improved ? 0 : stale + 1;
+        emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
+        if (stale >= o.patience) stoppedEarly = true;
+      }
+      if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) {
+        saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen });
+      }
+      if (stoppedEarly) break;
+    }
+  } finally {
+    await trainer.release();
+  }
+  const trainSeconds = (performance.now() - t0) / 1000;
+
+  emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
+  const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
+  saveTrainedModel(output, o.modelDir, o.mode, trainer.params, best.values, fimOrders);
+
+  let after: EvalReport | undefined;
+  if (!cancelled) {
+    emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
+    const tuned = o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, 'auto', { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, 'auto', loadOptions);
+    after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
+  }
+  const result: FineTuneResult = { ...empty, output, before, after, steps: trainer.step, bestStep: best.step, bestValidationLoss: best.loss, tokensSeen, trainSeconds, cancelled, stoppedEarly, resumedFrom };
+  writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
+  return result;
+}

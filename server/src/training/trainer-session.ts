@@ -1,0 +1,191 @@
+// One training run's ORT sessions and state: trainable parameters, AdamW moments, the step count.
+// Parameters live in JS buffers fed to ORT without a copy; each step fetches back their updates.
+// With gradient accumulation, a gradient graph runs per micro-batch and an optimizer graph once.
+import * as ort from 'onnxruntime-node';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { openCheckpoint } from '../model/checkpoint';
+import type { ModelConfig } from '../model/config';
+import type { AdamWHyper } from '../model/graph/adamw';
+import type { GraphBuilder } from '../model/graph/onnx-graph';
+import { buildGradientGraph, buildOptimizerGraph, buildTrainStepGraph, type TrainableParam, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../model/graph/training-graph';
+import { writeModel } from '../model/graph/write-model';
+import { createWithFallback, type ExecutionProvider, type ExecutionProviderChoice } from '../runtime/execution-provider';
+
+export interface Batch {
+  /** [B][S] token ids and next-token labels (IGNORE_INDEX where no loss). */
+  inputIds: Int32Array[];
+  labels: Int32Array[];
+}
+
+export interface TrainerOptions {
+  modelDir: string;
+  mode: TrainingMode;
+  hyper: AdamWHyper;
+  /** Micro-batches per optimizer step. */
+  accumulation: number;
+  threads: number;
+  cacheDir: string;
+  seed: number;
+  executionProvider?: ExecutionProviderChoice;
+  log?: (message: string) => void;
+}
+
+export interface TrainerState {
+  step: number;
+  values: Map<string, Float32Array>;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+}
+
+function tensorOf(rows: Int32Array[]): ort.Tensor {
+  const S = rows[0]!.length;
+  const flat = new BigInt64Array(rows.length * S);
+  rows.forEach((r, b) => r.forEach((t, i) => (flat[b * S + i] = BigInt(t))));
+  return new ort.Tensor('int64', flat, [rows.length, S]);
+}
+
+const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
+
+export class TrainerSession {
+  private constructor(
+    readonly config: ModelConfig,
+    readonly params: TrainableParam[],
+    readonly provider: ExecutionProvider,
+    private readonly main: ort.InferenceSession, // train step, or gradients when accumulating
+    private readonly optimizer: ort.InferenceSession | undefined,
+    private state: TrainerState,
+    private readonly graphDir: string,
+  ) {}
+
+  static async create(o: TrainerOptions): Promise<TrainerSession> {
+    const checkpoint = openCheckpoint(o.modelDir);
+    let built: { graph: GraphBuilder; params: TrainableParam[] };
+    let optimizerGraph: GraphBuilder | undefined;
+    let dir: string;
+    try {
+      // Built per run (cheap next to training) and removed on release; never shared between runs.
+      dir = join(o.cacheDir, 'training', `run-${process.pid}-${Date.now()}`);
+      built = o.accumulation > 1 ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed) : buildTrainStepGraph(checkpoint.config, checkpoint.weights, o.mode, o.hyper, o.seed);
+      if (o.accumulation > 1) optimizerGraph = buildOptimizerGraph(built.params, o.hyper);
+      // Initial values are read now, while the checkpoint is open; LoRA's are generated.
+      const values = new Map(built.params.map((p) => [p.name, Float32Array.from(p.init())]));
+      o.log?.(`training graph: ${built.params.length} trainable tensors, ${[...values.values()].reduce((a, x) => a + x.length, 0)} parameters`);
+      const mainPath = writeModel(built.graph, join(dir, 'step'), TRAINING_OPSETS).modelPath;
+      const optimizerPath = optimizerGraph ? writeModel(optimizerGraph, join(dir, 'optimizer'), TRAINING_OPSETS).modelPath : undefined;
+      const create = (path: string) =>
+        createWithFallback({ executionProvider: o.executionProvider ?? 'cpu', threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(path, opts));
+      const main = await create(mainPath);
+      const optimizer = optimizerPath ? (await create(optimizerPath)).session : undefined;
+      const zeros = () => new Map(built.params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
+      return new TrainerSession(checkpoint.config, built.params, main.provider, main.session, optimizer, { step: 0, values, m: zeros(), v: zeros() }, dir);
+    } finally {
+      checkpoint.weights.close();
+    }
+  }
+
+  get step(): number {
+    return this.state.step;
+  }
+
+  /** Current parameter values by name (live buffers: copy before keeping). */
+  get values(): ReadonlyMap<string, Float32Array> {
+    return this.state.values;
+  }
+
+  /** A deep copy of the whole state (for checkpoints and "best so far"). */
+  snapshot(): TrainerState {
+    const copy = (m: Map<string, Float32Array>) => new Map([...m].map(([k, x]) => [k, Float32Array.from(x)]));
+    return { step: this.state.step, values: copy(this.state.values), m: copy(this.state.m), v: copy(this.state.v) };
+  }
+
+  restore(state: TrainerState): void {
+    for (const p of this.params) {
+      for (const [name, map] of [['values', state.values], ['m', state.m], ['v', state.v]] as const) {
+        const x = map.get(p.name);
+        if (!x || x.length !== this.state.values.get(p.name)!.length) throw new Error(`training state has no matching ${name} for ${p.name}`);
+      }
+    }
+    this.state = state;
+  }
+
+  private paramFeeds(feeds: Record<string, ort.Tensor>, withMoments: boolean): void {
+    for (const p of this.params) {
+      feeds[p.name] = new ort.Tensor('float32', this.state.values.get(p.name)!, p.shape);
+      if (withMoments) {
+        feeds[TrainIO.m(p.name)] = new ort.Tensor('float32', this.state.m.get(p.name)!, p.shape);
+        feeds[TrainIO.v(p.name)] = new ort.Tensor('float32', this.state.v.get(p.name)!, p.shape);
+      }
+    }
+  }
+
+  private adopt(out: ort.InferenceSession.OnnxValueMapType): void {
+    for (const p of this.params) {
+      this.state.values.set(p.name, out[TrainIO.updated(p.name)]!.data as Float32Array);
+      this.state.m.set(p.name, out[TrainIO.updatedM(p.name)]!.data as Float32Array);
+      this.state.v.set(p.name, out[TrainIO.updatedV(p.name)]!.data as Float32Array);
+    }
+  }
+
+  /** One optimizer step over `microBatches` (accumulation) at learning rate `lr`. */
+  async trainStep(microBatches: Batch[], lr: number): Promise<{ loss: number; gradNorm: number }> {
+    const step = this.state.step + 1;
+    if (!this.optimizer) {
+      if (microBatches.length !== 1) throw new Error('this trainer was built without gradient accumulation');
+      const feeds: Record<string, ort.Tensor> = { [TrainIO.lr]: scalar(lr), [TrainIO.step]: scalar(step) };
+      feeds[TrainIO.inputIds] = tensorOf(microBatches[0]!.inputIds);
+      feeds[TrainIO.labels] = tensorOf(microBatches[0]!.labels);
+      this.paramFeeds(feeds, true);
+      const out = await this.main.run(feeds);
+      this.adopt(out);
+      this.state.step = step;
+      return { loss: (out[TrainIO.loss]!.data as Float32Array)[0]!, gradNorm: (out[TrainIO.gradNorm]!.data as Float32Array)[0]! };
+    }
+    const sums = new Map(this.params.map((p) => [p.name, new Float32Array(this.state.values.get(p.name)!.length)]));
+    let loss = 0;
+    for (const batch of microBatches) {
+      const feeds: Record<string, ort.Tensor> = { [TrainIO.inputIds]: tensorOf(batch.inputIds), [TrainIO.labels]: tensorOf(batch.labels) };
+      this.paramFeeds(feeds, false);
+      const out = await this.main.run(feeds);
+      loss += (out[TrainIO.loss]!.data as Float32Array)[0]! / microBatches.length;
+      for (const p of this.params) {
+        const grad = out[TrainIO.grad(p.name)]!.data as Float32Array;
+        const sum = sums.get(p.name)!;
+        for (let i = 0; i < sum.length; i++) sum[i] += grad[i]! / microBatches.length;
+      }
+    }
+    const feeds: Record<string, ort.Tensor> = { [TrainIO.lr]: scalar(lr), [TrainIO.step]: scalar(step) };
+    this.paramFeeds(feeds, true);
+    for (const p of this.params) feeds[TrainIO.grad(p.name)] = new ort.Tensor('float32', sums.get(p.name)!, p.shape);
+    const out = await this.optimizer.run(feeds);
+    this.adopt(out);
+    this.state.step = step;
+    return { loss, gradNorm: (out[TrainIO.gradNorm]!.data as Float32Array)[0]! };
+  }
+
+  /**
+   * Mean loss over batches, weighting each by its target count. Runs the training graph fetching
+   * only `loss`, with the current parameters and no update kept.
+   */
+  async loss(batches: Batch[]): Promise<number> {
+    let total = 0;
+    let targets = 0;
+    for (const batch of batches) {
+      const count = batch.labels.reduce((a, row) => a + row.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0), 0);
+      if (count === 0) continue;
+      const feeds: Record<string, ort.Tensor> = { [TrainIO.inputIds]: tensorOf(batch.inputIds), [TrainIO.labels]: tensorOf(batch.labels) };
+      this.paramFeeds(feeds, !this.optimizer);
+      if (!this.optimizer) Object.assign(feeds, { [TrainIO.lr]: scalar(0), [TrainIO.step]: scalar(1) });
+      const out = await this.main.run(feeds, [TrainIO.loss]);
+      total += (out[TrainIO.loss]!.data as Float32Array)[0]! * count;
+      targets += count;
+    }
+    return targets ? total / targets : NaN;
+  }
+
+  async release(): Promise<void> {
+    await this.main.release();
+    await this.optimizer?.release();
+    rmSync(this.graphDir, { recursive: true, force: true });
+  }
+}
