@@ -4,6 +4,7 @@ import { runComplete } from './commands/complete';
 import { runFinetuneCommand } from './commands/finetune';
 import { runEval } from './commands/eval';
 import { runModelInfo } from './commands/model-info';
+import { runModelInit } from './commands/model-init';
 import { runModelLogprobs } from './commands/model-logprobs';
 import { UsageError } from './commands/cli-args';
 import { runServe } from './commands/serve';
@@ -16,6 +17,7 @@ const USAGE = `usage: kiln <command>
   eval <dir> [--adapter DIR] [--json]          validation loss and next-line exact match on files
   model info <dir> [--json]                    config, parameters, weight bytes, execution provider
   model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
+  model init <dir> --tokenizer DIR [--hidden N]  a freshly initialised model to pretrain
   export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama`;
 
 type Command = (args: string[], out: (text: string) => void) => Promise<number>;
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, Command> = {
   eval: runEval,
   'model info': runModelInfo,
   'model logprobs': runModelLogprobs,
+  'model init': runModelInit,
   export: (args) => runExportCommand(args),
 };
 

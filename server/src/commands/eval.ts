@@ -4,7 +4,9 @@ import { loadCompletionModel } from '../completion/completion-model';
 import { defaultModelPath } from '../default-model';
 import { automaticThreads } from '../lsp/model-host';
 import { collectEvalFiles } from '../training/eval-files';
-import { evaluateModel, type EvalReport } from '../training/evaluate';
+import { NgramModel, previousLinePrediction } from '../training/baselines';
+import { type EvalFile, evaluateModel, type EvalReport, sampleLines, scoreLines } from '../training/evaluate';
+import type { CompletionModel } from '../completion/completion-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 
 const USAGE =
@@ -21,6 +23,7 @@ function parse(args: string[]) {
     'max-files': { type: 'string' },
     seed: { type: 'string' },
     context: { type: 'string' },
+    baselines: { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -35,6 +38,7 @@ function parse(args: string[]) {
     maxFiles: parseNonNegativeInt('max-files', values['max-files'], 200),
     seed: parseNonNegativeInt('seed', values.seed, 0),
     contextTokens: context,
+    baselinesFrom: values.baselines,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
   };
 }
@@ -59,10 +63,46 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const model = await loadCompletionModel(parsed.model, 'auto', { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
   try {
-    const report = await evaluateModel(model, files, { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens });
-    out(parsed.json ? JSON.stringify(report) : formatReport(report));
+    const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
+    const report = await evaluateModel(model, files, options);
+    if (!parsed.baselinesFrom) {
+      out(parsed.json ? JSON.stringify(report) : formatReport(report));
+      return 0;
+    }
+    const baselines = await scoreBaselines(model, files, parsed.baselinesFrom, options);
+    out(parsed.json ? JSON.stringify({ ...report, baselines }) : `${formatReport(report)}\n${formatBaselines(report, baselines)}`);
   } finally {
     await model.loaded.session.release();
   }
   return 0;
+}
+
+interface BaselineScores {
+  previousLine: { exactMatch: number; editSimilarity: number };
+  ngram: { exactMatch: number; editSimilarity: number; order: number; trainTokens: number };
+}
+
+/** Both baselines on exactly the lines the model was scored on (same sampling, same seed). */
+async function scoreBaselines(model: CompletionModel, files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number }): Promise<BaselineScores> {
+  const lines = sampleLines(files, o.maxLines, o.seed);
+  const previous = await scoreLines(files, lines, async (task) => previousLinePrediction(task.text, task.offset));
+  const trainFiles = collectEvalFiles(trainDir, { maxFiles: 100_000 });
+  const sequences = trainFiles.map((f) => model.tokenizer.encode(f.text));
+  const ngram = NgramModel.train(sequences, model.loaded.config.vocabSize, 3);
+  const stops = new Set(model.fim.stopIds);
+  const scored = await scoreLines(files, lines, async (task) => ngram.completeLine(model.tokenizer, task.text.slice(0, task.offset), stops));
+  return {
+    previousLine: { exactMatch: previous.exactMatch, editSimilarity: previous.editSimilarity },
+    ngram: { exactMatch: scored.exactMatch, editSimilarity: scored.editSimilarity, order: 3, trainTokens: sequences.reduce((a, s) => a + s.length, 0) },
+  };
+}
+
+function formatBaselines(model: EvalReport, b: BaselineScores): string {
+  const row = (name: string, x: { exactMatch: number; editSimilarity: number }) => `${name.padEnd(22)} ${percent(x.exactMatch).padStart(8)}  ${fixed(x.editSimilarity, 3).padStart(8)}`;
+  return [
+    `${''.padEnd(22)} ${'exact'.padStart(8)}  ${'edit sim'.padStart(8)}`,
+    row('model', model),
+    row('previous line', b.previousLine),
+    row(`token 3-gram (${(b.ngram.trainTokens / 1e6).toFixed(1)}M tok)`, b.ngram),
+  ].join('\n');
 }

@@ -232,20 +232,20 @@ async function validationLoss(model: CompletionModel, files: readonly EvalFile[]
 /** Greedy, single-line, no speculation, no wall-clock stop (a slow machine must not change scores). */
 const EVAL_SETTINGS: KilnSettings = { ...DEFAULT_SETTINGS, completionMode: 'line', temperature: 0, speculate: false, candidates: 1, timeLimitMs: 60_000 };
 
-export async function evaluateModel(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<EvalReport> {
-  const { loss, tokens } = await validationLoss(model, files, options);
-  const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
-  // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
-  const engine = new CompletionEngine(model, EVAL_SETTINGS, new LatencyStats());
+/** Per-line exact match and edit similarity of any predictor on the sampled lines. */
+export async function scoreLines(
+  files: readonly EvalFile[],
+  lines: readonly EvalLine[],
+  predict: (task: { text: string; offset: number }, line: EvalLine) => Promise<string>,
+  options: Pick<EvalOptions, 'signal' | 'onProgress'> = {},
+): Promise<{ exactMatch: number; editSimilarity: number; samples: EvalSample[] }> {
   let exact = 0;
   let similarity = 0;
   const samples: EvalSample[] = [];
   for (const [i, line] of lines.entries()) {
     options.signal?.throwIfAborted();
     const task = lineTask(files[line.file]!.text, line);
-    const answer = await engine.complete({ uri: line.path, text: task.text, offset: task.offset, signal: options.signal });
-    engine.forgetDocument(line.path); // each line is a fresh document: no typing-through between them
-    const got = answer.items[0] ?? '';
+    const got = await predict(task, line);
     const score = compareLine(task.expected, got);
     if (score.exact) exact++;
     similarity += score.similarity;
@@ -253,5 +253,23 @@ export async function evaluateModel(model: CompletionModel, files: readonly Eval
     options.onProgress?.({ phase: 'lines', done: i + 1, total: lines.length });
   }
   const n = lines.length;
-  return { files: files.length, lines: n, exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, validationLoss: loss, tokens, samples };
+  return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, samples };
+}
+
+export async function evaluateModel(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<EvalReport> {
+  const { loss, tokens } = await validationLoss(model, files, options);
+  const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
+  // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
+  const engine = new CompletionEngine(model, EVAL_SETTINGS, new LatencyStats());
+  const scores = await scoreLines(
+    files,
+    lines,
+    async (task, line) => {
+      const answer = await engine.complete({ uri: line.path, text: task.text, offset: task.offset, signal: options.signal });
+      engine.forgetDocument(line.path); // each line is a fresh document: no typing-through between them
+      return answer.items[0] ?? '';
+    },
+    options,
+  );
+  return { files: files.length, lines: lines.length, ...scores, validationLoss: loss, tokens };
 }
