@@ -1,4 +1,5 @@
 // Picks the next token from one row of logits: greedy, or temperature + nucleus (top-p) sampling.
+import { seededRandom } from '../random';
 
 /** Sampling settings; temperature 0 is greedy. */
 export interface SamplerOptions {
@@ -20,7 +21,7 @@ export function createSampler(options: SamplerOptions): Sampler {
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new RangeError(`temperature must be a finite number ≥ 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${topP}`);
   const banned = new Set(options.banned ?? []);
-  const random = mulberry32(options.seed ?? Math.floor(Math.random() * 2 ** 32));
+  const random = seededRandom(options.seed ?? Math.floor(Math.random() * 2 ** 32));
   let mask: Uint8Array | undefined;
   let scratch = new Float64Array(0);
   const allowedMask = (size: number): Uint8Array => {
@@ -103,16 +104,4 @@ function sampleNucleus(
     if (target < 0) return id;
   }
   return candidates[candidates.length - 1]!;
-}
-
-/** mulberry32: a small, fast seeded PRNG giving floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

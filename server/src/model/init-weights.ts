@@ -5,24 +5,7 @@ import { join } from 'node:path';
 import { expectedTensors } from './checkpoint';
 import { type ModelConfig, toHfConfigJson } from './config';
 import { writeSafetensors } from './safetensors';
-
-function normal(seed: number, count: number, std: number): Float32Array {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(uniform())) * std;
-    const th = 2 * Math.PI * uniform();
-    out[i] = r * Math.cos(th);
-    if (i + 1 < count) out[i + 1] = r * Math.sin(th);
-  }
-  return out;
-}
+import { randomNormal, seededRandom } from '../random';
 
 export function initialWeights(c: ModelConfig, seed: number, std = 0.02): Map<string, Float32Array> {
   const residualStd = std / Math.sqrt(2 * c.numLayers);
@@ -31,7 +14,7 @@ export function initialWeights(c: ModelConfig, seed: number, std = 0.02): Map<st
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (t.name.endsWith('norm.weight')) out.set(t.name, new Float32Array(n).fill(1));
     else if (t.name.endsWith('.bias')) out.set(t.name, new Float32Array(n));
-    else out.set(t.name, normal(seed * 1000 + i, n, /o_proj|down_proj/.test(t.name) ? residualStd : std));
+    else out.set(t.name, randomNormal(seededRandom(seed * 1000 + i), n, /o_proj|down_proj/.test(t.name) ? residualStd : std));
   });
   return out;
 }

@@ -11,6 +11,7 @@ import { type DecoderContext, INITIALIZER_PARAMS, makeRmsNorm, type ParamSource,
 import { makeDecoderBody } from './decoder';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
+import { randomUniform, seededRandom } from '../../random';
 import { crossEntropy, matmul } from './ops-nn';
 import { reshape, transpose } from './ops-shape';
 
@@ -49,19 +50,6 @@ export const TrainIO = {
   updatedV: (p: string) => `updated_v.${p}`,
 };
 
-/** A small seeded PRNG for LoRA A's init: reproducible adapters for a seed. */
-function uniform(seed: number, count: number, bound: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * bound;
-  }
-  return out;
-}
-
 /** Full-parameter training: every weight is a trainable graph input. */
 function fullParams(list: TrainableParam[]): ParamSource {
   return {
@@ -85,7 +73,7 @@ function loraParams(list: TrainableParam[], mode: Extract<TrainingMode, { kind: 
         return ctx.dg.trainable(ctx.dg.value(ctx.dg.g.input(name, 'float32', shape), shape));
       };
       const r = mode.rank;
-      const a = input(`${module}.lora_A.weight`, [r, inDim], () => uniform(seed + list.length, r * inDim, 1 / Math.sqrt(inDim)));
+      const a = input(`${module}.lora_A.weight`, [r, inDim], () => randomUniform(seededRandom(seed * 7919 + list.length), r * inDim, 1 / Math.sqrt(inDim)));
       const b = input(`${module}.lora_B.weight`, [outDim, r], () => new Float32Array(outDim * r));
       return { a, b, scale: mode.alpha / r };
     },
