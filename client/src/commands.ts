@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
+import { downloadModelCommand } from './download-command';
 import { fineTuneRepository } from './fine-tune-command';
 import type { KilnStatusBar } from './status-bar';
 
@@ -11,6 +12,8 @@ export interface CommandDeps {
   statusBar: KilnStatusBar;
   output: vscode.OutputChannel;
   toggle: () => boolean;
+  /** The extension's global storage: downloaded models go to `models/` in it. */
+  storageUri: vscode.Uri;
 }
 
 async function showStats(deps: CommandDeps): Promise<void> {
@@ -49,6 +52,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
   return [
     vscode.commands.registerCommand('kiln.showStats', () => showStats(deps)),
     vscode.commands.registerCommand('kiln.selectModel', () => selectModel(deps)),
+    vscode.commands.registerCommand('kiln.downloadModel', () => downloadModelCommand(deps)),
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
     vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps.client(), deps.output)),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {

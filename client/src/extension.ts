@@ -38,6 +38,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       restart,
       statusBar,
       output,
+      storageUri: context.globalStorageUri,
       toggle: () => {
         const next = !isEnabled();
         void context.globalState.update(ENABLED_KEY, next);

@@ -3,11 +3,13 @@
 import { runComplete } from './commands/complete';
 import { runFinetuneCommand } from './commands/finetune';
 import { runEval } from './commands/eval';
+import { runModelDownload } from './commands/model-download';
 import { runModelInfo } from './commands/model-info';
 import { runModelInit } from './commands/model-init';
 import { runModelLogprobs } from './commands/model-logprobs';
 import { UsageError } from './commands/cli-args';
 import { runServe } from './commands/serve';
+import { runTokenizerTrain } from './commands/tokenizer-train';
 import { runExportCommand } from './model/export/export-command';
 
 const USAGE = `usage: kiln <command>
@@ -17,8 +19,10 @@ const USAGE = `usage: kiln <command>
   eval <dir> [--adapter DIR] [--json]          validation loss and next-line exact match on files
   model info <dir> [--json]                    config, parameters, weight bytes, execution provider
   model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
+  model download <owner/name> [--revision R]   fetch a Hugging Face checkpoint (resumable, verified)
   model init <dir> --tokenizer DIR [--hidden N]  a freshly initialised model to pretrain
-  export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama`;
+  export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama
+  tokenizer train <corpus> --vocab N --out DIR  train Kiln's byte-level BPE (tokenizer.json); --measure <dir> for bytes/token`;
 
 type Command = (args: string[], out: (text: string) => void) => Promise<number>;
 
@@ -29,8 +33,10 @@ const COMMANDS: Record<string, Command> = {
   eval: runEval,
   'model info': runModelInfo,
   'model logprobs': runModelLogprobs,
+  'model download': runModelDownload,
   'model init': runModelInit,
   export: (args) => runExportCommand(args),
+  'tokenizer train': runTokenizerTrain,
 };
 
 async function main(argv: string[]): Promise<number> {

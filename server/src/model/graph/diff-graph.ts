@@ -65,6 +65,16 @@ export class DiffGraph {
   }
 
   /**
+   * Records a rule for a forward already emitted as raw nodes (a fused op such as softmax
+   * cross-entropy, whose hand-written backward beats differentiating its parts).
+   */
+  record(inputs: Value[], outputs: Value[], rule: Rule): void {
+    if (!this.recording || !inputs.some((v) => this.needsGrad(v))) return;
+    for (const o of outputs) this.tracked.add(o.name);
+    this.tape.push({ inputs, outputs, rule });
+  }
+
+  /**
    * Gradients of scalar `loss` with respect to `wrt`, as graph values. A parameter the loss does
    * not depend on gets an explicit zero gradient so optimizers can treat every parameter alike.
    */

@@ -72,20 +72,26 @@ export const IGNORE_INDEX = -100;
 
 /**
  * Mean cross-entropy of logits [N,V] against labels [N] (IGNORE_INDEX skipped), fused:
- * d/dlogits = (softmax − onehot(label)) · valid / count.
+ *   loss = Σ valid·(logsumexp(logits) − logits[label]) / count
+ *   d/dlogits = (exp(logits − lse) − onehot(label)) · valid / count
+ * The log-sum-exp [N,1] is shared by both passes; the one-hot is a scatter of −1 into the softmax.
  */
 export function crossEntropy(dg: DiffGraph, logits: Value, labels: Value): Value {
   const { g } = dg;
-  const V = logits.shape[1] as number;
-  const [loss] = dg.emit('SoftmaxCrossEntropyLoss', [logits, labels], { reduction: 'mean', ignore_index: IGNORE_INDEX }, [[]], ([gl]) => {
-    const probs = g.op('Softmax', [logits.name], { axis: -1 }); // [N,V]
-    const valid = g.op('Not', [g.op('Equal', [labels.name, g.int64([IGNORE_INDEX], [])])]); // bool [N]
-    const safe = g.op('Where', [valid, labels.name, g.int64([0], [])]);
-    const onehot = g.op('OneHot', [safe, g.int64([V], []), g.float32([0, 1])], { axis: -1 }); // [N,V]
-    const validF = g.op('Unsqueeze', [g.op('Cast', [valid], { to: 1 }), g.int64([1])]); // [N,1]
-    const count = g.op('Max', [g.op('ReduceSum', [validF], { keepdims: 0 }), g.float32([1], [])]);
-    const scale = g.op('Div', [gl!.name, count]);
-    return [dg.value(g.op('Mul', [g.op('Mul', [g.op('Sub', [probs, onehot]), validF]), scale]), logits.shape), undefined];
-  }, [], undefined, ['float32']);
-  return loss!;
+  const valid = g.op('Not', [g.op('Equal', [labels.name, g.int64([IGNORE_INDEX], [])])]); // bool [N]
+  const safe = g.op('Unsqueeze', [g.op('Where', [valid, labels.name, g.int64([0], [])]), g.int64([1])]); // int64 [N,1]
+  const validF = g.op('Unsqueeze', [g.op('Cast', [valid], { to: 1 }), g.int64([1])]); // [N,1]
+  const count = g.op('Max', [g.op('ReduceSum', [validF], { keepdims: 0 }), g.float32([1], [])]);
+  const lse = g.op('ReduceLogSumExp', [logits.name, g.int64([-1])], { keepdims: 1 }); // [N,1]
+  const picked = g.op('GatherElements', [logits.name, safe], { axis: 1 }); // [N,1]
+  const perToken = g.op('Mul', [g.op('Sub', [lse, picked]), validF]);
+  const loss = dg.value(g.op('Div', [g.op('ReduceSum', [perToken], { keepdims: 0 }), count]), []);
+  dg.record([logits], [loss], ([gl]) => {
+    const probs = g.op('Exp', [g.op('Sub', [logits.name, lse])]); // [N,V]
+    const minusOne = g.op('Expand', [g.float32([-1], [1, 1]), g.op('Shape', [safe])]); // [N,1]
+    const shifted = g.op('ScatterElements', [probs, safe, minusOne], { axis: 1, reduction: 'add' }); // softmax − onehot
+    const scale = g.op('Mul', [validF, g.op('Div', [gl!.name, count])]); // [N,1]
+    return [dg.value(g.op('Mul', [shifted, scale]), logits.shape)];
+  });
+  return loss;
 }
