@@ -63,7 +63,10 @@ export async function gitNulList(cwd: string, args: readonly string[], maxPaths:
   return { paths, truncated };
 }
 
-/** Whether `dir` is inside a git work tree (false when git is missing too). */
+/**
+ * Whether `dir` is a tracked part of a git work tree (false when git is missing). A folder the
+ * enclosing repository ignores (a cache, a corpus) is not: git lists nothing useful there.
+ */
 export async function isGitWorkTree(dir: string): Promise<boolean> {
   let out = '';
   try {
@@ -74,7 +77,13 @@ export async function isGitWorkTree(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
-  return out.trim() === 'true';
+  if (out.trim() !== 'true') return false;
+  try {
+    await runGit(dir, ['check-ignore', '-q', '.'], () => true);
+    return false; // exit 0: the folder itself is ignored
+  } catch {
+    return true; // exit 1: not ignored
+  }
 }
 
 /** Tracked files plus untracked ones that the ignore rules let through, under `root`. */
