@@ -142,8 +142,11 @@ export class CompletionEngine {
     return rest ? this.finish(uri, before, after, [rest], watch, 'typing-through', undefined) : undefined;
   }
 
+  /** The configured windows, shrunk to fit the model's context with room for the completion. */
   private promptOptions() {
-    return { maxPrefixTokens: this.settings.maxPrefixTokens, maxSuffixTokens: this.settings.maxSuffixTokens, order: this.model.order };
+    const room = Math.max(32, this.model.contextTokens - this.settings.maxTokens - 8); // FIM markers and BOS
+    const suffix = Math.min(this.settings.maxSuffixTokens, Math.floor(room / 4));
+    return { maxPrefixTokens: Math.max(16, Math.min(this.settings.maxPrefixTokens, room - suffix)), maxSuffixTokens: suffix, order: this.model.order };
   }
 
   /** 'auto': a whole block at the start of an empty line, the rest of the line otherwise. */
