@@ -10,7 +10,8 @@ import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
 import { generate, generateCandidates, prefillPrompt } from './generation';
 import { InferenceLoop } from './inference-loop';
-import { buildPrompt, type BuiltPrompt, promptTokenCacheFor } from './prompt';
+import { buildPrompt, promptTokenCacheFor } from './prompt';
+import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
 import { createStopRules, type StopMode } from './stop-rules';
 import { applyTransforms } from './transforms';
@@ -110,7 +111,7 @@ export class CompletionEngine {
       if (again) return again;
     }
 
-    const prompt = buildPrompt(this.model.tokenizer, this.model.fim, req.text, offset, this.promptOptions(), this.promptCache);
+    const prompt = this.prompt(req.text, offset);
     watch.lap('tokenize');
     const mode = this.modeAt(before, after);
     const explicit = req.explicit === true && this.settings.candidates > 1;
@@ -165,7 +166,14 @@ export class CompletionEngine {
   }
 
   /** Runs on the inference loop: KV reuse, decode, post-processing. */
-  private async run(prompt: BuiltPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
+  /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
+  private prompt(text: string, offset: number): HealedPrompt {
+    const built = buildPrompt(this.model.tokenizer, this.model.fim, text, offset, this.promptOptions(), this.promptCache);
+    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
+    return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
+  }
+
+  private async run(prompt: HealedPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
     watch.lap('queue');
     const session = this.model.loaded.session;
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
@@ -173,7 +181,8 @@ export class CompletionEngine {
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const { state } = this.pool.acquire(prompt.tokens);
     const onText = progress && ((text: string) => (progress.text = text));
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, onText };
+    const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
+    const options = { maxTokens: this.settings.maxTokens + prompt.forcedBytes.length, stopIds: this.stopIds(), signal, onText, healing };
     try {
       if (!explicit) {
         const sampler = createSampler({ temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 });
@@ -232,7 +241,7 @@ export class CompletionEngine {
    */
   private speculate(uri: string, before: string, after: string): void {
     const text = before + after;
-    const prompt = buildPrompt(this.model.tokenizer, this.model.fim, text, before.length, this.promptOptions(), this.promptCache);
+    const prompt = this.prompt(text, before.length);
     const nextMode = this.modeAt(before, after);
     const key = AnswerCache.key(uri, prompt.tokens, nextMode);
     if (this.answers.get(key)) return;

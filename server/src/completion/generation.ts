@@ -7,6 +7,7 @@ import type { DecoderSession } from '../runtime/decoder-session';
 import type { KvState } from '../runtime/kv-state';
 import type { Sampler } from './sampler';
 import type { StopRules } from './stop-rules';
+import { ForcedPrefix } from './token-healing';
 
 
 export interface GenerationOptions {
@@ -15,6 +16,38 @@ export interface GenerationOptions {
   signal?: AbortSignal;
   /** Called after each token with the text kept so far (what a suggestion would show). */
   onText?: (text: string) => void;
+  /** Token healing: the output must begin with these bytes, which are then not part of the answer. */
+  healing?: { bytes: Uint8Array; text: string };
+}
+
+/** One sequence's healing state: masks logits until the forced bytes are out, then hides them. */
+class Healer {
+  private readonly forced: ForcedPrefix | undefined;
+
+  constructor(
+    tokenizer: Tokenizer,
+    private readonly healing: GenerationOptions['healing'],
+  ) {
+    this.forced = healing && healing.bytes.length ? new ForcedPrefix(healing.bytes, tokenizer) : undefined;
+  }
+
+  pick(sampler: Sampler, logits: Float32Array): number {
+    if (!this.forced?.active) return sampler(logits);
+    const id = sampler(this.forced.mask(logits));
+    this.forced.advance(id);
+    return id;
+  }
+
+  /** Whether generated text is still (part of) the forced prefix. */
+  get pending(): boolean {
+    return this.forced?.active ?? false;
+  }
+
+  /** The generated text without the forced prefix. */
+  visible(text: string): string {
+    const forced = this.healing?.text ?? '';
+    return forced && text.startsWith(forced) ? text.slice(forced.length) : text;
+  }
 }
 
 export interface GenerationResult {
@@ -58,6 +91,7 @@ export async function generate(
   const pre = await prefillPrompt(session, state, prompt);
   let logits = pre.logits;
   const decoder = new TokenTextDecoder(tokenizer);
+  const healer = new Healer(tokenizer, options.healing);
   const tokens: number[] = [];
   let text = '';
   let kept = '';
@@ -65,14 +99,18 @@ export async function generate(
   const t0 = performance.now();
   for (;;) {
     throwIfAborted(options.signal);
-    const next = sampler(logits);
+    const next = healer.pick(sampler, logits);
     if (options.stopIds.has(next)) {
       stopReason = 'stop-token';
       break;
     }
     tokens.push(next);
     text += decoder.push(next);
-    const verdict = stop.check(text, tokens.length);
+    if (healer.pending) {
+      logits = await session.decode(state, next);
+      continue;
+    }
+    const verdict = stop.check(healer.visible(text), tokens.length);
     kept = verdict.text;
     options.onText?.(kept);
     if (verdict.stop) {
@@ -82,7 +120,7 @@ export async function generate(
     if (tokens.length >= options.maxTokens) break;
     logits = await session.decode(state, next);
   }
-  if (stopReason === 'stop-token') kept = stop.finish(text + decoder.flush()).text;
+  if (stopReason === "stop-token") kept = stop.finish(healer.visible(text + decoder.flush())).text;
   return { text: kept, tokens, prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, stopReason };
 }
 
@@ -102,22 +140,23 @@ export async function generateCandidates(
   const B = samplers.length;
   const V = session.config.vocabSize;
   const batch = session.track(promptState.broadcast(B));
-  const rows = samplers.map(() => ({ decoder: new TokenTextDecoder(tokenizer), stop: makeStop(), text: '', kept: '', done: false, count: 0 }));
+  const rows = samplers.map(() => ({ decoder: new TokenTextDecoder(tokenizer), healer: new Healer(tokenizer, options.healing), stop: makeStop(), text: '', kept: '', done: false, count: 0 }));
   let logits: Float32Array = new Float32Array(B * V);
   for (let b = 0; b < B; b++) logits.set(promptLogits, b * V);
   for (let step = 0; step < options.maxTokens; step++) {
     throwIfAborted(options.signal);
     const next = rows.map((row, b) => {
       if (row.done) return 0; // a finished row decodes a placeholder; its output is ignored
-      const id = samplers[b]!(logits.subarray(b * V, (b + 1) * V));
+      const id = row.healer.pick(samplers[b]!, logits.subarray(b * V, (b + 1) * V));
       if (options.stopIds.has(id)) {
         row.done = true;
-        row.kept = row.stop.finish(row.text + row.decoder.flush()).text;
+        row.kept = row.stop.finish(row.healer.visible(row.text + row.decoder.flush())).text;
         return id;
       }
       row.count++;
       row.text += row.decoder.push(id);
-      const verdict = row.stop.check(row.text, row.count);
+      if (row.healer.pending) return id;
+      const verdict = row.stop.check(row.healer.visible(row.text), row.count);
       row.kept = verdict.text;
       row.done = verdict.stop;
       return id;

@@ -22,6 +22,7 @@ export interface KilnSettings {
   candidates: number; // suggestions decoded together for an explicit trigger
   extraContext: boolean; // other open documents before the prompt
   speculate: boolean;
+  tokenHealing: boolean; // re-generate the prompt's last token (see completion/token-healing.ts)
 }
 
 export const DEFAULT_SETTINGS: KilnSettings = {
@@ -41,6 +42,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   candidates: 3,
   extraContext: false,
   speculate: true,
+  tokenHealing: true,
 };
 
 type Rule = (v: unknown) => string | undefined; // an error message, or undefined when valid
@@ -68,6 +70,7 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   candidates: int(1, 8),
   extraContext: bool,
   speculate: bool,
+  tokenHealing: bool,
 };
 
 export interface SettingsUpdate {
