@@ -28,13 +28,18 @@ import {
 } from 'vscode-languageserver-protocol/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
+  type FineTuneParams,
+  type FineTuneSummary,
   type KilnInitializationOptions,
+  KilnFineTuneRequest,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
   type KilnStats,
   KilnStatsNotification,
   KilnStatusNotification,
+  KilnTrainingProgressNotification,
   type ServerStatus,
+  type TrainingProgress,
 } from '../../server/src/protocol';
 import { CLI } from './built-cli';
 
@@ -76,6 +81,7 @@ export class KilnClient {
   readonly statuses = new Inbox<ServerStatus>();
   readonly stats = new Inbox<KilnStats>();
   readonly messages = new Inbox<ShowMessageParams>();
+  readonly training = new Inbox<TrainingProgress>();
   /** Every workspace/configuration request answered, counted, so `configure` knows it was pulled. */
   readonly configurationPulls = new Inbox<number>();
   /** The server's stderr (its logs go through the connection; this is for crashes). */
@@ -99,6 +105,7 @@ export class KilnClient {
     connection.onNotification(KilnStatusNotification.type, (s) => client.statuses.push(s));
     connection.onNotification(KilnStatsNotification.type, (s) => client.stats.push(s));
     connection.onNotification(ShowMessageNotification.type, (m) => client.messages.push(m));
+    connection.onNotification(KilnTrainingProgressNotification.type, (p) => client.training.push(p));
     connection.onRequest(ConfigurationRequest.type, (params) => {
       client.configurationPulls.push(client.configurationPulls.items.length);
       return params.items.map((item) => (item.section === 'kiln' ? { ...client.settings } : null));
@@ -170,6 +177,11 @@ export class KilnClient {
 
   getStats(): Promise<KilnStats> {
     return this.connection.sendRequest(KilnGetStatsRequest.type);
+  }
+
+  /** kiln/fineTune; cancelling `token` sends $/cancelRequest (the server still answers, `cancelled: true`). */
+  fineTune(params: FineTuneParams, token?: CancellationToken): Promise<FineTuneSummary> {
+    return this.connection.sendRequest(KilnFineTuneRequest.type, params, token);
   }
 
   reloadModel(): Promise<ServerStatus> {

@@ -3,6 +3,7 @@
 // FIM orders (SPM by default, so typing at the cursor only appends prompt tokens).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ModelConfig } from '../../server/src/model/config';
 import type { FimOrder } from '../../server/src/model/fim';
 import { makeTinyWeights, TINY_LLAMA, writeTinyCheckpoint } from './tiny-model';
 import { writeTinyTokenizer } from './tiny-tokenizer';
@@ -18,10 +19,12 @@ export interface TinyCodeModelOptions {
    * no newline, no stop token — until a token limit, a deadline or an abort. For scheduler tests.
    */
   endless?: boolean;
+  /** Fields over TINY_LLAMA's (e.g. a larger vocabulary: the tokenizer gets the same size). */
+  config?: Partial<ModelConfig>;
 }
 
 export function writeTinyCodeModel(dir: string, options: TinyCodeModelOptions = {}): string {
-  const config = { ...TINY_LLAMA, maxPositions: options.maxPositions ?? 2048 };
+  const config = { ...TINY_LLAMA, maxPositions: options.maxPositions ?? 2048, ...options.config };
   const weights = makeTinyWeights(config, options.seed ?? 1);
   if (options.endless) makeEndless(weights.tensors, config.hiddenSize);
   writeTinyCheckpoint(dir, weights);

@@ -24,7 +24,8 @@ function workerEntry(): { path: string; execArgv: string[] } {
 
 export function startFineTuneProcess(options: FineTuneOptions, onEvent: (e: FineTuneEvent) => void): FineTuneProcess {
   const entry = workerEntry();
-  const child = fork(entry.path, [], { execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  // 'advanced' (structured clone) keeps NaN and Infinity: a diverging run's losses arrive as numbers, not null.
+  const child = fork(entry.path, [], { execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   let killTimer: NodeJS.Timeout | undefined;

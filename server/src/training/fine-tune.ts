@@ -122,21 +122,22 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   let stale = 0;
   let tokensSeen = 0;
   let resumedFrom: number | undefined;
+  let stoppedEarly = false;
   if (o.resume && existsSync(checkpointDir)) {
     // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
     const { state, best: bestValues, meta } = loadCheckpoint(checkpointDir, run, trainer.params.map((p) => p.name));
     trainer.restore(state);
     best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
     stale = meta.stepsWithoutImprovement;
+    stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
     tokensSeen = meta.tokensSeen;
     resumedFrom = meta.step;
     emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
   }
   const t0 = performance.now();
   let cancelled = false;
-  let stoppedEarly = false;
   try {
-    for (let step = trainer.step; step < totalSteps; step++) {
+    for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
       if (signal?.aborted) {
         cancelled = true;
         break;

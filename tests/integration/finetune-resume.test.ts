@@ -1,0 +1,210 @@
+// The built CLI's `kiln finetune`, interrupted: killed with SIGKILL (the CLI and its training
+// process together) after a checkpoint, the same command resumes and ends exactly where an
+// uninterrupted run with the same seed ends — same steps, same losses, same adapter tensors, same
+// optimizer state. A diverging run that stopped early, run again, trains no further. A corrupt, partial
+// or foreign checkpoint is refused with a message naming it (exit 1), and nothing is trained.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SafetensorsFile } from '../../server/src/model/safetensors';
+import type { FineTuneResult } from '../../server/src/training/fine-tune';
+import { finetuneFlags, parseResult, writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
+import { CLI, type CliRun, ensureBuilt, runKiln } from '../helpers/built-cli';
+import { tempDir } from '../helpers/tiny-session';
+
+const root = tempDir('kiln-finetune-resume-');
+const repo = join(root, 'repo');
+const modelDir = join(root, 'model');
+const cacheDir = join(root, 'cache');
+const STEPS = 40;
+const EVERY = 5; // validation and checkpoint every 5 steps
+const reference = join(root, 'reference');
+let uninterrupted: { result: FineTuneResult; stderr: string };
+const groups: number[] = []; // process groups started here, killed in `after` whatever happens
+
+/** The command line of every run: LoRA, 40 steps, a checkpoint every 5, no line evaluation. */
+function args(out: string, ...extra: string[]): string[] {
+  return ['finetune', repo, '--out', out, ...finetuneFlags(modelDir, cacheDir), '--mode', 'lora', '--rank', '8', '--lr', '5e-3', '--steps', String(STEPS), '--eval-every', String(EVERY), '--eval-lines', '0', ...extra];
+}
+
+async function finetune(out: string, ...extra: string[]): Promise<{ result: FineTuneResult; stderr: string }> {
+  const r = await runKiln(...args(out, ...extra));
+  assert.equal(r.code, 0, r.stderr);
+  return { result: parseResult(r.stdout), stderr: r.stderr };
+}
+
+/** Progress lines after `step`, without throughput and ETA (which depend on the clock). */
+function progressAfter(stderr: string, step: number): string[] {
+  return [...stderr.matchAll(/^(?:step (\d+)\/\d+ .*|validation loss \S+ at step (\d+).*)$/gm)].filter((m) => Number(m[1] ?? m[2]) > step).map((m) => m[0].replace(/ +\d+ tok\/s.*$/, ''));
+}
+
+function readTensors(path: string): Map<string, Float32Array> {
+  const file = SafetensorsFile.open(path);
+  try {
+    return new Map([...file.tensors.keys()].map((name) => [name, file.readFloat32(name)]));
+  } finally {
+    file.close();
+  }
+}
+
+/** The largest |a − b| over two safetensors files holding the same tensors. */
+function maxDifference(pathA: string, pathB: string): number {
+  const a = readTensors(pathA);
+  const b = readTensors(pathB);
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  let max = 0;
+  for (const [name, x] of a) {
+    const y = b.get(name)!;
+    assert.equal(x.length, y.length, name);
+    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
+  }
+  return max;
+}
+
+/** True while any process of the group is alive. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts the run in a process group of its own, waits for its first checkpoint, then SIGKILLs the group. */
+async function startAndKill(out: string): Promise<string> {
+  const child = spawn(process.execPath, [CLI, ...args(out)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KILN_DEBUG: '' } });
+  groups.push(child.pid!);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = once(child, 'exit');
+  const deadline = Date.now() + 60_000;
+  while (!existsSync(join(out, 'checkpoint', 'state.json'))) {
+    assert.equal(child.exitCode, null, `the run ended before its first checkpoint:\n${stderr}`);
+    assert.ok(Date.now() < deadline, `no checkpoint after 60 s:\n${stderr}`);
+    await sleep(10);
+  }
+  process.kill(-child.pid!, 'SIGKILL'); // the CLI and the train-worker it forked
+  const [, signal] = await exited;
+  assert.equal(signal, 'SIGKILL');
+  for (let i = 0; groupAlive(child.pid!); i++) {
+    assert.ok(i < 200, 'the training process outlived the kill');
+    await sleep(10);
+  }
+  return stderr;
+}
+
+before(async () => {
+  ensureBuilt();
+  writeOverfitModel(modelDir);
+  writeOverfitRepo(repo, 40);
+  uninterrupted = await finetune(reference);
+  assert.equal(uninterrupted.result.steps, STEPS);
+});
+after(() => {
+  for (const pgid of groups) if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL');
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('kiln finetune resumes after a kill', () => {
+  it('killed after a checkpoint, the same command resumes and ends where an uninterrupted run ends', async (t) => {
+    const out = join(root, 'killed');
+    const killed = await startAndKill(out);
+    assert.doesNotMatch(killed, /saving the best parameters/, 'killed mid-training');
+
+    const resumed = await finetune(out);
+    const from = Number(/^resumed from step (\d+) /m.exec(resumed.stderr)?.[1]);
+    assert.ok(from > 0 && from < STEPS && from % EVERY === 0, `resumed from step ${from}`);
+    assert.equal(resumed.result.resumedFrom, from);
+    assert.equal(resumed.result.steps, STEPS);
+    assert.equal(resumed.result.bestStep, uninterrupted.result.bestStep);
+    assert.ok(Math.abs(resumed.result.bestValidationLoss - uninterrupted.result.bestValidationLoss) <= 1e-6);
+    assert.equal(resumed.result.tokensSeen, uninterrupted.result.tokensSeen);
+    // the same batches at the same learning rates give the same losses, step by step
+    assert.deepEqual(progressAfter(resumed.stderr, from), progressAfter(uninterrupted.stderr, from));
+    assert.equal(progressAfter(resumed.stderr, from).filter((l) => l.startsWith('step')).length, STEPS - from);
+
+    // The adapter (the best parameters), and the final parameters and AdamW moments of the checkpoint.
+    const adapterDiff = maxDifference(join(out, 'adapter', 'adapter_model.safetensors'), join(reference, 'adapter', 'adapter_model.safetensors'));
+    const stateDiff = maxDifference(join(out, 'checkpoint', 'state.safetensors'), join(reference, 'checkpoint', 'state.safetensors'));
+    assert.ok(adapterDiff <= 1e-6 && stateDiff <= 1e-6, `adapter max |difference| ${adapterDiff}, training state ${stateDiff}`);
+    t.diagnostic(`killed after the step-${from} checkpoint; resumed for ${STEPS - from} steps; adapter max |difference| ${adapterDiff}, training state max |difference| ${stateDiff}; best validation loss ${resumed.result.bestValidationLoss.toFixed(4)} at step ${resumed.result.bestStep}`);
+  });
+
+  it('a diverging run ends cleanly with its best (the base) kept; run again, it trains no further', async () => {
+    // A peak rate of 1e6 overflows the weights within a few steps: the losses become NaN (they must
+    // reach the CLI as NaN, not break it), the first validation does not improve on the base model,
+    // and with patience 1 the run stops early there, at step 5.
+    const out = join(root, 'diverged');
+    const first = await finetune(out, '--lr', '1e6', '--patience', '1');
+    assert.match(first.stderr, /^step \d+\/\d+ +loss NaN /m);
+    assert.deepEqual({ steps: first.result.steps, bestStep: first.result.bestStep, stoppedEarly: first.result.stoppedEarly }, { steps: EVERY, bestStep: 0, stoppedEarly: true });
+    const again = await finetune(out, '--lr', '1e6', '--patience', '1');
+    assert.match(again.stderr, new RegExp(`^resumed from step ${EVERY} `, 'm'));
+    assert.deepEqual(progressAfter(again.stderr, 0), [], 'no step trained, no validation run');
+    assert.deepEqual({ steps: again.result.steps, bestStep: again.result.bestStep, stoppedEarly: again.result.stoppedEarly }, { steps: EVERY, bestStep: 0, stoppedEarly: true });
+    assert.equal(again.result.after!.validationLoss, first.result.after!.validationLoss);
+  });
+
+  describe('a checkpoint that cannot be resumed is refused, exit 1, and nothing is trained', () => {
+    /** A copy of the reference run's final checkpoint in a run folder of its own, spoilt by `spoil`. */
+    function checkpointCopy(name: string, spoil: (dir: string) => void): { out: string; files: Map<string, Buffer> } {
+      const out = join(root, name);
+      const dir = join(out, 'checkpoint');
+      cpSync(join(reference, 'checkpoint'), dir, { recursive: true });
+      spoil(dir);
+      const files = new Map(['state.json', 'state.safetensors'].filter((f) => existsSync(join(dir, f))).map((f) => [f, readFileSync(join(dir, f))]));
+      return { out, files };
+    }
+
+    const cases: { name: string; spoil: (dir: string) => void; flags: string[]; message: (dir: string) => string }[] = [
+      {
+        name: 'corrupt',
+        spoil: (dir) => {
+          const path = join(dir, 'state.safetensors');
+          const bytes = readFileSync(path);
+          for (let i = 0; i < 4; i++) bytes[Math.floor(bytes.length / 2) + i]! ^= 0xff; // inside the tensor data
+          writeFileSync(path, bytes);
+        },
+        flags: [],
+        message: (dir) => `${join(dir, 'state.safetensors')}: checksum mismatch: the checkpoint is corrupt or partially written; refusing to load it`,
+      },
+      {
+        name: 'partial',
+        spoil: (dir) => rmSync(join(dir, 'state.json')),
+        flags: [],
+        message: (dir) => `${dir}: incomplete checkpoint (state.json or state.safetensors missing); refusing to resume from it`,
+      },
+      {
+        name: 'foreign',
+        spoil: () => {},
+        flags: ['--lr', '1e-2'], // another learning rate: another run
+        message: (dir) => `${join(dir, 'state.json')}: checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming`,
+      },
+    ];
+
+    // The three runs go together (the graph cache is warm by now): each fails before training.
+    const runs = new Map<string, Promise<{ out: string; files: Map<string, Buffer>; r: CliRun }>>();
+    before(() => {
+      for (const c of cases) {
+        const { out, files } = checkpointCopy(c.name, c.spoil);
+        runs.set(c.name, runKiln(...args(out, ...c.flags)).then((r) => ({ out, files, r })));
+      }
+    });
+
+    for (const c of cases) {
+      it(c.name, async () => {
+        const { out, files, r } = await runs.get(c.name)!;
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.stderr.trimEnd().split('\n').at(-1), `kiln finetune: ${c.message(join(out, 'checkpoint'))}`);
+        assert.doesNotMatch(r.stderr, /^(resumed from|step \d)/m);
+        assert.ok(!existsSync(join(out, 'adapter')) && !existsSync(join(out, 'report.json')), 'no adapter, no report');
+        for (const [f, bytes] of files) assert.ok(readFileSync(join(out, 'checkpoint', f)).equals(bytes), `${f} left as it was`);
+      });
+    }
+  });
+});
