@@ -65,6 +65,9 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   dryRun: false,
 };
 
+/** Validation loss is measured on at most this many packed sequences. */
+const MAX_VALIDATION_SEQUENCES = 64;
+
 export type FineTuneEvent =
   | { type: 'phase'; phase: 'dataset' | 'evaluate-before' | 'train' | 'save' | 'evaluate-after'; message: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; etaSeconds: number }
@@ -116,7 +119,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const checkpointDir = join(o.outDir, 'checkpoint');
   const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
   const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
-  const validation = batchesOf(dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize), o.batchSize);
+  // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
+  const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
   const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
   let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
   let stale = 0;
