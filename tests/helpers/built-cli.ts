@@ -22,8 +22,13 @@ export interface CliRun {
 
 /** Runs the built CLI to completion (never rejects: the exit code is part of the result). */
 export function runKiln(...args: string[]): Promise<CliRun> {
+  return runKilnAt(CLI, ...args);
+}
+
+/** Runs a copy of the built CLI (e.g. the one inside an installed VSIX), as runKiln does. */
+export function runKilnAt(cli: string, ...args: string[]): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, env: { ...process.env, KILN_DEBUG: '' } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, env: { ...process.env, KILN_DEBUG: '' } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });

@@ -1,5 +1,6 @@
 // Shared command-line plumbing: typed option parsing with errors that name the problem.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DEFAULT_ATTENTION } from '../runtime/load-model';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
 
 export class UsageError extends Error {}
@@ -48,7 +49,7 @@ export const MODEL_OPTIONS = {
 } as const;
 
 export function parseModelOptions(values: { ep?: string; threads?: string; cache?: string; attention?: string; dtype?: string }) {
-  const attention = values.attention ?? 'fused';
+  const attention = values.attention ?? DEFAULT_ATTENTION;
   if (attention !== 'fused' && attention !== 'plain') throw new UsageError(`--attention must be fused or plain, got "${attention}"`);
   const dtype = values.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got "${dtype}"`);

@@ -14,8 +14,10 @@ export class AnswerCache {
 
   constructor(private readonly capacity = 64) {}
 
-  static key(uri: string, prompt: readonly number[], mode: string): string {
-    return createHash('sha1').update(uri).update('\0').update(mode).update('\0').update(Int32Array.from(prompt)).digest('hex');
+  /** Everything an answer depends on: the prompt tokens and the bytes token healing forces after them. */
+  static key(uri: string, prompt: { tokens: readonly number[]; forcedBytes: Uint8Array }, mode: string): string {
+    const hash = createHash('sha1').update(uri).update('\0').update(mode).update('\0');
+    return hash.update(`${prompt.forcedBytes.length}\0`).update(prompt.forcedBytes).update(Int32Array.from(prompt.tokens)).digest('hex');
   }
 
   get(key: string): CachedAnswer | undefined {

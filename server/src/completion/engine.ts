@@ -115,7 +115,7 @@ export class CompletionEngine {
     watch.lap('tokenize');
     const mode = this.modeAt(before, after);
     const explicit = req.explicit === true && this.settings.candidates > 1;
-    const key = AnswerCache.key(req.uri, prompt.tokens, `${mode}${explicit ? '+n' : ''}`);
+    const key = AnswerCache.key(req.uri, prompt, `${mode}${explicit ? '+n' : ''}`);
     const cached = this.answers.get(key);
     if (cached) return this.finish(req.uri, before, after, cached.items, watch, cached.source, undefined);
 
@@ -243,7 +243,7 @@ export class CompletionEngine {
     const text = before + after;
     const prompt = this.prompt(text, before.length);
     const nextMode = this.modeAt(before, after);
-    const key = AnswerCache.key(uri, prompt.tokens, nextMode);
+    const key = AnswerCache.key(uri, prompt, nextMode);
     if (this.answers.get(key)) return;
     const watch = new Stopwatch();
     this.loop
