@@ -20,7 +20,6 @@ export interface KilnSettings {
   fimOrder: FimOrderSetting;
   timeLimitMs: number;
   candidates: number; // suggestions decoded together for an explicit trigger
-  extraContext: boolean; // other open documents before the prompt
   speculate: boolean;
   tokenHealing: boolean; // re-generate the prompt's last token (see completion/token-healing.ts)
 }
@@ -40,7 +39,6 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   fimOrder: 'auto',
   timeLimitMs: 2000,
   candidates: 3,
-  extraContext: false,
   speculate: true,
   tokenHealing: true,
 };
@@ -68,7 +66,6 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   fimOrder: oneOf(['auto', 'psm', 'spm']),
   timeLimitMs: int(50, 60000),
   candidates: int(1, 8),
-  extraContext: bool,
   speculate: bool,
   tokenHealing: bool,
 };
