@@ -182,7 +182,7 @@ export class CompletionEngine {
     const { state } = this.pool.acquire(prompt.tokens);
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens + prompt.forcedBytes.length, stopIds: this.stopIds(), signal, onText, healing };
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, onText, healing };
     try {
       if (!explicit) {
         const sampler = createSampler({ temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 });

@@ -93,12 +93,14 @@ export async function generate(
   const decoder = new TokenTextDecoder(tokenizer);
   const healer = new Healer(tokenizer, options.healing);
   const tokens: number[] = [];
+  let counted = 0; // tokens after the healed prefix: those are what limits count
   let text = '';
   let kept = '';
   let stopReason = 'max-tokens';
   const t0 = performance.now();
   for (;;) {
     throwIfAborted(options.signal);
+    const healing = healer.pending;
     const next = healer.pick(sampler, logits);
     if (options.stopIds.has(next)) {
       stopReason = 'stop-token';
@@ -110,18 +112,20 @@ export async function generate(
       logits = await session.decode(state, next);
       continue;
     }
-    const verdict = stop.check(healer.visible(text), tokens.length);
+    if (!healing) counted++;
+    const verdict = stop.check(healer.visible(text), counted);
     kept = verdict.text;
     options.onText?.(kept);
     if (verdict.stop) {
       stopReason = verdict.reason ?? 'stop-rule';
       break;
     }
-    if (tokens.length >= options.maxTokens) break;
+    if (counted >= options.maxTokens) break;
     logits = await session.decode(state, next);
   }
   if (stopReason === "stop-token") kept = stop.finish(healer.visible(text + decoder.flush())).text;
-  return { text: kept, tokens, prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, stopReason };
+  // The suggestion's tokens: those chosen to reproduce the healed prefix are not part of it.
+  return { text: kept, tokens: tokens.slice(tokens.length - counted), prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, stopReason };
 }
 
 /**
@@ -143,19 +147,20 @@ export async function generateCandidates(
   const rows = samplers.map(() => ({ decoder: new TokenTextDecoder(tokenizer), healer: new Healer(tokenizer, options.healing), stop: makeStop(), text: '', kept: '', done: false, count: 0 }));
   let logits: Float32Array = new Float32Array(B * V);
   for (let b = 0; b < B; b++) logits.set(promptLogits, b * V);
-  for (let step = 0; step < options.maxTokens; step++) {
+  for (let step = 0; step < options.maxTokens + (options.healing?.bytes.length ?? 0); step++) {
     throwIfAborted(options.signal);
     const next = rows.map((row, b) => {
       if (row.done) return 0; // a finished row decodes a placeholder; its output is ignored
+      const healing = row.healer.pending;
       const id = row.healer.pick(samplers[b]!, logits.subarray(b * V, (b + 1) * V));
       if (options.stopIds.has(id)) {
         row.done = true;
         row.kept = row.stop.finish(row.healer.visible(row.text + row.decoder.flush())).text;
         return id;
       }
-      row.count++;
       row.text += row.decoder.push(id);
       if (row.healer.pending) return id;
+      if (!healing) row.count++;
       const verdict = row.stop.check(row.healer.visible(row.text), row.count);
       row.kept = verdict.text;
       row.done = verdict.stop;

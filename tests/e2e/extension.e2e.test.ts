@@ -1,0 +1,186 @@
+// End to end: the packaged VSIX installed into a real VS Code (code-server 4.139.1, VS Code 1.139.1)
+// with fresh user-data and extension folders, driven in Debian's Chromium by playwright-core.
+// A seeded tiny model is written at test time; the fixture workspace points `kiln.modelPath` at it.
+// It proves ghost text equals `kiln complete` for the same text and position, Tab accepts it, the
+// status bar reports latency, memory and provider, and every palette command does its job (Fine-tune
+// runs a few real steps on the workspace).
+// code-server is installed into .kiln-dev/ on first use (2.5–4 minutes, once).
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import {
+  type CodeServerDirs,
+  ensureCodeServer,
+  installVsix,
+  makeCodeServerDirs,
+  processGroupAlive,
+  removeCodeServerDirs,
+  type RunningCodeServer,
+  startCodeServer,
+} from '../../scripts/code-server';
+import { packageVsix } from '../../scripts/package-vsix';
+import { runInDesktopVsCode } from './electron-runner';
+import { ensureBuilt, REPO } from '../helpers/built-cli';
+import { BEFORE_TYPING, cliCompletion, type E2eFixture, FILE, TYPED, writeE2eFixture } from '../helpers/e2e-fixture';
+import { tempDir } from '../helpers/tiny-session';
+import { waitUntil } from '../helpers/wait';
+import { launchChromium, requireChromium, type StatusItem, StepRecorder, Workbench } from '../helpers/workbench';
+
+const STATUS_ID = 'kiln-dev.kiln.kiln.status';
+const root = tempDir('kiln-e2e-');
+let fixture: E2eFixture;
+let dirs: CodeServerDirs | undefined;
+let server: RunningCodeServer | undefined;
+let browser: Browser | undefined;
+let wb: Workbench;
+let installed: string;
+let expected: Promise<string>;
+let readyBefore: StatusItem | undefined;
+
+/** code-server's output and VS Code's own logs (the Kiln output channel among them), for a failure's report. */
+function logs(): Record<string, string> {
+  const found: Record<string, string> = { 'code-server.log': server?.output() ?? '' };
+  const logDir = dirs && join(dirs.userData, 'logs');
+  if (!logDir || !existsSync(logDir)) return found;
+  for (const path of readdirSync(logDir, { recursive: true, encoding: 'utf8' })) {
+    if (path.endsWith('.log')) found[`vscode-${path.replace(/[\/]+/g, '-')}`] = readFileSync(join(logDir, path), 'utf8');
+  }
+  return found;
+}
+
+const steps = new StepRecorder(join(REPO, 'test-output', 'e2e'), () => wb?.page, logs);
+
+const kilnStatus = () => wb.statusItem(STATUS_ID);
+const READY = /^(ready|\d+ ms) · \d+ MB · CPU$/;
+
+describe('Kiln packaged as a VSIX, in code-server', () => {
+  before(async () => {
+    requireChromium();
+    ensureBuilt();
+    const codeServer = await ensureCodeServer();
+    const vsix = join(root, 'kiln.vsix');
+    [fixture] = await Promise.all([writeE2eFixture(root), packageVsix(vsix)]);
+    dirs = makeCodeServerDirs({}, 'kiln-e2e-code-server-');
+    await installVsix(codeServer, dirs, vsix);
+    const folders = readdirSync(dirs.extensions).filter((name) => name.startsWith('kiln-dev.kiln-'));
+    assert.equal(folders.length, 1, `one Kiln folder in ${dirs.extensions}: ${folders.join(', ')}`);
+    installed = join(dirs.extensions, folders[0]!);
+    // The CLI shipped in the VSIX: the same build as the extension, whatever happens to dist/ meanwhile.
+    expected = cliCompletion(fixture, root, BEFORE_TYPING + TYPED, join(installed, 'dist', 'cli.js'));
+    expected.catch(() => {}); // awaited (and reported) by the ghost-text test
+    server = await startCodeServer(codeServer, { folder: fixture.workspace, dirs });
+    browser = await launchChromium();
+    wb = await Workbench.open(browser, server.folderUrl);
+  });
+
+  after(async () => {
+    await browser?.close();
+    const pgid = server?.child.pid;
+    await server?.stop();
+    if (dirs) removeCodeServerDirs(dirs);
+    rmSync(root, { recursive: true, force: true });
+    if (pgid !== undefined) assert.equal(processGroupAlive(pgid), false, 'code-server’s process group is gone');
+  });
+
+  it('is installed from the VSIX with onnxruntime-node inside it, and its server gets ready on the CPU', () =>
+    steps.step('server ready', async () => {
+      const files = readdirSync(installed, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => relative(installed, join(e.parentPath, e.name)));
+      for (const f of ['package.json', 'dist/client.js', 'dist/server.js', 'dist/train-worker.js', 'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js']) {
+        assert.ok(files.includes(f), `${f} is in the installed extension`);
+      }
+      // Only the runtime pieces esbuild leaves out, and only this platform's native binary.
+      const modules = files.filter((f) => f.startsWith('node_modules/'));
+      assert.deepEqual(modules.filter((f) => !/^node_modules\/onnxruntime-(node|common)\//.test(f)), []);
+      const binaries = modules.filter((f) => f.includes('/bin/'));
+      assert.ok(binaries.length > 0 && binaries.every((f) => f.startsWith(`node_modules/onnxruntime-node/bin/napi-v6/${process.platform}/${process.arch}/`)), binaries.join(', '));
+      // Nothing above the extensions folder has node_modules, so "ready on CPU" means the server
+      // loaded onnxruntime-node from inside the installed extension.
+      readyBefore = await waitUntil('the Kiln status item to report ready', kilnStatus, (s) => !!s && READY.test(s.text), 90_000);
+      assert.deepEqual(readyBefore!.icons, ['zap']);
+      assert.match(readyBefore!.text, /^ready · /, 'no latency before the first completion');
+    }));
+
+  it('shows ghost text equal to `kiln complete` for the same text and position as the user types', () =>
+    steps.step('ghost text', async () => {
+      const completion = await expected;
+      assert.ok(completion.trim().length > 0, 'the CLI answers a visible completion, so the comparison means something');
+      await waitUntil('the Kiln server to be ready before typing', kilnStatus, (s) => !!s && READY.test(s.text), 90_000);
+      await wb.openFile(FILE);
+      await wb.page.keyboard.press('Control+End');
+      await wb.page.keyboard.type(TYPED, { delay: 80 });
+      await waitUntil('the ghost text to equal the CLI completion ' + JSON.stringify(completion), () => wb.ghostText(), (t) => t === completion, 30_000);
+    }));
+
+  it('updates the status bar after the completion: latency in ms, memory in MB, provider CPU', () =>
+    steps.step('status after completion', async () => {
+      const s = await waitUntil('a latency in the Kiln status item', kilnStatus, (s) => !!s && /^\d+ ms · \d+ MB · CPU$/.test(s.text), 15_000);
+      assert.deepEqual(s!.icons, ['zap']);
+      assert.notEqual(s!.text, readyBefore?.text);
+    }));
+
+  it('accepts the suggestion with Tab', () =>
+    steps.step('tab accepts', async () => {
+      const completion = await expected;
+      await wb.page.keyboard.press('Tab');
+      await wb.page.keyboard.press('Control+s');
+      await waitUntil('the saved file to hold the accepted suggestion', () => readFileSync(fixture.file, 'utf8'), (t) => t === BEFORE_TYPING + TYPED + completion, 15_000);
+    }));
+
+  it('Kiln: Show Stats writes the stats to the Kiln output', () =>
+    steps.step('show stats', async () => {
+      await wb.runCommand('Kiln: Show Stats');
+      const text = await waitUntil('the stats in the output panel', () => wb.outputText(), (t) => t.includes('Kiln stats') && /Latency: p50 \d+ ms/.test(t), 15_000);
+      assert.match(text, /State: ready/);
+      assert.match(text, /Execution provider: CPU/);
+      assert.match(text, /Memory: weights \d+ MB, KV \d+ MB, RSS \d+ MB/);
+    }));
+
+  it('Kiln: Restart Server starts a new server that gets ready again', () =>
+    steps.step('restart server', async () => {
+      await wb.runCommand('Kiln: Restart Server');
+      // A new server has no answers yet: the latency gives way to "ready".
+      await waitUntil('the restarted server to report ready', kilnStatus, (s) => !!s && /^ready · \d+ MB · CPU$/.test(s.text), 60_000);
+    }));
+
+  it('Kiln: Toggle Inline Completions turns suggestions off, then on again', () =>
+    steps.step('toggle', async () => {
+      await wb.runCommand('Kiln: Toggle Inline Completions');
+      await waitUntil('the status item to show completions off', kilnStatus, (s) => !!s && s.text === 'Kiln' && s.icons.includes('circle-slash'), 10_000);
+      await waitUntil('the "off" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Kiln inline completions off')), 10_000);
+      await wb.runCommand('Kiln: Toggle Inline Completions');
+      await waitUntil('the status item to show ready again', kilnStatus, (s) => !!s && READY.test(s.text), 10_000);
+      await waitUntil('the "on" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Kiln inline completions on')), 10_000);
+    }));
+
+  it('Kiln: Select Model… opens a folder dialog, and cancelling it changes nothing', () =>
+    steps.step('select model', async () => {
+      await wb.runCommand('Kiln: Select Model…');
+      // In the browser, VS Code's open dialog is its own file picker in the quick input.
+      const ok = wb.page.locator('.quick-input-widget .quick-input-action .monaco-button', { hasText: 'Use This Model' });
+      await ok.waitFor({ state: 'visible', timeout: 15_000 });
+      await wb.closeQuickInput();
+      const settings = JSON.parse(readFileSync(fixture.settingsFile, 'utf8')) as Record<string, unknown>;
+      assert.equal(settings['kiln.modelPath'], fixture.modelDir);
+      assert.match((await kilnStatus())?.text ?? '', READY);
+    }));
+
+  it('Kiln: Fine-tune on This Repository trains on the workspace and switches completions to the result', () =>
+    steps.step('fine-tune', async () => {
+      await wb.runCommand('Kiln: Fine-tune on This Repository');
+      await waitUntil('the "finished" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Fine-tune finished; completions now use it.')), 120_000);
+      const settings = JSON.parse(readFileSync(fixture.settingsFile, 'utf8')) as Record<string, unknown>;
+      const adapter = settings['kiln.adapterPath'];
+      assert.ok(typeof adapter === 'string' && existsSync(join(adapter, 'adapter_config.json')), `a PEFT adapter in the workspace settings: ${String(adapter)}`);
+      await waitUntil('the server to be ready with the adapter', kilnStatus, (s) => !!s && READY.test(s.text), 60_000);
+    }));
+});
+
+// The same extension in a desktop VS Code build, where a machine has one (none can be downloaded here).
+const desktop = process.env.VSCODE_EXECUTABLE_PATH;
+describe('Kiln in a desktop VS Code build (@vscode/test-electron)', { skip: desktop ? false : 'set VSCODE_EXECUTABLE_PATH to a local VS Code build to run it' }, () => {
+  it('activates, accepts the suggestion `kiln complete` predicts, and runs its commands', () => runInDesktopVsCode(desktop!));
+});
