@@ -41,7 +41,8 @@ export function startFineTuneProcess(options: FineTuneOptions, onEvent: (e: Fine
         reject(new Error(m.message));
       }
     });
-    child.on('exit', (code, signal) => {
+    // 'close' comes after the IPC channel has delivered every message; 'exit' can overtake the result.
+    child.on('close', (code, signal) => {
       clearTimeout(killTimer);
       if (!settled) reject(new Error(`the training process exited (${signal ?? `code ${code}`}) before finishing; the last checkpoint can be resumed.${stderr ? `\n${stderr.trim()}` : ''}`));
     });
