@@ -1,0 +1,602 @@
+// Keystroke benchmark: a typing trace replayed through Kiln's real CompletionEngine with KV reuse on
+// and off, and through llama.cpp (node-llama-cpp 3.21.1, `adaptStateToTokens` prefix reuse) fed the
+// exact prompt token ids Kiln computed — same seeded random weights, same process, same run.
+//
+//   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--cold-every K] [--max-tokens 16] [--threads 2] [--quick] [--out FILE]
+//
+// Reference config: d 512, 8 layers, 8 heads, vocab 8192, SiLU MLP 1536, tied head (the tiny byte-level
+// BPE tokenizer, `kiln.json` {"fimOrders":["spm"]}: the prompt is suffix first, so typing appends).
+// Trace: a TypeScript module of ~1,000 tokens; a 60-line function is typed into its middle one character
+// per keystroke (Enter inserts the next line's indentation, as the editor does), one request each.
+//
+// Rows (per keystroke, Kiln first — the llama.cpp rows need its prompt and decode count — then the
+// others in an order that rotates with the keystroke):
+//   kiln reuse       one CompletionEngine for the whole replay: KV pool at its default budget, the
+//                    product's settings except speculation off; line mode, greedy, token healing on.
+//   kiln cold        the same engine class with kvBudgetMB 0: no state is ever pooled, so every prompt
+//                    is prefilled from empty (checked: reused is 0 on every request). Every K-th keystroke.
+//   llama.cpp F16/F32  `sequence.adaptStateToTokens(prompt, false)` (erases from the first differing
+//                    token), evaluate the rest, then exactly as many greedy tokens as Kiln decoded on
+//                    that keystroke; one context per row (its defaults: F16 KV cache, flash attention auto).
+// Both Kiln rows send each request as a new document, so typing-through and the answer cache never
+// answer: the rows measure the model path. How often typing-through WOULD have answered (the product,
+// one document) is replayed separately with the engine's own `typeThrough` over the reuse row's answers.
+// Latency is request to answer (wall time around `complete`, which includes building and tokenizing the
+// prompt); llama.cpp is timed from `adaptStateToTokens` to its last token (it gets token ids, no text).
+//
+// Size: full replays all ~1,600 keystrokes (cold every 32nd); --quick the first 60 (cold every 6th).
+// --threads applies to both engines. On a loaded machine, threads = cores can stall llama.cpp's
+// spinning thread pool far more than ORT's (seen at load average ~7.5 on 2 cores: 16 decode steps
+// took 5–12 s at 2 threads, 60 ms at 1): read the loadavg line, and compare at --threads 1 there too.
+import * as ort from 'onnxruntime-node';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
+import { CompletionEngine } from '../../server/src/completion/engine';
+import { type ShownSuggestion, typeThrough } from '../../server/src/completion/typing-through';
+import { type KilnSettings, parseSettings } from '../../server/src/lsp/settings';
+import type { ModelConfig } from '../../server/src/model/config';
+import { exportGguf } from '../../server/src/model/export/gguf';
+import type { KvState } from '../../server/src/runtime/kv-state';
+import { LatencyStats, percentile } from '../../server/src/telemetry/latency-stats';
+import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
+import { writeTinyCodeModel } from '../helpers/tiny-code-model';
+
+// ---------- settings ----------
+
+/** The reference config over the tiny code model's defaults (2,048 positions: prompt windows 1,024 + 256). */
+// prettier-ignore
+const REFERENCE: Partial<ModelConfig> = {
+  hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
+  tieWordEmbeddings: true, bosTokenId: undefined, eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
+};
+const WEIGHTS_SEED = 2024;
+
+interface Settings { reps: number; keystrokes: number; coldEvery: number; maxTokens: number; threads: number; quick: boolean; out?: string } // prettier-ignore
+
+function parseArgs(argv: string[]): Settings {
+  const quick = argv.includes('--quick');
+  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, quick };
+  const flags: Record<string, (n: number) => void> = {
+    '--reps': (n) => (s.reps = n),
+    '--keystrokes': (n) => (s.keystrokes = n),
+    '--cold-every': (n) => (s.coldEvery = n),
+    '--max-tokens': (n) => (s.maxTokens = n),
+    '--threads': (n) => (s.threads = n),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') continue;
+    const value = argv[++i];
+    if (a === '--out' && value !== undefined) s.out = value;
+    else if (a in flags && Number.isInteger(Number(value)) && Number(value) > 0) flags[a]!(Number(value));
+    else throw new Error(a in flags || a === '--out' ? `${a} needs a positive integer (--out: a file)` : `unknown argument ${a}`);
+  }
+  return s;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+// ---------- the typing trace ----------
+
+/** The module around the typed function: ~1,000 tokens before typing starts (FILE_BEFORE + FILE_AFTER). */
+const FILE_BEFORE = `// A small in-process job queue: bounded concurrency, retries with exponential backoff.
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface Job<T = unknown> {
+  id: string;
+  payload: T;
+  attempts: number;
+  state: JobState;
+  error?: string;
+  startedAt?: number;
+  finishedAt?: number;
+}
+
+export interface QueueOptions {
+  concurrency: number;
+  maxAttempts: number;
+  backoffMs: number;
+  maxBackoffMs: number;
+}
+
+export const DEFAULT_QUEUE_OPTIONS: QueueOptions = { concurrency: 2, maxAttempts: 3, backoffMs: 100, maxBackoffMs: 5000 };
+
+export type Handler<T> = (job: Job<T>, signal: AbortSignal) => Promise<void>;
+
+export function backoffDelay(attempt: number, options: QueueOptions): number {
+  return Math.min(options.backoffMs * 2 ** Math.max(0, attempt - 1), options.maxBackoffMs);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+`;
+
+/** 60 lines, typed character by character between FILE_BEFORE and FILE_AFTER. */
+const TYPED_FUNCTION = `/**
+ * Runs every job through \`handler\` with at most \`options.concurrency\` at a time, retrying
+ * failures with backoff. Resolves when no job is queued or running; an abort cancels the rest.
+ */
+export async function runQueue<T>(
+  jobs: Job<T>[],
+  handler: Handler<T>,
+  events: EventEmitter,
+  options: QueueOptions = DEFAULT_QUEUE_OPTIONS,
+  signal?: AbortSignal,
+): Promise<Map<string, Job<T>>> {
+  const results = new Map<string, Job<T>>();
+  const pending = [...jobs];
+  const running = new Set<Promise<void>>();
+
+  const runOne = async (job: Job<T>): Promise<void> => {
+    job.state = 'running';
+    job.attempts += 1;
+    job.startedAt ??= Date.now();
+    events.emit('started', job);
+    try {
+      await handler(job, signal ?? new AbortController().signal);
+      job.state = 'done';
+    } catch (err) {
+      job.error = errorMessage(err);
+      if (job.attempts < options.maxAttempts && !signal?.aborted) {
+        const delayMs = backoffDelay(job.attempts, options);
+        events.emit('retry', job, delayMs);
+        await sleep(delayMs);
+        job.state = 'queued';
+        pending.push(job);
+        return;
+      }
+      job.state = 'failed';
+      events.emit('failed', job, job.error);
+    }
+    job.finishedAt = Date.now();
+    results.set(job.id, job);
+    events.emit('finished', job);
+  };
+
+  while (pending.length > 0 || running.size > 0) {
+    if (signal?.aborted) {
+      for (const job of pending) {
+        job.state = 'cancelled';
+        results.set(job.id, job);
+      }
+      pending.length = 0;
+    }
+    while (running.size < options.concurrency && pending.length > 0) {
+      const job = pending.shift()!;
+      const task = runOne(job).finally(() => running.delete(task));
+      running.add(task);
+    }
+    if (running.size > 0) {
+      await Promise.race(running);
+    }
+  }
+  return results;
+}
+`;
+
+const FILE_AFTER = `
+/** Counts jobs by state, for a status line. */
+export function summarize(results: Map<string, Job>): Record<JobState, number> {
+  const counts = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 };
+  for (const job of results.values()) counts[job.state] += 1;
+  return counts;
+}
+
+export function durations(results: Map<string, Job>): { id: string; ms: number }[] {
+  return [...results.values()]
+    .filter((job) => job.startedAt !== undefined && job.finishedAt !== undefined)
+    .map((job) => ({ id: job.id, ms: job.finishedAt! - job.startedAt! }))
+    .sort((a, b) => b.ms - a.ms);
+}
+`;
+
+interface Keystroke {
+  text: string; // the whole document after this keystroke
+  offset: number; // the cursor
+}
+
+/** One request per keystroke: each character of a line, and Enter with the next line's indentation. */
+function typingTrace(): Keystroke[] {
+  const trace: Keystroke[] = [];
+  let typed = '';
+  const type = (chars: string) => {
+    typed += chars;
+    trace.push({ text: FILE_BEFORE + typed + FILE_AFTER, offset: FILE_BEFORE.length + typed.length });
+  };
+  TYPED_FUNCTION.split('\n').forEach((line, n) => {
+    const code = line.trimStart();
+    if (n > 0) type(`\n${line.slice(0, line.length - code.length)}`);
+    for (const ch of code) type(ch);
+  });
+  if (FILE_BEFORE + typed + FILE_AFTER !== FILE_BEFORE + TYPED_FUNCTION + FILE_AFTER) throw new Error('the trace does not type the function exactly');
+  return trace;
+}
+
+// ---------- rows ----------
+
+/** One request's figures. `firstTokenMs`: request to the first sampled token (Kiln: queue + tokenize + prefill). */
+interface Sample {
+  keystroke: number;
+  ms: number;
+  firstTokenMs: number;
+  computed: number; // prompt tokens run through the model
+  reused: number; // prompt tokens whose KV was kept from an earlier request
+  decodeTokens: number;
+}
+
+interface KilnSample extends Sample {
+  prompt: number[];
+  suggestion: string;
+}
+
+/**
+ * The model with its session's `prefill` recorded: the KV state holds the reused prompt prefix when
+ * the engine prefills the rest, so held ⊕ new is exactly the prompt Kiln computed for the request.
+ */
+function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[] } {
+  const session = model.loaded.session;
+  let prompt: number[] = [];
+  const prefill = (state: KvState, tokens: number[]) => {
+    prompt = [...state.tokens(), ...tokens];
+    return session.prefill(state, tokens);
+  };
+  const recording = new Proxy(session, {
+    get(target, key) {
+      if (key === 'prefill') return prefill;
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const takePrompt = () => {
+    const taken = prompt;
+    prompt = [];
+    return taken;
+  };
+  return { model: { ...model, loaded: { ...model.loaded, session: recording } }, takePrompt };
+}
+
+/** A request for `k` as a document of its own (no typing-through, no answer cache): the model path. */
+async function kilnKeystroke(engine: CompletionEngine, takePrompt: () => number[], k: Keystroke, keystroke: number, uri: string): Promise<KilnSample> {
+  takePrompt();
+  const t0 = performance.now();
+  const answer = await engine.complete({ uri, text: k.text, offset: k.offset });
+  const ms = performance.now() - t0;
+  engine.forgetDocument(uri);
+  const t = answer.timings;
+  const prompt = takePrompt();
+  if (t.source !== 'model' || prompt.length !== t.prefillComputed + t.prefillReused) throw new Error(`keystroke ${keystroke}: answered by ${t.source}, prompt of ${prompt.length} tokens recorded`);
+  const firstTokenMs = t.queueMs + t.tokenizeMs + t.prefillMs;
+  return { keystroke, ms, firstTokenMs, computed: t.prefillComputed, reused: t.prefillReused, decodeTokens: t.decodeTokens, prompt, suggestion: answer.items[0] ?? '' };
+}
+
+// node-llama-cpp's sequence and context, the subset used here (its .d.ts is outside the typecheck)
+interface TraceSequence {
+  readonly nextTokenIndex: number;
+  adaptStateToTokens(tokens: number[], allowShift: boolean): Promise<void>;
+  eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
+  clearHistory(): Promise<void>;
+  evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number, void, void | number>;
+}
+interface TraceContext {
+  readonly flashAttention: boolean | 'auto';
+  readonly kvCacheKeyType: unknown;
+  readonly batchSize: number;
+  getSequence(): TraceSequence;
+  dispose(): Promise<void>;
+}
+
+interface LlamaRow {
+  name: string;
+  context: TraceContext;
+  sequence: TraceSequence;
+}
+
+async function llamaRow(name: string, model: PeerModel, s: Settings, contextSize: number): Promise<LlamaRow> {
+  const context = (await model.createContext({ contextSize, sequences: 1, threads: s.threads })) as unknown as TraceContext;
+  return { name, context, sequence: context.getSequence() };
+}
+
+/**
+ * The prompt on top of whatever the sequence holds: keep the common prefix (at most all but one
+ * token: the last one must be evaluated for logits), evaluate the rest, take `decodeTokens` greedy tokens.
+ */
+async function llamaKeystroke(seq: TraceSequence, prompt: readonly number[], decodeTokens: number, keystroke: number): Promise<Sample> {
+  const t0 = performance.now();
+  await seq.adaptStateToTokens([...prompt], false);
+  if (seq.nextTokenIndex >= prompt.length) await seq.eraseContextTokenRanges([{ start: prompt.length - 1, end: seq.nextTokenIndex }]);
+  const reused = seq.nextTokenIndex;
+  const tokens = seq.evaluate(prompt.slice(reused), { temperature: 0, yieldEogToken: true });
+  let firstTokenMs = 0;
+  for (let n = 0; n < decodeTokens; n++) {
+    if ((await tokens.next()).done) throw new Error(`keystroke ${keystroke}: llama.cpp stopped after ${n} tokens`);
+    if (n === 0) firstTokenMs = performance.now() - t0;
+  }
+  await tokens.return(undefined); // the last token is sampled, never evaluated (as in Kiln)
+  return { keystroke, ms: performance.now() - t0, firstTokenMs, computed: prompt.length - reused, reused, decodeTokens };
+}
+
+// ---------- the run ----------
+
+const ROWS = ['kiln reuse', 'kiln cold', 'llama.cpp F16', 'llama.cpp F32'] as const;
+type RowName = (typeof ROWS)[number];
+
+/** What one replay of the trace recorded. */
+interface Replay {
+  samples: Record<RowName, Sample[]>;
+  /** Keystrokes typing-through would have answered in the product (one document, shown suggestion kept). */
+  typingThroughHits: number;
+  /** Cold requests whose decode count / suggestion equal the reuse row's on the same keystroke. */
+  coldSameDecodeTokens: number;
+  coldSameSuggestion: number;
+  promptTokens: number[];
+}
+
+interface Kiln {
+  model: CompletionModel;
+  takePrompt: () => number[];
+  reuse: KilnSettings;
+  cold: KilnSettings;
+}
+
+async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Settings, rep: number): Promise<Replay> {
+  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats());
+  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats());
+  for (const row of llama) await row.sequence.clearHistory();
+  const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
+  let shown: ShownSuggestion | undefined;
+  const started = performance.now();
+  let lastLog = started;
+  for (let i = 0; i < trace.length; i++) {
+    const k = trace[i]!;
+    const uri = (row: string) => `file:///bench/${row}/${rep}/${i}/jobs.ts`;
+    const warm = await kilnKeystroke(reuse, kiln.takePrompt, k, i, uri('reuse'));
+    r.samples['kiln reuse'].push(warm);
+    r.promptTokens.push(warm.prompt.length);
+    // the product's typing-through, replayed as engine.complete/finish would for one document
+    const before = k.text.slice(0, k.offset);
+    const after = k.text.slice(k.offset);
+    const rest = shown && typeThrough(shown, before, after);
+    if (rest) r.typingThroughHits++;
+    shown = rest ? { before, after, completion: rest } : warm.suggestion ? { before, after, completion: warm.suggestion } : undefined;
+
+    const others: (() => Promise<void>)[] = llama.map((row) => async () => {
+      r.samples[row.name as RowName].push(await llamaKeystroke(row.sequence, warm.prompt, Math.max(1, warm.decodeTokens), i));
+    });
+    if (i % s.coldEvery === 0) {
+      others.push(async () => {
+        const c = await kilnKeystroke(cold, kiln.takePrompt, k, i, uri('cold'));
+        if (c.reused !== 0) throw new Error(`keystroke ${i}: the cold row reused ${c.reused} tokens`);
+        if (c.prompt.join() !== warm.prompt.join()) throw new Error(`keystroke ${i}: cold and reuse rows built different prompts`);
+        r.samples['kiln cold'].push(c);
+        if (c.decodeTokens === warm.decodeTokens) r.coldSameDecodeTokens++;
+        if (c.suggestion === warm.suggestion) r.coldSameSuggestion++;
+      });
+    }
+    for (let j = 0; j < others.length; j++) await others[(i + rep + j) % others.length]!();
+    if (performance.now() - lastLog > 30_000 || i + 1 === trace.length) {
+      lastLog = performance.now();
+      log(`  rep ${rep + 1}: ${i + 1}/${trace.length} keystrokes (${Math.round((lastLog - started) / 1000)} s, loadavg ${os.loadavg()[0]!.toFixed(2)})`);
+    }
+  }
+  return r;
+}
+
+async function main(): Promise<void> {
+  const s = parseArgs(process.argv.slice(2));
+  const started = performance.now();
+  const loadavgBefore = os.loadavg().map((x) => round(x));
+  const root = mkdtempSync(join(os.tmpdir(), 'kiln-bench-keystroke-'));
+  let llamaLoaded = false;
+  let kilnSession: { release(): Promise<void> } | undefined;
+  try {
+    let t = performance.now();
+    const modelDir = writeTinyCodeModel(join(root, 'model'), { seed: WEIGHTS_SEED, config: REFERENCE, fimOrders: ['spm'] });
+    const gguf = { f16: join(root, 'model-f16.gguf'), f32: join(root, 'model-f32.gguf') };
+    await exportGguf(modelDir, gguf.f16, { dtype: 'f16' });
+    await exportGguf(modelDir, gguf.f32, { dtype: 'f32' });
+    const loaded = await loadCompletionModel(modelDir, 'auto', { executionProvider: 'cpu', threads: s.threads, cacheDir: join(root, 'graph-cache') });
+    kilnSession = loaded.loaded.session;
+    if (loaded.order !== 'spm') throw new Error(`expected the SPM prompt order, got ${loaded.order}`);
+    const update = parseSettings({ executionProvider: 'cpu', threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60000 });
+    if (update.problems.length) throw new Error(update.problems.join('; '));
+    // kvBudgetMB 0 is below the setting's range on purpose: the pool then keeps nothing
+    const kiln: Kiln = { ...recordingModel(loaded), reuse: update.settings, cold: { ...update.settings, kvBudgetMB: 0 } };
+    const fullTrace = typingTrace();
+    const trace = fullTrace.slice(0, s.keystrokes);
+    log(`weights, GGUF exports, Kiln session: ${Math.round(performance.now() - t)} ms (${root}); ${trace.length} of ${fullTrace.length} keystrokes`);
+
+    llamaLoaded = true;
+    const result = await withLlamaCppModel(gguf.f16, (m16) =>
+      withLlamaCppModel(gguf.f32, async (m32) => {
+        const contextSize = loaded.contextTokens;
+        const llama = [await llamaRow('llama.cpp F16', m16, s, contextSize), await llamaRow('llama.cpp F32', m32, s, contextSize)];
+        try {
+          // warm-up (untimed): one cold request per row on the trace's first prompt
+          t = performance.now();
+          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats()), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+          for (const row of llama) await llamaKeystroke(row.sequence, first.prompt, 2, -1);
+          log(`warm-up: ${Math.round(performance.now() - t)} ms`);
+          const replays: Replay[] = [];
+          for (let rep = 0; rep < s.reps; rep++) {
+            t = performance.now();
+            replays.push(await replay(trace, kiln, llama, s, rep));
+            log(`rep ${rep + 1}/${s.reps}: ${Math.round((performance.now() - t) / 1000)} s`);
+          }
+          const fileTokens = { beforeTyping: loaded.tokenizer.encode(FILE_BEFORE + FILE_AFTER).length, typedFunction: loaded.tokenizer.encode(TYPED_FUNCTION).length };
+          const release = ((await getPeerLlama()) as unknown as { llamaCppRelease: { repo: string; release: string } }).llamaCppRelease;
+          return report(s, replays, llama, { fileTokens, typed: trace.length, total: fullTrace.length }, `${release.repo} ${release.release}`, loadavgBefore, started);
+        } finally {
+          for (const row of llama) await row.context.dispose();
+        }
+      }),
+    );
+    printTable(result);
+    emitJson(result, s.out);
+  } finally {
+    await kilnSession?.release();
+    if (llamaLoaded) await ((await getPeerLlama()) as unknown as { dispose(): Promise<void> }).dispose(); // its native backend
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// ---------- report ----------
+
+interface Distribution { p50: number; p95: number; mean: number; min: number; max: number; n: number } // prettier-ignore
+
+/** Nearest-rank percentiles (the status bar's), mean and range. */
+function distribution(xs: number[]): Distribution {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const p = (q: number) => round(percentile(sorted, q) ?? NaN);
+  return { p50: p(50), p95: p(95), mean: round(xs.reduce((a, b) => a + b, 0) / xs.length), min: round(sorted[0]!), max: round(sorted[sorted.length - 1]!), n: xs.length };
+}
+
+/** Median and range of one figure across reps. */
+function acrossReps(values: number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return { median: round(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2), min: round(sorted[0]!), max: round(sorted[sorted.length - 1]!) };
+}
+
+function rowFigures(perRep: Sample[][]) {
+  const all = perRep.flat();
+  const share = (keep: (x: Sample) => boolean) => round(all.filter(keep).length / all.length, 4);
+  const prompt = all.reduce((n, x) => n + x.computed + x.reused, 0);
+  return {
+    keystrokes: all.length,
+    latencyMs: distribution(all.map((x) => x.ms)),
+    p50MsAcrossReps: acrossReps(perRep.map((xs) => distribution(xs.map((x) => x.ms)).p50)),
+    firstTokenMs: distribution(all.map((x) => x.firstTokenMs)),
+    prefilledTokens: distribution(all.map((x) => x.computed)),
+    computedAtMost4Share: share((x) => x.computed <= 4),
+    cacheHitRatio: share((x) => x.reused > 0),
+    tokenReuseRatio: round(all.reduce((n, x) => n + x.reused, 0) / prompt, 4),
+    decodeTokens: distribution(all.map((x) => x.decodeTokens)),
+    /** After the first token: (latency − first token) / (decode tokens − 1), over requests that decoded 2 or more. */
+    msPerLaterToken: distribution(all.filter((x) => x.decodeTokens > 1).map((x) => (x.ms - x.firstTokenMs) / (x.decodeTokens - 1))),
+  };
+}
+
+/** The reuse row's p50 over the keystrokes the cold row sampled where both decoded as many tokens, over the cold p50 there. */
+function pairedReuseOverCold(replays: Replay[]): { ratio: number; keystrokes: number } {
+  const warm: number[] = [];
+  const cold: number[] = [];
+  for (const r of replays) {
+    const byKeystroke = new Map(r.samples['kiln reuse'].map((x) => [x.keystroke, x]));
+    for (const c of r.samples['kiln cold']) {
+      const w = byKeystroke.get(c.keystroke)!;
+      if (w.decodeTokens !== c.decodeTokens) continue;
+      warm.push(w.ms);
+      cold.push(c.ms);
+    }
+  }
+  return { ratio: round(distribution(warm).p50 / distribution(cold).p50, 4), keystrokes: warm.length };
+}
+
+/** ggml's type ids for the KV cache types that can show up here. */
+const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 8: 'Q8_0' };
+
+type TraceFacts = { fileTokens: { beforeTyping: number; typedFunction: number }; typed: number; total: number };
+
+function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceFacts, llamaCpp: string, loadavgBefore: number[], started: number) {
+  const rows = Object.fromEntries(ROWS.map((name) => [name, rowFigures(replays.map((r) => r.samples[name]))])) as Record<RowName, ReturnType<typeof rowFigures>>;
+  const p50 = (name: RowName) => rows[name].latencyMs.p50;
+  const reuseOverCold = round(p50('kiln reuse') / p50('kiln cold'), 4);
+  const overF16 = round(p50('kiln reuse') / p50('llama.cpp F16'), 4);
+  const overF32 = round(p50('kiln reuse') / p50('llama.cpp F32'), 4);
+  const hits = replays.reduce((n, r) => n + r.typingThroughHits, 0);
+  const coldN = rows['kiln cold'].keystrokes;
+  const ortVersion = (ort.env as unknown as { versions?: { node?: string; common?: string } }).versions;
+  const peer = JSON.parse(readFileSync(join(__dirname, '..', 'peers', 'node_modules', 'node-llama-cpp', 'package.json'), 'utf8')) as { version: string };
+  return {
+    headline: {
+      kilnReuseP50Ms: p50('kiln reuse'),
+      kilnColdP50Ms: p50('kiln cold'),
+      reuseOverCold,
+      reuseTarget: '<= 0.1',
+      reuseMet: reuseOverCold <= 0.1,
+      pairedReuseOverCold: pairedReuseOverCold(replays),
+      firstTokenReuseOverCold: round(rows['kiln reuse'].firstTokenMs.p50 / rows['kiln cold'].firstTokenMs.p50, 4),
+      llamaCppF16P50Ms: p50('llama.cpp F16'),
+      llamaCppF32P50Ms: p50('llama.cpp F32'),
+      kilnOverLlamaCppF16: overF16,
+      kilnOverLlamaCppF32: overF32,
+      llamaCppTarget: '<= 1 (against the faster llama.cpp row)',
+      llamaCppMet: Math.max(overF16, overF32) <= 1,
+      computedAtMost4Share: Object.fromEntries(ROWS.map((name) => [name, rows[name].computedAtMost4Share])),
+      typingThrough: { hits, share: round(hits / (trace.typed * replays.length), 4), note: 'keystrokes the product (one document) would answer with no model work; the rows above ran the model on them' },
+      coldAgreesWithReuse: { sampled: coldN, sameDecodeTokens: replays.reduce((n, r) => n + r.coldSameDecodeTokens, 0), sameSuggestion: replays.reduce((n, r) => n + r.coldSameSuggestion, 0) },
+    },
+    rows,
+    trace: {
+      keystrokes: trace.typed,
+      traceKeystrokes: trace.total,
+      functionLines: TYPED_FUNCTION.split('\n').length - 1,
+      fileTokens: trace.fileTokens,
+      promptTokens: distribution(replays.flatMap((r) => r.promptTokens)),
+    },
+    llamaCpp: Object.fromEntries(llama.map((row) => [row.name, { flashAttention: row.context.flashAttention, kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType), batchSize: row.context.batchSize }])),
+    settings: { reps: s.reps, keystrokes: trace.typed, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, quick: s.quick },
+    config: { ...REFERENCE, weightsSeed: WEIGHTS_SEED },
+    machine: {
+      cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,
+      loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) },
+      versions: { node: process.version, onnxruntimeNode: ortVersion?.node ?? ortVersion?.common, nodeLlamaCpp: peer.version, llamaCpp },
+      totalSeconds: round((performance.now() - started) / 1000, 1),
+    },
+    notes: [
+      'Per keystroke the kiln reuse row runs first (llama.cpp replays its prompt and decode count), then the other rows in an order rotating with the keystroke.',
+      'kiln cold runs on every coldEvery-th keystroke only (a cold prompt does not depend on earlier keystrokes); pairedReuseOverCold compares the same keystrokes at equal decode tokens.',
+      'Kiln latency includes building, tokenizing and healing the prompt, stop rules and post-processing; llama.cpp gets token ids and its tokens are not detokenized.',
+      'Decode count: Kiln stops at a line end or maxTokens (+ the bytes token healing forces); llama.cpp then decodes exactly as many tokens greedily, with no stop rule.',
+      'Random weights: suggestions are noise, so typing-through rarely applies; a trained model would answer more keystrokes that way. The machine is shared: see loadavg.',
+    ],
+  };
+}
+
+/** The JSON on stdout, or in `out` when given (the table went to stderr). */
+function emitJson(result: object, out: string | undefined): void {
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  if (out === undefined) return void process.stdout.write(json);
+  writeFileSync(out, json);
+  log(`JSON written to ${out}`);
+}
+
+function printTable(r: ReturnType<typeof report>): void {
+  const ms = (d: Distribution) => `${d.p50.toFixed(1)} / ${d.p95.toFixed(1)}`;
+  const header = ['row', 'keystrokes', 'latency p50 / p95 ms', 'first token p50 / p95 ms', 'prefilled p50 / p95 / mean tok', 'prefilled <= 4', 'cache hit', 'token reuse', 'decode tok mean', 'ms / later token'];
+  const cells = Object.entries(r.rows).map(([name, x]) => [
+    name,
+    String(x.keystrokes),
+    ms(x.latencyMs),
+    ms(x.firstTokenMs),
+    `${x.prefilledTokens.p50} / ${x.prefilledTokens.p95} / ${x.prefilledTokens.mean.toFixed(1)}`,
+    `${(100 * x.computedAtMost4Share).toFixed(1)}%`,
+    `${(100 * x.cacheHitRatio).toFixed(1)}%`,
+    `${(100 * x.tokenReuseRatio).toFixed(1)}%`,
+    x.decodeTokens.mean.toFixed(1),
+    x.msPerLaterToken.p50.toFixed(1),
+  ]);
+  const width = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const m = r.machine;
+  log('');
+  log(`${m.cpu}; node ${m.versions.node}, onnxruntime-node ${m.versions.onnxruntimeNode}, node-llama-cpp ${m.versions.nodeLlamaCpp} (llama.cpp ${m.versions.llamaCpp})`);
+  log(`loadavg before ${m.loadavg.before.join(' ')}, after ${m.loadavg.after.join(' ')} (a shared machine: absolute times swing with it; rows are interleaved per keystroke)`);
+  log(`trace: ${r.trace.keystrokes} of ${r.trace.traceKeystrokes} keystrokes, file ${r.trace.fileTokens.beforeTyping} tokens + a ${r.trace.functionLines}-line function of ${r.trace.fileTokens.typedFunction}; prompts ${r.trace.promptTokens.min}–${r.trace.promptTokens.max} tokens; ${r.settings.reps} rep(s)`);
+  for (const row of [header, ...cells]) log(row.map((c, i) => c.padEnd(width[i]!)).join('  '));
+  log(`headline: ${JSON.stringify(r.headline)}`);
+  log('');
+}
+
+main().catch((err: Error) => {
+  log(`keystroke bench failed: ${err.stack ?? err.message}`);
+  process.exitCode = 1;
+});
