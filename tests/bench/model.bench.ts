@@ -45,6 +45,7 @@ import { getPeerLlama } from '../helpers/llama-cpp-peer';
 import { seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
+import { log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -92,18 +93,7 @@ function parseArgs(argv: string[]): Settings {
 
 // ---------- small helpers ----------
 
-interface Summary { median: number; min: number; max: number; n: number } // prettier-ignore
 
-function summarize(xs: number[]): Summary {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median: round(median), min: round(s[0]!), max: round(s[s.length - 1]!), n: s.length };
-}
-
-const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
-
-const MB = 1024 * 1024;
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
@@ -135,7 +125,6 @@ function randomTokens(seed: number, count: number): number[] {
   return Array.from({ length: count }, () => Math.floor(rand() * TOKEN_RANGE));
 }
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
 
 // ---------- engines: one interface for every row ----------
 

@@ -53,6 +53,7 @@ import { TrainerSession, type Batch } from '../../server/src/training/trainer-se
 import { randomNormal, seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
+import { log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -152,18 +153,6 @@ function parseArgs(argv: string[]): Settings {
 
 // ---------- small helpers ----------
 
-interface Summary { median: number; min: number; max: number; n: number } // prettier-ignore
-
-function summarize(xs: number[]): Summary {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median: round(median), min: round(s[0]!), max: round(s[s.length - 1]!), n: s.length };
-}
-
-const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
-const MB = 1024 * 1024;
-const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
