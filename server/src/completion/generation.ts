@@ -150,7 +150,7 @@ export async function generateCandidates(
   for (let step = 0; step < options.maxTokens + (options.healing?.bytes.length ?? 0); step++) {
     throwIfAborted(options.signal);
     const next = rows.map((row, b) => {
-      if (row.done) return 0; // a finished row decodes a placeholder; its output is ignored
+      if (row.done) return 0; // a finished row decodes a filler token whose output is ignored
       const healing = row.healer.pending;
       const id = row.healer.pick(samplers[b]!, logits.subarray(b * V, (b + 1) * V));
       if (options.stopIds.has(id)) {
