@@ -2,15 +2,19 @@
 // and off, and through llama.cpp (node-llama-cpp 3.21.1, `adaptStateToTokens` prefix reuse) fed the
 // exact prompt token ids Kiln computed — same seeded random weights, same process, same run.
 //
-//   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--cold-every K] [--max-tokens 16] [--threads 2] [--quick] [--out FILE]
+//   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--quick] [--out FILE]
 //
 // Reference config: d 512, 8 layers, 8 heads, vocab 8192, SiLU MLP 1536, tied head (the tiny byte-level
 // BPE tokenizer, `kiln.json` {"fimOrders":["spm"]}: the prompt is suffix first, so typing appends).
 // Trace: a TypeScript module of ~1,000 tokens; a 60-line function is typed into its middle one character
 // per keystroke (Enter inserts the next line's indentation, as the editor does), one request each.
 //
-// Rows (per keystroke, Kiln first — the llama.cpp rows need its prompt and decode count — then the
-// others in an order that rotates with the keystroke):
+// Rows, interleaved in blocks of --block keystrokes: Kiln first (the llama.cpp rows replay its prompts
+// and decode counts), then the others over the same block in an order that rotates per block. Each
+// row keeps its own state across blocks, so every row sees every keystroke in order. Blocks rather
+// than single keystrokes: right after another engine has streamed its weights through the caches a
+// request runs slower (llama.cpp's 1-token first step went from ~5 ms to 30–60 ms here), a cost the
+// product, running one engine, never pays; --block 1 interleaves per keystroke.
 //   kiln reuse       one CompletionEngine for the whole replay: KV pool at its default budget, the
 //                    product's settings except speculation off; line mode, greedy, token healing on.
 //   kiln cold        the same engine class with kvBudgetMB 0: no state is ever pooled, so every prompt
@@ -43,6 +47,7 @@ import type { KvState } from '../../server/src/runtime/kv-state';
 import { LatencyStats, percentile } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
+import { log, round, summarize } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -54,14 +59,15 @@ const REFERENCE: Partial<ModelConfig> = {
 };
 const WEIGHTS_SEED = 2024;
 
-interface Settings { reps: number; keystrokes: number; coldEvery: number; maxTokens: number; threads: number; quick: boolean; out?: string } // prettier-ignore
+interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; quick: boolean; out?: string } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, quick };
+  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, quick };
   const flags: Record<string, (n: number) => void> = {
     '--reps': (n) => (s.reps = n),
     '--keystrokes': (n) => (s.keystrokes = n),
+    '--block': (n) => (s.block = n),
     '--cold-every': (n) => (s.coldEvery = n),
     '--max-tokens': (n) => (s.maxTokens = n),
     '--threads': (n) => (s.threads = n),
@@ -76,9 +82,6 @@ function parseArgs(argv: string[]): Settings {
   }
   return s;
 }
-
-const log = (line: string) => process.stderr.write(`${line}\n`);
-const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 // ---------- the typing trace ----------
 
@@ -353,38 +356,44 @@ async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Sett
   for (const row of llama) await row.sequence.clearHistory();
   const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
   let shown: ShownSuggestion | undefined;
+  const uri = (row: string, i: number) => `file:///bench/${row}/${rep}/${i}/jobs.ts`;
   const started = performance.now();
   let lastLog = started;
-  for (let i = 0; i < trace.length; i++) {
-    const k = trace[i]!;
-    const uri = (row: string) => `file:///bench/${row}/${rep}/${i}/jobs.ts`;
-    const warm = await kilnKeystroke(reuse, kiln.takePrompt, k, i, uri('reuse'));
-    r.samples['kiln reuse'].push(warm);
-    r.promptTokens.push(warm.prompt.length);
-    // the product's typing-through, replayed as engine.complete/finish would for one document
-    const before = k.text.slice(0, k.offset);
-    const after = k.text.slice(k.offset);
-    const rest = shown && typeThrough(shown, before, after);
-    if (rest) r.typingThroughHits++;
-    shown = rest ? { before, after, completion: rest } : warm.suggestion ? { before, after, completion: warm.suggestion } : undefined;
-
-    const others: (() => Promise<void>)[] = llama.map((row) => async () => {
-      r.samples[row.name as RowName].push(await llamaKeystroke(row.sequence, warm.prompt, Math.max(1, warm.decodeTokens), i));
-    });
-    if (i % s.coldEvery === 0) {
-      others.push(async () => {
-        const c = await kilnKeystroke(cold, kiln.takePrompt, k, i, uri('cold'));
-        if (c.reused !== 0) throw new Error(`keystroke ${i}: the cold row reused ${c.reused} tokens`);
-        if (c.prompt.join() !== warm.prompt.join()) throw new Error(`keystroke ${i}: cold and reuse rows built different prompts`);
-        r.samples['kiln cold'].push(c);
-        if (c.decodeTokens === warm.decodeTokens) r.coldSameDecodeTokens++;
-        if (c.suggestion === warm.suggestion) r.coldSameSuggestion++;
-      });
+  for (let from = 0; from < trace.length; from += s.block) {
+    const block = trace.slice(from, from + s.block).map((k, j) => ({ k, i: from + j }));
+    const warm: KilnSample[] = [];
+    for (const { k, i } of block) {
+      const w = await kilnKeystroke(reuse, kiln.takePrompt, k, i, uri('reuse', i));
+      warm.push(w);
+      r.samples['kiln reuse'].push(w);
+      r.promptTokens.push(w.prompt.length);
+      // the product's typing-through, replayed as engine.complete/finish would for one document
+      const before = k.text.slice(0, k.offset);
+      const after = k.text.slice(k.offset);
+      const rest = shown && typeThrough(shown, before, after);
+      if (rest) r.typingThroughHits++;
+      shown = rest ? { before, after, completion: rest } : w.suggestion ? { before, after, completion: w.suggestion } : undefined;
     }
-    for (let j = 0; j < others.length; j++) await others[(i + rep + j) % others.length]!();
-    if (performance.now() - lastLog > 30_000 || i + 1 === trace.length) {
+    const others: (() => Promise<void>)[] = llama.map((row) => async () => {
+      for (const w of warm) r.samples[row.name as RowName].push(await llamaKeystroke(row.sequence, w.prompt, Math.max(1, w.decodeTokens), w.keystroke));
+    });
+    others.push(async () => {
+      for (const [j, { k, i }] of block.entries()) {
+        if (i % s.coldEvery !== 0) continue;
+        const c = await kilnKeystroke(cold, kiln.takePrompt, k, i, uri('cold', i));
+        if (c.reused !== 0) throw new Error(`keystroke ${i}: the cold row reused ${c.reused} tokens`);
+        if (c.prompt.join() !== warm[j]!.prompt.join()) throw new Error(`keystroke ${i}: cold and reuse rows built different prompts`);
+        r.samples['kiln cold'].push(c);
+        if (c.decodeTokens === warm[j]!.decodeTokens) r.coldSameDecodeTokens++;
+        if (c.suggestion === warm[j]!.suggestion) r.coldSameSuggestion++;
+      }
+    });
+    const turn = from / s.block + rep;
+    for (let j = 0; j < others.length; j++) await others[(turn + j) % others.length]!();
+    const done = from + block.length;
+    if (performance.now() - lastLog > 30_000 || done === trace.length) {
       lastLog = performance.now();
-      log(`  rep ${rep + 1}: ${i + 1}/${trace.length} keystrokes (${Math.round((lastLog - started) / 1000)} s, loadavg ${os.loadavg()[0]!.toFixed(2)})`);
+      log(`  rep ${rep + 1}: ${done}/${trace.length} keystrokes (${Math.round((lastLog - started) / 1000)} s, loadavg ${os.loadavg()[0]!.toFixed(2)})`);
     }
   }
   return r;
@@ -459,13 +468,6 @@ function distribution(xs: number[]): Distribution {
   return { p50: p(50), p95: p(95), mean: round(xs.reduce((a, b) => a + b, 0) / xs.length), min: round(sorted[0]!), max: round(sorted[sorted.length - 1]!), n: xs.length };
 }
 
-/** Median and range of one figure across reps. */
-function acrossReps(values: number[]): { median: number; min: number; max: number } {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return { median: round(sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2), min: round(sorted[0]!), max: round(sorted[sorted.length - 1]!) };
-}
-
 function rowFigures(perRep: Sample[][]) {
   const all = perRep.flat();
   const share = (keep: (x: Sample) => boolean) => round(all.filter(keep).length / all.length, 4);
@@ -473,7 +475,7 @@ function rowFigures(perRep: Sample[][]) {
   return {
     keystrokes: all.length,
     latencyMs: distribution(all.map((x) => x.ms)),
-    p50MsAcrossReps: acrossReps(perRep.map((xs) => distribution(xs.map((x) => x.ms)).p50)),
+    p50MsAcrossReps: summarize(perRep.map((xs) => distribution(xs.map((x) => x.ms)).p50)),
     firstTokenMs: distribution(all.map((x) => x.firstTokenMs)),
     prefilledTokens: distribution(all.map((x) => x.computed)),
     computedAtMost4Share: share((x) => x.computed <= 4),
@@ -544,7 +546,7 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       promptTokens: distribution(replays.flatMap((r) => r.promptTokens)),
     },
     llamaCpp: Object.fromEntries(llama.map((row) => [row.name, { flashAttention: row.context.flashAttention, kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType), batchSize: row.context.batchSize }])),
-    settings: { reps: s.reps, keystrokes: trace.typed, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, quick: s.quick },
+    settings: { reps: s.reps, keystrokes: trace.typed, block: s.block, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, quick: s.quick },
     config: { ...REFERENCE, weightsSeed: WEIGHTS_SEED },
     machine: {
       cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,
@@ -553,7 +555,7 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       totalSeconds: round((performance.now() - started) / 1000, 1),
     },
     notes: [
-      'Per keystroke the kiln reuse row runs first (llama.cpp replays its prompt and decode count), then the other rows in an order rotating with the keystroke.',
+      'Rows are interleaved in blocks of `block` keystrokes: kiln reuse first (llama.cpp replays its prompts and decode counts), then the others in an order rotating per block; each row sees every keystroke in order.',
       'kiln cold runs on every coldEvery-th keystroke only (a cold prompt does not depend on earlier keystrokes); pairedReuseOverCold compares the same keystrokes at equal decode tokens.',
       'Kiln latency includes building, tokenizing and healing the prompt, stop rules and post-processing; llama.cpp gets token ids and its tokens are not detokenized.',
       'Decode count: Kiln stops at a line end or maxTokens (+ the bytes token healing forces); llama.cpp then decodes exactly as many tokens greedily, with no stop rule.',
@@ -589,7 +591,7 @@ function printTable(r: ReturnType<typeof report>): void {
   const m = r.machine;
   log('');
   log(`${m.cpu}; node ${m.versions.node}, onnxruntime-node ${m.versions.onnxruntimeNode}, node-llama-cpp ${m.versions.nodeLlamaCpp} (llama.cpp ${m.versions.llamaCpp})`);
-  log(`loadavg before ${m.loadavg.before.join(' ')}, after ${m.loadavg.after.join(' ')} (a shared machine: absolute times swing with it; rows are interleaved per keystroke)`);
+  log(`loadavg before ${m.loadavg.before.join(' ')}, after ${m.loadavg.after.join(' ')} (a shared machine: absolute times swing with it; rows interleaved in blocks of ${r.settings.block} keystrokes)`);
   log(`trace: ${r.trace.keystrokes} of ${r.trace.traceKeystrokes} keystrokes, file ${r.trace.fileTokens.beforeTyping} tokens + a ${r.trace.functionLines}-line function of ${r.trace.fileTokens.typedFunction}; prompts ${r.trace.promptTokens.min}–${r.trace.promptTokens.max} tokens; ${r.settings.reps} rep(s)`);
   for (const row of [header, ...cells]) log(row.map((c, i) => c.padEnd(width[i]!)).join('  '));
   log(`headline: ${JSON.stringify(r.headline)}`);

@@ -6,6 +6,7 @@
 //   npm run bench:training -- [--reps 5] [--steps 3] [--warmup 2] [--threads 2] [--batch 4] [--seq 256]
 //                             [--quick] [--out FILE] [--profile] [--no-torch] [--python /usr/bin/python3]
 //                             [--no-finetune] [--finetune-steps 12] [--eval-lines 100] [--repo DIR]
+//                             [--finetune-model DIR] [--finetune-only]
 //
 // --quick is a smoke run: 1 rep of 1 step per row and the fine-tune on a ~150 KB slice of the tree
 // (2 steps, 2 held-out lines); its figures are not meaningful. --profile adds an ORT profile of the
@@ -33,7 +34,8 @@
 // TypeScript source tree with this run's random 25M model and tiny tokenizer: --dry-run for the token
 // counts, then a bounded run whose step times (stderr step lines as they arrive) give minutes per epoch.
 // Its held-out exact match before/after comes from the run's own report; with random weights both are
-// ~0 (meaningful only with the embedded pretrained model).
+// ~0: --finetune-model DIR fine-tunes a pretrained model instead (e.g. models/kiln-code-4m), and
+// --finetune-only skips the throughput rows.
 import * as ort from 'onnxruntime-node';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -97,6 +99,10 @@ interface Settings {
   evalLines: number;
   profile: boolean;
   repo?: string;
+  /** The model the fine-tune run adapts (default: this run's random-weight reference model). */
+  finetuneModel?: string;
+  /** Only the fine-tune figures (no throughput rows). */
+  finetuneOnly: boolean;
   /** Bytes of TypeScript copied for the fine-tune run (--quick: a ~150 KB slice of the same tree). */
   repoBudget: number;
 }
@@ -117,6 +123,7 @@ function parseArgs(argv: string[]): Settings {
     finetuneSteps: quick ? 2 : 12,
     evalLines: quick ? 2 : 100,
     profile: false,
+    finetuneOnly: false,
     repoBudget: quick ? 150_000 : Infinity,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -142,6 +149,8 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--finetune-steps') s.finetuneSteps = int();
     else if (a === '--eval-lines') s.evalLines = int();
     else if (a === '--repo') s.repo = next();
+    else if (a === '--finetune-model') s.finetuneModel = next();
+    else if (a === '--finetune-only') s.finetuneOnly = true;
     else if (a === '--no-torch') s.torch = false;
     else if (a === '--no-finetune') s.finetune = false;
     else if (a === '--profile') s.profile = true;
@@ -583,7 +592,8 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
     copied.bytes += c.bytes;
   }
   const cache = join(root, 'finetune-cache');
-  const common = ['--model', modelDir, '--threads', String(s.threads), '--cache', cache, '--batch', String(s.batch), '--seq-len', String(s.seq), '--json'];
+  const model = s.finetuneModel ?? modelDir;
+  const common = ['--model', model, '--threads', String(s.threads), '--cache', cache, '--batch', String(s.batch), '--seq-len', String(s.seq), '--json'];
   log(`fine-tune: ${copied.files} .ts files, ${(copied.bytes / 1e6).toFixed(2)} MB from ${source}`);
 
   const dry = await runCli(['finetune', repo, ...common, '--dry-run']);
@@ -634,8 +644,10 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
   const defaultRunS = b.startupS + b.datasetS + b.evaluateBeforeS + b.trainSetupS + defaultSteps * stepS + validations * b.validationS + b.saveS + b.evaluateAfterS;
   const epochS = stepsPerEpoch * stepS;
   const em = (r?: EvalSummary) => (r ? { exactMatch: r.exactMatch, editSimilarity: round(r.editSimilarity), validationLoss: round(r.validationLoss, 4), lines: r.lines, files: r.files } : undefined);
-  const perEpochFromBench = (tokS?: number) => (tokS ? round(dataset.tokens.train / tokS / 60, 2) : undefined);
+  // the bench's throughput rows are the reference model's: they extrapolate only a run on that model
+  const perEpochFromBench = (tokS?: number) => (tokS && !s.finetuneModel ? round(dataset.tokens.train / tokS / 60, 2) : undefined);
   return {
+    model: s.finetuneModel ?? 'this run\'s random-weight reference model (25M config) + tiny tokenizer',
     source,
     typescriptFiles: copied.files,
     typescriptMB: round(copied.bytes / 1e6, 2),
@@ -662,7 +674,9 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
       note: 'CLI defaults (min(200, 3 epochs) steps, validation + checkpoint every 25 steps) built from this run\'s measured phases',
     },
     exactMatch: { before: em(result.before), after: em(result.after), gainPoints: result.before && result.after ? round(100 * (result.after.exactMatch - result.before.exactMatch), 2) : undefined },
-    note: 'random-weight 25M model and tiny tokenizer: exact match is ~0 before and after; the gain becomes meaningful with the embedded pretrained model',
+    note: s.finetuneModel
+      ? `exact match before/after on ${s.evalLines} held-out lines of the repository, from the run's own report`
+      : 'random-weight 25M model and tiny tokenizer: exact match is ~0 before and after; the gain becomes meaningful with a pretrained model (--finetune-model DIR)',
   };
 }
 
@@ -705,6 +719,14 @@ async function main(): Promise<void> {
     writeBatches(batchesFile, makeBatches(BATCH_COUNT, s.batch, s.seq, 11));
     log(`weights and batches: ${Math.round(performance.now() - t)} ms (${root})`);
 
+    if (s.finetuneOnly) {
+      const finetune = await fineTuneFigures(s, root, modelDir, {});
+      const json = JSON.stringify({ finetune, settings: { threads: s.threads, batch: s.batch, seq: s.seq, finetuneSteps: s.finetuneSteps, evalLines: s.evalLines }, machine: machineInfo(s, loadavgBefore, started) }, null, 2);
+      if (s.out) writeFileSync(s.out, json + '\n');
+      else process.stdout.write(json + '\n');
+      log(`fine-tune: ${JSON.stringify({ minutesPerEpoch: (finetune as { minutesPerEpoch?: number }).minutesPerEpoch, exactMatch: (finetune as { exactMatch?: unknown }).exactMatch })}`);
+      return;
+    }
     const torch = s.torch ? checkTorch(s.python) : ({ ok: false, reason: 'disabled with --no-torch' } as const);
     if (!torch.ok) log(`PyTorch rows skipped: ${torch.reason}`);
 
@@ -806,6 +828,21 @@ async function main(): Promise<void> {
 
 // ---------- report ----------
 
+function machineInfo(s: Settings, loadavgBefore: number[], started: number) {
+  const ortVersion = (ort.env as unknown as { versions?: { node?: string; common?: string } }).versions;
+  return {
+    cpu: os.cpus()[0]?.model,
+    logicalCpus: os.cpus().length,
+    totalMemGB: round(os.totalmem() / 2 ** 30, 1),
+    threadsUsed: s.threads,
+    loadavgBefore,
+    loadavgAfter: os.loadavg().map((x) => round(x, 2)),
+    node: process.version,
+    onnxruntimeNode: ortVersion?.node ?? ortVersion?.common,
+    totalSeconds: round((performance.now() - started) / 1000, 1),
+  };
+}
+
 function report(
   s: Settings,
   rows: Row[],
@@ -882,7 +919,6 @@ function report(
     };
   }
   const tr = rows.find((r) => r.engine === 'torch');
-  const ortVersion = (ort.env as unknown as { versions?: { node?: string; common?: string } }).versions;
   return {
     headline: modes,
     peaks: {
@@ -896,18 +932,10 @@ function report(
     settings: { reps: s.reps, stepsPerRep: s.steps, warmupSteps: s.warmup, threads: s.threads, batch: s.batch, seq: s.seq, lr: LR, lora: LORA, adamw: DEFAULT_ADAMW, quick: s.quick },
     config: REFERENCE,
     machine: {
-      cpu: os.cpus()[0]?.model,
-      logicalCpus: os.cpus().length,
-      totalMemGB: round(os.totalmem() / 2 ** 30, 1),
-      threadsUsed: s.threads,
-      loadavgBefore,
-      loadavgAfter: os.loadavg().map((x) => round(x, 2)),
-      node: process.version,
-      onnxruntimeNode: ortVersion?.node ?? ortVersion?.common,
+      ...machineInfo(s, loadavgBefore, started),
       torch: torchVersion,
       python: tr?.ready.python,
       torchBlas: tr ? { info: tr.ready.blasInfo, libraries: tr.ready.blasLibraries, threads: tr.ready.threads, openblasThreadsEnv: tr.ready.openblasThreadsEnv } : undefined,
-      totalSeconds: round((performance.now() - started) / 1000, 1),
     },
     notes: [
       'tokens/s per rep = B·S·steps / summed step wall time; median (min–max) over reps. Each row is its own process; rows run one at a time, order rotated per rep.',
