@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BYTE_TO_UNICODE, GPT2_SPLIT_PATTERN } from '../../server/src/model/tokenizer';
 import { seededRandom } from './random';
+import { specialAddedTokens } from '../../server/src/model/bpe/hf-files';
 
 /** The special tokens of every tiny tokenizer, occupying the last 7 ids in this order. */
 export const TINY_SPECIAL_TOKENS = [
@@ -101,15 +102,7 @@ export function makeTinyTokenizerJson(options: TinyTokenizerOptions): object {
   const vocab: Record<string, number> = {};
   for (let b = 0; b < 256; b++) vocab[BYTE_TO_UNICODE[b]!] = b;
   const merges = learnMerges(learnedSize - 256, seed, vocab);
-  const added_tokens = TINY_SPECIAL_TOKENS.map((content, i) => ({
-    id: learnedSize + i,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
+  const added_tokens = specialAddedTokens(TINY_SPECIAL_TOKENS, learnedSize);
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
   return {
     version: '1.0',

@@ -1,9 +1,10 @@
 // Packs examples into fixed-length training sequences: input ids and next-token labels of exactly
 // `seqLen` each, examples kept whole where they fit, padding labelled with the ignore index.
+import { IGNORE_INDEX } from '../model/graph/ops-nn';
 import { keyedRandom, shuffleInPlace } from './random';
 
-/** Label of a position that is not trained on (PyTorch's cross-entropy convention). */
-export const IGNORE_INDEX = -100;
+/** Label of a position that is not trained on: the loss in the training graph skips it. */
+export { IGNORE_INDEX };
 
 export interface PackableExample {
   tokens: readonly number[];

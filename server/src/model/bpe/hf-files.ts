@@ -23,9 +23,10 @@ interface AddedToken {
   special: true;
 }
 
-function addedTokens(v: BpeVocabulary): AddedToken[] {
-  return v.specialTokens.map((content, i) => ({
-    id: v.tokens.length + i,
+/** Special tokens as tokenizer.json's added_tokens, with ids from `firstId` on. */
+export function specialAddedTokens(specialTokens: readonly string[], firstId: number): AddedToken[] {
+  return specialTokens.map((content, i) => ({
+    id: firstId + i,
     content,
     single_word: false,
     lstrip: false,
@@ -44,7 +45,7 @@ export function tokenizerJson(v: BpeVocabulary): Record<string, unknown> {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: addedTokens(v),
+    added_tokens: specialAddedTokens(v.specialTokens, v.tokens.length),
     normalizer: null,
     pre_tokenizer: PRE_TOKENIZER_CONFIG,
     post_processor: BYTE_LEVEL_CONFIG,
@@ -66,7 +67,7 @@ export function tokenizerJson(v: BpeVocabulary): Record<string, unknown> {
 
 /** tokenizer_config.json: no BOS, <|endoftext|> ends documents and pads. */
 export function tokenizerConfigJson(v: BpeVocabulary): Record<string, unknown> {
-  const added = addedTokens(v);
+  const added = specialAddedTokens(v.specialTokens, v.tokens.length);
   const eos = v.specialTokens[0]!;
   return {
     add_bos_token: false,
