@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
-import { FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../training/fine-tune';
+import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../training/fine-tune';
 import type { EvalReport } from '../training/evaluate';
 import { startFineTuneProcess } from '../training/fine-tune-process';
 import { automaticThreads } from './model-host';
@@ -40,8 +40,7 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
   const workspace = resolve(params.workspace);
   const mode = params.mode ?? 'lora';
   const d = FINE_TUNE_DEFAULTS;
-  const lora = d.mode.kind === 'lora' ? d.mode : { kind: 'lora' as const, rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const };
-  const rank = params.rank ?? lora.rank;
+  const rank = params.rank ?? DEFAULT_LORA.rank;
   const key = createHash('sha256').update(`${workspace}\0${resolve(modelPath)}\0${mode}`).digest('hex').slice(0, 16);
   return {
     ...d,
@@ -49,7 +48,7 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
     modelDir: modelPath,
     outDir: join(cacheDir, 'runs', key),
     cacheDir,
-    mode: mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: 2 * rank, targets: [...lora.targets] },
+    mode: mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: 2 * rank, targets: DEFAULT_LORA.targets },
     maxSteps: params.maxSteps ?? d.maxSteps,
     lr: params.learningRate ?? (mode === 'full' ? 3e-4 : d.lr),
     threads: Math.max(1, automaticThreads() - 1),

@@ -44,8 +44,11 @@ export interface FineTuneOptions {
   dryRun: boolean;
 }
 
+/** LoRA as the command palette and the CLI run it unless told otherwise. */
+export const DEFAULT_LORA: Extract<TrainingMode, { kind: 'lora' }> = { kind: 'lora', rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
+
 export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'outDir' | 'cacheDir'> = {
-  mode: { kind: 'lora', rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+  mode: DEFAULT_LORA,
   lr: 1e-3,
   maxSteps: 200,
   epochs: 3,
