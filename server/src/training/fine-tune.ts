@@ -145,6 +145,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   let cancelled = false;
   try {
     for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
+      // Let pending messages (a cancel from the parent) run before the next step starts.
+      await new Promise((resolve) => setImmediate(resolve));
       if (signal?.aborted) {
         cancelled = true;
         break;
