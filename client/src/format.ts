@@ -45,7 +45,7 @@ export function statusBarText(status: ServerStatus, stats: KilnStats | undefined
 /** Lines of the stats view and the tooltip. */
 export function statsLines(status: ServerStatus, stats: KilnStats | undefined): string[] {
   const lines = [`State: ${status.state}${status.message ? ` — ${status.message}` : ''}`];
-  if (status.model) lines.push(`Model: ${status.model}${stats?.adapter ? ` + adapter ${stats.adapter}` : ''}`);
+  if (status.model) lines.push(`Model: ${status.model}${stats?.adapter ? ` + adapter ${stats.adapter}` : ''}${status.weights ? ` (${status.weights} weights)` : ''}`);
   if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
   if (stats) {
     if (stats.p50Ms !== undefined) lines.push(`Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over ${stats.answers} answers`);

@@ -7,6 +7,7 @@ import { runModelDownload } from './commands/model-download';
 import { runModelInfo } from './commands/model-info';
 import { runModelInit } from './commands/model-init';
 import { runModelLogprobs } from './commands/model-logprobs';
+import { runModelQuantize } from './commands/model-quantize';
 import { UsageError } from './commands/cli-args';
 import { runServe } from './commands/serve';
 import { runTokenizerTrain } from './commands/tokenizer-train';
@@ -21,6 +22,7 @@ const USAGE = `usage: kiln <command>
   model logprobs <dir> --tokens 1,2,3 [--out F] log-probabilities at every position (logprobs-v1 JSON)
   model download <owner/name> [--revision R]   fetch a Hugging Face checkpoint (resumable, verified)
   model init <dir> --tokenizer DIR [--hidden N]  a freshly initialised model to pretrain
+  model quantize <dir> [--eval DIR] [--bits 4,8] int4/int8 weights; measures the quality cost, records it in kiln.json
   export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama
   tokenizer train <corpus> --vocab N --out DIR  train Kiln's byte-level BPE (tokenizer.json); --measure <dir> for bytes/token`;
 
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
   'model logprobs': runModelLogprobs,
   'model download': runModelDownload,
   'model init': runModelInit,
+  'model quantize': runModelQuantize,
   export: (args) => runExportCommand(args),
   'tokenizer train': runTokenizerTrain,
 };

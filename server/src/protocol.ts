@@ -20,6 +20,8 @@ export interface ServerStatus {
   model?: string;
   adapter?: string;
   executionProvider?: string;
+  /** Precision of the model's matrices: fp32, int8 or int4 (see `kiln.quantization`). */
+  weights?: string;
 }
 
 export interface MemoryFigures {

@@ -2,7 +2,7 @@
 // and off, and through llama.cpp (node-llama-cpp 3.21.1, `adaptStateToTokens` prefix reuse) fed the
 // exact prompt token ids Kiln computed — same seeded random weights, same process, same run.
 //
-//   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--quick] [--out FILE]
+//   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--out FILE]
 //
 // Reference config: d 512, 8 layers, 8 heads, vocab 8192, SiLU MLP 1536, tied head (the tiny byte-level
 // BPE tokenizer, `kiln.json` {"fimOrders":["spm"]}: the prompt is suffix first, so typing appends).
@@ -41,6 +41,7 @@ import { type CompletionModel, loadCompletionModel } from '../../server/src/comp
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { type ShownSuggestion, typeThrough } from '../../server/src/completion/typing-through';
 import { type KilnSettings, parseSettings } from '../../server/src/lsp/settings';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
 import type { ModelConfig } from '../../server/src/model/config';
 import { exportGguf } from '../../server/src/model/export/gguf';
 import type { KvState } from '../../server/src/runtime/kv-state';
@@ -59,11 +60,11 @@ const REFERENCE: Partial<ModelConfig> = {
 };
 const WEIGHTS_SEED = 2024;
 
-interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; quick: boolean; out?: string } // prettier-ignore
+interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, quick };
+  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick };
   const flags: Record<string, (n: number) => void> = {
     '--reps': (n) => (s.reps = n),
     '--keystrokes': (n) => (s.keystrokes = n),
@@ -77,8 +78,9 @@ function parseArgs(argv: string[]): Settings {
     if (a === '--quick') continue;
     const value = argv[++i];
     if (a === '--out' && value !== undefined) s.out = value;
+    else if (a === '--ep' && EXECUTION_PROVIDER_CHOICES.includes(value as ExecutionProviderChoice)) s.ep = value as ExecutionProviderChoice;
     else if (a in flags && Number.isInteger(Number(value)) && Number(value) > 0) flags[a]!(Number(value));
-    else throw new Error(a in flags || a === '--out' ? `${a} needs a positive integer (--out: a file)` : `unknown argument ${a}`);
+    else throw new Error(a in flags || a === '--out' || a === '--ep' ? `${a} needs a positive integer (--out: a file; --ep: ${EXECUTION_PROVIDER_CHOICES.join('|')})` : `unknown argument ${a}`);
   }
   return s;
 }
@@ -412,10 +414,11 @@ async function main(): Promise<void> {
     const gguf = { f16: join(root, 'model-f16.gguf'), f32: join(root, 'model-f32.gguf') };
     await exportGguf(modelDir, gguf.f16, { dtype: 'f16' });
     await exportGguf(modelDir, gguf.f32, { dtype: 'f32' });
-    const loaded = await loadCompletionModel(modelDir, 'auto', { executionProvider: 'cpu', threads: s.threads, cacheDir: join(root, 'graph-cache') });
+    const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
     kilnSession = loaded.loaded.session;
+    if (s.ep !== 'cpu' && loaded.loaded.session.provider !== s.ep) log(`--ep ${s.ep} not available: the Kiln rows run on ${loaded.loaded.session.provider}`);
     if (loaded.order !== 'spm') throw new Error(`expected the SPM prompt order, got ${loaded.order}`);
-    const update = parseSettings({ executionProvider: 'cpu', threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60000 });
+    const update = parseSettings({ executionProvider: s.ep, threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60000 });
     if (update.problems.length) throw new Error(update.problems.join('; '));
     // kvBudgetMB 0 is below the setting's range on purpose: the pool then keeps nothing
     const kiln: Kiln = { ...recordingModel(loaded), reuse: update.settings, cold: { ...update.settings, kvBudgetMB: 0 } };
@@ -442,7 +445,7 @@ async function main(): Promise<void> {
           }
           const fileTokens = { beforeTyping: loaded.tokenizer.encode(FILE_BEFORE + FILE_AFTER).length, typedFunction: loaded.tokenizer.encode(TYPED_FUNCTION).length };
           const release = ((await getPeerLlama()) as unknown as { llamaCppRelease: { repo: string; release: string } }).llamaCppRelease;
-          return report(s, replays, llama, { fileTokens, typed: trace.length, total: fullTrace.length }, `${release.repo} ${release.release}`, loadavgBefore, started);
+          return report(s, replays, llama, { fileTokens, typed: trace.length, total: fullTrace.length }, `${release.repo} ${release.release}`, loadavgBefore, started, loaded.loaded.session.provider);
         } finally {
           for (const row of llama) await row.context.dispose();
         }
@@ -508,7 +511,7 @@ const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 8: 'Q8_0' 
 
 type TraceFacts = { fileTokens: { beforeTyping: number; typedFunction: number }; typed: number; total: number };
 
-function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceFacts, llamaCpp: string, loadavgBefore: number[], started: number) {
+function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceFacts, llamaCpp: string, loadavgBefore: number[], started: number, kilnProvider: string) {
   const rows = Object.fromEntries(ROWS.map((name) => [name, rowFigures(replays.map((r) => r.samples[name]))])) as Record<RowName, ReturnType<typeof rowFigures>>;
   const p50 = (name: RowName) => rows[name].latencyMs.p50;
   const reuseOverCold = round(p50('kiln reuse') / p50('kiln cold'), 4);
@@ -538,6 +541,8 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       coldAgreesWithReuse: { sampled: coldN, sameDecodeTokens: replays.reduce((n, r) => n + r.coldSameDecodeTokens, 0), sameSuggestion: replays.reduce((n, r) => n + r.coldSameSuggestion, 0) },
     },
     rows,
+    /** Per row, [keystroke, latency ms] of the first replay: the data of the latency chart. */
+    perKeystroke: Object.fromEntries(ROWS.map((name) => [name, replays[0]!.samples[name].map((x) => [x.keystroke, round(x.ms, 2)])])),
     trace: {
       keystrokes: trace.typed,
       traceKeystrokes: trace.total,
@@ -546,7 +551,7 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       promptTokens: distribution(replays.flatMap((r) => r.promptTokens)),
     },
     llamaCpp: Object.fromEntries(llama.map((row) => [row.name, { flashAttention: row.context.flashAttention, kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType), batchSize: row.context.batchSize }])),
-    settings: { reps: s.reps, keystrokes: trace.typed, block: s.block, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, quick: s.quick },
+    settings: { reps: s.reps, keystrokes: trace.typed, block: s.block, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, executionProvider: { asked: s.ep, used: kilnProvider }, quick: s.quick },
     config: { ...REFERENCE, weightsSeed: WEIGHTS_SEED },
     machine: {
       cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,

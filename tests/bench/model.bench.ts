@@ -8,9 +8,10 @@
 // RSS deltas around each load, Kiln's memory() report. Each figure is the median (and min–max) over reps.
 //
 // Rows
-//   kiln fused fp32 (the default), kiln fused fp16, kiln plain fp32      DecoderSession, the real runtime
+//   kiln plain fp32 (the default), kiln fused fp32, kiln fused fp16     DecoderSession, the real runtime
+//   kiln plain int8, kiln plain int4: Linear layers and head as MatMulNBits (block 32), embedding fp16
 //   llama.cpp F16, llama.cpp F32 (its defaults: F16 KV cache, flash attention 'auto')
-//   conventional fp32: the fused graph built with `emitPresent`, driven by a bench-only loop that
+//   conventional fp32: the default (plain) graph built with `emitPresent`, driven by a bench-only loop that
 //     fetches present.{l}.key/value (past ⊕ new, the whole cache) and feeds them back as the next past;
 //     Kiln feeds the past as a zero-copy view and fetches only the new positions.
 //
@@ -39,8 +40,9 @@ import { buildDecoderGraph, DECODER_OPSETS, DecoderIO, type AttentionPath, type 
 import { MODEL_FILE, writeModel } from '../../server/src/model/graph/write-model';
 import type { KvState } from '../../server/src/runtime/kv-state';
 import { createWithFallback, type ExecutionProviderChoice, EXECUTION_PROVIDER_CHOICES } from '../../server/src/runtime/execution-provider';
-import { loadModel, type LoadedModel } from '../../server/src/runtime/load-model';
+import { DEFAULT_ATTENTION, loadModel, type LoadedModel } from '../../server/src/runtime/load-model';
 import type { MemoryReport } from '../../server/src/runtime/memory';
+import type { QuantBits } from '../../server/src/model/quantize';
 import { getPeerLlama } from '../helpers/llama-cpp-peer';
 import { seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
@@ -152,10 +154,10 @@ interface Engine {
   dispose(): Promise<void>;
 }
 
-type KilnRow = { name: string; attention: AttentionPath; weightType: WeightType };
+type KilnRow = { name: string; attention: AttentionPath; weightType: WeightType; quantization?: QuantBits };
 
 async function loadKiln(row: KilnRow, modelDir: string, cacheDir: string, s: Settings): Promise<Engine> {
-  const opts = { executionProvider: s.ep, threads: s.threads, attention: row.attention, weightType: row.weightType, cacheDir };
+  const opts = { executionProvider: s.ep, threads: s.threads, attention: row.attention, weightType: row.weightType, quantization: row.quantization, cacheDir };
   const before = rssMB();
   const model: LoadedModel = await loadModel(modelDir, opts);
   const rssLoadDeltaMB = rssMB() - before;
@@ -213,7 +215,7 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
   const t0 = performance.now();
   const ckpt = openCheckpoint(modelDir);
   try {
-    writeModel(buildDecoderGraph(c, ckpt.weights, { attention: 'fused', weightType: 'float32', emitPresent: true }), graphDir, DECODER_OPSETS);
+    writeModel(buildDecoderGraph(c, ckpt.weights, { attention: DEFAULT_ATTENTION, weightType: 'float32', emitPresent: true }), graphDir, DECODER_OPSETS);
   } finally {
     ckpt.weights.close();
   }
@@ -245,7 +247,7 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
 
   return {
     name: 'conventional fp32',
-    load: { rssLoadDeltaMB: rssMB() - before, firstCreateMs: createMs, detail: { provider, buildMs: round(buildMs, 1), note: 'fused fp32 graph + present outputs; bench-only loop' } },
+    load: { rssLoadDeltaMB: rssMB() - before, firstCreateMs: createMs, detail: { provider, buildMs: round(buildMs, 1), note: 'default (plain) fp32 graph + present outputs; bench-only loop' } },
     async prepareDecode(n, tokens) {
       prepared.set(n, await step(empty(), tokens.slice(0, n)));
     },
@@ -405,6 +407,8 @@ async function main(): Promise<void> {
     engines.push(await loadLlamaCpp('llama.cpp F32', ggufF32, s));
     engines.push(await loadKiln({ name: 'kiln plain fp32', attention: 'plain', weightType: 'float32' }, modelDir, cacheDir, s));
     engines.push(await loadConventional(modelDir, join(root, 'conventional'), s));
+    engines.push(await loadKiln({ name: 'kiln plain int8', attention: 'plain', weightType: 'float32', quantization: 8 }, modelDir, cacheDir, s));
+    engines.push(await loadKiln({ name: 'kiln plain int4', attention: 'plain', weightType: 'float32', quantization: 4 }, modelDir, cacheDir, s));
     log(`graphs built and sessions loaded: ${Math.round(performance.now() - t)} ms`);
 
     // warm-up (untimed): one prefill each, the decode contexts, one decode run each; RSS after it
@@ -424,7 +428,7 @@ async function main(): Promise<void> {
     log(`warm-up (prefill, decode contexts ${s.contexts.join(', ')}): ${Math.round(performance.now() - t)} ms`);
     const next = (name: string) => engines.find((e) => e.name === name)?.lastNext;
     const sameWeights = {
-      fp32: { kilnArgmax: next('kiln fused fp32'), llamaCppGreedy: next('llama.cpp F32') },
+      fp32: { kilnArgmax: next(DEFAULT_ROW), llamaCppGreedy: next('llama.cpp F32') },
       fp16: { kilnArgmax: next('kiln fused fp16'), llamaCppGreedy: next('llama.cpp F16') },
     };
 
@@ -465,6 +469,30 @@ async function main(): Promise<void> {
 }
 
 // ---------- report ----------
+
+/** The row the headline speaks for: the runtime's defaults (plain attention, fp32, unquantized). */
+const DEFAULT_ROW = 'kiln plain fp32';
+const KILN_ROWS = [DEFAULT_ROW, 'kiln fused fp32', 'kiln fused fp16', 'kiln plain int8', 'kiln plain int4'];
+
+/** fp32 KV rows held for the decode contexts: 2 (K and V) · layers · positions · Hkv·D · 4 bytes. */
+function analyticKvBytes(s: Settings): number {
+  const c = REFERENCE;
+  const positions = s.contexts.reduce((a, n) => a + n, 0);
+  return 2 * c.numLayers * positions * c.numKvHeads * c.headDim * 4;
+}
+
+/** Decode speed-up of the quantized rows over the default fp32 row (medians over reps), target ≥ 1.5 for int4. */
+function quantizedSpeedups(figures: Map<string, RowFigures>, s: Settings) {
+  const decode = (row: string, n: number) => figure(figures.get(row)!, n, 'median');
+  const out: Record<string, number | boolean | string> = {};
+  for (const bits of [8, 4]) {
+    for (const n of s.contexts) out[`int${bits}Decode${n}SpeedupOverFp32`] = round(decode(DEFAULT_ROW, n) / decode(`kiln plain int${bits}`, n));
+    out[`int${bits}PrefillOverFp32`] = round(figure(figures.get(`kiln plain int${bits}`)!, 'prefill', 'median') / figure(figures.get(DEFAULT_ROW)!, 'prefill', 'median'));
+  }
+  out.int4Target = 'decode >= 1.5x fp32';
+  out.int4Met = s.contexts.every((n) => (out[`int4Decode${n}SpeedupOverFp32`] as number) >= 1.5);
+  return out;
+}
 
 type Statistic = 'median' | 'best' | 'typicalStep';
 
@@ -509,10 +537,10 @@ function report(s: Settings, engines: Engine[], figures: Map<string, RowFigures>
     };
   }
   const ratios: Record<string, Record<Statistic, Record<string, number>>> = {};
-  for (const k of ['kiln fused fp32', 'kiln fused fp16', 'kiln plain fp32']) {
+  for (const k of KILN_ROWS) {
     ratios[k] = { median: kilnRatios(k, 'median', figures, s), best: kilnRatios(k, 'best', figures, s), typicalStep: kilnRatios(k, 'typicalStep', figures, s) };
   }
-  const head = ratios['kiln fused fp32']!;
+  const head = ratios[DEFAULT_ROW]!;
   const longest = Math.max(...s.contexts);
   const decodeKeys = s.contexts.map((n) => `decode${n}OverLlamaCppF16`);
   const ortVersion = (ort.env as unknown as { versions?: { node?: string; common?: string } }).versions;
@@ -526,13 +554,14 @@ function report(s: Settings, engines: Engine[], figures: Map<string, RowFigures>
       decodeTarget: '<= 1',
       decodeMet: decodeKeys.every((key) => head.median[key]! <= 1),
       [`conventionalOverKilnDecode${longest}`]: head.median[`conventionalOverDecode${longest}`],
+      quantized: quantizedSpeedups(figures, s),
       bestOfReps: head.best,
       typicalStep: head.typicalStep,
-      note: 'Kiln = fused fp32 (the default); prefill against the faster llama.cpp row. Headline ratios use medians over reps of each figure; bestOfReps uses the best rep of each; typicalStep uses the median decode step of each run (spikes left out).',
+      note: 'Kiln = plain fp32 (the default); prefill against the faster llama.cpp row. Headline ratios use medians over reps of each figure; bestOfReps uses the best rep of each; typicalStep uses the median decode step of each run (spikes left out).',
     },
     ratios,
     rows,
-    kilnMemory: Object.fromEntries(Object.entries(kilnMemory).map(([k, m]) => [k, { weightMB: round(m.weightBytes / MB, 1), kvMB: round(m.kvBytes / MB, 1), rssMB: round(m.rssBytes / MB, 1), vramMB: m.vramBytes === undefined ? undefined : round(m.vramBytes / MB, 1) }])),
+    kilnMemory: Object.fromEntries(Object.entries(kilnMemory).map(([k, m]) => [k, { weightMB: round(m.weightBytes / MB, 1), kvMB: round(m.kvBytes / MB, 1), analyticKvMB: round(analyticKvBytes(s) / MB, 1), rssMB: round(m.rssBytes / MB, 1), vramMB: m.vramBytes === undefined ? undefined : round(m.vramBytes / MB, 1) }])),
     sameWeightsCheck: { ...sameWeights, agree: sameWeights.fp32.kilnArgmax === sameWeights.fp32.llamaCppGreedy && sameWeights.fp16.kilnArgmax === sameWeights.fp16.llamaCppGreedy },
     settings: { reps: s.reps, decodeStepsPerRun: s.steps, prefillTokens: s.prefillTokens, contexts: s.contexts, threads: s.threads, executionProvider: s.ep, quick: s.quick },
     config: REFERENCE,

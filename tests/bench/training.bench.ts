@@ -6,7 +6,7 @@
 //   npm run bench:training -- [--reps 5] [--steps 3] [--warmup 2] [--threads 2] [--batch 4] [--seq 256]
 //                             [--quick] [--out FILE] [--profile] [--no-torch] [--python /usr/bin/python3]
 //                             [--no-finetune] [--finetune-steps 12] [--eval-lines 100] [--repo DIR]
-//                             [--finetune-model DIR] [--finetune-only]
+//                             [--finetune-model DIR] [--finetune-only] [--ep cpu|webgpu|cuda|auto]
 //
 // --quick is a smoke run: 1 rep of 1 step per row and the fine-tune on a ~150 KB slice of the tree
 // (2 steps, 2 held-out lines); its figures are not meaningful. --profile adds an ORT profile of the
@@ -44,13 +44,13 @@ import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { ModelConfig } from '../../server/src/model/config';
-import { openCheckpoint } from '../../server/src/model/checkpoint';
+import { expectedTensors, openCheckpoint } from '../../server/src/model/checkpoint';
 import { DEFAULT_ADAMW } from '../../server/src/model/graph/adamw';
 import { GraphBuilder } from '../../server/src/model/graph/onnx-graph';
 import { buildTrainStepGraph, type LoraTarget, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { MODEL_FILE, writeModel } from '../../server/src/model/graph/write-model';
 import { writeSafetensors } from '../../server/src/model/safetensors';
-import { sessionOptions } from '../../server/src/runtime/execution-provider';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice, sessionOptions } from '../../server/src/runtime/execution-provider';
 import { TrainerSession, type Batch } from '../../server/src/training/trainer-session';
 import { randomNormal, seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
@@ -105,6 +105,8 @@ interface Settings {
   finetuneOnly: boolean;
   /** Bytes of TypeScript copied for the fine-tune run (--quick: a ~150 KB slice of the same tree). */
   repoBudget: number;
+  /** Where the Kiln rows train (the provider used is reported; PyTorch rows stay on the CPU). */
+  ep: ExecutionProviderChoice;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -125,6 +127,7 @@ function parseArgs(argv: string[]): Settings {
     profile: false,
     finetuneOnly: false,
     repoBudget: quick ? 150_000 : Infinity,
+    ep: 'cpu',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -154,6 +157,11 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--no-torch') s.torch = false;
     else if (a === '--no-finetune') s.finetune = false;
     else if (a === '--profile') s.profile = true;
+    else if (a === '--ep') {
+      const ep = next() as ExecutionProviderChoice;
+      if (!EXECUTION_PROVIDER_CHOICES.includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}`);
+      s.ep = ep;
+    }
     else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   if (s.seq + 1 > REFERENCE.maxPositions) throw new Error(`--seq ${s.seq} exceeds the reference model's ${REFERENCE.maxPositions} positions`);
@@ -161,6 +169,16 @@ function parseArgs(argv: string[]): Settings {
 }
 
 // ---------- small helpers ----------
+
+/**
+ * Bytes of the training state alone, float32: every model weight once, plus gradient and AdamW m and v
+ * for each trainable value (activations and ORT's workspace come on top of it in the peak RSS).
+ */
+function analyticStateBytes(trainable: number): number {
+  const weights = expectedTensors(REFERENCE).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+  const loraExtra = trainable < weights ? trainable : 0; // LoRA's A/B are extra values; full training updates the weights in place
+  return 4 * (weights + loraExtra + 3 * trainable);
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -299,7 +317,7 @@ function blasThreadsEnv(threads: number): NodeJS.ProcessEnv {
 }
 
 function startKilnWorker(mode: ModeName, args: string[], s: Settings): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx', __filename, '--worker', 'kiln', '--mode', mode, ...args, '--threads', String(s.threads)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', __filename, '--worker', 'kiln', '--mode', mode, ...args, '--threads', String(s.threads), '--ep', s.ep], {
     cwd: REPO,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -343,7 +361,7 @@ async function kilnWorker(argv: string[]): Promise<void> {
   const mode = a.mode as ModeName;
   const [count, B, S, threads] = [a.count, a.batch, a.seq, a.threads].map(Number) as [number, number, number, number];
   const t0 = performance.now();
-  const trainer = await TrainerSession.create({ modelDir: a.model!, mode: modeOf(mode), hyper: DEFAULT_ADAMW, accumulation: 1, threads, cacheDir: a.cache!, seed: 0 });
+  const trainer = await TrainerSession.create({ modelDir: a.model!, mode: modeOf(mode), hyper: DEFAULT_ADAMW, accumulation: 1, threads, cacheDir: a.cache!, seed: 0, executionProvider: (a.ep ?? 'cpu') as ExecutionProviderChoice });
   const createMs = performance.now() - t0;
   if (mode === 'lora' && a['lora-out']) {
     writeSafetensors(a['lora-out'], trainer.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' as const, data: Float32Array.from(trainer.values.get(p.name)!) })));
@@ -356,6 +374,7 @@ async function kilnWorker(argv: string[]): Promise<void> {
     createMs,
     onnxruntimeNode: ortVersion?.node ?? ortVersion?.common,
     trainableParams: sum([...trainer.values.values()].map((v) => v.length)),
+    provider: trainer.provider,
     rssMB: process.memoryUsage.rss() / MB,
   });
   let step = 0;
@@ -752,6 +771,7 @@ async function main(): Promise<void> {
     if (torch.ok) started4.push(start('torch', 'full'));
     rows.push(...(await Promise.all(started4))); // order: kiln lora, torch lora, kiln full, torch full
     log(`rows ready: ${rows.map((r) => `${r.name} ${Math.round(r.ready.createMs as number)} ms`).join(', ')} (${Math.round(performance.now() - t)} ms)`);
+    for (const r of rows) if (r.engine === 'kiln' && s.ep !== 'cpu' && r.ready.provider !== s.ep) log(`${r.name}: --ep ${s.ep} not available, trained on ${r.ready.provider as string}`);
     const torchRow = rows.find((r) => r.engine === 'torch');
     if (torchRow) log(`PyTorch ${torchRow.ready.torch as string}, ${torchRow.ready.blasInfo as string}, BLAS libraries: ${(torchRow.ready.blasLibraries as string[]).join(', ') || 'none mapped'}`);
 
@@ -876,6 +896,7 @@ function report(
       validationBatchMs: r.validationMs.length ? summarize(r.validationMs) : undefined,
       validationBatchOverStep: r.validationMs.length ? round(summarize(r.validationMs).median / summarize(allSteps).median) : undefined,
       createMs: round(r.ready.createMs as number, 0),
+      executionProvider: r.engine === 'kiln' ? r.ready.provider : 'cpu (PyTorch)',
       trainableParams: r.ready.trainableParams,
       warmupLosses: r.warm.loss.map((x) => round(x, 6)),
     };
@@ -913,6 +934,7 @@ function report(
       mfuTarget: `>= ${TARGETS.mfu}`,
       mfuMet: mfu >= TARGETS.mfu,
       kilnPeakRssMB: round(k.exit?.maxRssMB as number, 0),
+      analyticStateMB: round(analyticStateBytes(k.ready.trainableParams as number) / MB, 1),
       torchPeakRssMB: tr ? round(tr.exit?.maxRssMB as number, 0) : undefined,
       flopsPerToken: flopsPerToken(REFERENCE, s.seq, mode),
       lossCheck,

@@ -30,7 +30,7 @@ export interface E2eFixture {
 
 /** The greedy suggestion after each prefix of TYPED (fresh engines: no typing-through between them). */
 async function suggestionsWhileTyping(modelDir: string, cacheDir: string): Promise<string[]> {
-  const model = await loadCompletionModel(modelDir, 'auto', { executionProvider: 'cpu', threads: 1, cacheDir });
+  const model = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: 'auto' }, { executionProvider: 'cpu', threads: 1, cacheDir });
   const settings = { ...parseSettings({ completionMode: 'auto', maxTokens: MAX_TOKENS, candidates: 1 }).settings, speculate: false };
   try {
     const out: string[] = [];

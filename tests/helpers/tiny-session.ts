@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelConfig } from '../../server/src/model/config';
 import type { AttentionPath, WeightType } from '../../server/src/model/graph/decoder';
+import type { QuantBits } from '../../server/src/model/quantize';
 import { loadModel, type LoadedModel } from '../../server/src/runtime/load-model';
 import { makeTinyWeights, type TinyWeights, writeTinyCheckpoint } from './tiny-model';
 
@@ -21,21 +22,22 @@ export interface TinySession {
 export interface CpuLoadOptions {
   attention?: AttentionPath;
   weightType?: WeightType;
+  quantization?: QuantBits;
   cacheDir: string;
 }
 
 /** Loads a checkpoint folder through Kiln's real path, on the CPU with one thread. */
 export function loadOnCpu(modelDir: string, opts: CpuLoadOptions): Promise<LoadedModel> {
-  return loadModel(modelDir, { executionProvider: 'cpu', threads: 1, attention: opts.attention, weightType: opts.weightType, cacheDir: opts.cacheDir });
+  return loadModel(modelDir, { executionProvider: 'cpu', threads: 1, attention: opts.attention, weightType: opts.weightType, quantization: opts.quantization, cacheDir: opts.cacheDir });
 }
 
-export async function loadTinyModel(config: ModelConfig, opts: { seed?: number; attention?: AttentionPath; weightType?: WeightType; cacheDir?: string } = {}): Promise<TinySession> {
+export async function loadTinyModel(config: ModelConfig, opts: { seed?: number; attention?: AttentionPath; weightType?: WeightType; quantization?: QuantBits; cacheDir?: string } = {}): Promise<TinySession> {
   const root = tempDir();
   const weights = makeTinyWeights(config, opts.seed ?? 7);
   const modelDir = join(root, 'model');
   writeTinyCheckpoint(modelDir, weights);
   const cacheDir = opts.cacheDir ?? join(root, 'cache');
-  const model = await loadOnCpu(modelDir, { attention: opts.attention, weightType: opts.weightType, cacheDir });
+  const model = await loadOnCpu(modelDir, { attention: opts.attention, weightType: opts.weightType, quantization: opts.quantization, cacheDir });
   return { weights, modelDir, cacheDir, model };
 }
 

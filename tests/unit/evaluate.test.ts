@@ -153,7 +153,7 @@ describe('evaluateModel on a tiny code model', () => {
   let model: CompletionModel;
   before(async () => {
     writeTinyCodeModel(join(root, 'model'), { seed: 3 });
-    model = await loadCompletionModel(join(root, 'model'), 'auto', { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    model = await loadCompletionModel(join(root, 'model'), { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
   });
   after(async () => {
     await model?.loaded.session.release();

@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEFAULT_ATTENTION } from '../runtime/load-model';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
+import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
 
 export class UsageError extends Error {}
 
@@ -45,8 +46,16 @@ export const MODEL_OPTIONS = {
   cache: { type: 'string' },
   attention: { type: 'string' },
   dtype: { type: 'string' },
+  quantization: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
+
+/** `--quantization auto|none|int8|int4` (default auto, like the `kiln.quantization` setting). */
+export function parseQuantization(value: string | undefined): QuantizationSetting {
+  const v = value ?? 'auto';
+  if (!QUANTIZATION_SETTINGS.includes(v as QuantizationSetting)) throw new UsageError(`--quantization must be one of ${QUANTIZATION_SETTINGS.join(', ')}, got "${v}"`);
+  return v as QuantizationSetting;
+}
 
 export function parseModelOptions(values: { ep?: string; threads?: string; cache?: string; attention?: string; dtype?: string }) {
   const attention = values.attention ?? DEFAULT_ATTENTION;

@@ -7,10 +7,10 @@ import { defaultModelPath } from '../default-model';
 import { DEFAULT_SETTINGS, parseSettings } from '../lsp/settings';
 import { automaticThreads } from '../lsp/model-host';
 import { LatencyStats } from '../telemetry/latency-stats';
-import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
+import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln complete <file> --line L --col C [--model DIR] [--json] [--mode line|block|auto] [--max-tokens N] [--candidates N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR]\n' +
+  'usage: kiln complete <file> --line L --col C [--model DIR] [--json] [--mode line|block|auto] [--max-tokens N] [--candidates N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4]\n' +
   '  L and C are 1-based; C counts UTF-16 code units, as VS Code does';
 
 export async function runComplete(args: string[], out: (text: string) => void): Promise<number> {
@@ -35,13 +35,13 @@ export async function runComplete(args: string[], out: (text: string) => void): 
     raw.candidates = values.candidates === undefined ? 1 : Number(values.candidates);
     const update = parseSettings(raw, DEFAULT_SETTINGS);
     if (update.problems.length) throw new UsageError(update.problems.join('\n'));
-    return { file: positionals[0]!, line, col, model, json: values.json === true, runtime: parseModelOptions(values), settings: { ...update.settings, speculate: false } };
+    return { file: positionals[0]!, line, col, model, json: values.json === true, runtime: parseModelOptions(values), quantization: parseQuantization(values.quantization), settings: { ...update.settings, speculate: false } };
   });
   const text = readFileSync(parsed.file, 'utf8');
   const doc = TextDocument.create(`file://${parsed.file}`, 'plaintext', 1, text);
   if (parsed.line > doc.lineCount) throw new RangeError(`--line ${parsed.line} is past the end of ${parsed.file} (${doc.lineCount} lines)`);
   const offset = doc.offsetAt({ line: parsed.line - 1, character: parsed.col - 1 });
-  const model = await loadCompletionModel(parsed.model, parsed.settings.fimOrder, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+  const model = await loadCompletionModel(parsed.model, { fimOrder: parsed.settings.fimOrder, quantization: parsed.quantization }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
   try {
     const engine = new CompletionEngine(model, parsed.settings, new LatencyStats());
     const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: parsed.settings.candidates > 1 });

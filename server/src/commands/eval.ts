@@ -7,10 +7,10 @@ import { collectEvalFiles } from '../training/eval-files';
 import { NgramModel, previousLinePrediction } from '../training/baselines';
 import { type EvalFile, evaluateModel, type EvalReport, sampleLines, scoreLines } from '../training/evaluate';
 import type { CompletionModel } from '../completion/completion-model';
-import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
+import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
 
@@ -40,6 +40,7 @@ function parse(args: string[]) {
     contextTokens: context,
     baselinesFrom: values.baselines,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
+    quantization: parseQuantization(values.quantization),
   };
 }
 
@@ -61,7 +62,7 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const parsed = withUsage(USAGE, () => parse(args));
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
-  const model = await loadCompletionModel(parsed.model, 'auto', { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
   try {
     const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
     const report = await evaluateModel(model, files, options);

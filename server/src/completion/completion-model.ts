@@ -5,7 +5,8 @@ import { basename, join } from 'node:path';
 import { ModelFileError } from '../model/errors';
 import { type FimOrder, type FimTemplate, resolveFimTemplate } from '../model/fim';
 import { Tokenizer } from '../model/tokenizer';
-import { loadModel, type LoadedModel, type LoadModelOptions } from '../runtime/load-model';
+import type { LoadedModel, LoadModelOptions } from '../runtime/load-model';
+import { loadWithQuantization, type Precision, PRECISIONS, type QuantizationSetting } from '../runtime/quantization-choice';
 
 export interface CompletionModel {
   name: string;
@@ -23,6 +24,25 @@ export interface TrainedFacts {
   fimOrders?: FimOrder[];
   /** Longest sequence it was trained on: prompts are kept within it. */
   contextTokens?: number;
+  /** What `kiln model quantize` measured; `recommended` is what `auto` loads on the CPU. */
+  quantization?: QuantizationRecord;
+}
+
+export interface QuantizationRecord {
+  recommended: Precision;
+  /** The bound on the relative validation-loss increase a recommended precision had to meet. */
+  maxRelativeLossIncrease: number;
+  /** Per precision: validation loss, its relative increase over unquantized, next-line scores, weight bytes. */
+  measured: Partial<Record<Precision, { validationLoss: number; relativeLossIncrease: number; exactMatch: number; editSimilarity: number; weightBytes: number }>>;
+  /** Where the held-out files came from, and when. */
+  heldOut: string;
+  date: string;
+}
+
+/** How the engine loads a model: prompt order and weight precision. */
+export interface CompletionModelChoices {
+  fimOrder: 'auto' | FimOrder;
+  quantization: QuantizationSetting;
 }
 
 /** Reads `kiln.json` if the model folder has one; its fields are checked one by one. */
@@ -35,12 +55,14 @@ export function readTrainedFacts(dir: string): TrainedFacts {
   } catch (err) {
     throw new ModelFileError(file, `invalid JSON: ${(err as Error).message}`);
   }
-  const { fimOrders, contextTokens } = json;
+  const { fimOrders, contextTokens, quantization } = json;
   if (fimOrders !== undefined && !(Array.isArray(fimOrders) && fimOrders.length > 0 && fimOrders.every((o) => o === 'psm' || o === 'spm'))) {
     throw new ModelFileError(file, '"fimOrders" must be a non-empty list of "psm" / "spm"');
   }
   if (contextTokens !== undefined && !(Number.isInteger(contextTokens) && (contextTokens as number) >= 32)) throw new ModelFileError(file, '"contextTokens" must be an integer ≥ 32');
-  return { fimOrders: fimOrders as FimOrder[] | undefined, contextTokens: contextTokens as number | undefined };
+  const recommended = (quantization as { recommended?: unknown } | undefined)?.recommended;
+  if (quantization !== undefined && !PRECISIONS.includes(recommended as Precision)) throw new ModelFileError(file, `"quantization.recommended" must be one of ${PRECISIONS.join(', ')}`);
+  return { fimOrders: fimOrders as FimOrder[] | undefined, contextTokens: contextTokens as number | undefined, quantization: quantization as QuantizationRecord | undefined };
 }
 
 /** SPM when the model knows it: typing at the cursor then only appends prompt tokens. */
@@ -49,12 +71,12 @@ export function chooseFimOrder(setting: 'auto' | FimOrder, trained: readonly Fim
   return trained.includes('spm') ? 'spm' : 'psm';
 }
 
-export async function loadCompletionModel(dir: string, fimOrder: 'auto' | FimOrder, options: LoadModelOptions): Promise<CompletionModel> {
+export async function loadCompletionModel(dir: string, choices: CompletionModelChoices, options: LoadModelOptions): Promise<CompletionModel> {
   const tokenizer = Tokenizer.load(dir);
   const fim = resolveFimTemplate(tokenizer);
   if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');
   const facts = readTrainedFacts(dir);
-  const order = chooseFimOrder(fimOrder, facts.fimOrders ?? fim.orders);
-  const loaded = await loadModel(dir, options);
+  const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
+  const loaded = await loadWithQuantization(dir, choices.quantization, facts.quantization?.recommended, options);
   return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions) };
 }

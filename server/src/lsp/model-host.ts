@@ -57,7 +57,7 @@ export class ModelHost {
     this.setStatus({ state: 'loading', model: path });
     let model: CompletionModel;
     try {
-      model = await loadCompletionModel(path, settings.fimOrder, {
+      model = await loadCompletionModel(path, { fimOrder: settings.fimOrder, quantization: settings.quantization }, {
         executionProvider: settings.executionProvider,
         threads: settings.threads || automaticThreads(),
         cacheDir: this.options.cacheDir,
@@ -76,7 +76,8 @@ export class ModelHost {
     const previous = this.swap(new CompletionEngine(model, settings, this.options.stats, this.options.onAnswer));
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
-    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider });
+    const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
+    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights });
     await this.retire(previous);
     return status;
   }

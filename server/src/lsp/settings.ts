@@ -1,6 +1,7 @@
 // The `kiln.*` settings as a typed object, validated field by field: an invalid value is reported
 // by name and the previous (or default) value is kept, so a typo never stops completions.
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
+import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
 
 export type CompletionMode = 'line' | 'block' | 'auto';
 export type FimOrderSetting = 'auto' | 'psm' | 'spm';
@@ -9,6 +10,7 @@ export interface KilnSettings {
   modelPath: string; // '' = the embedded default model
   adapterPath: string; // '' = none; a PEFT LoRA adapter merged into the model (set after a fine-tune)
   executionProvider: ExecutionProviderChoice;
+  quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
   maxTokens: number;
   temperature: number;
@@ -28,6 +30,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   modelPath: '',
   adapterPath: '',
   executionProvider: 'auto',
+  quantization: 'auto',
   threads: 0,
   maxTokens: 64,
   temperature: 0,
@@ -55,6 +58,7 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   modelPath: str,
   adapterPath: str,
   executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
+  quantization: oneOf(QUANTIZATION_SETTINGS),
   threads: int(0, 256),
   maxTokens: int(1, 1024),
   temperature: real(0, 5),
@@ -94,5 +98,5 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
 
 /** Settings whose change needs the model reloaded (the rest apply to the next request). */
 export function needsReload(a: KilnSettings, b: KilnSettings): boolean {
-  return a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.threads !== b.threads;
+  return a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.quantization !== b.quantization || a.threads !== b.threads;
 }

@@ -9,6 +9,7 @@ import { cachedGraph, defaultCacheDir, graphCacheKey, weightsFileHash, writeBuil
 import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
 import { MODEL_FILE, writeModel } from '../model/graph/write-model';
 import { MergedWeightSource } from '../model/merged-weights';
+import type { QuantBits } from '../model/quantize';
 import { join } from 'node:path';
 import { DecoderSession } from './decoder-session';
 import { createWithFallback, type ExecutionProviderChoice, type ProviderAttempt } from './execution-provider';
@@ -20,6 +21,8 @@ export interface LoadModelOptions {
   threads?: number;
   attention?: AttentionPath;
   weightType?: WeightType;
+  /** int4/int8 block-quantized Linear layers and head (MatMulNBits); absent = the weight type as is. */
+  quantization?: QuantBits;
   /** Where built graphs are cached (the extension passes its global storage). */
   cacheDir?: string;
   /** A PEFT LoRA adapter folder merged into the weights as the graph is built (the adapter's hash joins the cache key). */
@@ -38,6 +41,8 @@ export interface LoadedModel {
   sessionCreateMs: number;
   /** The merged adapter, when one was given. */
   adapter?: AdapterIdentity;
+  /** Bits of the quantized Linear layers; absent when unquantized. */
+  quantization?: QuantBits;
 }
 
 export interface AdapterIdentity {
@@ -61,7 +66,7 @@ export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): 
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   // Plain attention is the default: on the CPU it measured faster than the fused GroupQueryAttention
   // path at prefill (≈2.4×) and no slower at decode (tests/bench/model.bench.ts, same run).
-  const graphOptions = { attention: options.attention ?? DEFAULT_ATTENTION, weightType: options.weightType ?? 'float32' };
+  const graphOptions = { attention: options.attention ?? DEFAULT_ATTENTION, weightType: options.weightType ?? 'float32', ...(options.quantization ? { quantization: options.quantization } : {}) };
   const checkpoint = openCheckpoint(modelDir);
   try {
     const adapter = options.adapterDir === undefined ? undefined : loadLoraAdapter(options.adapterDir, checkpoint.config);
@@ -84,7 +89,8 @@ export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): 
     const cached = cachedGraph(cacheDir, key);
     if (cached.meta) return prepared(cached.dir, cached.meta.weightBytes, true);
     const adapted = adapter ? ` with the adapter ${adapter.dir}` : '';
-    options.log?.(`building the ${graphOptions.attention}/${graphOptions.weightType} graph for ${modelDir}${adapted}`);
+    const precision = options.quantization ? `int${options.quantization}` : graphOptions.weightType;
+    options.log?.(`building the ${graphOptions.attention}/${precision} graph for ${modelDir}${adapted}`);
     const weights = adapter ? new MergedWeightSource(checkpoint.weights, adapter) : checkpoint.weights;
     const graph = buildDecoderGraph(checkpoint.config, weights, graphOptions);
     const written = writeModel(graph, cached.dir, DECODER_OPSETS);
@@ -111,5 +117,6 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     buildMs: prepared.buildMs,
     sessionCreateMs: performance.now() - t0,
     adapter: prepared.adapter,
+    quantization: options.quantization,
   };
 }

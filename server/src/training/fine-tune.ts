@@ -110,10 +110,12 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   if (dataset.train.length === 0) throw new Error(`nothing to train on in ${o.workspace}: every file was excluded or empty (run with --dry-run to see why)`);
   mkdirSync(o.outDir, { recursive: true });
   const loadOptions = { executionProvider: 'cpu' as const, threads: o.threads, cacheDir: o.cacheDir };
+  // before and after are both measured unquantized: the trained weights carry no quantization measurement
+  const choices = { fimOrder: 'auto', quantization: 'none' } as const;
   const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal };
 
   emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
-  const baseModel = await loadCompletionModel(o.modelDir, 'auto', loadOptions);
+  const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
   const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
 
   emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
@@ -184,7 +186,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   let after: EvalReport | undefined;
   if (!cancelled) {
     emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
-    const tuned = o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, 'auto', { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, 'auto', loadOptions);
+    const tuned = o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
     after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
   }
   const result: FineTuneResult = { ...empty, output, before, after, steps: trainer.step, bestStep: best.step, bestValidationLoss: best.loss, tokensSeen, trainSeconds, cancelled, stoppedEarly, resumedFrom };

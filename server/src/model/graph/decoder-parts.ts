@@ -3,11 +3,13 @@
 // differentiable ops, so a recording DiffGraph turns the same code into a training graph.
 import type { ModelConfig } from '../config';
 import { float32ToHalfArray } from '../half';
+import type { QuantBits } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
 import type { ElemType } from './onnx-graph';
 import { add, cast, mul, reciprocal, silu, sqrt } from './ops-elementwise';
 import { matmul, meanLastAxis } from './ops-nn';
 import { split, transpose } from './ops-shape';
+import { quantizedMatMul } from './quantized-matmul';
 
 /** Where the builder gets HF weights from: one tensor at a time, as float32. */
 export interface WeightSource {
@@ -36,6 +38,13 @@ export interface DecoderContext {
   params: ParamSource;
   /** Element type of the big matrices in the graph; norms, biases and activations stay float32. */
   weightType: ElemType;
+  /** Inference only: Linear weights (and the LM head) as block-quantized MatMulNBits codes. */
+  quantization?: QuantBits;
+}
+
+/** The embedding table's type: float16 beside quantized matrices, where float32 would dominate memory. */
+export function embeddingType(ctx: DecoderContext): ElemType {
+  return ctx.quantization ? 'float16' : ctx.weightType;
 }
 
 /** Inference: every weight is a frozen initializer. */
@@ -65,7 +74,7 @@ export function fusedTransposed(weights: WeightSource, names: string[], inDim: n
   return out;
 }
 
-function concatenated(weights: WeightSource, names: string[]): Float32Array {
+export function concatenated(weights: WeightSource, names: string[]): Float32Array {
   const parts = names.map((n) => weights.readFloat32(n));
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
@@ -83,8 +92,14 @@ function concatenated(weights: WeightSource, names: string[]): Float32Array {
 export function makeLinear(ctx: DecoderContext, x: Value, graphName: string, hfNames: string[], inDim: number, outDims: number[], biasNames?: string[]): Value {
   const { dg } = ctx;
   const total = outDims.reduce((a, b) => a + b, 0);
-  const w = ctx.params.weight(ctx, `${graphName}.weight`, ctx.weightType, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
-  let y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
+  let y: Value;
+  if (ctx.quantization) {
+    // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
+    y = quantizedMatMul(dg, x, graphName, ctx.quantization, total, inDim, () => concatenated(ctx.weights, hfNames));
+  } else {
+    const w = ctx.params.weight(ctx, `${graphName}.weight`, ctx.weightType, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
+    y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
+  }
   if (biasNames) y = add(dg, y, ctx.params.weight(ctx, `${graphName}.bias`, 'float32', [total], () => concatenated(ctx.weights, biasNames)));
   const lora = hfNames.length === 1 ? ctx.params.lora?.(ctx, hfNames[0]!.replace(/\.weight$/, ''), inDim, total) : undefined;
   if (lora) {

@@ -4,11 +4,13 @@
 //  past.{l}.key/value [B,P,Hkv*D] ──┘        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
 import type { ModelConfig } from '../config';
 import { makeAttention } from './attention';
-import { type DecoderContext, INITIALIZER_PARAMS, makeMlp, makeRmsNorm, type ParamSource, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
+import type { QuantBits } from '../quantize';
+import { type DecoderContext, embeddingType, INITIALIZER_PARAMS, makeMlp, makeRmsNorm, type ParamSource, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
 import { add, cast } from './ops-elementwise';
 import { embedding } from './ops-nn';
+import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
 export const DECODER_BUILDER_VERSION = 2;
@@ -26,6 +28,8 @@ export interface DecoderGraphOptions {
    * the benchmark builds it to measure exactly that cost.
    */
   emitPresent?: boolean;
+  /** Linear layers and the LM head as int4/int8 MatMulNBits (block 32); the embedding then float16. */
+  quantization?: QuantBits;
 }
 
 /** Names of the graph's inputs and outputs, shared with the runtime. */
@@ -62,10 +66,11 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     const positions = g.op('Range', [pastLength, g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // int64 [S]
     const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions) } : makePlainInputs(ctx, pastLength, positions);
 
-    const embedTable = ctx.params.weight(ctx, 'model.embed_tokens.weight', ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('model.embed_tokens.weight'));
+    const embedType = embeddingType(ctx);
+    const embedTable = ctx.params.weight(ctx, 'model.embed_tokens.weight', embedType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('model.embed_tokens.weight'));
     let x = g.scope('embed_tokens', () => {
       const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
-      return ctx.weightType === 'float16' ? cast(dg, rows, 'float32') : rows;
+      return embedType === 'float16' ? cast(dg, rows, 'float32') : rows;
     });
     const newKv: DecoderBody['newKv'] = [];
     for (let l = 0; l < c.numLayers; l++) {
@@ -87,7 +92,7 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
 export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options: DecoderGraphOptions, params: ParamSource = INITIALIZER_PARAMS): GraphBuilder {
   const g = new GraphBuilder('kiln_decoder');
   const dg = new DiffGraph(g, false);
-  const ctx: DecoderContext = { dg, c, weights, params, weightType: options.weightType };
+  const ctx: DecoderContext = { dg, c, weights, params, weightType: options.weightType, quantization: options.quantization };
   const fused = options.attention === 'fused';
   const kvDim = c.numKvHeads * c.headDim;
   const kvShape = ['batch', 'past_sequence', kvDim];
@@ -154,10 +159,12 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
   const { g } = dg;
   const selected = dg.value(g.op('Gather', [body.hidden.name, logitsIndex], { axis: 1 }), ['batch', 'logit_positions', c.hiddenSize]); // [B,K,d]
   const normed = makeRmsNorm(ctx, selected, 'model.norm.weight', fused);
+  const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  if (ctx.quantization) return quantizedMatMul(dg, normed, 'lm_head', ctx.quantization, c.vocabSize, c.hiddenSize, () => ctx.weights.readFloat32(headName)).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
     ? body.embedTable.name
-    : ctx.params.weight(ctx, 'lm_head.weight', ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('lm_head.weight')).name;
+    : ctx.params.weight(ctx, headName, ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32(headName)).name;
   let flat = g.op('Reshape', [normed.name, g.int64([-1, c.hiddenSize])]); // [B*K,d]
   if (ctx.weightType === 'float16') flat = g.op('Cast', [flat], { to: 10 });
   let logits = g.op('Gemm', [flat, head], { transB: 1 }); // [B*K,V]

@@ -1,0 +1,99 @@
+// Block-wise round-to-nearest weight quantization in the layout of com.microsoft MatMulNBits:
+// each output row is cut into blocks of `blockSize` input values; a block keeps a float32 scale,
+// an unsigned zero point and `bits`-bit codes; value ≈ (code − zeroPoint) · scale.
+// Written here because it is a few lines of arithmetic and the ORT quantizer is Python only.
+
+export type QuantBits = 4 | 8;
+export const QUANT_BLOCK_SIZE = 32;
+
+export interface BlockQuantized {
+  bits: QuantBits;
+  blockSize: number;
+  /** Output features (rows of the HF [out, in] weight). */
+  n: number;
+  /** Input features. */
+  k: number;
+  /** Blocks per row: ceil(k / blockSize); the last block is zero-padded. */
+  blocks: number;
+  /** uint8 [n, blocks, blockSize·bits/8]; 4-bit codes two per byte, the even element in the low nibble. */
+  data: Uint8Array;
+  /** float32 [n·blocks]. */
+  scales: Float32Array;
+  /** uint8 [n, ceil(blocks·bits/8)]; 4-bit zero points two per byte like the codes. */
+  zeroPoints: Uint8Array;
+}
+
+/** Quantizes an HF Linear weight `w` [n, k] (row-major). */
+export function quantizeBlockwise(w: Float32Array, n: number, k: number, bits: QuantBits, blockSize = QUANT_BLOCK_SIZE): BlockQuantized {
+  if (w.length !== n * k) throw new Error(`quantize: ${w.length} values is not ${n}×${k}`);
+  const blocks = Math.ceil(k / blockSize);
+  const blobBytes = (blockSize * bits) / 8;
+  const zpBytesPerRow = Math.ceil((blocks * bits) / 8);
+  const maxCode = (1 << bits) - 1;
+  const data = new Uint8Array(n * blocks * blobBytes);
+  const scales = new Float32Array(n * blocks);
+  const zeroPoints = new Uint8Array(n * zpBytesPerRow);
+  for (let row = 0; row < n; row++) {
+    for (let b = 0; b < blocks; b++) {
+      const start = b * blockSize;
+      const end = Math.min(k, start + blockSize);
+      // the range always holds 0, so zero (and the zero padding) is exactly representable
+      let lo = 0;
+      let hi = 0;
+      for (let i = start; i < end; i++) {
+        const v = w[row * k + i]!;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const scale = Math.fround(hi > lo ? (hi - lo) / maxCode : 1);
+      const zp = Math.min(maxCode, Math.max(0, Math.round(-lo / scale)));
+      scales[row * blocks + b] = scale;
+      writeCode(zeroPoints, row * zpBytesPerRow, b, zp, bits);
+      const blob = (row * blocks + b) * blobBytes;
+      for (let i = 0; i < blockSize; i++) {
+        const v = start + i < end ? w[row * k + start + i]! : 0;
+        const code = Math.min(maxCode, Math.max(0, Math.round(v / scale) + zp));
+        writeCode(data, blob, i, code, bits);
+      }
+    }
+  }
+  return { bits, blockSize, n, k, blocks, data, scales, zeroPoints };
+}
+
+/** The float32 weight [n, k] the codes stand for: the reference a quantized MatMul is checked against. */
+export function dequantizeBlockwise(q: BlockQuantized): Float32Array {
+  const out = new Float32Array(q.n * q.k);
+  const blobBytes = (q.blockSize * q.bits) / 8;
+  const zpBytesPerRow = Math.ceil((q.blocks * q.bits) / 8);
+  for (let row = 0; row < q.n; row++) {
+    for (let b = 0; b < q.blocks; b++) {
+      const scale = q.scales[row * q.blocks + b]!;
+      const zp = readCode(q.zeroPoints, row * zpBytesPerRow, b, q.bits);
+      const blob = (row * q.blocks + b) * blobBytes;
+      for (let i = 0; i < q.blockSize && b * q.blockSize + i < q.k; i++) {
+        out[row * q.k + b * q.blockSize + i] = Math.fround((readCode(q.data, blob, i, q.bits) - zp) * scale);
+      }
+    }
+  }
+  return out;
+}
+
+/** Bytes of a quantized weight (codes, scales, zero points). */
+export function quantizedBytes(q: BlockQuantized): number {
+  return q.data.byteLength + q.scales.byteLength + q.zeroPoints.byteLength;
+}
+
+function writeCode(bytes: Uint8Array, base: number, index: number, code: number, bits: QuantBits): void {
+  if (bits === 8) {
+    bytes[base + index] = code;
+    return;
+  }
+  const at = base + (index >> 1);
+  bytes[at] = index & 1 ? (bytes[at]! & 0x0f) | (code << 4) : (bytes[at]! & 0xf0) | code;
+}
+
+function readCode(bytes: Uint8Array, base: number, index: number, bits: QuantBits): number {
+  if (bits === 8) return bytes[base + index]!;
+  const byte = bytes[base + (index >> 1)]!;
+  return index & 1 ? byte >> 4 : byte & 0x0f;
+}

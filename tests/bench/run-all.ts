@@ -1,0 +1,184 @@
+// `npm run bench`: every benchmark in one command — keystroke trace, model core (prefill/decode, int8/int4),
+// training throughput — each in its own process, one after another, then one summary: a JSON file, a
+// markdown table (figures, peer, ratio, target) and an SVG chart of per-keystroke latency.
+//
+//   npm run bench -- [--quick] [--ep cpu|webgpu|cuda|auto] [--threads 2] [--out DIR] [--only keystroke,model,training]
+//
+// Results go to DIR (default bench-results/latest): keystroke.json, model.json, training.json,
+// summary.json, summary.md, keystroke-latency.svg. Each benchmark interleaves its own A/B rows and
+// prints the machine's load; ratios from one run are the headline, absolute times move with the load.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
+import { log, round } from './bench-stats';
+import { latencyChartSvg, type Series } from './latency-chart';
+
+const BENCHES = ['keystroke', 'model', 'training'] as const;
+type Bench = (typeof BENCHES)[number];
+
+interface Settings {
+  quick: boolean;
+  ep: ExecutionProviderChoice;
+  threads: number;
+  out: string;
+  only: Bench[];
+}
+
+function parseArgs(argv: string[]): Settings {
+  const s: Settings = { quick: false, ep: 'cpu', threads: 2, out: 'bench-results/latest', only: [...BENCHES] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') s.quick = true;
+    else if (a === '--out') s.out = next();
+    else if (a === '--threads') {
+      s.threads = Number(next());
+      if (!Number.isInteger(s.threads) || s.threads < 1) throw new Error('--threads needs a positive integer');
+    } else if (a === '--ep') {
+      const ep = next() as ExecutionProviderChoice;
+      if (!EXECUTION_PROVIDER_CHOICES.includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}`);
+      s.ep = ep;
+    } else if (a === '--only') {
+      const only = next().split(',') as Bench[];
+      const unknown = only.filter((b) => !BENCHES.includes(b));
+      if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')} (choose from ${BENCHES.join(', ')})`);
+      s.only = only;
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  return s;
+}
+
+/** Runs one benchmark in its own process; its table and progress stream to this terminal. */
+function runBench(bench: Bench, s: Settings, jsonFile: string): void {
+  const args = ['--import', 'tsx', join(__dirname, `${bench}.bench.ts`), '--out', jsonFile, '--threads', String(s.threads), '--ep', s.ep];
+  if (s.quick) args.push('--quick');
+  // the CLI fine-tune timing of the training bench takes long and has its own command (bench:training)
+  if (bench === 'training') args.push('--no-finetune');
+  log(`\n=== ${bench} benchmark: node ${args.slice(2).join(' ')}`);
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`the ${bench} benchmark failed (exit ${r.status ?? r.signal})`);
+}
+
+// ---------- the summary ----------
+
+/** The benchmarks' own JSON, read back field by field. */
+type Json = Record<string, any>;
+
+interface Line {
+  figure: string;
+  kiln: number;
+  peer?: number;
+  peerName?: string;
+  /** kiln / peer (or the figure's own ratio). */
+  ratio: number;
+  target: string;
+  met: boolean;
+}
+
+function keystrokeLines(k: Json): Line[] {
+  const h = k.headline;
+  const best = Math.min(h.llamaCppF16P50Ms, h.llamaCppF32P50Ms);
+  const bestName = best === h.llamaCppF16P50Ms ? 'llama.cpp F16' : 'llama.cpp F32';
+  return [
+    { figure: 'keystroke p50 ms, with KV reuse', kiln: h.kilnReuseP50Ms, peer: best, peerName: `${bestName}, prefix reuse`, ratio: round(h.kilnReuseP50Ms / best), target: '<= 1', met: h.kilnReuseP50Ms <= best },
+    { figure: 'keystroke p50 ms, reuse / no reuse', kiln: h.kilnReuseP50Ms, peer: h.kilnColdP50Ms, peerName: 'Kiln without reuse', ratio: h.reuseOverCold, target: '<= 0.1', met: h.reuseMet },
+  ];
+}
+
+function modelLines(m: Json): Line[] {
+  const rows = m.rows;
+  const prefill = (r: string) => rows[r].prefillTokensPerS.median as number;
+  const decode = (r: string, n: string) => rows[r].decodeMsPerToken[n].median as number;
+  const llamaPrefill = Math.max(prefill('llama.cpp F16'), prefill('llama.cpp F32'));
+  const out: Line[] = [{ figure: `prefill ${m.settings.prefillTokens} tok/s (fp32)`, kiln: prefill('kiln plain fp32'), peer: llamaPrefill, peerName: 'faster llama.cpp row', ratio: round(prefill('kiln plain fp32') / llamaPrefill), target: '>= 2', met: prefill('kiln plain fp32') >= 2 * llamaPrefill }];
+  for (const n of (m.settings.contexts as number[]).map(String)) {
+    for (const [kiln, peer] of [['kiln plain fp32', 'llama.cpp F32'], ['kiln fused fp16', 'llama.cpp F16']] as const) {
+      const ratio = round(decode(kiln, n) / decode(peer, n));
+      out.push({ figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`, kiln: decode(kiln, n), peer: decode(peer, n), peerName: peer, ratio, target: '<= 1', met: ratio <= 1 });
+    }
+    const speedup = round(decode('kiln plain fp32', n) / decode('kiln plain int4', n));
+    out.push({ figure: `int4 decode speed-up @${n}`, kiln: decode('kiln plain int4', n), peer: decode('kiln plain fp32', n), peerName: 'Kiln fp32', ratio: speedup, target: '>= 1.5', met: speedup >= 1.5 });
+  }
+  return out;
+}
+
+function trainingLines(t: Json): Line[] {
+  const out: Line[] = [];
+  for (const mode of ['lora', 'full']) {
+    const h = t.headline[mode];
+    if (!h) continue;
+    if (h.torchTokensPerS) out.push({ figure: `training tok/s, ${mode}`, kiln: h.kilnTokensPerS, peer: h.torchTokensPerS, peerName: 'PyTorch', ratio: h.kilnOverTorch, target: '>= 2', met: h.overTorchMet });
+    out.push({ figure: `training MFU, ${mode}`, kiln: h.kilnMfu, ratio: h.kilnMfu, target: '>= 0.6', met: h.mfuMet });
+  }
+  return out;
+}
+
+/** Measured memory against the analytic bytes (weights, KV, training state). */
+function memoryRows(m: Json | undefined, t: Json | undefined): string[] {
+  const rows: string[] = [];
+  if (m) {
+    for (const name of ['kiln plain fp32', 'kiln fused fp16', 'kiln plain int8', 'kiln plain int4']) {
+      const mem = m.kilnMemory[name];
+      if (!mem) continue;
+      const analytic = round(mem.weightMB + mem.analyticKvMB, 1);
+      rows.push(`| inference, ${name.replace('kiln ', '')} | ${mem.weightMB} MB weights + ${mem.analyticKvMB} MB KV = ${analytic} MB | held KV ${mem.kvMB} MB; RSS delta at load ${m.rows[name].rssLoadDeltaMB} MB, after warm-up ${m.rows[name].rssWarmDeltaMB} MB${mem.vramMB === undefined ? '' : `; VRAM ${mem.vramMB} MB`} |`);
+    }
+  }
+  if (t) {
+    for (const mode of ['lora', 'full']) {
+      const h = t.headline[mode];
+      if (h) rows.push(`| training, ${mode} (Kiln) | ${h.analyticStateMB} MB weights + gradients + AdamW state | peak RSS ${h.kilnPeakRssMB} MB (PyTorch ${h.torchPeakRssMB ?? 'n/a'} MB) |`);
+    }
+  }
+  return rows;
+}
+
+function markdown(lines: Line[], memory: string[], machine: Json, s: Settings): string {
+  const num = (x: number | undefined) => (x === undefined ? '' : x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+  const out = [
+    `Machine: ${machine.cpu} (${machine.logicalCpus} logical CPUs), ${s.threads} threads, execution provider asked: ${s.ep}; load average before ${machine.loadavgBefore.join(' ')}, after ${machine.loadavgAfter.join(' ')}; ${machine.date}${s.quick ? '; --quick (smoke run, figures not meaningful)' : ''}.`,
+    '',
+    '| figure | Kiln | peer | peer row | ratio | target | met |',
+    '|---|---|---|---|---|---|---|',
+    ...lines.map((l) => `| ${l.figure} | ${num(l.kiln)} | ${num(l.peer)} | ${l.peerName ?? ''} | ${num(l.ratio)} | ${l.target} | ${l.met ? 'yes' : 'no'} |`),
+  ];
+  if (memory.length) out.push('', '| memory | analytic | measured |', '|---|---|---|', ...memory);
+  return `${out.join('\n')}\n`;
+}
+
+const COLORS: Record<string, string> = { 'kiln reuse': '#d9480f', 'kiln cold': '#868e96', 'llama.cpp F16': '#1c7ed6', 'llama.cpp F32': '#37b24d' };
+
+function main(): void {
+  const s = parseArgs(process.argv.slice(2));
+  const out = resolve(s.out);
+  mkdirSync(out, { recursive: true });
+  const loadavgBefore = os.loadavg().map((x) => round(x, 2));
+  for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
+  const read = (bench: Bench): Json | undefined => (s.only.includes(bench) && existsSync(join(out, `${bench}.json`)) ? JSON.parse(readFileSync(join(out, `${bench}.json`), 'utf8')) : undefined);
+  const [keystroke, model, training] = [read('keystroke'), read('model'), read('training')];
+  const lines = [...(keystroke ? keystrokeLines(keystroke) : []), ...(model ? modelLines(model) : []), ...(training ? trainingLines(training) : [])];
+  const machine = { cpu: os.cpus()[0]?.model, logicalCpus: os.cpus().length, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)), date: new Date().toISOString(), node: process.version };
+  const memory = memoryRows(model, training);
+  writeFileSync(join(out, 'summary.json'), `${JSON.stringify({ lines, machine, settings: s, quantized: model?.headline.quantized }, null, 2)}\n`);
+  const table = markdown(lines, memory, machine, s);
+  writeFileSync(join(out, 'summary.md'), table);
+  if (keystroke) {
+    const series: Series[] = Object.entries(keystroke.perKeystroke as Record<string, [number, number][]>).map(([name, points]) => ({ name, color: COLORS[name] ?? '#000', points }));
+    const title = `Per-keystroke latency, ${keystroke.trace.keystrokes} keystrokes (${keystroke.settings.threads} threads, ${machine.cpu})`;
+    writeFileSync(join(out, 'keystroke-latency.svg'), latencyChartSvg(title, series));
+  }
+  process.stdout.write(`\n${table}\nresults in ${out}\n`);
+}
+
+try {
+  main();
+} catch (err) {
+  log(`bench failed: ${(err as Error).message}`);
+  process.exitCode = 1;
+}

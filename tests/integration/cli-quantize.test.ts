@@ -1,0 +1,92 @@
+// `kiln model quantize` on a seeded tiny code model: the quality cost measured against the unquantized
+// model on held-out files, the record merged into kiln.json (other fields kept), the recommendation
+// following the bound, and `auto` loading the recommended precision on the CPU only.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readTrainedFacts } from '../../server/src/completion/completion-model';
+import { ModelFileError } from '../../server/src/model/errors';
+import { loadWithQuantization } from '../../server/src/runtime/quantization-choice';
+import { ensureBuilt, runKiln as kiln } from '../helpers/built-cli';
+import { writeTinyCodeModel } from '../helpers/tiny-code-model';
+import { tempDir } from '../helpers/tiny-session';
+
+const root = tempDir('kiln-cli-quantize-');
+const modelDir = join(root, 'model');
+const heldOut = join(root, 'held-out');
+const cache = join(root, 'cache');
+const onCpu = ['--ep', 'cpu', '--threads', '1', '--cache', cache];
+
+before(() => {
+  ensureBuilt();
+  writeTinyCodeModel(modelDir);
+  mkdirSync(heldOut, { recursive: true });
+  writeFileSync(join(heldOut, 'queue.ts'), 'export class Queue<T> {\n  private items: T[] = [];\n  push(item: T): void {\n    this.items.push(item);\n  }\n  shift(): T | undefined {\n    return this.items.shift();\n  }\n}\n');
+  writeFileSync(join(heldOut, 'names.py'), 'def names(values):\n    result = sorted(values)\n    return [v.upper() for v in result]\n');
+});
+after(() => rmSync(root, { recursive: true, force: true }));
+
+interface QuantizeJson {
+  rows: { precision: string; weightBytes: number; report?: { validationLoss: number }; relativeLossIncrease?: number }[];
+  recommended?: string;
+}
+
+describe('kiln model quantize', () => {
+  it('measures int4 and int8 against fp32 and records the smallest precision within the bound', async () => {
+    const r = await kiln('model', 'quantize', modelDir, '--eval', heldOut, '--max-lines', '4', '--bound', '0.5', '--json', ...onCpu);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as QuantizeJson;
+    assert.deepEqual(out.rows.map((x) => x.precision), ['none', 'int4', 'int8']);
+    const [none, int4, int8] = out.rows as [QuantizeJson['rows'][0], QuantizeJson['rows'][0], QuantizeJson['rows'][0]];
+    assert.equal(none.relativeLossIncrease, 0);
+    assert.ok(int4.weightBytes < int8.weightBytes && int8.weightBytes < none.weightBytes, 'int4 < int8 < fp32 bytes');
+    // random weights: quantization moves the loss, but far less than the generous bound
+    assert.ok(Math.abs(int4.relativeLossIncrease!) < 0.5, `int4 ${int4.relativeLossIncrease}`);
+    assert.equal(out.recommended, 'int4');
+    const facts = readTrainedFacts(modelDir);
+    assert.deepEqual(facts.fimOrders, ['spm'], 'the fields already in kiln.json are kept');
+    assert.equal(facts.quantization?.recommended, 'int4');
+    assert.equal(facts.quantization?.maxRelativeLossIncrease, 0.5);
+    assert.equal(facts.quantization?.measured.int4?.validationLoss, int4.report!.validationLoss);
+  });
+
+  it('recommends none when no precision is within a zero bound that int4 cannot meet', async () => {
+    const r = await kiln('model', 'quantize', modelDir, '--eval', heldOut, '--max-lines', '2', '--bits', '4', '--bound', '0', '--no-record', '--json', ...onCpu);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as QuantizeJson;
+    const int4 = out.rows.find((x) => x.precision === 'int4')!;
+    assert.equal(out.recommended, int4.relativeLossIncrease! <= 0 ? 'int4' : 'none');
+    assert.equal(readTrainedFacts(modelDir).quantization?.recommended, 'int4', '--no-record leaves kiln.json as it was');
+  });
+
+  it('without --eval builds the graphs and reports their sizes; bad flags exit 2', async () => {
+    const r = await kiln('model', 'quantize', modelDir, '--bits', '8', ...onCpu);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^none .*MiB\nint8 .*MiB$/m);
+    assert.equal((await kiln('model', 'quantize', modelDir, '--bits', '3', ...onCpu)).code, 2);
+    assert.equal((await kiln('model', 'quantize', modelDir, '--bound', '2', ...onCpu)).code, 2);
+  });
+});
+
+describe('kiln.quantization auto', () => {
+  it('loads the recommended precision on the CPU; explicit settings win', async () => {
+    const options = { executionProvider: 'cpu' as const, threads: 1, cacheDir: cache };
+    const auto = await loadWithQuantization(modelDir, 'auto', 'int4', options);
+    assert.equal(auto.quantization, 4);
+    const none = await loadWithQuantization(modelDir, 'none', 'int4', options);
+    assert.equal(none.quantization, undefined);
+    assert.ok(auto.session.weightBytes < none.session.weightBytes / 2);
+    const unmeasured = await loadWithQuantization(modelDir, 'auto', undefined, options);
+    assert.equal(unmeasured.quantization, undefined, 'no measurement, no quantization');
+    for (const m of [auto, none, unmeasured]) await m.session.release();
+  });
+
+  it('a kiln.json with an unknown recommendation is a model file error', () => {
+    const dir = join(root, 'bad');
+    writeTinyCodeModel(dir);
+    writeFileSync(join(dir, 'kiln.json'), JSON.stringify({ quantization: { recommended: 'int3' } }));
+    assert.throws(() => readTrainedFacts(dir), (err: unknown) => err instanceof ModelFileError && /quantization\.recommended/.test(err.message));
+    assert.match(readFileSync(join(dir, 'kiln.json'), 'utf8'), /int3/, 'the file is left as it was');
+  });
+});
