@@ -3,6 +3,10 @@
 // exact prompt token ids Kiln computed — same seeded random weights, same process, same run.
 //
 //   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--out FILE]
+//                              [--model DIR] [--quantization none|auto|int8|int4]
+//
+// --model replays the trace on a real model folder (e.g. models/kiln-code-4m, its own tokenizer; llama.cpp gets
+// its GGUF export) instead of the random reference model; --quantization applies to the Kiln rows (default none).
 //
 // Reference config: d 512, 8 layers, 8 heads, vocab 8192, SiLU MLP 1536, tied head (the tiny byte-level
 // BPE tokenizer, `kiln.json` {"fimOrders":["spm"]}: the prompt is suffix first, so typing appends).
@@ -42,6 +46,7 @@ import { CompletionEngine } from '../../server/src/completion/engine';
 import { type ShownSuggestion, typeThrough } from '../../server/src/completion/typing-through';
 import { type KilnSettings, parseSettings } from '../../server/src/lsp/settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
+import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
 import type { ModelConfig } from '../../server/src/model/config';
 import { exportGguf } from '../../server/src/model/export/gguf';
 import type { KvState } from '../../server/src/runtime/kv-state';
@@ -60,11 +65,11 @@ const REFERENCE: Partial<ModelConfig> = {
 };
 const WEIGHTS_SEED = 2024;
 
-interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string } // prettier-ignore
+interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string; model?: string; quantization: QuantizationSetting } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick };
+  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick, quantization: 'none' };
   const flags: Record<string, (n: number) => void> = {
     '--reps': (n) => (s.reps = n),
     '--keystrokes': (n) => (s.keystrokes = n),
@@ -79,8 +84,10 @@ function parseArgs(argv: string[]): Settings {
     const value = argv[++i];
     if (a === '--out' && value !== undefined) s.out = value;
     else if (a === '--ep' && EXECUTION_PROVIDER_CHOICES.includes(value as ExecutionProviderChoice)) s.ep = value as ExecutionProviderChoice;
+    else if (a === '--model' && value !== undefined) s.model = value;
+    else if (a === '--quantization' && QUANTIZATION_SETTINGS.includes(value as QuantizationSetting)) s.quantization = value as QuantizationSetting;
     else if (a in flags && Number.isInteger(Number(value)) && Number(value) > 0) flags[a]!(Number(value));
-    else throw new Error(a in flags || a === '--out' || a === '--ep' ? `${a} needs a positive integer (--out: a file; --ep: ${EXECUTION_PROVIDER_CHOICES.join('|')})` : `unknown argument ${a}`);
+    else throw new Error(a in flags || ['--out', '--ep', '--model', '--quantization'].includes(a) ? `${a} needs a positive integer (--out, --model: a path; --ep: ${EXECUTION_PROVIDER_CHOICES.join('|')}; --quantization: ${QUANTIZATION_SETTINGS.join('|')})` : `unknown argument ${a}`);
   }
   return s;
 }
@@ -410,11 +417,11 @@ async function main(): Promise<void> {
   let kilnSession: { release(): Promise<void> } | undefined;
   try {
     let t = performance.now();
-    const modelDir = writeTinyCodeModel(join(root, 'model'), { seed: WEIGHTS_SEED, config: REFERENCE, fimOrders: ['spm'] });
+    const modelDir = s.model ?? writeTinyCodeModel(join(root, 'model'), { seed: WEIGHTS_SEED, config: REFERENCE, fimOrders: ['spm'] });
     const gguf = { f16: join(root, 'model-f16.gguf'), f32: join(root, 'model-f32.gguf') };
     await exportGguf(modelDir, gguf.f16, { dtype: 'f16' });
     await exportGguf(modelDir, gguf.f32, { dtype: 'f32' });
-    const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
+    const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: s.quantization }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
     kilnSession = loaded.loaded.session;
     if (s.ep !== 'cpu' && loaded.loaded.session.provider !== s.ep) log(`--ep ${s.ep} not available: the Kiln rows run on ${loaded.loaded.session.provider}`);
     if (loaded.order !== 'spm') throw new Error(`expected the SPM prompt order, got ${loaded.order}`);
@@ -552,7 +559,7 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
     },
     llamaCpp: Object.fromEntries(llama.map((row) => [row.name, { flashAttention: row.context.flashAttention, kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType), batchSize: row.context.batchSize }])),
     settings: { reps: s.reps, keystrokes: trace.typed, block: s.block, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, executionProvider: { asked: s.ep, used: kilnProvider }, quick: s.quick },
-    config: { ...REFERENCE, weightsSeed: WEIGHTS_SEED },
+    config: s.model ? { model: s.model, quantization: s.quantization } : { ...REFERENCE, weightsSeed: WEIGHTS_SEED, quantization: s.quantization },
     machine: {
       cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,
       loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) },

@@ -10,7 +10,8 @@
 // Rows
 //   kiln plain fp32 (the default), kiln fused fp32, kiln fused fp16     DecoderSession, the real runtime
 //   kiln plain int8, kiln plain int4: Linear layers and head as MatMulNBits (block 32), embedding fp16
-//   llama.cpp F16, llama.cpp F32 (its defaults: F16 KV cache, flash attention 'auto')
+//   llama.cpp F16, F32, Q8_0, Q4_0 (its defaults: F16 KV cache, flash attention 'auto'); Q8_0/Q4_0 are the
+//     same-precision peers of Kiln's int8/int4 rows (ggml blocks of 32, symmetric, fp16 scales)
 //   conventional fp32: the default (plain) graph built with `emitPresent`, driven by a bench-only loop that
 //     fetches present.{l}.key/value (past ⊕ new, the whole cache) and feeds them back as the next past;
 //     Kiln feeds the past as a zero-copy view and fetches only the new positions.
@@ -394,8 +395,12 @@ async function main(): Promise<void> {
     writeTinyTokenizer(modelDir, { vocabSize: REFERENCE.vocabSize });
     const ggufF32 = join(root, 'model-f32.gguf');
     const ggufF16 = join(root, 'model-f16.gguf');
+    const ggufQ8 = join(root, 'model-q8_0.gguf');
+    const ggufQ4 = join(root, 'model-q4_0.gguf');
     await exportGguf(modelDir, ggufF32, { dtype: 'f32' });
     await exportGguf(modelDir, ggufF16, { dtype: 'f16' });
+    await exportGguf(modelDir, ggufQ8, { dtype: 'q8_0' });
+    await exportGguf(modelDir, ggufQ4, { dtype: 'q4_0' });
     log(`weights + GGUF exports: ${Math.round(performance.now() - t)} ms (${root})`);
 
     // load every row (fixed order, RSS deltas around each), A/B alternating
@@ -408,7 +413,9 @@ async function main(): Promise<void> {
     engines.push(await loadKiln({ name: 'kiln plain fp32', attention: 'plain', weightType: 'float32' }, modelDir, cacheDir, s));
     engines.push(await loadConventional(modelDir, join(root, 'conventional'), s));
     engines.push(await loadKiln({ name: 'kiln plain int8', attention: 'plain', weightType: 'float32', quantization: 8 }, modelDir, cacheDir, s));
+    engines.push(await loadLlamaCpp('llama.cpp Q8_0', ggufQ8, s));
     engines.push(await loadKiln({ name: 'kiln plain int4', attention: 'plain', weightType: 'float32', quantization: 4 }, modelDir, cacheDir, s));
+    engines.push(await loadLlamaCpp('llama.cpp Q4_0', ggufQ4, s));
     log(`graphs built and sessions loaded: ${Math.round(performance.now() - t)} ms`);
 
     // warm-up (untimed): one prefill each, the decode contexts, one decode run each; RSS after it

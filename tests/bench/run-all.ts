@@ -102,6 +102,11 @@ function modelLines(m: Json): Line[] {
       const ratio = round(decode(kiln, n) / decode(peer, n));
       out.push({ figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`, kiln: decode(kiln, n), peer: decode(peer, n), peerName: peer, ratio, target: '<= 1', met: ratio <= 1 });
     }
+    for (const [kiln, peer] of [['kiln plain int8', 'llama.cpp Q8_0'], ['kiln plain int4', 'llama.cpp Q4_0']] as const) {
+      if (!rows[peer]) continue;
+      const ratio = round(decode(kiln, n) / decode(peer, n));
+      out.push({ figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`, kiln: decode(kiln, n), peer: decode(peer, n), peerName: peer, ratio, target: '<= 1', met: ratio <= 1 });
+    }
     const speedup = round(decode('kiln plain fp32', n) / decode('kiln plain int4', n));
     out.push({ figure: `int4 decode speed-up @${n}`, kiln: decode('kiln plain int4', n), peer: decode('kiln plain fp32', n), peerName: 'Kiln fp32', ratio: speedup, target: '>= 1.5', met: speedup >= 1.5 });
   }

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, describe, it, test } from 'node:test';
 import type { ModelConfig } from '../../server/src/model/config';
 import { exportGguf } from '../../server/src/model/export/gguf';
+import { dequantizeGgml, quantizeQ4_0, quantizeQ8_0 } from '../../server/src/model/export/ggml-quants';
 import { encodeGgufHeader, kv, writeGguf } from '../../server/src/model/export/gguf-writer';
 import { runExportCommand } from '../../server/src/model/export/export-command';
 import { floatToHalfBits } from '../../server/src/model/half';
@@ -248,5 +249,30 @@ describe('GGUF writer and exporter', () => {
     const ok = await quiet([dir, '--format=gguf', '--out', join(root, 'c.gguf'), '--dtype', 'f16']);
     assert.equal(ok.code, 0, ok.text);
     assert.equal(readGguf(join(root, 'c.gguf')).tensors.get('blk.0.attn_q.weight')!.type, 1);
+  });
+});
+
+describe('ggml Q8_0 / Q4_0 blocks', () => {
+  const values = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 1.7) * (i < 32 ? 0.5 : 2));
+
+  it('Q8_0: 34 bytes a block, each value within half a step', () => {
+    const bytes = quantizeQ8_0(values);
+    assert.equal(bytes.length, 2 * 34);
+    const back = dequantizeGgml('Q8_0', bytes);
+    values.forEach((v, i) => assert.ok(Math.abs(back[i]! - v) <= (i < 32 ? 0.5 : 2) / 127 / 2 + 1e-3, `value ${i}`));
+  });
+
+  it('Q4_0: 18 bytes a block, the largest magnitude is code 0, value j and j+16 share byte j', () => {
+    const block = Float32Array.from({ length: 32 }, (_, i) => (i === 20 ? -1.6 : i / 40));
+    const bytes = quantizeQ4_0(block);
+    assert.equal(bytes.length, 18);
+    assert.equal(bytes[2 + 4]! >> 4, 0, 'value 20 (the largest magnitude, negative) is in the high nibble of byte 4, code 0');
+    const back = dequantizeGgml('Q4_0', bytes);
+    assert.ok(Math.abs(back[20]! + 1.6) < 1e-3);
+    block.forEach((v, i) => assert.ok(Math.abs(back[i]! - v) <= 0.2 / 2 + 1e-3, `value ${i}: ${back[i]} vs ${v}`));
+  });
+
+  it('rejects a row that is not whole blocks', () => {
+    assert.throws(() => quantizeQ4_0(new Float32Array(40)), /multiple of 32/);
   });
 });

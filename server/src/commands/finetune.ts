@@ -9,13 +9,13 @@ import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph
 import { automaticThreads } from '../lsp/model-host';
 import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../training/fine-tune';
 import { startFineTuneProcess } from '../training/fine-tune-process';
-import { parseCommandArgs, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
+import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
-         [--threads N] [--cache DIR] [--no-resume] [--dry-run] [--json] [--in-process]`;
+         [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json] [--in-process]`;
 
 const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads'] as const;
 
@@ -27,7 +27,7 @@ function positiveFloat(name: string, value: string | undefined, fallback: number
 }
 
 function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache'].map((f) => [f, { type: 'string' as const }]));
+  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep'].map((f) => [f, { type: 'string' as const }]));
   const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
@@ -67,6 +67,7 @@ function parse(args: string[]): { options: FineTuneOptions; json: boolean; inPro
     evalLines: int('eval-lines', d.evalLines),
     seed: int('seed', d.seed),
     threads: int('threads', 0) || automaticThreads(),
+    executionProvider: str('ep') === undefined ? d.executionProvider : parseExecutionProvider(str('ep')),
     resume: v['no-resume'] !== true,
     dryRun: v['dry-run'] === true,
   };

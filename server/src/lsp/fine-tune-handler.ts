@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
+import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../training/fine-tune';
 import type { EvalReport } from '../training/evaluate';
 import { startFineTuneProcess } from '../training/fine-tune-process';
@@ -14,6 +15,8 @@ import { automaticThreads } from './model-host';
 export interface FineTuneContext {
   modelPath: string | undefined;
   cacheDir: string | undefined;
+  /** The `kiln.executionProvider` setting: training runs where completions run. */
+  executionProvider: ExecutionProviderChoice;
   progress: (p: TrainingProgress) => void;
 }
 
@@ -36,7 +39,7 @@ function progressOf(e: FineTuneEvent): TrainingProgress {
   }
 }
 
-export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string): FineTuneOptions {
+export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string, executionProvider: ExecutionProviderChoice = 'cpu'): FineTuneOptions {
   const workspace = resolve(params.workspace);
   const mode = params.mode ?? 'lora';
   const d = FINE_TUNE_DEFAULTS;
@@ -52,6 +55,7 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
     maxSteps: params.maxSteps ?? d.maxSteps,
     lr: params.learningRate ?? (mode === 'full' ? 3e-4 : d.lr),
     threads: Math.max(1, automaticThreads() - 1),
+    executionProvider,
   };
 }
 
@@ -60,7 +64,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
   if (typeof params?.workspace !== 'string' || !params.workspace) throw new ResponseError(LSPErrorCodes.RequestFailed, 'fine-tuning needs a workspace folder');
   if (running) throw new ResponseError(LSPErrorCodes.RequestFailed, 'a fine-tune is already running');
   running = true;
-  const options = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir());
+  const options = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir(), ctx.executionProvider);
   const run = startFineTuneProcess(options, (e) => ctx.progress(progressOf(e)));
   const sub = token.onCancellationRequested(() => run.cancel());
   if (token.isCancellationRequested) run.cancel();

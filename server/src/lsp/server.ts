@@ -135,6 +135,7 @@ export function startKilnServer(connection: Connection): void {
     handleFineTune(params, token, {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
+      executionProvider: settings.executionProvider,
       progress: (p) => {
         training = { ...training, ...p, state: p.state };
         void connection.sendNotification(KilnTrainingProgressNotification.type, p);

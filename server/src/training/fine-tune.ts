@@ -10,6 +10,7 @@ import { resolveFimTemplate, type FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
 import { Tokenizer } from '../model/tokenizer';
+import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from './batches';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint-store';
 import { evaluateModel, type EvalReport } from './evaluate';
@@ -34,6 +35,8 @@ export interface FineTuneOptions {
   /** Validations without improvement before stopping early. */
   patience: number;
   checkpointEvery: number;
+  /** Where the training graphs run (evaluation stays on the CPU, where completions are measured). */
+  executionProvider: ExecutionProviderChoice;
   threads: number;
   seed: number;
   cacheDir: string;
@@ -59,6 +62,7 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   evalEvery: 25,
   patience: 3,
   checkpointEvery: 25,
+  executionProvider: 'cpu',
   threads: 0,
   seed: 0,
   evalLines: 100,
@@ -119,7 +123,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
 
   emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
-  const trainer = await TrainerSession.create({ modelDir: o.modelDir, mode: o.mode, hyper: DEFAULT_ADAMW, accumulation: o.accumulation, threads: o.threads, cacheDir: o.cacheDir, seed: o.seed, log: (m) => emit({ type: 'log', message: m }) });
+  const trainer = await TrainerSession.create({ modelDir: o.modelDir, mode: o.mode, hyper: DEFAULT_ADAMW, accumulation: o.accumulation, threads: o.threads, cacheDir: o.cacheDir, seed: o.seed, executionProvider: o.executionProvider, log: (m) => emit({ type: 'log', message: m }) });
   const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
   const checkpointDir = join(o.outDir, 'checkpoint');
   const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));

@@ -1,10 +1,10 @@
-// `kiln export <dir> --format gguf --out FILE [--dtype f32|f16]`: the CLI face of the exporters.
+// `kiln export <dir> --format gguf --out FILE [--dtype f32|f16|q8_0|q4_0]`: the CLI face of the exporters.
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ModelFileError } from '../errors';
-import { exportGguf, type GgufDtype } from './gguf';
+import { exportGguf, GGUF_DTYPES, type GgufDtype } from './gguf';
 
-const USAGE = 'usage: kiln export <model-dir> --format gguf --out FILE [--dtype f32|f16]';
+const USAGE = 'usage: kiln export <model-dir> --format gguf --out FILE [--dtype f32|f16|q8_0|q4_0]';
 
 interface ExportArgs {
   dir: string;
@@ -40,8 +40,8 @@ export function parseExportArgs(args: string[]): ExportArgs {
   const out = flags.get('out');
   if (out === undefined) throw new UsageError('missing --out FILE');
   const dtype = flags.get('dtype') ?? 'f16';
-  if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`unsupported --dtype "${dtype}" (supported: f32, f16)`);
-  return { dir: positional[0]!, format, out, dtype };
+  if (!GGUF_DTYPES.includes(dtype as GgufDtype)) throw new UsageError(`unsupported --dtype "${dtype}" (supported: ${GGUF_DTYPES.join(', ')})`);
+  return { dir: positional[0]!, format, out, dtype: dtype as GgufDtype };
 }
 
 /** Runs the export; returns the process exit code (0 done, 1 failed, 2 usage). Messages go to stderr/stdout. */

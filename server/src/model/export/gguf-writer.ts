@@ -10,6 +10,7 @@
 // ggml lists dimensions fastest-first (ne[0] = columns), the reverse of a row-major shape.
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { float32ToHalfArray } from '../half';
+import { GGML_BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, quantizeQ4_0, quantizeQ8_0 } from './ggml-quants';
 
 /** GGUF metadata value types (gguf_type). */
 export const GgufValueType = {
@@ -46,9 +47,11 @@ export const kv = {
 };
 
 /** ggml tensor types Kiln writes (ggml_type enum values). */
-export const GgmlType = { F32: 0, F16: 1 } as const;
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
-const TYPE_BYTES: Record<GgmlTypeName, number> = { F32: 4, F16: 2 };
+/** Bytes per block of `BLOCK_VALUES[type]` values. */
+const BLOCK_BYTES: Record<GgmlTypeName, number> = { F32: 4, F16: 2, Q4_0: Q4_0_BLOCK_BYTES, Q8_0: Q8_0_BLOCK_BYTES };
+const BLOCK_VALUES: Record<GgmlTypeName, number> = { F32: 1, F16: 1, Q4_0: GGML_BLOCK, Q8_0: GGML_BLOCK };
 
 export interface GgufTensor {
   name: string;
@@ -133,7 +136,7 @@ function alignUp(n: number, alignment: number): number {
 
 /** Byte size of a tensor's data (before padding). */
 export function tensorByteSize(t: Pick<GgufTensor, 'shape' | 'type'>): number {
-  return t.shape.reduce((a, b) => a * b, 1) * TYPE_BYTES[t.type];
+  return (t.shape.reduce((a, b) => a * b, 1) / BLOCK_VALUES[t.type]) * BLOCK_BYTES[t.type];
 }
 
 /** Header, metadata and tensor infos, padded so the data section starts aligned. Exported for tests. */
@@ -159,6 +162,8 @@ export function encodeGgufHeader(metadata: readonly GgufKv[], tensors: readonly 
     if (t.shape.length < 1 || t.shape.length > 4 || t.shape.some((d) => !Number.isInteger(d) || d <= 0)) {
       throw new Error(`GGUF: tensor "${t.name}" has invalid shape ${JSON.stringify(t.shape)} (1 to 4 positive dimensions)`);
     }
+    // ggml blocks run along a row (ne[0], the last row-major dimension)
+    if (t.shape[t.shape.length - 1]! % BLOCK_VALUES[t.type] !== 0) throw new Error(`GGUF: tensor "${t.name}" rows of ${t.shape[t.shape.length - 1]} values cannot be ${t.type} blocks of ${BLOCK_VALUES[t.type]}`);
   }
 
   const s = new ByteSink();
@@ -197,6 +202,7 @@ function tensorBytes(t: GgufTensor): Buffer {
   const values = t.data();
   const count = t.shape.reduce((a, b) => a * b, 1);
   if (values.length !== count) throw new Error(`GGUF: tensor "${t.name}" has ${values.length} values but shape ${JSON.stringify(t.shape)} needs ${count}`);
+  if (t.type === 'Q8_0' || t.type === 'Q4_0') return Buffer.from((t.type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(values).buffer);
   const typed = t.type === 'F16' ? float32ToHalfArray(values) : values;
   // Buffer.from(arrayBuffer) shares memory: no copy of the tensor (host is little-endian, as GGUF)
   return Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength);

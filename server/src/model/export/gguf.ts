@@ -18,9 +18,18 @@ import type { ModelConfig } from '../config';
 import { openCheckpoint, type Checkpoint } from '../checkpoint';
 import { ModelFileError } from '../errors';
 import { Tokenizer, type ExportedVocabulary, type TokenType } from '../tokenizer';
+import { GGML_BLOCK } from './ggml-quants';
 import { kv, writeGguf, type GgmlTypeName, type GgufKv, type GgufTensor } from './gguf-writer';
 
-export type GgufDtype = 'f32' | 'f16';
+export type GgufDtype = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+/** ggml type of the matrices and llama_ftype (general.file_type) per export dtype. */
+const DTYPE: Record<GgufDtype, { matrix: GgmlTypeName; fileType: number }> = {
+  f32: { matrix: 'F32', fileType: 0 }, // ALL_F32
+  f16: { matrix: 'F16', fileType: 1 }, // MOSTLY_F16
+  q4_0: { matrix: 'Q4_0', fileType: 2 }, // MOSTLY_Q4_0
+  q8_0: { matrix: 'Q8_0', fileType: 7 }, // MOSTLY_Q8_0
+};
 export type GgufArchitecture = 'llama' | 'qwen2';
 
 export interface GgufExportOptions {
@@ -86,7 +95,7 @@ export function permuteRotaryRows(w: Float32Array, heads: number, headDim: numbe
 export function ggufTensors(ckpt: Checkpoint, dtype: GgufDtype): GgufTensor[] {
   const c = ckpt.config;
   const arch = ggufArchitecture(c);
-  const weightType: GgmlTypeName = dtype === 'f16' ? 'F16' : 'F32';
+  const weightType = DTYPE[dtype].matrix;
   const read = (hf: string) => () => ckpt.weights.readFloat32(hf);
   // [rows, cols] shape as stored in the checkpoint (already validated by openCheckpoint)
   const shapeOf = (hf: string) => ckpt.weights.info(hf).shape;
@@ -94,8 +103,10 @@ export function ggufTensors(ckpt: Checkpoint, dtype: GgufDtype): GgufTensor[] {
     const shape = shapeOf(hf);
     const cols = shape.length === 2 ? shape[1]! : 1;
     const data = rotaryHeads && arch === 'llama' ? () => permuteRotaryRows(ckpt.weights.readFloat32(hf), rotaryHeads, c.headDim, cols) : read(hf);
-    // 1-D tensors (norms, biases) stay F32: ggml adds/multiplies them in F32
-    return { name: gguf, shape, type: shape.length === 1 ? 'F32' : weightType, data };
+    // 1-D tensors (norms, biases) stay F32: ggml adds/multiplies them in F32; rows that are not whole
+    // quantization blocks stay F16
+    const type = shape.length === 1 ? 'F32' : cols % GGML_BLOCK !== 0 && weightType.startsWith('Q') ? 'F16' : weightType;
+    return { name: gguf, shape, type, data };
   };
 
   const list: GgufTensor[] = [matrix('token_embd.weight', 'model.embed_tokens.weight')];
@@ -188,7 +199,7 @@ export function ggufMetadata(
     kv.str('general.architecture', arch),
     kv.str('general.name', options.name ?? basename(resolve(ckpt.dir))),
     kv.u32('general.alignment', 32),
-    kv.u32('general.file_type', options.dtype === 'f16' ? 1 : 0), // llama_ftype: ALL_F32 / MOSTLY_F16
+    kv.u32('general.file_type', DTYPE[options.dtype].fileType),
     kv.u32(a('context_length'), c.maxPositions),
     kv.u32(a('embedding_length'), c.hiddenSize),
     kv.u32(a('block_count'), c.numLayers),
