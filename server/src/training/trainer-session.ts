@@ -8,7 +8,7 @@ import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
 import type { AdamWHyper } from '../model/graph/adamw';
 import type { GraphBuilder } from '../model/graph/onnx-graph';
-import { buildGradientGraph, buildOptimizerGraph, buildTrainStepGraph, type TrainableParam, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../model/graph/training-graph';
+import { buildGradientGraph, buildLossGraph, buildOptimizerGraph, buildTrainStepGraph, type TrainableParam, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../model/graph/training-graph';
 import { writeModel } from '../model/graph/write-model';
 import { createWithFallback, type ExecutionProvider, type ExecutionProviderChoice } from '../runtime/execution-provider';
 
@@ -56,7 +56,11 @@ export class TrainerSession {
     private readonly optimizer: ort.InferenceSession | undefined,
     private state: TrainerState,
     private readonly graphDir: string,
+    private readonly openLossSession: () => Promise<ort.InferenceSession>,
   ) {}
+
+  /** The forward-only loss graph's session, opened on the first validation. */
+  private lossSession: Promise<ort.InferenceSession> | undefined;
 
   static async create(o: TrainerOptions): Promise<TrainerSession> {
     const checkpoint = openCheckpoint(o.modelDir);
@@ -73,12 +77,15 @@ export class TrainerSession {
       o.log?.(`training graph: ${built.params.length} trainable tensors, ${[...values.values()].reduce((a, x) => a + x.length, 0)} parameters`);
       const mainPath = writeModel(built.graph, join(dir, 'step'), TRAINING_OPSETS).modelPath;
       const optimizerPath = optimizerGraph ? writeModel(optimizerGraph, join(dir, 'optimizer'), TRAINING_OPSETS).modelPath : undefined;
+      // validation runs the forward pass alone: ORT does not prune a fetched-loss-only train step's backward
+      const lossPath = writeModel(buildLossGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed).graph, join(dir, 'loss'), TRAINING_OPSETS).modelPath;
       const create = (path: string) =>
         createWithFallback({ executionProvider: o.executionProvider ?? 'cpu', threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(path, opts));
       const main = await create(mainPath);
       const optimizer = optimizerPath ? (await create(optimizerPath)).session : undefined;
       const zeros = () => new Map(built.params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
-      return new TrainerSession(checkpoint.config, built.params, main.provider, main.session, optimizer, { step: 0, values, m: zeros(), v: zeros() }, dir);
+      const openLoss = async () => (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
+      return new TrainerSession(checkpoint.config, built.params, main.provider, main.session, optimizer, { step: 0, values, m: zeros(), v: zeros() }, dir, openLoss);
     } finally {
       checkpoint.weights.close();
     }
@@ -163,10 +170,7 @@ export class TrainerSession {
     return { loss, gradNorm: (out[TrainIO.gradNorm]!.data as Float32Array)[0]! };
   }
 
-  /**
-   * Mean loss over batches, weighting each by its target count. Runs the training graph fetching
-   * only `loss`, with the current parameters and no update kept.
-   */
+  /** Mean loss over batches, weighting each by its target count, from the forward-only loss graph. */
   async loss(batches: Batch[]): Promise<number> {
     let total = 0;
     let targets = 0;
@@ -174,9 +178,9 @@ export class TrainerSession {
       const count = batch.labels.reduce((a, row) => a + row.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0), 0);
       if (count === 0) continue;
       const feeds: Record<string, ort.Tensor> = { [TrainIO.inputIds]: tensorOf(batch.inputIds), [TrainIO.labels]: tensorOf(batch.labels) };
-      this.paramFeeds(feeds, !this.optimizer);
-      if (!this.optimizer) Object.assign(feeds, { [TrainIO.lr]: scalar(0), [TrainIO.step]: scalar(1) });
-      const out = await this.main.run(feeds, [TrainIO.loss]);
+      this.paramFeeds(feeds, false);
+      this.lossSession ??= this.openLossSession();
+      const out = await (await this.lossSession).run(feeds, [TrainIO.loss]);
       total += (out[TrainIO.loss]!.data as Float32Array)[0]! * count;
       targets += count;
     }
@@ -186,6 +190,7 @@ export class TrainerSession {
   async release(): Promise<void> {
     await this.main.release();
     await this.optimizer?.release();
+    await (await this.lossSession?.catch(() => undefined))?.release();
     rmSync(this.graphDir, { recursive: true, force: true });
   }
 }
