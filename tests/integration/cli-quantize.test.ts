@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readTrainedFacts } from '../../server/src/completion/completion-model';
 import { ModelFileError } from '../../server/src/model/errors';
+import { saveLoraAdapter } from '../../server/src/model/export/peft';
 import { loadWithQuantization } from '../../server/src/runtime/quantization-choice';
 import { ensureBuilt, runKiln as kiln } from '../helpers/built-cli';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
@@ -80,6 +81,20 @@ describe('kiln.quantization auto', () => {
     const unmeasured = await loadWithQuantization(modelDir, 'auto', undefined, options);
     assert.equal(unmeasured.quantization, undefined, 'no measurement, no quantization');
     for (const m of [auto, none, unmeasured]) await m.session.release();
+  });
+
+  it('does not quantize under a merged adapter (the measurement covered the base weights only)', async () => {
+    const adapterDir = join(root, 'adapter');
+    const d = 64;
+    const tensors = new Map([['model.layers.0.self_attn.q_proj.lora_A.weight', new Float32Array(2 * d).fill(0.01)], ['model.layers.0.self_attn.q_proj.lora_B.weight', new Float32Array(d * 2).fill(0.01)]]);
+    const shapes = new Map([['model.layers.0.self_attn.q_proj.lora_A.weight', [2, d]], ['model.layers.0.self_attn.q_proj.lora_B.weight', [d, 2]]]);
+    saveLoraAdapter(adapterDir, { baseModel: modelDir, mode: { rank: 2, alpha: 4, targets: ['q_proj'] }, tensors, shapes });
+    const adapted = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
+    assert.equal(adapted.quantization, undefined);
+    await adapted.session.release();
+    const explicit = await loadWithQuantization(modelDir, 'int4', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
+    assert.equal(explicit.quantization, 4, 'an explicit setting still applies');
+    await explicit.session.release();
   });
 
   it('a kiln.json with an unknown recommendation is a model file error', () => {

@@ -1,6 +1,7 @@
 // Which weights a model is loaded with: `kiln.quantization` / `--quantization`. Explicit choices
 // apply everywhere; `auto` takes the precision that `kiln model quantize` measured and recommended
-// for this model (recorded in its kiln.json), and only on the CPU, where it pays.
+// for this model (recorded in its kiln.json), only on the CPU, where it pays, and only for the weights
+// it measured: a merged adapter changes them, so a fine-tuned model runs as its gain was measured (fp32).
 import type { QuantBits } from '../model/quantize';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './load-model';
 
@@ -18,7 +19,7 @@ export function precisionBits(p: Precision): QuantBits | undefined {
  * if the session lands on a GPU provider, the model is reloaded unquantized on that provider.
  */
 export async function loadWithQuantization(dir: string, setting: QuantizationSetting, recommended: Precision | undefined, options: LoadModelOptions): Promise<LoadedModel> {
-  const precision = setting === 'auto' ? (recommended ?? 'none') : setting;
+  const precision = setting === 'auto' ? (options.adapterDir === undefined ? (recommended ?? 'none') : 'none') : setting;
   const quantization = precisionBits(precision);
   const loaded = await loadModel(dir, { ...options, quantization });
   if (setting !== 'auto' || !quantization || loaded.session.provider === 'cpu') return loaded;
