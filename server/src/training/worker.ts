@@ -6,7 +6,8 @@ import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineT
 export type WorkerRequest = { type: 'start'; options: FineTuneOptions } | { type: 'cancel' };
 export type WorkerMessage = { type: 'event'; event: FineTuneEvent } | { type: 'result'; result: FineTuneResult } | { type: 'error'; message: string };
 
-const send = (m: WorkerMessage) => process.send?.(m);
+/** Resolves once the message is written to the channel: a large result must not be cut off by the disconnect. */
+const send = (m: WorkerMessage) => new Promise<void>((resolve) => (process.send ? process.send(m, undefined, {}, () => resolve()) : resolve()));
 const abort = new AbortController();
 
 try {
@@ -18,7 +19,7 @@ try {
 process.on('message', (m: WorkerRequest) => {
   if (m.type === 'cancel') abort.abort(new Error('cancelled'));
   if (m.type !== 'start') return;
-  runFineTune(m.options, (event) => send({ type: 'event', event }), abort.signal)
+  runFineTune(m.options, (event) => void send({ type: 'event', event }), abort.signal)
     .then((result) => send({ type: 'result', result }))
     .catch((err: unknown) => send({ type: 'error', message: (err as Error).message ?? String(err) }))
     .finally(() => process.disconnect?.());

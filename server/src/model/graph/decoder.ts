@@ -3,8 +3,8 @@
 //  input_ids [B,S] ─ Gather(embed) ─┬─ layer 0 … layer N-1 ─ Gather(logits_index) ─ norm ─ lm_head ─ logits [B,K,V]
 //  past.{l}.key/value [B,P,Hkv*D] ──┘        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
 import type { ModelConfig } from '../config';
-import { makeAttention } from './attention';
 import type { QuantBits } from '../quantize';
+import { makeAttention } from './attention';
 import { type DecoderContext, embeddingType, INITIALIZER_PARAMS, makeMlp, makeRmsNorm, type ParamSource, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
