@@ -1,5 +1,6 @@
 // The per-keystroke latency chart of the keystroke benchmark, as a self-contained SVG: one series per
-// row (latency in ms against keystroke index, log scale), so spikes and steady states are visible.
+// row (latency in ms against keystroke index, log scale). Dense series are drawn as a rolling median
+// (raw points would hide one another); sparse ones (cold runs every K-th keystroke) as dots.
 
 export interface Series {
   name: string;
@@ -11,6 +12,14 @@ export interface Series {
 const WIDTH = 960;
 const HEIGHT = 420;
 const PAD = { left: 64, right: 180, top: 36, bottom: 48 };
+
+/** The median of each window of `window` points ending at each point (x kept). */
+export function rollingMedian(points: [number, number][], window: number): [number, number][] {
+  return points.map(([k], i) => {
+    const slice = points.slice(Math.max(0, i - window + 1), i + 1).map((p) => p[1]).sort((a, b) => a - b);
+    return [k, slice[slice.length >> 1]!];
+  });
+}
 
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -45,7 +54,9 @@ export function latencyChartSvg(title: string, series: Series[]): string {
   out.push(`<text x="${PAD.left + plotW / 2}" y="${HEIGHT - 10}" text-anchor="middle">keystroke</text>`);
   out.push(`<text x="16" y="${PAD.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 16 ${PAD.top + plotH / 2})">latency, ms (log scale)</text>`);
   out.push(`<rect x="${PAD.left}" y="${PAD.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`);
-  series.forEach((s, i) => {
+  // drawn last to first, so the first series (Kiln's) stays on top
+  [...series].reverse().forEach((s) => {
+    const i = series.indexOf(s);
     // sparse series (cold runs every K-th keystroke) read better as dots than as a line
     const dots = s.points.length < maxX / 4;
     if (dots) for (const [k, ms] of s.points) out.push(`<circle cx="${x(k).toFixed(1)}" cy="${y(ms).toFixed(1)}" r="2.5" fill="${s.color}"/>`);

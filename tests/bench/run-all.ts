@@ -3,6 +3,7 @@
 // markdown table (figures, peer, ratio, target) and an SVG chart of per-keystroke latency.
 //
 //   npm run bench -- [--quick] [--ep cpu|webgpu|cuda|auto] [--threads 2] [--out DIR] [--only keystroke,model,training]
+//                    [--summary-only]   (rebuild summary and chart from the JSON already in DIR)
 //
 // Results go to DIR (default bench-results/latest): keystroke.json, model.json, training.json,
 // summary.json, summary.md, keystroke-latency.svg. Each benchmark interleaves its own A/B rows and
@@ -13,7 +14,10 @@ import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
 import { log, round } from './bench-stats';
-import { latencyChartSvg, type Series } from './latency-chart';
+import { latencyChartSvg, rollingMedian, type Series } from './latency-chart';
+
+/** Keystrokes per rolling median in the chart. */
+const SMOOTHING = 25;
 
 const BENCHES = ['keystroke', 'model', 'training'] as const;
 type Bench = (typeof BENCHES)[number];
@@ -24,10 +28,11 @@ interface Settings {
   threads: number;
   out: string;
   only: Bench[];
+  summaryOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Settings {
-  const s: Settings = { quick: false, ep: 'cpu', threads: 2, out: 'bench-results/latest', only: [...BENCHES] };
+  const s: Settings = { quick: false, ep: 'cpu', threads: 2, out: 'bench-results/latest', only: [...BENCHES], summaryOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = () => {
@@ -36,6 +41,7 @@ function parseArgs(argv: string[]): Settings {
       return v;
     };
     if (a === '--quick') s.quick = true;
+    else if (a === '--summary-only') s.summaryOnly = true;
     else if (a === '--out') s.out = next();
     else if (a === '--threads') {
       s.threads = Number(next());
@@ -164,18 +170,20 @@ function main(): void {
   const out = resolve(s.out);
   mkdirSync(out, { recursive: true });
   const loadavgBefore = os.loadavg().map((x) => round(x, 2));
-  for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
+  if (!s.summaryOnly) for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
   const read = (bench: Bench): Json | undefined => (s.only.includes(bench) && existsSync(join(out, `${bench}.json`)) ? JSON.parse(readFileSync(join(out, `${bench}.json`), 'utf8')) : undefined);
   const [keystroke, model, training] = [read('keystroke'), read('model'), read('training')];
   const lines = [...(keystroke ? keystrokeLines(keystroke) : []), ...(model ? modelLines(model) : []), ...(training ? trainingLines(training) : [])];
-  const machine = { cpu: os.cpus()[0]?.model, logicalCpus: os.cpus().length, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)), date: new Date().toISOString(), node: process.version };
+  const previous = join(out, 'summary.json');
+  // a rebuilt summary keeps the machine and load of the run that produced the figures
+  const machine = s.summaryOnly && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as Json).machine : { cpu: os.cpus()[0]?.model, logicalCpus: os.cpus().length, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)), date: new Date().toISOString(), node: process.version };
   const memory = memoryRows(model, training);
   writeFileSync(join(out, 'summary.json'), `${JSON.stringify({ lines, machine, settings: s, quantized: model?.headline.quantized }, null, 2)}\n`);
   const table = markdown(lines, memory, machine, s);
   writeFileSync(join(out, 'summary.md'), table);
   if (keystroke) {
-    const series: Series[] = Object.entries(keystroke.perKeystroke as Record<string, [number, number][]>).map(([name, points]) => ({ name, color: COLORS[name] ?? '#000', points }));
-    const title = `Per-keystroke latency, ${keystroke.trace.keystrokes} keystrokes (${keystroke.settings.threads} threads, ${machine.cpu})`;
+    const series: Series[] = Object.entries(keystroke.perKeystroke as Record<string, [number, number][]>).map(([name, points]) => ({ name, color: COLORS[name] ?? '#000', points: points.length > 200 ? rollingMedian(points, SMOOTHING) : points }));
+    const title = `Per-keystroke latency, ${keystroke.trace.keystrokes} keystrokes, rolling median of ${SMOOTHING} (${keystroke.settings.threads} threads, ${machine.cpu})`;
     writeFileSync(join(out, 'keystroke-latency.svg'), latencyChartSvg(title, series));
   }
   process.stdout.write(`\n${table}\nresults in ${out}\n`);

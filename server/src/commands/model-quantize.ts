@@ -118,7 +118,7 @@ function recordOf(rows: Row[], parsed: Parsed, evalDir: string): QuantizationRec
         },
       ]),
     ),
-    heldOut: `${resolve(evalDir)} (${rows[0]!.report!.files} files, ${rows[0]!.report!.lines} lines, ${rows[0]!.report!.tokens} loss tokens)`,
+    heldOut: `${evalDir} (${rows[0]!.report!.files} files, ${rows[0]!.report!.lines} lines, ${rows[0]!.report!.tokens} loss tokens)`,
     date: new Date().toISOString(),
   };
 }
