@@ -53,6 +53,7 @@ import type { KvState } from '../../server/src/runtime/kv-state';
 import { LatencyStats, percentile } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
+import { BenchArgs } from './bench-args';
 import { log, round, summarize } from './bench-stats';
 
 // ---------- settings ----------
@@ -70,24 +71,19 @@ interface Settings { reps: number; keystrokes: number; block: number; coldEvery:
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
   const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick, quantization: 'none' };
-  const flags: Record<string, (n: number) => void> = {
-    '--reps': (n) => (s.reps = n),
-    '--keystrokes': (n) => (s.keystrokes = n),
-    '--block': (n) => (s.block = n),
-    '--cold-every': (n) => (s.coldEvery = n),
-    '--max-tokens': (n) => (s.maxTokens = n),
-    '--threads': (n) => (s.threads = n),
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--quick') continue;
-    const value = argv[++i];
-    if (a === '--out' && value !== undefined) s.out = value;
-    else if (a === '--ep' && EXECUTION_PROVIDER_CHOICES.includes(value as ExecutionProviderChoice)) s.ep = value as ExecutionProviderChoice;
-    else if (a === '--model' && value !== undefined) s.model = value;
-    else if (a === '--quantization' && QUANTIZATION_SETTINGS.includes(value as QuantizationSetting)) s.quantization = value as QuantizationSetting;
-    else if (a in flags && Number.isInteger(Number(value)) && Number(value) > 0) flags[a]!(Number(value));
-    else throw new Error(a in flags || ['--out', '--ep', '--model', '--quantization'].includes(a) ? `${a} needs a positive integer (--out, --model: a path; --ep: ${EXECUTION_PROVIDER_CHOICES.join('|')}; --quantization: ${QUANTIZATION_SETTINGS.join('|')})` : `unknown argument ${a}`);
+  const args = new BenchArgs(argv);
+  for (let a = args.flag(); a !== undefined; a = args.flag()) {
+    if (a === '--reps') s.reps = args.positiveInt();
+    else if (a === '--keystrokes') s.keystrokes = args.positiveInt();
+    else if (a === '--block') s.block = args.positiveInt();
+    else if (a === '--cold-every') s.coldEvery = args.positiveInt();
+    else if (a === '--max-tokens') s.maxTokens = args.positiveInt();
+    else if (a === '--threads') s.threads = args.positiveInt();
+    else if (a === '--out') s.out = args.value();
+    else if (a === '--model') s.model = args.value();
+    else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
+    else if (a === '--quantization') s.quantization = args.oneOf(QUANTIZATION_SETTINGS);
+    else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   return s;
 }

@@ -48,6 +48,7 @@ import { getPeerLlama } from '../helpers/llama-cpp-peer';
 import { seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
+import { BenchArgs } from './bench-args';
 import { log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
@@ -67,27 +68,14 @@ interface Settings { reps: number; steps: number; prefillTokens: number; context
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
   const s: Settings = { reps: quick ? 2 : 5, steps: quick ? 8 : 32, prefillTokens: quick ? 128 : 512, contexts: quick ? [50, 200] : [50, 1000], threads: 2, ep: 'cpu', quick };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const n = Number(next());
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive integer`);
-      return n;
-    };
-    if (a === '--reps') s.reps = int();
-    else if (a === '--steps') s.steps = int();
-    else if (a === '--threads') s.threads = int();
-    else if (a === '--out') s.out = next();
-    else if (a === '--ep') {
-      const ep = next() as ExecutionProviderChoice;
-      if (!EXECUTION_PROVIDER_CHOICES.includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}`);
-      s.ep = ep;
-    } else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
+  const args = new BenchArgs(argv);
+  for (let a = args.flag(); a !== undefined; a = args.flag()) {
+    if (a === '--reps') s.reps = args.positiveInt();
+    else if (a === '--steps') s.steps = args.positiveInt();
+    else if (a === '--threads') s.threads = args.positiveInt();
+    else if (a === '--out') s.out = args.value();
+    else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
+    else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   const longest = Math.max(s.prefillTokens, ...s.contexts.map((n) => n + s.steps + 1));
   if (longest > REFERENCE.maxPositions) throw new Error(`context ${longest} exceeds the reference model's ${REFERENCE.maxPositions} positions`);

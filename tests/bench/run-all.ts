@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
+import { BenchArgs } from './bench-args';
 import { log, round } from './bench-stats';
 import { latencyChartSvg, rollingMedian, type Series } from './latency-chart';
 
@@ -33,25 +34,15 @@ interface Settings {
 
 function parseArgs(argv: string[]): Settings {
   const s: Settings = { quick: false, ep: 'cpu', threads: 2, out: 'bench-results/latest', only: [...BENCHES], summaryOnly: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
+  const args = new BenchArgs(argv);
+  for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--quick') s.quick = true;
     else if (a === '--summary-only') s.summaryOnly = true;
-    else if (a === '--out') s.out = next();
-    else if (a === '--threads') {
-      s.threads = Number(next());
-      if (!Number.isInteger(s.threads) || s.threads < 1) throw new Error('--threads needs a positive integer');
-    } else if (a === '--ep') {
-      const ep = next() as ExecutionProviderChoice;
-      if (!EXECUTION_PROVIDER_CHOICES.includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}`);
-      s.ep = ep;
-    } else if (a === '--only') {
-      const only = next().split(',') as Bench[];
+    else if (a === '--out') s.out = args.value();
+    else if (a === '--threads') s.threads = args.positiveInt();
+    else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
+    else if (a === '--only') {
+      const only = args.value().split(',') as Bench[];
       const unknown = only.filter((b) => !BENCHES.includes(b));
       if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')} (choose from ${BENCHES.join(', ')})`);
       s.only = only;

@@ -55,6 +55,7 @@ import { TrainerSession, type Batch } from '../../server/src/training/trainer-se
 import { randomNormal, seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
+import { BenchArgs } from './bench-args';
 import { log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
@@ -129,39 +130,25 @@ function parseArgs(argv: string[]): Settings {
     repoBudget: quick ? 150_000 : Infinity,
     ep: 'cpu',
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const n = Number(next());
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${a} needs a positive integer`);
-      return n;
-    };
-    if (a === '--reps') s.reps = int();
-    else if (a === '--steps') s.steps = int();
-    else if (a === '--warmup') s.warmup = int();
-    else if (a === '--threads') s.threads = int();
-    else if (a === '--batch') s.batch = int();
-    else if (a === '--seq') s.seq = int();
-    else if (a === '--out') s.out = next();
-    else if (a === '--python') s.python = next();
-    else if (a === '--finetune-steps') s.finetuneSteps = int();
-    else if (a === '--eval-lines') s.evalLines = int();
-    else if (a === '--repo') s.repo = next();
-    else if (a === '--finetune-model') s.finetuneModel = next();
+  const args = new BenchArgs(argv);
+  for (let a = args.flag(); a !== undefined; a = args.flag()) {
+    if (a === '--reps') s.reps = args.positiveInt();
+    else if (a === '--steps') s.steps = args.positiveInt();
+    else if (a === '--warmup') s.warmup = args.positiveInt();
+    else if (a === '--threads') s.threads = args.positiveInt();
+    else if (a === '--batch') s.batch = args.positiveInt();
+    else if (a === '--seq') s.seq = args.positiveInt();
+    else if (a === '--out') s.out = args.value();
+    else if (a === '--python') s.python = args.value();
+    else if (a === '--finetune-steps') s.finetuneSteps = args.positiveInt();
+    else if (a === '--eval-lines') s.evalLines = args.positiveInt();
+    else if (a === '--repo') s.repo = args.value();
+    else if (a === '--finetune-model') s.finetuneModel = args.value();
     else if (a === '--finetune-only') s.finetuneOnly = true;
     else if (a === '--no-torch') s.torch = false;
     else if (a === '--no-finetune') s.finetune = false;
     else if (a === '--profile') s.profile = true;
-    else if (a === '--ep') {
-      const ep = next() as ExecutionProviderChoice;
-      if (!EXECUTION_PROVIDER_CHOICES.includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}`);
-      s.ep = ep;
-    }
+    else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
     else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   if (s.seq + 1 > REFERENCE.maxPositions) throw new Error(`--seq ${s.seq} exceeds the reference model's ${REFERENCE.maxPositions} positions`);
