@@ -1,4 +1,5 @@
-// Statistics and output shared by the benchmarks: medians with min–max, rounding, stderr logging.
+// Statistics and output shared by the benchmarks: medians with min–max, rounding, stderr logging, JSON.
+import { writeFileSync } from 'node:fs';
 
 export interface Summary {
   median: number;
@@ -18,3 +19,11 @@ export function summarize(xs: number[]): Summary {
 
 export const MB = 1024 * 1024;
 export const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/** The JSON on stdout, or in `out` when given (the table went to stderr). */
+export function emitJson(result: object, out: string | undefined): void {
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  if (out === undefined) return void process.stdout.write(json);
+  writeFileSync(out, json);
+  log(`JSON written to ${out}`);
+}

@@ -37,7 +37,7 @@
 // spinning thread pool far more than ORT's (seen at load average ~7.5 on 2 cores: 16 decode steps
 // took 5–12 s at 2 threads, 60 ms at 1): read the loadavg line, and compare at --threads 1 there too.
 import * as ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -54,7 +54,7 @@ import { LatencyStats, percentile } from '../../server/src/telemetry/latency-sta
 import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { BenchArgs } from './bench-args';
-import { log, round, summarize } from './bench-stats';
+import { emitJson, log, round, summarize } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -570,14 +570,6 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       'Random weights: suggestions are noise, so typing-through rarely applies; a trained model would answer more keystrokes that way. The machine is shared: see loadavg.',
     ],
   };
-}
-
-/** The JSON on stdout, or in `out` when given (the table went to stderr). */
-function emitJson(result: object, out: string | undefined): void {
-  const json = `${JSON.stringify(result, null, 2)}\n`;
-  if (out === undefined) return void process.stdout.write(json);
-  writeFileSync(out, json);
-  log(`JSON written to ${out}`);
 }
 
 function printTable(r: ReturnType<typeof report>): void {

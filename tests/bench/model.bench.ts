@@ -28,7 +28,7 @@
 // order, so a delta includes whatever the allocator keeps from earlier loads and mmap'd weights count
 // only once touched (hence a second delta after the first run).
 import * as ort from 'onnxruntime-node';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -49,7 +49,7 @@ import { seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
-import { log, MB, round, summarize, type Summary } from './bench-stats';
+import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -449,13 +449,7 @@ async function main(): Promise<void> {
     for (const e of engines) if (e.memory) kilnMemory[e.name] = await e.memory();
     const result = report(s, engines, figures, sameWeights, kilnMemory, loadavgBefore, started);
     printTable(result);
-    const json = JSON.stringify(result, null, 2);
-    if (s.out) {
-      writeFileSync(s.out, json + '\n');
-      log(`JSON written to ${s.out}`);
-    } else {
-      process.stdout.write(json + '\n');
-    }
+    emitJson(result, s.out);
   } finally {
     for (const e of engines) await e.dispose().catch((err: Error) => log(`dispose ${e.name}: ${err.message}`));
     if (llamaRelease !== undefined) await ((await getPeerLlama()) as unknown as Llama).dispose(); // its native backend

@@ -56,7 +56,7 @@ import { randomNormal, seededRandom } from '../helpers/random';
 import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
-import { log, MB, round, summarize, type Summary } from './bench-stats';
+import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
 
 // ---------- settings ----------
 
@@ -727,9 +727,7 @@ async function main(): Promise<void> {
 
     if (s.finetuneOnly) {
       const finetune = await fineTuneFigures(s, root, modelDir, {});
-      const json = JSON.stringify({ finetune, settings: { threads: s.threads, batch: s.batch, seq: s.seq, finetuneSteps: s.finetuneSteps, evalLines: s.evalLines }, machine: machineInfo(s, loadavgBefore, started) }, null, 2);
-      if (s.out) writeFileSync(s.out, json + '\n');
-      else process.stdout.write(json + '\n');
+      emitJson({ finetune, settings: { threads: s.threads, batch: s.batch, seq: s.seq, finetuneSteps: s.finetuneSteps, evalLines: s.evalLines }, machine: machineInfo(s, loadavgBefore, started) }, s.out);
       log(`fine-tune: ${JSON.stringify({ minutesPerEpoch: (finetune as { minutesPerEpoch?: number }).minutesPerEpoch, exactMatch: (finetune as { exactMatch?: unknown }).exactMatch })}`);
       return;
     }
@@ -819,13 +817,7 @@ async function main(): Promise<void> {
     }
     const result = report(s, rows, peaks, tokPerS, torch.ok ? torch.version : undefined, { kiln: kilnProfiles, torch: torchProfiles }, finetune, loadavgBefore, started);
     printTable(result);
-    const json = JSON.stringify(result, null, 2);
-    if (s.out) {
-      writeFileSync(s.out, json + '\n');
-      log(`JSON written to ${s.out}`);
-    } else {
-      process.stdout.write(json + '\n');
-    }
+    emitJson(result, s.out);
   } finally {
     for (const w of workers) w.kill();
     await peak?.release().catch(() => undefined);
