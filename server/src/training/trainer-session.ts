@@ -77,14 +77,23 @@ export class TrainerSession {
       o.log?.(`training graph: ${built.params.length} trainable tensors, ${[...values.values()].reduce((a, x) => a + x.length, 0)} parameters`);
       const mainPath = writeModel(built.graph, join(dir, 'step'), TRAINING_OPSETS).modelPath;
       const optimizerPath = optimizerGraph ? writeModel(optimizerGraph, join(dir, 'optimizer'), TRAINING_OPSETS).modelPath : undefined;
-      // validation runs the forward pass alone: ORT does not prune a fetched-loss-only train step's backward
-      const lossPath = writeModel(buildLossGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed).graph, join(dir, 'loss'), TRAINING_OPSETS).modelPath;
       const create = (path: string) =>
         createWithFallback({ executionProvider: o.executionProvider ?? 'cpu', threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(path, opts));
       const main = await create(mainPath);
       const optimizer = optimizerPath ? (await create(optimizerPath)).session : undefined;
       const zeros = () => new Map(built.params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
-      const openLoss = async () => (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
+      // Validation runs the forward pass alone (ORT does not prune a loss-only fetch of the train step's
+      // backward); that graph is built on first use, so runs that never validate never write it.
+      const openLoss = async () => {
+        const source = openCheckpoint(o.modelDir);
+        let lossPath: string;
+        try {
+          lossPath = writeModel(buildLossGraph(source.config, source.weights, o.mode, o.seed).graph, join(dir, 'loss'), TRAINING_OPSETS).modelPath;
+        } finally {
+          source.weights.close();
+        }
+        return (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
+      };
       return new TrainerSession(checkpoint.config, built.params, main.provider, main.session, optimizer, { step: 0, values, m: zeros(), v: zeros() }, dir, openLoss);
     } finally {
       checkpoint.weights.close();
