@@ -74,7 +74,7 @@ export function fusedTransposed(weights: WeightSource, names: string[], inDim: n
   return out;
 }
 
-export function concatenated(weights: WeightSource, names: string[]): Float32Array {
+function concatenated(weights: WeightSource, names: string[]): Float32Array {
   const parts = names.map((n) => weights.readFloat32(n));
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
