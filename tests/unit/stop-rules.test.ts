@@ -28,7 +28,21 @@ const ROWS: Row[] = [
   { name: 'line: immediate overlap keeps nothing', text: 'foo(█)', output: ')', mode: 'line', expected: '', reason: 'suffix-overlap' },
   { name: 'line: ends on its own', text: 'x = █', output: '42', mode: 'line', expected: '42' },
   { name: 'line: token limit keeps the partial line', text: 'x = █', output: 'abcdefgh', mode: 'line', expected: 'abcd', reason: 'max-tokens', maxTokens: 4 },
+  { name: 'line: a loop is cut after its first copy', text: 'const d = █', output: 'Math.floor(0, 0, 0, 0, 0, 0, 0, 0);', mode: 'line', expected: 'Math.floor(0, ', reason: 'repetition' },
+  { name: 'line: a run of one char is a loop', text: 'return \'█', output: "naaaaaaaaaaaaaaaaaaaa';", mode: 'line', expected: 'na', reason: 'repetition' },
+  { name: 'line: four zeros in an array are code, not a loop', text: 'const v = █', output: '[0, 0, 0, 0];', mode: 'line', expected: '[0, 0, 0, 0];' },
+  { name: 'line: a rule without letters or digits is kept', text: '// █', output: '========================', mode: 'line', expected: '========================' },
+  { name: 'line: long numbers are kept', text: 'const big = █', output: '0x00000000 + 1000000000;', mode: 'line', expected: '0x00000000 + 1000000000;' },
   // block mode
+  {
+    name: 'block: a later line that loops is dropped with the rest',
+    text: 'function f() {\n  █\n}\n',
+    output: 'const a = 1;\n  return [a, a, a, a, a, a, a, a, a];\n}\n',
+    mode: 'block',
+    expected: 'const a = 1;',
+    reason: 'repetition',
+  },
+  { name: 'block: a loop on the cursor line is cut like in line mode', text: 'x = █', output: 'f(1, 1, 1, 1, 1, 1, 1, 1)\ny = 2\n', mode: 'block', expected: 'f(1, ', reason: 'repetition' },
   {
     name: 'block: an opened block ends with its closer at base indentation',
     text: 'if (ok) {█',

@@ -17,11 +17,15 @@
 //               d. a line equal (indentation included) to the first non-blank line after the cursor
 //                  line, while the completion's own brackets are balanced, repeats the document: it ends
 //                  the block before it ('suffix-overlap').
+//   both modes  degenerate loop: a line ends in one short unit (with a letter or digit) repeated
+//               LOOP_COPIES times or more, as small models do greedily ("0, 0, 0, 0, 0, …") → keep
+//               the line up to the end of the unit's first copy; in block mode a later line that loops
+//               is dropped with what follows ('repetition').
 //   limits      tokenCount ≥ maxTokens ('max-tokens') or now() ≥ deadline ('time'); block mode then
 //               keeps the complete lines (or the partial line 0 when there is no complete line yet).
 
 export type StopMode = 'line' | 'block';
-export type StopReason = 'line-end' | 'block-end' | 'max-tokens' | 'time' | 'suffix-overlap';
+export type StopReason = 'line-end' | 'block-end' | 'max-tokens' | 'time' | 'suffix-overlap' | 'repetition';
 
 /** What the rules need to know about the request. */
 export interface StopContext {
@@ -103,6 +107,8 @@ function evaluateLine(generated: string, doc: DocumentView): Verdict {
   const line0 = stripCr(newline < 0 ? generated : generated.slice(0, newline));
   const overlap = restOfLineOverlap(line0, doc.restOfLine);
   if (overlap >= 0) return { reason: 'suffix-overlap', keep: overlap };
+  const loop = loopStart(line0);
+  if (loop >= 0) return { reason: 'repetition', keep: loop };
   if (newline >= 0) return { reason: 'line-end', keep: line0.length };
   return { keep: line0.length };
 }
@@ -112,6 +118,8 @@ function evaluateBlock(generated: string, doc: DocumentView, final: boolean): Ve
   const line0 = stripCr(lines[0]!);
   const overlap = restOfLineOverlap(line0, doc.restOfLine);
   if (overlap >= 0) return { reason: 'suffix-overlap', keep: overlap };
+  const loop0 = loopStart(line0);
+  if (loop0 >= 0) return { reason: 'repetition', keep: loop0 };
   if (lines.length === 1 && !final) return { keep: line0.length };
   const header = doc.lineBefore + line0;
   const base = indentWidth(doc.lineBefore.trim() === '' ? header : doc.lineBefore);
@@ -125,6 +133,7 @@ function evaluateBlock(generated: string, doc: DocumentView, final: boolean): Ve
   for (let i = 1; i < lines.length; lineStart += lines[i]!.length + 1, i++) {
     const body = stripCr(lines[i]!);
     const complete = i < lines.length - 1 || final;
+    if (loopStart(body) >= 0) return { reason: 'repetition', keep };
     if (body.trim() === '') {
       if (complete && ++blankRun >= 2) return { reason: 'block-end', keep };
       continue;
@@ -158,6 +167,30 @@ function restOfLineOverlap(line0: string, restOfLine: string): number {
   for (let p = 0; p <= line0.length - restOfLine.length; p++) {
     while (next < scan.brackets.length && scan.brackets[next]!.index < p) depth += isOpener(scan.brackets[next++]!.char) ? 1 : -1;
     if (depth <= 0 && scan.inCode[p] && line0.startsWith(restOfLine, p)) return p;
+  }
+  return -1;
+}
+
+/** Copies of a unit that make a loop: 4 would cut a legitimate `[0, 0, 0, 0]`. */
+const LOOP_COPIES = 5;
+const LOOP_MAX_UNIT = 24;
+/** Shorter runs are numbers and short literals (`1000000`, `0x0000`), not loops. */
+const LOOP_MIN_CHARS = 12;
+
+/**
+ * When `line` ends in a loop (a unit of 1–24 chars holding a letter or digit, repeated at least
+ * LOOP_COPIES times through the end of the line, LOOP_MIN_CHARS chars or more), where the unit's first
+ * copy ends; −1 otherwise. Rules and separators (`=====`, `-----`, indentation) have no letter or digit.
+ */
+export function loopStart(line: string): number {
+  for (let unit = 1; unit <= LOOP_MAX_UNIT && unit * LOOP_COPIES <= line.length; unit++) {
+    // the periodic tail: every char equals the one `unit` chars before it
+    let start = line.length - unit;
+    while (start > 0 && line[start - 1] === line[start - 1 + unit]) start--;
+    const run = line.length - start;
+    if (run < unit * LOOP_COPIES || run < LOOP_MIN_CHARS) continue;
+    if (!/[\p{L}\p{N}]/u.test(line.slice(start, start + unit))) continue;
+    return start + unit;
   }
   return -1;
 }
