@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Tokenizer } from '../../server/src/model/tokenizer';
 import { resolveFimTemplate, type FimTemplate } from '../../server/src/model/fim';
 import { chunkByLines } from '../../server/src/dataset/chunk';
-import { fimSplit, makeExample, type ExampleContext, type FimOptions } from '../../server/src/dataset/fim-transform';
+import { fimLineSplit, fimSplit, makeExample, type ExampleContext, type FimOptions } from '../../server/src/dataset/fim-transform';
 import { keyedRandom } from '../../server/src/dataset/random';
 import { CODE_CORPUS, writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { tempDir } from '../helpers/tiny-session';
@@ -15,7 +15,7 @@ const template = resolveFimTemplate(tokenizer) as FimTemplate;
 const endId = tokenizer.eosId!;
 
 function context(options: Partial<FimOptions>): ExampleContext {
-  return { tokenizer, template, endId, options: { fimRate: 0.9, spmRate: 0.5, loss: 'all', ...options } };
+  return { tokenizer, template, endId, options: { fimRate: 0.9, spmRate: 0.5, lineSpanRate: 0, loss: 'all', ...options } };
 }
 
 const TEXT = CODE_CORPUS.slice(0, 600);
@@ -73,6 +73,42 @@ test('the FIM and SPM rates are honoured', () => {
   assert.ok(Math.abs(counts.spm / fim - 0.5) < 0.05, JSON.stringify(counts));
   const none = makeExample(TEXT, { ...context({ fimRate: 1 }), template: undefined }, keyedRandom(0, 'x'));
   assert.equal(none.kind, 'plain');
+});
+
+test('line spans: the middle starts on a line and ends where a line ends, the break left in the suffix', () => {
+  const text = 'function f(a) {\r\n  if (a) {\n    return 1;\n  }\n\n  return 2;\n}\n// 😀 end';
+  let atIndentation = 0;
+  let multiLine = 0;
+  const n = 400;
+  for (let i = 0; i < n; i++) {
+    const [prefix, middle, suffix] = fimLineSplit(text, keyedRandom(i, 'lines'));
+    assert.equal(prefix + middle + suffix, text);
+    assert.ok(suffix === '' || /^\r?\n/.test(suffix), JSON.stringify(suffix));
+    assert.ok(!middle.endsWith('\n') && !middle.endsWith('\r'));
+    assert.ok(middle.split('\n').filter((l) => l.trim() !== '').length <= 4, JSON.stringify(middle));
+    const lineBefore = prefix.slice(prefix.lastIndexOf('\n') + 1);
+    assert.notEqual(lineBefore + middle.split('\n')[0], '', 'starts on a non-blank line');
+    for (const p of [prefix, middle, suffix]) assert.ok(!/^[\uDC00-\uDFFF]|[\uD800-\uDBFF]$/.test(p));
+    if (lineBefore.trim() === '' && middle !== '') atIndentation++;
+    if (middle.includes('\n')) multiLine++;
+  }
+  assert.ok(atIndentation > 0.4 * n && atIndentation < 0.8 * n, `${atIndentation} of ${n} start at the indentation`);
+  assert.ok(multiLine > 0.15 * n && multiLine < 0.45 * n, `${multiLine} of ${n} span several lines`);
+  assert.deepEqual(fimLineSplit('  \n\n', keyedRandom(0, 'blank')).join(''), '  \n\n', 'no content line: a uniform cut');
+});
+
+test('lineSpanRate picks line spans in FIM examples: their middles end at a line end', () => {
+  const text = CODE_CORPUS.slice(0, 600);
+  const middles = (rate: number) =>
+    Array.from({ length: 200 }, (_, i) => {
+      const t = makeExample(text, context({ fimRate: 1, spmRate: 0, lineSpanRate: rate }), keyedRandom(i, 'span')).tokens;
+      const suffix = tokenizer.decode(t.slice(t.indexOf(template.suffixId) + 1, t.indexOf(template.middleId)));
+      return suffix === '' || suffix.startsWith('\n');
+    }).filter(Boolean).length;
+  assert.equal(middles(1), 200);
+  const half = middles(0.5);
+  assert.ok(half > 70 && half < 150, `${half} of 200 line-aligned at rate 0.5`);
+  assert.ok(middles(0) < 40, 'uniform cuts rarely land on a line end');
 });
 
 test('FIM cuts never split a surrogate pair', () => {

@@ -21,6 +21,8 @@ export interface DatasetOptions extends ScanOptions {
   fimRate?: number;
   /** Share of FIM examples in SPM order (default 0.5). */
   spmRate?: number;
+  /** Share of FIM examples whose middle is cut at line ends (default 0.5); see fimLineSplit. */
+  lineSpanRate?: number;
   /** Which tokens are targets (default 'all'); see FimLoss. */
   fimLoss?: FimLoss;
   /** Share of files held out for validation (default 0.1). */
@@ -49,6 +51,7 @@ export interface DatasetReport {
   seed: number;
   fimRate: number;
   spmRate: number;
+  lineSpanRate: number;
   fimLoss: FimLoss;
   validationFraction: number;
   /** Sorted by path. */
@@ -99,10 +102,11 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const seed = options.seed ?? 0;
   const fimRate = options.fimRate ?? 0.9;
   const spmRate = options.spmRate ?? 0.5;
+  const lineSpanRate = options.lineSpanRate ?? 0.5;
   const fimLoss = options.fimLoss ?? 'all';
   const validationFraction = options.validationFraction ?? 0.1;
   const maxFileBytes = options.maxFileBytes ?? SCAN_DEFAULTS.maxFileBytes;
-  for (const [name, rate] of [['fimRate', fimRate], ['spmRate', spmRate]] as const) {
+  for (const [name, rate] of [['fimRate', fimRate], ['spmRate', spmRate], ['lineSpanRate', lineSpanRate]] as const) {
     if (!(rate >= 0 && rate <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${rate}`);
   }
 
@@ -117,7 +121,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const split = splitByPath(deduped.kept, validationFraction);
   const heldOut = new Set(split.validation);
 
-  const ctx: ExampleContext = { tokenizer, template, endId: endTokenId(tokenizer, template), options: { fimRate, spmRate, loss: fimLoss } };
+  const ctx: ExampleContext = { tokenizer, template, endId: endTokenId(tokenizer, template), options: { fimRate, spmRate, lineSpanRate, loss: fimLoss } };
   const examples = { train: [] as Example[], validation: [] as Example[] };
   const kinds: Record<ExampleKind, number> = { plain: 0, psm: 0, spm: 0 };
   const tokens = { train: 0, validation: 0 };
@@ -148,6 +152,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     seed,
     fimRate,
     spmRate,
+    lineSpanRate,
     fimLoss,
     validationFraction,
     files,

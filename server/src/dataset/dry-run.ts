@@ -10,7 +10,7 @@ export function formatDryRun(report: DatasetReport): string {
   const { files, excluded } = report;
   out.push(`Fine-tune dataset (dry run) for ${report.root} (${report.mode === 'git' ? 'git tracked and unignored files' : 'folder walk honouring .gitignore'})`);
   const loss = report.fimLoss === 'all' ? 'loss on all tokens' : 'loss on FIM middles';
-  out.push(`sequence ${num(report.seqLen)} tokens, seed ${report.seed}, FIM ${pct(report.fimRate)} (SPM ${pct(report.spmRate)} of those), ${loss}, validation ${pct(report.validationFraction)} of files`);
+  out.push(`sequence ${num(report.seqLen)} tokens, seed ${report.seed}, FIM ${pct(report.fimRate)} (SPM ${pct(report.spmRate)} of those, ${pct(report.lineSpanRate)} cut at line ends), ${loss}, validation ${pct(report.validationFraction)} of files`);
   if (report.truncated) out.push('WARNING: a scan limit was reached; some files were not considered.');
 
   out.push('', `Files (${num(files.length)}):`);

@@ -1,6 +1,9 @@
 // Turns a piece of a document into one training example: with probability `fimRate` a
 // fill-in-the-middle example in the model's own template (PSM or SPM), otherwise plain text; both
-// end with the end-of-text token, so the model learns to stop after a middle.
+// end with the end-of-text token, so the model learns to stop after a middle. A FIM middle is either
+// a uniform character span (Bavarian et al. 2022) or, with probability `lineSpanRate`, the rest of a
+// line (or of a few lines) — what the editor asks for at a cursor — so the model also learns to end
+// a middle where a line ends.
 import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
 import { charBoundary } from './chunk';
 import { randomInt } from './random';
@@ -23,6 +26,8 @@ export interface FimOptions {
   fimRate: number;
   /** Share of FIM examples in SPM order, the rest PSM (default 0.5). */
   spmRate: number;
+  /** Share of FIM examples whose middle is cut at line ends (fimLineSplit), the rest uniform (default 0.5). */
+  lineSpanRate: number;
   loss: FimLoss;
 }
 
@@ -52,9 +57,44 @@ export function fimSplit(text: string, random: () => number): [string, string, s
   return [text.slice(0, lo), text.slice(lo, hi), text.slice(hi)];
 }
 
+/** Share of line spans that end on their own line; the others take 1–3 more lines. */
+const SINGLE_LINE_SPANS = 0.7;
+const MAX_EXTRA_LINES = 3;
+
+/** Lines holding more than whitespace: where their content starts (first non-blank) and ends (before \r?\n). */
+function contentLines(text: string): { first: number; end: number }[] {
+  const lines: { first: number; end: number }[] = [];
+  for (let start = 0; start < text.length; ) {
+    const newline = text.indexOf('\n', start);
+    const next = newline < 0 ? text.length : newline + 1;
+    const end = newline < 0 ? text.length : newline > start && text[newline - 1] === '\r' ? newline - 1 : newline;
+    const first = start + (text.slice(start, end).length - text.slice(start, end).trimStart().length);
+    if (first < end) lines.push({ first, end });
+    start = next;
+  }
+  return lines;
+}
+
 /**
- * One example from `text`. Draws, in order: FIM or not; then, for FIM, the two cut points and the
- * order. `plainIds` may pass the text's tokens when already known. Each part is tokenized on its
+ * The text cut where an editor's cursor would be: the middle starts on a random non-blank line, at
+ * its first non-blank character or (half the time) anywhere in it, and runs to the end of that
+ * line's content or of one of the next 1–3 non-blank lines; the line break stays in the suffix.
+ * A text with no such line is cut uniformly.
+ */
+export function fimLineSplit(text: string, random: () => number): [string, string, string] {
+  const lines = contentLines(text);
+  if (lines.length === 0) return fimSplit(text, random);
+  const i = randomInt(random, lines.length);
+  const line = lines[i]!;
+  const start = random() < 0.5 ? line.first : charBoundary(text, line.first + randomInt(random, line.end - line.first + 1));
+  const extra = random() < SINGLE_LINE_SPANS ? 0 : 1 + randomInt(random, MAX_EXTRA_LINES);
+  const end = lines[Math.min(lines.length - 1, i + extra)]!.end;
+  return [text.slice(0, start), text.slice(start, end), text.slice(end)];
+}
+
+/**
+ * One example from `text`. Draws, in order: FIM or not; then, for FIM, the kind of span (when
+ * `lineSpanRate` > 0), its cut points and the order. `plainIds` may pass the text's tokens when already known. Each part is tokenized on its
  * own, as at inference time, where prefix and suffix are encoded apart.
  */
 export function makeExample(text: string, ctx: ExampleContext, random: () => number, plainIds?: readonly number[]): Example {
@@ -65,7 +105,8 @@ export function makeExample(text: string, ctx: ExampleContext, random: () => num
     const tokens = [...head, ...(plainIds ?? tokenizer.encode(text)), endId];
     return { tokens, loss: new Uint8Array(tokens.length).fill(1), kind: 'plain' };
   }
-  const [prefix, middle, suffix] = fimSplit(text, random);
+  const lineSpan = options.lineSpanRate > 0 && random() < options.lineSpanRate;
+  const [prefix, middle, suffix] = lineSpan ? fimLineSplit(text, random) : fimSplit(text, random);
   const order: FimOrder = random() < options.spmRate ? 'spm' : 'psm';
   const prompt = buildFimPrompt(template, tokenizer.encode(prefix), tokenizer.encode(suffix), order);
   const tokens = [...prompt, ...tokenizer.encode(middle), endId];

@@ -43,6 +43,7 @@ export interface FineTuneOptions {
   evalLines: number;
   fimRate: number;
   spmRate: number;
+  lineSpanRate: number;
   resume: boolean;
   dryRun: boolean;
 }
@@ -68,6 +69,7 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   evalLines: 100,
   fimRate: 0.9,
   spmRate: 0.5,
+  lineSpanRate: 0.5,
   resume: true,
   dryRun: false,
 };
@@ -98,15 +100,15 @@ export interface FineTuneResult {
 }
 
 function runId(o: FineTuneOptions, datasetHash: string): string {
-  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed } = o;
-  return createHash('sha256').update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, datasetHash })).digest('hex');
+  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate } = o;
+  return createHash('sha256').update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, datasetHash })).digest('hex');
 }
 
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const tokenizer = Tokenizer.load(o.modelDir);
   const fim = resolveFimTemplate(tokenizer);
-  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, signal });
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, signal });
   const report = dataset.report;
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
   const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
