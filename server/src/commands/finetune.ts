@@ -15,7 +15,9 @@ import { formatReport } from './eval';
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
-         [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json] [--in-process]`;
+         [--line-spans X] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json]
+         [--in-process]
+  --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})`;
 
 const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads'] as const;
 
@@ -26,8 +28,15 @@ function positiveFloat(name: string, value: string | undefined, fallback: number
   return x;
 }
 
+function fraction(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const x = Number(value);
+  if (value.trim() === '' || !(x >= 0 && x <= 1)) throw new UsageError(`--${name} must be a number from 0 to 1, got "${value}"`);
+  return x;
+}
+
 function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep'].map((f) => [f, { type: 'string' as const }]));
+  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans'].map((f) => [f, { type: 'string' as const }]));
   const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
@@ -66,6 +75,7 @@ function parse(args: string[]): { options: FineTuneOptions; json: boolean; inPro
     checkpointEvery: Math.max(1, int('eval-every', d.checkpointEvery)),
     evalLines: int('eval-lines', d.evalLines),
     seed: int('seed', d.seed),
+    lineSpanRate: fraction('line-spans', str('line-spans'), d.lineSpanRate),
     threads: int('threads', 0) || automaticThreads(),
     executionProvider: str('ep') === undefined ? d.executionProvider : parseExecutionProvider(str('ep')),
     resume: v['no-resume'] !== true,
