@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { saveLoraAdapter } from '../../server/src/model/export/peft';
 import type { EvalReport } from '../../server/src/training/evaluate';
+import type { PairedDifference } from '../../server/src/training/paired-difference';
 import { ensureBuilt, runKiln as kiln } from '../helpers/built-cli';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { TINY_LLAMA } from '../helpers/tiny-model';
@@ -62,6 +63,21 @@ describe('kiln eval', () => {
     assert.ok(report.editSimilarity >= 0 && report.editSimilarity <= 1);
     assert.ok(Number.isFinite(report.validationLoss) && report.validationLoss > 0);
     assert.ok(report.tokens > 0);
+  });
+
+  it('--baselines scores both baselines on the same lines, with the paired difference', async () => {
+    const r = await kiln('eval', src, '--json', '--max-lines', '6', '--baselines', src, ...onCpu);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as EvalReport & { baselines: Record<'previousLine' | 'ngram', { exactMatch: number; editSimilarity: number; modelMinusBaseline: PairedDifference }> };
+    for (const b of [out.baselines.previousLine, out.baselines.ngram]) {
+      const d = b.modelMinusBaseline;
+      assert.equal(d.lines, out.lines);
+      assert.ok(Math.abs(d.editSimilarity.mean - (out.editSimilarity - b.editSimilarity)) < 1e-9, 'paired mean = difference of the means');
+      assert.ok(Math.abs(d.exactMatch.mean - (out.exactMatch - b.exactMatch)) < 1e-9);
+      assert.ok(d.editSimilarity.low <= d.editSimilarity.mean && d.editSimilarity.mean <= d.editSimilarity.high);
+    }
+    const table = await kiln('eval', src, '--max-lines', '6', '--baselines', src, ...onCpu);
+    assert.match(table.stdout, /^ {2}previous line +exact [+-]\d+\.\d \[[^\]]+\] points, edit sim [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]$/m);
   });
 
   it('--adapter evaluates the model with the adapter merged', async () => {

@@ -5,13 +5,16 @@ import { defaultModelPath } from '../default-model';
 import { automaticThreads } from '../lsp/model-host';
 import { collectEvalFiles } from '../training/eval-files';
 import { NgramModel, previousLinePrediction } from '../training/baselines';
-import { type EvalFile, evaluateModel, type EvalReport, sampleLines, scoreLines } from '../training/evaluate';
+import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../training/evaluate';
+import { type Difference, type PairedDifference, pairedDifference } from '../training/paired-difference';
 import type { CompletionModel } from '../completion/completion-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
+  '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
+  '  with the model\'s per-line difference to each (mean and 95% interval);\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
 
 function parse(args: string[]) {
@@ -65,12 +68,12 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
   try {
     const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
-    const report = await evaluateModel(model, files, options);
+    const { report, perLine } = await evaluateModelPerLine(model, files, options);
     if (!parsed.baselinesFrom) {
       out(parsed.json ? JSON.stringify(report) : formatReport(report));
       return 0;
     }
-    const baselines = await scoreBaselines(model, files, parsed.baselinesFrom, options);
+    const baselines = await scoreBaselines(model, perLine, files, parsed.baselinesFrom, options);
     out(parsed.json ? JSON.stringify({ ...report, baselines }) : `${formatReport(report)}\n${formatBaselines(report, baselines)}`);
   } finally {
     await model.loaded.session.release();
@@ -78,13 +81,20 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   return 0;
 }
 
+interface BaselineScore {
+  exactMatch: number;
+  editSimilarity: number;
+  /** The model's score minus this baseline's, line by line, with 95% intervals. */
+  modelMinusBaseline: PairedDifference;
+}
+
 interface BaselineScores {
-  previousLine: { exactMatch: number; editSimilarity: number };
-  ngram: { exactMatch: number; editSimilarity: number; order: number; trainTokens: number };
+  previousLine: BaselineScore;
+  ngram: BaselineScore & { order: number; trainTokens: number };
 }
 
 /** Both baselines on exactly the lines the model was scored on (same sampling, same seed). */
-async function scoreBaselines(model: CompletionModel, files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number }): Promise<BaselineScores> {
+async function scoreBaselines(model: CompletionModel, modelLines: LineScore[], files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number }): Promise<BaselineScores> {
   const lines = sampleLines(files, o.maxLines, o.seed);
   const previous = await scoreLines(files, lines, async (task) => previousLinePrediction(task.text, task.offset));
   const trainFiles = collectEvalFiles(trainDir, { maxFiles: 100_000 });
@@ -92,18 +102,32 @@ async function scoreBaselines(model: CompletionModel, files: EvalFile[], trainDi
   const ngram = NgramModel.train(sequences, model.loaded.config.vocabSize, 3);
   const stops = new Set(model.fim.stopIds);
   const scored = await scoreLines(files, lines, async (task) => ngram.completeLine(model.tokenizer, task.text.slice(0, task.offset), stops));
+  const score = (s: { exactMatch: number; editSimilarity: number; perLine: LineScore[] }) => ({
+    exactMatch: s.exactMatch,
+    editSimilarity: s.editSimilarity,
+    modelMinusBaseline: pairedDifference(modelLines, s.perLine),
+  });
   return {
-    previousLine: { exactMatch: previous.exactMatch, editSimilarity: previous.editSimilarity },
-    ngram: { exactMatch: scored.exactMatch, editSimilarity: scored.editSimilarity, order: 3, trainTokens: sequences.reduce((a, s) => a + s.length, 0) },
+    previousLine: score(previous),
+    ngram: { ...score(scored), order: 3, trainTokens: sequences.reduce((a, s) => a + s.length, 0) },
   };
 }
 
+const signed = (x: number, digits: number) => (Number.isNaN(x) ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`);
+const interval = (d: Difference, scale: number, digits: number) => `${signed(scale * d.mean, digits)} [${signed(scale * d.low, digits)}, ${signed(scale * d.high, digits)}]`;
+
 function formatBaselines(model: EvalReport, b: BaselineScores): string {
-  const row = (name: string, x: { exactMatch: number; editSimilarity: number }) => `${name.padEnd(22)} ${percent(x.exactMatch).padStart(8)}  ${fixed(x.editSimilarity, 3).padStart(8)}`;
+  const ngramName = `token 3-gram (${(b.ngram.trainTokens / 1e6).toFixed(1)}M tok)`;
+  const row = (name: string, x: { exactMatch: number; editSimilarity: number }) => `${name.padEnd(28)} ${percent(x.exactMatch).padStart(8)}  ${fixed(x.editSimilarity, 3).padStart(8)}`;
+  const gap = (name: string, x: BaselineScore) =>
+    `${name.padEnd(28)} exact ${interval(x.modelMinusBaseline.exactMatch, 100, 1)} points, edit sim ${interval(x.modelMinusBaseline.editSimilarity, 1, 3)}`;
   return [
-    `${''.padEnd(22)} ${'exact'.padStart(8)}  ${'edit sim'.padStart(8)}`,
+    `${''.padEnd(28)} ${'exact'.padStart(8)}  ${'edit sim'.padStart(8)}`,
     row('model', model),
     row('previous line', b.previousLine),
-    row(`token 3-gram (${(b.ngram.trainTokens / 1e6).toFixed(1)}M tok)`, b.ngram),
+    row(ngramName, b.ngram),
+    'model minus baseline, same lines (mean [95% interval]):',
+    gap('  previous line', b.previousLine),
+    gap('  token 3-gram', b.ngram),
   ].join('\n');
 }

@@ -232,31 +232,52 @@ async function validationLoss(model: CompletionModel, files: readonly EvalFile[]
 /** Greedy, single-line, no speculation, no wall-clock stop (a slow machine must not change scores). */
 const EVAL_SETTINGS: KilnSettings = { ...DEFAULT_SETTINGS, completionMode: 'line', temperature: 0, speculate: false, candidates: 1, timeLimitMs: 60_000 };
 
+/** One sampled line's score. */
+export interface LineScore {
+  exact: boolean;
+  similarity: number;
+}
+
+export interface LineScores {
+  exactMatch: number;
+  editSimilarity: number;
+  samples: EvalSample[];
+  /** In the order of the lines scored: what paired comparisons between predictors need. */
+  perLine: LineScore[];
+}
+
 /** Per-line exact match and edit similarity of any predictor on the sampled lines. */
 export async function scoreLines(
   files: readonly EvalFile[],
   lines: readonly EvalLine[],
   predict: (task: { text: string; offset: number }, line: EvalLine) => Promise<string>,
   options: Pick<EvalOptions, 'signal' | 'onProgress'> = {},
-): Promise<{ exactMatch: number; editSimilarity: number; samples: EvalSample[] }> {
+): Promise<LineScores> {
   let exact = 0;
   let similarity = 0;
   const samples: EvalSample[] = [];
+  const perLine: LineScore[] = [];
   for (const [i, line] of lines.entries()) {
     options.signal?.throwIfAborted();
     const task = lineTask(files[line.file]!.text, line);
     const got = await predict(task, line);
     const score = compareLine(task.expected, got);
+    perLine.push(score);
     if (score.exact) exact++;
     similarity += score.similarity;
     if (samples.length < SAMPLES_KEPT) samples.push({ path: line.path, line: line.line, expected: task.expected.trim(), got: got.trim() });
     options.onProgress?.({ phase: 'lines', done: i + 1, total: lines.length });
   }
   const n = lines.length;
-  return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, samples };
+  return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, samples, perLine };
 }
 
 export async function evaluateModel(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<EvalReport> {
+  return (await evaluateModelPerLine(model, files, options)).report;
+}
+
+/** evaluateModel, with the score of every sampled line (in sampleLines order) beside the report. */
+export async function evaluateModelPerLine(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<{ report: EvalReport; perLine: LineScore[] }> {
   const { loss, tokens } = await validationLoss(model, files, options);
   const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
   // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
@@ -271,5 +292,6 @@ export async function evaluateModel(model: CompletionModel, files: readonly Eval
     },
     options,
   );
-  return { files: files.length, lines: lines.length, ...scores, validationLoss: loss, tokens };
+  const { perLine, ...figures } = scores;
+  return { report: { files: files.length, lines: lines.length, ...figures, validationLoss: loss, tokens }, perLine };
 }
