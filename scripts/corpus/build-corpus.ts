@@ -4,7 +4,9 @@
 //
 //   node --import tsx scripts/corpus/build-corpus.ts [--out DIR] [--list FILE]
 //
-// Tarballs are cached in <out>/tarballs; everything else is rebuilt from them on every run.
+// Tarballs are cached in <out>/tarballs; everything else is rebuilt from them on every run. The
+// Debian sources are read from installed packages: a run that finds some missing prints the one
+// apt-get command that installs them all at their pins.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -13,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { dedupeByContent } from '../../server/src/dataset/dedupe';
 import { walkWorkspace } from '../../server/src/dataset/ignore-walk';
 import { collectSource, type Collected } from './collect';
-import { debianFiles, extractPackage, fetchTarballs, tarballName } from './fetch';
+import { checkDebianPins, debianFiles, extractPackage, fetchTarballs, tarballName } from './fetch';
 import { buildManifest, type CorpusFile, type SourceInfo, type Split } from './manifest';
 import { loadCorpusList, matchesRule, sourceFolder, type CorpusList } from './sources';
 
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
   const listFile = resolve(values.list ?? join(REPO, 'scripts', 'corpus', 'packages.json'));
   const started = Date.now();
   const list = loadCorpusList(listFile);
+  checkDebianPins(list.debian);
   const sources = [...(await gatherNpm(list, out)), ...(await gatherDebian(list))];
   const files = dedupe(sources);
   writeCorpus(out, files);

@@ -59,6 +59,38 @@ export function extractPackage(p: NpmSource, tarball: string, dest: string): { r
   return { root, integrity };
 }
 
+/** The installed version of a Debian package, or undefined when it is not installed. */
+function installedVersion(pkg: string): string | undefined {
+  try {
+    const status = execFileSync('dpkg-query', ['-W', '-f=${db:Status-Status} ${Version}', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const [state, version] = status.split(' ');
+    return state === 'installed' ? version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks every pinned Debian package before anything is read, so one run names all that are
+ * missing: the error carries a single apt-get command that installs them at their pins.
+ */
+export function checkDebianPins(sources: readonly DebianSource[]): void {
+  const missing: string[] = [];
+  const different: string[] = [];
+  for (const source of sources) {
+    for (const [pkg, pinned] of Object.entries(source.debianPackages)) {
+      const installed = installedVersion(pkg);
+      if (installed === undefined) missing.push(`${pkg}=${pinned}`);
+      else if (installed !== pinned) different.push(`${pkg} is ${installed} here, the list pins ${pinned}`);
+    }
+  }
+  const problems = [
+    ...(missing.length ? [`${missing.length} pinned Debian packages are not installed; as root: apt-get install -y --no-install-recommends ${[...new Set(missing)].join(' ')}`] : []),
+    ...(different.length ? [`${different.length} differ from their pins (update packages.json to rebuild with them): ${[...new Set(different)].join('; ')}`] : []),
+  ];
+  if (problems.length) throw new Error(problems.join('\n'));
+}
+
 /**
  * The paths (relative to `source.root`, sorted) of the files dpkg lists for the source's Debian
  * packages, after checking that each is installed at its pinned version.
@@ -66,12 +98,8 @@ export function extractPackage(p: NpmSource, tarball: string, dest: string): { r
 export function debianFiles(source: DebianSource): string[] {
   const paths = new Set<string>();
   for (const [pkg, pinned] of Object.entries(source.debianPackages)) {
-    let installed: string;
-    try {
-      installed = execFileSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      throw new Error(`${source.name}: Debian package ${pkg} is not installed (apt-get install ${pkg}=${pinned})`);
-    }
+    const installed = installedVersion(pkg);
+    if (installed === undefined) throw new Error(`${source.name}: Debian package ${pkg} is not installed (apt-get install ${pkg}=${pinned})`);
     if (installed !== pinned) throw new Error(`${source.name}: ${pkg} is ${installed} here, the list pins ${pinned}; update packages.json to rebuild with it`);
     const listed = execFileSync('dpkg-query', ['-L', pkg], { encoding: 'utf8', maxBuffer: 64 << 20 });
     for (const line of listed.split('\n')) if (line.startsWith(`${source.root}/`)) paths.add(line.slice(source.root.length + 1));
