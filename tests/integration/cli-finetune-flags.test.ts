@@ -1,5 +1,6 @@
-// `kiln finetune --line-spans`: the share of line-aligned FIM middles reaches the dataset (the dry run
-// reports it) and a value outside [0, 1] is a usage error (exit 2) before anything is read.
+// `kiln finetune --line-spans` and `--max-files`: the share of line-aligned FIM middles reaches the
+// dataset (the dry run reports it), the file bound is applied and reported, and a share outside
+// [0, 1] is a usage error (exit 2) before anything is read.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
@@ -23,6 +24,14 @@ test('--line-spans reaches the dataset: the dry run names the share', async () =
   assert.match(quarter.stdout, /SPM 50% of those, 25% cut at line ends/);
   const byDefault = await runKiln('finetune', repo, '--model', modelDir, '--cache', join(root, 'cache'), '--dry-run');
   assert.match(byDefault.stdout, /50% cut at line ends/);
+});
+
+test('--max-files bounds the scan and says what it left out', async () => {
+  const r = await runKiln('finetune', repo, '--model', modelDir, '--cache', join(root, 'cache'), '--dry-run', '--max-files', '2');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /the scan stopped at its bounds \(over 2 files\): 1 files left out, from src\/options02\.ts on; --max-files raises the file bound/);
+  const all = await runKiln('finetune', repo, '--model', modelDir, '--cache', join(root, 'cache'), '--dry-run');
+  assert.doesNotMatch(all.stderr, /stopped at its bounds/);
 });
 
 test('--line-spans outside 0–1 is a usage error', async () => {

@@ -15,11 +15,12 @@ import { formatReport } from './eval';
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
-         [--line-spans X] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json]
+         [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json]
          [--in-process]
+  --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})`;
 
-const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads'] as const;
+const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads', 'max-files'] as const;
 
 function positiveFloat(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -76,6 +77,7 @@ function parse(args: string[]): { options: FineTuneOptions; json: boolean; inPro
     evalLines: int('eval-lines', d.evalLines),
     seed: int('seed', d.seed),
     lineSpanRate: fraction('line-spans', str('line-spans'), d.lineSpanRate),
+    maxFiles: Math.max(1, int('max-files', d.maxFiles)),
     threads: int('threads', 0) || automaticThreads(),
     executionProvider: str('ep') === undefined ? d.executionProvider : parseExecutionProvider(str('ep')),
     resume: v['no-resume'] !== true,

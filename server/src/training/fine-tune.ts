@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
 import { buildDataset, type DatasetReport } from '../dataset/build-dataset';
+import { SCAN_DEFAULTS } from '../dataset/scan';
 import { resolveFimTemplate, type FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
@@ -44,6 +45,8 @@ export interface FineTuneOptions {
   fimRate: number;
   spmRate: number;
   lineSpanRate: number;
+  /** Files the workspace scan reads at most (the rest are excluded as 'limit' and reported). */
+  maxFiles: number;
   resume: boolean;
   dryRun: boolean;
 }
@@ -70,6 +73,7 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   fimRate: 0.9,
   spmRate: 0.5,
   lineSpanRate: 0.5,
+  maxFiles: SCAN_DEFAULTS.maxFiles,
   resume: true,
   dryRun: false,
 };
@@ -108,8 +112,13 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const tokenizer = Tokenizer.load(o.modelDir);
   const fim = resolveFimTemplate(tokenizer);
-  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, signal });
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, maxFiles: o.maxFiles, signal });
   const report = dataset.report;
+  if (report.truncated) {
+    const limited = report.excluded.filter((e) => e.reason === 'limit');
+    const why = limited[0]?.detail ?? 'the listing was cut short';
+    emit({ type: 'log', message: `the scan stopped at its bounds (${why}): ${limited.length} files left out, from ${limited[0]?.path ?? 'the end of the listing'} on; --max-files raises the file bound` });
+  }
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
   const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
   if (o.dryRun) return empty;
