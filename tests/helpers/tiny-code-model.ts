@@ -14,8 +14,8 @@ export interface TinyCodeModelOptions {
   maxPositions?: number;
   fimOrders?: FimOrder[];
   /**
-   * Weights that never stop: the final norm keeps one hidden unit and the LM head reads it into 'a'
-   * (positive) or 'b' (negative), every other logit 0, so greedy decoding emits only 'a' and 'b' —
+   * Weights that never stop: the final norm keeps one hidden unit and the LM head reads it into '+'
+   * (positive) or '-' (negative), every other logit 0, so greedy decoding emits only '+' and '-' —
    * no newline, no stop token — until a token limit, a deadline or an abort. For scheduler tests.
    */
   endless?: boolean;
@@ -39,8 +39,9 @@ function makeEndless(tensors: Map<string, Float32Array>, hidden: number): void {
   norm[0] = 1;
   const head = tensors.get('lm_head.weight')!; // [V, H]
   head.fill(0);
-  head['a'.charCodeAt(0) * hidden] = 1;
-  head['b'.charCodeAt(0) * hidden] = -1;
+  // punctuation, not letters: the stop rules cut a run of one letter as a degenerate loop
+  head['+'.charCodeAt(0) * hidden] = 1;
+  head['-'.charCodeAt(0) * hidden] = -1;
 }
 
 /** Settings for tests: the CPU, one thread, greedy, no speculation (so every model call is a request). */

@@ -19,7 +19,7 @@ const clients: KilnClient[] = [];
 
 before(() => {
   ensureBuilt();
-  writeTinyCodeModel(modelDir, { endless: true }); // every answer is exactly maxTokens letters
+  writeTinyCodeModel(modelDir, { endless: true }); // every answer is exactly maxTokens of '+'/'-'
 });
 after(async () => {
   await Promise.all(clients.map((c) => c.dispose()));

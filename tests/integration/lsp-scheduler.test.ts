@@ -1,5 +1,5 @@
 // The scheduler seen from a real LSP client, on a model that never stops on its own (every answer
-// is `maxTokens` of 'a'/'b'), so unfinished work is visible: $/cancelRequest stops a request before,
+// is `maxTokens` of '+'/'-'), so unfinished work is visible: $/cancelRequest stops a request before,
 // during and while queued for its computation; a typing storm computes only the newest request and
 // keeps KV memory within the budget.
 import assert from 'node:assert/strict';
@@ -42,10 +42,10 @@ async function openFresh(content = text): Promise<string> {
   return uri;
 }
 
-/** A completion the server ran to the end: `maxTokens` of the endless model's letters. */
+/** A completion the server ran to the end: `maxTokens` of the endless model's '+'/'-'. */
 function assertFull(list: InlineCompletionList | null): void {
   const [first] = insertTexts(list);
-  assert.ok(first !== undefined && /^[ab]+$/.test(first) && first.length === MAX_TOKENS, `a full answer, got ${JSON.stringify(first?.slice(0, 40))}`);
+  assert.ok(first !== undefined && /^[+-]+$/.test(first) && first.length === MAX_TOKENS, `a full answer, got ${JSON.stringify(first?.slice(0, 40))}`);
 }
 
 describe('$/cancelRequest', () => {
