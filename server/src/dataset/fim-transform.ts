@@ -68,7 +68,8 @@ function contentLines(text: string): { first: number; end: number }[] {
     const newline = text.indexOf('\n', start);
     const next = newline < 0 ? text.length : newline + 1;
     const end = newline < 0 ? text.length : newline > start && text[newline - 1] === '\r' ? newline - 1 : newline;
-    const first = start + (text.slice(start, end).length - text.slice(start, end).trimStart().length);
+    const content = text.slice(start, end);
+    const first = start + content.length - content.trimStart().length;
     if (first < end) lines.push({ first, end });
     start = next;
   }
