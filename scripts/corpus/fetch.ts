@@ -75,32 +75,29 @@ function installedVersion(pkg: string): string | undefined {
  * missing: the error carries a single apt-get command that installs them at their pins.
  */
 export function checkDebianPins(sources: readonly DebianSource[]): void {
-  const missing: string[] = [];
-  const different: string[] = [];
+  const missing = new Set<string>(); // a package two sources share is named once
+  const different = new Set<string>();
   for (const source of sources) {
     for (const [pkg, pinned] of Object.entries(source.debianPackages)) {
       const installed = installedVersion(pkg);
-      if (installed === undefined) missing.push(`${pkg}=${pinned}`);
-      else if (installed !== pinned) different.push(`${pkg} is ${installed} here, the list pins ${pinned}`);
+      if (installed === undefined) missing.add(`${pkg}=${pinned}`);
+      else if (installed !== pinned) different.add(`${pkg} is ${installed} here, the list pins ${pinned}`);
     }
   }
   const problems = [
-    ...(missing.length ? [`${missing.length} pinned Debian packages are not installed; as root: apt-get install -y --no-install-recommends ${[...new Set(missing)].join(' ')}`] : []),
-    ...(different.length ? [`${different.length} differ from their pins (update packages.json to rebuild with them): ${[...new Set(different)].join('; ')}`] : []),
+    ...(missing.size ? [`${missing.size} pinned Debian packages are not installed; as root: apt-get install -y --no-install-recommends ${[...missing].join(' ')}`] : []),
+    ...(different.size ? [`${different.size} differ from their pins (update packages.json to rebuild with them): ${[...different].join('; ')}`] : []),
   ];
   if (problems.length) throw new Error(problems.join('\n'));
 }
 
 /**
  * The paths (relative to `source.root`, sorted) of the files dpkg lists for the source's Debian
- * packages, after checking that each is installed at its pinned version.
+ * packages; checkDebianPins has checked they are installed at their pinned versions.
  */
 export function debianFiles(source: DebianSource): string[] {
   const paths = new Set<string>();
-  for (const [pkg, pinned] of Object.entries(source.debianPackages)) {
-    const installed = installedVersion(pkg);
-    if (installed === undefined) throw new Error(`${source.name}: Debian package ${pkg} is not installed (apt-get install ${pkg}=${pinned})`);
-    if (installed !== pinned) throw new Error(`${source.name}: ${pkg} is ${installed} here, the list pins ${pinned}; update packages.json to rebuild with it`);
+  for (const pkg of Object.keys(source.debianPackages)) {
     const listed = execFileSync('dpkg-query', ['-L', pkg], { encoding: 'utf8', maxBuffer: 64 << 20 });
     for (const line of listed.split('\n')) if (line.startsWith(`${source.root}/`)) paths.add(line.slice(source.root.length + 1));
   }

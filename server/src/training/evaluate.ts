@@ -253,8 +253,6 @@ export async function scoreLines(
   predict: (task: { text: string; offset: number }, line: EvalLine) => Promise<string>,
   options: Pick<EvalOptions, 'signal' | 'onProgress'> = {},
 ): Promise<LineScores> {
-  let exact = 0;
-  let similarity = 0;
   const samples: EvalSample[] = [];
   const perLine: LineScore[] = [];
   for (const [i, line] of lines.entries()) {
@@ -263,12 +261,12 @@ export async function scoreLines(
     const got = await predict(task, line);
     const score = compareLine(task.expected, got);
     perLine.push(score);
-    if (score.exact) exact++;
-    similarity += score.similarity;
     if (samples.length < SAMPLES_KEPT) samples.push({ path: line.path, line: line.line, expected: task.expected.trim(), got: got.trim() });
     options.onProgress?.({ phase: 'lines', done: i + 1, total: lines.length });
   }
-  const n = lines.length;
+  const n = perLine.length;
+  const exact = perLine.filter((s) => s.exact).length;
+  const similarity = perLine.reduce((a, s) => a + s.similarity, 0);
   return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, samples, perLine };
 }
 
