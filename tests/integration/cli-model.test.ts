@@ -1,8 +1,9 @@
 // The built CLI (`node dist/cli.js`) on a seeded tiny checkpoint: `model info` and `model logprobs`
-// outputs checked against the checkpoint and the independent reference forward pass, and the exit
-// codes: 2 with the usage for bad flags, 1 with a one-line message for a bad model or token.
+// outputs checked against the checkpoint and the independent reference forward pass, concurrent
+// processes sharing one graph cache, and the exit codes: 2 with the usage for bad flags, 1 with a
+// one-line message for a bad model or token.
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LogprobsDocument } from '../../server/src/commands/model-logprobs';
@@ -92,6 +93,19 @@ describe('kiln model logprobs', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '');
     checkDocument(JSON.parse(readFileSync(out, 'utf8')) as LogprobsDocument);
+  });
+
+  it('processes building the same graph into one empty cache at once all succeed, leaving one build', async () => {
+    // two editor windows or two `kiln complete` runs on a fresh install race to publish the same folder
+    const freshCache = join(root, 'shared-cache');
+    const runs = await Promise.all(
+      Array.from({ length: 4 }, () => kiln('model', 'logprobs', modelDir, '--tokens', TOKENS.join(','), '--ep', 'cpu', '--threads', '1', '--cache', freshCache)),
+    );
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      checkDocument(JSON.parse(r.stdout) as LogprobsDocument);
+    }
+    assert.equal(readdirSync(join(freshCache, 'graphs')).length, 1, 'one build folder, no temporary or stale folder left');
   });
 
   it('an out-of-vocabulary token id exits 1 with a one-line message', async () => {

@@ -1,11 +1,13 @@
 // The on-disk cache of built graphs: a second load is a hit and identical; new weights are a new key
-// even when size and mtime are unchanged; a damaged build folder or hash index is rebuilt, never used.
+// even when size and mtime are unchanged; a damaged build folder or hash index is rebuilt, never used;
+// writers that race to publish the same build never fail or delete the other's finished folder.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BUILD_META_FILE } from '../../server/src/model/graph/build-cache';
-import { DATA_FILE } from '../../server/src/model/graph/write-model';
+import { BUILD_META_FILE, isCompleteBuild, writeBuildMeta } from '../../server/src/model/graph/build-cache';
+import { GraphBuilder } from '../../server/src/model/graph/onnx-graph';
+import { DATA_FILE, MODEL_FILE, writeModel } from '../../server/src/model/graph/write-model';
 import { referenceForward } from '../helpers/reference-forward';
 import { makeTinyWeights, TINY_LLAMA, type TinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { forwardRows, loadOnCpu, maxAbsDiff, tempDir } from '../helpers/tiny-session';
@@ -109,5 +111,50 @@ describe('graph build cache', () => {
       assert.deepEqual(JSON.parse(readFileSync(index, 'utf8')), good, 'the index is rewritten whole');
     }
     assertMatchesReference(built.logits, weights);
+  });
+
+  /** A one-weight graph: y = x + w. */
+  function addGraph(value: number): GraphBuilder {
+    const g = new GraphBuilder('add');
+    const x = g.input('x', 'float32', [2]);
+    g.output(g.op('Add', [x, g.weight('w', 'float32', [2], () => Float32Array.of(value, value))]), 'y', 'float32', [2]);
+    return g;
+  }
+  /** Publishes `graph` at `dir` the way the decoder cache does; `whilePublishing` runs between writing and renaming. */
+  const publish = (graph: GraphBuilder, dir: string, whilePublishing: () => void = () => {}) =>
+    writeModel(graph, dir, { '': 23 }, {
+      finish: (tmp, bytes) => {
+        writeBuildMeta(tmp, bytes, { writer: graph.initializers.length });
+        whilePublishing();
+      },
+      isComplete: isCompleteBuild,
+    });
+  const siblings = (dir: string) => readdirSync(join(dir, '..')).sort();
+
+  it('another process publishing the same build first: its folder is kept, no error, no temporary left', () => {
+    const dir = join(root, 'race-won', 'graphs', 'key');
+    const otherWriter = () => publish(addGraph(1), dir);
+    const mine = publish(addGraph(1), dir, otherWriter);
+    assert.equal(mine.dir, dir);
+    assert.ok(isCompleteBuild(dir));
+    assert.deepEqual(siblings(dir), ['key']);
+  });
+
+  it('an incomplete folder in the way (a crashed or older build) is replaced by the finished one', () => {
+    const dir = join(root, 'race-stale', 'graphs', 'key');
+    const leaveDebris = () => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, MODEL_FILE), 'half a model');
+    };
+    publish(addGraph(2), dir, leaveDebris);
+    assert.ok(isCompleteBuild(dir), 'the finished build is in place');
+    assert.notEqual(readFileSync(join(dir, MODEL_FILE), 'utf8'), 'half a model');
+    assert.deepEqual(siblings(dir), ['key'], 'the debris was moved aside and removed');
+  });
+
+  it('a build folder only counts as complete once its record is written, and the record is inside before it is published', () => {
+    const dir = join(root, 'record-first', 'graphs', 'key');
+    publish(addGraph(3), dir, () => assert.equal(isCompleteBuild(dir), false, 'nothing at the target while publishing'));
+    assert.ok(isCompleteBuild(dir));
   });
 });

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
 import { loadLoraAdapter } from '../model/export/peft';
-import { cachedGraph, defaultCacheDir, graphCacheKey, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
+import { cachedGraph, defaultCacheDir, graphCacheKey, isCompleteBuild, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
 import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
 import { MODEL_FILE, writeModel } from '../model/graph/write-model';
 import { MergedWeightSource } from '../model/merged-weights';
@@ -93,8 +93,11 @@ export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): 
     options.log?.(`building the ${graphOptions.attention}/${precision} graph for ${modelDir}${adapted}`);
     const weights = adapter ? new MergedWeightSource(checkpoint.weights, adapter) : checkpoint.weights;
     const graph = buildDecoderGraph(checkpoint.config, weights, graphOptions);
-    const written = writeModel(graph, cached.dir, DECODER_OPSETS);
-    writeBuildMeta(cached.dir, written.weightBytes, { modelDir, ...graphOptions, ...(identity ? { adapter: identity } : {}) });
+    // The build record goes in before the folder is published, so a complete-looking folder is complete.
+    const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
+      finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions, ...(identity ? { adapter: identity } : {}) }),
+      isComplete: isCompleteBuild,
+    });
     return prepared(cached.dir, written.weightBytes, false);
   } finally {
     checkpoint.weights.close();

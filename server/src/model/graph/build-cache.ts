@@ -78,6 +78,11 @@ export function writeBuildMeta(dir: string, weightBytes: number, extra: object =
   return meta;
 }
 
+/** Whether a folder holds a complete, undamaged build. */
+export function isCompleteBuild(dir: string): boolean {
+  return readBuildMeta(dir) !== undefined;
+}
+
 /** The build's record when the folder holds a complete, undamaged build; undefined means rebuild. */
 function readBuildMeta(dir: string): BuildMeta | undefined {
   try {

@@ -1,6 +1,8 @@
 // Writes a built graph as `model.onnx` + `model.onnx.data` (external data), one weight at a time,
-// into a temporary folder that is renamed into place: a crash never leaves a half-written model.
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+// into a temporary folder that is renamed into place: a crash never leaves a half-written model, and
+// processes building the same graph at once (two `kiln complete` runs, two editor windows) never
+// delete a folder the other has published or is loading.
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { onnx } from 'onnx-proto';
 import type { GraphBuilder } from './onnx-graph';
@@ -16,7 +18,14 @@ export interface WrittenModel {
   weightBytes: number;
 }
 
-export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<string, number>): WrittenModel {
+export interface PublishOptions {
+  /** Runs on the finished temporary folder just before it is renamed into place (a completion record). */
+  finish?: (tmpDir: string, weightBytes: number) => void;
+  /** Whether a folder found at `dir` is a finished copy of the same content, written by another process: it is kept. */
+  isComplete?: (dir: string) => boolean;
+}
+
+export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<string, number>, publish: PublishOptions = {}): WrittenModel {
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -42,11 +51,44 @@ export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<st
     }
     const proto = builder.toModelProto(DATA_FILE, offsets, opsets);
     writeFileSync(join(tmp, MODEL_FILE), onnx.ModelProto.encode(proto).finish());
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
+    publish.finish?.(tmp, weightBytes);
+    moveIntoPlace(tmp, dir, publish.isComplete ?? (() => false));
     return { dir, modelPath: join(dir, MODEL_FILE), weightBytes };
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Whether a rename failed only because something is already at the target. */
+function targetTaken(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EPERM';
+}
+
+/**
+ * Renames `tmp` to `dir`. A complete folder already there (another writer won the race) is kept and
+ * `tmp` discarded; anything else there (a stale or damaged build) is first renamed aside, never
+ * deleted in place, so a reader never sees a half-removed folder.
+ */
+function moveIntoPlace(tmp: string, dir: string, isComplete: (dir: string) => boolean): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      renameSync(tmp, dir);
+      return;
+    } catch (err) {
+      if (!targetTaken(err) || attempt >= 3) throw err;
+    }
+    if (isComplete(dir)) {
+      rmSync(tmp, { recursive: true, force: true });
+      return;
+    }
+    const aside = `${dir}.stale-${process.pid}-${Date.now()}-${attempt}`;
+    try {
+      renameSync(dir, aside);
+    } catch (err) {
+      if (existsSync(dir)) throw err; // else another writer moved it first: try again
+    }
+    rmSync(aside, { recursive: true, force: true });
   }
 }
