@@ -65,7 +65,12 @@ export async function fineTuneRepository(client: LanguageClient | undefined, out
       try {
         const summary = await client.sendRequest(
           KilnFineTuneRequest.type,
-          { workspace: folder.uri.fsPath, mode: settings.get<'lora' | 'full'>('mode', 'lora'), maxSteps: settings.get<number>('maxSteps', 200) },
+          {
+            workspace: folder.uri.fsPath,
+            mode: settings.get<'lora' | 'full'>('mode', 'lora'),
+            maxSteps: settings.get<number>('maxSteps', 200),
+            maxFiles: settings.get<number>('maxFiles', 20000),
+          },
           token,
         );
         const gain = gainText(summary.before, summary.after);

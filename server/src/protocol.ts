@@ -87,6 +87,8 @@ export interface FineTuneParams {
   workspace: string;
   mode?: 'lora' | 'full';
   maxSteps?: number;
+  /** Files read from the workspace at most; the rest are reported as left out. */
+  maxFiles?: number;
   rank?: number;
   learningRate?: number;
 }

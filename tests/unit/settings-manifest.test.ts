@@ -1,10 +1,12 @@
 // The settings VS Code shows (package.json `contributes.configuration`) and the server's typed
-// settings must agree: every server setting is declared, with the same default and allowed values.
+// settings must agree: every server setting is declared, with the same default and allowed values,
+// and the fine-tune command's settings default to the fine-tune's own defaults.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { DEFAULT_SETTINGS, parseSettings } from '../../server/src/lsp/settings';
+import { FINE_TUNE_DEFAULTS } from '../../server/src/training/fine-tune';
 
 interface Declared {
   default?: unknown;
@@ -29,4 +31,10 @@ it('each declared enum value is accepted by the server, and nothing else is', ()
     for (const v of d.enum) assert.deepEqual(parseSettings({ [key]: v }).problems, [], `${name} = ${String(v)}`);
     assert.equal(parseSettings({ [key]: 'not-a-choice' }).problems.length, 1, `${name} rejects other values`);
   }
+});
+
+it('the fine-tune settings default to what the fine-tune does when the client leaves them unset', () => {
+  assert.equal(declared['kiln.fineTune.mode']?.default, 'lora');
+  assert.equal(declared['kiln.fineTune.maxSteps']?.default, FINE_TUNE_DEFAULTS.maxSteps);
+  assert.equal(declared['kiln.fineTune.maxFiles']?.default, FINE_TUNE_DEFAULTS.maxFiles);
 });

@@ -39,6 +39,13 @@ function progressOf(e: FineTuneEvent): TrainingProgress {
   }
 }
 
+/** A count the client may leave unset; anything but a positive integer is refused, not clamped. */
+function positiveCount(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new ResponseError(LSPErrorCodes.RequestFailed, `${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string, executionProvider: ExecutionProviderChoice = 'cpu'): FineTuneOptions {
   const workspace = resolve(params.workspace);
   const mode = params.mode ?? 'lora';
@@ -52,7 +59,8 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
     outDir: join(cacheDir, 'runs', key),
     cacheDir,
     mode: mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: 2 * rank, targets: DEFAULT_LORA.targets },
-    maxSteps: params.maxSteps ?? d.maxSteps,
+    maxSteps: positiveCount('maxSteps', params.maxSteps, d.maxSteps),
+    maxFiles: positiveCount('maxFiles', params.maxFiles, d.maxFiles),
     lr: params.learningRate ?? (mode === 'full' ? 3e-4 : d.lr),
     threads: Math.max(1, automaticThreads() - 1),
     executionProvider,
