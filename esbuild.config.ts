@@ -7,6 +7,7 @@ const entryPoints: Record<string, string> = {
   server: 'server/src/main.ts',
   client: 'client/src/extension.ts',
   'train-worker': 'server/src/training/worker.ts',
+  'dataset-worker': 'server/src/dataset/tokenize-worker.ts',
 };
 
 build({

@@ -1,16 +1,15 @@
 // The workspace dataset for fine-tuning: scan → read (secrets never opened, secret lines blanked) →
 // content filters → dedupe → hold out whole files → tokenize → FIM → pack. Deterministic for a seed.
 import type { FimTemplate } from '../model/fim';
-import { chunkByLines } from './chunk';
 import { dedupeByContent } from './dedupe';
 import { countByReason, type ExcludedFile, type ExclusionReason } from './exclusions';
-import { makeExample, type Example, type ExampleContext, type ExampleKind, type ExampleTokenizer, type FimLoss } from './fim-transform';
+import type { Example, ExampleContext, ExampleKind, ExampleTokenizer, FimLoss } from './fim-transform';
 import { packExamples, type PackedSequence } from './pack';
-import { keyedRandom } from './random';
-import { readSources, type SourceText } from './read-sources';
+import { readSources } from './read-sources';
 import { SCAN_DEFAULTS, scanWorkspace, type ScanOptions } from './scan';
 import type { SecretKind } from './secrets';
 import { splitByPath } from './split';
+import { type ParallelTokenizing, tokenizeDocuments } from './tokenize-pool';
 
 export interface DatasetOptions extends ScanOptions {
   /** Tokens per packed sequence. */
@@ -27,6 +26,8 @@ export interface DatasetOptions extends ScanOptions {
   fimLoss?: FimLoss;
   /** Share of files held out for validation (default 0.1). */
   validationFraction?: number;
+  /** Tokenize on worker threads (each loads the tokenizer from this folder); the dataset is the same either way. */
+  parallel?: ParallelTokenizing;
   /** Reads a file by absolute path (default fs.readFile). Never called for excluded paths. */
   readFile?: (absPath: string) => Promise<Uint8Array>;
   signal?: AbortSignal;
@@ -84,20 +85,6 @@ export function endTokenId(tokenizer: ExampleTokenizer, template: FimTemplate | 
   return id;
 }
 
-/** Tokens a piece may have so that its FIM example (markers, BOS, end, two cut tokens) fits seqLen. */
-function pieceBudget(seqLen: number, template: FimTemplate | undefined): number {
-  const overhead = 1 + (template === undefined ? 0 : 3) + (template?.bosId === undefined ? 0 : 1) + 2;
-  return Math.max(1, seqLen - overhead);
-}
-
-/** A document's examples: one per piece; each piece draws from its own stream (seed, path, piece). */
-function documentExamples(source: SourceText, ctx: ExampleContext, seqLen: number, seed: number): { examples: Example[]; tokens: number } {
-  const ids = ctx.tokenizer.encode(source.text);
-  const pieces = chunkByLines(source.text, ids.length, pieceBudget(seqLen, ctx.template));
-  const examples = pieces.map((piece, i) => makeExample(piece, ctx, keyedRandom(seed, `${source.path}#${i}`), pieces.length === 1 ? ids : undefined));
-  return { examples, tokens: ids.length };
-}
-
 export async function buildDataset(root: string, tokenizer: ExampleTokenizer, template: FimTemplate | undefined, options: DatasetOptions): Promise<Dataset> {
   const seed = options.seed ?? 0;
   const fimRate = options.fimRate ?? 0.9;
@@ -126,17 +113,23 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const kinds: Record<ExampleKind, number> = { plain: 0, psm: 0, spm: 0 };
   const tokens = { train: 0, validation: 0 };
   const files: DatasetFile[] = [];
+  const total = deduped.kept.length;
+  const documents = await tokenizeDocuments(deduped.kept, ctx, {
+    seqLen: options.seqLen,
+    seed,
+    parallel: options.parallel,
+    signal: options.signal,
+    onProgress: (done) => options.onProgress?.({ phase: 'tokenize', done, total }),
+  });
   for (const [i, source] of deduped.kept.entries()) {
-    options.signal?.throwIfAborted();
-    options.onProgress?.({ phase: 'tokenize', done: i, total: deduped.kept.length });
     const which = heldOut.has(source) ? 'validation' : 'train';
-    const doc = documentExamples(source, ctx, options.seqLen, seed);
+    const doc = documents[i]!;
     for (const e of doc.examples) kinds[e.kind]++;
     examples[which].push(...doc.examples);
     tokens[which] += doc.tokens;
     files.push({ path: source.path, bytes: source.bytes, tokens: doc.tokens, split: which, scrubbedLines: source.scrubbedLines });
   }
-  options.onProgress?.({ phase: 'tokenize', done: deduped.kept.length, total: deduped.kept.length });
+  options.onProgress?.({ phase: 'tokenize', done: total, total });
 
   const padId = template?.padId ?? ctx.endId;
   const train = packExamples(examples.train, { seqLen: options.seqLen, padId, seed, key: 'train' });

@@ -2,6 +2,7 @@
 // early stop, atomic checkpoints, resume, cancel) → save the best → measure after.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
@@ -112,7 +113,9 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const tokenizer = Tokenizer.load(o.modelDir);
   const fim = resolveFimTemplate(tokenizer);
-  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, maxFiles: o.maxFiles, signal });
+  // the dataset phase comes before training: its tokenizing may use the threads training will
+  const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism() };
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, maxFiles: o.maxFiles, parallel, signal });
   const report = dataset.report;
   if (report.truncated) {
     const limited = report.excluded.filter((e) => e.reason === 'limit');
