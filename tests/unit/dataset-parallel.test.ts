@@ -1,11 +1,13 @@
 // Tokenizing the dataset on worker threads gives exactly the dataset one thread gives (same report,
-// same packed sequences, whatever the number of workers), reports its progress, and a cancellation
+// same packed sequences, whatever the number of workers) and the same token ids, reports its
+// progress, and a cancellation
 // or a worker that cannot start ends the build with a clear error instead of hanging.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildDataset, type Dataset, type DatasetOptions } from '../../server/src/dataset/build-dataset';
+import { encodeDocuments } from '../../server/src/dataset/tokenize-pool';
 import { resolveFimTemplate, type FimTemplate } from '../../server/src/model/fim';
 import { Tokenizer } from '../../server/src/model/tokenizer';
 import { writeDatasetRepo } from '../fixtures/dataset-repo';
@@ -60,6 +62,12 @@ describe('dataset tokenizing on worker threads', () => {
   it('a worker that cannot load the tokenizer fails the build with a message naming the problem', async () => {
     const missing = join(root, 'no-tokenizer-here');
     await assert.rejects(build({ parallel: onWorkers(2, missing) }), /tokenizing worker failed: .*no-tokenizer-here/);
+  });
+
+  it('token ids alone (the n-gram baseline\'s corpus): the same ids as encoding each text here, in order', async () => {
+    const texts = Array.from({ length: 9 }, (_, i) => ({ path: `f${i}.ts`, text: `const v${i} = ${'[1, 2]'.repeat(i * 7)};\n// ${'é'.repeat(i)} ✓\n` }));
+    const ids = await encodeDocuments(texts, tokenizer, { parallel: onWorkers(3) });
+    assert.deepEqual(ids, texts.map((t) => tokenizer.encode(t.text)));
   });
 
   it('a cancellation during tokenizing rejects with its reason and stops the workers', async () => {

@@ -3,6 +3,7 @@
 import { loadCompletionModel } from '../completion/completion-model';
 import { defaultModelPath } from '../default-model';
 import { automaticThreads } from '../lsp/model-host';
+import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
 import { collectEvalFiles } from '../training/eval-files';
 import { NgramModel, previousLinePrediction } from '../training/baselines';
 import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../training/evaluate';
@@ -65,7 +66,8 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const parsed = withUsage(USAGE, () => parse(args));
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
-  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+  const threads = parsed.runtime.threads || automaticThreads();
+  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
   try {
     const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
     const { report, perLine } = await evaluateModelPerLine(model, files, options);
@@ -73,7 +75,7 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
       out(parsed.json ? JSON.stringify(report) : formatReport(report));
       return 0;
     }
-    const baselines = await scoreBaselines(model, perLine, files, parsed.baselinesFrom, options);
+    const baselines = await scoreBaselines(model, perLine, files, parsed.baselinesFrom, { ...options, parallel: { tokenizerDir: parsed.model, workers: threads } });
     out(parsed.json ? JSON.stringify({ ...report, baselines }) : `${formatReport(report)}\n${formatBaselines(report, baselines)}`);
   } finally {
     await model.loaded.session.release();
@@ -94,11 +96,11 @@ interface BaselineScores {
 }
 
 /** Both baselines on exactly the lines the model was scored on (same sampling, same seed). */
-async function scoreBaselines(model: CompletionModel, modelLines: LineScore[], files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number }): Promise<BaselineScores> {
+async function scoreBaselines(model: CompletionModel, modelLines: LineScore[], files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number; parallel: ParallelTokenizing }): Promise<BaselineScores> {
   const lines = sampleLines(files, o.maxLines, o.seed);
   const previous = await scoreLines(files, lines, async (task) => previousLinePrediction(task.text, task.offset));
   const trainFiles = collectEvalFiles(trainDir, { maxFiles: 100_000 });
-  const sequences = trainFiles.map((f) => model.tokenizer.encode(f.text));
+  const sequences = await encodeDocuments(trainFiles, model.tokenizer, { parallel: o.parallel });
   const ngram = NgramModel.train(sequences, model.loaded.config.vocabSize, 3);
   const stops = new Set(model.fim.stopIds);
   const scored = await scoreLines(files, lines, async (task) => ngram.completeLine(model.tokenizer, task.text.slice(0, task.offset), stops));

@@ -1,13 +1,14 @@
-// Tokenizing a workspace's documents on several threads. The tokenizer library runs in plain
-// JavaScript on one thread (≈0.5 MB/s here), which made tokenizing the dominant wait of a large
-// fine-tune's dataset phase; each worker loads its own tokenizer from the same folder, and results
-// are put back in document order, so the dataset is the same whatever the number of workers.
+// Tokenizing many documents on several threads. The tokenizer library runs in plain JavaScript on
+// one thread (≈0.5 MB/s here), which made tokenizing the dominant wait of a large fine-tune's
+// dataset phase (and of the n-gram baseline's corpus); each worker loads its own tokenizer from the
+// same folder, and results are put back in document order, so the output is the same whatever the
+// number of workers.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { FimTemplate } from '../model/fim';
 import { type DocumentExamples, documentExamples } from './document-examples';
-import type { ExampleContext, FimOptions } from './fim-transform';
+import type { ExampleContext, ExampleTokenizer, FimOptions } from './fim-transform';
 
 export interface ParallelTokenizing {
   /** The folder the tokenizer in use was loaded from: each worker loads its own copy. */
@@ -20,19 +21,21 @@ export interface ParallelTokenizing {
   batchChars?: number;
 }
 
+/** What a worker makes of each document: its training examples, or just its token ids. */
+export type TokenizeJob =
+  | { kind: 'examples'; template: FimTemplate | undefined; endId: number; options: FimOptions; seqLen: number; seed: number }
+  | { kind: 'ids' };
 export interface TokenizeWorkerData {
   tokenizerDir: string;
-  template: FimTemplate | undefined;
-  endId: number;
-  options: FimOptions;
-  seqLen: number;
-  seed: number;
+  job: TokenizeJob;
 }
 export interface TokenizeBatch {
   batch: number;
-  sources: { path: string; text: string }[];
+  sources: Source[];
 }
-export type TokenizeReply = { batch: number; results: DocumentExamples[] } | { batch: number; error: string };
+export type TokenizeReply = { batch: number; results: unknown[] } | { batch: number; error: string };
+
+type Source = { path: string; text: string };
 
 /** Below this much text, starting workers (each loads the tokenizer) costs more than it saves. */
 const MIN_PARALLEL_CHARS = 2 * 2 ** 20;
@@ -40,36 +43,48 @@ const MIN_PARALLEL_CHARS = 2 * 2 ** 20;
 const BATCH_CHARS = 256 * 2 ** 10;
 
 export interface TokenizeRun {
-  seqLen: number;
-  seed: number;
   parallel?: ParallelTokenizing | undefined;
   signal?: AbortSignal | undefined;
   /** Documents finished so far. */
   onProgress?: (done: number) => void;
 }
 
-/** Every document's examples, in document order. */
-export async function tokenizeDocuments(sources: readonly { path: string; text: string }[], ctx: ExampleContext, run: TokenizeRun): Promise<DocumentExamples[]> {
+/** Every document's training examples, in document order. */
+export function tokenizeDocuments(sources: readonly Source[], ctx: ExampleContext, run: TokenizeRun & { seqLen: number; seed: number }): Promise<DocumentExamples[]> {
+  const job: TokenizeJob = { kind: 'examples', template: ctx.template, endId: ctx.endId, options: ctx.options, seqLen: run.seqLen, seed: run.seed };
+  return tokenizeAll(sources, run, job, (s) => documentExamples(s, ctx, run.seqLen, run.seed));
+}
+
+/** Every document's token ids, in document order. */
+export function encodeDocuments(sources: readonly Source[], tokenizer: ExampleTokenizer, run: TokenizeRun): Promise<number[][]> {
+  return tokenizeAll(sources, run, { kind: 'ids' }, (s) => tokenizer.encode(s.text));
+}
+
+/** What a job makes of one document (the worker runs the same function). */
+export function runJob(job: TokenizeJob, tokenizer: ExampleTokenizer, source: Source): unknown {
+  if (job.kind === 'ids') return tokenizer.encode(source.text);
+  const ctx: ExampleContext = { tokenizer, template: job.template, endId: job.endId, options: job.options };
+  return documentExamples(source, ctx, job.seqLen, job.seed);
+}
+
+async function tokenizeAll<T>(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, here: (s: Source) => T): Promise<T[]> {
   const parallel = run.parallel;
   const chars = sources.reduce((sum, s) => sum + s.text.length, 0);
   const batches = parallel ? batchesOf(sources, parallel.batchChars ?? BATCH_CHARS) : [];
   const workers = Math.min(parallel?.workers ?? 1, batches.length);
-  if (!parallel || workers <= 1 || chars < (parallel.minParallelChars ?? MIN_PARALLEL_CHARS)) return tokenizeHere(sources, ctx, run);
-  const data: TokenizeWorkerData = { tokenizerDir: parallel.tokenizerDir, template: ctx.template, endId: ctx.endId, options: ctx.options, seqLen: run.seqLen, seed: run.seed };
-  return tokenizeOnWorkers(batches, sources.length, workers, data, run);
+  if (!parallel || workers <= 1 || chars < (parallel.minParallelChars ?? MIN_PARALLEL_CHARS)) {
+    return sources.map((source, i) => {
+      run.signal?.throwIfAborted();
+      run.onProgress?.(i);
+      return here(source);
+    });
+  }
+  return (await onWorkers(batches, sources.length, workers, { tokenizerDir: parallel.tokenizerDir, job }, run)) as T[];
 }
 
-function tokenizeHere(sources: readonly { path: string; text: string }[], ctx: ExampleContext, run: TokenizeRun): DocumentExamples[] {
-  return sources.map((source, i) => {
-    run.signal?.throwIfAborted();
-    run.onProgress?.(i);
-    return documentExamples(source, ctx, run.seqLen, run.seed);
-  });
-}
-
-function batchesOf(sources: readonly { path: string; text: string }[], batchChars: number): TokenizeBatch[] {
+function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatch[] {
   const batches: TokenizeBatch[] = [];
-  let current: TokenizeBatch['sources'] = [];
+  let current: Source[] = [];
   let chars = 0;
   for (const { path, text } of sources) {
     current.push({ path, text });
@@ -93,13 +108,13 @@ function startWorker(data: TokenizeWorkerData): Worker {
   return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(source)});`, { eval: true, workerData: data });
 }
 
-function tokenizeOnWorkers(batches: TokenizeBatch[], documents: number, count: number, data: TokenizeWorkerData, run: TokenizeRun): Promise<DocumentExamples[]> {
-  const results: DocumentExamples[][] = new Array(batches.length);
+function onWorkers(batches: TokenizeBatch[], documents: number, count: number, data: TokenizeWorkerData, run: TokenizeRun): Promise<unknown[]> {
+  const results: unknown[][] = new Array(batches.length);
   const pool: Worker[] = [];
   let next = 0;
   let finished = 0;
   let done = 0;
-  return new Promise<DocumentExamples[]>((resolve, reject) => {
+  return new Promise<unknown[]>((resolve, reject) => {
     let settled = false;
     const stop = (err: unknown) => {
       if (settled) return;

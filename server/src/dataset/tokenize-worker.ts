@@ -1,17 +1,16 @@
-// A tokenizing worker thread: loads its own copy of the tokenizer and turns batches of documents
-// into training examples, exactly as the dataset build would in its own thread.
+// A tokenizing worker thread: loads its own copy of the tokenizer and runs its job (training
+// examples, or token ids) on batches of documents, exactly as the calling thread would.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tokenizer } from '../model/tokenizer';
-import { documentExamples } from './document-examples';
-import type { TokenizeBatch, TokenizeReply, TokenizeWorkerData } from './tokenize-pool';
+import { runJob, type TokenizeBatch, type TokenizeReply, type TokenizeWorkerData } from './tokenize-pool';
 
 const data = workerData as TokenizeWorkerData;
-const ctx = { tokenizer: Tokenizer.load(data.tokenizerDir), template: data.template, endId: data.endId, options: data.options };
+const tokenizer = Tokenizer.load(data.tokenizerDir);
 
 parentPort?.on('message', (batch: TokenizeBatch) => {
   let reply: TokenizeReply;
   try {
-    reply = { batch: batch.batch, results: batch.sources.map((s) => documentExamples(s, ctx, data.seqLen, data.seed)) };
+    reply = { batch: batch.batch, results: batch.sources.map((s) => runJob(data.job, tokenizer, s)) };
   } catch (err) {
     reply = { batch: batch.batch, error: (err as Error).message ?? String(err) };
   }
