@@ -1,7 +1,7 @@
 // Tokenizing the dataset on worker threads gives exactly the dataset one thread gives (same report,
 // same packed sequences, whatever the number of workers) and the same token ids, reports its
-// progress, and a cancellation
-// or a worker that cannot start ends the build with a clear error instead of hanging.
+// progress, and a cancellation or a worker that cannot start ends the build with a clear error
+// instead of hanging.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
