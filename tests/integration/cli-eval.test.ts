@@ -1,5 +1,6 @@
 // The built CLI's `kiln eval <dir>` on a seeded tiny code model: a JSON report over the folder's
-// source files (dependency folders and binaries skipped), with a LoRA adapter merged, a text table,
+// source files (dependency folders and binaries skipped), with a LoRA adapter merged, against the
+// baselines and against a second model on the same lines, a text table,
 // and the exit codes: 2 for bad flags, 1 for a missing adapter or a folder with no source files.
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -92,6 +93,35 @@ describe('kiln eval', () => {
     assert.equal(missing.code, 1);
     assert.equal(missing.stderr.trimEnd().split('\n').length, 1, missing.stderr);
     assert.match(missing.stderr, /^kiln eval: .*no-adapter/);
+  });
+
+  it('--compare scores a second model on the same lines: itself differs by zero, the base differs from the adapted model by the difference of their means', async () => {
+    type Compared = EvalReport & { compared: { model: string; report: EvalReport; modelMinusCompared: PairedDifference } };
+    const common = ['eval', src, '--json', '--max-lines', '6', ...onCpu];
+    const self = await kiln(...common, '--compare', modelDir);
+    assert.equal(self.code, 0, self.stderr);
+    const same = JSON.parse(self.stdout) as Compared;
+    assert.equal(same.compared.model, modelDir);
+    assert.deepEqual(same.compared.report.samples, same.samples, 'the same lines, the same answers');
+    assert.deepEqual(same.compared.modelMinusCompared.editSimilarity, { mean: 0, low: 0, high: 0 });
+    assert.equal(same.compared.modelMinusCompared.lines, same.lines);
+
+    const base = JSON.parse((await kiln(...common)).stdout) as EvalReport;
+    const r = await kiln(...common, '--adapter', join(root, 'adapter'), '--compare', modelDir);
+    assert.equal(r.code, 0, r.stderr);
+    const tuned = JSON.parse(r.stdout) as Compared;
+    assert.equal(tuned.compared.report.validationLoss, base.validationLoss, 'the compared model is loaded without the adapter');
+    assert.notEqual(tuned.validationLoss, base.validationLoss);
+    const d = tuned.compared.modelMinusCompared;
+    assert.ok(Math.abs(d.editSimilarity.mean - (tuned.editSimilarity - base.editSimilarity)) < 1e-9, 'paired mean = difference of the means');
+    assert.ok(Math.abs(d.exactMatch.mean - (tuned.exactMatch - base.exactMatch)) < 1e-9);
+
+    const table = await kiln('eval', src, '--max-lines', '6', '--compare', modelDir, ...onCpu);
+    assert.match(table.stdout, /^model minus compared, same lines \(mean \[95% interval\]\): exact [+-]0\.0 \[[^\]]+\] points, edit sim [+-]0\.000 \[[^\]]+\], loss [+-]0\.0000$/m);
+    const missing = await kiln(...common, '--compare', join(root, 'no-model'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^kiln eval: .*no-model/);
+    assert.equal(missing.stderr.trimEnd().split('\n').length, 1, missing.stderr);
   });
 
   it('prints a table without --json', async () => {

@@ -12,10 +12,11 @@ import type { CompletionModel } from '../completion/completion-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   '  with the model\'s per-line difference to each (mean and 95% interval);\n' +
+  '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
 
 function parse(args: string[]) {
@@ -28,6 +29,7 @@ function parse(args: string[]) {
     seed: { type: 'string' },
     context: { type: 'string' },
     baselines: { type: 'string' },
+    compare: { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -43,6 +45,7 @@ function parse(args: string[]) {
     seed: parseNonNegativeInt('seed', values.seed, 0),
     contextTokens: context,
     baselinesFrom: values.baselines,
+    compareWith: values.compare,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
     quantization: parseQuantization(values.quantization),
   };
@@ -68,18 +71,20 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const threads = parsed.runtime.threads || automaticThreads();
   const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
+  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
+  let measured: { report: EvalReport; perLine: LineScore[] };
+  let baselines: BaselineScores | undefined;
   try {
-    const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
-    const { report, perLine } = await evaluateModelPerLine(model, files, options);
-    if (!parsed.baselinesFrom) {
-      out(parsed.json ? JSON.stringify(report) : formatReport(report));
-      return 0;
-    }
-    const baselines = await scoreBaselines(model, perLine, files, parsed.baselinesFrom, { ...options, parallel: { tokenizerDir: parsed.model, workers: threads } });
-    out(parsed.json ? JSON.stringify({ ...report, baselines }) : `${formatReport(report)}\n${formatBaselines(report, baselines)}`);
+    measured = await evaluateModelPerLine(model, files, options);
+    if (parsed.baselinesFrom) baselines = await scoreBaselines(model, measured.perLine, files, parsed.baselinesFrom, { ...options, parallel: { tokenizerDir: parsed.model, workers: threads } });
   } finally {
     await model.loaded.session.release();
   }
+  const { report, perLine } = measured;
+  // loaded after the first is released: two models' memory is never held at once
+  const compared = parsed.compareWith === undefined ? undefined : await compareWith(parsed.compareWith, perLine, files, options, { ...parsed.runtime, adapterDir: undefined, threads }, parsed.quantization);
+  if (parsed.json) out(JSON.stringify({ ...report, ...(baselines ? { baselines } : {}), ...(compared ? { compared } : {}) }));
+  else out([formatReport(report), ...(baselines ? [formatBaselines(report, baselines)] : []), ...(compared ? [formatCompared(report, compared)] : [])].join('\n'));
   return 0;
 }
 
@@ -115,8 +120,41 @@ async function scoreBaselines(model: CompletionModel, modelLines: LineScore[], f
   };
 }
 
+interface ComparedModel {
+  model: string;
+  report: EvalReport;
+  /** This run's model minus the compared one, line by line, with 95% intervals. */
+  modelMinusCompared: PairedDifference;
+}
+
+/** A second model on the same files and lines, with the same engine settings. */
+async function compareWith(
+  dir: string,
+  modelLines: LineScore[],
+  files: EvalFile[],
+  options: { maxLines: number; seed: number; contextTokens: number },
+  runtime: Parameters<typeof loadCompletionModel>[2],
+  quantization: ReturnType<typeof parseQuantization>,
+): Promise<ComparedModel> {
+  const other = await loadCompletionModel(dir, { fimOrder: 'auto', quantization }, runtime);
+  try {
+    const { report, perLine } = await evaluateModelPerLine(other, files, options);
+    return { model: dir, report, modelMinusCompared: pairedDifference(modelLines, perLine) };
+  } finally {
+    await other.loaded.session.release();
+  }
+}
+
 const signed = (x: number, digits: number) => (Number.isNaN(x) ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`);
 const interval = (d: Difference, scale: number, digits: number) => `${signed(scale * d.mean, digits)} [${signed(scale * d.low, digits)}, ${signed(scale * d.high, digits)}]`;
+
+function formatCompared(model: EvalReport, c: ComparedModel): string {
+  const d = c.modelMinusCompared;
+  return [
+    `compared with ${c.model}: exact ${percent(c.report.exactMatch)}, edit sim ${fixed(c.report.editSimilarity, 3)}, validation loss ${fixed(c.report.validationLoss, 4)}`,
+    `model minus compared, same lines (mean [95% interval]): exact ${interval(d.exactMatch, 100, 1)} points, edit sim ${interval(d.editSimilarity, 1, 3)}, loss ${signed(model.validationLoss - c.report.validationLoss, 4)}`,
+  ].join('\n');
+}
 
 function formatBaselines(model: EvalReport, b: BaselineScores): string {
   const ngramName = `token 3-gram (${(b.ngram.trainTokens / 1e6).toFixed(1)}M tok)`;
