@@ -1,7 +1,7 @@
 // The built CLI's `kiln eval <dir>` on a seeded tiny code model: a JSON report over the folder's
 // source files (dependency folders and binaries skipped), with a LoRA adapter merged, against the
-// baselines and against a second model on the same lines, a text table,
-// and the exit codes: 2 for bad flags, 1 for a missing adapter or a folder with no source files.
+// baselines and against a second model on the same lines, a text table, and the exit codes: 2 for
+// bad flags, 1 for a missing adapter or a folder with no source files.
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
