@@ -30,8 +30,13 @@ export interface TokenizeWorkerData {
   job: TokenizeJob;
 }
 export interface TokenizeBatch {
+  type: 'batch';
   batch: number;
   sources: Source[];
+}
+/** Tells a worker to finish: it closes its port once it is idle. */
+export interface TokenizeClose {
+  type: 'close';
 }
 export type TokenizeReply = { batch: number; results: unknown[] } | { batch: number; error: string };
 
@@ -90,12 +95,12 @@ function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatc
     current.push({ path, text });
     chars += text.length;
     if (chars >= batchChars) {
-      batches.push({ batch: batches.length, sources: current });
+      batches.push({ type: 'batch', batch: batches.length, sources: current });
       current = [];
       chars = 0;
     }
   }
-  if (current.length) batches.push({ batch: batches.length, sources: current });
+  if (current.length) batches.push({ type: 'batch', batch: batches.length, sources: current });
   return batches;
 }
 
@@ -120,7 +125,10 @@ function onWorkers(batches: TokenizeBatch[], documents: number, count: number, d
       if (settled) return;
       settled = true;
       run.signal?.removeEventListener('abort', onAbort);
-      for (const w of pool) void w.terminate();
+      // Workers are asked to close, not terminated: Node 20 aborts the whole process when a worker is
+      // terminated while it is still evaluating its entry script (seen in the cancel test). A worker
+      // still loading its tokenizer reads the request once it is ready; a busy one after its batch.
+      for (const w of pool) w.postMessage({ type: 'close' } satisfies TokenizeClose);
       if (err === undefined) resolve(results.flat());
       else reject(err);
     };
