@@ -57,34 +57,35 @@ export interface TokenizeRun {
 /** Every document's training examples, in document order. */
 export function tokenizeDocuments(sources: readonly Source[], ctx: ExampleContext, run: TokenizeRun & { seqLen: number; seed: number }): Promise<DocumentExamples[]> {
   const job: TokenizeJob = { kind: 'examples', template: ctx.template, endId: ctx.endId, options: ctx.options, seqLen: run.seqLen, seed: run.seed };
-  return tokenizeAll(sources, run, job, (s) => documentExamples(s, ctx, run.seqLen, run.seed));
+  return tokenizeAll(sources, run, job, ctx.tokenizer) as Promise<DocumentExamples[]>;
 }
 
 /** Every document's token ids, in document order. */
 export function encodeDocuments(sources: readonly Source[], tokenizer: ExampleTokenizer, run: TokenizeRun): Promise<number[][]> {
-  return tokenizeAll(sources, run, { kind: 'ids' }, (s) => tokenizer.encode(s.text));
+  return tokenizeAll(sources, run, { kind: 'ids' }, tokenizer) as Promise<number[][]>;
 }
 
-/** What a job makes of one document (the worker runs the same function). */
+/** What a job makes of one document, in this thread or a worker. */
 export function runJob(job: TokenizeJob, tokenizer: ExampleTokenizer, source: Source): unknown {
   if (job.kind === 'ids') return tokenizer.encode(source.text);
   const ctx: ExampleContext = { tokenizer, template: job.template, endId: job.endId, options: job.options };
   return documentExamples(source, ctx, job.seqLen, job.seed);
 }
 
-async function tokenizeAll<T>(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, here: (s: Source) => T): Promise<T[]> {
+async function tokenizeAll(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, tokenizer: ExampleTokenizer): Promise<unknown[]> {
   const parallel = run.parallel;
   const chars = sources.reduce((sum, s) => sum + s.text.length, 0);
-  const batches = parallel ? batchesOf(sources, parallel.batchChars ?? BATCH_CHARS) : [];
+  const worthWorkers = parallel !== undefined && parallel.workers > 1 && chars >= (parallel.minParallelChars ?? MIN_PARALLEL_CHARS);
+  const batches = worthWorkers ? batchesOf(sources, parallel.batchChars ?? BATCH_CHARS) : [];
   const workers = Math.min(parallel?.workers ?? 1, batches.length);
-  if (!parallel || workers <= 1 || chars < (parallel.minParallelChars ?? MIN_PARALLEL_CHARS)) {
+  if (!parallel || workers <= 1) {
     return sources.map((source, i) => {
       run.signal?.throwIfAborted();
       run.onProgress?.(i);
-      return here(source);
+      return runJob(job, tokenizer, source);
     });
   }
-  return (await onWorkers(batches, sources.length, workers, { tokenizerDir: parallel.tokenizerDir, job }, run)) as T[];
+  return onWorkers(batches, sources.length, workers, { tokenizerDir: parallel.tokenizerDir, job }, run);
 }
 
 function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatch[] {
