@@ -3,7 +3,7 @@
 // The download runs here in the extension host: the downloader is Node-only code shared with the
 // CLI, VS Code's proxy settings apply to it, and it works while the server has no usable model.
 import * as vscode from 'vscode';
-import { describeProgress, downloadModel, type DownloadResult } from '../../server/src/model/download/download-model';
+import { describeProgress, describeVerification, downloadModel, type DownloadResult } from '../../server/src/model/download/download-model';
 import { HubError, repoIdProblem } from '../../server/src/model/download/hub';
 import { KilnValidateModelRequest } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
@@ -83,7 +83,8 @@ async function askToken(message: string): Promise<string | undefined> {
 }
 
 async function offer(deps: CommandDeps, request: ModelRequest, result: DownloadResult): Promise<void> {
-  let summary = result.alreadyComplete ? 'already downloaded' : 'sizes and sha256 verified';
+  const verification = describeVerification(result.manifest.files);
+  let summary = result.alreadyComplete ? `already downloaded, ${verification}` : verification;
   const client = deps.client();
   if (client?.isRunning()) {
     const check = await client.sendRequest(KilnValidateModelRequest.type, { path: result.dir });
@@ -91,7 +92,7 @@ async function offer(deps: CommandDeps, request: ModelRequest, result: DownloadR
       void vscode.window.showErrorMessage(`Kiln downloaded ${request.repo} to ${result.dir} but cannot use it: ${check.message}`);
       return;
     }
-    summary = check.message;
+    summary = `${check.message}; ${verification}`;
   }
   const choice = await vscode.window.showInformationMessage(`Kiln: ${request.repo} is in ${result.dir} (${summary}).`, 'Use This Model');
   if (choice !== 'Use This Model') return;

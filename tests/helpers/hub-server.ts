@@ -1,7 +1,10 @@
 // A stand-in for the Hugging Face Hub on 127.0.0.1: the model listing API (sizes, LFS sha256, git
 // blob ids, commit), `/{repo}/resolve/{rev}/{file}` with LFS files redirected to a second "CDN"
-// origin, Range requests, `X-Error-Code` refusals, tokens, and switches that inject faults.
+// origin, Range requests, `X-Error-Code` refusals, tokens, and switches that inject faults,
+// including hostile ones (endless and gzip-bomb listings, trickled and endless files). Every endless
+// body stops at a hard bound or when the client goes away, so a test that fails still ends.
 import { createHash } from 'node:crypto';
+import { createGzip } from 'node:zlib';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,7 +28,28 @@ export interface HubFaults {
   ignoreRange?: boolean;
   /** Answer this status for requests whose path ends with `path`, `times` times. */
   fail?: { path: string; status: number; times: number };
+  /** The listing never ends (`endless`: plain JSON whitespace; `gzip-bomb`: a gzip stream that inflates without end), or never answers (`hang`). */
+  hostileListing?: 'endless' | 'gzip-bomb' | 'hang';
+  /** Changes the listing's entries before it is sent, e.g. drops sizes or hashes. */
+  editListing?: (siblings: ListedSibling[]) => void;
+  /** Send the file one byte every `intervalMs` (at most its own length, then the answer ends). */
+  trickle?: { path: string; intervalMs: number };
+  /** Serve the file as an endless chunked body without Content-Length. */
+  endless?: string;
+  /** Leave out `X-Linked-Size` / `X-Linked-Etag` on the Hub's redirect to the CDN. */
+  noLinkedHeaders?: boolean;
 }
+
+/** One entry of the listing's `siblings`, as the Hub writes it with `blobs=true`. */
+export interface ListedSibling {
+  rfilename: string;
+  size?: number;
+  blobId?: string;
+  lfs?: { sha256?: string; size?: number; pointerSize?: number };
+}
+
+/** The most any endless answer sends before it gives up on its own (bytes before compression). */
+export const ENDLESS_BOUND = 64 * 2 ** 20;
 
 export interface LoggedRequest {
   origin: 'hub' | 'cdn';
@@ -66,13 +90,64 @@ function commitOf(name: string, repo: HubRepo): string {
   return h.digest('hex');
 }
 
-function listing(name: string, repo: HubRepo): object {
-  const siblings = [...repo.files].map(([rfilename, bytes]) => {
+function listing(name: string, repo: HubRepo, edit?: (siblings: ListedSibling[]) => void): object {
+  const siblings: ListedSibling[] = [...repo.files].map(([rfilename, bytes]) => {
     if (!isLfs(rfilename)) return { rfilename, size: bytes.length, blobId: gitBlobId(bytes) };
     const pointer = `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(bytes)}\nsize ${bytes.length}\n`;
     return { rfilename, size: bytes.length, blobId: gitBlobId(Buffer.from(pointer)), lfs: { sha256: sha256(bytes), size: bytes.length, pointerSize: pointer.length } };
   });
+  edit?.(siblings);
   return { _id: name, id: name, modelId: name, sha: commitOf(name, repo), private: repo.token !== undefined, gated: false, siblings };
+}
+
+/** Writes `next()` chunks with backpressure until `bound` bytes went out or the client left. */
+async function pump(out: NodeJS.WritableStream & { destroyed?: boolean }, res: ServerResponse, next: () => Buffer, bound: number): Promise<void> {
+  let sent = 0;
+  let wake = () => {};
+  const closed = () => wake();
+  res.once('close', closed);
+  while (sent < bound && !res.destroyed && !res.writableEnded) {
+    const chunk = next();
+    sent += chunk.length;
+    if (!out.write(chunk)) await new Promise<void>((done) => {
+      wake = done;
+      out.once('drain', done);
+    });
+  }
+  res.removeListener('close', closed);
+  if (!res.destroyed) out.end();
+}
+
+/** A listing that starts like the Hub's and then never closes its array. */
+function serveHostileListing(res: ServerResponse, kind: 'endless' | 'gzip-bomb'): void {
+  const head = Buffer.from('{"sha":"0000000000000000000000000000000000000000","siblings":[');
+  const spaces = Buffer.alloc(2 ** 16, 0x20);
+  let first = true;
+  const next = () => (first ? ((first = false), head) : spaces);
+  if (kind === 'endless') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    void pump(res, res, next, ENDLESS_BOUND);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+  const gzip = createGzip({ level: 9 });
+  gzip.pipe(res);
+  res.once('close', () => gzip.destroy());
+  void pump(gzip, res, next, 16 * ENDLESS_BOUND); // ~1000:1, so ~1 MiB on the wire
+}
+
+/** One byte every `intervalMs`, stopping at the file's end or when the client leaves. */
+function trickle(res: ServerResponse, body: Buffer, intervalMs: number): void {
+  let at = 0;
+  const timer = setInterval(() => {
+    if (res.destroyed || at >= body.length) {
+      clearInterval(timer);
+      if (!res.destroyed) res.end();
+      return;
+    }
+    res.write(body.subarray(at, ++at));
+  }, intervalMs);
+  res.once('close', () => clearInterval(timer));
 }
 
 export async function startHubServer(repos: Record<string, HubRepo>): Promise<HubServer> {
@@ -101,12 +176,19 @@ export async function startHubServer(repos: Record<string, HubRepo>): Promise<Hu
       return res.end();
     }
     const body = bytes.subarray(start);
+    if (faults.endless === path) {
+      res.writeHead(200, headers);
+      const filler = Buffer.alloc(2 ** 16, 0x20);
+      void pump(res, res, () => filler, ENDLESS_BOUND);
+      return;
+    }
     res.writeHead(m && !faults.ignoreRange ? 206 : 200, {
       ...headers,
       'accept-ranges': 'bytes',
       'content-length': String(body.length),
       ...(m && !faults.ignoreRange ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}),
     });
+    if (faults.trickle?.path === path) return trickle(res, body, faults.trickle.intervalMs);
     const cut = faults.cutOnce;
     if (cut?.path === path && body.length > cut.afterBytes) {
       faults.cutOnce = undefined;
@@ -128,15 +210,18 @@ export async function startHubServer(repos: Record<string, HubRepo>): Promise<Hu
     const commit = commitOf(name, repo);
     if (rev !== 'main' && rev !== commit) return refuse(res, 404, 'RevisionNotFound');
     if (api) {
+      if (faults.hostileListing === 'hang') return; // never answered; close() drops the connection
+      if (faults.hostileListing) return serveHostileListing(res, faults.hostileListing);
       res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify(listing(name, repo)));
+      return res.end(JSON.stringify(listing(name, repo, faults.editListing)));
     }
     const path = resolve![3]!.split('/').map(decodeURIComponent).join('/');
     const bytes = repo.files.get(path);
     if (!bytes) return refuse(res, 404, 'EntryNotFound');
     if (!isLfs(path)) return serveBytes(req, res, path, bytes, { etag: `"${gitBlobId(bytes)}"`, 'x-repo-commit': commit });
     const sha = sha256(bytes);
-    res.writeHead(302, { location: `${cdnUrl}/cdn/${sha}?signature=x`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(bytes.length), 'x-repo-commit': commit, etag: `"${sha}"` });
+    const linked = faults.noLinkedHeaders ? {} : { 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(bytes.length), etag: `"${sha}"` };
+    res.writeHead(302, { location: `${cdnUrl}/cdn/${sha}?signature=x`, ...linked, 'x-repo-commit': commit });
     res.end();
   };
 

@@ -1,6 +1,6 @@
 // `kiln model download <owner/name>`: a Hugging Face checkpoint into Kiln's storage (resumable and
 // verified), then the same check "Select Model…" makes. Progress goes to stderr, the result to stdout.
-import { describeProgress, type DownloadProgress, downloadModel, type DownloadResult } from '../model/download/download-model';
+import { describeProgress, type DownloadProgress, describeVerification, downloadModel, type DownloadResult } from '../model/download/download-model';
 import { repoIdProblem, resolveHubOptions } from '../model/download/hub';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { validateModelFolder } from '../lsp/validate-model';
@@ -61,7 +61,7 @@ function summary(r: DownloadResult, v: ValidateModelResult): string {
   return [
     `model     ${m.repo}@${m.revision}${m.commit ? ` (${m.commit.slice(0, 12)})` : ''}`,
     `folder    ${r.dir}`,
-    `files     ${m.files.length}, ${mib(bytes)} (${how}), sizes and sha256 verified`,
+    `files     ${m.files.length}, ${mib(bytes)} (${how}), ${describeVerification(m.files)}`,
     `kiln      ${v.ok ? v.message : `cannot use it: ${v.message}`}`,
   ].join('\n');
 }

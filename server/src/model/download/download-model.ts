@@ -1,13 +1,16 @@
 // `<storage>/models/<owner>--<name>` from a Hub repository: list it, fetch the files Kiln needs into
 // `.partial/` (resumable, verified), move them into place, and write `kiln-download.json` last, so
 // its presence means the folder is complete. Used by `kiln model download` and the VS Code command.
+// The whole run is bounded (limits.ts): listing size and time, file caps, throughput, a deadline.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fetchFile, type FetchedFile } from './fetch-file';
+import { fetchFile, type FetchedFile, type Verification } from './fetch-file';
 import { fetchListing, HubError, type HubFile, type HubOptions, repoIdProblem, type RepoListing, resolveHubOptions } from './hub';
+import { type DownloadLimits, formatBytes, formatDuration, resolveLimits } from './limits';
 import { type DownloadPlan, isSafeRelativePath, planDownload, shardsFromIndex } from './plan';
 import { networkError, type RetryOptions, withRetries } from './retry';
+import { linkedAbort } from './watchdogs';
 
 export const MANIFEST_FILE = 'kiln-download.json';
 export const PARTIAL_DIR = '.partial';
@@ -27,7 +30,7 @@ export interface DownloadProgress {
   total?: number;
 }
 
-export interface DownloadOptions extends RetryOptions {
+export interface DownloadOptions extends RetryOptions, DownloadLimits {
   /** `owner/name`. */
   repo: string;
   /** Branch, tag or commit (default `main`). */
@@ -38,7 +41,6 @@ export interface DownloadOptions extends RetryOptions {
   token?: string;
   /** Where `KILN_HUB_URL`, `HF_ENDPOINT` and `HF_TOKEN` are read (default `process.env`). */
   env?: NodeJS.ProcessEnv;
-  stallTimeoutMs?: number;
   /** At most one progress event per interval, besides each file's start and end (default 100 ms). */
   progressIntervalMs?: number;
   onProgress?: (p: DownloadProgress) => void;
@@ -47,7 +49,10 @@ export interface DownloadOptions extends RetryOptions {
 export interface ManifestFile {
   path: string;
   size: number;
+  /** Of the bytes on disk, computed while they streamed. */
   sha256: string;
+  /** What the Hub gave to check them against (absent in manifests written before it was recorded). */
+  verifiedBy?: Verification;
 }
 
 export interface DownloadManifest {
@@ -142,7 +147,9 @@ async function install(dir: string, partialDir: string, fetched: FetchedFile[], 
 }
 
 interface FetchContext {
+  /** The caller's options, with `signal` replaced by the one the deadline also aborts. */
   o: DownloadOptions;
+  limits: Required<DownloadLimits>;
   hub: HubOptions;
   listing: RepoListing;
   /** The commit (or the revision when the Hub gives none) every file is fetched at. */
@@ -150,6 +157,8 @@ interface FetchContext {
   partialDir: string;
   progress: ProgressReporter;
 }
+
+const isWeights = (f: HubFile) => f.path.endsWith('.safetensors');
 
 /** Fetches the planned files into `.partial/`: the shard index first, then the rest and its shards. */
 async function fetchPlanned(c: FetchContext, plan: DownloadPlan): Promise<FetchedFile[]> {
@@ -162,6 +171,10 @@ async function fetchPlanned(c: FetchContext, plan: DownloadPlan): Promise<Fetche
       subject: { repo: c.o.repo, revision: c.pinned, file: f.path },
       expected: f,
       partialPath: join(c.partialDir, f.path),
+      // Weights are as large as the listing says, and must say; everything else is read whole later.
+      ...(isWeights(f) ? { sizeRequired: true } : { maxBytes: c.limits.maxSmallFileBytes }),
+      minBytesPerSecond: c.limits.minBytesPerSecond,
+      throughputWindowMs: c.limits.throughputWindowMs,
       onBytes: (bytes, size) => c.progress.report('downloading', f, bytes, size, false),
     });
     c.progress.report('downloading', f, got.size, got.size);
@@ -180,23 +193,50 @@ async function fetchPlanned(c: FetchContext, plan: DownloadPlan): Promise<Fetche
   return fetched;
 }
 
-function listRepository(o: DownloadOptions, hub: HubOptions, revision: string): Promise<RepoListing> {
-  const once = () => {
-    const timeout = AbortSignal.timeout(o.stallTimeoutMs ?? 60_000);
-    const signal = o.signal ? AbortSignal.any([o.signal, timeout]) : timeout;
-    return fetchListing(hub, o.repo, revision, signal).catch((err: unknown) => Promise.reject(networkError(err, `listing ${o.repo} on ${hub.baseUrl}`)));
+/** The listing, each attempt ending after `listingTimeoutMs`, retried like a file. */
+function listRepository(o: DownloadOptions, limits: Required<DownloadLimits>, hub: HubOptions, revision: string): Promise<RepoListing> {
+  const what = `listing ${o.repo} on ${hub.baseUrl}`;
+  const once = async () => {
+    const timeout = new HubError(`${what}: no answer within ${formatDuration(limits.listingTimeoutMs)}`, 'transient');
+    const abort = linkedAbort(o.signal, { ms: limits.listingTimeoutMs, reason: () => timeout });
+    try {
+      return await fetchListing(hub, o.repo, revision, { signal: abort.signal, maxBytes: limits.maxListingBytes });
+    } catch (err) {
+      if (o.signal?.aborted) throw o.signal.reason ?? err;
+      if (abort.signal.aborted) throw timeout;
+      throw networkError(err, what);
+    } finally {
+      abort.dispose();
+    }
   };
   return withRetries(once, o);
 }
 
-export async function downloadModel(o: DownloadOptions): Promise<DownloadResult> {
-  const problem = repoIdProblem(o.repo);
+export async function downloadModel(given: DownloadOptions): Promise<DownloadResult> {
+  const problem = repoIdProblem(given.repo);
   if (problem) throw new HubError(problem, 'usage');
-  const hub = resolveHubOptions(o, o.env);
+  const hub = resolveHubOptions(given, given.env);
+  const limits = resolveLimits(given);
+  const expired = new HubError(`downloading ${given.repo} did not finish within ${formatDuration(limits.deadlineMs)} (the download's deadline)`, 'limit');
+  const deadline = linkedAbort(given.signal, { ms: limits.deadlineMs, reason: () => expired });
+  try {
+    return await downloadWithin({ ...given, signal: deadline.signal }, limits, hub);
+  } catch (err) {
+    // Partial files are kept for every failure but bad bytes, so a re-run continues from them.
+    if (err instanceof HubError && (err.kind === 'transient' || err === expired)) {
+      throw new HubError(`${err.message}; run the download again to resume`, err.kind, err.status);
+    }
+    throw err;
+  } finally {
+    deadline.dispose();
+  }
+}
+
+async function downloadWithin(o: DownloadOptions, limits: Required<DownloadLimits>, hub: HubOptions): Promise<DownloadResult> {
   const revision = o.revision || 'main';
   const progress = new ProgressReporter(o);
   progress.report('listing');
-  const listing = await listRepository(o, hub, revision);
+  const listing = await listRepository(o, limits, hub, revision);
   const plan = planDownload(o.repo, listing.files); // refuses .bin-only repos before anything is written
   const dir = resolve(modelFolder(o.storageDir, o.repo));
   const previous = readManifest(dir);
@@ -209,38 +249,46 @@ export async function downloadModel(o: DownloadOptions): Promise<DownloadResult>
     const pinned = listing.commit ?? revision; // every file from the same commit, even if the branch moves
     const partialDir = join(dir, PARTIAL_DIR);
     await preparePartial(partialDir, `${hub.baseUrl}\n${o.repo}\n${pinned}\n`);
-    const fetched = await fetchPlanned({ o, hub, listing, pinned, partialDir, progress }, plan);
+    const fetched = await fetchPlanned({ o, limits, hub, listing, pinned, partialDir, progress }, plan);
     const manifest: DownloadManifest = {
       format: 'kiln-download-v1',
       repo: o.repo,
       revision,
       commit: listing.commit,
       hubUrl: hub.baseUrl,
-      files: fetched.map(({ path, size, sha256 }) => ({ path, size, sha256 })),
+      files: fetched.map(({ path, size, sha256, verifiedBy }) => ({ path, size, sha256, verifiedBy })),
       completedAt: new Date().toISOString(),
     };
     await install(dir, partialDir, fetched, previous, manifest);
     progress.report('done');
     const resumedBytes = fetched.reduce((n, f) => n + f.resumedFrom, 0);
     return { dir, manifest, fetchedBytes: fetched.reduce((n, f) => n + f.size, 0) - resumedBytes, resumedBytes, alreadyComplete: false };
-  } catch (err) {
-    if (err instanceof HubError && err.kind === 'transient') throw new HubError(`${err.message}; run the download again to resume`, err.kind, err.status);
-    throw err;
   } finally {
     active.delete(dir);
   }
 }
 
-function size(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  return `${(bytes / 2 ** 10).toFixed(1)} KiB`;
+const MISSING: Record<Verification, string | undefined> = { sha256: undefined, 'git-blob': undefined, size: 'no hash', nothing: 'no size, no hash' };
+const NAMED_AT_MOST = 4;
+
+/**
+ * How the files were checked, for the CLI summary and the VS Code message: every file with no hash
+ * (or no size) from the Hub is named as unverified, e.g.
+ * `unverified: tokenizer.json (no hash); the other 4 verified by size and hash`.
+ */
+export function describeVerification(files: ManifestFile[]): string {
+  const unverified = files.filter((f) => !f.verifiedBy || MISSING[f.verifiedBy]).sort((a, b) => a.path.localeCompare(b.path));
+  if (!unverified.length) return 'size and hash of every file verified';
+  const named = unverified.slice(0, NAMED_AT_MOST).map((f) => `${f.path} (${f.verifiedBy ? MISSING[f.verifiedBy] : 'not recorded'})`);
+  const more = unverified.length > NAMED_AT_MOST ? ` and ${unverified.length - NAMED_AT_MOST} more` : '';
+  const rest = files.length - unverified.length;
+  return `unverified: ${named.join(', ')}${more}${rest ? `; the other ${rest} verified by size and hash` : ''}`;
 }
 
 /** e.g. `model.safetensors (3/5) · 120.4 of 942.0 MiB · 13%`, for the CLI and the VS Code notification. */
 export function describeProgress(p: DownloadProgress): string {
   if (p.phase === 'listing') return 'listing the repository';
-  if (p.phase === 'done') return `done · ${size(p.bytes)}`;
-  const overall = p.total ? ` · ${size(p.bytes)} of ${size(p.total)} · ${Math.floor((100 * p.bytes) / Math.max(1, p.total))}%` : ` · ${size(p.bytes)}`;
+  if (p.phase === 'done') return `done · ${formatBytes(p.bytes)}`;
+  const overall = p.total ? ` · ${formatBytes(p.bytes)} of ${formatBytes(p.total)} · ${Math.floor((100 * p.bytes) / Math.max(1, p.total))}%` : ` · ${formatBytes(p.bytes)}`;
   return `${p.file} (${p.fileNumber}/${p.fileCount})${overall}`;
 }

@@ -1,12 +1,15 @@
 // One file of a checkpoint into `<model>/.partial/<file>`: resumed with `Range: bytes=N-` after an
 // interruption, hashed while it streams, and checked against the Hub's size and sha256 (or git blob
 // id) before the caller may move it into place. A file with the wrong bytes is deleted, never kept.
+// Every attempt runs under the throughput floor; a file with no known size is held to `maxBytes`.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileUrl, HubError, type HubFile, type HubOptions, hubGet, type Subject } from './hub';
+import { formatBytes } from './limits';
 import { networkError, type RetryOptions, withRetries } from './retry';
+import { type LinkedAbort, linkedAbort, ThroughputWatch } from './watchdogs';
 
 /** The partial file: its length on disk and the hashes of exactly those bytes. */
 class PartialFile {
@@ -74,16 +77,25 @@ export interface FetchFileOptions extends RetryOptions {
   /** What the listing says about the file (size and hashes may be missing). */
   expected: HubFile;
   partialPath: string;
-  /** Abort an attempt that receives nothing for this long, then retry (default 60 s). */
-  stallTimeoutMs?: number;
+  /** The most bytes the file may have, listed or not (config and tokenizer files); none for weights. */
+  maxBytes?: number;
+  /** Refuse the file when neither the listing nor the Hub's headers give its size (weights). */
+  sizeRequired?: boolean;
+  /** The throughput floor each attempt must keep over each whole window (0: off). */
+  minBytesPerSecond: number;
+  throughputWindowMs: number;
   /** Bytes on disk so far (resumed bytes included) and the file's size when known. */
   onBytes?: (bytes: number, size: number | undefined) => void;
 }
+
+/** How a file's bytes were checked: by a hash (which implies the size), by size only, or not at all. */
+export type Verification = 'sha256' | 'git-blob' | 'size' | 'nothing';
 
 export interface FetchedFile {
   path: string;
   size: number;
   sha256: string;
+  verifiedBy: Verification;
   /** Bytes an earlier run had left in the partial, not fetched again. */
   resumedFrom: number;
 }
@@ -93,15 +105,37 @@ function contentRangeStart(res: Response): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+const named = (o: FetchFileOptions) => `${o.expected.path} of ${o.subject.repo}`;
+
+/** The size this file may reach: its known size, else the cap (weights have a size or are refused). */
+function checkBounds(o: FetchFileOptions, expect: HubFile): number | undefined {
+  if (expect.size === undefined && o.sizeRequired) {
+    throw new HubError(`${named(o)}: the Hub gives no size for these weights (neither its listing nor X-Linked-Size); Kiln refuses weights it cannot bound`, 'limit');
+  }
+  if (expect.size !== undefined && o.maxBytes !== undefined && expect.size > o.maxBytes) {
+    throw new HubError(`${named(o)}: the Hub lists ${formatBytes(expect.size)}, more than the ${formatBytes(o.maxBytes)} cap on config and tokenizer files (maxSmallFileBytes); refused`, 'limit');
+  }
+  return expect.size ?? o.maxBytes;
+}
+
+const unlistedCap = (o: FetchFileOptions) => `is larger than the ${formatBytes(o.maxBytes!)} cap on files the Hub lists without a size (maxSmallFileBytes)`;
+
 /** One GET: appends to the partial from where it ends; returns when the body has ended. */
 async function attempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, signal: AbortSignal): Promise<void> {
-  if (expect.size !== undefined && file.length > expect.size) await file.reset();
+  let cap = checkBounds(o, expect);
+  if (cap !== undefined && file.length > cap) await file.reset();
   if (expect.size !== undefined && file.length === expect.size) return;
   const from = file.length;
   const url = fileUrl(o.hub, o.subject.repo, o.subject.revision, o.expected.path);
   const { res, linked } = await hubGet(o.hub, url, from > 0 ? { range: `bytes=${from}-` } : {}, signal, o.subject);
   expect.size ??= linked.size;
   expect.sha256 ??= linked.sha256;
+  try {
+    cap = checkBounds(o, expect);
+  } catch (err) {
+    await res.body?.cancel().catch(() => undefined);
+    throw err;
+  }
   if (res.status === 416) {
     // Nothing past `from`: the partial holds other bytes than this file's (a whole one returned above).
     await res.body?.cancel();
@@ -114,21 +148,30 @@ async function attempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, 
     await file.reset();
     throw new HubError(`${o.expected.path}: the server resumed at the wrong offset; starting over`, 'transient');
   }
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (expect.size === undefined && cap !== undefined && file.length + declared > cap) {
+    await res.body?.cancel().catch(() => undefined);
+    await discard(file, `${named(o)} ${unlistedCap(o)}: it declares ${formatBytes(file.length + declared)}`, 'limit');
+  }
   if (!res.body) return;
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    if (expect.size !== undefined && file.length + chunk.length > expect.size) {
-      await integrity(o, file, `more bytes than the ${expect.size} the Hub lists`);
+    if (cap !== undefined && file.length + chunk.length > cap) {
+      if (expect.size !== undefined) await corrupt(o, file, `more bytes than the ${expect.size} the Hub lists`);
+      await discard(file, `${named(o)} ${unlistedCap(o)}`, 'limit');
     }
     await file.append(chunk);
     o.onBytes?.(file.length, expect.size);
   }
 }
 
-async function integrity(o: FetchFileOptions, file: PartialFile, problem: string): Promise<never> {
+/** Deletes the partial (its bytes are wrong or over a cap) and fails with `message`. */
+async function discard(file: PartialFile, message: string, kind: 'integrity' | 'limit'): Promise<never> {
   await file.close().catch(() => undefined);
   await rm(file.path, { force: true });
-  throw new HubError(`${o.expected.path} from ${o.subject.repo} is corrupt: ${problem}; the download was deleted, run it again`, 'integrity');
+  throw new HubError(`${message}; the download was deleted${kind === 'integrity' ? ', run it again' : ''}`, kind);
 }
+
+const corrupt = (o: FetchFileOptions, file: PartialFile, problem: string) => discard(file, `${o.expected.path} from ${o.subject.repo} is corrupt: ${problem}`, 'integrity');
 
 /** A short body with a known size is an interrupted transfer: resume it. */
 function checkComplete(o: FetchFileOptions, file: PartialFile, expect: HubFile): void {
@@ -137,48 +180,63 @@ function checkComplete(o: FetchFileOptions, file: PartialFile, expect: HubFile):
   }
 }
 
-/** Downloads (or finishes) one file into its partial and verifies it; the partial is kept on failure. */
+/** One attempt under its own abort (the caller's signal, the throughput floor). */
+async function watchedAttempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, watch: ThroughputWatch, abort: LinkedAbort): Promise<void> {
+  let before = file.length;
+  const watched: FetchFileOptions = {
+    ...o,
+    onBytes: (bytes, size) => {
+      watch.add(Math.max(0, bytes - before));
+      before = bytes;
+      o.onBytes?.(bytes, size);
+    },
+  };
+  try {
+    await attempt(watched, file, expect, abort.signal);
+    checkComplete(o, file, expect);
+  } catch (err) {
+    if (o.signal?.aborted) throw o.signal.reason ?? err;
+    if (watch.tripped) throw watch.tripped;
+    throw networkError(err, `${o.expected.path}: download interrupted`);
+  }
+}
+
+/**
+ * Downloads (or finishes) one file into its partial and verifies it; the partial is kept on a
+ * transient failure. An attempt resets the retry count only when it fetched at least one window's
+ * worth of bytes at the floor and was not cut off by the floor, so a server that drips a few bytes
+ * per attempt cannot keep the retries going forever.
+ */
 export async function fetchFile(o: FetchFileOptions): Promise<FetchedFile> {
   const expect: HubFile = { ...o.expected };
+  checkBounds(o, expect); // a listed size over the cap is refused before anything is written
   const file = await PartialFile.open(o.partialPath, expect.gitSha1 ? expect.size : undefined);
-  const stallMs = o.stallTimeoutMs ?? 60_000;
+  const worthReset = Math.max(1, (o.minBytesPerSecond * o.throughputWindowMs) / 1000);
   let startLength = file.length;
+  let lastWatch: ThroughputWatch | undefined;
   try {
     await withRetries(
       async () => {
         startLength = file.length;
-        const stall = new AbortController();
-        const signals = o.signal ? [o.signal, stall.signal] : [stall.signal];
-        let timer = setTimeout(() => stall.abort(), stallMs);
-        const onBytes = o.onBytes;
-        const watched: FetchFileOptions = {
-          ...o,
-          onBytes: (bytes, size) => {
-            clearTimeout(timer);
-            timer = setTimeout(() => stall.abort(), stallMs);
-            onBytes?.(bytes, size);
-          },
-        };
+        const abort = linkedAbort(o.signal);
+        const watch = new ThroughputWatch({ minBytesPerSecond: o.minBytesPerSecond, windowMs: o.throughputWindowMs, what: o.expected.path, onSlow: (err) => abort.abort(err) });
+        lastWatch = watch;
         try {
-          await attempt(watched, file, expect, AbortSignal.any(signals));
-          checkComplete(o, file, expect);
-        } catch (err) {
-          if (o.signal?.aborted) throw o.signal.reason ?? err;
-          if (stall.signal.aborted) throw new HubError(`${o.expected.path}: no data for ${Math.round(stallMs / 1000)} s`, 'transient');
-          throw networkError(err, `${o.expected.path}: download interrupted`);
+          await watchedAttempt(o, file, expect, watch, abort);
         } finally {
-          clearTimeout(timer);
+          watch.stop();
+          abort.dispose();
         }
       },
       o,
-      () => file.length > startLength,
+      () => !lastWatch?.tripped && file.length - startLength >= worthReset,
     );
     const { sha256, gitSha1 } = file.digests();
-    if (expect.sha256 && sha256 !== expect.sha256) await integrity(o, file, `its sha256 is ${sha256}, the Hub lists ${expect.sha256}`);
-    if (expect.gitSha1 && gitSha1 && gitSha1 !== expect.gitSha1) await integrity(o, file, `its git blob id is ${gitSha1}, the Hub lists ${expect.gitSha1}`);
-    return { path: o.expected.path, size: file.length, sha256, resumedFrom: file.resumedFrom };
+    if (expect.sha256 && sha256 !== expect.sha256) await corrupt(o, file, `its sha256 is ${sha256}, the Hub lists ${expect.sha256}`);
+    if (expect.gitSha1 && gitSha1 && gitSha1 !== expect.gitSha1) await corrupt(o, file, `its git blob id is ${gitSha1}, the Hub lists ${expect.gitSha1}`);
+    const verifiedBy: Verification = expect.sha256 ? 'sha256' : expect.gitSha1 && gitSha1 ? 'git-blob' : expect.size !== undefined ? 'size' : 'nothing';
+    return { path: o.expected.path, size: file.length, sha256, verifiedBy, resumedFrom: file.resumedFrom };
   } finally {
     await file.close().catch(() => undefined);
   }
 }
-

@@ -1,6 +1,7 @@
 // The Hugging Face Hub's HTTP surface Kiln uses: the repository listing, file URLs, the token (sent
 // to the Hub's own origin only, never to the CDN it redirects to) and errors turned into sentences.
 // Node built-ins only: the CLI and the VS Code extension host share this code.
+import { formatBytes } from './limits';
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
 
@@ -10,7 +11,8 @@ export interface HubOptions {
   token?: string;
 }
 
-export type HubErrorKind = 'usage' | 'not-found' | 'auth' | 'gated' | 'unsupported' | 'integrity' | 'transient' | 'http';
+/** `limit`: a cap or deadline of the downloader was reached (never retried). */
+export type HubErrorKind = 'usage' | 'not-found' | 'auth' | 'gated' | 'unsupported' | 'integrity' | 'transient' | 'http' | 'limit';
 
 /** Every expected download failure: one sentence for the user, and a kind that decides retries. */
 export class HubError extends Error {
@@ -172,11 +174,40 @@ export function parseListing(body: unknown, s: Subject): RepoListing {
   return { commit, files };
 }
 
-/** `GET {base}/api/models/{repo}/revision/{rev}?blobs=true`. */
-export async function fetchListing(hub: HubOptions, repo: string, revision: string, signal?: AbortSignal): Promise<RepoListing> {
+/**
+ * The body of `res`, refused past `maxBytes`: a Content-Length above it before reading, then the
+ * bytes as they arrive (after any decompression, so a gzip bomb stops at the cap too).
+ */
+export async function readCappedBody(res: Response, maxBytes: number, refuse: (what: string) => HubError): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > maxBytes) {
+    await res.body?.cancel().catch(() => undefined);
+    throw refuse(`declares ${formatBytes(declared)} in its Content-Length, more than the ${formatBytes(maxBytes)} cap`);
+  }
+  if (!res.body) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.length;
+    if (length > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw refuse(`is larger than ${formatBytes(maxBytes)}, the cap`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, length);
+}
+
+/** `GET {base}/api/models/{repo}/revision/{rev}?blobs=true`, at most `maxBytes` of it. */
+export async function fetchListing(hub: HubOptions, repo: string, revision: string, o: { signal?: AbortSignal; maxBytes: number }): Promise<RepoListing> {
   const s: Subject = { repo, revision };
-  const { res } = await hubGet(hub, listingUrl(hub, repo, revision), { accept: 'application/json' }, signal, s);
-  const text = await res.text();
+  const url = listingUrl(hub, repo, revision);
+  const { res } = await hubGet(hub, url, { accept: 'application/json' }, o.signal, s);
+  const refuse = (what: string) => new HubError(`the listing at ${url} ${what} on a repository listing (maxListingBytes); refused`, 'limit');
+  const text = (await readCappedBody(res, o.maxBytes, refuse)).toString('utf8');
   try {
     return parseListing(JSON.parse(text), s);
   } catch (err) {

@@ -15,10 +15,17 @@ export interface DownloadPlan {
   files: HubFile[];
 }
 
-/** A repository-relative path that stays inside the model folder on every platform. */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com\d|lpt\d)(\.|$)/i;
+
+/**
+ * A repository-relative path that stays inside the model folder on every platform and out of its
+ * hidden folders: no absolute path, drive, backslash, control character, empty, `.` or `..` part,
+ * and no part starting with "." (`.partial/` holds unverified bytes; `.git/` and others are not
+ * the model's), ending with "." or a space, or naming a Windows device (`NUL`, `COM1.json`).
+ */
 export function isSafeRelativePath(path: string): boolean {
-  if (!path || path.length > 255 || path.startsWith('/') || /[\\:\0]/.test(path)) return false;
-  return path.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+  if (!path || path.length > 255 || path.startsWith('/') || /[\\:\x00-\x1f\x7f]/.test(path)) return false;
+  return path.split('/').every((part) => part !== '' && !part.startsWith('.') && !/[. ]$/.test(part) && !WINDOWS_DEVICE.test(part));
 }
 
 export function planDownload(repo: string, listed: HubFile[]): DownloadPlan {
@@ -49,10 +56,14 @@ export function shardsFromIndex(repo: string, indexText: string, listed: HubFile
   if (!weightMap || typeof weightMap !== 'object') throw new HubError(`${WEIGHTS_INDEX} of ${repo} has no "weight_map"`, 'unsupported');
   const names = [...new Set(Object.values(weightMap as Record<string, unknown>))].sort();
   const byPath = new Map(listed.map((f) => [f.path, f]));
+  const folded = new Map<string, string>(); // names equal but for case are one file on macOS and Windows
   return names.map((name) => {
     if (typeof name !== 'string' || !isSafeRelativePath(name) || !name.endsWith('.safetensors')) {
-      throw new HubError(`${WEIGHTS_INDEX} of ${repo} names a shard "${String(name)}" that is not a safetensors file inside the repository`, 'unsupported');
+      throw new HubError(`${WEIGHTS_INDEX} of ${repo} names a shard ${JSON.stringify(name)} that is not a safetensors file inside the repository`, 'unsupported');
     }
+    const clash = folded.get(name.toLowerCase());
+    if (clash) throw new HubError(`${WEIGHTS_INDEX} of ${repo} names shards "${clash}" and "${name}", which differ only in case`, 'unsupported');
+    folded.set(name.toLowerCase(), name);
     const listedFile = byPath.get(name);
     if (!listedFile) throw new HubError(`${WEIGHTS_INDEX} of ${repo} names ${name}, which the repository does not have`, 'unsupported');
     return listedFile;
