@@ -132,6 +132,10 @@ async function attempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, 
   expect.sha256 ??= linked.sha256;
   try {
     cap = checkBounds(o, expect);
+    if (cap !== undefined && from > cap) {
+      await file.reset();
+      throw new HubError(`${o.expected.path}: the partial is longer than the ${cap} bytes the Hub gives; starting over`, 'transient');
+    }
   } catch (err) {
     await res.body?.cancel().catch(() => undefined);
     throw err;
