@@ -12,6 +12,7 @@ import {
   KilnValidateModelRequest,
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
+  type ServerStatus,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
@@ -21,10 +22,19 @@ import { throttle } from '../telemetry/throttle';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
+import { parseFineTuneParams, parseValidateModelParams } from './params';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelFolder } from './validate-model';
 
 const STATS_PUSH_MS = 250;
+
+/** The status with a reason while there is no model yet, so the client can say why nothing is suggested. */
+export function explainStatus(status: ServerStatus): ServerStatus {
+  if (status.message) return status;
+  if (status.state === 'starting') return { ...status, message: 'Kiln is starting: the model loads once the settings arrive' };
+  if (status.state === 'loading') return { ...status, message: status.model ? `Loading model ${status.model}…` : 'Loading the model…' };
+  return status;
+}
 
 export function startKilnServer(connection: Connection): void {
   const documents = new TextDocuments(TextDocument);
@@ -47,10 +57,11 @@ export function startKilnServer(connection: Connection): void {
 
   const collectStats = async (): Promise<KilnStats> => {
     const snap = stats.snapshot();
-    const status = host.serverStatus;
+    const status = explainStatus(host.serverStatus);
     const engine = host.engine;
     return {
       state: status.state,
+      message: status.message,
       model: status.model,
       adapter: status.adapter,
       executionProvider: status.executionProvider,
@@ -74,7 +85,7 @@ export function startKilnServer(connection: Connection): void {
     stats,
     log,
     onStatus: (status) => {
-      void connection.sendNotification(KilnStatusNotification.type, status);
+      void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
       if (status.state === 'error' && status.message) tell('error', status.message);
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
@@ -130,9 +141,9 @@ export function startKilnServer(connection: Connection): void {
   connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
-  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(p.path));
+  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(parseValidateModelParams(p).path));
   connection.onRequest(KilnFineTuneRequest.type, (params, token) =>
-    handleFineTune(params, token, {
+    handleFineTune(parseFineTuneParams(params), token, {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
       executionProvider: settings.executionProvider,
