@@ -12,7 +12,6 @@ import {
   KilnValidateModelRequest,
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
-  type ServerStatus,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
@@ -23,18 +22,11 @@ import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
 import { parseFineTuneParams, parseValidateModelParams } from './params';
+import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelFolder } from './validate-model';
 
 const STATS_PUSH_MS = 250;
-
-/** The status with a reason while there is no model yet, so the client can say why nothing is suggested. */
-export function explainStatus(status: ServerStatus): ServerStatus {
-  if (status.message) return status;
-  if (status.state === 'starting') return { ...status, message: 'Kiln is starting: the model loads once the settings arrive' };
-  if (status.state === 'loading') return { ...status, message: status.model ? `Loading model ${status.model}…` : 'Loading the model…' };
-  return status;
-}
 
 export function startKilnServer(connection: Connection): void {
   const documents = new TextDocuments(TextDocument);
