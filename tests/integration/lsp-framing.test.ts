@@ -3,10 +3,16 @@
 // code, so the client restarts it; the old server stayed alive and never answered again. The LSP
 // lifecycle holds: nothing is served before `initialize`, nothing after `shutdown`.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ErrorCodes } from 'vscode-languageserver-protocol/node';
-import { ensureBuilt } from '../helpers/built-cli';
+import { ErrorCodes, type ResponseMessage, StreamMessageReader } from 'vscode-languageserver-protocol/node';
+import { CLI, ensureBuilt } from '../helpers/built-cli';
 import { frame, RawServer } from '../helpers/lsp-raw';
+import { tempDir } from '../helpers/tiny-session';
 
 const servers: RawServer[] = [];
 before(() => ensureBuilt());
@@ -138,5 +144,36 @@ describe('the LSP lifecycle', () => {
     assert.match(late.error!.message, /kiln\/getStats was sent after shutdown/);
     server.send(server.notification('exit'));
     assert.equal((await server.exitsWithin(EXIT_WITHIN_MS)).code, 0);
+  });
+});
+
+describe('--pipe: the same bounded reader on a socket', () => {
+  it('answers over the pipe, and a framing error ends the process with one line', async () => {
+    const dir = tempDir('kiln-pipe-');
+    const path = join(dir, 'lsp.sock');
+    const listener = createServer();
+    listener.listen(path);
+    await once(listener, 'listening');
+    const child = spawn(process.execPath, [CLI, 'serve', `--pipe=${path}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KILN_DEBUG: '' } });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = once(child, 'exit') as Promise<[number | null]>;
+    try {
+      const [socket] = (await once(listener, 'connection')) as [Socket];
+      const responses: ResponseMessage[] = [];
+      const answered = new Promise<void>((resolve) => new StreamMessageReader(socket).listen((m) => (responses.push(m as ResponseMessage), resolve())));
+      socket.write(frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params: INITIALIZE }));
+      await answered;
+      assert.equal(responses[0]?.id, 1);
+      assert.ok(responses[0]?.result, JSON.stringify(responses[0]));
+      socket.write('Content-Length: 70000000\r\n\r\n');
+      const [code] = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running; stderr: ${stderr}`)), EXIT_WITHIN_MS))]);
+      assert.equal(code, 1);
+      assert.deepEqual(framingLines(stderr).map((l) => /Content-Length 70000000 is over the limit of 64 MiB/.test(l)), [true]);
+    } finally {
+      child.kill('SIGKILL');
+      listener.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
