@@ -34,6 +34,8 @@ export interface MemoryFigures {
 /** What the status bar and the stats view show; pushed after answers (throttled). */
 export interface KilnStats {
   state: ServerState;
+  /** Why there are no suggestions yet (starting, loading) or at all (error), as in `ServerStatus`. */
+  message?: string;
   model?: string;
   adapter?: string;
   executionProvider?: string;

@@ -1,11 +1,13 @@
-// Bad input to the real server over stdio: requests for unknown documents and positions, a 5 MB
-// single-line file, binary-looking text, a missing or corrupt model at startup, and invalid
-// settings. Each gets a clear answer or message and the server keeps serving.
+// Bad input to the real server over stdio: requests for unknown documents and positions, malformed
+// params (positions that are not non-negative integers, a missing uri, a context that is not an
+// object, bad kiln/* params), a 5 MB single-line file, binary-looking text, a missing or corrupt
+// model at startup, and invalid settings. Each gets a clear answer or message and the server keeps
+// serving. (Broken framing and the lifecycle are in lsp-framing.test.ts.)
 import assert from 'node:assert/strict';
 import { cpSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ErrorCodes, LSPErrorCodes, MessageType, ResponseError } from 'vscode-languageserver-protocol/node';
+import { ErrorCodes, MessageType, ResponseError } from 'vscode-languageserver-protocol/node';
 import { ensureBuilt } from '../helpers/built-cli';
 import { insertTexts, KilnClient } from '../helpers/lsp-client';
 import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
@@ -42,6 +44,11 @@ function responseError(code: number, message: RegExp): (err: unknown) => boolean
   };
 }
 
+/** textDocument/inlineCompletion with params as given (the typed client would not send bad ones). */
+function rawComplete(client: KilnClient, params: unknown): Promise<unknown> {
+  return client.connection.sendRequest('textDocument/inlineCompletion', params);
+}
+
 /** Resolves to `promise`'s value, or rejects when it takes longer than `ms` (a hang, not a timing). */
 function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -67,6 +74,55 @@ describe('bad requests to a working server', () => {
     const atEnd = insertTexts(await client.complete(uri, { line: 1, character: 4 }));
     assert.equal(atEnd[0]?.length, MAX_TOKENS);
     assert.deepEqual(insertTexts(await client.complete(uri, { line: 1, character: 400 })), atEnd);
+  });
+
+  it('positions that are not non-negative integers: InvalidParams naming the field, and no model work', async () => {
+    const uri = 'file:///work/positions.py';
+    await client.open(uri, 'a = 1\nb = ');
+    const before = await client.getStats();
+    for (const bad of [0.5, '1', null, -1, 1e300]) {
+      for (const field of ['line', 'character'] as const) {
+        const position = { line: 1, character: 4, [field]: bad };
+        await assert.rejects(
+          rawComplete(client, { textDocument: { uri }, position, context: { triggerKind: 1 } }),
+          responseError(ErrorCodes.InvalidParams, new RegExp(`^position\\.${field} must be an integer from 0 to 2147483647, got ${escape(JSON.stringify(bad))}$`)),
+          `${field} ${JSON.stringify(bad)}`,
+        );
+      }
+    }
+    assert.equal((await client.getStats()).answers, before.answers, 'the model never ran');
+    assert.equal(insertTexts(await client.complete(uri, { line: 1, character: 4 }))[0]?.length, MAX_TOKENS, 'a good request answers after the bad ones');
+  });
+
+  it('a missing textDocument or uri, a context that is not an object: InvalidParams; the server keeps serving', async () => {
+    const uri = 'file:///work/shape.py';
+    await client.open(uri, 'c = ');
+    const position = { line: 0, character: 4 };
+    const cases: [unknown, RegExp][] = [
+      [{ position, context: { triggerKind: 1 } }, /^textDocument must be an object, got nothing$/],
+      [{ textDocument: {}, position, context: { triggerKind: 1 } }, /^textDocument\.uri must be a non-empty string, got nothing$/],
+      [{ textDocument: { uri }, position, context: 'invoked' }, /^context must be an object, got "invoked"$/],
+      [{ textDocument: { uri }, position, context: { triggerKind: 'auto' } }, /^context\.triggerKind must be 1 \(invoked\) or 2 \(automatic\), got "auto"$/],
+      [{ textDocument: { uri }, position: [0, 4], context: { triggerKind: 1 } }, /^position must be an object, got \[0,4\]$/],
+    ];
+    for (const [params, message] of cases) await assert.rejects(rawComplete(client, params), responseError(ErrorCodes.InvalidParams, message));
+    assert.equal(insertTexts(await client.complete(uri, position))[0]?.length, MAX_TOKENS);
+  });
+
+  it('kiln/validateModel and kiln/fineTune with bad params: InvalidParams naming the field', async () => {
+    const cases: [string, unknown, RegExp][] = [
+      ['kiln/validateModel', {}, /^path must be a non-empty string, got nothing$/],
+      ['kiln/validateModel', { path: 42 }, /^path must be a non-empty string, got 42$/],
+      ['kiln/fineTune', { mode: 'lora' }, /^workspace must be a non-empty string, got nothing$/],
+      ['kiln/fineTune', { workspace: root, maxSteps: 0.5 }, /^maxSteps must be a positive integer, got 0\.5$/],
+      ['kiln/fineTune', { workspace: root, mode: 'all' }, /^mode must be "lora" or "full", got "all"$/],
+      ['kiln/fineTune', { workspace: root, learningRate: '1e-3' }, /^learningRate must be a positive number, got "1e-3"$/],
+    ];
+    for (const [method, params, message] of cases) {
+      await assert.rejects(client.connection.sendRequest(method, params), responseError(ErrorCodes.InvalidParams, message), method);
+    }
+    assert.equal((await client.getStats()).state, 'ready');
+    assert.equal(client.hasExited, false);
   });
 
   it('a 5 MB single-line file: answered (at the end and in the middle of the line), no crash', async () => {
@@ -144,13 +200,15 @@ for (const [label, makeModel, problem] of BROKEN_MODELS) {
       assert.deepEqual(message, { type: MessageType.Error, message: status.message });
     });
 
-    it('keeps serving: kiln/getStats answers, inline completion is an error result, a reload reports again without a second message', async () => {
+    it('keeps serving: kiln/getStats says why, inline completion answers an empty list (not an error per keystroke), a reload reports again without a second message', async () => {
+      const status = client.statuses.items.at(-1)!;
       const stats = await client.getStats();
       assert.equal(stats.state, 'error');
+      assert.equal(stats.message, status.message);
       const uri = 'file:///work/a.py';
       await client.open(uri, 'x = ');
-      const status = client.statuses.items.at(-1)!;
-      await assert.rejects(client.complete(uri, { line: 0, character: 4 }), responseError(LSPErrorCodes.RequestFailed, new RegExp(escape(status.message!))));
+      assert.deepEqual(await client.complete(uri, { line: 0, character: 4 }), { items: [] });
+      assert.deepEqual(await client.complete(uri, { line: 0, character: 4 }, { explicit: true }), { items: [] });
       assert.deepEqual(await client.reloadModel(), status);
       assert.equal(client.messages.items.length, 1, 'the same problem is shown once');
       assert.equal(client.hasExited, false);

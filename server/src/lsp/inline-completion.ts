@@ -1,8 +1,9 @@
 // textDocument/inlineCompletion: the LSP face of the completion engine.
-import { type CancellationToken, type InlineCompletionList, type InlineCompletionParams, ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { type CancellationToken, type InlineCompletionList, ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { CancelledError, SupersededError } from '../completion/inference-loop';
 import type { ModelHost } from './model-host';
+import { parseInlineCompletionParams } from './params';
 
 /** A NUL near the cursor means a binary file: no suggestion, no model work. */
 const BINARY_PROBE_CHARS = 8192;
@@ -12,22 +13,22 @@ export function looksBinary(text: string, offset: number): boolean {
 }
 
 export async function handleInlineCompletion(
-  params: InlineCompletionParams,
+  rawParams: unknown,
   token: CancellationToken,
   documents: { get(uri: string): TextDocument | undefined },
-  host: ModelHost,
+  host: Pick<ModelHost, 'engine'>,
 ): Promise<InlineCompletionList> {
-  const doc = documents.get(params.textDocument.uri);
-  if (!doc) throw new ResponseError(ErrorCodes.InvalidParams, `Kiln has no open document ${params.textDocument.uri}`);
+  const params = parseInlineCompletionParams(rawParams);
+  const doc = documents.get(params.uri);
+  if (!doc) throw new ResponseError(ErrorCodes.InvalidParams, `Kiln has no open document ${params.uri}`);
   const { line, character } = params.position;
-  if (line < 0 || character < 0 || line >= doc.lineCount) {
-    throw new ResponseError(ErrorCodes.InvalidParams, `position ${line}:${character} is outside ${params.textDocument.uri} (${doc.lineCount} lines)`);
+  if (line >= doc.lineCount) {
+    throw new ResponseError(ErrorCodes.InvalidParams, `position ${line}:${character} is outside ${params.uri} (${doc.lineCount} lines)`);
   }
+  // No engine while the model starts or loads, or after a failed load: kiln/status says why (and a
+  // failure was shown once); an error per keystroke would only repeat it.
   const engine = host.engine;
-  if (!engine) {
-    const status = host.serverStatus;
-    throw new ResponseError(LSPErrorCodes.RequestFailed, status.message ?? `the model is ${status.state}`);
-  }
+  if (!engine) return { items: [] };
   const text = doc.getText();
   const offset = doc.offsetAt(params.position);
   if (looksBinary(text, offset)) return { items: [] };
@@ -36,7 +37,7 @@ export async function handleInlineCompletion(
   const abort = new AbortController();
   const sub = token.onCancellationRequested(() => abort.abort(new CancelledError()));
   try {
-    const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: params.context.triggerKind === 1, signal: abort.signal });
+    const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: params.explicit, signal: abort.signal });
     const at = { start: params.position, end: params.position };
     return { items: answer.items.map((insertText) => ({ insertText, range: at })) };
   } catch (err) {

@@ -21,6 +21,8 @@ import { throttle } from '../telemetry/throttle';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
+import { parseFineTuneParams, parseValidateModelParams } from './params';
+import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelFolder } from './validate-model';
 
@@ -47,10 +49,11 @@ export function startKilnServer(connection: Connection): void {
 
   const collectStats = async (): Promise<KilnStats> => {
     const snap = stats.snapshot();
-    const status = host.serverStatus;
+    const status = explainStatus(host.serverStatus);
     const engine = host.engine;
     return {
       state: status.state,
+      message: status.message,
       model: status.model,
       adapter: status.adapter,
       executionProvider: status.executionProvider,
@@ -74,7 +77,7 @@ export function startKilnServer(connection: Connection): void {
     stats,
     log,
     onStatus: (status) => {
-      void connection.sendNotification(KilnStatusNotification.type, status);
+      void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
       if (status.state === 'error' && status.message) tell('error', status.message);
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
@@ -130,9 +133,9 @@ export function startKilnServer(connection: Connection): void {
   connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
-  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(p.path));
+  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(parseValidateModelParams(p).path));
   connection.onRequest(KilnFineTuneRequest.type, (params, token) =>
-    handleFineTune(params, token, {
+    handleFineTune(parseFineTuneParams(params), token, {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
       executionProvider: settings.executionProvider,
