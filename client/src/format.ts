@@ -25,7 +25,16 @@ export function memoryLabel(stats: KilnStats): string | undefined {
   return formatBytes(m.rssBytes);
 }
 
-/** e.g. `$(zap) 38 ms · 312 MB · CPU`. */
+/**
+ * Share of the recent answers that typing through a suggestion already shown served without model
+ * work, or undefined before any answer.
+ */
+export function typedThroughShare(stats: KilnStats): number | undefined {
+  const recent = Object.values(stats.answersBySource).reduce((sum, n) => sum + n, 0);
+  return recent > 0 ? (stats.answersBySource['typing-through'] ?? 0) / recent : undefined;
+}
+
+/** e.g. `$(zap) 38 ms · 312 MB · CPU`, the latency being the p50 of model-computed answers. */
 export function statusBarText(status: ServerStatus, stats: KilnStats | undefined, enabled: boolean): string {
   if (!enabled) return '$(circle-slash) Kiln';
   if (status.state === 'error') return '$(error) Kiln';
@@ -36,7 +45,8 @@ export function statusBarText(status: ServerStatus, stats: KilnStats | undefined
     return `$(flame) step ${step}${training.loss !== undefined ? ` · loss ${training.loss.toFixed(3)}` : ''}`;
   }
   const parts = ['$(zap)'];
-  const latency = stats?.lastLatencyMs;
+  // Typing-through answers take ~0 ms and are left out of p50Ms, so the figure is what the model costs.
+  const latency = stats?.p50Ms;
   const head = latency !== undefined ? formatMs(latency) : 'ready';
   const memory = stats ? memoryLabel(stats) : undefined;
   return `${parts[0]} ${[head, memory, providerLabel(status.executionProvider)].filter(Boolean).join(' · ')}`;
@@ -48,7 +58,10 @@ export function statsLines(status: ServerStatus, stats: KilnStats | undefined): 
   if (status.model) lines.push(`Model: ${status.model}${stats?.adapter ? ` + adapter ${stats.adapter}` : ''}${status.weights ? ` (${status.weights} weights)` : ''}`);
   if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
   if (stats) {
-    if (stats.p50Ms !== undefined) lines.push(`Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over ${stats.answers} answers`);
+    const modelAnswers = stats.answersBySource.model ?? 0;
+    if (stats.p50Ms !== undefined) lines.push(`Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over the last ${modelAnswers} model-computed ${modelAnswers === 1 ? 'answer' : 'answers'}`);
+    const typed = typedThroughShare(stats);
+    if (typed !== undefined) lines.push(`Typed through: ${(typed * 100).toFixed(0)}% of recent answers came from a suggestion already shown (no model work)`);
     if (stats.reuseRatio !== undefined) lines.push(`KV reuse: ${(stats.reuseRatio * 100).toFixed(1)}% of prompt tokens`);
     if (stats.decodeTokensPerSecond !== undefined) lines.push(`Decode: ${stats.decodeTokensPerSecond.toFixed(0)} tokens/s`);
     const sources = Object.entries(stats.answersBySource).filter(([, n]) => n > 0);

@@ -1,4 +1,5 @@
-// The status bar item: last latency, memory and execution provider; details in the tooltip.
+// The status bar item: the p50 latency of model-computed answers, memory and execution provider; details
+// (with the share of answers typed through) in the tooltip.
 import * as vscode from 'vscode';
 import type { KilnStats, ServerStatus } from '../../server/src/protocol';
 import { statsLines, statusBarText } from './format';

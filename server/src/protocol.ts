@@ -39,13 +39,17 @@ export interface KilnStats {
   model?: string;
   adapter?: string;
   executionProvider?: string;
+  /** The most recent answer's total latency, any source. */
   lastLatencyMs?: number;
+  /** Latency percentiles of recent model-computed answers only; answers that skip model work are in answersBySource. */
   p50Ms?: number;
   p95Ms?: number;
   /** Reused / (reused + computed) prompt tokens over recent model answers. */
   reuseRatio?: number;
   decodeTokensPerSecond?: number;
+  /** Answers since the server started. */
   answers: number;
+  /** Recent answers (the window behind p50Ms/p95Ms) by source: `model`, `typing-through`, `answer-cache`, `speculation`. */
   answersBySource: Record<string, number>;
   /** The most recent answer's timings: its source and prefill (computed vs reused) and decode counts. */
   last?: CompletionTimings;

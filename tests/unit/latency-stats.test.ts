@@ -63,9 +63,31 @@ describe('LatencyStats', () => {
     assert.equal(snap.reuseRatio, 0.5);
     assert.equal(snap.decodeTokensPerSecond, 150);
     assert.deepEqual(snap.bySource, { model: 2, 'typing-through': 1, 'answer-cache': 1, speculation: 0 });
-    assert.equal(snap.modelP50Ms, 40);
-    assert.equal(snap.modelP95Ms, 60);
-    assert.equal(snap.p50Ms, 2);
+  });
+
+  it('takes p50/p95 over model-computed answers only; typing-through, cache and speculation are counted apart', () => {
+    const stats = new LatencyStats();
+    // a typical session: most keystrokes type through the suggestion shown, at ~0 ms
+    for (const ms of [30, 50, 70]) stats.record(answer(ms));
+    for (let i = 0; i < 6; i++) stats.record(answer(0, { source: 'typing-through' }));
+    stats.record(answer(0.2, { source: 'answer-cache' }));
+    stats.record(answer(0.1, { source: 'speculation' }));
+    const snap = stats.snapshot();
+    assert.equal(snap.p50Ms, 50, 'the middle model answer, not one of the 0 ms answers');
+    assert.equal(snap.p95Ms, 70);
+    assert.deepEqual(snap.bySource, { model: 3, 'typing-through': 6, 'answer-cache': 1, speculation: 1 });
+    assert.equal(snap.count, 11);
+    assert.equal(snap.lastMs, 0.1, 'the last answer, whatever its source');
+  });
+
+  it('has no percentiles while only answers without model work are in the window', () => {
+    const stats = new LatencyStats(3);
+    stats.record(answer(80));
+    for (let i = 0; i < 3; i++) stats.record(answer(0, { source: 'typing-through' }));
+    const snap = stats.snapshot();
+    assert.equal(snap.p50Ms, null);
+    assert.equal(snap.p95Ms, null);
+    assert.equal(snap.bySource['typing-through'], 3);
   });
 
   it('drops the reuse of answers that left the window', () => {

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
+import { type GpuProbeHost, SYSTEM_GPU_PROBE_HOST, webgpuUnavailableReason } from './gpu-probe';
 
 export type ExecutionProviderChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda';
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
@@ -31,13 +32,22 @@ function ortBinaryFolder(): string | undefined {
   }
 }
 
-/** Why a provider cannot even be tried on this install, or undefined when it can. */
-export function providerUnavailableReason(provider: ExecutionProvider): string | undefined {
+/**
+ * Why a provider cannot even be tried on this install, or undefined when it can. Under `auto`,
+ * WebGPU is tried only where a GPU and Vulkan are found, so a CPU-only machine loads quietly; asked
+ * for by name it is always tried (the probe only looks in the usual places).
+ */
+export function providerUnavailableReason(
+  provider: ExecutionProvider,
+  choice: ExecutionProviderChoice = 'auto',
+  host: GpuProbeHost = SYSTEM_GPU_PROBE_HOST,
+): string | undefined {
+  if (provider === 'webgpu') return choice === 'auto' ? webgpuUnavailableReason(host) : undefined;
   if (provider !== 'cuda') return undefined;
   const dir = ortBinaryFolder();
   const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
   if (!dir || !existsSync(join(dir, lib))) {
-    return 'the CUDA provider library is not installed (with network access and CUDA 12: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)';
+    return 'the CUDA provider library is not installed (with network access and CUDA 12: node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12)';
   }
   return undefined;
 }
@@ -65,7 +75,7 @@ export function sessionOptions(provider: ExecutionProvider, threads: number): In
 export async function createWithFallback<S>(
   options: SessionRuntimeOptions,
   create: (provider: ExecutionProvider, sessionOptions: InferenceSession.SessionOptions) => Promise<S>,
-  unavailableReason: (provider: ExecutionProvider) => string | undefined = providerUnavailableReason,
+  unavailableReason: (provider: ExecutionProvider) => string | undefined = (provider) => providerUnavailableReason(provider, options.executionProvider),
 ): Promise<{ session: S; provider: ExecutionProvider; attempts: ProviderAttempt[] }> {
   const attempts: ProviderAttempt[] = [];
   for (const provider of providerOrder(options.executionProvider)) {

@@ -9,13 +9,14 @@ export interface StatsSnapshot {
   window: number;
   /** Answers recorded since start, window or not. */
   recorded: number;
-  /** Total latency of every answer in the window (what the user waits for, any source). */
+  /**
+   * Total latency of the model-computed answers in the window. Answers that skip model work
+   * (typing-through, the answer cache, speculation) take about 0 ms and would hide what the model
+   * costs, so they are counted apart, in `bySource`.
+   */
   p50Ms: number | null;
   p95Ms: number | null;
-  /** Total latency of model answers only. */
-  modelP50Ms: number | null;
-  modelP95Ms: number | null;
-  /** Total latency of the most recent answer. */
+  /** Total latency of the most recent answer, any source. */
   lastMs: number | null;
   /** reused / (reused + computed) prompt tokens, summed over the model answers in the window. */
   reuseRatio: number | null;
@@ -65,9 +66,7 @@ export class LatencyStats {
   snapshot(): StatsSnapshot {
     const all = this.ring;
     const model = all.filter((t) => t.source === 'model');
-    const sortedTotals = (list: CompletionTimings[]) => list.map((t) => t.totalMs).sort((a, b) => a - b);
-    const totals = sortedTotals(all);
-    const modelTotals = sortedTotals(model);
+    const modelTotals = model.map((t) => t.totalMs).sort((a, b) => a - b);
     const bySource = Object.fromEntries(COMPLETION_SOURCES.map((s) => [s, 0])) as Record<CompletionSource, number>;
     for (const t of all) bySource[t.source]++;
     let reused = 0;
@@ -84,10 +83,8 @@ export class LatencyStats {
       count: all.length,
       window: this.window,
       recorded: this.recorded,
-      p50Ms: percentile(totals, 50),
-      p95Ms: percentile(totals, 95),
-      modelP50Ms: percentile(modelTotals, 50),
-      modelP95Ms: percentile(modelTotals, 95),
+      p50Ms: percentile(modelTotals, 50),
+      p95Ms: percentile(modelTotals, 95),
       lastMs: this.last?.totalMs ?? null,
       reuseRatio: reused + computed > 0 ? reused / (reused + computed) : null,
       decodeTokensPerSecond: decodeMs > 0 ? (decodeTokens * 1000) / decodeMs : null,
