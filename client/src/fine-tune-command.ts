@@ -3,46 +3,14 @@
 // headline gain, remembers the result in the workspace's storage and switches completions to it.
 // Unavailable in Restricted Mode: training reads the whole repository.
 import * as vscode from 'vscode';
-import { type FineTuneEvalFigures, KilnFineTuneRequest, KilnTrainingProgressNotification, type FineTuneSummary, type TrainingProgress } from '../../server/src/protocol';
+import { KilnFineTuneRequest, KilnTrainingProgressNotification } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
+import { finishedText, gainText, progressText } from './fine-tune-text';
 
 async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
   const folders = vscode.workspace.workspaceFolders ?? [];
   if (folders.length <= 1) return folders[0];
   return vscode.window.showWorkspaceFolderPick({ placeHolder: 'Fine-tune on which folder?' });
-}
-
-/** e.g. `step 12/200 · loss 2.314 · 40 s left`. */
-export function progressText(p: TrainingProgress): string {
-  if (p.step !== undefined && p.totalSteps) {
-    const parts = [`step ${p.step}/${p.totalSteps}`];
-    if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(3)}`);
-    if (p.etaSeconds !== undefined && Number.isFinite(p.etaSeconds)) parts.push(`${Math.round(p.etaSeconds)} s left`);
-    return parts.join(' · ');
-  }
-  return p.message ?? p.phase ?? '';
-}
-
-const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
-const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
-
-/** One sentence with before → after figures on the held-out files. */
-export function gainText(before: FineTuneEvalFigures | undefined, after: FineTuneEvalFigures | undefined): string {
-  if (!before || !after) return 'No before/after measurement (the run was cancelled or had no held-out files).';
-  const points = 100 * (after.exactMatch - before.exactMatch);
-  return (
-    `On ${after.lines} lines of ${after.files} held-out files: next-line exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)} ` +
-    `(${points >= 0 ? '+' : ''}${Number.isFinite(points) ? points.toFixed(1) : 'n/a'} points), edit similarity ${num(before.editSimilarity)} → ${num(after.editSimilarity)}, ` +
-    `validation loss ${num(before.validationLoss)} → ${num(after.validationLoss)}.`
-  );
-}
-
-/** The toast: one short sentence with the headline figure (the rest goes to the output channel). */
-export function finishedText(summary: Pick<FineTuneSummary, 'cancelled' | 'output' | 'before' | 'after'>): string {
-  const head = !summary.output ? 'Fine-tune cancelled; nothing was kept' : summary.cancelled ? 'Fine-tune cancelled; the best result so far is in use' : 'Fine-tune finished; completions now use it';
-  const { before, after } = summary;
-  const figure = before && after && Number.isFinite(before.exactMatch) && Number.isFinite(after.exactMatch) ? ` (exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)})` : '';
-  return `Kiln: ${head}${summary.output ? figure : ''}.`;
 }
 
 const START = 'Start';
