@@ -6,7 +6,7 @@
 // latency, memory and provider, and every palette command does its job (Fine-tune runs a few real
 // steps on the workspace and its adapter lands in the extension's storage, not in the workspace's
 // settings). A second run keeps workspace trust on with the folder untrusted: in Restricted Mode
-// completions still come (from user settings only) and fine-tuning is not offered.
+// completions still come (from user-level settings only) and fine-tuning is not offered.
 // code-server is installed into .kiln-dev/ on first use (2.5–4 minutes, once).
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
