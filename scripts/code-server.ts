@@ -218,6 +218,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Echo code-server's output (for `npm start`). */
   echo?: boolean;
+  /** Keep VS Code's workspace trust on (off by default), so an untrusted folder opens in Restricted Mode. */
+  workspaceTrust?: boolean;
   readyTimeoutMs?: number;
 }
 
@@ -230,7 +232,7 @@ export async function startCodeServer(cs: CodeServerInstall, options: StartOptio
     ...dirFlags(options.dirs),
     '--disable-telemetry',
     '--disable-update-check',
-    '--disable-workspace-trust',
+    ...(options.workspaceTrust ? [] : ['--disable-workspace-trust']),
     '--disable-getting-started-override',
     '--ignore-last-opened',
     '--reconnection-grace-time', '5',

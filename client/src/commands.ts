@@ -4,6 +4,8 @@ import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
 import { downloadModelCommand } from './download-command';
 import { fineTuneRepository } from './fine-tune-command';
+import { type HubTokenStore, setHubTokenCommand } from './hub-token';
+import type { KilnSettings } from './kiln-settings';
 import type { KilnStatusBar } from './status-bar';
 
 export interface CommandDeps {
@@ -14,6 +16,8 @@ export interface CommandDeps {
   toggle: () => boolean;
   /** The extension's global storage: downloaded models go to `models/` in it. */
   storageUri: vscode.Uri;
+  settings: KilnSettings;
+  hubToken: HubTokenStore;
 }
 
 async function showStats(deps: CommandDeps): Promise<void> {
@@ -54,7 +58,8 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     vscode.commands.registerCommand('kiln.selectModel', () => selectModel(deps)),
     vscode.commands.registerCommand('kiln.downloadModel', () => downloadModelCommand(deps)),
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
-    vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps.client(), deps.output)),
+    vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps)),
+    vscode.commands.registerCommand('kiln.setHubToken', () => setHubTokenCommand(deps.hubToken)),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
       const on = deps.toggle();
       void vscode.window.showInformationMessage(`Kiln inline completions ${on ? 'on' : 'off'}.`);

@@ -37,7 +37,6 @@ async function askModel(): Promise<ModelRequest | undefined> {
 
 /** The download under a progress notification; undefined when the user cancelled it. */
 function download(deps: CommandDeps, request: ModelRequest, token: string | undefined): Thenable<DownloadResult | undefined> {
-  const settings = vscode.workspace.getConfiguration('kiln');
   return vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `Kiln: downloading ${request.repo}`, cancellable: true },
     async (progress, cancel) => {
@@ -48,7 +47,7 @@ function download(deps: CommandDeps, request: ModelRequest, token: string | unde
         return await downloadModel({
           ...request,
           storageDir: deps.storageUri.fsPath,
-          baseUrl: settings.get<string>('hubUrl') || undefined,
+          baseUrl: deps.settings.get<string>('hubUrl') || undefined, // user or machine settings only
           token,
           signal: abort.signal,
           progressIntervalMs: 250,
@@ -75,7 +74,7 @@ const needsToken = (err: unknown) => err instanceof HubError && (err.kind === 'a
 async function askToken(message: string): Promise<string | undefined> {
   const token = await vscode.window.showInputBox({
     title: 'Kiln: Hugging Face token',
-    prompt: `${message}. Enter a token to try again (used for this download only; the kiln.hubToken setting or HF_TOKEN keeps one).`,
+    prompt: `${message}. Enter a token to try again (used for this download only; "Kiln: Set Hugging Face Token…" or HF_TOKEN keeps one).`,
     password: true,
     ignoreFocusOut: true,
   });
@@ -102,7 +101,7 @@ async function offer(deps: CommandDeps, request: ModelRequest, result: DownloadR
 export async function downloadModelCommand(deps: CommandDeps): Promise<void> {
   const request = await askModel();
   if (!request) return;
-  let token = vscode.workspace.getConfiguration('kiln').get<string>('hubToken') || undefined;
+  let token = await deps.hubToken.get();
   try {
     let result: DownloadResult | undefined;
     try {

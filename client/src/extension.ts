@@ -1,9 +1,11 @@
 // Activation: output channel, status bar, language client and commands, all in the extension's
 // disposal scope so a reload or deactivate leaves nothing behind.
 import * as vscode from 'vscode';
-import type { LanguageClient } from 'vscode-languageclient/node';
+import { DidChangeConfigurationNotification, type LanguageClient } from 'vscode-languageclient/node';
 import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
 import { registerCommands } from './commands';
+import { HubTokenStore } from './hub-token';
+import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
 import { KilnStatusBar } from './status-bar';
 
@@ -13,12 +15,15 @@ let client: LanguageClient | undefined;
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const output = vscode.window.createOutputChannel('Kiln', { log: true });
   const statusBar = new KilnStatusBar();
-  context.subscriptions.push(output, statusBar);
+  const settings = new KilnSettings(context, output);
+  const hubToken = new HubTokenStore(context.secrets, output);
+  context.subscriptions.push(output, statusBar, settings);
+  await hubToken.migrateFromSettings(settings).catch((err: unknown) => output.appendLine(`Kiln: moving kiln.hubToken into secret storage failed: ${(err as Error).message}`));
   const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
   statusBar.setEnabled(isEnabled());
 
   const start = async () => {
-    const c = createLanguageClient({ context, output, isEnabled });
+    const c = createLanguageClient({ context, output, isEnabled, settings });
     c.onNotification(KilnStatusNotification.type, (s) => statusBar.setStatus(s));
     c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
     client = c;
@@ -39,6 +44,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusBar,
       output,
       storageUri: context.globalStorageUri,
+      settings,
+      hubToken,
       toggle: () => {
         const next = !isEnabled();
         void context.globalState.update(ENABLED_KEY, next);
@@ -47,6 +54,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
+    // The server pulls `kiln` through the client's middleware, which applies the scope rules.
+    settings.onDidChange(() => {
+      if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });
+    }),
   );
   try {
     await start();

@@ -13,6 +13,7 @@ import {
 } from 'vscode-languageclient/node';
 import type { KilnInitializationOptions } from '../../server/src/protocol';
 import { enabledForLanguage, type EnableMap } from './enablement';
+import type { KilnSettings } from './kiln-settings';
 
 const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 3 * 60 * 1000;
@@ -22,6 +23,8 @@ export interface ClientDeps {
   output: vscode.LogOutputChannel;
   /** The global toggle (Kiln: Toggle Inline Completions). */
   isEnabled: () => boolean;
+  /** Answers the server's `workspace/configuration` pulls for `kiln` (scoped values only). */
+  settings: KilnSettings;
 }
 
 /** Restarts a crashed server up to MAX_RESTARTS times in RESTART_WINDOW_MS, then tells the user once. */
@@ -60,11 +63,19 @@ export function createLanguageClient(deps: ClientDeps): LanguageClient {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     outputChannel: deps.output,
     initializationOptions,
-    synchronize: { configurationSection: 'kiln' },
+    // No `synchronize.configurationSection`: it would push every level's values, workspace ones
+    // included. The client tells the server to pull instead (see extension.ts).
     errorHandler: crashPolicy(deps.output),
     middleware: {
+      workspace: {
+        configuration: async (params, token, next) => {
+          const answers = await next(params, token);
+          if (!Array.isArray(answers)) return answers; // an error from the default handler
+          return params.items.map((item, i) => (item.section === 'kiln' ? deps.settings.serverSection() : answers[i]));
+        },
+      },
       provideInlineCompletionItems: (document, position, context, token, next) => {
-        const perLanguage = vscode.workspace.getConfiguration('kiln').get<EnableMap>('enable');
+        const perLanguage = deps.settings.get<EnableMap>('enable');
         if (!deps.isEnabled() || !enabledForLanguage(perLanguage, document.languageId)) return null;
         return next(document, position, context, token);
       },

@@ -3,7 +3,7 @@
 // (extension.e2e.test.ts runs it then; or `node --import tsx tests/e2e/electron-runner.ts`).
 // The extension under development is this repository; the suite is electron-suite.ts, bundled.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runTests } from '@vscode/test-electron';
 import { build } from 'esbuild';
@@ -18,13 +18,17 @@ export async function runInDesktopVsCode(vscodeExecutablePath: string): Promise<
     const fixture = await writeE2eFixture(root);
     const completion = await cliCompletion(fixture, root, BEFORE_TYPING + TYPED);
     assert.ok(completion.trim().length > 0, 'the CLI answers a visible completion, so the comparison means something');
+    // kiln.modelPath is machine-scoped: a desktop VS Code takes it from user settings, not the workspace's.
+    const userData = join(root, 'user-data');
+    mkdirSync(join(userData, 'User'), { recursive: true });
+    writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({ ...fixture.machineSettings, 'security.workspace.trust.enabled': false }, null, 2));
     const suite = join(root, 'suite.js');
     await build({ entryPoints: [join(__dirname, 'electron-suite.ts')], outfile: suite, bundle: true, platform: 'node', target: 'node20', format: 'cjs', external: ['vscode'], logLevel: 'warning' });
     const code = await runTests({
       vscodeExecutablePath,
       extensionDevelopmentPath: REPO,
       extensionTestsPath: suite,
-      launchArgs: [fixture.workspace, '--disable-extensions', `--user-data-dir=${join(root, 'user-data')}`],
+      launchArgs: [fixture.workspace, '--disable-extensions', `--user-data-dir=${userData}`],
       extensionTestsEnv: { KILN_E2E_FILE: fixture.file, KILN_E2E_TYPED: TYPED, KILN_E2E_EXPECTED: BEFORE_TYPING + TYPED + completion },
     });
     assert.equal(code, 0, `the suite in ${vscodeExecutablePath} exited with ${code}`);

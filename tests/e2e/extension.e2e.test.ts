@@ -1,17 +1,21 @@
 // End to end: the packaged VSIX installed into a real VS Code (code-server 4.139.1, VS Code 1.139.1)
 // with fresh user-data and extension folders, driven in Debian's Chromium by playwright-core.
-// A seeded tiny model is written at test time; the fixture workspace points `kiln.modelPath` at it.
-// It proves ghost text equals `kiln complete` for the same text and position, Tab accepts it, the
-// status bar reports latency, memory and provider, and every palette command does its job (Fine-tune
-// runs a few real steps on the workspace).
+// A seeded tiny model is written at test time; machine settings point `kiln.modelPath` at it, while the
+// fixture workspace plants a hostile one that must be ignored (machine scope). It proves ghost text
+// equals `kiln complete` for the same text and position, Tab accepts it, the status bar reports
+// latency, memory and provider, and every palette command does its job (Fine-tune runs a few real
+// steps on the workspace and its adapter lands in the extension's storage, not in the workspace's
+// settings). A second run keeps workspace trust on with the folder untrusted: in Restricted Mode
+// completions still come (from user-level settings only) and fine-tuning is not offered.
 // code-server is installed into .kiln-dev/ on first use (2.5–4 minutes, once).
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import {
   type CodeServerDirs,
+  type CodeServerInstall,
   ensureCodeServer,
   installVsix,
   makeCodeServerDirs,
@@ -23,26 +27,35 @@ import {
 import { packageVsix } from '../../scripts/package-vsix';
 import { runInDesktopVsCode } from './electron-runner';
 import { ensureBuilt, REPO } from '../helpers/built-cli';
-import { BEFORE_TYPING, cliCompletion, type E2eFixture, FILE, TYPED, writeE2eFixture } from '../helpers/e2e-fixture';
+import { TOAST_CHARS } from '../../client/src/fine-tune-text';
+import { BEFORE_TYPING, CLI_EQUIVALENT_SETTINGS, cliCompletion, type E2eFixture, FILE, PLAIN_TYPING_SETTINGS, TYPED, writeE2eFixture, writeWorkspace } from '../helpers/e2e-fixture';
 import { tempDir } from '../helpers/tiny-session';
 import { waitUntil } from '../helpers/wait';
 import { launchChromium, requireChromium, type StatusItem, StepRecorder, Workbench } from '../helpers/workbench';
 
 const STATUS_ID = 'kiln-dev.kiln.kiln.status';
 const root = tempDir('kiln-e2e-');
+const vsix = join(root, 'kiln.vsix');
 let fixture: E2eFixture;
-let dirs: CodeServerDirs | undefined;
-let server: RunningCodeServer | undefined;
-let browser: Browser | undefined;
+let codeServer: CodeServerInstall;
+let session: Session | undefined; // the code-server and browser the current test drives
 let wb: Workbench;
 let installed: string;
 let expected: Promise<string>;
 let readyBefore: StatusItem | undefined;
 
+interface Session {
+  dirs: CodeServerDirs;
+  server?: RunningCodeServer;
+  browser?: Browser;
+  /** The installed extension's folder. */
+  installed: string;
+}
+
 /** code-server's output and VS Code's own logs (the Kiln output channel among them), for a failure's report. */
 function logs(): Record<string, string> {
-  const found: Record<string, string> = { 'code-server.log': server?.output() ?? '' };
-  const logDir = dirs && join(dirs.userData, 'logs');
+  const found: Record<string, string> = { 'code-server.log': session?.server?.output() ?? '' };
+  const logDir = session && join(session.dirs.userData, 'logs');
   if (!logDir || !existsSync(logDir)) return found;
   for (const path of readdirSync(logDir, { recursive: true, encoding: 'utf8' })) {
     if (path.endsWith('.log')) found[`vscode-${path.replace(/[\/]+/g, '-')}`] = readFileSync(join(logDir, path), 'utf8');
@@ -52,37 +65,64 @@ function logs(): Record<string, string> {
 
 const steps = new StepRecorder(join(REPO, 'test-output', 'e2e'), () => wb?.page, logs);
 
+/** code-server's Machine settings: where its (remote) window reads machine-scoped settings from. */
+const machineSettingsFile = (dirs: CodeServerDirs) => join(dirs.userData, 'Machine', 'settings.json');
+
+/** Installs the VSIX into fresh folders with these settings, starts code-server on `folder` and opens it in Chromium. */
+async function openSession(options: { userSettings?: Record<string, unknown>; folder: string; workspaceTrust?: boolean }): Promise<void> {
+  const dirs = makeCodeServerDirs(options.userSettings, 'kiln-e2e-code-server-');
+  mkdirSync(dirname(machineSettingsFile(dirs)), { recursive: true });
+  writeFileSync(machineSettingsFile(dirs), JSON.stringify(fixture.machineSettings, null, 2));
+  await installVsix(codeServer, dirs, vsix);
+  const folders = readdirSync(dirs.extensions).filter((name) => name.startsWith('kiln-dev.kiln-'));
+  assert.equal(folders.length, 1, `one Kiln folder in ${dirs.extensions}: ${folders.join(', ')}`);
+  session = { dirs, installed: join(dirs.extensions, folders[0]!) };
+  session.server = await startCodeServer(codeServer, { folder: options.folder, dirs, workspaceTrust: options.workspaceTrust });
+  session.browser = await launchChromium();
+  wb = await Workbench.open(session.browser, session.server.folderUrl);
+}
+
+async function closeSession(): Promise<void> {
+  const s = session;
+  session = undefined;
+  if (!s) return;
+  await s.browser?.close();
+  const pgid = s.server?.child.pid;
+  await s.server?.stop();
+  removeCodeServerDirs(s.dirs);
+  if (pgid !== undefined) assert.equal(processGroupAlive(pgid), false, 'code-server’s process group is gone');
+}
+
+/** Files named `name` anywhere under `dir`. */
+function findFiles(dir: string, name: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((p) => p.split(/[\/]/).at(-1) === name)
+    .map((p) => join(dir, p));
+}
+
 const kilnStatus = () => wb.statusItem(STATUS_ID);
 const READY = /^(ready|\d+ ms) · \d+ MB · CPU$/;
 
+before(async () => {
+  requireChromium();
+  ensureBuilt();
+  codeServer = await ensureCodeServer();
+  [fixture] = await Promise.all([writeE2eFixture(root), packageVsix(vsix)]);
+});
+
+after(() => rmSync(root, { recursive: true, force: true }));
+
 describe('Kiln packaged as a VSIX, in code-server', () => {
   before(async () => {
-    requireChromium();
-    ensureBuilt();
-    const codeServer = await ensureCodeServer();
-    const vsix = join(root, 'kiln.vsix');
-    [fixture] = await Promise.all([writeE2eFixture(root), packageVsix(vsix)]);
-    dirs = makeCodeServerDirs({}, 'kiln-e2e-code-server-');
-    await installVsix(codeServer, dirs, vsix);
-    const folders = readdirSync(dirs.extensions).filter((name) => name.startsWith('kiln-dev.kiln-'));
-    assert.equal(folders.length, 1, `one Kiln folder in ${dirs.extensions}: ${folders.join(', ')}`);
-    installed = join(dirs.extensions, folders[0]!);
+    await openSession({ folder: fixture.workspace });
+    installed = session!.installed;
     // The CLI shipped in the VSIX: the same build as the extension, whatever happens to dist/ meanwhile.
     expected = cliCompletion(fixture, root, BEFORE_TYPING + TYPED, join(installed, 'dist', 'cli.js'));
     expected.catch(() => {}); // awaited (and reported) by the ghost-text test
-    server = await startCodeServer(codeServer, { folder: fixture.workspace, dirs });
-    browser = await launchChromium();
-    wb = await Workbench.open(browser, server.folderUrl);
   });
 
-  after(async () => {
-    await browser?.close();
-    const pgid = server?.child.pid;
-    await server?.stop();
-    if (dirs) removeCodeServerDirs(dirs);
-    rmSync(root, { recursive: true, force: true });
-    if (pgid !== undefined) assert.equal(processGroupAlive(pgid), false, 'code-server’s process group is gone');
-  });
+  after(() => closeSession());
 
   it('is installed from the VSIX with onnxruntime-node inside it, and its server gets ready on the CPU', () =>
     steps.step('server ready', async () => {
@@ -163,19 +203,66 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       const ok = wb.page.locator('.quick-input-widget .quick-input-action .monaco-button', { hasText: 'Use This Model' });
       await ok.waitFor({ state: 'visible', timeout: 15_000 });
       await wb.closeQuickInput();
-      const settings = JSON.parse(readFileSync(fixture.settingsFile, 'utf8')) as Record<string, unknown>;
-      assert.equal(settings['kiln.modelPath'], fixture.modelDir);
+      const machine = JSON.parse(readFileSync(machineSettingsFile(session!.dirs), 'utf8')) as Record<string, unknown>;
+      assert.equal(machine['kiln.modelPath'], fixture.modelDir);
       assert.match((await kilnStatus())?.text ?? '', READY);
     }));
 
-  it('Kiln: Fine-tune on This Repository trains on the workspace and switches completions to the result', () =>
+  it('Kiln: Fine-tune on This Repository asks first, trains, keeps the adapter in the extension’s storage and switches completions to it', () =>
     steps.step('fine-tune', async () => {
+      const before = readFileSync(fixture.settingsFile, 'utf8');
       await wb.runCommand('Kiln: Fine-tune on This Repository');
-      await waitUntil('the "finished" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Fine-tune finished; completions now use it.')), 120_000);
-      const settings = JSON.parse(readFileSync(fixture.settingsFile, 'utf8')) as Record<string, unknown>;
-      const adapter = settings['kiln.adapterPath'];
-      assert.ok(typeof adapter === 'string' && existsSync(join(adapter, 'adapter_config.json')), `a PEFT adapter in the workspace settings: ${String(adapter)}`);
+      assert.deepEqual(await wb.notificationButtons('fine-tune on workspace?'), ['Start', 'Show What Will Be Trained']);
+      await wb.clickNotificationButton('fine-tune on workspace?', 'Start');
+      const done = await waitUntil('the "done" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('fine-tune done')), 120_000);
+      const toast = done.find((m) => m.includes('fine-tune done'))!;
+      assert.ok(toast.length <= TOAST_CHARS, `the toast fits: ${toast}`);
+      assert.ok((await wb.notificationButtons('fine-tune done')).includes('Show Details'));
+      assert.equal(readFileSync(fixture.settingsFile, 'utf8'), before, 'the workspace settings are untouched');
+      const storage = join(session!.dirs.userData, 'User', 'globalStorage');
+      const adapter = findFiles(storage, 'adapter_config.json').map(dirname).find((d) => basename(d) === 'adapter');
+      assert.ok(adapter, `the PEFT adapter is in the extension's global storage (${storage})`);
       await waitUntil('the server to be ready with the adapter', kilnStatus, (s) => !!s && READY.test(s.text), 60_000);
+      await wb.runCommand('Kiln: Show Stats');
+      await waitUntil('the adapter in the stats', () => wb.outputText(), (t) => t.includes(`+ adapter ${basename(adapter)}`), 30_000);
+    }));
+});
+
+describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), in code-server', () => {
+  let restrictedExpected: Promise<string>;
+
+  before(async () => {
+    // Everything Kiln needs is in user and machine settings; the workspace tries to turn completions
+    // off, shorten them and point Kiln at another model, and none of it may count in Restricted Mode.
+    const untrusted = writeWorkspace(root, 'untrusted-workspace', { 'kiln.enable': { '*': false }, 'kiln.modelPath': join(root, 'hostile-model'), 'kiln.maxTokens': 1, ...PLAIN_TYPING_SETTINGS });
+    const userSettings = {
+      ...CLI_EQUIVALENT_SETTINGS,
+      'security.workspace.trust.enabled': true,
+      'security.workspace.trust.startupPrompt': 'never', // opens in Restricted Mode without asking
+      'security.workspace.trust.banner': 'never',
+    };
+    await openSession({ userSettings, folder: untrusted.workspace, workspaceTrust: true });
+    restrictedExpected = cliCompletion(fixture, root, BEFORE_TYPING + TYPED, join(session!.installed, 'dist', 'cli.js'));
+    restrictedExpected.catch(() => {});
+  });
+
+  after(() => closeSession());
+
+  it('still completes, with the user-level settings only', () =>
+    steps.step('restricted: ghost text', async () => {
+      const completion = await restrictedExpected;
+      await waitUntil('the Kiln server to be ready in Restricted Mode', kilnStatus, (s) => !!s && READY.test(s.text), 90_000);
+      await wb.openFile(FILE);
+      await wb.page.keyboard.press('Control+End');
+      await wb.page.keyboard.type(TYPED, { delay: 80 });
+      await waitUntil('the ghost text to equal the CLI completion ' + JSON.stringify(completion), () => wb.ghostText(), (t) => t === completion, 30_000);
+    }));
+
+  it('does not offer "Fine-tune on This Repository"', () =>
+    steps.step('restricted: no fine-tune', async () => {
+      const commands = await wb.paletteCommands('Kiln: ', 'Kiln: Show Stats');
+      assert.ok(commands.includes('Kiln: Show Stats'), commands.join(', '));
+      assert.ok(!commands.includes('Kiln: Fine-tune on This Repository'), `fine-tuning is hidden: ${commands.join(', ')}`);
     }));
 });
 

@@ -1,6 +1,8 @@
-// The end-to-end fixture: a seeded tiny model written at test time and a one-file workspace whose
-// `.vscode/settings.json` points Kiln at it with the settings `kiln complete` uses, so what the
-// editor shows can be compared with what the CLI answers for the same text and position.
+// The end-to-end fixture: a seeded tiny model written at test time, settings that point Kiln at it
+// (`kiln.modelPath` is machine-scoped: only user or machine settings can set it) and a one-file workspace
+// whose `.vscode/settings.json` holds the settings `kiln complete` uses, so what the editor shows can
+// be compared with what the CLI answers for the same text and position. The workspace also plants
+// a hostile `kiln.modelPath`, which Kiln must ignore.
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +21,11 @@ export const TYPED = ' =';
 
 export interface E2eFixture {
   modelDir: string;
+  /**
+   * Machine-scoped settings (where the model is). A desktop VS Code reads them from user settings;
+   * code-server's window is a remote one, which reads them from its Machine settings only.
+   */
+  machineSettings: Record<string, unknown>;
   /** The model's seed: the first whose suggestion suits the test (see findSeed). */
   seed: number;
   workspace: string;
@@ -65,31 +72,46 @@ async function findSeed(root: string): Promise<{ seed: number; modelDir: string 
   throw new Error(`none of seeds 1..${SEEDS_TRIED} gives a visible suggestion after typing ${JSON.stringify(TYPED)}`);
 }
 
-export async function writeE2eFixture(root: string): Promise<E2eFixture> {
-  const { seed, modelDir } = await findSeed(root);
-  const workspace = join(root, 'workspace');
+/** What `kiln complete` does, as `kiln.*` settings: TEST_SETTINGS, completionMode auto (the default), one candidate, MAX_TOKENS. */
+export const CLI_EQUIVALENT_SETTINGS: Record<string, unknown> = {
+  'kiln.executionProvider': TEST_SETTINGS.executionProvider,
+  'kiln.threads': TEST_SETTINGS.threads,
+  'kiln.temperature': TEST_SETTINGS.temperature,
+  'kiln.speculate': TEST_SETTINGS.speculate,
+  'kiln.candidates': 1,
+  'kiln.maxTokens': MAX_TOKENS,
+};
+
+/** Editor settings that make typing put exactly the typed characters into the document. */
+export const PLAIN_TYPING_SETTINGS: Record<string, unknown> = {
+  'editor.autoClosingBrackets': 'never',
+  'editor.autoClosingQuotes': 'never',
+  'editor.autoIndent': 'none',
+  'files.insertFinalNewline': false,
+};
+
+/** A workspace folder `name` under `root` with `FILE` (BEFORE_TYPING) and these `.vscode/settings.json` values. */
+export function writeWorkspace(root: string, name: string, settings: Record<string, unknown>): { workspace: string; settingsFile: string; file: string } {
+  const workspace = join(root, name);
   mkdirSync(join(workspace, '.vscode'), { recursive: true });
-  const settings = {
-    'kiln.modelPath': modelDir,
-    'kiln.executionProvider': TEST_SETTINGS.executionProvider,
-    'kiln.threads': TEST_SETTINGS.threads,
-    'kiln.temperature': TEST_SETTINGS.temperature,
-    'kiln.speculate': TEST_SETTINGS.speculate,
-    // What `kiln complete` does: completionMode auto (the default), one candidate, this token limit.
-    'kiln.candidates': 1,
-    'kiln.maxTokens': MAX_TOKENS,
-    'kiln.fineTune.maxSteps': 3, // a few steps on the one-file workspace: proves the path, quickly
-    // Typing must put exactly the typed characters into the document.
-    'editor.autoClosingBrackets': 'never',
-    'editor.autoClosingQuotes': 'never',
-    'editor.autoIndent': 'none',
-    'files.insertFinalNewline': false,
-  };
   const settingsFile = join(workspace, '.vscode', 'settings.json');
   writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
   const file = join(workspace, FILE);
   writeFileSync(file, BEFORE_TYPING);
-  return { modelDir, seed, workspace, settingsFile, file };
+  return { workspace, settingsFile, file };
+}
+
+export async function writeE2eFixture(root: string): Promise<E2eFixture> {
+  const { seed, modelDir } = await findSeed(root);
+  const settings = {
+    // Planted by the repository; machine scope keeps it out (the server would not get ready otherwise).
+    'kiln.modelPath': join(root, 'hostile-model'),
+    ...CLI_EQUIVALENT_SETTINGS,
+    'kiln.fineTune.maxSteps': 3, // a few steps on the one-file workspace: proves the path, quickly
+    ...PLAIN_TYPING_SETTINGS,
+  };
+  const { workspace, settingsFile, file } = writeWorkspace(root, 'workspace', settings);
+  return { modelDir, machineSettings: { 'kiln.modelPath': modelDir }, seed, workspace, settingsFile, file };
 }
 
 /** What `kiln complete` (the CLI at `cli`) answers at the end of `text`, from a fresh process with a cold cache. */

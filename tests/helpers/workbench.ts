@@ -67,6 +67,36 @@ export class Workbench {
     return this.page.locator('.notifications-toasts .notification-list-item-message').allTextContents();
   }
 
+  /** Clicks the button `label` of the toast whose message contains `message`. */
+  async clickNotificationButton(message: string, label: string): Promise<void> {
+    const toast = this.page.locator('.notifications-toasts .notification-list-item', { has: this.page.locator('.notification-list-item-message', { hasText: message }) }).first();
+    const button = toast.locator('.notification-list-item-buttons-container .monaco-button', { hasText: label }).first();
+    await button.waitFor({ state: 'visible', timeout: 15_000 });
+    await button.click();
+  }
+
+  /** Labels of the buttons on the toast whose message contains `message` (waits for the toast). */
+  async notificationButtons(message: string): Promise<string[]> {
+    const toast = this.page.locator('.notifications-toasts .notification-list-item', { has: this.page.locator('.notification-list-item-message', { hasText: message }) }).first();
+    await toast.waitFor({ state: 'visible', timeout: 15_000 });
+    return (await toast.locator('.notification-list-item-buttons-container .monaco-button').allTextContents()).map((t) => t.trim());
+  }
+
+  /**
+   * The command palette's rows for `query`, read once the row `present` shows (so the list is
+   * filled); the palette is closed again.
+   */
+  async paletteCommands(query: string, present: string): Promise<string[]> {
+    await this.page.keyboard.press('F1');
+    const input = this.page.locator('.quick-input-widget .quick-input-box input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.pressSequentially(query);
+    await this.page.locator('.quick-input-list .monaco-list-row', { has: this.page.locator('.label-name', { hasText: present }) }).first().waitFor({ state: 'visible', timeout: 20_000 });
+    const labels = await this.page.locator('.quick-input-list .monaco-list-row .label-name').allTextContents();
+    await this.closeQuickInput();
+    return labels.map((l) => l.trim());
+  }
+
   /** The text of the output panel's editor (the lines it renders). */
   async outputText(): Promise<string> {
     const lines = await this.page.locator('.part.panel .output-view .view-line').allTextContents();

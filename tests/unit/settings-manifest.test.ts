@@ -1,19 +1,34 @@
 // The settings VS Code shows (package.json `contributes.configuration`) and the server's typed
 // settings must agree: every server setting is declared, with the same default and allowed values,
-// and the fine-tune command's settings default to the fine-tune's own defaults.
+// and the fine-tune command's settings default to the fine-tune's own defaults. The manifest also
+// keeps workspaces out of what they must not decide: machine scope exactly where the client's
+// settings layer treats a setting as machine-only, every other setting restricted in Restricted
+// Mode, fine-tuning hidden there, and no token read from settings.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
+import { MACHINE_SCOPED_SETTINGS } from '../../client/src/setting-scopes';
 import { DEFAULT_SETTINGS, parseSettings } from '../../server/src/lsp/settings';
 import { FINE_TUNE_DEFAULTS } from '../../server/src/training/fine-tune';
 
 interface Declared {
   default?: unknown;
   enum?: unknown[];
+  scope?: string;
+  markdownDeprecationMessage?: string;
 }
 
-const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, Declared> } } };
+interface Manifest {
+  capabilities?: { untrustedWorkspaces?: { supported?: unknown; description?: string; restrictedConfigurations?: string[] } };
+  contributes: {
+    configuration: { properties: Record<string, Declared> };
+    commands: { command: string; title: string }[];
+    menus?: { commandPalette?: { command: string; when?: string }[] };
+  };
+}
+
+const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as Manifest;
 const declared = manifest.contributes.configuration.properties;
 
 it('every server setting is declared in package.json with the server default', () => {
@@ -37,4 +52,29 @@ it('the fine-tune settings default to what the fine-tune does when the client le
   assert.equal(declared['kiln.fineTune.mode']?.default, 'lora');
   assert.equal(declared['kiln.fineTune.maxSteps']?.default, FINE_TUNE_DEFAULTS.maxSteps);
   assert.equal(declared['kiln.fineTune.maxFiles']?.default, FINE_TUNE_DEFAULTS.maxFiles);
+});
+
+it('declares machine scope for exactly the settings the client treats as machine-only', () => {
+  const machine = Object.entries(declared).filter(([, d]) => d.scope === 'machine').map(([name]) => name.slice('kiln.'.length));
+  assert.deepEqual(machine.sort(), [...MACHINE_SCOPED_SETTINGS].sort());
+  assert.ok(MACHINE_SCOPED_SETTINGS.includes('modelPath') && MACHINE_SCOPED_SETTINGS.includes('hubUrl'), 'the model folder and the hub are machine-scoped');
+});
+
+it('supports Restricted Mode in a limited way, with every setting a workspace could otherwise set restricted', () => {
+  const trust = manifest.capabilities?.untrustedWorkspaces;
+  assert.equal(trust?.supported, 'limited');
+  assert.ok(trust?.description, 'says what is limited');
+  const workspaceSettable = Object.entries(declared).filter(([, d]) => d.scope !== 'machine' && d.scope !== 'application').map(([name]) => name);
+  assert.deepEqual([...(trust?.restrictedConfigurations ?? [])].sort(), workspaceSettable.sort());
+});
+
+it('hides "Fine-tune on This Repository" from the palette in Restricted Mode', () => {
+  assert.ok(manifest.contributes.commands.some((c) => c.command === 'kiln.fineTune'));
+  const entry = manifest.contributes.menus?.commandPalette?.find((m) => m.command === 'kiln.fineTune');
+  assert.equal(entry?.when, 'isWorkspaceTrusted');
+});
+
+it('keeps the Hugging Face token out of settings: kiln.hubToken is deprecated in favour of the Set Token command', () => {
+  assert.ok(declared['kiln.hubToken']?.markdownDeprecationMessage?.includes('Set Hugging Face Token'), 'kiln.hubToken points at the command');
+  assert.ok(manifest.contributes.commands.some((c) => c.command === 'kiln.setHubToken' && c.title.startsWith('Set Hugging Face Token')));
 });

@@ -1,0 +1,39 @@
+// What "Fine-tune on This Repository" writes: the progress line, the full before/after figures
+// for the output channel, and the one short sentence that fits the end toast. No `vscode` import.
+import type { FineTuneEvalFigures, FineTuneSummary, TrainingProgress } from '../../server/src/protocol';
+
+/** e.g. `step 12/200 · loss 2.314 · 40 s left`. */
+export function progressText(p: TrainingProgress): string {
+  if (p.step !== undefined && p.totalSteps) {
+    const parts = [`step ${p.step}/${p.totalSteps}`];
+    if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(3)}`);
+    if (p.etaSeconds !== undefined && Number.isFinite(p.etaSeconds)) parts.push(`${Math.round(p.etaSeconds)} s left`);
+    return parts.join(' · ');
+  }
+  return p.message ?? p.phase ?? '';
+}
+
+const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
+const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+
+/** One sentence with before → after figures on the held-out files. */
+export function gainText(before: FineTuneEvalFigures | undefined, after: FineTuneEvalFigures | undefined): string {
+  if (!before || !after) return 'No before/after measurement (the run was cancelled or had no held-out files).';
+  const points = 100 * (after.exactMatch - before.exactMatch);
+  return (
+    `On ${after.lines} lines of ${after.files} held-out files: next-line exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)} ` +
+    `(${points >= 0 ? '+' : ''}${Number.isFinite(points) ? points.toFixed(1) : 'n/a'} points), edit similarity ${num(before.editSimilarity)} → ${num(after.editSimilarity)}, ` +
+    `validation loss ${num(before.validationLoss)} → ${num(after.validationLoss)}.`
+  );
+}
+
+/** Longest toast text: a collapsed VS Code toast shows one line of about this many characters. */
+export const TOAST_CHARS = 80;
+
+/** The end toast: one short sentence with the headline figure (the full figures go to the output channel). */
+export function finishedText(summary: Pick<FineTuneSummary, 'cancelled' | 'output' | 'before' | 'after'>): string {
+  if (!summary.output) return 'Kiln: fine-tune cancelled; nothing was kept.';
+  const { before, after } = summary;
+  const figure = before && after && Number.isFinite(before.exactMatch) && Number.isFinite(after.exactMatch) ? ` (exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)})` : '';
+  return summary.cancelled ? `Kiln: fine-tune cancelled; best so far in use${figure}.` : `Kiln: fine-tune done${figure}; completions use it now.`;
+}
