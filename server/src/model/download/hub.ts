@@ -111,9 +111,9 @@ function describe(s: Subject): string {
 export function statusError(res: Response, hub: HubOptions, s: Subject): HubError {
   const code = res.headers.get('x-error-code') ?? '';
   const status = res.status;
-  const tokenHint = hub.token ? 'the token given has no access to it' : 'if it is private, give a token (--token, HF_TOKEN or the kiln.hubToken setting)';
+  const tokenHint = hub.token ? 'the token given has no access to it' : 'if it is private, give a token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…" in the editor)';
   if (code === 'GatedRepo') {
-    const how = hub.token ? 'accept its terms on the Hub with the account the token belongs to' : 'accept its terms on the Hub, then give that account\'s token (--token, HF_TOKEN or kiln.hubToken)';
+    const how = hub.token ? 'accept its terms on the Hub with the account the token belongs to' : 'accept its terms on the Hub, then give that account\'s token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")';
     return new HubError(`${s.repo} is a gated model: ${how} (${hub.baseUrl}/${s.repo})`, 'gated', status);
   }
   if (code === 'RevisionNotFound') return new HubError(`revision "${s.revision}" not found in ${s.repo}`, 'not-found', status);
@@ -121,7 +121,7 @@ export function statusError(res: Response, hub: HubOptions, s: Subject): HubErro
   if (status === 404 || code === 'RepoNotFound') {
     return new HubError(`model ${s.repo} not found on ${hub.baseUrl} (${status}); check the id, or ${tokenHint}`, 'not-found', status);
   }
-  if (status === 401) return new HubError(`${hub.baseUrl} refused ${describe(s)} (401): ${hub.token ? 'the token is invalid or expired' : 'it needs a token (--token, HF_TOKEN or kiln.hubToken)'}`, 'auth', status);
+  if (status === 401) return new HubError(`${hub.baseUrl} refused ${describe(s)} (401): ${hub.token ? 'the token is invalid or expired' : 'it needs a token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")'}`, 'auth', status);
   if (status === 403) return new HubError(`${hub.baseUrl} refused ${describe(s)} (403): ${tokenHint}`, 'auth', status);
   const transient = status === 408 || status === 429 || status >= 500;
   return new HubError(`${describe(s)}: the server answered ${status} ${res.statusText}`.trimEnd(), transient ? 'transient' : 'http', status);
