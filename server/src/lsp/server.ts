@@ -22,7 +22,7 @@ import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { ModelHost } from './model-host';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
-import { validateModelFolder } from './validate-model';
+import { validateModelInWorker } from './model-worker-client';
 
 const STATS_PUSH_MS = 250;
 
@@ -130,7 +130,7 @@ export function startKilnServer(connection: Connection): void {
   connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
-  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(p.path));
+  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelInWorker(p.path));
   connection.onRequest(KilnFineTuneRequest.type, (params, token) =>
     handleFineTune(params, token, {
       modelPath: host.modelPath(settings),
