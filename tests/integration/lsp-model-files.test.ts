@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { KilnValidateModelRequest, type ServerStatus } from '../../server/src/protocol';
-import { ensureBuilt } from '../helpers/built-cli';
+import { ensureBuilt, REPO } from '../helpers/built-cli';
 import { insertTexts, KilnClient } from '../helpers/lsp-client';
 import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { tempDir } from '../helpers/tiny-session';
@@ -101,6 +101,13 @@ async function answersCompletions(client: KilnClient, uri: string): Promise<void
   assert.equal(insertTexts(await client.complete(uri, { line: 0, character: 8 }))[0]?.length, MAX_TOKENS);
 }
 
+describe('the model worker bundle', () => {
+  it('is built beside the server and never loads onnxruntime (sessions stay on the server thread)', () => {
+    const bundle = readFileSync(join(REPO, 'dist', 'model-worker.js'), 'utf8');
+    assert.ok(!bundle.includes('require("onnxruntime-node")'), 'dist/model-worker.js requires onnxruntime-node');
+  });
+});
+
 describe('loading and validating off the server thread', () => {
   let client: KilnClient;
   before(async () => {
@@ -135,6 +142,20 @@ describe('loading and validating off the server thread', () => {
       await answersCompletions(client, `file:///work/${name}.py`);
     });
   }
+
+  it('an adapter folder that does not exist: the base model loads, and the ready status names kiln.adapterPath', async () => {
+    const gone = join(root, 'adapter-that-was-deleted');
+    const from = client.statuses.items.length;
+    await client.configure({ adapterPath: gone });
+    const status = await client.statuses.waitFor((s) => s.state === 'ready' || s.state === 'error', 'the reload without the adapter', 30_000, from);
+    assert.equal(status.state, 'ready', status.message);
+    assert.equal(status.adapter, undefined);
+    assert.match(status.message ?? '', new RegExp(`${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} set in "kiln\\.adapterPath" does not exist; completions use the base model`));
+    await answersCompletions(client, 'file:///work/no-adapter.py');
+    const reset = client.statuses.items.length;
+    await client.configure({ adapterPath: '' });
+    await client.statuses.waitFor((s) => s.state === 'ready', 'the reload with no adapter set', 30_000, reset);
+  });
 
   it('kiln/validateModel on a folder whose config.json is a FIFO answers, and the server keeps answering', async () => {
     const dir = join(root, 'fifo');
