@@ -8,6 +8,7 @@ const entryPoints: Record<string, string> = {
   client: 'client/src/extension.ts',
   'train-worker': 'server/src/training/worker.ts',
   'dataset-worker': 'server/src/dataset/tokenize-worker.ts',
+  'model-worker': 'server/src/lsp/model-worker.ts',
 };
 
 build({

@@ -165,7 +165,7 @@ describe('parseModelConfig', () => {
     assert.equal(parse({ head_dim: null }).headDim, 16);
     rejects({ num_key_value_heads: 3 }, /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/);
     rejects({ head_dim: 15 }, /head_dim must be even for RoPE, got 15/);
-    rejects({ hidden_size: 60, num_attention_heads: 8 }, /field "head_dim" must be a positive integer, got 7\.5/);
+    rejects({ hidden_size: 60, num_attention_heads: 8 }, /hidden_size \(60\) must be a multiple of num_attention_heads \(8\) when head_dim is not given/);
   });
 
   it('rope_scaling: none, default, linear; anything else is an error', () => {
@@ -176,7 +176,7 @@ describe('parseModelConfig', () => {
     rejects({ rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, /unsupported rope_scaling type "yarn" \(supported: linear or none\)/);
     rejects({ rope_scaling: { type: 'dynamic', factor: 2 } }, /unsupported rope_scaling type "dynamic"/);
     rejects({ rope_scaling: { type: 'linear' } }, /missing required field "factor"/);
-    rejects({ rope_scaling: { type: 'linear', factor: 0 } }, /rope_scaling\.factor must be positive/);
+    rejects({ rope_scaling: { type: 'linear', factor: 0 } }, /rope_scaling\.factor must be a number from 0\.001 to 1024 \(got 0\)/);
     rejects({ rope_scaling: 'linear' }, /"rope_scaling" must be an object or null/);
   });
 
@@ -199,8 +199,8 @@ describe('parseModelConfig', () => {
 
   it('bad fields name themselves', () => {
     rejects({ hidden_size: undefined }, /missing required field "hidden_size"/);
-    rejects({ vocab_size: '300' }, /field "vocab_size" must be a number, got "300"/);
-    rejects({ num_hidden_layers: 0 }, /field "num_hidden_layers" must be a positive integer, got 0/);
+    rejects({ vocab_size: '300' }, /vocab_size must be an integer from 1 to 1048576 \(got "300"\)/);
+    rejects({ num_hidden_layers: 0 }, /num_hidden_layers must be an integer from 1 to 1024 \(got 0\)/);
     rejects({ hidden_act: 'gelu' }, /unsupported hidden_act "gelu"/);
     rejects({ mlp_bias: true }, /mlp_bias=true is not supported/);
     rejects({ partial_rotary_factor: 0.5 }, /partial_rotary_factor=0\.5 is not supported/);

@@ -228,7 +228,7 @@ test('unreadable paths and a malformed tokenizer_config.json name their file', (
   );
   const dir = tempDir();
   mkdirSync(join(dir, 'tokenizer.json')); // a directory where the file should be
-  assert.throws(() => Tokenizer.load(dir), (err: unknown) => err instanceof ModelFileError && /cannot be read/.test(err.problem));
+  assert.throws(() => Tokenizer.load(dir), (err: unknown) => err instanceof ModelFileError && /is not a regular file \(a folder\)/.test(err.problem));
   const withBadConfig = tempDir();
   writeTinyTokenizer(withBadConfig, { vocabSize: VOCAB });
   writeFileSync(join(withBadConfig, 'tokenizer_config.json'), '{ nope');

@@ -1,9 +1,9 @@
 // Everything the completion engine needs from a model folder: the decoder session, the tokenizer,
 // and the fill-in-the-middle template with the prompt order to use.
-import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ModelFileError } from '../model/errors';
 import { type FimOrder, type FimTemplate, resolveFimTemplate } from '../model/fim';
+import { MODEL_FILE_CAPS, pathExists, readModelJsonObject } from '../model/read-model-file';
 import { Tokenizer } from '../model/tokenizer';
 import type { LoadedModel, LoadModelOptions } from '../runtime/load-model';
 import { loadWithQuantization, type Precision, PRECISIONS, type QuantizationSetting } from '../runtime/quantization-choice';
@@ -48,13 +48,8 @@ export interface CompletionModelChoices {
 /** Reads `kiln.json` if the model folder has one; its fields are checked one by one. */
 export function readTrainedFacts(dir: string): TrainedFacts {
   const file = join(dir, 'kiln.json');
-  if (!existsSync(file)) return {};
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new ModelFileError(file, `invalid JSON: ${(err as Error).message}`);
-  }
+  if (!pathExists(file)) return {};
+  const json = readModelJsonObject(file, { maxBytes: MODEL_FILE_CAPS.kiln });
   const { fimOrders, contextTokens, quantization } = json;
   if (fimOrders !== undefined && !(Array.isArray(fimOrders) && fimOrders.length > 0 && fimOrders.every((o) => o === 'psm' || o === 'spm'))) {
     throw new ModelFileError(file, '"fimOrders" must be a non-empty list of "psm" / "spm"');

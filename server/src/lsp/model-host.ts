@@ -1,5 +1,6 @@
 // Owns the loaded model and the engine built on it: loads with the current settings, reports the
 // server's status, and turns load failures into one clear message instead of a crash.
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
@@ -7,6 +8,7 @@ import { CompletionEngine } from '../completion/engine';
 import type { ServerStatus } from '../protocol';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
+import { prepareGraphInWorker } from './model-worker-client';
 import type { KilnSettings } from './settings';
 
 export interface ModelHostOptions {
@@ -55,14 +57,19 @@ export class ModelHost {
       return this.setStatus({ state: 'error', message: 'No model configured: set "kiln.modelPath" to a Hugging Face model folder.' });
     }
     this.setStatus({ state: 'loading', model: path });
+    const adapterDir = settings.adapterPath || undefined;
+    // a fine-tune's adapter folder that is gone (deleted, or a temp folder) is no reason to serve nothing
+    const missingAdapter = adapterDir !== undefined && !statSync(adapterDir, { throwIfNoEntry: false })?.isDirectory();
     let model: CompletionModel;
     try {
       model = await loadCompletionModel(path, { fimOrder: settings.fimOrder, quantization: settings.quantization }, {
         executionProvider: settings.executionProvider,
         threads: settings.threads || automaticThreads(),
         cacheDir: this.options.cacheDir,
-        adapterDir: settings.adapterPath || undefined,
+        adapterDir: missingAdapter ? undefined : adapterDir,
         log: this.options.log,
+        // validation, graph build, quantization, hashing and the cache write run in a worker thread
+        prepare: prepareGraphInWorker,
       });
     } catch (err) {
       if (generation !== this.generation) return this.status;
@@ -77,7 +84,9 @@ export class ModelHost {
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
-    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights });
+    const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;
+    if (message) this.options.log(message);
+    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights, ...(message ? { message } : {}) });
     await this.retire(previous);
     return status;
   }

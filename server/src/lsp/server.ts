@@ -24,7 +24,7 @@ import { ModelHost } from './model-host';
 import { parseFineTuneParams, parseValidateModelParams } from './params';
 import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
-import { validateModelFolder } from './validate-model';
+import { validateModelInWorker } from './model-worker-client';
 
 const STATS_PUSH_MS = 250;
 
@@ -133,7 +133,7 @@ export function startKilnServer(connection: Connection): void {
   connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
-  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelFolder(parseValidateModelParams(p).path));
+  connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelInWorker(parseValidateModelParams(p).path));
   connection.onRequest(KilnFineTuneRequest.type, (params, token) =>
     handleFineTune(parseFineTuneParams(params), token, {
       modelPath: host.modelPath(settings),

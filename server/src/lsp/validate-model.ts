@@ -1,4 +1,6 @@
 // "Select Model…" checks a folder before switching to it: config, weights and tokenizer must load.
+// Every read is bounded and refuses FIFOs and devices; the server runs this in the model worker
+// (model-worker-client.ts; nothing here may import onnxruntime), the CLI in its own thread.
 import { openCheckpoint } from '../model/checkpoint';
 import { resolveFimTemplate } from '../model/fim';
 import { Tokenizer } from '../model/tokenizer';

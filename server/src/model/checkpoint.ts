@@ -1,9 +1,10 @@
 // A Hugging Face checkpoint folder: config.json plus model.safetensors, or shards listed in
 // model.safetensors.index.json. Validates that every tensor the decoder needs exists with its shape.
-import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModelConfig, type ModelConfig } from './config';
 import { ModelFileError } from './errors';
+import { MODEL_FILE_CAPS, pathExists, readModelJsonObject } from './read-model-file';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
 
 export interface ExpectedTensor {
@@ -57,21 +58,16 @@ export class WeightStore {
   static open(dir: string): WeightStore {
     const indexPath = join(dir, 'model.safetensors.index.json');
     const singlePath = join(dir, 'model.safetensors');
-    if (existsSync(indexPath)) return WeightStore.openSharded(dir, indexPath);
-    if (!existsSync(singlePath)) throw new ModelFileError(dir, 'no model.safetensors or model.safetensors.index.json in this folder');
+    if (pathExists(indexPath)) return WeightStore.openSharded(dir, indexPath);
+    if (!pathExists(singlePath)) throw new ModelFileError(dir, 'no model.safetensors or model.safetensors.index.json in this folder');
     const file = SafetensorsFile.open(singlePath);
     return new WeightStore(new Map([...file.tensors.keys()].map((n) => [n, file])), [file], singlePath);
   }
 
   private static openSharded(dir: string, indexPath: string): WeightStore {
-    let weightMap: Record<string, string>;
-    try {
-      const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map?: Record<string, string> };
-      if (!index.weight_map || typeof index.weight_map !== 'object') throw new Error('no "weight_map" object');
-      weightMap = index.weight_map;
-    } catch (err) {
-      throw new ModelFileError(indexPath, `invalid index: ${(err as Error).message}`);
-    }
+    const index = readModelJsonObject(indexPath, { maxBytes: MODEL_FILE_CAPS.shardIndex, invalid: 'invalid index' });
+    const weightMap = index.weight_map as Record<string, string> | undefined;
+    if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new ModelFileError(indexPath, 'invalid index: no "weight_map" object');
     const shards = new Map<string, SafetensorsFile>();
     const owner = new Map<string, SafetensorsFile>();
     try {

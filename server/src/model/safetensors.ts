@@ -1,14 +1,14 @@
 // safetensors: an 8-byte little-endian header length, a JSON header of
 // {name: {dtype, shape, data_offsets: [begin, end]}} (offsets relative to the data section), then data.
 // Reads are lazy (one tensor at a time through a file descriptor) so a model is never held twice.
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { ModelFileError } from './errors';
+import { MODEL_FILE_CAPS, openRegularFile, readAt } from './read-model-file';
 import { bfloat16ArrayToFloat32, float32ToHalfArray, halfArrayToFloat32 } from './half';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 export interface TensorInfo {
   name: string;
@@ -29,14 +29,17 @@ export class SafetensorsFile {
 
   /** Opens and validates the header: every offset must lie inside the file, tensors must not overlap. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
+    let opened: { fd: number; size: number };
     try {
-      fd = openSync(path, 'r');
+      // non-blocking, regular files only: a FIFO or device named *.safetensors is refused, never waited on
+      opened = openRegularFile(path, 'weights file');
     } catch (err) {
-      throw new ModelFileError(path, `cannot open: ${(err as Error).message}`);
+      const problem = err instanceof ModelFileError ? err.problem : (err as Error).message;
+      throw new ModelFileError(path, problem === 'not found' ? 'cannot open: ENOENT: no such file' : problem);
     }
+    const fd = opened.fd;
     try {
-      const { tensors, metadata } = readHeader(fd, path);
+      const { tensors, metadata } = readHeader(fd, path, opened.size);
       return new SafetensorsFile(path, fd, tensors, metadata);
     } catch (err) {
       closeSync(fd);
@@ -90,19 +93,17 @@ export class SafetensorsFile {
   }
 }
 
-function readHeader(fd: number, path: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const st = fstatSync(fd);
-  if (!st.isFile()) throw new ModelFileError(path, 'not a regular file');
-  const size = st.size;
+function readHeader(fd: number, path: string, size: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   if (size < 8) throw new ModelFileError(path, `truncated: ${size} bytes is too short for a safetensors header`);
-  const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
+  const lenBuf = readAt(fd, 8, 0);
+  if (lenBuf.length < 8) throw new ModelFileError(path, 'truncated while reading the header length');
   const headerLen = Number(lenBuf.readBigUInt64LE(0));
-  if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
-    throw new ModelFileError(path, `truncated or corrupt: header claims ${headerLen} bytes but the file has ${size}`);
+  if (headerLen > MODEL_FILE_CAPS.safetensorsHeader) {
+    throw new ModelFileError(path, `corrupt: header claims ${headerLen} bytes, more than the ${MODEL_FILE_CAPS.safetensorsHeader} a safetensors header may have`);
   }
-  const headerBuf = Buffer.alloc(headerLen);
-  readSync(fd, headerBuf, 0, headerLen, 8);
+  if (8 + headerLen > size) throw new ModelFileError(path, `truncated or corrupt: header claims ${headerLen} bytes but the file has ${size}`);
+  const headerBuf = readAt(fd, headerLen, 8);
+  if (headerBuf.length < headerLen) throw new ModelFileError(path, `truncated while reading the ${headerLen}-byte header`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(headerBuf.toString('utf8'));

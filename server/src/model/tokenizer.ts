@@ -1,9 +1,9 @@
 // The model's tokenizer: a Hugging Face `tokenizer.json` (byte-level or SentencePiece-style BPE),
 // loaded with @huggingface/tokenizers and wrapped so that user text never yields control tokens.
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ModelFileError } from './errors';
+import { MODEL_FILE_CAPS, pathExists, readModelJson, type ReadModelFileOptions } from './read-model-file';
 
 /** GPT-2's bytes-to-unicode table: byte b is spelled BYTE_TO_UNICODE[b] in byte-level vocabularies. */
 export const BYTE_TO_UNICODE: readonly string[] = (() => {
@@ -77,9 +77,9 @@ export class Tokenizer {
   /** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a model folder. */
   static load(dir: string): Tokenizer {
     const file = join(dir, 'tokenizer.json');
-    const json = readJsonObject(file);
+    const json = readJsonObject(file, { maxBytes: MODEL_FILE_CAPS.tokenizer });
     const configFile = join(dir, 'tokenizer_config.json');
-    const config = existsSync(configFile) ? readJsonObject(configFile) : {};
+    const config = pathExists(configFile) ? readJsonObject(configFile, { maxBytes: MODEL_FILE_CAPS.tokenizerConfig }) : {};
     return Tokenizer.fromJson(json, config, file);
   }
 
@@ -229,19 +229,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function readJsonObject(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ModelFileError(file, `cannot be read: ${(err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new ModelFileError(file, `is not valid JSON: ${(err as Error).message}`);
-  }
+/** A bounded read of a regular file (see read-model-file.ts), parsed, and an object at the top. */
+function readJsonObject(file: string, limits: ReadModelFileOptions): Record<string, unknown> {
+  const parsed = readModelJson(file, { ...limits, missing: 'cannot be read: not found', invalid: 'is not valid JSON' });
   if (!isObject(parsed)) throw new ModelFileError(file, 'must contain a JSON object');
   return parsed;
 }

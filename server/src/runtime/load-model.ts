@@ -1,33 +1,26 @@
-// From a Hugging Face checkpoint folder to a ready DecoderSession: validate, build the graph (or
-// reuse the cached build), create the session on the best execution provider that works.
+// From a Hugging Face checkpoint folder to a ready DecoderSession: validate and build the graph (or
+// reuse the cached build; see prepare-graph.ts, which may run in a worker), then create the session
+// from the graph file on the best execution provider that works.
 import * as ort from 'onnxruntime-node';
 import { performance } from 'node:perf_hooks';
-import { openCheckpoint } from '../model/checkpoint';
-import type { ModelConfig } from '../model/config';
-import { loadLoraAdapter } from '../model/export/peft';
-import { cachedGraph, defaultCacheDir, graphCacheKey, isCompleteBuild, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
-import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
-import { MODEL_FILE, writeModel } from '../model/graph/write-model';
-import { MergedWeightSource } from '../model/merged-weights';
-import type { QuantBits } from '../model/quantize';
 import { join } from 'node:path';
+import type { ModelConfig } from '../model/config';
+import { MODEL_FILE } from '../model/graph/write-model';
+import type { QuantBits } from '../model/quantize';
 import { DecoderSession } from './decoder-session';
 import { createWithFallback, type ExecutionProviderChoice, type ProviderAttempt } from './execution-provider';
+import { type AdapterIdentity, type GraphPreparer, prepareGraph, type PrepareGraphOptions } from './prepare-graph';
 
-export const DEFAULT_ATTENTION: AttentionPath = 'plain';
+export { type AdapterIdentity, DEFAULT_ATTENTION, type GraphPreparer, prepareGraph, type PrepareGraphOptions, type PreparedGraph } from './prepare-graph';
 
-export interface LoadModelOptions {
+export interface LoadModelOptions extends PrepareGraphOptions {
   executionProvider?: ExecutionProviderChoice;
   threads?: number;
-  attention?: AttentionPath;
-  weightType?: WeightType;
-  /** int4/int8 block-quantized Linear layers and head (MatMulNBits); absent = the weight type as is. */
-  quantization?: QuantBits;
-  /** Where built graphs are cached (the extension passes its global storage). */
-  cacheDir?: string;
-  /** A PEFT LoRA adapter folder merged into the weights as the graph is built (the adapter's hash joins the cache key). */
-  adapterDir?: string;
-  log?: (message: string) => void;
+  /**
+   * Validates the folder and builds (or finds) the graph; by default in this thread. The language
+   * server passes one that runs in a worker, so a huge or hostile model never blocks its requests.
+   */
+  prepare?: GraphPreparer;
 }
 
 export interface LoadedModel {
@@ -45,67 +38,8 @@ export interface LoadedModel {
   quantization?: QuantBits;
 }
 
-export interface AdapterIdentity {
-  dir: string;
-  /** sha256 of adapter_model.safetensors. */
-  hash: string;
-}
-
-export interface PreparedGraph {
-  config: ModelConfig;
-  graphDir: string;
-  weightBytes: number;
-  cacheHit: boolean;
-  buildMs: number;
-  adapter?: AdapterIdentity;
-}
-
-/** Builds (or finds in the cache) the decoder graph for a checkpoint (and adapter); returns its folder. */
-export function prepareGraph(modelDir: string, options: LoadModelOptions = {}): PreparedGraph {
-  const t0 = performance.now();
-  const cacheDir = options.cacheDir ?? defaultCacheDir();
-  // Plain attention is the default: on the CPU it measured faster than the fused GroupQueryAttention
-  // path at prefill (≈2.4×) and no slower at decode (tests/bench/model.bench.ts, same run).
-  const graphOptions = { attention: options.attention ?? DEFAULT_ATTENTION, weightType: options.weightType ?? 'float32', ...(options.quantization ? { quantization: options.quantization } : {}) };
-  const checkpoint = openCheckpoint(modelDir);
-  try {
-    const adapter = options.adapterDir === undefined ? undefined : loadLoraAdapter(options.adapterDir, checkpoint.config);
-    const identity = adapter && { dir: adapter.dir, hash: adapter.hash };
-    const prepared = (graphDir: string, weightBytes: number, cacheHit: boolean): PreparedGraph => ({
-      config: checkpoint.config,
-      graphDir,
-      weightBytes,
-      cacheHit,
-      buildMs: performance.now() - t0,
-      adapter: identity,
-    });
-    const key = graphCacheKey({
-      weightHashes: checkpoint.weights.files.map((f) => weightsFileHash(f.path, cacheDir)),
-      config: checkpoint.config,
-      // the scale too: lora_alpha lives in adapter_config.json, outside the hashed tensors
-      options: adapter ? { ...graphOptions, adapter: { hash: adapter.hash, scale: adapter.scale } } : graphOptions,
-      builderVersion: DECODER_BUILDER_VERSION,
-    });
-    const cached = cachedGraph(cacheDir, key);
-    if (cached.meta) return prepared(cached.dir, cached.meta.weightBytes, true);
-    const adapted = adapter ? ` with the adapter ${adapter.dir}` : '';
-    const precision = options.quantization ? `int${options.quantization}` : graphOptions.weightType;
-    options.log?.(`building the ${graphOptions.attention}/${precision} graph for ${modelDir}${adapted}`);
-    const weights = adapter ? new MergedWeightSource(checkpoint.weights, adapter) : checkpoint.weights;
-    const graph = buildDecoderGraph(checkpoint.config, weights, graphOptions);
-    // The build record goes in before the folder is published, so a complete-looking folder is complete.
-    const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
-      finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions, ...(identity ? { adapter: identity } : {}) }),
-      isComplete: isCompleteBuild,
-    });
-    return prepared(cached.dir, written.weightBytes, false);
-  } finally {
-    checkpoint.weights.close();
-  }
-}
-
 export async function loadModel(modelDir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
-  const prepared = prepareGraph(modelDir, options);
+  const prepared = options.prepare ? await options.prepare(modelDir, options) : prepareGraph(modelDir, options);
   const t0 = performance.now();
   const { session, provider, attempts } = await createWithFallback(
     { executionProvider: options.executionProvider ?? 'auto', threads: options.threads ?? 0, log: options.log },

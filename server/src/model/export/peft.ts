@@ -9,11 +9,12 @@
 // scale = lora_alpha / r, or lora_alpha / √r when `use_rslora` is set (rank-stabilised LoRA, as PEFT
 // computes it). Kiln writes plain LoRA (use_rslora false) and reads both.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { expectedTensors } from '../checkpoint';
 import type { ModelConfig } from '../config';
 import { ModelFileError } from '../errors';
+import { MODEL_FILE_CAPS, openRegularFile, readAt, readModelJsonObject } from '../read-model-file';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../graph/training-graph';
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../safetensors';
 
@@ -186,21 +187,9 @@ interface AdapterConfig {
   baseModel?: string;
 }
 
+/** A bounded read of a regular file (a FIFO or device is refused without blocking). */
 function readJsonObject(file: string, missing: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ModelFileError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? missing : `cannot read: ${(err as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelFileError(file, `invalid JSON: ${(err as Error).message}`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelFileError(file, 'expected a JSON object');
-  return json as Json;
+  return readModelJsonObject(file, { maxBytes: MODEL_FILE_CAPS.adapterConfig, missing });
 }
 
 function parseAdapterConfig(file: string): AdapterConfig {
@@ -257,7 +246,18 @@ function readAdapterTensors(file: string, config: ModelConfig, ac: AdapterConfig
   }
 }
 
-const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+/** sha256 of a regular file, read in chunks through a non-blocking descriptor (a FIFO is refused, never waited on). */
+function sha256(file: string): string {
+  const { fd, size } = openRegularFile(file, 'adapter file');
+  try {
+    const hash = createHash('sha256');
+    const chunk = 8 * 2 ** 20;
+    for (let at = 0; at < size; at += chunk) hash.update(readAt(fd, Math.min(chunk, size - at), at));
+    return hash.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Reads and validates a PEFT LoRA adapter folder against the base model's config. */
 export function loadLoraAdapter(dir: string, config: ModelConfig): LoraAdapter {
