@@ -129,7 +129,7 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       const files = readdirSync(installed, { recursive: true, withFileTypes: true })
         .filter((e) => e.isFile())
         .map((e) => relative(installed, join(e.parentPath, e.name)));
-      for (const f of ['package.json', 'dist/client.js', 'dist/server.js', 'dist/train-worker.js', 'dist/dataset-worker.js', 'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js']) {
+      for (const f of ['package.json', 'dist/client.js', 'dist/server.js', 'dist/train-worker.js', 'dist/dataset-worker.js', 'dist/model-worker.js', 'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js']) {
         assert.ok(files.includes(f), `${f} is in the installed extension`);
       }
       // Only the runtime pieces esbuild leaves out, and only this platform's native binary.
