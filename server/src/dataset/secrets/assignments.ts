@@ -61,16 +61,14 @@ export function isSecretValue(cls: NameClass, site: ValueSite): boolean {
   const { value, quoted } = site.parsed;
   if (isPlaceholder(value) || value.includes('://')) return false; // URLs are the url-credentials rule's
   const literal = quoted || site.literal === true;
-  if (!literal && isExpression(value, site.parsed.rest)) return false;
-  if (cls === 'key') return looksRandom(value) || looksLikeKeyMaterial(value);
+  // A bare value is a literal only where it stands alone (`KEY=value`, `key: value`), never in code.
+  if (!literal && (!site.wholeLine || site.context === 'code' || isExpression(value, site.parsed.rest))) return false;
+  if (cls === 'key') return (literal || /^[\w+/=.~-]+$/.test(value)) && (looksRandom(value) || looksLikeKeyMaterial(value));
   if (value.length < 3 || /\s/.test(value)) return false; // words with spaces are prose ("Enter password")
   if (/^[A-Z][a-z]+$/.test(value) || /^[~.]?\/|^[A-Za-z]:\\/.test(value)) return false; // a label, a path
-  if (literal) return true;
-  if (site.context === 'config') return true;
-  // A bare value in code is a name unless it cannot be one (symbols, digits among letters) and stands alone.
-  const bareName = /^[A-Za-z_$][\w$]*$/.test(value) && !/\d/.test(value);
-  if (site.context === 'code') return looksRandom(value) || (!bareName && /[^\w$.]/.test(value) && site.wholeLine);
-  return site.wholeLine && !bareName;
+  if (literal || site.context === 'config') return true;
+  // Where the file's kind is unknown, a bare name (`password = pwd`) may be a variable.
+  return !/^[A-Za-z_$][\w$]*$/.test(value) || /\d/.test(value);
 }
 
 /** Cheap prefilter: a line with none of these fragments has no secret's name. */
@@ -106,7 +104,8 @@ export function secretAssignment(line: string, context: ValueContext): string | 
     const cls = classifyName(m[1]!);
     if (cls === undefined) continue;
     const parsed = parseValue(line, m.index + m[0].length);
-    if (parsed !== undefined && isSecretValue(cls, { parsed, context: 'config', wholeLine: true })) return RULE_NAMES[cls];
+    // A flag's bare value may be a name standing for it (`--client-secret clientSecret`), as in unknown files.
+    if (parsed !== undefined && isSecretValue(cls, { parsed, context: 'unknown', wholeLine: true })) return RULE_NAMES[cls];
   }
   return undefined;
 }

@@ -9,7 +9,7 @@
 // secret-like names in any syntax) and block-rules.ts (PEM/PuTTY keys, Kubernetes Secrets, netrc).
 import { secretAssignment, type ValueContext } from './assignments';
 import { type LineMarks, markBlocks } from './block-rules';
-import { FALLBACK_RULES, LINE_RULES } from './line-rules';
+import { FALLBACK_RULES, findShapes, LINE_RULES } from './line-rules';
 import { findVendorSecrets } from './vendor-rules';
 
 export { isIdentifierLike, looksLikeKeyMaterial, looksRandom, shannonEntropy } from './entropy';
@@ -63,11 +63,13 @@ function lineAt(starts: readonly number[], offset: number): number {
 function markLines(text: string, lines: readonly string[], starts: readonly number[], options: ScrubOptions): LineMarks {
   const marks: LineMarks = new Array(lines.length).fill(undefined);
   const { context, ext } = contextOf(options.path);
-  for (const finding of findVendorSecrets(text, ext === '.json' ? ext : '')) {
-    const last = lineAt(starts, Math.max(finding.start, finding.end - 1));
-    for (let i = lineAt(starts, finding.start); i <= last; i++) marks[i] ??= finding.rule;
-  }
+  const markSpan = (span: { rule: string; start: number; end: number }) => {
+    const last = lineAt(starts, Math.max(span.start, span.end - 1));
+    for (let i = lineAt(starts, span.start); i <= last; i++) marks[i] ??= span.rule;
+  };
+  findVendorSecrets(text, ext === '.json' ? ext : '').forEach(markSpan);
   markBlocks(lines, marks);
+  findShapes(text).forEach(markSpan);
   for (const [i, line] of lines.entries()) {
     if (marks[i] !== undefined || line.length === 0) continue;
     const named = LINE_RULES.find((rule) => rule.test(line))?.name ?? secretAssignment(line, context);

@@ -5,7 +5,7 @@
 export function isPlaceholder(value: string): boolean {
   const v = value.trim();
   if (v.length === 0) return true;
-  if (/^\$\{[^}]*\}?$|^\$\(|^\$[A-Za-z_]\w*$|^\{\{.*\}\}$|^<[^>]*>$|^%\(?\w*\)?s$|^%s$|^#\{.*\}$/.test(v)) return true;
+  if (/^(\$\{|\$\(|\{\{|#\{|%\()|^\$[A-Za-z_]\w*$|^<[^>]*>$|^%s$/.test(v)) return true; // templates, references
   if (/^(.)\1*$/.test(v)) return true; // one character repeated
   return /^(null|nil|none|undefined|true|false|yes|no|~|empty|required|optional|string|str|number|int|boolean|bool|bytes|any|unknown|object|changeme|example|placeholder|redacted|hidden|secret|password|token)$/i.test(v);
 }
@@ -46,7 +46,7 @@ export function isExpression(value: string, rest: string): boolean {
   if (/^[[{(]/.test(value)) return true; // an object, list or group
   if (/^[!&*@]+[A-Za-z_][\w.-]*$/.test(value) || /^[|>][-+\d]*$/.test(value)) return true; // `!x`, `&ref`, `@dec`, YAML tags, anchors, blocks
   if (/^[A-Za-z_$][\w$]*$/.test(value) && /^\s*[(.[<]/.test(rest)) return true; // `f (`, `x .y`, `List<`
+  if (/^[A-Za-z_$][\w$.]*[<>()[\]]/.test(value)) return true; // `Map<K>`, `f()`, `x[0]`, `Buffer)`
   if (/^[A-Za-z_$][\w$]*([.?]+[A-Za-z_$][\w$]*)+\(?$/.test(value)) return true; // `os.environ`, `a?.b`
-  if (/[([]/.test(value) && /^[A-Za-z_$][\w$.]*[([]/.test(value)) return true; // `getPass()`, `env["X"]`
   return false;
 }

@@ -42,11 +42,9 @@ interface RuleCreator {
 }
 
 /**
- * Options per rule: the AWS rule scans access key IDs too (off by default there, since an ID alone
- * grants nothing, but an ID next to its secret names the account). `filter-comments` is left out:
- * a `secretlint-disable` comment in a workspace file must not switch detection off for training.
+ * `filter-comments` is left out: a `secretlint-disable` comment in a workspace file must not switch
+ * detection off for training. Every rule runs with its default options.
  */
-const RULE_OPTIONS: Record<string, Record<string, unknown>> = { '@secretlint/secretlint-rule-aws': { enableIDScanRule: true } };
 const SKIPPED_RULES = new Set(['@secretlint/secretlint-rule-filter-comments']);
 
 const shortName = (id: string) => `secretlint/${id.replace(/^@secretlint\/secretlint-rule-/, '')}`;
@@ -74,7 +72,7 @@ function loadRules(): NonNullable<typeof loaded> {
         report: ({ range }) => sink.push({ rule: current.name, start: range[0], end: range[1] }),
         ignore: () => undefined,
       },
-      RULE_OPTIONS[id] ?? {},
+      {},
     );
     const file = handlers.file;
     if (file === undefined) continue;
