@@ -57,7 +57,7 @@ test('each class is found by the rule meant for it', () => {
     [`const t = "xoxb-1234567890-${r(an, 20)}";`, 'secretlint/slack'],
     [`const id = "AKIA${r('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 15)}7";`, 'aws-access-key'],
     ['request.setHeader("Authorization", "Bearer Zk8xP2mQ9vL4tR7wY3nB6hJ1");', 'bearer-token'],
-    ['fetch(url, { headers: { Authorization: "Bearer Zk8xP2mQ9vL4tR7wY3nB6hJ1" } })', 'keyed-secret'],
+    ['fetch(url, { headers: { Authorization: "Bearer Zk8xP2mQ9vL4tR7wY3nB6hJ1" } })', 'bearer-token'],
     ['const blob = "Zk8xP2mQ9vL4tR7wY3nB6hJ1Ab5Cd7Ef";', 'high-entropy-string'],
     [`<password>${r(an, 10)}#</password>`, 'password-assignment'],
     [`mysqladmin --password=${r(an, 10)} status`, 'password-assignment'],

@@ -63,8 +63,9 @@ export function isSecretValue(cls: NameClass, site: ValueSite): boolean {
   const literal = quoted || site.literal === true;
   // A bare value is a literal only where it stands alone (`KEY=value`, `key: value`), never in code.
   if (!literal && (!site.wholeLine || site.context === 'code' || isExpression(value, site.parsed.rest))) return false;
+  if (/\s/.test(value)) return false; // words with spaces are prose ("Enter password"), cookies with attributes
   if (cls === 'key') return (literal || /^[\w+/=.~-]+$/.test(value)) && (looksRandom(value) || looksLikeKeyMaterial(value));
-  if (value.length < 3 || /\s/.test(value)) return false; // words with spaces are prose ("Enter password")
+  if (value.length < 3 || /^v?\d+(\.\d+)+([-+][\w.]+)?$/.test(value)) return false; // too short, a version
   if (/^[A-Z][a-z]+$/.test(value) || /^[~.]?\/|^[A-Za-z]:\\/.test(value)) return false; // a label, a path
   if (literal || site.context === 'config') return true;
   // Where the file's kind is unknown, a bare name (`password = pwd`) may be a variable.
