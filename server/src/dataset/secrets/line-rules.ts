@@ -57,7 +57,7 @@ function basicAuth(line: string): boolean {
 const BEARER = /\b(Bearer|Token)\s+([A-Za-z0-9+/=_.~-]{16,512})/g;
 
 /** `curl -u user:password`, `curl --user "user:password"`, `--proxy-user` too. */
-const CURL_USER = /\bcurl\b.*?\s(?:-u|--user|--proxy-user|-U)(?:\s+|=)?(["']?)([^\s"':]{0,256}):([^\s"']{1,256})\1/g;
+const CURL_USER = /\bcurl\b.{0,512}?\s(?:-u|--user|--proxy-user|-U)(?:\s+|=)?(["']?)([^\s"':]{0,256}):([^\s"']{1,256})\1/g;
 
 function curlUser(line: string): boolean {
   if (!line.includes('curl')) return false;
