@@ -100,6 +100,14 @@ test('ordinary code is left alone: identifiers, types, paths, hashes without a n
   assert.equal(lineSecret('  password: string', { path: 'src/types.ts' }), undefined);
 });
 
+test('a service-account key file is blanked whole, whatever its name', () => {
+  const key = ['-----BEGIN PRIVATE KEY-----', 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC', '-----END PRIVATE KEY-----', ''].join('\\n');
+  const json = `{\n  "type": "service_account",\n  "project_id": "demo",\n  "private_key_id": "k1",\n  "private_key": "${key}",\n  "client_email": "ci@demo.iam.gserviceaccount.com"\n}\n`;
+  const result = scrubSecrets(json, { path: 'deploy/ci.json' });
+  assert.equal(result.text.trim(), '');
+  assert.equal(result.byKind['secretlint/gcp'], 7);
+});
+
 test('secretlint preset rules are in use, without its comment filter', () => {
   const names = vendorRuleNames();
   for (const n of ['secretlint/aws', 'secretlint/github', 'secretlint/sendgrid', 'secretlint/privatekey']) assert.ok(names.includes(n), n);

@@ -8,7 +8,10 @@ export interface LineRule {
   test(line: string): boolean;
 }
 
-/** A token shape, searched for in the whole text at once (no pattern crosses a line break); a match (or a group in its lookbehind) must hold a digit. */
+/**
+ * A token shape, searched for in the whole text at once (no pattern crosses a line break); the match
+ * or a group of its lookbehind must hold a digit, which words and identifiers of that shape lack.
+ */
 export interface ShapeRule {
   name: string;
   pattern: RegExp;

@@ -39,8 +39,8 @@ export function parseValue(line: string, from: number): ParsedValue | undefined 
 }
 
 /**
- * Whether a bare value is code rather than a literal: a name, a member or call (`a.b`, `f(`, `x[0]`),
- * a number-free keyword, an object or list, or a type annotation.
+ * Whether a bare value is code or structure rather than a literal: an object, list or group, a YAML
+ * tag, anchor or block marker, a call, index or generic type (`f(`, `x[0]`, `Map<K>`), a member chain (`os.environ`).
  */
 export function isExpression(value: string, rest: string): boolean {
   if (/^[[{(]/.test(value)) return true; // an object, list or group
