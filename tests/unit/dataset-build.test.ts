@@ -149,7 +149,7 @@ test('the dry run lists files with token counts, totals, and exclusions with rea
   assert.match(text, /duplicate\s+src\/util_copy\.ts  \(same as src\/util\.ts\)/);
   assert.match(text, /oversized\s+data\/big\.ts/);
   assert.match(text, /by reason: .*secret-file 5/);
-  assert.match(text, /secrets\s+6 lines blanked \(aws-access-key 1, assigned-secret 1, private-key 4\)/);
+  assert.match(text, /secrets\s+6 lines blanked \(aws-access-key 1, keyed-secret 1, secretlint\/privatekey 4\)/);
   for (const marker of Object.values(PLANTED)) assert.ok(!text.includes(marker));
 });
 

@@ -26,28 +26,45 @@ const LOCK_FILES = new Set([
   'flake.lock', 'gradle.lockfile', 'package.resolved', 'cartfile.resolved', 'paket.lock',
 ]);
 
-/** Key, certificate and credential-store extensions. */
+/** Key, certificate, key-store, password-store and infrastructure-state extensions. */
 const SECRET_EXTENSIONS = new Set([
-  'pem', 'key', 'p12', 'pfx', 'p8', 'pkcs12', 'jks', 'keystore', 'ppk', 'der', 'crt', 'cer', 'gpg', 'pgp',
-  'asc', 'kdbx', 'tfstate', 'tfvars', 'ovpn', 'mobileprovision',
+  'pem', 'key', 'p12', 'pfx', 'p8', 'pkcs12', 'jks', 'keystore', 'bks', 'jceks', 'keychain', 'keychain-db', 'ppk',
+  'pvk', 'snk', 'der', 'crt', 'cer', 'gpg', 'pgp', 'asc', 'kdbx', 'kdb', 'psafe3', 'tfstate', 'tfvars', 'ovpn',
+  'mobileprovision', 'kubeconfig', 'netrc',
 ]);
 const SECRET_NAMES = new Set([
-  '.npmrc', '.yarnrc', '.yarnrc.yml', '.pypirc', '.netrc', '_netrc', '.git-credentials', '.htpasswd', '.pgpass',
-  '.my.cnf', '.dockercfg', '.s3cfg', '.boto', '.vault-token', '.terraformrc', 'terraform.rc', 'credentials',
-  'kubeconfig', 'wp-config.php',
+  '.npmrc', '.yarnrc', '.yarnrc.yml', '.pypirc', '.netrc', '_netrc', 'netrc', '.git-credentials', '.gitcookies',
+  '.htpasswd', '.pgpass', '.my.cnf', '.mylogin.cnf', '.dockercfg', '.dockerconfigjson', '.s3cfg', '.boto',
+  '.vault-token', '.terraformrc', 'terraform.rc', 'credentials', 'kubeconfig', 'admin.conf', 'wp-config.php',
+  'google-services.json', 'googleservice-info.plist', '.msmtprc', '.fetchmailrc', '.bash_history',
+  '.zsh_history', '.psql_history', '.mysql_history', '.python_history', '.node_repl_history',
 ]);
 const SECRET_NAME_PATTERNS = [
   /^\.env/, // .env, .env.local, .envrc
   /\.env$/, // production.env
   /^id_(rsa|dsa|ecdsa|ed25519)/,
+  /_(rsa|dsa|ecdsa|ed25519)(\.pub)?$/, // deploy_rsa, github_ed25519.pub
   /^(access|auth|oauth|api|refresh)?[-_]?tokens?\.(json|ya?ml|txt)$/,
   /^service[-_]?account.*\.json$/,
+  /(^|[-_.])key(file)?\.json$/, // key.json, sa-key.json, gcp-keyfile.json: service-account keys
+  /firebase-adminsdk.*\.json$/,
+  /\.tfstate\.backup$/,
+  /^\.?docker-?config\.json$/,
 ];
-/** Folders that hold nothing but credentials. */
-const SECRET_DIRS = new Set(['.ssh', '.gnupg', '.aws']);
-const SECRET_PATH_SUFFIXES = ['.docker/config.json', '.kube/config'];
-/** "secret"/"credential"/"password" in the name of a data or config file (source files are scrubbed instead). */
-const SECRET_WORD = /secret|credential|passw(or)?d/;
+/** Folders that hold nothing but credentials (or tokens next to config), at any depth. */
+const SECRET_DIRS = new Set(['.ssh', '.gnupg', '.aws', '.kube', '.azure', '.password-store']);
+const SECRET_PATH_SUFFIXES = [
+  '.docker/config.json', '.config/hub', '.m2/settings.xml', '.m2/settings-security.xml', '.composer/auth.json', 'composer/auth.json',
+];
+/** Names that are secret only at the top of the workspace: Composer's `auth.json` (deeper, an `auth.json` is often translations). */
+const ROOT_SECRET_NAMES = new Set(['auth.json']);
+/** Folders under `.config` where CLIs keep their tokens. */
+const SECRET_CONFIG_DIRS = ['.config/gcloud/', '.config/gh/'];
+/**
+ * Words in the name of a data or config file that say it holds secrets (source files such as
+ * `kubeconfig.ts` or `secrets.ts` are scrubbed instead).
+ */
+const SECRET_WORD = /secret|credential|passw(or)?d|kube-?config|htpasswd|pgpass/;
 const CONFIG_EXTENSIONS = new Set(['', 'json', 'yaml', 'yml', 'toml', 'ini', 'cfg', 'conf', 'config', 'properties', 'xml', 'txt', 'plist']);
 
 /** Extensions whose files are not text (or not worth training on), excluded unread as 'binary'. */
@@ -111,7 +128,9 @@ export function isSecretPath(path: string): boolean {
   const name = parts[parts.length - 1]!;
   if (parts.slice(0, -1).some((d) => SECRET_DIRS.has(d))) return true;
   if (SECRET_PATH_SUFFIXES.some((s) => lower === s || lower.endsWith(`/${s}`))) return true;
+  if (SECRET_CONFIG_DIRS.some((d) => lower.startsWith(d) || lower.includes(`/${d}`))) return true;
   if (SECRET_NAMES.has(name) || SECRET_NAME_PATTERNS.some((p) => p.test(name))) return true;
+  if (parts.length === 1 && ROOT_SECRET_NAMES.has(name)) return true;
   const ext = extensionOf(name);
   if (SECRET_EXTENSIONS.has(ext)) return true;
   return SECRET_WORD.test(name) && CONFIG_EXTENSIONS.has(ext);
