@@ -4,6 +4,7 @@ import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
 import { downloadModelCommand } from './download-command';
 import { fineTuneRepository } from './fine-tune-command';
+import { registerShowTrainingData } from './show-training-data-command';
 import type { KilnStatusBar } from './status-bar';
 
 export interface CommandDeps {
@@ -55,6 +56,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     vscode.commands.registerCommand('kiln.downloadModel', () => downloadModelCommand(deps)),
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
     vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps.client(), deps.output)),
+    registerShowTrainingData(deps),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
       const on = deps.toggle();
       void vscode.window.showInformationMessage(`Kiln inline completions ${on ? 'on' : 'off'}.`);
