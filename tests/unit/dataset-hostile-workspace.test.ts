@@ -187,6 +187,13 @@ test('a file that grew past the size bound after the scan is not read whole', as
   assert.equal(read.excluded[0]?.reason, 'oversized');
 });
 
+test('the read itself is bounded: a file longer than its measured size is cut at the bound and refused', { skip: !existsSync('/proc/self/maps') }, async () => {
+  const { readRegularFile } = await import('../../server/src/dataset/safe-read');
+  // /proc files are regular files whose stat size is 0 and whose reads return more
+  const r = await readRegularFile('/proc/self/maps', { maxBytes: 64 });
+  assert.deepEqual(r, { reason: 'oversized', detail: 'more than 64 bytes when read' });
+});
+
 test('the checked reader refuses devices without blocking or reading them', async () => {
   const { readRegularFile } = await import('../../server/src/dataset/safe-read');
   for (const device of ['/dev/null', '/dev/zero', '/dev/stdin']) {

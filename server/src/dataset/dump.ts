@@ -16,8 +16,10 @@ const RULE = '\u2550'.repeat(8);
 
 /** The line above one example, e.g. `════════ example 3 of 17 · train · src/app.ts · piece 1 of 2 · psm · 120 tokens ════════`. */
 export function exampleHeader(e: DatasetExample, index: number, count: number): string {
+  // a name holding a line break (git allows one) must not split the header line
+  const path = /[\u0000-\u001f\u007f]/.test(e.path) ? JSON.stringify(e.path) : e.path;
   const piece = e.pieces > 1 ? ` · piece ${e.piece + 1} of ${e.pieces}` : '';
-  return `${RULE} example ${index + 1} of ${count} · ${e.split} · ${e.path}${piece} · ${e.kind} · ${e.tokens.length} tokens ${RULE}`;
+  return `${RULE} example ${index + 1} of ${count} · ${e.split} · ${path}${piece} · ${e.kind} · ${e.tokens.length} tokens ${RULE}`;
 }
 
 /** Train examples first, then validation; files in path order within each. */
