@@ -46,7 +46,7 @@ export async function showTrainingData(deps: ShowTrainingDataDeps, folderUri?: v
     return false;
   }
   const maxFiles = vscode.workspace.getConfiguration('kiln.fineTune', folder.uri).get<number>('maxFiles');
-  const storageDir = vscode.Uri.joinPath(deps.storageUri, 'training-data').fsPath;
+  const storageDir = deps.storageUri.fsPath; // the server writes training-data/<folder key>.txt under it
   let result: TrainingDataPreviewResult;
   let cancelled = false;
   try {

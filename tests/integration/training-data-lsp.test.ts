@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { KilnTrainingDataPreviewRequest } from '../../server/src/protocol';
 import { writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
-import { ensureBuilt } from '../helpers/built-cli';
+import { ensureBuilt, runKiln } from '../helpers/built-cli';
 import { KilnClient } from '../helpers/lsp-client';
 import { TEST_SETTINGS } from '../helpers/tiny-code-model';
 import { tempDir } from '../helpers/tiny-session';
@@ -52,6 +52,18 @@ test('maxFiles bounds what is read, as kiln.fineTune.maxFiles does for training'
   const r = await client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace, storageDir, maxFiles: 2 });
   assert.equal(r.trainFiles + r.validationFiles, 2);
   assert.match(r.report, /limit +\S+ {2}\(over 2 files\)/);
+});
+
+test('a workspace of more than one tokenizing batch is tokenized on worker threads, with the same dump as in-thread', async () => {
+  const big = join(root, 'big');
+  writeOverfitRepo(big, 80); // ~80 files, a few hundred KiB with the padding below
+  for (let i = 0; i < 80; i++) writeFileSync(join(big, 'src', `pad${i}.ts`), `export const pad${i} = [\n${'  "lorem ipsum dolor sit amet",\n'.repeat(120)}];\n`);
+  const r = await client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace: big, storageDir });
+  assert.equal(r.trainFiles + r.validationFiles, 160);
+  const cli = await runKiln('finetune', big, '--model', modelDir, '--dry-run', '--threads', '1', '--dump', join(root, 'big-dump.txt'));
+  assert.equal(cli.code, 0, cli.stderr);
+  const strip = (text: string) => text.slice(text.indexOf('\n') + 1); // the title names the model path
+  assert.equal(strip(readFileSync(r.dumpPath, 'utf8')), strip(readFileSync(join(root, 'big-dump.txt'), 'utf8')));
 });
 
 test('bad params are refused with a message naming them; the server keeps answering', async () => {

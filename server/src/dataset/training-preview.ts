@@ -20,6 +20,8 @@ export interface TrainingPreviewOptions {
   maxFiles: number;
   /** Tokenizing threads; 0 for one per core. */
   threads: number;
+  /** Tokenize on workers whenever the text fills more than one batch, not only past the CLI's threshold (the language server: its thread answers completions). */
+  offThread?: boolean;
   /** Where to write the dump; none when unset. */
   dumpPath?: string;
   signal?: AbortSignal;
@@ -38,7 +40,7 @@ export async function previewTrainingData(o: TrainingPreviewOptions): Promise<Tr
   o.onLog?.(`reading ${o.workspace}`);
   const tokenizer = Tokenizer.load(o.modelDir);
   const fim = resolveFimTemplate(tokenizer);
-  const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism() };
+  const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism(), ...(o.offThread ? { minParallelChars: 0 } : {}) };
   const dataset = await buildDataset(o.workspace, tokenizer, fim, {
     seqLen: o.seqLen,
     seed: o.seed,
