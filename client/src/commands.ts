@@ -6,6 +6,7 @@ import { downloadModelCommand } from './download-command';
 import { fineTuneRepository } from './fine-tune-command';
 import { type HubTokenStore, setHubTokenCommand } from './hub-token';
 import type { KilnSettings } from './kiln-settings';
+import { registerShowTrainingData } from './show-training-data-command';
 import type { KilnStatusBar } from './status-bar';
 
 export interface CommandDeps {
@@ -60,6 +61,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
     vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps)),
     vscode.commands.registerCommand('kiln.setHubToken', () => setHubTokenCommand(deps.hubToken)),
+    registerShowTrainingData(deps),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
       const on = deps.toggle();
       void vscode.window.showInformationMessage(`Kiln inline completions ${on ? 'on' : 'off'}.`);

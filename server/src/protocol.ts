@@ -126,6 +126,31 @@ export namespace KilnFineTuneRequest {
   export const type = new RequestType<FineTuneParams, FineTuneSummary, void>('kiln/fineTune');
 }
 
+/** What "Show What Will Be Trained" asks for: the dataset a fine-tune of `workspace` would build. */
+export interface TrainingDataPreviewParams {
+  workspace: string;
+  /** Files read from the workspace at most (`kiln.fineTune.maxFiles`); unset for Kiln's default. */
+  maxFiles?: number;
+  /** A folder the server may write the dump into (the extension's storage). */
+  storageDir: string;
+}
+
+export interface TrainingDataPreviewResult {
+  /** The dry-run report: files, tokens, exclusions with reasons, secret lines blanked per rule. */
+  report: string;
+  /** The file holding every example's decoded text. */
+  dumpPath: string;
+  examples: number;
+  dumpBytes: number;
+  trainFiles: number;
+  validationFiles: number;
+}
+
+/** Builds the fine-tune dataset without training; cancel with $/cancelRequest. */
+export namespace KilnTrainingDataPreviewRequest {
+  export const type = new RequestType<TrainingDataPreviewParams, TrainingDataPreviewResult, void>('kiln/trainingDataPreview');
+}
+
 export interface TrainingProgress {
   state: 'running' | 'done' | 'cancelled' | 'failed';
   phase?: string;

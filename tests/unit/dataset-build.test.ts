@@ -149,8 +149,28 @@ test('the dry run lists files with token counts, totals, and exclusions with rea
   assert.match(text, /duplicate\s+src\/util_copy\.ts  \(same as src\/util\.ts\)/);
   assert.match(text, /oversized\s+data\/big\.ts/);
   assert.match(text, /by reason: .*secret-file 5/);
-  assert.match(text, /secrets\s+6 lines blanked \(aws-access-key 1, keyed-secret 1, secretlint\/privatekey 4\)/);
+  assert.match(text, /secrets\s+6 lines blanked \(by rule below\)/);
+  const table = /Secret lines blanked, by rule:\n((?: {2}.*\n)+)/.exec(text)?.[1] ?? '';
+  const rows = table.trimEnd().split('\n').slice(1).map((row) => row.trim().split(/\s+/));
+  const expected = Object.entries(ds.report.scrubbedByKind).map(([rule, n]) => [rule, String(n)]);
+  assert.deepEqual([...rows].sort(), [...expected].sort(), table);
+  assert.equal(rows.reduce((sum, [, n]) => sum + Number(n), 0), 6);
+  assert.deepEqual(rows[0], [Object.entries(ds.report.scrubbedByKind).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0))[0]![0], String(Math.max(...Object.values(ds.report.scrubbedByKind).map(Number)))], 'most blanked first');
+  assert.deepEqual(ds.report.scrubbedByKind, { 'aws-access-key': 1, 'keyed-secret': 1, 'secretlint/privatekey': 4 });
   for (const marker of Object.values(PLANTED)) assert.ok(!text.includes(marker));
+});
+
+test('kept examples are exactly the tokens packed: every non-padding position comes from one of them', async () => {
+  const root = tempDir('kiln-ds-');
+  writeDatasetRepo(root, { git: false });
+  const { ds } = await build(root, { useGit: false, keepExamples: true });
+  const examples = ds.examples ?? [];
+  assert.ok(examples.length > 0);
+  assert.equal(ds.report.examples.plain + ds.report.examples.psm + ds.report.examples.spm, examples.length);
+  const positions = (ds.train.length + ds.validation.length) * 256;
+  assert.equal(examples.reduce((n, e) => n + e.tokens.length, 0), positions - ds.report.paddingTokens);
+  assert.deepEqual([...new Set(examples.map((e) => e.path))].sort(), ds.report.files.map((f) => f.path));
+  assert.equal((await build(root, { useGit: false })).ds.examples, undefined, 'kept only when asked');
 });
 
 test('building stops when cancelled', async () => {

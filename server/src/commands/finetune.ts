@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { defaultModelPath } from '../default-model';
-import { formatDryRun } from '../dataset/dry-run';
+import { previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
 import { automaticThreads } from '../lsp/model-host';
@@ -15,8 +15,10 @@ import { formatReport } from './eval';
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
-         [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run] [--json]
+         [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process]
+  --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
+  --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})`;
 
@@ -36,8 +38,8 @@ function fraction(name: string, value: string | undefined, fallback: number): nu
   return x;
 }
 
-function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans'].map((f) => [f, { type: 'string' as const }]));
+function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
+  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
   const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
@@ -83,7 +85,33 @@ function parse(args: string[]): { options: FineTuneOptions; json: boolean; inPro
     resume: v['no-resume'] !== true,
     dryRun: v['dry-run'] === true,
   };
-  return { options, json: v.json === true, inProcess: v['in-process'] === true };
+  const dump = str('dump');
+  if (dump !== undefined && !options.dryRun) throw new UsageError('--dump needs --dry-run');
+  if (dump !== undefined && dump.trim() === '') throw new UsageError('--dump needs a file name');
+  return { options, json: v.json === true, inProcess: v['in-process'] === true, dump: dump === undefined ? undefined : resolve(dump) };
+}
+
+/** The dry run: the same dataset build as training, reported (and dumped) without training. */
+async function dryRun(options: FineTuneOptions, dump: string | undefined, json: boolean, out: (text: string) => void): Promise<number> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+  const preview = await previewTrainingData({
+    workspace: options.workspace,
+    modelDir: options.modelDir,
+    seqLen: options.seqLen,
+    seed: options.seed,
+    fimRate: options.fimRate,
+    spmRate: options.spmRate,
+    lineSpanRate: options.lineSpanRate,
+    maxFiles: options.maxFiles,
+    threads: options.threads,
+    signal: abort.signal,
+    onLog: (message) => process.stderr.write(`${message}\n`),
+    ...(dump === undefined ? {} : { dumpPath: dump }),
+  });
+  if (json) out(JSON.stringify({ dataset: preview.report, ...(preview.dump ? { dump: preview.dump } : {}) }));
+  else out(preview.text);
+  return 0;
 }
 
 function describe(e: FineTuneEvent): string {
@@ -110,10 +138,11 @@ function summary(r: FineTuneResult): string {
 }
 
 export async function runFinetuneCommand(args: string[], out: (text: string) => void): Promise<number> {
-  const { options, json, inProcess } = withUsage(USAGE, () => parse(args));
+  const { options, json, inProcess, dump } = withUsage(USAGE, () => parse(args));
+  if (options.dryRun) return dryRun(options, dump, json, out);
   const onEvent = (e: FineTuneEvent) => process.stderr.write(`${describe(e)}\n`);
   let result: FineTuneResult;
-  if (inProcess || options.dryRun) {
+  if (inProcess) {
     const abort = new AbortController();
     process.once('SIGINT', () => abort.abort(new Error('interrupted')));
     result = await runFineTune(options, onEvent, abort.signal);
@@ -123,6 +152,6 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
     result = await run.result;
   }
   if (json) out(JSON.stringify(result));
-  else out(options.dryRun ? formatDryRun(result.dataset) : summary(result));
+  else out(summary(result));
   return 0;
 }

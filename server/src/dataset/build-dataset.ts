@@ -28,10 +28,21 @@ export interface DatasetOptions extends ScanOptions {
   validationFraction?: number;
   /** Tokenize on worker threads (each loads the tokenizer from this folder); the dataset is the same either way. */
   parallel?: ParallelTokenizing;
-  /** Reads a file by absolute path (default fs.readFile). Never called for excluded paths. */
+  /** Reads a file by absolute path instead of the checked reader (a test spy). Never called for excluded paths. */
   readFile?: (absPath: string) => Promise<Uint8Array>;
+  /** Keep every example, in file order, for a dump of what the model would see (costs memory). */
+  keepExamples?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: { phase: 'read' | 'tokenize'; done: number; total: number }) => void;
+}
+
+/** One training or validation example as it enters packing, with where it came from. */
+export interface DatasetExample extends Example {
+  split: 'train' | 'validation';
+  path: string;
+  /** Which piece of its file (a long file is cut at line ends into several). */
+  piece: number;
+  pieces: number;
 }
 
 export interface DatasetFile {
@@ -48,6 +59,8 @@ export interface DatasetReport {
   mode: 'git' | 'walk';
   /** True when a scan bound left files out ('limit' entries, or a listing cut short). */
   truncated: boolean;
+  /** How the scan went, for the user (e.g. git timed out and the folder was walked). */
+  warnings: string[];
   seqLen: number;
   seed: number;
   fimRate: number;
@@ -75,6 +88,8 @@ export interface Dataset {
   validation: PackedSequence[];
   /** Held-out files (scrubbed text), for next-line exact match. */
   validationFiles: { path: string; text: string }[];
+  /** With `keepExamples`: every example, files in path order, pieces in order. */
+  examples?: DatasetExample[];
   report: DatasetReport;
 }
 
@@ -113,6 +128,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const kinds: Record<ExampleKind, number> = { plain: 0, psm: 0, spm: 0 };
   const tokens = { train: 0, validation: 0 };
   const files: DatasetFile[] = [];
+  const kept: DatasetExample[] | undefined = options.keepExamples ? [] : undefined;
   const total = deduped.kept.length;
   const documents = await tokenizeDocuments(deduped.kept, ctx, {
     seqLen: options.seqLen,
@@ -126,6 +142,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     const doc = documents[i]!;
     for (const e of doc.examples) kinds[e.kind]++;
     examples[which].push(...doc.examples);
+    doc.examples.forEach((e, piece) => kept?.push({ ...e, split: which, path: source.path, piece, pieces: doc.examples.length }));
     tokens[which] += doc.tokens;
     files.push({ path: source.path, bytes: source.bytes, tokens: doc.tokens, split: which, scrubbedLines: source.scrubbedLines });
   }
@@ -141,6 +158,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     root: scan.root,
     mode: scan.mode,
     truncated: scan.truncated,
+    warnings: scan.warnings,
     seqLen: options.seqLen,
     seed,
     fimRate,
@@ -163,6 +181,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     train: train.sequences,
     validation: validation.sequences,
     validationFiles: split.validation.map((s) => ({ path: s.path, text: s.text })),
+    ...(kept === undefined ? {} : { examples: kept }),
     report,
   };
 }

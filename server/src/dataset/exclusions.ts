@@ -5,8 +5,10 @@
  * - path rules, decided before anything is read: ignored, vendored, secret-file, lockfile,
  *   not-source (neither a source extension nor a known source file name), and binary, minified or
  *   generated where the name alone tells (`.png`, `.min.js`, `_pb2.py`);
- * - metadata: symlink, unreadable (missing, not a regular file, outside the root), oversized, empty,
- *   limit (past the scan's file, entry or byte bounds);
+ * - metadata: symlink, hard-link (more than one link and not tracked by git: it may be a file from
+ *   outside the workspace), unreadable (missing, not a regular file such as a FIFO or a device,
+ *   outside the root, changed since the scan), oversized, empty, limit (past the scan's file, entry
+ *   or byte bounds);
  * - content, after reading: binary, empty, generated, minified;
  * - duplicate (same normalized content as an earlier path).
  */
@@ -17,6 +19,7 @@ export const EXCLUSION_REASONS = [
   'lockfile',
   'not-source',
   'symlink',
+  'hard-link',
   'unreadable',
   'oversized',
   'limit',

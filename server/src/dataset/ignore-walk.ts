@@ -1,8 +1,10 @@
 // A directory walk that honours .gitignore files at every level (and .git/info/exclude), for
-// workspaces that are not git work trees. Symlinks are reported, never followed.
-import { lstat, readdir, readFile } from 'node:fs/promises';
+// workspaces that are not git work trees. Symlinks are reported, never followed; FIFOs, sockets and
+// devices are reported apart and never opened (an ignore file that is one is not read).
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import ignore, { type Ignore } from 'ignore';
+import { readRegularFile } from './safe-read';
 
 export interface WalkOptions {
   /** Entries (files and folders) visited before the walk stops. */
@@ -12,8 +14,10 @@ export interface WalkOptions {
 }
 
 export interface WalkResult {
-  /** Relative, '/'-separated paths of everything that is not a folder (symlinks included). */
+  /** Relative, '/'-separated paths of files and symlinks. */
   files: string[];
+  /** FIFOs, sockets and devices: never opened, never listed as files. */
+  special: string[];
   /** Paths the ignore rules excluded; folders end with '/'. */
   ignored: string[];
   /** Folders `prune` cut off, ending with '/'. */
@@ -30,13 +34,11 @@ interface Level {
 const MAX_IGNORE_FILE_BYTES = 1 << 20;
 const caseInsensitive = process.platform === 'darwin' || process.platform === 'win32';
 
+/** An ignore file's text; '' when it is missing, a link, not a regular file or too large. */
 async function readRules(file: string): Promise<string> {
-  try {
-    const stat = await lstat(file); // a symlinked .gitignore is not followed
-    return stat.isFile() && stat.size <= MAX_IGNORE_FILE_BYTES ? await readFile(file, 'utf8') : '';
-  } catch {
-    return '';
-  }
+  // a hard-linked ignore file is read: its rules only ever leave files out
+  const read = await readRegularFile(file, { maxBytes: MAX_IGNORE_FILE_BYTES, allowHardLinks: true });
+  return 'bytes' in read ? Buffer.from(read.bytes).toString('utf8') : '';
 }
 
 /** Deepest rules first: the first level that ignores or re-includes the path decides, as in git. */
@@ -51,7 +53,7 @@ function isIgnored(levels: readonly Level[], path: string, isDir: boolean): bool
 }
 
 export async function walkWorkspace(root: string, options: WalkOptions): Promise<WalkResult> {
-  const result: WalkResult = { files: [], ignored: [], pruned: [], truncated: false };
+  const result: WalkResult = { files: [], special: [], ignored: [], pruned: [], truncated: false };
   let visited = 0;
   const rootRules = ignore({ ignorecase: caseInsensitive })
     .add(await readRules(join(root, '.git', 'info', 'exclude')))
@@ -78,7 +80,8 @@ export async function walkWorkspace(root: string, options: WalkOptions): Promise
         continue;
       }
       if (!isDir) {
-        result.files.push(path);
+        if (entry.isFile() || entry.isSymbolicLink()) result.files.push(path);
+        else result.special.push(path);
         continue;
       }
       if (options.prune?.(path)) {

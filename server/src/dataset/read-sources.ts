@@ -1,12 +1,21 @@
 // Reads the scanned files and keeps the text worth training on, secrets scrubbed. Paths that name
-// secrets are refused again here, before any read, whatever the caller passes.
-import { readFile as fsReadFile } from 'node:fs/promises';
+// secrets are refused again here, before any read, whatever the caller passes; each read goes
+// through readRegularFile, so a file swapped for a link, a FIFO or another file since the scan is
+// refused, and no read is longer than the size bound.
 import { join } from 'node:path';
 import { classifyContent } from './content-rules';
 import type { ExcludedFile } from './exclusions';
 import { isSecretPath } from './path-rules';
-import type { ScannedFile } from './scan';
+import { type FileIdentity, readRegularFile, type SafeReadResult } from './safe-read';
 import { scrubSecrets, type SecretKind } from './secrets';
+
+/** A file to read: a ScannedFile fits; without `identity` the file is still checked, without `tracked` a hard link is refused. */
+export interface ReadCandidate {
+  path: string;
+  bytes: number;
+  identity?: FileIdentity;
+  tracked?: boolean;
+}
 
 export interface SourceText {
   path: string;
@@ -17,7 +26,7 @@ export interface SourceText {
 }
 
 export interface ReadSourcesOptions {
-  /** Reads one file by absolute path (default fs.readFile); a test may spy on it. */
+  /** Reads one file by absolute path instead of the checked reader; a test may spy on it. */
   readFile?: (absPath: string) => Promise<Uint8Array>;
   /** A file that grew past this since the scan is 'oversized'. */
   maxFileBytes: number;
@@ -33,8 +42,20 @@ export interface ReadSourcesResult {
   scrubbedByKind: Partial<Record<SecretKind, number>>;
 }
 
-export async function readSources(root: string, files: readonly ScannedFile[], options: ReadSourcesOptions): Promise<ReadSourcesResult> {
-  const read = options.readFile ?? ((p: string) => fsReadFile(p));
+/** One candidate's bytes through the override when given, else the checked, bounded reader. */
+async function readCandidate(abs: string, file: ReadCandidate, options: ReadSourcesOptions): Promise<SafeReadResult> {
+  if (options.readFile === undefined) {
+    return readRegularFile(abs, { maxBytes: options.maxFileBytes, allowHardLinks: file.tracked === true, ...(file.identity === undefined ? {} : { identity: file.identity }) });
+  }
+  try {
+    const bytes = await options.readFile(abs);
+    return bytes.length > options.maxFileBytes ? { reason: 'oversized', detail: `${bytes.length} bytes` } : { bytes };
+  } catch (err) {
+    return { reason: 'unreadable', detail: (err as NodeJS.ErrnoException).code ?? 'error' };
+  }
+}
+
+export async function readSources(root: string, files: readonly ReadCandidate[], options: ReadSourcesOptions): Promise<ReadSourcesResult> {
   const result: ReadSourcesResult = { sources: [], excluded: [], scrubbedLines: 0, scrubbedByKind: {} };
   for (const [i, file] of files.entries()) {
     options.signal?.throwIfAborted();
@@ -43,23 +64,18 @@ export async function readSources(root: string, files: readonly ScannedFile[], o
       result.excluded.push({ path: file.path, reason: 'secret-file' });
       continue;
     }
-    let bytes: Uint8Array;
-    try {
-      bytes = await read(join(root, file.path));
-    } catch (err) {
-      result.excluded.push({ path: file.path, reason: 'unreadable', detail: (err as NodeJS.ErrnoException).code ?? 'error' });
+    const read = await readCandidate(join(root, file.path), file, options);
+    if (!('bytes' in read)) {
+      result.excluded.push({ path: file.path, reason: read.reason, ...(read.detail === undefined ? {} : { detail: read.detail }) });
       continue;
     }
-    if (bytes.length > options.maxFileBytes) {
-      result.excluded.push({ path: file.path, reason: 'oversized', detail: `${bytes.length} bytes` });
-      continue;
-    }
+    const bytes = read.bytes;
     const verdict = classifyContent(bytes);
     if ('reason' in verdict) {
       result.excluded.push({ path: file.path, reason: verdict.reason, detail: verdict.detail });
       continue;
     }
-    const scrubbed = scrubSecrets(verdict.text);
+    const scrubbed = scrubSecrets(verdict.text, { path: file.path });
     result.scrubbedLines += scrubbed.lines.length;
     for (const [kind, n] of Object.entries(scrubbed.byKind) as [SecretKind, number][]) {
       result.scrubbedByKind[kind] = (result.scrubbedByKind[kind] ?? 0) + n;

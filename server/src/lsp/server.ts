@@ -12,6 +12,7 @@ import {
   KilnValidateModelRequest,
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
+  KilnTrainingDataPreviewRequest,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
@@ -20,6 +21,7 @@ import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
+import { handleTrainingDataPreview } from './training-data-handler';
 import { ModelHost } from './model-host';
 import { parseFineTuneParams, parseValidateModelParams } from './params';
 import { explainStatus } from './status-message';
@@ -146,6 +148,7 @@ export function startKilnServer(connection: Connection): void {
       },
     }),
   );
+  connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) => handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();

@@ -1,0 +1,66 @@
+// "Show what will be trained": the dataset a fine-tune would build for a workspace, as the dry-run
+// report and (optionally) the dump of every example's decoded text. The CLI's `--dry-run [--dump]`
+// and the language server's kiln/trainingDataPreview both run this, so they always agree.
+import { availableParallelism } from 'node:os';
+import { resolveFimTemplate } from '../model/fim';
+import { Tokenizer } from '../model/tokenizer';
+import { buildDataset, type DatasetReport } from './build-dataset';
+import { formatDryRun, scanBoundsMessage } from './dry-run';
+import { type DumpSummary, writeTrainingDump } from './dump';
+
+export interface TrainingPreviewOptions {
+  workspace: string;
+  /** The model whose tokenizer and FIM template the examples are made with. */
+  modelDir: string;
+  seqLen: number;
+  seed: number;
+  fimRate: number;
+  spmRate: number;
+  lineSpanRate: number;
+  maxFiles: number;
+  /** Tokenizing threads; 0 for one per core. */
+  threads: number;
+  /** Tokenize on workers whenever the text fills more than one batch, not only past the CLI's threshold (the language server: its thread answers completions). */
+  offThread?: boolean;
+  /** Where to write the dump; none when unset. */
+  dumpPath?: string;
+  signal?: AbortSignal;
+  /** Progress and warnings for the user, one line each. */
+  onLog?: (message: string) => void;
+}
+
+export interface TrainingPreview {
+  report: DatasetReport;
+  /** formatDryRun(report). */
+  text: string;
+  dump?: DumpSummary;
+}
+
+export async function previewTrainingData(o: TrainingPreviewOptions): Promise<TrainingPreview> {
+  o.onLog?.(`reading ${o.workspace}`);
+  const tokenizer = Tokenizer.load(o.modelDir);
+  const fim = resolveFimTemplate(tokenizer);
+  const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism(), ...(o.offThread ? { minParallelChars: 0 } : {}) };
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, {
+    seqLen: o.seqLen,
+    seed: o.seed,
+    fimRate: fim ? o.fimRate : 0,
+    spmRate: o.spmRate,
+    lineSpanRate: o.lineSpanRate,
+    maxFiles: o.maxFiles,
+    parallel,
+    keepExamples: o.dumpPath !== undefined,
+    ...(o.signal === undefined ? {} : { signal: o.signal }),
+  });
+  const report = dataset.report;
+  const bounds = scanBoundsMessage(report);
+  if (bounds) o.onLog?.(bounds);
+  for (const w of report.warnings) o.onLog?.(w);
+  const preview: TrainingPreview = { report, text: formatDryRun(report) };
+  if (o.dumpPath !== undefined) {
+    const title = `Kiln training data for ${report.root} (model ${o.modelDir}, sequence ${o.seqLen} tokens, seed ${o.seed})`;
+    preview.dump = await writeTrainingDump(o.dumpPath, dataset.examples ?? [], tokenizer, title);
+    o.onLog?.(`wrote ${preview.dump.examples} examples (${preview.dump.bytes} bytes) to ${o.dumpPath}`);
+  }
+  return preview;
+}
