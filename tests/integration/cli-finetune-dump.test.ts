@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { before, test } from 'node:test';
 import { cleanGitEnv } from '../../server/src/dataset/git-files';
 import { writeOverfitModel } from '../fixtures/overfit-repo';
+import { plantedSecrets } from '../fixtures/planted-secrets';
 import { ensureBuilt, runKiln } from '../helpers/built-cli';
 import { tempDir } from '../helpers/tiny-session';
 
@@ -104,4 +105,34 @@ test('--dump without --dry-run is a usage error', async () => {
   const r = await runKiln('finetune', repo, '--model', modelDir, '--dump', join(root, 'x.txt'));
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /--dump needs --dry-run/);
+});
+
+test('every planted secret class (fresh random values) stays out of the dump of a git workspace', async () => {
+  const planted = plantedSecrets();
+  const work = join(root, 'planted');
+  const put = (path: string, text: string) => {
+    mkdirSync(dirname(join(work, path)), { recursive: true });
+    writeFileSync(join(work, path), text);
+  };
+  for (const f of planted.files) put(f.path, f.text);
+  for (let i = 0; i < 4; i++) put(`src/helper${i}.ts`, `export function helper${i}(x: number): number {\n  return x + ${i};\n}\n`);
+  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: work, env: cleanGitEnv(), stdio: 'pipe' });
+  git('init', '-q');
+  git('add', '-A');
+  git('commit', '-qm', 'init');
+  const dump = join(root, 'out', 'planted.txt');
+  const r = await runKiln('finetune', work, '--model', modelDir, '--cache', join(root, 'cache'), '--seq-len', '128', '--threads', '1', '--dry-run', '--dump', dump);
+  assert.equal(r.code, 0, r.stderr);
+  const text = readFileSync(dump, 'utf8');
+  const whole = text.split(/^═{8} example .*═{8}\n/m).slice(1).map((b) => reassemble(b.replace(/\n$/, ''))).join('\n');
+  assert.ok(whole.includes('return x + 2;'), 'ordinary code is trained on');
+  for (const f of planted.files) {
+    for (const secret of f.secrets) {
+      const size = Math.min(secret.length, 10); // a FIM cut can split a secret; no long piece of it may survive
+      for (let i = 0; i + size <= secret.length; i++) {
+        const piece = secret.slice(i, i + size);
+        assert.ok(!text.includes(piece) && !whole.includes(piece), `seed ${planted.seed}, ${f.path} (${f.classes.join(', ')}): ${piece} reached the dump`);
+      }
+    }
+  }
 });
