@@ -208,6 +208,20 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       assert.match((await kilnStatus())?.text ?? '', READY);
     }));
 
+  it('Kiln: Show What Will Be Trained shows the dry-run report and writes every example to the extension’s storage', () =>
+    steps.step('show training data', async () => {
+      await wb.runCommand('Kiln: Show What Will Be Trained');
+      await waitUntil('the "examples from" notification', () => wb.notifications(), (n) => n.some((m) => /\d+ examples from \d+ files/.test(m)), 60_000);
+      const editorText = await wb.page.locator('.editor-instance .view-lines').first().innerText();
+      assert.match(editorText.replace(/\u00a0/g, ' '), /Fine-tune dataset \(dry run\)/);
+      const storage = join(session!.dirs.userData, 'User', 'globalStorage');
+      const dumps = readdirSync(storage, { recursive: true, encoding: 'utf8' })
+        .filter((p) => /(^|\/)training-data\/[^/]+\.txt$/.test(p))
+        .map((p) => join(storage, p));
+      assert.equal(dumps.length, 1, `one dump in ${storage}`);
+      assert.match(readFileSync(dumps[0]!, 'utf8'), /^Kiln training data for .*\n(.*\n)?═{8} example 1 of \d+ · (train|validation) · /);
+    }));
+
   it('Kiln: Fine-tune on This Repository asks first, trains, keeps the adapter in the extension’s storage and switches completions to it', () =>
     steps.step('fine-tune', async () => {
       const before = readFileSync(fixture.settingsFile, 'utf8');
