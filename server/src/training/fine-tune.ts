@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
 import { buildDataset, type DatasetReport } from '../dataset/build-dataset';
+import { scanBoundsMessage } from '../dataset/dry-run';
 import { SCAN_DEFAULTS } from '../dataset/scan';
 import { resolveFimTemplate, type FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
@@ -117,11 +118,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism() };
   const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, maxFiles: o.maxFiles, parallel, signal });
   const report = dataset.report;
-  if (report.truncated) {
-    const limited = report.excluded.filter((e) => e.reason === 'limit');
-    const why = limited[0]?.detail ?? 'the listing was cut short';
-    emit({ type: 'log', message: `the scan stopped at its bounds (${why}): ${limited.length} files left out, from ${limited[0]?.path ?? 'the end of the listing'} on; --max-files raises the file bound` });
-  }
+  const bounds = scanBoundsMessage(report);
+  for (const message of [...(bounds === undefined ? [] : [bounds]), ...report.warnings]) emit({ type: 'log', message });
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
   const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
   if (o.dryRun) return empty;
