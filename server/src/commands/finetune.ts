@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { defaultModelPath } from '../default-model';
-import { previewTrainingData } from '../dataset/training-preview';
+import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
 import { automaticThreads } from '../lsp/model-host';
@@ -96,15 +96,7 @@ async function dryRun(options: FineTuneOptions, dump: string | undefined, json: 
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort(new Error('interrupted')));
   const preview = await previewTrainingData({
-    workspace: options.workspace,
-    modelDir: options.modelDir,
-    seqLen: options.seqLen,
-    seed: options.seed,
-    fimRate: options.fimRate,
-    spmRate: options.spmRate,
-    lineSpanRate: options.lineSpanRate,
-    maxFiles: options.maxFiles,
-    threads: options.threads,
+    ...datasetChoices(options),
     signal: abort.signal,
     onLog: (message) => process.stderr.write(`${message}\n`),
     ...(dump === undefined ? {} : { dumpPath: dump }),

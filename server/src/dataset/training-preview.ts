@@ -29,6 +29,13 @@ export interface TrainingPreviewOptions {
   onLog?: (message: string) => void;
 }
 
+/** The dataset's own options, picked from any options object that has them (a fine-tune's). */
+export type DatasetChoices = Pick<TrainingPreviewOptions, 'workspace' | 'modelDir' | 'seqLen' | 'seed' | 'fimRate' | 'spmRate' | 'lineSpanRate' | 'maxFiles' | 'threads'>;
+export function datasetChoices(o: DatasetChoices): DatasetChoices {
+  const { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, maxFiles, threads } = o;
+  return { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, maxFiles, threads };
+}
+
 export interface TrainingPreview {
   report: DatasetReport;
   /** formatDryRun(report). */

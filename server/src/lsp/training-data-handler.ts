@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
-import { previewTrainingData } from '../dataset/training-preview';
+import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { TrainingDataPreviewParams, TrainingDataPreviewResult } from '../protocol';
 import { fineTuneOptions } from './fine-tune-handler';
@@ -41,14 +41,7 @@ export async function handleTrainingDataPreview(params: TrainingDataPreviewParam
   try {
     const dumpPath = dumpFileFor(params.storageDir, options.workspace);
     const preview = await previewTrainingData({
-      workspace: options.workspace,
-      modelDir: options.modelDir,
-      seqLen: options.seqLen,
-      seed: options.seed,
-      fimRate: options.fimRate,
-      spmRate: options.spmRate,
-      lineSpanRate: options.lineSpanRate,
-      maxFiles: options.maxFiles,
+      ...datasetChoices(options),
       threads: Math.max(2, options.threads),
       offThread: true,
       dumpPath,
