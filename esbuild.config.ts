@@ -6,7 +6,7 @@ const entryPoints: Record<string, string> = {
   cli: 'server/src/cli.ts',
   server: 'server/src/main.ts',
   client: 'client/src/extension.ts',
-  'train-worker': 'server/src/training/worker.ts',
+  'train-worker': 'server/src/finetune/worker.ts',
   'dataset-worker': 'server/src/dataset/tokenize-worker.ts',
   'model-worker': 'server/src/lsp/model-worker.ts',
 };

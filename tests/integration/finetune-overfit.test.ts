@@ -7,8 +7,8 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:
 import { dirname, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { SafetensorsFile } from '../../server/src/model/safetensors';
-import type { EvalReport } from '../../server/src/training/evaluate';
-import type { FineTuneResult } from '../../server/src/training/fine-tune';
+import type { EvalReport } from '../../server/src/evaluation/evaluate';
+import type { FineTuneResult } from '../../server/src/finetune/fine-tune';
 import { finetuneFlags, parseResult, stepLosses, writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
 import { ensureBuilt, runKiln } from '../helpers/built-cli';
 import { TINY_LLAMA } from '../helpers/tiny-model';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SafetensorsFile } from '../../server/src/model/safetensors';
-import type { FineTuneResult } from '../../server/src/training/fine-tune';
+import type { FineTuneResult } from '../../server/src/finetune/fine-tune';
 import { finetuneFlags, parseResult, writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
 import { CLI, type CliRun, ensureBuilt, runKiln } from '../helpers/built-cli';
 import { tempDir } from '../helpers/tiny-session';

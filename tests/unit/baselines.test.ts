@@ -1,7 +1,7 @@
 // The next-line baselines: previous-line repetition and the compact token n-gram.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NgramModel, previousLinePrediction } from '../../server/src/training/baselines';
+import { NgramModel, previousLinePrediction } from '../../server/src/evaluation/baselines';
 
 describe('previous-line baseline', () => {
   const cases: [string, string, string][] = [

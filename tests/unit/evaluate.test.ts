@@ -20,7 +20,7 @@ import {
   lineTask,
   sampleLines,
   sequenceLoss,
-} from '../../server/src/training/evaluate';
+} from '../../server/src/evaluation/evaluate';
 import { logSoftmax, referenceForward } from '../helpers/reference-forward';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { makeTinyWeights, TINY_LLAMA } from '../helpers/tiny-model';

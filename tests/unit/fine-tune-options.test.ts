@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fineTuneOptions } from '../../server/src/lsp/fine-tune-handler';
-import { FINE_TUNE_DEFAULTS } from '../../server/src/training/fine-tune';
+import { FINE_TUNE_DEFAULTS } from '../../server/src/finetune/fine-tune';
 
 const options = (params: Record<string, unknown>) => fineTuneOptions({ workspace: '/repo', ...params }, '/models/m', '/cache');
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { pairedDifference } from '../../server/src/training/paired-difference';
+import { pairedDifference } from '../../server/src/evaluation/paired-difference';
 
 const score = (similarity: number, exact = false) => ({ similarity, exact });
 

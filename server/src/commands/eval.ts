@@ -4,10 +4,10 @@ import { loadCompletionModel } from '../completion/completion-model';
 import { defaultModelPath } from '../default-model';
 import { automaticThreads } from '../lsp/model-host';
 import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
-import { collectEvalFiles } from '../training/eval-files';
-import { NgramModel, previousLinePrediction } from '../training/baselines';
-import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../training/evaluate';
-import { type Difference, type PairedDifference, pairedDifference } from '../training/paired-difference';
+import { collectEvalFiles } from '../evaluation/eval-files';
+import { NgramModel, previousLinePrediction } from '../evaluation/baselines';
+import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
+import { type Difference, type PairedDifference, pairedDifference } from '../evaluation/paired-difference';
 import type { CompletionModel } from '../completion/completion-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 

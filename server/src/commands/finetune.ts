@@ -7,8 +7,8 @@ import { datasetChoices, previewTrainingData } from '../dataset/training-preview
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
 import { automaticThreads } from '../lsp/model-host';
-import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../training/fine-tune';
-import { startFineTuneProcess } from '../training/fine-tune-process';
+import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
+import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 import { formatReport } from './eval';
 

@@ -9,8 +9,8 @@ import { defaultModelPath } from '../default-model';
 import { automaticThreads } from '../lsp/model-host';
 import { loadModel } from '../runtime/load-model';
 import { type Precision, precisionBits } from '../runtime/quantization-choice';
-import { collectEvalFiles } from '../training/eval-files';
-import { evaluateModel, type EvalReport } from '../training/evaluate';
+import { collectEvalFiles } from '../evaluation/eval-files';
+import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 
 const USAGE =

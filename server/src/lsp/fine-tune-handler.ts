@@ -7,9 +7,9 @@ import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-lan
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
-import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../training/fine-tune';
-import type { EvalReport } from '../training/evaluate';
-import { startFineTuneProcess } from '../training/fine-tune-process';
+import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../finetune/fine-tune';
+import type { EvalReport } from '../evaluation/evaluate';
+import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { automaticThreads } from './model-host';
 
 export interface FineTuneContext {

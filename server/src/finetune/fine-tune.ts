@@ -14,12 +14,12 @@ import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
 import { Tokenizer } from '../model/tokenizer';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
-import { batchesOf, stepMicroBatches } from './batches';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint-store';
-import { evaluateModel, type EvalReport } from './evaluate';
-import { learningRate } from './lr-schedule';
-import { saveTrainedModel } from './save-result';
-import { type TrainerState, TrainerSession } from './trainer-session';
+import { batchesOf, stepMicroBatches } from '../training/batches';
+import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
+import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
+import { learningRate } from '../training/lr-schedule';
+import { saveTrainedModel } from '../training/save-result';
+import { type TrainerState, TrainerSession } from '../training/trainer-session';
 
 export interface FineTuneOptions {
   workspace: string;
