@@ -5,7 +5,7 @@ import { loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import { defaultModelPath } from '../default-model';
 import { DEFAULT_SETTINGS, parseSettings } from '../lsp/settings';
-import { automaticThreads } from '../lsp/model-host';
+import { automaticThreads } from '../runtime/threads';
 import { LatencyStats } from '../telemetry/latency-stats';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 

@@ -2,7 +2,7 @@
 // under a folder, with the same engine the server completes with.
 import { loadCompletionModel } from '../completion/completion-model';
 import { defaultModelPath } from '../default-model';
-import { automaticThreads } from '../lsp/model-host';
+import { automaticThreads } from '../runtime/threads';
 import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
 import { collectEvalFiles } from '../evaluation/eval-files';
 import { NgramModel, previousLinePrediction } from '../evaluation/baselines';

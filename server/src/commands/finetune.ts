@@ -6,7 +6,7 @@ import { defaultModelPath } from '../default-model';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
-import { automaticThreads } from '../lsp/model-host';
+import { automaticThreads } from '../runtime/threads';
 import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';

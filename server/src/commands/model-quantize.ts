@@ -6,7 +6,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type CompletionModel, loadCompletionModel, type QuantizationRecord } from '../completion/completion-model';
 import { defaultModelPath } from '../default-model';
-import { automaticThreads } from '../lsp/model-host';
+import { automaticThreads } from '../runtime/threads';
 import { loadModel } from '../runtime/load-model';
 import { type Precision, precisionBits } from '../runtime/quantization-choice';
 import { collectEvalFiles } from '../evaluation/eval-files';

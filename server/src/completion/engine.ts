@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { KvPool } from '../kvcache/kv-pool';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
-import type { KilnSettings } from '../lsp/settings';
+import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
 import { generate, generateCandidates, prefillPrompt } from './generation';

@@ -2,8 +2,8 @@
 // measured gain: validation loss (next-token cross-entropy on the plain text, no FIM) and next-line
 // exact match / edit similarity from the real completion engine on sampled lines.
 import type { CompletionModel } from '../completion/completion-model';
+import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { CompletionEngine } from '../completion/engine';
-import { DEFAULT_SETTINGS, type KilnSettings } from '../lsp/settings';
 import type { DecoderSession } from '../runtime/decoder-session';
 import { LatencyStats } from '../telemetry/latency-stats';
 
@@ -230,7 +230,7 @@ async function validationLoss(model: CompletionModel, files: readonly EvalFile[]
 }
 
 /** Greedy, single-line, no speculation, no wall-clock stop (a slow machine must not change scores). */
-const EVAL_SETTINGS: KilnSettings = { ...DEFAULT_SETTINGS, completionMode: 'line', temperature: 0, speculate: false, candidates: 1, timeLimitMs: 60_000 };
+const EVAL_SETTINGS: CompletionSettings = { ...DEFAULT_COMPLETION_SETTINGS, completionMode: 'line', temperature: 0, speculate: false, candidates: 1, timeLimitMs: 60_000 };
 
 /** One sampled line's score. */
 export interface LineScore {

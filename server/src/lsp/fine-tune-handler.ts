@@ -10,7 +10,7 @@ import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../finetune/fine-tune';
 import type { EvalReport } from '../evaluation/evaluate';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
-import { automaticThreads } from './model-host';
+import { automaticThreads } from '../runtime/threads';
 
 export interface FineTuneContext {
   modelPath: string | undefined;

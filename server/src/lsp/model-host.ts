@@ -1,11 +1,11 @@
 // Owns the loaded model and the engine built on it: loads with the current settings, reports the
 // server's status, and turns load failures into one clear message instead of a crash.
 import { statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import type { ServerStatus } from '../protocol';
+import { automaticThreads } from '../runtime/threads';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { prepareGraphInWorker } from './model-worker-client';
@@ -18,11 +18,6 @@ export interface ModelHostOptions {
   log: (message: string) => void;
   onStatus: (status: ServerStatus) => void;
   onAnswer: (timings: CompletionTimings) => void;
-}
-
-/** Threads when the setting says 0: all cores up to 4 (more rarely helps a small decoder). */
-export function automaticThreads(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 export class ModelHost {

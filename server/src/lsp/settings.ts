@@ -1,29 +1,20 @@
 // The `kiln.*` settings as a typed object, validated field by field: an invalid value is reported
 // by name and the previous (or default) value is kept, so a typo never stops completions.
+import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
 
-export type CompletionMode = 'line' | 'block' | 'auto';
+export type { CompletionMode } from '../completion/completion-settings';
 export type FimOrderSetting = 'auto' | 'psm' | 'spm';
 
-export interface KilnSettings {
+/** The completion engine's settings plus how the model is found, loaded and prompted. */
+export interface KilnSettings extends CompletionSettings {
   modelPath: string; // '' = the embedded default model
   adapterPath: string; // '' = none; a PEFT LoRA adapter merged into the model (set after a fine-tune)
   executionProvider: ExecutionProviderChoice;
   quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
-  maxTokens: number;
-  temperature: number;
-  topP: number;
-  completionMode: CompletionMode;
-  maxPrefixTokens: number;
-  maxSuffixTokens: number;
-  kvBudgetMB: number;
   fimOrder: FimOrderSetting;
-  timeLimitMs: number;
-  candidates: number; // suggestions decoded together for an explicit trigger
-  speculate: boolean;
-  tokenHealing: boolean; // re-generate the prompt's last token (see completion/token-healing.ts)
 }
 
 export const DEFAULT_SETTINGS: KilnSettings = {
@@ -32,18 +23,8 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   executionProvider: 'auto',
   quantization: 'auto',
   threads: 0,
-  maxTokens: 64,
-  temperature: 0,
-  topP: 0.95,
-  completionMode: 'auto',
-  maxPrefixTokens: 1024,
-  maxSuffixTokens: 256,
-  kvBudgetMB: 256,
   fimOrder: 'auto',
-  timeLimitMs: 2000,
-  candidates: 3,
-  speculate: true,
-  tokenHealing: true,
+  ...DEFAULT_COMPLETION_SETTINGS,
 };
 
 type Rule = (v: unknown) => string | undefined; // an error message, or undefined when valid

@@ -1,0 +1,32 @@
+// What the completion engine is told by the user: decoding, prompt windows, the KV budget and
+// the features it may use. The LSP's `kiln.*` settings extend this with how the model is loaded.
+
+export type CompletionMode = 'line' | 'block' | 'auto';
+
+export interface CompletionSettings {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  completionMode: CompletionMode;
+  maxPrefixTokens: number;
+  maxSuffixTokens: number;
+  kvBudgetMB: number;
+  timeLimitMs: number;
+  candidates: number; // suggestions decoded together for an explicit trigger
+  speculate: boolean;
+  tokenHealing: boolean; // re-generate the prompt's last token (see token-healing.ts)
+}
+
+export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
+  maxTokens: 64,
+  temperature: 0,
+  topP: 0.95,
+  completionMode: 'auto',
+  maxPrefixTokens: 1024,
+  maxSuffixTokens: 256,
+  kvBudgetMB: 256,
+  timeLimitMs: 2000,
+  candidates: 3,
+  speculate: true,
+  tokenHealing: true,
+};
