@@ -1,10 +1,13 @@
-// What a kiln/fineTune request turns into: unset fields take the fine-tune's defaults, the editor's
-// counts (steps, files) pass through, and a count that is not a positive integer is refused.
+// What a kiln/fineTune request and `kiln finetune` turn into: unset fields take the fine-tune's
+// defaults, the editor's counts (steps, files) pass through, a count that is not a positive integer
+// is refused, and the CLI and the LSP build the same options from the same choices (one builder).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parseFinetuneArgs } from '../../server/src/commands/finetune';
+import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS, trainingThreads } from '../../server/src/finetune/fine-tune-options';
 import { fineTuneOptions } from '../../server/src/lsp/fine-tune-handler';
-import { FINE_TUNE_DEFAULTS } from '../../server/src/finetune/fine-tune';
+import { automaticThreads } from '../../server/src/runtime/threads';
 
 const options = (params: Record<string, unknown>) => fineTuneOptions({ workspace: '/repo', ...params }, '/models/m', '/cache');
 
@@ -31,5 +34,46 @@ describe('fine-tune request options', () => {
 
   it('maxSteps is checked the same way', () => {
     assert.throws(() => options({ maxSteps: 0 }), /maxSteps must be a positive integer, got 0/);
+  });
+});
+
+describe('one fine-tune options builder for the CLI and the LSP', () => {
+  const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options;
+
+  it('no choices: the CLI and the LSP build the same options', () => {
+    assert.deepEqual(cli(), options({}));
+  });
+
+  const same: [string, string[], Record<string, unknown>][] = [
+    ['a LoRA rank', ['--rank', '4'], { rank: 4 }],
+    ['steps, files and a learning rate', ['--steps', '7', '--max-files', '50', '--lr', '0.01'], { maxSteps: 7, maxFiles: 50, learningRate: 0.01 }],
+    ['full-parameter training', ['--mode', 'full', '--steps', '3'], { mode: 'full', maxSteps: 3 }],
+  ];
+  for (const [what, flags, params] of same) {
+    it(`${what}: the CLI and the LSP build the same options`, () => {
+      assert.deepEqual(cli(...flags), options(params));
+    });
+  }
+
+  it('LoRA alpha defaults to 2 × rank on both paths (scale alpha/rank stays 2); --alpha overrides it', () => {
+    assert.equal(DEFAULT_LORA.alpha, 2 * DEFAULT_LORA.rank, 'the default mode follows the same rule');
+    for (const o of [cli('--rank', '4'), options({ rank: 4 })]) assert.deepEqual(o.mode, { kind: 'lora', rank: 4, alpha: 8, targets: DEFAULT_LORA.targets });
+    assert.deepEqual(cli('--rank', '4', '--alpha', '32').mode, { kind: 'lora', rank: 4, alpha: 32, targets: DEFAULT_LORA.targets });
+  });
+
+  it('threads default to the automatic count less one (at least one) on both paths; --threads overrides it', () => {
+    assert.equal(trainingThreads(), Math.max(1, automaticThreads() - 1));
+    assert.deepEqual([cli().threads, options({}).threads], [trainingThreads(), trainingThreads()]);
+    assert.equal(cli('--threads', '3').threads, 3);
+  });
+
+  it('a choice left undefined takes its default instead of overwriting it', () => {
+    const o = buildFineTuneOptions({ workspace: '/repo', modelDir: '/models/m', cacheDir: '/cache', maxSteps: undefined, seqLen: undefined });
+    assert.deepEqual([o.maxSteps, o.seqLen], [FINE_TUNE_DEFAULTS.maxSteps, FINE_TUNE_DEFAULTS.seqLen]);
+  });
+
+  it('checkpoints follow the validation interval unless chosen apart', () => {
+    assert.equal(cli('--eval-every', '5').checkpointEvery, 5);
+    assert.equal(buildFineTuneOptions({ workspace: '/repo', modelDir: '/m', cacheDir: '/c', evalEvery: 5, checkpointEvery: 10 }).checkpointEvery, 10);
   });
 });

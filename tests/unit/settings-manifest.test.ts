@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { MACHINE_SCOPED_SETTINGS } from '../../client/src/setting-scopes';
 import { DEFAULT_SETTINGS, parseSettings } from '../../server/src/lsp/settings';
-import { FINE_TUNE_DEFAULTS } from '../../server/src/finetune/fine-tune';
+import { FINE_TUNE_DEFAULTS } from '../../server/src/finetune/fine-tune-options';
 
 interface Declared {
   default?: unknown;

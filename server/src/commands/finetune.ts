@@ -1,13 +1,12 @@
 // `kiln finetune <workspace>`: adapt a model to a repository (LoRA or full-parameter) in a child
 // process at lower priority, printing progress; ends with the measured before/after gain.
-import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { defaultModelPath } from '../default-model';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
-import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../model/graph/training-graph';
-import { automaticThreads } from '../runtime/threads';
-import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
+import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
+import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
+import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 import { formatReport } from './eval';
@@ -20,32 +19,34 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
-  --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})`;
+  --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
+  --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
 const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads', 'max-files'] as const;
 
-function positiveFloat(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
+/** Flags left out return undefined: the builder fills them from its table. */
+function positiveFloat(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const x = Number(value);
   if (!(x > 0) || !Number.isFinite(x)) throw new UsageError(`--${name} must be a positive number, got "${value}"`);
   return x;
 }
 
-function fraction(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
+function fraction(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const x = Number(value);
   if (value.trim() === '' || !(x >= 0 && x <= 1)) throw new UsageError(`--${name} must be a number from 0 to 1, got "${value}"`);
   return x;
 }
 
-function parse(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
+/** The command line as fine-tune options (through the builder the editor's requests use too). */
+export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
   const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
   const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
   const str = (k: string) => v[k] as string | undefined;
   const int = (k: (typeof INT_FLAGS)[number], fallback: number) => parseNonNegativeInt(k, str(k), fallback);
-  const d = FINE_TUNE_DEFAULTS;
   const modeName = str('mode') ?? 'lora';
   if (modeName !== 'lora' && modeName !== 'full') throw new UsageError(`--mode must be lora or full, got "${modeName}"`);
   const targets = (str('targets')?.split(',').map((t) => t.trim()) ?? DEFAULT_LORA.targets) as LoraTarget[];
@@ -53,38 +54,36 @@ function parse(args: string[]): { options: FineTuneOptions; json: boolean; inPro
   if (unknown.length) throw new UsageError(`unknown --targets ${unknown.join(', ')} (choose from ${LORA_TARGETS.join(', ')})`);
   const rank = int('rank', DEFAULT_LORA.rank);
   if (rank < 1) throw new UsageError('--rank must be at least 1');
-  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: int('alpha', DEFAULT_LORA.alpha), targets };
-  const workspace = resolve(positionals[0]!);
   const modelDir = str('model') ?? defaultModelPath();
   if (!modelDir) throw new UsageError('no --model given and no embedded model under models/');
-  const cacheDir = str('cache') ?? defaultCacheDir();
-  const runKey = createHash('sha256').update(`${workspace}\0${resolve(modelDir)}\0${modeName}`).digest('hex').slice(0, 16);
-  const options: FineTuneOptions = {
-    ...d,
-    workspace,
+  const intOrUnset = (k: (typeof INT_FLAGS)[number], min: number) => (str(k) === undefined ? undefined : Math.max(min, int(k, 0)));
+  const options = buildFineTuneOptions({
+    workspace: positionals[0]!,
     modelDir,
-    outDir: str('out') ?? join(cacheDir, 'runs', runKey),
-    cacheDir,
-    mode,
-    lr: positiveFloat('lr', str('lr'), modeName === 'full' ? 3e-4 : d.lr),
-    maxSteps: int('steps', d.maxSteps),
-    epochs: int('epochs', d.epochs),
-    batchSize: Math.max(1, int('batch', d.batchSize)),
-    seqLen: Math.max(8, int('seq-len', d.seqLen)),
-    accumulation: Math.max(1, int('accumulation', d.accumulation)),
-    warmupSteps: int('warmup', d.warmupSteps),
-    evalEvery: Math.max(1, int('eval-every', d.evalEvery)),
-    patience: Math.max(1, int('patience', d.patience)),
-    checkpointEvery: Math.max(1, int('eval-every', d.checkpointEvery)),
-    evalLines: int('eval-lines', d.evalLines),
-    seed: int('seed', d.seed),
-    lineSpanRate: fraction('line-spans', str('line-spans'), d.lineSpanRate),
-    maxFiles: Math.max(1, int('max-files', d.maxFiles)),
-    threads: int('threads', 0) || automaticThreads(),
-    executionProvider: str('ep') === undefined ? d.executionProvider : parseExecutionProvider(str('ep')),
+    cacheDir: str('cache') ?? defaultCacheDir(),
+    outDir: str('out'),
+    mode: modeName,
+    rank,
+    alpha: intOrUnset('alpha', 0),
+    targets,
+    lr: positiveFloat('lr', str('lr')),
+    maxSteps: intOrUnset('steps', 0),
+    epochs: intOrUnset('epochs', 0),
+    batchSize: intOrUnset('batch', 1),
+    seqLen: intOrUnset('seq-len', 8),
+    accumulation: intOrUnset('accumulation', 1),
+    warmupSteps: intOrUnset('warmup', 0),
+    evalEvery: intOrUnset('eval-every', 1),
+    patience: intOrUnset('patience', 1),
+    evalLines: intOrUnset('eval-lines', 0),
+    seed: intOrUnset('seed', 0),
+    lineSpanRate: fraction('line-spans', str('line-spans')),
+    maxFiles: intOrUnset('max-files', 1),
+    threads: intOrUnset('threads', 0),
+    executionProvider: str('ep') === undefined ? undefined : parseExecutionProvider(str('ep')),
     resume: v['no-resume'] !== true,
     dryRun: v['dry-run'] === true,
-  };
+  });
   const dump = str('dump');
   if (dump !== undefined && !options.dryRun) throw new UsageError('--dump needs --dry-run');
   if (dump !== undefined && dump.trim() === '') throw new UsageError('--dump needs a file name');
@@ -130,7 +129,7 @@ function summary(r: FineTuneResult): string {
 }
 
 export async function runFinetuneCommand(args: string[], out: (text: string) => void): Promise<number> {
-  const { options, json, inProcess, dump } = withUsage(USAGE, () => parse(args));
+  const { options, json, inProcess, dump } = withUsage(USAGE, () => parseFinetuneArgs(args));
   if (options.dryRun) return dryRun(options, dump, json, out);
   const onEvent = (e: FineTuneEvent) => process.stderr.write(`${describe(e)}\n`);
   let result: FineTuneResult;

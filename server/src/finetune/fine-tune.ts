@@ -8,7 +8,6 @@ import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
 import { buildDataset, type DatasetReport } from '../dataset/build-dataset';
 import { scanBoundsMessage } from '../dataset/dry-run';
-import { SCAN_DEFAULTS } from '../dataset/scan';
 import { resolveFimTemplate, type FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
@@ -52,33 +51,6 @@ export interface FineTuneOptions {
   resume: boolean;
   dryRun: boolean;
 }
-
-/** LoRA as the command palette and the CLI run it unless told otherwise. */
-export const DEFAULT_LORA: Extract<TrainingMode, { kind: 'lora' }> = { kind: 'lora', rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
-
-export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'outDir' | 'cacheDir'> = {
-  mode: DEFAULT_LORA,
-  lr: 1e-3,
-  maxSteps: 200,
-  epochs: 3,
-  batchSize: 4,
-  seqLen: 256,
-  accumulation: 1,
-  warmupSteps: 10,
-  evalEvery: 25,
-  patience: 3,
-  checkpointEvery: 25,
-  executionProvider: 'cpu',
-  threads: 0,
-  seed: 0,
-  evalLines: 100,
-  fimRate: 0.9,
-  spmRate: 0.5,
-  lineSpanRate: 0.5,
-  maxFiles: SCAN_DEFAULTS.maxFiles,
-  resume: true,
-  dryRun: false,
-};
 
 /** Validation loss is measured on at most this many packed sequences. */
 const MAX_VALIDATION_SEQUENCES = 64;

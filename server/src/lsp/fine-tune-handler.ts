@@ -1,16 +1,14 @@
 // kiln/fineTune: runs the training child process for the client, relays its progress, honours
 // cancellation, and summarises the measured before/after figures. Completions keep being served
 // by this process meanwhile: training runs elsewhere at lower priority.
-import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
 import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
-import { DEFAULT_LORA, FINE_TUNE_DEFAULTS, type FineTuneEvent, type FineTuneOptions } from '../finetune/fine-tune';
+import type { FineTuneEvent, FineTuneOptions } from '../finetune/fine-tune';
+import { buildFineTuneOptions } from '../finetune/fine-tune-options';
 import type { EvalReport } from '../evaluation/evaluate';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
-import { automaticThreads } from '../runtime/threads';
 
 export interface FineTuneContext {
   modelPath: string | undefined;
@@ -40,31 +38,25 @@ function progressOf(e: FineTuneEvent): TrainingProgress {
 }
 
 /** A count the client may leave unset; anything but a positive integer is refused, not clamped. */
-function positiveCount(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
+function positiveCount(name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new ResponseError(LSPErrorCodes.RequestFailed, `${name} must be a positive integer, got ${JSON.stringify(value)}`);
   return value;
 }
 
+/** A kiln/fineTune (or preview) request's choices, checked, through the builder `kiln finetune` uses too. */
 export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string, executionProvider: ExecutionProviderChoice = 'cpu'): FineTuneOptions {
-  const workspace = resolve(params.workspace);
-  const mode = params.mode ?? 'lora';
-  const d = FINE_TUNE_DEFAULTS;
-  const rank = params.rank ?? DEFAULT_LORA.rank;
-  const key = createHash('sha256').update(`${workspace}\0${resolve(modelPath)}\0${mode}`).digest('hex').slice(0, 16);
-  return {
-    ...d,
-    workspace,
+  return buildFineTuneOptions({
+    workspace: params.workspace,
     modelDir: modelPath,
-    outDir: join(cacheDir, 'runs', key),
     cacheDir,
-    mode: mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: 2 * rank, targets: DEFAULT_LORA.targets },
-    maxSteps: positiveCount('maxSteps', params.maxSteps, d.maxSteps),
-    maxFiles: positiveCount('maxFiles', params.maxFiles, d.maxFiles),
-    lr: params.learningRate ?? (mode === 'full' ? 3e-4 : d.lr),
-    threads: Math.max(1, automaticThreads() - 1),
+    mode: params.mode === 'full' ? 'full' : 'lora',
+    rank: params.rank,
+    lr: params.learningRate,
+    maxSteps: positiveCount('maxSteps', params.maxSteps),
+    maxFiles: positiveCount('maxFiles', params.maxFiles),
     executionProvider,
-  };
+  });
 }
 
 export async function handleFineTune(params: FineTuneParams, token: CancellationToken, ctx: FineTuneContext): Promise<FineTuneSummary> {
