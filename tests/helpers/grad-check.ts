@@ -123,8 +123,8 @@ export function opGraph(inputs: { name: string; shape: number[] }[], build: (dg:
   let s = weightsSeed;
   const lossWeights = Float32Array.from({ length: size }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
   const r = dg.value(g.weight('R', 'float32', y.shape as number[], () => lossWeights), y.shape);
-  const prod = dg.emit('Mul', [y, r], {}, [y.shape], ([gr]) => [dg.value(g.op('Mul', [gr!.name, 'R']), y.shape), undefined])[0]!;
-  const loss = dg.emit('ReduceSum', [prod], { keepdims: 0 }, [[]], ([gr]) => [dg.value(g.op('Expand', [gr!.name, g.op('Shape', [prod.name])]), prod.shape)])[0]!;
+  const prod = dg.emit({ op: 'Mul', inputs: [y, r], outShapes: [y.shape], rule: ([gr]) => [dg.value(g.op('Mul', [gr!.name, 'R']), y.shape), undefined] })[0]!;
+  const loss = dg.emit({ op: 'ReduceSum', inputs: [prod], attrs: { keepdims: 0 }, outShapes: [[]], rule: ([gr]) => [dg.value(g.op('Expand', [gr!.name, g.op('Shape', [prod.name])]), prod.shape)] })[0]!;
   const grads = dg.backward(loss, xs);
   g.output(loss.name, 'loss', 'float32', []);
   for (const x of xs) g.output(grads.get(x.name)!.name, `grad.${x.name}`, 'float32', x.shape);

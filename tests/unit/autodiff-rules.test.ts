@@ -70,7 +70,7 @@ describe('backward rules match central finite differences', () => {
     const { graph } = opGraph([{ name: 'logits', shape: [4, 5] }], (dg, [x]) => {
       const labels = dg.value(dg.g.int64([2, -100, 0, 4], [4]), [4], 'int64');
       const loss = crossEntropy(dg, x!, labels);
-      return dg.emit('Unsqueeze', [loss], {}, [[1]], ([gr]) => [dg.value(dg.g.op('Squeeze', [gr!.name]), [])], [dg.g.int64([0])])[0]!;
+      return dg.emit({ op: 'Unsqueeze', inputs: [loss], outShapes: [[1]], rule: ([gr]) => [dg.value(dg.g.op('Squeeze', [gr!.name]), [])], extraInputs: [dg.g.int64([0])] })[0]!;
     });
     const session = await sessionFor(graph);
     const feeds = { logits: new ort.Tensor('float32', randomNormal(seededRandom(9), 20, 1), [4, 5]) };

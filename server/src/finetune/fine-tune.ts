@@ -169,7 +169,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
 
   emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
   const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
-  saveTrainedModel(output, o.modelDir, o.mode, trainer.params, best.values, fimOrders);
+  saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
 
   let after: EvalReport | undefined;
   if (!cancelled) {

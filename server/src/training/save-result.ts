@@ -19,7 +19,20 @@ function transposeBack(x: Float32Array, shape: number[]): Float32Array {
   return out;
 }
 
-export function saveTrainedModel(outDir: string, baseDir: string, mode: TrainingMode, params: readonly TrainableParam[], values: ReadonlyMap<string, Float32Array>, fimOrders: FimOrder[]): void {
+export interface TrainedModel {
+  /** The adapter (LoRA) or model (full) folder to write. */
+  outDir: string;
+  /** The base model the run started from. */
+  baseDir: string;
+  mode: TrainingMode;
+  params: readonly TrainableParam[];
+  /** The trained values by parameter name. */
+  values: ReadonlyMap<string, Float32Array>;
+  /** The FIM orders the model was trained on (kiln.json). */
+  fimOrders: FimOrder[];
+}
+
+export function saveTrainedModel({ outDir, baseDir, mode, params, values, fimOrders }: TrainedModel): void {
   if (mode.kind === 'lora') {
     saveLoraAdapter(outDir, { baseModel: baseDir, mode, tensors: values, shapes: new Map(params.map((p) => [p.name, p.shape])) });
     return;

@@ -47,17 +47,39 @@ function tensorOf(rows: Int32Array[]): ort.Tensor {
 
 const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
 
+/** What create() assembles a trainer from. */
+interface TrainerParts {
+  config: ModelConfig;
+  params: TrainableParam[];
+  provider: ExecutionProvider;
+  /** The train step, or the gradients when accumulating. */
+  main: ort.InferenceSession;
+  optimizer: ort.InferenceSession | undefined;
+  state: TrainerState;
+  graphDir: string;
+  openLossSession: () => Promise<ort.InferenceSession>;
+}
+
 export class TrainerSession {
-  private constructor(
-    readonly config: ModelConfig,
-    readonly params: TrainableParam[],
-    readonly provider: ExecutionProvider,
-    private readonly main: ort.InferenceSession, // train step, or gradients when accumulating
-    private readonly optimizer: ort.InferenceSession | undefined,
-    private state: TrainerState,
-    private readonly graphDir: string,
-    private readonly openLossSession: () => Promise<ort.InferenceSession>,
-  ) {}
+  readonly config: ModelConfig;
+  readonly params: TrainableParam[];
+  readonly provider: ExecutionProvider;
+  private readonly main: ort.InferenceSession;
+  private readonly optimizer: ort.InferenceSession | undefined;
+  private state: TrainerState;
+  private readonly graphDir: string;
+  private readonly openLossSession: () => Promise<ort.InferenceSession>;
+
+  private constructor(parts: TrainerParts) {
+    this.config = parts.config;
+    this.params = parts.params;
+    this.provider = parts.provider;
+    this.main = parts.main;
+    this.optimizer = parts.optimizer;
+    this.state = parts.state;
+    this.graphDir = parts.graphDir;
+    this.openLossSession = parts.openLossSession;
+  }
 
   /** The forward-only loss graph's session, opened on the first validation. */
   private lossSession: Promise<ort.InferenceSession> | undefined;
@@ -94,7 +116,7 @@ export class TrainerSession {
         }
         return (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
       };
-      return new TrainerSession(checkpoint.config, built.params, main.provider, main.session, optimizer, { step: 0, values, m: zeros(), v: zeros() }, dir, openLoss);
+      return new TrainerSession({ config: checkpoint.config, params: built.params, provider: main.provider, main: main.session, optimizer, state: { step: 0, values, m: zeros(), v: zeros() }, graphDir: dir, openLossSession: openLoss });
     } finally {
       checkpoint.weights.close();
     }

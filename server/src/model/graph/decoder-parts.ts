@@ -118,7 +118,7 @@ export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused
   const { dg, c } = ctx;
   const w = ctx.params.weight(ctx, hfName, 'float32', [c.hiddenSize], () => ctx.weights.readFloat32(hfName));
   return dg.g.scope('norm', () => {
-    if (fused) return dg.emit('RMSNormalization', [x, w], { axis: -1, epsilon: { float: c.rmsNormEps } }, [x.shape])[0]!;
+    if (fused) return dg.emit({ op: 'RMSNormalization', inputs: [x, w], attrs: { axis: -1, epsilon: { float: c.rmsNormEps } }, outShapes: [x.shape] })[0]!;
     const meanSquare = meanLastAxis(dg, mul(dg, x, x)); // [B,S,1]
     const inv = reciprocal(dg, sqrt(dg, add(dg, meanSquare, dg.scalar(c.rmsNormEps))));
     return mul(dg, mul(dg, x, inv), w);

@@ -13,6 +13,26 @@ export interface Value {
 
 type Rule = (outputGrads: (Value | undefined)[]) => (Value | undefined)[];
 
+/** One forward node for DiffGraph.emit. */
+export interface EmitNode {
+  op: string;
+  /** The differentiable inputs, in the op's input order. */
+  inputs: Value[];
+  attrs?: Parameters<GraphBuilder['node']>[2];
+  /** One static shape per output. */
+  outShapes: Dim[][];
+  /**
+   * Receives the gradients of the outputs (undefined where none flows) and returns the gradients
+   * of `inputs` (undefined where an input needs none); required when a trainable value flows in.
+   */
+  rule?: Rule;
+  /** Inputs after `inputs` that carry no gradient (shapes, axes, sizes as int64 constants). */
+  extraInputs?: string[];
+  domain?: string;
+  /** Output element types; default: the first input's. */
+  outElems?: ElemType[];
+}
+
 interface TapeEntry {
   inputs: Value[];
   outputs: Value[];
@@ -49,15 +69,13 @@ export class DiffGraph {
   }
 
   /**
-   * Emits one forward node and, when any input needs a gradient, records `rule`.
-   * `rule` receives the gradients of the outputs (undefined where none flows) and returns the
-   * gradients of the inputs (undefined where an input needs none).
+   * Emits one forward node and, when any input needs a gradient, records its rule.
    */
-  emit(opType: string, inputs: Value[], attrs: Parameters<GraphBuilder['node']>[2], outShapes: Dim[][], rule?: Rule, extraInputs: string[] = [], domain?: string, outElems?: ElemType[]): Value[] {
-    const names = this.g.node(opType, [...inputs.map((v) => v.name), ...extraInputs], attrs, { outputs: outShapes.length, domain });
+  emit({ op, inputs, attrs = {}, outShapes, rule, extraInputs = [], domain, outElems }: EmitNode): Value[] {
+    const names = this.g.node(op, [...inputs.map((v) => v.name), ...extraInputs], attrs, { outputs: outShapes.length, domain });
     const outputs = names.map((name, i) => this.value(name, outShapes[i]!, outElems?.[i] ?? inputs[0]?.elem ?? 'float32'));
     if (this.recording && inputs.some((v) => this.needsGrad(v))) {
-      if (!rule) throw new Error(`${opType} has no backward rule but a trainable value flows through it`);
+      if (!rule) throw new Error(`${op} has no backward rule but a trainable value flows through it`);
       for (const o of outputs) this.tracked.add(o.name);
       this.tape.push({ inputs, outputs, rule });
     }
