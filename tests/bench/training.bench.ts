@@ -418,7 +418,7 @@ async function kilnProfileWorker(argv: string[]): Promise<void> {
   let params: ReturnType<typeof buildTrainStepGraph>['params'];
   const values = new Map<string, Float32Array>();
   try {
-    const built = buildTrainStepGraph(ckpt.config, ckpt.weights, modeOf(mode), DEFAULT_ADAMW, 0);
+    const built = buildTrainStepGraph(ckpt.config, ckpt.weights, { mode: modeOf(mode), hyper: DEFAULT_ADAMW, seed: 0 });
     params = built.params;
     for (const p of params) values.set(p.name, Float32Array.from(p.init()));
     writeModel(built.graph, dir, TRAINING_OPSETS);

@@ -92,7 +92,7 @@ export class TrainerSession {
     try {
       // Built per run (cheap next to training) and removed on release; never shared between runs.
       dir = join(o.cacheDir, 'training', `run-${process.pid}-${Date.now()}`);
-      built = o.accumulation > 1 ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed) : buildTrainStepGraph(checkpoint.config, checkpoint.weights, o.mode, o.hyper, o.seed);
+      built = o.accumulation > 1 ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed) : buildTrainStepGraph(checkpoint.config, checkpoint.weights, { mode: o.mode, hyper: o.hyper, seed: o.seed });
       if (o.accumulation > 1) optimizerGraph = buildOptimizerGraph(built.params, o.hyper);
       // Initial values are read now, while the checkpoint is open; LoRA's are generated.
       const values = new Map(built.params.map((p) => [p.name, Float32Array.from(p.init())]));

@@ -22,6 +22,14 @@ export interface AdamWSlot {
   decay: boolean;
 }
 
+/** What one AdamW update reads: the slots, the graph names of the `lr` and `step` scalars, and the hyper-parameters. */
+export interface AdamWInputs {
+  slots: AdamWSlot[];
+  lr: string;
+  step: string;
+  hyper: AdamWHyper;
+}
+
 /**
  *  grads ─ global norm ─ clip ─┬─ m' = β1·m + (1−β1)·g
  *                              ├─ v' = β2·v + (1−β2)·g²
@@ -29,7 +37,7 @@ export interface AdamWSlot {
  * `lr` and `step` (1-based, for bias correction) are float32 scalars. Returns per slot the new
  * param, m, v names, and the pre-clip global gradient norm.
  */
-export function makeAdamW(g: GraphBuilder, slots: AdamWSlot[], lr: string, step: string, h: AdamWHyper): { updated: { param: string; m: string; v: string }[]; gradNorm: string } {
+export function makeAdamW(g: GraphBuilder, { slots, lr, step, hyper: h }: AdamWInputs): { updated: { param: string; m: string; v: string }[]; gradNorm: string } {
   return g.scope('adamw', () => {
     const f = (x: number) => g.float32([x], []);
     const squares = slots.map((s) => g.op('ReduceSum', [g.op('Mul', [s.grad, s.grad])], { keepdims: 0 }));

@@ -33,12 +33,12 @@ function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boo
   const kvd = c.numKvHeads * c.headDim;
   if (!fused) {
     const proj = (n: string, out: number) =>
-      dg.g.scope(`${n}_proj`, () => makeLinear(ctx, h, `${p}.${n}_proj`, [`${p}.${n}_proj.weight`], c.hiddenSize, [out], c.attentionBias ? [`${p}.${n}_proj.bias`] : undefined));
+      dg.g.scope(`${n}_proj`, () => makeLinear(ctx, h, { graphName: `${p}.${n}_proj`, hfNames: [`${p}.${n}_proj.weight`], inDim: c.hiddenSize, outDims: [out], biasNames: c.attentionBias ? [`${p}.${n}_proj.bias`] : undefined }));
     return { q: proj('q', qd), k: proj('k', kvd), v: proj('v', kvd) };
   }
   const biases = c.attentionBias ? ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.bias`) : undefined;
   const qkv = dg.g.scope('qkv_proj', () =>
-    makeLinear(ctx, h, `${p}.qkv_proj`, ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.weight`), c.hiddenSize, [qd, kvd, kvd], biases),
+    makeLinear(ctx, h, { graphName: `${p}.qkv_proj`, hfNames: ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.weight`), inDim: c.hiddenSize, outDims: [qd, kvd, kvd], biasNames: biases }),
   ); // [B,S,(H+2Hkv)D]
   const [q, k, v] = split(dg, qkv, [qd, kvd, kvd], -1) as [Value, Value, Value];
   return { q, k, v };
@@ -111,7 +111,7 @@ export function makeAttention(ctx: DecoderContext, layer: number, a: AttentionIn
     const { q, k, v } = qkvProjections(ctx, a.h, layer, fused);
     const { attn, newKey } = fused ? fusedAttention(ctx, q, k, v, a) : plainAttention(ctx, q, k, v, a);
     const p = `model.layers.${layer}.self_attn.o_proj`;
-    const out = dg.g.scope('o_proj', () => makeLinear(ctx, attn, p, [`${p}.weight`], c.numHeads * c.headDim, [c.hiddenSize]));
+    const out = dg.g.scope('o_proj', () => makeLinear(ctx, attn, { graphName: p, hfNames: [`${p}.weight`], inDim: c.numHeads * c.headDim, outDims: [c.hiddenSize] }));
     return { out, newKey, newValue: v };
   });
 }

@@ -85,17 +85,27 @@ function concatenated(weights: WeightSource, names: string[]): Float32Array {
   return out;
 }
 
+/** One projection: its node name, the HF weights fused side by side, and its sizes. */
+export interface LinearSpec {
+  graphName: string;
+  hfNames: string[];
+  inDim: number;
+  /** One output size per HF weight; the output is their concatenation. */
+  outDims: number[];
+  biasNames?: string[];
+}
+
 /**
  *   x [B,S,in] ─(Cast f16)─ MatMul(W [in,out]) ─(Cast f32)─ (+ bias) (+ x·Aᵀ·Bᵀ·scale) ─> [B,S,out]
  * `hfNames` lists the HF weights fused side by side; LoRA applies only to an unfused projection.
  */
-export function makeLinear(ctx: DecoderContext, x: Value, graphName: string, hfNames: string[], inDim: number, outDims: number[], biasNames?: string[]): Value {
+export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, inDim, outDims, biasNames }: LinearSpec): Value {
   const { dg } = ctx;
   const total = outDims.reduce((a, b) => a + b, 0);
   let y: Value;
   if (ctx.quantization) {
     // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
-    y = quantizedMatMul(dg, x, graphName, ctx.quantization, total, inDim, () => concatenated(ctx.weights, hfNames));
+    y = quantizedMatMul(dg, x, { graphName, bits: ctx.quantization, n: total, k: inDim, rows: () => concatenated(ctx.weights, hfNames) });
   } else {
     const w = ctx.params.weight(ctx, `${graphName}.weight`, ctx.weightType, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
@@ -138,14 +148,14 @@ export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boo
     let gate: Value;
     let up: Value;
     if (fused) {
-      const gateUp = dg.g.scope('gate_up_proj', () => makeLinear(ctx, h, `${p}.gate_up_proj`, [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], c.hiddenSize, [I, I])); // [B,S,2I]
+      const gateUp = dg.g.scope('gate_up_proj', () => makeLinear(ctx, h, { graphName: `${p}.gate_up_proj`, hfNames: [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], inDim: c.hiddenSize, outDims: [I, I] })); // [B,S,2I]
       [gate, up] = split(dg, gateUp, [I, I], -1) as [Value, Value];
     } else {
-      gate = dg.g.scope('gate_proj', () => makeLinear(ctx, h, `${p}.gate_proj`, [`${p}.gate_proj.weight`], c.hiddenSize, [I]));
-      up = dg.g.scope('up_proj', () => makeLinear(ctx, h, `${p}.up_proj`, [`${p}.up_proj.weight`], c.hiddenSize, [I]));
+      gate = dg.g.scope('gate_proj', () => makeLinear(ctx, h, { graphName: `${p}.gate_proj`, hfNames: [`${p}.gate_proj.weight`], inDim: c.hiddenSize, outDims: [I] }));
+      up = dg.g.scope('up_proj', () => makeLinear(ctx, h, { graphName: `${p}.up_proj`, hfNames: [`${p}.up_proj.weight`], inDim: c.hiddenSize, outDims: [I] }));
     }
     const act = mul(dg, silu(dg, gate), up); // [B,S,I]
-    return dg.g.scope('down_proj', () => makeLinear(ctx, act, `${p}.down_proj`, [`${p}.down_proj.weight`], I, [c.hiddenSize]));
+    return dg.g.scope('down_proj', () => makeLinear(ctx, act, { graphName: `${p}.down_proj`, hfNames: [`${p}.down_proj.weight`], inDim: I, outDims: [c.hiddenSize] }));
   });
 }
 

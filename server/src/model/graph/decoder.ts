@@ -160,7 +160,7 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
   const selected = dg.value(g.op('Gather', [body.hidden.name, logitsIndex], { axis: 1 }), ['batch', 'logit_positions', c.hiddenSize]); // [B,K,d]
   const normed = makeRmsNorm(ctx, selected, 'model.norm.weight', fused);
   const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  if (ctx.quantization) return quantizedMatMul(dg, normed, 'lm_head', ctx.quantization, c.vocabSize, c.hiddenSize, () => ctx.weights.readFloat32(headName)).name; // [B,K,V]
+  if (ctx.quantization) return quantizedMatMul(dg, normed, { graphName: 'lm_head', bits: ctx.quantization, n: c.vocabSize, k: c.hiddenSize, rows: () => ctx.weights.readFloat32(headName) }).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
     ? body.embedTable.name

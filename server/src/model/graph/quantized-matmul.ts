@@ -13,11 +13,20 @@ export function accuracyLevel(bits: QuantBits): number {
   return bits === 4 ? 0 : 4;
 }
 
+/** A weight [N, K] stored as MatMulNBits codes: its node name, bits, sizes and its float32 rows. */
+export interface QuantizedWeight {
+  graphName: string;
+  bits: QuantBits;
+  n: number;
+  k: number;
+  rows: () => Float32Array;
+}
+
 /**
  *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points) ─> [.., N]
  * `rows` produces the float32 weight [N, K]; it is quantized once, when the model is written.
  */
-export function quantizedMatMul(dg: DiffGraph, x: Value, graphName: string, bits: QuantBits, n: number, k: number, rows: () => Float32Array): Value {
+export function quantizedMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;

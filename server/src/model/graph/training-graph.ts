@@ -88,8 +88,15 @@ interface LossGraph {
   loss: Value;
 }
 
+/** What a loss graph trains: the mode, the seed of LoRA's initial values, and whether to record for backward. */
+interface LossGraphSpec {
+  mode: TrainingMode;
+  seed: number;
+  recording: boolean;
+}
+
 /** The decoder forward on [B,S] tokens with the mean next-token cross-entropy. */
-function makeLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed: number, recording = true): LossGraph {
+function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, recording }: LossGraphSpec): LossGraph {
   const g = new GraphBuilder('kiln_training');
   const dg = new DiffGraph(g, recording);
   const params: TrainableParam[] = [];
@@ -118,14 +125,14 @@ export interface BuiltTrainingGraph {
 
 /** The loss alone (validation): the same inputs as the training graphs, no backward pass. */
 export function buildLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
-  const { g, params, loss } = makeLossGraph(c, weights, mode, seed, false);
+  const { g, params, loss } = makeLossGraph(c, weights, { mode, seed, recording: false });
   g.output(loss.name, TrainIO.loss, 'float32', []);
   return { graph: g, params };
 }
 
 /** loss and grad.<p> for every trainable parameter (accumulation happens outside). */
 export function buildGradientGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, mode, seed);
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true });
   const grads = dg.backward(loss, [...values.values()]);
   g.output(loss.name, TrainIO.loss, 'float32', []);
   for (const p of params) g.output(grads.get(p.name)!.name, TrainIO.grad(p.name), 'float32', p.shape);
@@ -150,14 +157,21 @@ function optimizerOutputs(g: GraphBuilder, params: TrainableParam[], result: Ret
   });
 }
 
+export interface TrainStepSpec {
+  mode: TrainingMode;
+  hyper: AdamWHyper;
+  /** Seeds LoRA's initial values (default 1). */
+  seed?: number;
+}
+
 /** One training step in one graph: forward, backward, clipping and AdamW. */
-export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, hyper: AdamWHyper, seed = 1): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, mode, seed);
+export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, { mode, hyper, seed = 1 }: TrainStepSpec): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true });
   const grads = dg.backward(loss, [...values.values()]);
   const io = optimizerInputs(g, params);
   const slots = params.map((p, i) => ({ param: p.name, grad: grads.get(p.name)!.name, m: io.moments[i]!.m, v: io.moments[i]!.v, decay: p.decay }));
   g.output(loss.name, TrainIO.loss, 'float32', []);
-  optimizerOutputs(g, params, makeAdamW(g, slots, io.lr, io.step, hyper));
+  optimizerOutputs(g, params, makeAdamW(g, { slots, lr: io.lr, step: io.step, hyper }));
   return { graph: g, params };
 }
 
@@ -172,6 +186,6 @@ export function buildOptimizerGraph(params: TrainableParam[], hyper: AdamWHyper)
     v: io.moments[i]!.v,
     decay: p.decay,
   }));
-  optimizerOutputs(g, params, makeAdamW(g, slots, io.lr, io.step, hyper));
+  optimizerOutputs(g, params, makeAdamW(g, { slots, lr: io.lr, step: io.step, hyper }));
   return g;
 }
