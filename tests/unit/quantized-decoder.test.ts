@@ -24,7 +24,7 @@ function asQuantized(w: TinyWeights, bits: QuantBits): TinyWeights {
       if (name === 'model.embed_tokens.weight') return [name, t.map((v) => halfBitsToFloat(floatToHalfBits(v)))];
       if (!LINEAR.test(name)) return [name, t];
       const [n, k] = name.startsWith('lm_head') ? [w.config.vocabSize, w.config.hiddenSize] : [t.length / inputDim(w, name), inputDim(w, name)];
-      return [name, dequantizeBlockwise(quantizeBlockwise(t, n, k, bits))];
+      return [name, dequantizeBlockwise(quantizeBlockwise(t, { n, k, bits }))];
     }),
   );
   return { config: w.config, tensors };
@@ -44,7 +44,7 @@ describe('block quantization', () => {
       const k = 72; // two full blocks and a padded one
       const w = randomMatrix(n, k, bits);
       w[5] = 0;
-      const q = quantizeBlockwise(w, n, k, bits);
+      const q = quantizeBlockwise(w, { n, k, bits });
       assert.equal(q.blocks, 3);
       assert.equal(q.data.length, n * 3 * ((32 * bits) / 8));
       const back = dequantizeBlockwise(q);
@@ -62,7 +62,7 @@ describe('block quantization', () => {
   }
 
   it('an all-zero block round-trips to zeros', () => {
-    const q = quantizeBlockwise(new Float32Array(64), 2, 32, 4);
+    const q = quantizeBlockwise(new Float32Array(64), { n: 2, k: 32, bits: 4 });
     assert.deepEqual(Array.from(dequantizeBlockwise(q)), new Array(64).fill(0));
   });
 });

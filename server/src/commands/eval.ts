@@ -76,13 +76,14 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   let baselines: BaselineScores | undefined;
   try {
     measured = await evaluateModelPerLine(model, files, options);
-    if (parsed.baselinesFrom) baselines = await scoreBaselines(model, measured.perLine, files, parsed.baselinesFrom, { ...options, parallel: { tokenizerDir: parsed.model, workers: threads } });
+    if (parsed.baselinesFrom) baselines = await scoreBaselines(model, { files, options, modelLines: measured.perLine }, { trainDir: parsed.baselinesFrom, parallel: { tokenizerDir: parsed.model, workers: threads } });
   } finally {
     await model.loaded.session.release();
   }
   const { report, perLine } = measured;
   // loaded after the first is released: two models' memory is never held at once
-  const compared = parsed.compareWith === undefined ? undefined : await compareWith(parsed.compareWith, perLine, files, options, { ...parsed.runtime, adapterDir: undefined, threads }, parsed.quantization);
+  const scored = { files, options, modelLines: perLine };
+  const compared = parsed.compareWith === undefined ? undefined : await compareWith(scored, { dir: parsed.compareWith, runtime: { ...parsed.runtime, adapterDir: undefined, threads }, quantization: parsed.quantization });
   if (parsed.json) out(JSON.stringify({ ...report, ...(baselines ? { baselines } : {}), ...(compared ? { compared } : {}) }));
   else out([formatReport(report), ...(baselines ? [formatBaselines(report, baselines)] : []), ...(compared ? [formatCompared(report, compared)] : [])].join('\n'));
   return 0;
@@ -100,12 +101,19 @@ interface BaselineScores {
   ngram: BaselineScore & { order: number; trainTokens: number };
 }
 
+/** This run's model as scored: the files, how lines were sampled, and the score of every line. */
+interface ScoredRun {
+  files: EvalFile[];
+  options: { maxLines: number; seed: number; contextTokens: number };
+  modelLines: LineScore[];
+}
+
 /** Both baselines on exactly the lines the model was scored on (same sampling, same seed). */
-async function scoreBaselines(model: CompletionModel, modelLines: LineScore[], files: EvalFile[], trainDir: string, o: { maxLines: number; seed: number; parallel: ParallelTokenizing }): Promise<BaselineScores> {
+async function scoreBaselines(model: CompletionModel, { files, options: o, modelLines }: ScoredRun, training: { trainDir: string; parallel: ParallelTokenizing }): Promise<BaselineScores> {
   const lines = sampleLines(files, o.maxLines, o.seed);
   const previous = await scoreLines(files, lines, async (task) => previousLinePrediction(task.text, task.offset));
-  const trainFiles = collectEvalFiles(trainDir, { maxFiles: 100_000 });
-  const sequences = await encodeDocuments(trainFiles, model.tokenizer, { parallel: o.parallel });
+  const trainFiles = collectEvalFiles(training.trainDir, { maxFiles: 100_000 });
+  const sequences = await encodeDocuments(trainFiles, model.tokenizer, { parallel: training.parallel });
   const ngram = NgramModel.train(sequences, model.loaded.config.vocabSize, 3);
   const stops = new Set(model.fim.stopIds);
   const scored = await scoreLines(files, lines, async (task) => ngram.completeLine(model.tokenizer, task.text.slice(0, task.offset), stops));
@@ -129,19 +137,16 @@ interface ComparedModel {
 
 /** A second model on the same files and lines, with the same engine settings. */
 async function compareWith(
-  dir: string,
-  modelLines: LineScore[],
-  files: EvalFile[],
-  options: { maxLines: number; seed: number; contextTokens: number },
-  runtime: Parameters<typeof loadCompletionModel>[2],
-  quantization: ReturnType<typeof parseQuantization>,
+  { files, options, modelLines }: ScoredRun,
+  other: { dir: string; runtime: Parameters<typeof loadCompletionModel>[2]; quantization: ReturnType<typeof parseQuantization> },
 ): Promise<ComparedModel> {
-  const other = await loadCompletionModel(dir, { fimOrder: 'auto', quantization }, runtime);
+  const { dir, runtime, quantization } = other;
+  const model = await loadCompletionModel(dir, { fimOrder: 'auto', quantization }, runtime);
   try {
-    const { report, perLine } = await evaluateModelPerLine(other, files, options);
+    const { report, perLine } = await evaluateModelPerLine(model, files, options);
     return { model: dir, report, modelMinusCompared: pairedDifference(modelLines, perLine) };
   } finally {
-    await other.loaded.session.release();
+    await model.loaded.session.release();
   }
 }
 

@@ -12,8 +12,14 @@ interface LoraFactors {
   b: Float32Array; // [out, r]
 }
 
+/** One tensor's LoRA update: its factors, the rank and the scale (alpha / rank). */
+export interface LoraDelta extends LoraFactors {
+  rank: number;
+  scale: number;
+}
+
 /** W + scale · B @ A in float64 sums, as a new array (the base array is left untouched). */
-export function mergeLoraDelta(name: string, w: Float32Array, a: Float32Array, b: Float32Array, rank: number, scale: number): Float32Array {
+export function mergeLoraDelta(name: string, w: Float32Array, { a, b, rank, scale }: LoraDelta): Float32Array {
   const inDim = a.length / rank;
   const outDim = b.length / rank;
   if (!Number.isInteger(inDim) || !Number.isInteger(outDim) || w.length !== outDim * inDim) {
@@ -60,6 +66,6 @@ export class MergedWeightSource implements WeightSource {
   readFloat32(name: string): Float32Array {
     const w = this.base.readFloat32(name);
     const f = this.factors.get(name);
-    return f ? mergeLoraDelta(name, w, f.a, f.b, this.adapter.rank, this.adapter.scale) : w;
+    return f ? mergeLoraDelta(name, w, { ...f, rank: this.adapter.rank, scale: this.adapter.scale }) : w;
   }
 }

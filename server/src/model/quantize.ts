@@ -23,8 +23,11 @@ export interface BlockQuantized {
   zeroPoints: Uint8Array;
 }
 
+/** How to quantize a weight: its shape [n, k], the bits per code and the block size (default QUANT_BLOCK_SIZE). */
+export type BlockQuantization = Pick<BlockQuantized, 'n' | 'k' | 'bits'> & { blockSize?: number };
+
 /** Quantizes an HF Linear weight `w` [n, k] (row-major). */
-export function quantizeBlockwise(w: Float32Array, n: number, k: number, bits: QuantBits, blockSize = QUANT_BLOCK_SIZE): BlockQuantized {
+export function quantizeBlockwise(w: Float32Array, { n, k, bits, blockSize = QUANT_BLOCK_SIZE }: BlockQuantization): BlockQuantized {
   if (w.length !== n * k) throw new Error(`quantize: ${w.length} values is not ${n}×${k}`);
   const blocks = Math.ceil(k / blockSize);
   const blobBytes = (blockSize * bits) / 8;

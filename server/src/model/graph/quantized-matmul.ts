@@ -30,7 +30,7 @@ export function quantizedMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
-  const q = () => (quantized ??= quantizeBlockwise(rows(), n, k, bits));
+  const q = () => (quantized ??= quantizeBlockwise(rows(), { n, k, bits }));
   const codes = g.weight(`${graphName}.qweight`, 'uint8', [n, blocks, (QUANT_BLOCK_SIZE * bits) / 8], () => q().data);
   const scales = g.weight(`${graphName}.scales`, 'float32', [n * blocks], () => q().scales);
   const zeroPoints = g.weight(`${graphName}.zero_points`, 'uint8', [n * Math.ceil((blocks * bits) / 8)], () => {
