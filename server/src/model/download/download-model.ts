@@ -107,7 +107,9 @@ class ProgressReporter {
     this.files = files;
   }
 
-  report(phase: DownloadProgress['phase'], file?: HubFile, fileBytes = 0, fileSize?: number, force = true): void {
+  /** `fileBytes` of `fileSize` done in `file`; unless `force`, at most one event per progress interval. */
+  report(phase: DownloadProgress['phase'], at: { file?: HubFile; fileBytes?: number; fileSize?: number; force?: boolean } = {}): void {
+    const { file, fileBytes = 0, fileSize, force = true } = at;
     const now = Date.now();
     if (!this.o.onProgress || (!force && now - this.last < (this.o.progressIntervalMs ?? 100))) return;
     this.last = now;
@@ -131,8 +133,17 @@ async function preparePartial(partialDir: string, source: string): Promise<void>
   await writeFile(keyFile, source);
 }
 
+interface Installation {
+  dir: string;
+  partialDir: string;
+  fetched: FetchedFile[];
+  /** The manifest of the download this one replaces, if any. */
+  previous: DownloadManifest | undefined;
+  manifest: DownloadManifest;
+}
+
 /** Moves the verified files into place, drops files only the previous download had, then the manifest. */
-async function install(dir: string, partialDir: string, fetched: FetchedFile[], previous: DownloadManifest | undefined, manifest: DownloadManifest): Promise<void> {
+async function install({ dir, partialDir, fetched, previous, manifest }: Installation): Promise<void> {
   await rm(join(dir, MANIFEST_FILE), { force: true }); // incomplete from here until the new manifest
   for (const f of fetched) {
     await mkdir(dirname(join(dir, f.path)), { recursive: true });
@@ -164,7 +175,7 @@ const isWeights = (f: HubFile) => f.path.endsWith('.safetensors');
 async function fetchPlanned(c: FetchContext, plan: DownloadPlan): Promise<FetchedFile[]> {
   const fetched: FetchedFile[] = [];
   const fetchOne = async (f: HubFile) => {
-    c.progress.report('downloading', f, 0, f.size);
+    c.progress.report('downloading', { file: f, fileBytes: 0, fileSize: f.size });
     const got = await fetchFile({
       ...c.o,
       hub: c.hub,
@@ -175,9 +186,9 @@ async function fetchPlanned(c: FetchContext, plan: DownloadPlan): Promise<Fetche
       ...(isWeights(f) ? { sizeRequired: true } : { maxBytes: c.limits.maxSmallFileBytes }),
       minBytesPerSecond: c.limits.minBytesPerSecond,
       throughputWindowMs: c.limits.throughputWindowMs,
-      onBytes: (bytes, size) => c.progress.report('downloading', f, bytes, size, false),
+      onBytes: (bytes, size) => c.progress.report('downloading', { file: f, fileBytes: bytes, fileSize: size, force: false }),
     });
-    c.progress.report('downloading', f, got.size, got.size);
+    c.progress.report('downloading', { file: f, fileBytes: got.size, fileSize: got.size });
     c.progress.finished(got.size);
     fetched.push(got);
   };
@@ -259,7 +270,7 @@ async function downloadWithin(o: DownloadOptions, limits: Required<DownloadLimit
       files: fetched.map(({ path, size, sha256, verifiedBy }) => ({ path, size, sha256, verifiedBy })),
       completedAt: new Date().toISOString(),
     };
-    await install(dir, partialDir, fetched, previous, manifest);
+    await install({ dir, partialDir, fetched, previous, manifest });
     progress.report('done');
     const resumedBytes = fetched.reduce((n, f) => n + f.resumedFrom, 0);
     return { dir, manifest, fetchedBytes: fetched.reduce((n, f) => n + f.size, 0) - resumedBytes, resumedBytes, alreadyComplete: false };

@@ -127,7 +127,7 @@ async function attempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, 
   if (expect.size !== undefined && file.length === expect.size) return;
   const from = file.length;
   const url = fileUrl(o.hub, o.subject.repo, o.subject.revision, o.expected.path);
-  const { res, linked } = await hubGet(o.hub, url, from > 0 ? { range: `bytes=${from}-` } : {}, signal, o.subject);
+  const { res, linked } = await hubGet(o.hub, url, { headers: from > 0 ? { range: `bytes=${from}-` } : {}, signal, subject: o.subject });
   expect.size ??= linked.size;
   expect.sha256 ??= linked.sha256;
   try {
@@ -185,7 +185,8 @@ function checkComplete(o: FetchFileOptions, file: PartialFile, expect: HubFile):
 }
 
 /** One attempt under its own abort (the caller's signal, the throughput floor). */
-async function watchedAttempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, watch: ThroughputWatch, abort: LinkedAbort): Promise<void> {
+async function watchedAttempt(o: FetchFileOptions, file: PartialFile, expect: HubFile, guards: { watch: ThroughputWatch; abort: LinkedAbort }): Promise<void> {
+  const { watch, abort } = guards;
   let before = file.length;
   const watched: FetchFileOptions = {
     ...o,
@@ -226,7 +227,7 @@ export async function fetchFile(o: FetchFileOptions): Promise<FetchedFile> {
         const watch = new ThroughputWatch({ minBytesPerSecond: o.minBytesPerSecond, windowMs: o.throughputWindowMs, what: o.expected.path, onSlow: (err) => abort.abort(err) });
         lastWatch = watch;
         try {
-          await watchedAttempt(o, file, expect, watch, abort);
+          await watchedAttempt(o, file, expect, { watch, abort });
         } finally {
           watch.stop();
           abort.dispose();

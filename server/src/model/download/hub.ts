@@ -134,7 +134,8 @@ const MAX_REDIRECTS = 8;
  * `X-Linked-*` headers of the Hub's own answer are kept. Returns 200, 206 and 416 answers; other
  * statuses throw a HubError.
  */
-export async function hubGet(hub: HubOptions, url: string, headers: Record<string, string>, signal: AbortSignal | undefined, s: Subject): Promise<{ res: Response; linked: LinkedHeaders }> {
+export async function hubGet(hub: HubOptions, url: string, request: { headers: Record<string, string>; signal: AbortSignal | undefined; subject: Subject }): Promise<{ res: Response; linked: LinkedHeaders }> {
+  const { headers, signal, subject: s } = request;
   const hubOrigin = new URL(hub.baseUrl).origin;
   const linked: LinkedHeaders = {};
   let current = url;
@@ -205,7 +206,7 @@ export async function readCappedBody(res: Response, maxBytes: number, refuse: (w
 export async function fetchListing(hub: HubOptions, repo: string, revision: string, o: { signal?: AbortSignal; maxBytes: number }): Promise<RepoListing> {
   const s: Subject = { repo, revision };
   const url = listingUrl(hub, repo, revision);
-  const { res } = await hubGet(hub, url, { accept: 'application/json' }, o.signal, s);
+  const { res } = await hubGet(hub, url, { headers: { accept: 'application/json' }, signal: o.signal, subject: s });
   const refuse = (what: string) => new HubError(`the listing at ${url} ${what} on a repository listing (maxListingBytes); refused`, 'limit');
   const text = (await readCappedBody(res, o.maxBytes, refuse)).toString('utf8');
   try {

@@ -229,15 +229,10 @@ export function ggufMetadata(
   return { metadata, padded };
 }
 
-/** Writes `outPath` (atomically) from an opened checkpoint and its vocabulary. */
-export async function writeCheckpointGguf(
-  ckpt: Checkpoint,
-  vocab: ExportedVocabulary,
-  outPath: string,
-  options: GgufExportOptions,
-  eosId?: number,
-): Promise<GgufExportResult> {
-  const { metadata, padded } = ggufMetadata(ckpt, vocab, options, eosId ?? ckpt.config.eosTokenId);
+/** Writes `outPath` (atomically) from an opened checkpoint and its vocabulary; `eosId` defaults to the config's. */
+export async function writeCheckpointGguf(ckpt: Checkpoint, vocab: ExportedVocabulary, outPath: string, options: GgufExportOptions & { eosId?: number }): Promise<GgufExportResult> {
+  const { eosId, ...exportOptions } = options;
+  const { metadata, padded } = ggufMetadata(ckpt, vocab, exportOptions, eosId ?? ckpt.config.eosTokenId);
   const tensors = ggufTensors(ckpt, options.dtype);
   const { bytes } = await writeGguf(outPath, metadata, tensors);
   return { path: outPath, architecture: ggufArchitecture(ckpt.config), tensorCount: tensors.length, bytes, paddedTokens: padded };
@@ -248,7 +243,7 @@ export async function exportGguf(modelDir: string, outPath: string, options: Ggu
   const ckpt = openCheckpoint(modelDir);
   try {
     const tokenizer = Tokenizer.load(modelDir);
-    return await writeCheckpointGguf(ckpt, tokenizer.exportVocabulary(), outPath, options, tokenizer.eosId);
+    return await writeCheckpointGguf(ckpt, tokenizer.exportVocabulary(), outPath, { ...options, eosId: tokenizer.eosId });
   } finally {
     ckpt.weights.close();
   }
