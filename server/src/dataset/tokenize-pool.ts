@@ -85,7 +85,7 @@ async function tokenizeAll(sources: readonly Source[], run: TokenizeRun, job: To
       return runJob(job, tokenizer, source);
     });
   }
-  return onWorkers(batches, sources.length, workers, { tokenizerDir: parallel.tokenizerDir, job }, run);
+  return onWorkers({ batches, documents: sources.length, workers, data: { tokenizerDir: parallel.tokenizerDir, job } }, run);
 }
 
 function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatch[] {
@@ -114,7 +114,15 @@ function startWorker(data: TokenizeWorkerData): Worker {
   return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(source)});`, { eval: true, workerData: data });
 }
 
-function onWorkers(batches: TokenizeBatch[], documents: number, count: number, data: TokenizeWorkerData, run: TokenizeRun): Promise<unknown[]> {
+/** The batches of `documents` documents, tokenized on `workers` threads started with `data`. */
+interface WorkerJob {
+  batches: TokenizeBatch[];
+  documents: number;
+  workers: number;
+  data: TokenizeWorkerData;
+}
+
+function onWorkers({ batches, documents, workers: count, data }: WorkerJob, run: TokenizeRun): Promise<unknown[]> {
   const results: unknown[][] = new Array(batches.length);
   const pool: Worker[] = [];
   let next = 0;

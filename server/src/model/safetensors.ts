@@ -120,7 +120,7 @@ function readHeader(fd: number, path: string, size: number): { tensors: Map<stri
       metadata = parseMetadata(entry, path);
       continue;
     }
-    tensors.set(name, parseEntry(name, entry, path, dataStart, dataLen));
+    tensors.set(name, parseEntry(name, entry, { path, dataStart, dataLen }));
   }
   // by (begin, end): a zero-size tensor at the start of another one is not an overlap, in any header order
   const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -138,7 +138,14 @@ function parseMetadata(entry: unknown, path: string): Record<string, string> {
   return entry as Record<string, string>;
 }
 
-function parseEntry(name: string, entry: unknown, path: string, dataStart: number, dataLen: number): TensorInfo {
+/** The file a header entry is checked against: its path (for errors) and where its data bytes lie. */
+interface DataRegion {
+  path: string;
+  dataStart: number;
+  dataLen: number;
+}
+
+function parseEntry(name: string, entry: unknown, { path, dataStart, dataLen }: DataRegion): TensorInfo {
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof e !== 'object' || e === null) throw new ModelFileError(path, `tensor "${name}": header entry is not an object`);
   if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw new ModelFileError(path, `tensor "${name}": unsupported dtype ${JSON.stringify(e.dtype)}`);

@@ -14,7 +14,14 @@ const PRIVATE_KEY_END = /-{4,5} ?END [A-Z0-9 ]*PRIVATE KEY( BLOCK)? ?-{4,5}/;
 const PUTTY_BEGIN = /PuTTY-User-Key-File-\d+:/;
 const PUTTY_END = /^\s*Private-(MAC|Hash):/;
 
-function markSpans(lines: readonly string[], marks: LineMarks, rule: string, begin: RegExp, end: RegExp): void {
+/** A block secret: the rule that names it and the lines that open and close it. */
+interface BlockRule {
+  rule: string;
+  begin: RegExp;
+  end: RegExp;
+}
+
+function markSpans(lines: readonly string[], marks: LineMarks, { rule, begin, end }: BlockRule): void {
   for (let i = 0; i < lines.length; i++) {
     if (!begin.test(lines[i]!)) continue;
     let j = i; // END on the BEGIN line itself (a one-line, escaped key) closes the span there
@@ -79,8 +86,8 @@ function markNetrc(lines: readonly string[], marks: LineMarks): void {
 
 /** Applies every block rule to `lines`. */
 export function markBlocks(lines: readonly string[], marks: LineMarks): void {
-  markSpans(lines, marks, 'private-key', PRIVATE_KEY_BEGIN, PRIVATE_KEY_END);
-  markSpans(lines, marks, 'putty-private-key', PUTTY_BEGIN, PUTTY_END);
+  markSpans(lines, marks, { rule: 'private-key', begin: PRIVATE_KEY_BEGIN, end: PRIVATE_KEY_END });
+  markSpans(lines, marks, { rule: 'putty-private-key', begin: PUTTY_BEGIN, end: PUTTY_END });
   markKubernetesSecrets(lines, marks);
   markNetrc(lines, marks);
 }
