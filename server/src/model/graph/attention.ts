@@ -26,7 +26,14 @@ export interface AttentionOutputs {
   newValue: Value; // [B,S,Hkv*D]
 }
 
-function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boolean): { q: Value; k: Value; v: Value } {
+/** A layer's query, key and value projections of the hidden state, [B,S,H*D] and [B,S,Hkv*D]. */
+interface Projections {
+  q: Value;
+  k: Value;
+  v: Value;
+}
+
+function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boolean): Projections {
   const { dg, c } = ctx;
   const p = `model.layers.${layer}.self_attn`;
   const qd = c.numHeads * c.headDim;
@@ -60,7 +67,7 @@ function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Va
  *  q ─RoPE─ [B,Hkv,G,S,D] ─┐
  *  past_k ⊕ k ─RoPE──────── MatMul ─ + causal bias ─ Softmax ─ MatMul(past_v ⊕ v) ─ [B,S,H*D]
  */
-function plainAttention(ctx: DecoderContext, q: Value, k: Value, v: Value, a: AttentionInputs): { attn: Value; newKey: Value } {
+function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: AttentionInputs): { attn: Value; newKey: Value } {
   const { dg, c } = ctx;
   const H = c.numHeads;
   const Hkv = c.numKvHeads;
@@ -85,7 +92,7 @@ function plainAttention(ctx: DecoderContext, q: Value, k: Value, v: Value, a: At
 }
 
 /** RotaryEmbedding + GroupQueryAttention; past goes in BNSH [B,Hkv,P,D] as the kernel expects. */
-function fusedAttention(ctx: DecoderContext, q: Value, k: Value, v: Value, a: AttentionInputs): { attn: Value; newKey: Value } {
+function fusedAttention(ctx: DecoderContext, { q, k, v }: Projections, a: AttentionInputs): { attn: Value; newKey: Value } {
   const { dg, c } = ctx;
   const { g } = dg;
   const Hkv = c.numKvHeads;
@@ -108,10 +115,10 @@ function fusedAttention(ctx: DecoderContext, q: Value, k: Value, v: Value, a: At
 export function makeAttention(ctx: DecoderContext, layer: number, a: AttentionInputs, fused: boolean): AttentionOutputs {
   const { dg, c } = ctx;
   return dg.g.scope('attn', () => {
-    const { q, k, v } = qkvProjections(ctx, a.h, layer, fused);
-    const { attn, newKey } = fused ? fusedAttention(ctx, q, k, v, a) : plainAttention(ctx, q, k, v, a);
+    const projections = qkvProjections(ctx, a.h, layer, fused);
+    const { attn, newKey } = fused ? fusedAttention(ctx, projections, a) : plainAttention(ctx, projections, a);
     const p = `model.layers.${layer}.self_attn.o_proj`;
     const out = dg.g.scope('o_proj', () => makeLinear(ctx, attn, { graphName: p, hfNames: [`${p}.weight`], inDim: c.numHeads * c.headDim, outDims: [c.hiddenSize] }));
-    return { out, newKey, newValue: v };
+    return { out, newKey, newValue: projections.v };
   });
 }

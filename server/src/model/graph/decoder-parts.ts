@@ -23,10 +23,17 @@ export interface LoraPair {
   scale: number;
 }
 
+/** A weight with its graph name, element type, shape and lazily produced values. */
+export interface WeightSpec {
+  graphName: string;
+  elem: ElemType;
+  shape: number[];
+  values: () => Float32Array;
+}
+
 /** How weights become graph values: initializers for inference, trainable inputs for training. */
 export interface ParamSource {
-  /** A weight with its graph name, shape and lazily produced values. */
-  weight(ctx: DecoderContext, graphName: string, elem: ElemType, shape: number[], values: () => Float32Array): Value;
+  weight(ctx: DecoderContext, spec: WeightSpec): Value;
   /** LoRA for an HF module (e.g. `model.layers.0.self_attn.q_proj`), or undefined when not adapted. */
   lora?(ctx: DecoderContext, hfModule: string, inDim: number, outDim: number): LoraPair | undefined;
 }
@@ -49,7 +56,7 @@ export function embeddingType(ctx: DecoderContext): ElemType {
 
 /** Inference: every weight is a frozen initializer. */
 export const INITIALIZER_PARAMS: ParamSource = {
-  weight(ctx, graphName, elem, shape, values) {
+  weight(ctx, { graphName, elem, shape, values }) {
     const bytes = () => (elem === 'float16' ? float32ToHalfArray(values()) : values());
     return ctx.dg.value(ctx.dg.g.weight(graphName, elem, shape, bytes), shape, elem);
   },
@@ -107,10 +114,10 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
     // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
     y = quantizedMatMul(dg, x, { graphName, bits: ctx.quantization, n: total, k: inDim, rows: () => concatenated(ctx.weights, hfNames) });
   } else {
-    const w = ctx.params.weight(ctx, `${graphName}.weight`, ctx.weightType, [inDim, total], () => fusedTransposed(ctx.weights, hfNames, inDim, outDims));
+    const w = ctx.params.weight(ctx, { graphName: `${graphName}.weight`, elem: ctx.weightType, shape: [inDim, total], values: () => fusedTransposed(ctx.weights, hfNames, inDim, outDims) });
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
   }
-  if (biasNames) y = add(dg, y, ctx.params.weight(ctx, `${graphName}.bias`, 'float32', [total], () => concatenated(ctx.weights, biasNames)));
+  if (biasNames) y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames) }));
   const lora = hfNames.length === 1 ? ctx.params.lora?.(ctx, hfNames[0]!.replace(/\.weight$/, ''), inDim, total) : undefined;
   if (lora) {
     const down = matmul(dg, x, transpose(dg, lora.a, [1, 0])); // [B,S,r]
@@ -126,7 +133,7 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
  */
 export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused: boolean): Value {
   const { dg, c } = ctx;
-  const w = ctx.params.weight(ctx, hfName, 'float32', [c.hiddenSize], () => ctx.weights.readFloat32(hfName));
+  const w = ctx.params.weight(ctx, { graphName: hfName, elem: 'float32', shape: [c.hiddenSize], values: () => ctx.weights.readFloat32(hfName) });
   return dg.g.scope('norm', () => {
     if (fused) return dg.emit({ op: 'RMSNormalization', inputs: [x, w], attrs: { axis: -1, epsilon: { float: c.rmsNormEps } }, outShapes: [x.shape] })[0]!;
     const meanSquare = meanLastAxis(dg, mul(dg, x, x)); // [B,S,1]

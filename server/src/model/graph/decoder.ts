@@ -67,7 +67,7 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions) } : makePlainInputs(ctx, pastLength, positions);
 
     const embedType = embeddingType(ctx);
-    const embedTable = ctx.params.weight(ctx, 'model.embed_tokens.weight', embedType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32('model.embed_tokens.weight'));
+    const embedTable = ctx.params.weight(ctx, { graphName: 'model.embed_tokens.weight', elem: embedType, shape: [c.vocabSize, c.hiddenSize], values: () => ctx.weights.readFloat32('model.embed_tokens.weight') });
     let x = g.scope('embed_tokens', () => {
       const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
       return embedType === 'float16' ? cast(dg, rows, 'float32') : rows;
@@ -164,7 +164,7 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
     ? body.embedTable.name
-    : ctx.params.weight(ctx, headName, ctx.weightType, [c.vocabSize, c.hiddenSize], () => ctx.weights.readFloat32(headName)).name;
+    : ctx.params.weight(ctx, { graphName: headName, elem: ctx.weightType, shape: [c.vocabSize, c.hiddenSize], values: () => ctx.weights.readFloat32(headName) }).name;
   let flat = g.op('Reshape', [normed.name, g.int64([-1, c.hiddenSize])]); // [B*K,d]
   if (ctx.weightType === 'float16') flat = g.op('Cast', [flat], { to: 10 });
   let logits = g.op('Gemm', [flat, head], { transB: 1 }); // [B*K,V]

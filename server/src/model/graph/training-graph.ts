@@ -53,7 +53,7 @@ export const TrainIO = {
 /** Full-parameter training: every weight is a trainable graph input. */
 function fullParams(list: TrainableParam[]): ParamSource {
   return {
-    weight(ctx, graphName, _elem, shape, values) {
+    weight(ctx, { graphName, shape, values }) {
       const v = ctx.dg.trainable(ctx.dg.value(ctx.dg.g.input(graphName, 'float32', shape), shape));
       const transposed = shape.length === 2 && graphName !== 'model.embed_tokens.weight' && graphName !== 'lm_head.weight';
       list.push({ name: graphName, shape, hfName: graphName, transposed, decay: shape.length === 2, init: values });
@@ -107,7 +107,7 @@ function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, reco
   const body = makeDecoderBody(ctx, inputIds, undefined, false);
   const loss = g.scope('lm_head', () => {
     const normed = makeRmsNorm(ctx, body.hidden, 'model.norm.weight', false);
-    const head = c.tieWordEmbeddings ? body.embedTable : source.weight(ctx, 'lm_head.weight', 'float32', [c.vocabSize, c.hiddenSize], () => weights.readFloat32('lm_head.weight'));
+    const head = c.tieWordEmbeddings ? body.embedTable : source.weight(ctx, { graphName: 'lm_head.weight', elem: 'float32', shape: [c.vocabSize, c.hiddenSize], values: () => weights.readFloat32('lm_head.weight') });
     const logits = matmul(dg, normed, transpose(dg, head, [1, 0])); // [B,S,V]
     const flatLogits = reshape(dg, logits, [-1, c.vocabSize]); // [B·S,V]
     const flatLabels = dg.value(g.op('Reshape', [labels.name, g.int64([-1])]), ['tokens'], 'int64');
