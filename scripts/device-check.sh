@@ -11,8 +11,10 @@
 #   bash scripts/device-check.sh --cpu-only    a dry run on a machine without a GPU (about 2 minutes on
 #                                              2 cores): nothing is installed, candidate rows are
 #                                              recorded as unavailable with the adapter's error
-#   options: [--candidate webgpu|cuda|cpu] [--threads N] [--work DIR] [--keep] [--budget SECONDS]
-#            (--candidate cpu runs the candidate rows on the CPU, to test the script itself)
+#   options: [--candidate webgpu|cuda|cpu] [--threads N] [--work DIR] [--keep] [--budget SECONDS] [--payload]
+#            (--candidate cpu runs the candidate rows on the CPU, to test the script itself; the driver
+#            runs from the repository's TypeScript where node_modules can run it, else from the payload;
+#            --payload uses the payload even then, to test it)
 #
 # The JSON goes to $OUT/device-check.json when $OUT is set (the device tool's folder), else to
 # bench-results/device-check.json; the steps' logs go beside it as device-check.log.
@@ -25,7 +27,7 @@ PAYLOAD="$PAYLOAD_DIR/kiln-device-check.tar.xz"
 STEPS=(env parity model keystroke train)
 declare -A STEP_TIMEOUT=([env]=40 [parity]=90 [model]=110 [keystroke]=100 [train]=90)
 
-mode=run dry=0 keep=0 candidate=webgpu threads=0 work="" budget=450
+mode=run dry=0 keep=0 candidate=webgpu threads=0 work="" budget=450 use_payload=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --pack) mode=pack ;;
@@ -35,7 +37,8 @@ while [ $# -gt 0 ]; do
     --work) work="$2"; shift ;;
     --budget) budget="$2"; shift ;;
     --keep) keep=1 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    --payload) use_payload=1 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "device-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -191,10 +194,16 @@ fi
 vk_report="$(IFS=';'; echo "${vk[*]}")"
 say "vulkan: $vk_report"
 
-# the runner: the payload's bundle and Node, else the repository's TypeScript through tsx
+# the runner: the repository's TypeScript through tsx where node_modules can run it (never a stale
+# bundle), else the payload's bundle and Node (the device: no Node, no node_modules)
 runner=()
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if [ -f "$PAYLOAD" ]; then
+from_source=0
+[ "$use_payload" = 0 ] && [ -n "$sys_node" ] && [ "$(node_major node)" -ge 20 ] && [ -f node_modules/onnxruntime-node/package.json ] && [ -d node_modules/tsx ] && from_source=1
+if [ $from_source = 1 ]; then
+  runner=(node --import tsx scripts/device-check.ts); export KILN_DC_NODE_SOURCE="system ($sys_node_version)"
+  runner_report="repository TypeScript through tsx"
+elif [ -f "$PAYLOAD" ]; then
   mkdir -p "$work/payload"
   if command -v xz >/dev/null; then
     tar -C "$work/payload" -xJf "$PAYLOAD"
@@ -210,10 +219,6 @@ if [ -f "$PAYLOAD" ]; then
     fi
     runner_report="payload bundle $p/device-check.js"
   fi
-fi
-if [ ${#runner[@]} -eq 0 ] && [ -n "$sys_node" ] && [ "$(node_major node)" -ge 20 ] && [ -f node_modules/onnxruntime-node/package.json ] && [ -d node_modules/tsx ]; then
-  runner=(node --import tsx scripts/device-check.ts); export KILN_DC_NODE_SOURCE="system ($sys_node_version)"
-  runner_report="repository TypeScript through tsx"
 fi
 if [ ${#runner[@]} -eq 0 ]; then
   missing="no way to run the driver: "

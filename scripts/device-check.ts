@@ -131,7 +131,7 @@ class Part {
   constructor(work: string, step: string, s: Settings) {
     mkdirSync(join(work, 'parts'), { recursive: true });
     this.file = join(work, 'parts', `${step}.json`);
-    this.data = { step, startedAt: new Date().toISOString(), complete: false, settings: { dry: s.dry, threads: s.threads, candidate: s.candidate } };
+    this.data = { step, startedAt: new Date().toISOString(), complete: false, run: { dry: s.dry, threads: s.threads, candidate: s.candidate, budgetS: s.budgetS } };
     this.flush();
   }
 
@@ -778,12 +778,14 @@ function merge(s: Settings): void {
       timedOut: exit ? exit.rc === 124 || exit.rc === 137 : undefined,
       complete: p?.complete === true,
       ...(p?.stoppedEarly ? { stoppedEarly: p.stoppedEarly } : {}),
-      ...(p?.error ? { error: p.error } : p === undefined ? { error: 'no result: the step wrote nothing (it did not start, or died before its first row)' } : {}),
+      ...(exit?.rc === 125 ? { skipped: 'the time budget was spent before it could start' } : {}),
+      ...(p?.error ? { error: p.error } : p === undefined && exit?.rc !== 125 ? { error: 'no result: the step wrote nothing (it did not start, or died before its first row)' } : {}),
       stderrTail: stderrTail(s.work, step),
     };
   }
   const get = (step: Step, ...path: string[]): any => path.reduce<any>((x, k) => (x === undefined || x === null ? undefined : x[k]), parts[step]);
-  const candidate = (get('env', 'settings', 'candidate') ?? s.candidate) as string;
+  const anySettings = STEPS.map((step) => get(step, 'run')).find((x) => x?.candidate !== undefined);
+  const candidate = (anySettings?.candidate ?? s.candidate) as string;
   const onCandidate = (row: any) => row?.ok === true && row?.provider === candidate;
   const why = (row: any, fallback: string) => (row?.ok === true ? (row?.provider !== candidate ? `ran on ${row?.provider}` : fallback) : String(row?.error ?? fallback));
   const checks = [
@@ -812,7 +814,7 @@ function merge(s: Settings): void {
     })(),
   ];
   const cpuStandIn = candidate === 'cpu';
-  const dry = get('env', 'settings', 'dry') === true || s.dry;
+  const dry = anySettings?.dry === true || s.dry;
   const allPass = checks.every((c) => c.pass);
   const verdict = cpuStandIn ? 'stand-in (candidate rows ran on the CPU to test this script; not a GPU result)' : dry ? 'dry run (CPU machine; candidate rows expected to be unavailable)' : allPass ? 'pass' : 'fail';
   const result = {
