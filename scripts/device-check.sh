@@ -164,7 +164,7 @@ node_report="system node: ${sys_node:-not on the PATH} ($sys_node_version)"
 vk=()
 if [ "$dry" = 1 ]; then
   vk+=("dry run: no Vulkan set-up (nothing is installed on this machine)")
-elif ! ls /dev/nvidia[0-9]* /dev/dri/renderD* >/dev/null 2>&1; then
+elif ! { ls /dev/nvidia[0-9]* /dev/dri/renderD* >/dev/null 2>&1 || nvidia-smi -L >/dev/null 2>&1; }; then
   vk+=("no GPU device (/dev/nvidia*, /dev/dri/renderD*): no Vulkan set-up")
 else
   if ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
@@ -208,7 +208,7 @@ elif [ -f "$PAYLOAD" ]; then
   if command -v xz >/dev/null; then
     tar -C "$work/payload" -xJf "$PAYLOAD"
   else
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PAYLOAD" "$work/payload"
+    python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1]); t.extractall(sys.argv[2], **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))' "$PAYLOAD" "$work/payload"
   fi || say "could not unpack $PAYLOAD"
   p="$work/payload/kiln-device-check"
   if [ -f "$p/device-check.js" ]; then
@@ -232,7 +232,7 @@ if [ ${#runner[@]} -eq 0 ]; then
   exit 2
 fi
 say "runner: ${runner[*]} ($KILN_DC_NODE_SOURCE)"
-export KILN_DC_RUNNER="$runner_report" KILN_DC_SYSTEM_NODE="${sys_node:-missing} $sys_node_version" KILN_DC_VULKAN_SETUP="$vk_report"
+export KILN_DC_RUNNER="$runner_report" KILN_DC_SYSTEM_NODE="${sys_node:-not on the PATH} ($sys_node_version)" KILN_DC_VULKAN_SETUP="$vk_report"
 
 common=(--work "$work" --candidate "$candidate" --threads "$threads")
 [ "$dry" = 1 ] && common+=(--dry)
