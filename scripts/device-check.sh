@@ -228,6 +228,7 @@ if [ ${#runner[@]} -eq 0 ]; then
   [ -d node_modules/tsx ] || missing+="node_modules/tsx; "
   say "$missing"
   fallback_json "$missing"
+  [ "$keep" = 1 ] || rm -rf "$work"
   say "JSON: $json"
   exit 2
 fi
