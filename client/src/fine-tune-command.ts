@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { KilnFineTuneRequest, KilnTrainingProgressNotification } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
 import { finishedText, gainText, progressText } from './fine-tune-text';
+import { refuseInRestrictedMode } from './workspace-trust';
 
 async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
   const folders = vscode.workspace.workspaceFolders ?? [];
@@ -35,17 +36,8 @@ async function confirmStart(folder: vscode.WorkspaceFolder, output: vscode.Outpu
   }
 }
 
-/** Refuses in Restricted Mode (the palette hides the command there; a keybinding can still run it). */
-function refuseUntrusted(): boolean {
-  if (vscode.workspace.isTrusted) return false;
-  void vscode.window.showWarningMessage('Kiln: fine-tuning is unavailable in Restricted Mode. Trust this workspace to fine-tune on it.', 'Manage Workspace Trust').then((c) => {
-    if (c) void vscode.commands.executeCommand('workbench.trust.manage');
-  });
-  return true;
-}
-
 export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
-  if (refuseUntrusted()) return;
+  if (refuseInRestrictedMode('fine-tuning')) return;
   const client = deps.client();
   if (!client?.isRunning()) {
     void vscode.window.showErrorMessage('Kiln’s server is not running; restart it and try again.');

@@ -21,21 +21,20 @@ export class HubTokenStore {
     else await this.secrets.delete(SECRET_KEY);
   }
 
-  /** Moves a token out of `kiln.hubToken` (user settings; workspace settings when trusted) into SecretStorage. */
+  /** Moves a token out of the user's `kiln.hubToken` setting into SecretStorage; a workspace's value is only reported. */
   async migrateFromSettings(settings: KilnSettings): Promise<void> {
-    const legacy = legacyToken(settings.inspect('hubToken'), settings.rules);
+    const legacy = legacyToken(settings.inspect('hubToken'));
+    if (legacy.workspaceValueIgnored) {
+      this.output.appendLine('Kiln: this workspace’s settings set kiln.hubToken; it is ignored (a repository must not choose the account downloads use). Use "Kiln: Set Hugging Face Token…" instead, and remove it from the workspace settings.');
+    }
     if (legacy.clear.length === 0) return;
     if (legacy.token && !(await this.get())) await this.set(legacy.token);
-    const config = vscode.workspace.getConfiguration('kiln');
-    for (const level of legacy.clear) {
-      const target = level === 'user' ? vscode.ConfigurationTarget.Global : vscode.ConfigurationTarget.Workspace;
-      try {
-        await config.update('hubToken', undefined, target);
-      } catch (err) {
-        this.output.appendLine(`Kiln: could not remove kiln.hubToken from the ${level} settings: ${(err as Error).message}`);
-      }
+    try {
+      await vscode.workspace.getConfiguration('kiln').update('hubToken', undefined, vscode.ConfigurationTarget.Global);
+    } catch (err) {
+      this.output.appendLine(`Kiln: could not remove kiln.hubToken from the user settings: ${(err as Error).message}`);
     }
-    this.output.appendLine(`Kiln: moved the Hugging Face token from the kiln.hubToken setting (${legacy.clear.join(', ')}) into VS Code's secret storage.`);
+    this.output.appendLine('Kiln: moved the Hugging Face token from the kiln.hubToken user setting into VS Code’s secret storage.');
   }
 }
 

@@ -1,5 +1,6 @@
 // Starts Kiln's bundled language server over IPC and keeps its crashes from becoming a loop of
 // pop-ups: a few quick restarts, then one actionable message.
+import { mkdirSync } from 'node:fs';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -51,9 +52,13 @@ function crashPolicy(output: vscode.OutputChannel) {
 
 export function createLanguageClient(deps: ClientDeps): LanguageClient {
   const module = deps.context.asAbsolutePath('dist/server.js');
+  // The server runs in the extension's storage, never in the workspace folder: a program or library
+  // it starts by name must not be found in a repository's files.
+  const cwd = deps.context.globalStorageUri.fsPath;
+  mkdirSync(cwd, { recursive: true });
   const serverOptions: ServerOptions = {
-    run: { module, transport: TransportKind.ipc },
-    debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6019'] } },
+    run: { module, transport: TransportKind.ipc, options: { cwd } },
+    debug: { module, transport: TransportKind.ipc, options: { cwd, execArgv: ['--nolazy', '--inspect=6019'] } },
   };
   // The server finds the embedded model under models/ itself; the client only says where to cache.
   const initializationOptions: KilnInitializationOptions = {

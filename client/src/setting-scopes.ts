@@ -5,7 +5,7 @@
 // No `vscode` import: the client passes in what `WorkspaceConfiguration.inspect()` returned.
 
 /** Settings (under `kiln.`) that only user or machine settings may set: package.json says `"scope": "machine"`. */
-export const MACHINE_SCOPED_SETTINGS: readonly string[] = ['modelPath', 'hubUrl'];
+export const MACHINE_SCOPED_SETTINGS: readonly string[] = ['modelPath', 'hubUrl', 'adapterPath'];
 
 /** The levels `WorkspaceConfiguration.inspect()` reports (language-specific levels are not used by Kiln). */
 export interface SettingLevels<T = unknown> {
@@ -138,16 +138,13 @@ export function serverSettings(input: ServerSettingsInput): ServerSettings {
 /** A token left in the old `kiln.hubToken` setting: which value to keep and the levels to remove it from. */
 export interface LegacyToken {
   token: string | undefined;
-  clear: ('user' | 'workspace')[];
+  clear: 'user'[];
+  /** A workspace's settings also set it: never adopted (a repository could plant its own account's token). */
+  workspaceValueIgnored: boolean;
 }
 
-/** The user's own token wins; a workspace's value is read (and removed) only in a trusted workspace. */
-export function legacyToken(levels: SettingLevels | undefined, rules: ScopeRules): LegacyToken {
-  const text = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
-  const user = text(levels?.globalValue);
-  const workspace = rules.trusted ? text(levels?.workspaceValue) : undefined;
-  const clear: ('user' | 'workspace')[] = [];
-  if (levels?.globalValue !== undefined) clear.push('user');
-  if (rules.trusted && levels?.workspaceValue !== undefined) clear.push('workspace');
-  return { token: user ?? workspace, clear };
+/** Only the user's own token moves to secret storage; a workspace's value is never read into it. */
+export function legacyToken(levels: SettingLevels | undefined): LegacyToken {
+  const user = typeof levels?.globalValue === 'string' && levels.globalValue.trim() !== '' ? levels.globalValue.trim() : undefined;
+  return { token: user, clear: levels?.globalValue === undefined ? [] : ['user'], workspaceValueIgnored: levels?.workspaceValue !== undefined || levels?.workspaceFolderValue !== undefined };
 }

@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnTrainingDataPreviewRequest, type TrainingDataPreviewResult } from '../../server/src/protocol';
+import { refuseInRestrictedMode } from './workspace-trust';
 
 export interface ShowTrainingDataDeps {
   client: () => LanguageClient | undefined;
@@ -35,6 +36,7 @@ async function showReport(folder: vscode.WorkspaceFolder, result: TrainingDataPr
 }
 
 export async function showTrainingData(deps: ShowTrainingDataDeps, folderUri?: vscode.Uri): Promise<boolean> {
+  if (refuseInRestrictedMode('showing what would be trained')) return false;
   const client = deps.client();
   if (!client?.isRunning()) {
     void vscode.window.showErrorMessage('Kiln’s server is not running; restart it and try again.');

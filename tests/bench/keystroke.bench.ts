@@ -47,24 +47,15 @@ import { type ShownSuggestion, typeThrough } from '../../server/src/completion/t
 import { type KilnSettings, parseSettings } from '../../server/src/lsp/settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
-import type { ModelConfig } from '../../server/src/model/config';
 import { exportGguf } from '../../server/src/model/export/gguf';
-import type { KvState } from '../../server/src/runtime/kv-state';
-import { LatencyStats, percentile } from '../../server/src/telemetry/latency-stats';
+import { LatencyStats } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, round, summarize } from './bench-stats';
+import { distribution, type Distribution, FILE_AFTER, FILE_BEFORE, type Keystroke, type KilnSample, kilnKeystroke, recordingModel, REFERENCE, type Sample, TYPED_FUNCTION, typingTrace, WEIGHTS_SEED } from './keystroke-trace';
 
 // ---------- settings ----------
-
-/** The reference config over the tiny code model's defaults (2,048 positions: prompt windows 1,024 + 256). */
-// prettier-ignore
-const REFERENCE: Partial<ModelConfig> = {
-  hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
-  tieWordEmbeddings: true, bosTokenId: undefined, eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
-};
-const WEIGHTS_SEED = 2024;
 
 interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string; model?: string; quantization: QuantizationSetting } // prettier-ignore
 
@@ -90,201 +81,7 @@ function parseArgs(argv: string[]): Settings {
 
 // ---------- the typing trace ----------
 
-/** The module around the typed function: ~1,000 tokens before typing starts (FILE_BEFORE + FILE_AFTER). */
-const FILE_BEFORE = `// A small in-process job queue: bounded concurrency, retries with exponential backoff.
-import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
-
-export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-
-export interface Job<T = unknown> {
-  id: string;
-  payload: T;
-  attempts: number;
-  state: JobState;
-  error?: string;
-  startedAt?: number;
-  finishedAt?: number;
-}
-
-export interface QueueOptions {
-  concurrency: number;
-  maxAttempts: number;
-  backoffMs: number;
-  maxBackoffMs: number;
-}
-
-export const DEFAULT_QUEUE_OPTIONS: QueueOptions = { concurrency: 2, maxAttempts: 3, backoffMs: 100, maxBackoffMs: 5000 };
-
-export type Handler<T> = (job: Job<T>, signal: AbortSignal) => Promise<void>;
-
-export function backoffDelay(attempt: number, options: QueueOptions): number {
-  return Math.min(options.backoffMs * 2 ** Math.max(0, attempt - 1), options.maxBackoffMs);
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-`;
-
-/** 60 lines, typed character by character between FILE_BEFORE and FILE_AFTER. */
-const TYPED_FUNCTION = `/**
- * Runs every job through \`handler\` with at most \`options.concurrency\` at a time, retrying
- * failures with backoff. Resolves when no job is queued or running; an abort cancels the rest.
- */
-export async function runQueue<T>(
-  jobs: Job<T>[],
-  handler: Handler<T>,
-  events: EventEmitter,
-  options: QueueOptions = DEFAULT_QUEUE_OPTIONS,
-  signal?: AbortSignal,
-): Promise<Map<string, Job<T>>> {
-  const results = new Map<string, Job<T>>();
-  const pending = [...jobs];
-  const running = new Set<Promise<void>>();
-
-  const runOne = async (job: Job<T>): Promise<void> => {
-    job.state = 'running';
-    job.attempts += 1;
-    job.startedAt ??= Date.now();
-    events.emit('started', job);
-    try {
-      await handler(job, signal ?? new AbortController().signal);
-      job.state = 'done';
-    } catch (err) {
-      job.error = errorMessage(err);
-      if (job.attempts < options.maxAttempts && !signal?.aborted) {
-        const delayMs = backoffDelay(job.attempts, options);
-        events.emit('retry', job, delayMs);
-        await sleep(delayMs);
-        job.state = 'queued';
-        pending.push(job);
-        return;
-      }
-      job.state = 'failed';
-      events.emit('failed', job, job.error);
-    }
-    job.finishedAt = Date.now();
-    results.set(job.id, job);
-    events.emit('finished', job);
-  };
-
-  while (pending.length > 0 || running.size > 0) {
-    if (signal?.aborted) {
-      for (const job of pending) {
-        job.state = 'cancelled';
-        results.set(job.id, job);
-      }
-      pending.length = 0;
-    }
-    while (running.size < options.concurrency && pending.length > 0) {
-      const job = pending.shift()!;
-      const task = runOne(job).finally(() => running.delete(task));
-      running.add(task);
-    }
-    if (running.size > 0) {
-      await Promise.race(running);
-    }
-  }
-  return results;
-}
-`;
-
-const FILE_AFTER = `
-/** Counts jobs by state, for a status line. */
-export function summarize(results: Map<string, Job>): Record<JobState, number> {
-  const counts = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 };
-  for (const job of results.values()) counts[job.state] += 1;
-  return counts;
-}
-
-export function durations(results: Map<string, Job>): { id: string; ms: number }[] {
-  return [...results.values()]
-    .filter((job) => job.startedAt !== undefined && job.finishedAt !== undefined)
-    .map((job) => ({ id: job.id, ms: job.finishedAt! - job.startedAt! }))
-    .sort((a, b) => b.ms - a.ms);
-}
-`;
-
-interface Keystroke {
-  text: string; // the whole document after this keystroke
-  offset: number; // the cursor
-}
-
-/** One request per keystroke: each character of a line, and Enter with the next line's indentation. */
-function typingTrace(): Keystroke[] {
-  const trace: Keystroke[] = [];
-  let typed = '';
-  const type = (chars: string) => {
-    typed += chars;
-    trace.push({ text: FILE_BEFORE + typed + FILE_AFTER, offset: FILE_BEFORE.length + typed.length });
-  };
-  TYPED_FUNCTION.split('\n').forEach((line, n) => {
-    const code = line.trimStart();
-    if (n > 0) type(`\n${line.slice(0, line.length - code.length)}`);
-    for (const ch of code) type(ch);
-  });
-  if (FILE_BEFORE + typed + FILE_AFTER !== FILE_BEFORE + TYPED_FUNCTION + FILE_AFTER) throw new Error('the trace does not type the function exactly');
-  return trace;
-}
-
 // ---------- rows ----------
-
-/** One request's figures. `firstTokenMs`: request to the first sampled token (Kiln: queue + tokenize + prefill). */
-interface Sample {
-  keystroke: number;
-  ms: number;
-  firstTokenMs: number;
-  computed: number; // prompt tokens run through the model
-  reused: number; // prompt tokens whose KV was kept from an earlier request
-  decodeTokens: number;
-}
-
-interface KilnSample extends Sample {
-  prompt: number[];
-  suggestion: string;
-}
-
-/**
- * The model with its session's `prefill` recorded: the KV state holds the reused prompt prefix when
- * the engine prefills the rest, so held ⊕ new is exactly the prompt Kiln computed for the request.
- */
-function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[] } {
-  const session = model.loaded.session;
-  let prompt: number[] = [];
-  const prefill = (state: KvState, tokens: number[]) => {
-    prompt = [...state.tokens(), ...tokens];
-    return session.prefill(state, tokens);
-  };
-  const recording = new Proxy(session, {
-    get(target, key) {
-      if (key === 'prefill') return prefill;
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-  const takePrompt = () => {
-    const taken = prompt;
-    prompt = [];
-    return taken;
-  };
-  return { model: { ...model, loaded: { ...model.loaded, session: recording } }, takePrompt };
-}
-
-/** A request for `k` as a document of its own (no typing-through, no answer cache): the model path. */
-async function kilnKeystroke(engine: CompletionEngine, takePrompt: () => number[], k: Keystroke, keystroke: number, uri: string): Promise<KilnSample> {
-  takePrompt();
-  const t0 = performance.now();
-  const answer = await engine.complete({ uri, text: k.text, offset: k.offset });
-  const ms = performance.now() - t0;
-  engine.forgetDocument(uri);
-  const t = answer.timings;
-  const prompt = takePrompt();
-  if (t.source !== 'model' || prompt.length !== t.prefillComputed + t.prefillReused) throw new Error(`keystroke ${keystroke}: answered by ${t.source}, prompt of ${prompt.length} tokens recorded`);
-  const firstTokenMs = t.queueMs + t.tokenizeMs + t.prefillMs;
-  return { keystroke, ms, firstTokenMs, computed: t.prefillComputed, reused: t.prefillReused, decodeTokens: t.decodeTokens, prompt, suggestion: answer.items[0] ?? '' };
-}
 
 // node-llama-cpp's sequence and context, the subset used here (its .d.ts is outside the typecheck)
 interface TraceSequence {
@@ -464,15 +261,6 @@ async function main(): Promise<void> {
 }
 
 // ---------- report ----------
-
-interface Distribution { p50: number; p95: number; mean: number; min: number; max: number; n: number } // prettier-ignore
-
-/** Nearest-rank percentiles (the status bar's), mean and range. */
-function distribution(xs: number[]): Distribution {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const p = (q: number) => round(percentile(sorted, q) ?? NaN);
-  return { p50: p(50), p95: p(95), mean: round(xs.reduce((a, b) => a + b, 0) / xs.length), min: round(sorted[0]!), max: round(sorted[sorted.length - 1]!), n: xs.length };
-}
 
 function rowFigures(perRep: Sample[][]) {
   const all = perRep.flat();

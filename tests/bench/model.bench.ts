@@ -34,7 +34,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import type { ModelConfig } from '../../server/src/model/config';
 import { openCheckpoint } from '../../server/src/model/checkpoint';
 import { exportGguf } from '../../server/src/model/export/gguf';
 import { buildDecoderGraph, DECODER_OPSETS, DecoderIO, type AttentionPath, type WeightType } from '../../server/src/model/graph/decoder';
@@ -45,22 +44,14 @@ import { DEFAULT_ATTENTION, loadModel, type LoadedModel } from '../../server/src
 import type { MemoryReport } from '../../server/src/runtime/memory';
 import type { QuantBits } from '../../server/src/model/quantize';
 import { getPeerLlama } from '../helpers/llama-cpp-peer';
-import { seededRandom } from '../helpers/random';
-import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
+import { writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
+import { randomTokens, REFERENCE, referenceWeights } from './reference-model';
 
 // ---------- settings ----------
 
-// prettier-ignore
-const REFERENCE: ModelConfig = {
-  modelType: 'llama', hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
-  maxPositions: 1100, rmsNormEps: 1e-5, ropeTheta: 10000, ropeLinearFactor: 1, tieWordEmbeddings: true, attentionBias: false,
-  eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
-};
-/** Ordinary ids only (the last 7 are the tokenizer's special tokens). */
-const TOKEN_RANGE = REFERENCE.vocabSize - 7;
 
 /** `steps`: decode steps per timed run; `contexts`: the context lengths decode is measured at. */
 interface Settings { reps: number; steps: number; prefillTokens: number; contexts: number[]; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string } // prettier-ignore
@@ -111,10 +102,6 @@ async function timeSteps(tokens: number[], step: (token: number, i: number) => P
   return ms;
 }
 
-function randomTokens(seed: number, count: number): number[] {
-  const rand = seededRandom(seed);
-  return Array.from({ length: count }, () => Math.floor(rand() * TOKEN_RANGE));
-}
 
 
 // ---------- engines: one interface for every row ----------
@@ -379,7 +366,7 @@ async function main(): Promise<void> {
     // weights, tokenizer, GGUF exports
     let t = performance.now();
     const modelDir = join(root, 'model');
-    writeTinyCheckpoint(modelDir, makeTinyWeights(REFERENCE, 2024, 0.02));
+    writeTinyCheckpoint(modelDir, referenceWeights());
     writeTinyTokenizer(modelDir, { vocabSize: REFERENCE.vocabSize });
     const ggufF32 = join(root, 'model-f32.gguf');
     const ggufF16 = join(root, 'model-f16.gguf');

@@ -53,23 +53,17 @@ import { writeSafetensors } from '../../server/src/model/safetensors';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice, sessionOptions } from '../../server/src/runtime/execution-provider';
 import { TrainerSession, type Batch } from '../../server/src/training/trainer-session';
 import { randomNormal, seededRandom } from '../helpers/random';
-import { makeTinyWeights, writeTinyCheckpoint } from '../helpers/tiny-model';
+import { writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
+import { REFERENCE as MODEL_REFERENCE, randomBatches, trainingReferenceWeights } from './reference-model';
 
 // ---------- settings ----------
 
 // maxPositions only bounds inference (the fine-tune run's evaluation builds prompts of up to 1024 + 256
 // tokens plus the completion); training cost does not depend on it.
-// prettier-ignore
-const REFERENCE: ModelConfig = {
-  modelType: 'llama', hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
-  maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000, ropeLinearFactor: 1, tieWordEmbeddings: true, attentionBias: false,
-  eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
-};
-/** Ordinary ids only (the last 7 are the tokenizer's special tokens). */
-const TOKEN_RANGE = REFERENCE.vocabSize - 7;
+const REFERENCE: ModelConfig = { ...MODEL_REFERENCE, maxPositions: 2048 };
 const LORA = { rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as LoraTarget[] };
 /** The CLI's learning rates (finetune: LoRA 1e-3, full 3e-4); both engines get the same. */
 const LR = { lora: 1e-3, full: 3e-4 };
@@ -176,33 +170,6 @@ function loraMode(): TrainingMode {
 
 function modeOf(name: ModeName): TrainingMode {
   return name === 'lora' ? loraMode() : { kind: 'full' };
-}
-
-/**
- * The model bench's seeded weights (std 0.02 matrices), with the embedding scaled from the helper's
- * std 0.5 to 0.02: with a tied head, std 0.5 gives logits in the hundreds (loss ~225 on random tokens,
- * a saturated softmax); at 0.02 the first loss is ≈ ln V, the regime training actually runs in.
- */
-function referenceWeights(): ReturnType<typeof makeTinyWeights> {
-  const w = makeTinyWeights(REFERENCE, 2024, 0.02);
-  const embed = w.tensors.get('model.embed_tokens.weight')!;
-  for (let i = 0; i < embed.length; i++) embed[i] = Math.fround(embed[i]! * 0.04);
-  return w;
-}
-
-/** `count` batches [B,S] of random ordinary tokens; labels are the next token (every position scored). */
-function makeBatches(count: number, B: number, S: number, seed: number): Batch[] {
-  const rand = seededRandom(seed);
-  return Array.from({ length: count }, () => {
-    const inputIds: Int32Array[] = [];
-    const labels: Int32Array[] = [];
-    for (let b = 0; b < B; b++) {
-      const seq = Int32Array.from({ length: S + 1 }, () => Math.floor(rand() * TOKEN_RANGE));
-      inputIds.push(seq.slice(0, S));
-      labels.push(seq.slice(1));
-    }
-    return { inputIds, labels };
-  });
 }
 
 /** int32 [count, 2 (ids, labels), B, S], the layout the PyTorch peer reads. */
@@ -719,10 +686,10 @@ async function main(): Promise<void> {
   try {
     let t = performance.now();
     const modelDir = join(root, 'model');
-    writeTinyCheckpoint(modelDir, referenceWeights());
+    writeTinyCheckpoint(modelDir, trainingReferenceWeights(REFERENCE));
     writeTinyTokenizer(modelDir, { vocabSize: REFERENCE.vocabSize });
     const batchesFile = join(root, 'batches.i32');
-    writeBatches(batchesFile, makeBatches(BATCH_COUNT, s.batch, s.seq, 11));
+    writeBatches(batchesFile, randomBatches(BATCH_COUNT, s.batch, s.seq, 11));
     log(`weights and batches: ${Math.round(performance.now() - t)} ms (${root})`);
 
     if (s.finetuneOnly) {

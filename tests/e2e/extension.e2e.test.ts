@@ -277,6 +277,7 @@ describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), 
       const commands = await wb.paletteCommands('Kiln: ', 'Kiln: Show Stats');
       assert.ok(commands.includes('Kiln: Show Stats'), commands.join(', '));
       assert.ok(!commands.includes('Kiln: Fine-tune on This Repository'), `fine-tuning is hidden: ${commands.join(', ')}`);
+      assert.ok(!commands.includes('Kiln: Show What Will Be Trained'), `reading the repository for training is hidden: ${commands.join(', ')}`);
     }));
 });
 

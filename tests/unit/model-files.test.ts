@@ -210,6 +210,16 @@ describe('the model worker', () => {
     await assert.rejects(prepareGraphInWorker(dir, { cacheDir }), modelFileError(join(dir, 'config.json'), /^rope_theta must be a number from 1 to 1000000000000 \(got 0\)$/));
   });
 
+  it('refuses a tokenizer with ids the embedding has no row for, before the server thread would load it', async () => {
+    const dir = writeTinyCodeModel(join(root, 'worker-big-tokenizer'));
+    const tokenizerFile = join(dir, 'tokenizer.json');
+    const tokenizer = JSON.parse(readFileSync(tokenizerFile, 'utf8')) as { model: { vocab: Record<string, number> } };
+    const vocabSize = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
+    tokenizer.model.vocab['<extra>'] = vocabSize + 5;
+    writeFileSync(tokenizerFile, JSON.stringify(tokenizer));
+    await assert.rejects(prepareGraphInWorker(dir, { cacheDir }), modelFileError(tokenizerFile, new RegExp(`^has token id ${vocabSize + 5}, but the model's vocab_size is ${vocabSize}`)));
+  });
+
   it('validates a folder whose config.json is a FIFO with a clear answer', async () => {
     const dir = writeTinyCodeModel(join(root, 'worker-fifo'));
     unlinkSync(join(dir, 'config.json'));

@@ -102,16 +102,19 @@ describe('serverSettings', () => {
     assert.equal(serverSettings(input({ modelPath: { defaultValue: '' } }, { remembered })).section.modelPath, remembered.path);
   });
 
-  it('leaves out a kiln.adapterPath whose folder is missing and says where it is set', () => {
+  it('leaves out a kiln.adapterPath whose folder is missing and says it is a user setting', () => {
     const missing = `/gone/${randomName()}`;
-    for (const [levels, level] of [
-      [{ defaultValue: '', globalValue: missing }, 'user'],
-      [{ defaultValue: '', workspaceValue: missing }, 'workspace'],
-      [{ defaultValue: '', workspaceFolderValue: missing }, 'folder'],
-    ] as const) {
-      const r = serverSettings(input({ adapterPath: levels }, { exists: (p) => p !== missing }));
-      assert.equal(r.section.adapterPath, '', 'completions use the base model');
-      assert.deepEqual(r.missingAdapter, { path: missing, level });
+    const r = serverSettings(input({ adapterPath: { defaultValue: '', globalValue: missing } }, { exists: (p) => p !== missing }));
+    assert.equal(r.section.adapterPath, '', 'completions use the base model');
+    assert.deepEqual(r.missingAdapter, { path: missing, level: 'user' });
+  });
+
+  it('ignores a kiln.adapterPath set by a workspace or folder (machine scope: a repository must not choose the adapter)', () => {
+    const planted = `/planted/${randomName()}`;
+    for (const levels of [{ defaultValue: '', workspaceValue: planted }, { defaultValue: '', workspaceFolderValue: planted }]) {
+      const r = serverSettings(input({ adapterPath: levels }, { exists: () => true }));
+      assert.equal(r.section.adapterPath, '');
+      assert.equal(r.missingAdapter, undefined);
     }
   });
 
@@ -124,16 +127,18 @@ describe('serverSettings', () => {
 });
 
 describe('legacyToken', () => {
-  it('keeps the user token, removes the setting from every level it was set at when trusted', () => {
+  it('moves the user token and removes it from the user settings', () => {
     const user = randomName();
-    assert.deepEqual(legacyToken({ defaultValue: '', globalValue: user, workspaceValue: randomName() }, TRUSTED), { token: user, clear: ['user', 'workspace'] });
+    assert.deepEqual(legacyToken({ defaultValue: '', globalValue: user }), { token: user, clear: ['user'], workspaceValueIgnored: false });
   });
 
-  it('never takes or touches a workspace token in Restricted Mode', () => {
-    assert.deepEqual(legacyToken({ defaultValue: '', workspaceValue: randomName() }, RESTRICTED), { token: undefined, clear: [] });
+  it('never adopts or touches a workspace token, trusted or not (a repository could plant its own account)', () => {
+    assert.deepEqual(legacyToken({ defaultValue: '', workspaceValue: randomName() }), { token: undefined, clear: [], workspaceValueIgnored: true });
+    const user = randomName();
+    assert.deepEqual(legacyToken({ defaultValue: '', globalValue: user, workspaceFolderValue: randomName() }), { token: user, clear: ['user'], workspaceValueIgnored: true });
   });
 
   it('has nothing to do when the setting is unset', () => {
-    assert.deepEqual(legacyToken({ defaultValue: '' }, TRUSTED), { token: undefined, clear: [] });
+    assert.deepEqual(legacyToken({ defaultValue: '' }), { token: undefined, clear: [], workspaceValueIgnored: false });
   });
 });

@@ -68,10 +68,12 @@ it('supports Restricted Mode in a limited way, with every setting a workspace co
   assert.deepEqual([...(trust?.restrictedConfigurations ?? [])].sort(), workspaceSettable.sort());
 });
 
-it('hides "Fine-tune on This Repository" from the palette in Restricted Mode', () => {
+it('hides "Fine-tune on This Repository" and "Show What Will Be Trained" from the palette in Restricted Mode', () => {
   assert.ok(manifest.contributes.commands.some((c) => c.command === 'kiln.fineTune'));
-  const entry = manifest.contributes.menus?.commandPalette?.find((m) => m.command === 'kiln.fineTune');
-  assert.equal(entry?.when, 'isWorkspaceTrusted');
+  for (const command of ['kiln.fineTune', 'kiln.showTrainingData']) {
+    const entry = manifest.contributes.menus?.commandPalette?.find((m) => m.command === command);
+    assert.equal(entry?.when, 'isWorkspaceTrusted', command);
+  }
 });
 
 it('keeps the Hugging Face token out of settings: kiln.hubToken is deprecated in favour of the Set Token command', () => {

@@ -67,11 +67,20 @@ export function chooseFimOrder(setting: 'auto' | FimOrder, trained: readonly Fim
 }
 
 export async function loadCompletionModel(dir: string, choices: CompletionModelChoices, options: LoadModelOptions): Promise<CompletionModel> {
-  const tokenizer = Tokenizer.load(dir);
-  const fim = resolveFimTemplate(tokenizer);
-  if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');
   const facts = readTrainedFacts(dir);
-  const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
+  // The graph first: where `options.prepare` is the model worker, it also checks the tokenizer fits
+  // the model, so the load below (on this thread) is bounded by a real vocabulary's size.
   const loaded = await loadWithQuantization(dir, choices.quantization, facts.quantization?.recommended, options);
+  let tokenizer: Tokenizer;
+  let fim: FimTemplate | undefined;
+  try {
+    tokenizer = Tokenizer.load(dir);
+    fim = resolveFimTemplate(tokenizer);
+    if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');
+  } catch (err) {
+    await loaded.session.release();
+    throw err;
+  }
+  const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
   return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions) };
 }

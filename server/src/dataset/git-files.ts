@@ -2,6 +2,7 @@
 // timed. A workspace's .git is not trusted: its config must never make git run a program, so every
 // child gets overrides for each setting that could, a scrubbed environment, and a deadline.
 import { spawn } from 'node:child_process';
+import { findExecutable } from '../find-executable';
 
 export interface GitListing {
   /** Paths relative to the directory git ran in, '/'-separated; folders end with '/'. */
@@ -76,8 +77,10 @@ export class GitTimeoutError extends Error {
  */
 function runGit(cwd: string, args: readonly string[], onText: (text: string) => boolean, options: GitRunOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? GIT_TIMEOUT_MS;
+  const git = findExecutable('git');
+  if (git === undefined) return Promise.reject(new Error('git is not on PATH (its absolute entries)'));
   return new Promise((resolve, reject) => {
-    const child = spawn('git', [...GIT_SAFETY_ARGS, ...args], { cwd, env: cleanGitEnv(), stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    const child = spawn(git, [...GIT_SAFETY_ARGS, ...args], { cwd, env: cleanGitEnv(), stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
     let stopped = false;
     let timedOut = false;
     let stderr = '';

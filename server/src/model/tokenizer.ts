@@ -225,6 +225,24 @@ export class TokenTextDecoder {
   }
 }
 
+/**
+ * Checks, without building the tokenizer, that every id it can produce has a row in the model's
+ * embedding (`vocabSize`, config.json's vocab_size). Run in the model worker before the server
+ * thread loads the tokenizer: that load is bounded by real vocabulary sizes only once this holds.
+ */
+export function checkTokenizerFitsModel(dir: string, vocabSize: number): void {
+  const file = join(dir, 'tokenizer.json');
+  const json = validateTokenizerJson(readJsonObject(file, { maxBytes: MODEL_FILE_CAPS.tokenizer }), file);
+  const model = json.model as { vocab: Record<string, number>; merges: unknown[] };
+  const added = json.added_tokens as { id: number }[];
+  let maxId = -1;
+  for (const id of Object.values(model.vocab)) maxId = Math.max(maxId, id);
+  for (const t of added) maxId = Math.max(maxId, t.id);
+  if (maxId >= vocabSize) throw new ModelFileError(file, `has token id ${maxId}, but the model's vocab_size is ${vocabSize} (config.json): its embedding has no row for it`);
+  // BPE learns one merge per vocabulary entry; far more merges than that is not a real tokenizer
+  if (model.merges.length > 2 * vocabSize) throw new ModelFileError(file, `has ${model.merges.length} merges for a vocabulary of ${vocabSize}`);
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,5 +1,6 @@
 // Memory accounting: what Kiln holds (weights, KV) and what the process uses (RSS; VRAM on NVIDIA).
 import { execFile } from 'node:child_process';
+import { findExecutable } from '../find-executable';
 
 export interface MemoryReport {
   /** Bytes of model weights loaded into the session (as built: fp32 or fp16). */
@@ -26,8 +27,10 @@ export function parseNvidiaSmiProcessMemory(text: string, pid: number): number |
 
 /** This process's VRAM on NVIDIA GPUs, or undefined when nvidia-smi is absent or lists nothing. */
 export function nvidiaProcessVram(pid = process.pid): Promise<number | undefined> {
+  const smi = findExecutable('nvidia-smi');
+  if (smi === undefined) return Promise.resolve(undefined);
   return new Promise((resolve) => {
-    execFile('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { timeout: 2000 }, (err, stdout) => {
+    execFile(smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { timeout: 2000 }, (err, stdout) => {
       resolve(err ? undefined : parseNvidiaSmiProcessMemory(stdout, pid));
     });
   });
