@@ -26,13 +26,14 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   training: ['dataset', 'runtime', 'model'],
   completion: ['kvcache', 'runtime', 'model', 'telemetry', 'random'],
   kvcache: ['runtime', 'model'],
-  dataset: ['model'],
-  runtime: ['model'],
+  dataset: ['model', 'find-executable'],
+  runtime: ['model', 'find-executable'],
   model: ['random'],
   protocol: ['telemetry'],
   telemetry: [],
   random: [],
   'default-model': [],
+  'find-executable': [],
 };
 
 function sourceFiles(dir: string): string[] {
