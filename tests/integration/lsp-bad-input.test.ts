@@ -169,7 +169,7 @@ describe('bad requests to a working server', () => {
 });
 
 const BROKEN_MODELS: [string, () => string, RegExp][] = [
-  ['a missing model folder', () => join(root, 'no-such-model'), /no-such-model\/tokenizer\.json: cannot be read/],
+  ['a missing model folder', () => join(root, 'no-such-model'), /no-such-model\/config\.json: not found: a model folder needs a Hugging Face config\.json/],
   [
     'a corrupt model (truncated weights)',
     () => {
