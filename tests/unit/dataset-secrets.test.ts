@@ -62,6 +62,14 @@ test('each class is found by the rule meant for it', () => {
     [`<password>${r(an, 10)}#</password>`, 'password-assignment'],
     [`mysqladmin --password=${r(an, 10)} status`, 'password-assignment'],
     ["const password = 'correcthorsebatterystaple';", 'password-assignment'],
+    [`docker login -u ci -p ${r(an, 12)} ghcr.io`, 'command-password'],
+    [`mysql -uroot -p${r(an, 10)} app`, 'command-password'],
+    [`echo "//registry.npmjs.org/:_authToken=${r(hex, 8)}-${r(hex, 4)}-${r(hex, 4)}-${r(hex, 4)}-${r(hex, 12)}" > ~/.npmrc`, 'npm-auth-token'],
+    [`"Server=db;User Id=sa;Password=${r(an, 12)};"`, 'connection-string'],
+    [`const dsn = "app:${r(an, 12)}@tcp(db:3306)/app";`, 'url-credentials'],
+    [`docker run -e DB_PASSWORD=${r(an, 12)} app`, 'password-assignment', 'docs/run.md'],
+    [`props.setProperty("password", "${r(an, 12)}");`, 'password-assignment', 'src/Db.java'],
+    [`const KEY = Buffer.from("${r(hex, 39)}a", "hex");`, 'keyed-secret', 'src/key.ts'],
   ];
   for (const [line, rule, path] of cases) assert.equal(lineSecret(line, { path }), rule, line);
 });

@@ -27,7 +27,8 @@ const RULE_NAMES = { password: 'password-assignment', key: 'keyed-secret' } as c
 /** Whether `value`, bound to `name` by position, is a secret (spaced or camelCase values are labels and keys there). */
 function boundSecret(name: string, value: string, context: ValueContext): Rule | undefined {
   const cls = classifyName(name);
-  if (cls === undefined || /\s/.test(value) || (/^[a-z]+[A-Z]/.test(value) && isIdentifierLike(value))) return undefined;
+  // A camelCase, snake_case or dotted identifier there is a field or key name (`field("password", "password_confirmation")`).
+  if (cls === undefined || /\s/.test(value) || (/^[a-z]+[A-Z]|[_.]/.test(value) && isIdentifierLike(value))) return undefined;
   const site = { parsed: { value, quoted: true, rest: '' }, context, wholeLine: false, weakName: isWeakName(name) };
   return isSecretValue(cls, site) ? RULE_NAMES[cls] : undefined;
 }
