@@ -1,7 +1,8 @@
 // Values bound to a secret's name, in any syntax: `DB_PASSWORD=…` (env, shell, Dockerfile),
 // `password: …` (YAML, compose), `"apiKey": "…"` (JSON), `token = "…"` (TOML, code), `db.password=…`
-// (properties), `<password>…</password>` (XML), `--password=…` (command lines). The preset has no
-// such rule (its AWS rule knows one name), so this one is Kiln's.
+// (properties), `<password>…</password>` (XML), `--password=…` (command lines), and `NAME=value`
+// inside a line (`docker run -e`, `$ export`, `X=… npm start`; in code only for SCREAMING_CASE
+// names). The preset has no such rule (its AWS rule knows one name), so this one is Kiln's.
 import { isIdentifierLike, looksLikeKeyMaterial, looksRandom } from './entropy';
 import { isExpression, isPlaceholder, parseValue, type ParsedValue } from './values';
 
