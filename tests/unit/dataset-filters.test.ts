@@ -44,6 +44,10 @@ test('path rules: vendored, secret, lock, binary, minified, generated and non-so
     ['Signing.snk', 'secret-file'],
     ['vault/passwords.kdbx', 'secret-file'],
     ['kubeconfig.yaml', 'secret-file'],
+    ['terraform.tfvars.json', 'secret-file'],
+    ['infra/prod.auto.tfvars.json', 'secret-file'],
+    ['functions/local.settings.json', 'secret-file'], // Azure Functions keeps its storage keys there
+    ['src/Api/appsettings.json', undefined], // scrubbed (connection strings), not dropped
     ['clusters/prod-kubeconfig.yml', 'secret-file'],
     ['clusters/dev.kubeconfig', 'secret-file'],
     ['ops/.kube/cache/discovery.json', 'secret-file'],

@@ -62,6 +62,14 @@ test('each class is found by the rule meant for it', () => {
     [`<password>${r(an, 10)}#</password>`, 'password-assignment'],
     [`mysqladmin --password=${r(an, 10)} status`, 'password-assignment'],
     ["const password = 'correcthorsebatterystaple';", 'password-assignment'],
+    [`docker login -u ci -p ${r(an, 12)} ghcr.io`, 'command-password'],
+    [`mysql -uroot -p${r(an, 10)} app`, 'command-password'],
+    [`echo "//registry.npmjs.org/:_authToken=${r(hex, 8)}-${r(hex, 4)}-${r(hex, 4)}-${r(hex, 4)}-${r(hex, 12)}" > ~/.npmrc`, 'npm-auth-token'],
+    [`"Server=db;User Id=sa;Password=${r(an, 12)};"`, 'connection-string'],
+    [`const dsn = "app:${r(an, 12)}@tcp(db:3306)/app";`, 'url-credentials'],
+    [`docker run -e DB_PASSWORD=${r(an, 12)} app`, 'password-assignment', 'docs/run.md'],
+    [`props.setProperty("password", "${r(an, 12)}");`, 'password-assignment', 'src/Db.java'],
+    [`const KEY = Buffer.from("${r(hex, 39)}a", "hex");`, 'keyed-secret', 'src/key.ts'],
   ];
   for (const [line, rule, path] of cases) assert.equal(lineSecret(line, { path }), rule, line);
 });
@@ -95,9 +103,29 @@ test('ordinary code is left alone: identifiers, types, paths, hashes without a n
     'key: "user-settings",',
     'const secret = process.env.SESSION_SECRET;',
     'image: postgres@sha256:a3f5e0c2b1d4e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1',
+    "'allPass': 'overEvery',",
+    '"integrity": "sha512-q8Zr3vN1kLm0pQ2sT4uV6wX8yZ0aB1cD3eF5gH7iJ9kL1mN3oP5qR7sT9uV1wX3yZ5aB7cD9eF1gH3iJ5kL7mN==",',
+    '# kubeadm documents its token format with abcdef.0123456789abcdef',
+    'const password = getPassword();',
+    'conn = connect(password=password, user=user)',
+    'PASSWORD_MIN_LENGTH=8',
+    'if [ -z "$DB_PASSWORD" ]; then DB_PASSWORD=$(cat /run/secrets/db); fi',
+    'docker login -u "$USER" -p "$DOCKER_PASSWORD" ghcr.io',
+    'mysql -u root -p app < dump.sql',
+    'const token = process.env.TOKEN || "";',
+    'el.setAttribute("type", "password");',
+    "t('password', 'Enter your password')",
+    '    "password": "Enter your password",',
+    '| `password` | `string` | The password to log in with. |',
+    'The password is `undefined` until login.',
+    '  password:',
+    '    minLength: 8',
   ];
   for (const line of lines) assert.equal(lineSecret(line), undefined, line);
   assert.equal(lineSecret('  password: string', { path: 'src/types.ts' }), undefined);
+  assert.equal(lineSecret('pass: through', { path: 'config/router.yaml' }), undefined);
+  assert.equal(scrubSecrets('auth:\n  password:\n    minLength: 8\n', { path: 'schema.yaml' }).lines.length, 0);
+  assert.equal(scrubSecrets('| Option | Default |\n|---|---|\n| `token` | `null` |\n', { path: 'README.md' }).lines.length, 0);
 });
 
 test('a service-account key file is blanked whole, whatever its name', () => {

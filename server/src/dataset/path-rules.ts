@@ -49,6 +49,8 @@ const SECRET_NAME_PATTERNS = [
   /(^|[-_.])key(file)?\.json$/, // key.json, sa-key.json, gcp-keyfile.json: service-account keys
   /firebase-adminsdk.*\.json$/,
   /\.tfstate\.backup$/,
+  /\.tfvars\.json$/, // terraform.tfvars.json, prod.auto.tfvars.json: the JSON form of .tfvars
+  /^local\.settings\.json$/, // Azure Functions' local settings: storage keys and connection strings
   /^\.?docker-?config\.json$/,
 ];
 /** Folders that hold nothing but credentials (or tokens next to config), at any depth. */

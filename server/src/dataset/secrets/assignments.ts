@@ -1,8 +1,9 @@
 // Values bound to a secret's name, in any syntax: `DB_PASSWORD=…` (env, shell, Dockerfile),
 // `password: …` (YAML, compose), `"apiKey": "…"` (JSON), `token = "…"` (TOML, code), `db.password=…`
-// (properties), `<password>…</password>` (XML), `--password=…` (command lines). The preset has no
-// such rule (its AWS rule knows one name), so this one is Kiln's.
-import { looksLikeKeyMaterial, looksRandom } from './entropy';
+// (properties), `<password>…</password>` (XML), `--password=…` (command lines), and `NAME=value`
+// inside a line (`docker run -e`, `$ export`, `X=… npm start`; in code only for SCREAMING_CASE
+// names). The preset has no such rule (its AWS rule knows one name), so this one is Kiln's.
+import { isIdentifierLike, looksLikeKeyMaterial, looksRandom } from './entropy';
 import { isExpression, isPlaceholder, parseValue, type ParsedValue } from './values';
 
 /** Where unquoted values are literals ('config': env, YAML, TOML, shell…), expressions ('code'), or either. */
@@ -36,6 +37,16 @@ export function nameWords(name: string): string[] {
     .filter((w) => w.length > 0);
 }
 
+/**
+ * `pass` and `pw` alone or ending a camelCase name (`pass: through`, `allPass`) are as often verbs
+ * and predicates as passwords; SCREAMING_CASE (`DB_PASS`) is always an environment variable.
+ */
+export function isWeakName(name: string): boolean {
+  const words = nameWords(name);
+  const head = words[words.length - 1];
+  return (head === 'pass' || head === 'pw') && name !== name.toUpperCase();
+}
+
 export function classifyName(name: string): NameClass | undefined {
   const words = nameWords(name);
   let i = words.length - 1;
@@ -54,7 +65,12 @@ export interface ValueSite {
   wholeLine: boolean;
   /** An XML element's text or an attribute: a literal whether quoted or not. */
   literal?: boolean;
+  /** The name is `pass`/`pw`-like (see isWeakName): the value must not read as a word or identifier. */
+  weakName?: boolean;
 }
+
+/** Words that make a spaced value a label or a hint ("Enter your password"), not a password. */
+const LABEL_WORDS = /\b(pass(word|phrase)?s?|passwd|secrets?|tokens?|keys?|enter|your|type|confirm|current|new|old|required|optional|see|the)\b/i;
 
 /** Whether the value at a password-like or key-like name is a secret to hide. */
 export function isSecretValue(cls: NameClass, site: ValueSite): boolean {
@@ -63,10 +79,15 @@ export function isSecretValue(cls: NameClass, site: ValueSite): boolean {
   const literal = quoted || site.literal === true;
   // A bare value is a literal only where it stands alone (`KEY=value`, `key: value`), never in code.
   if (!literal && (!site.wholeLine || site.context === 'code' || isExpression(value, site.parsed.rest))) return false;
-  if (/\s/.test(value)) return false; // words with spaces are prose ("Enter password"), cookies with attributes
-  if (cls === 'key') return (literal || /^[\w+/=.~-]+$/.test(value)) && (looksRandom(value) || looksLikeKeyMaterial(value));
+  if (cls === 'key') {
+    if (/\s/.test(value)) return false; // keys have no spaces; cookies with attributes, prose
+    return (literal || /^[\w+/=.~-]+$/.test(value)) && (looksRandom(value) || looksLikeKeyMaterial(value));
+  }
+  // A password may hold spaces ("Sunny Days!"); prose about passwords ("Enter your password") may too.
+  if (/\s/.test(value) && (site.weakName === true || LABEL_WORDS.test(value) || value.split(/\s+/).length > 6 || /\$\{|\{\{/.test(value))) return false;
   if (value.length < 3 || /^v?\d+(\.\d+)+([-+][\w.]+)?$/.test(value)) return false; // too short, a version
-  if (/^[A-Z][a-z]+$/.test(value) || /^[~.]?\/|^[A-Za-z]:\\/.test(value)) return false; // a label, a path
+  if (/^[~.]?\/|^[A-Za-z]:\\/.test(value)) return false; // a path
+  if (site.weakName === true && (/^[A-Za-z]+$/.test(value) || isIdentifierLike(value))) return false; // `pass: through`, `allPass: overEvery`
   if (literal || site.context === 'config') return true;
   // Where the file's kind is unknown, a bare name (`password = pwd`) may be a variable.
   return !/^[A-Za-z_$][\w$]*$/.test(value) || /\d/.test(value);
@@ -85,17 +106,66 @@ const CLI_FLAG = /(?:^|\s)--?([A-Za-z][\w-]{1,60})(=|\s+)(?=[^\s-])/g;
 
 const RULE_NAMES: Record<NameClass, string> = { password: 'password-assignment', key: 'keyed-secret' };
 
+/** `… || "literal"`, `… ?? 'literal'`, `… or "literal"`: the default given to a secret's name. */
+const FALLBACK_LITERAL = /^[^"'`;]*?(\|\|=?|\?\?=?|\sor\s)\s*(["'])((?:(?!\2).){1,512})\2/;
+/** How far past a name's operator its expression is searched for a literal. */
+const LOOKAHEAD = 1200;
+/** A quoted run of hex or base64 long enough to be a key. */
+const QUOTED_MATERIAL = /["'`]([A-Za-z0-9+/_-]{32,1024}={0,2})["'`]/g;
+/** `NAME=value` anywhere on a line (`docker run -e`, `$ export`, `X=1 npm start`, `--from-literal=`). */
+const ENV_PAIR = /(?<=^|[\s`'"=:(\[{,;>*])([A-Za-z_][\w.-]{0,80})=(?![=>])/g; // not `==`, `=>`
+/** An environment variable's name: `DB_PASSWORD`, `API_TOKEN`. */
+const SCREAMING = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$|^[A-Z]{2,}$/;
+
+/** Whole-line `password = Sunny Days Forever` (ini, YAML, .env): the bare value is the rest of the line. */
+function spacedValue(line: string, from: number, parsed: ParsedValue): ParsedValue {
+  if (parsed.quoted || !/^\s*\S/.test(parsed.rest) || /^\s*(#|\/\/|;)/.test(parsed.rest)) return parsed;
+  const value = line.slice(from).replace(/\s+#.*$/, '').trim();
+  return { value, quoted: false, rest: '' };
+}
+
+/** The rule name when `NAME=value` stands inside a line: in code only for environment-variable names. */
+function envPairSecret(line: string, context: ValueContext): string | undefined {
+  if (!line.includes('=')) return undefined;
+  for (const m of line.matchAll(ENV_PAIR)) {
+    const name = m[1]!.replace(/^.*[.:]/, '');
+    if (context === 'code' && !SCREAMING.test(name)) continue;
+    const cls = classifyName(name);
+    if (cls === undefined) continue;
+    const parsed = parseValue(line, m.index + m[0].length);
+    // `NAME=<your password>`, `NAME={pw}`: a placeholder cut at its first space, or a template.
+    if (parsed === undefined || /^\s*[(.[]/.test(parsed.rest) || (!parsed.quoted && /^[<{[]/.test(parsed.value))) continue;
+    const site: ValueSite = { parsed, context: context === 'code' ? 'unknown' : 'config', wholeLine: true, weakName: isWeakName(name) };
+    if (isSecretValue(cls, site)) return RULE_NAMES[cls];
+  }
+  return undefined;
+}
+
 /** The rule name when the line binds a secret value to a password-like or key-like name. */
 export function secretAssignment(line: string, context: ValueContext): string | undefined {
   if (!NAME_HINT.test(line)) return undefined;
   for (const m of line.matchAll(ASSIGNMENT)) {
     const cls = classifyName(m[1]!);
     if (cls === undefined) continue;
-    const parsed = parseValue(line, m.index + m[0].length);
+    const from = m.index + m[0].length;
+    let parsed = parseValue(line, from);
     if (parsed === undefined) continue;
-    const wholeLine = LINE_PREFIX.test(line.slice(0, m.index)) && LINE_SUFFIX.test(parsed.rest);
-    if (isSecretValue(cls, { parsed, context, wholeLine })) return RULE_NAMES[cls];
+    const prefixOnly = LINE_PREFIX.test(line.slice(0, m.index));
+    if (prefixOnly && context !== 'code' && cls === 'password' && /^(=|:)$/.test(m[3]!)) parsed = spacedValue(line, from, parsed);
+    const wholeLine = prefixOnly && LINE_SUFFIX.test(parsed.rest);
+    const weakName = isWeakName(m[1]!);
+    // Where the file's kind is unknown, a whole-line `name: value` with no trailing comma reads as YAML.
+    const yamlLike = context === 'unknown' && wholeLine && m[3] === ':' && !/^\s*,/.test(parsed.rest);
+    if (isSecretValue(cls, { parsed, context: yamlLike ? 'config' : context, wholeLine, weakName })) return RULE_NAMES[cls];
+    // `KEY = Buffer.from("6b69…", "hex")`: key material quoted inside the expression bound to a key's name.
+    const statement = line.slice(from, from + LOOKAHEAD); // bounded, so a long line stays linear
+    if (cls === 'key' && [...statement.matchAll(QUOTED_MATERIAL)].some((q) => looksLikeKeyMaterial(q[1]!))) return RULE_NAMES[cls];
+    // `password: process.env.PW ?? "Winter2024!"`: the default is a literal.
+    const fallback = FALLBACK_LITERAL.exec(statement);
+    if (fallback !== null && isSecretValue(cls, { parsed: { value: fallback[3]!, quoted: true, rest: '' }, context, wholeLine: false, weakName })) return RULE_NAMES[cls];
   }
+  const pair = envPairSecret(line, context);
+  if (pair !== undefined) return pair;
   for (const m of line.matchAll(XML_ELEMENT)) {
     const cls = classifyName(m[1]!);
     const parsed = { value: m[2]!.trim(), quoted: false, rest: '' };

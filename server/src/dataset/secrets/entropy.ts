@@ -28,6 +28,8 @@ export function isIdentifierLike(value: string): boolean {
   const segments = value.split(/[^A-Za-z0-9]+/).filter((s) => s.length > 0);
   if (segments.length >= 2 && segments.every((s) => s.length <= 3 || WORD_SEGMENT.test(s))) return true;
   if (!/[A-Z]/.test(value)) return false;
+  // Digits in three or more places of a long run-together value are noise: names keep them to one or two (`Int32Array`, `utf8ToBase64`).
+  if (value.length >= 24 && (value.match(/\d+/g)?.length ?? 0) >= 3) return false;
   const parts = value.match(LETTER_PART) ?? [];
   if (parts.length === 0 || parts.reduce((n, p) => n + p.length, 0) / parts.length < 3.5) return false;
   return parts.every((p) => p.length < 4 || (p.match(/[aeiouy]/gi)?.length ?? 0) / p.length >= 0.2);

@@ -5,11 +5,17 @@
 // Shopify, Vault, database URLs, …) come from secretlint's maintained recommended preset
 // (@secretlint/secretlint-rule-preset-recommend, MIT), run synchronously by vendor-rules.ts; Kiln's
 // own rules cover what the preset does not, each with its reason: line-rules.ts (URLs with any
-// password, headers, curl, vendor shapes the preset lacks), assignments.ts (values bound to
-// secret-like names in any syntax) and block-rules.ts (PEM/PuTTY keys, Kubernetes Secrets, netrc).
+// password, headers, curl, vendor shapes the preset lacks), command-rules.ts (password flags,
+// connection strings, Go DSNs, npm auth), assignments.ts (values bound to secret-like names in any
+// syntax, `NAME=value` inside a line too), positional-rules.ts (names bound by position: call
+// arguments, env defaults, basic-auth pairs, prose), block-rules.ts (PEM/PuTTY keys, Kubernetes
+// Secrets, netrc) and document-rules.ts (YAML block values, Markdown tables).
 import { secretAssignment, type ValueContext } from './assignments';
 import { type LineMarks, markBlocks } from './block-rules';
+import { COMMAND_RULES } from './command-rules';
+import { markDocuments } from './document-rules';
 import { FALLBACK_RULES, findShapes, LINE_RULES } from './line-rules';
+import { positionalSecret } from './positional-rules';
 import { findVendorSecrets } from './vendor-rules';
 
 export { isIdentifierLike, looksLikeKeyMaterial, looksRandom, shannonEntropy } from './entropy';
@@ -69,10 +75,15 @@ function markLines(text: string, lines: readonly string[], starts: readonly numb
   };
   findVendorSecrets(text, ext === '.json' ? ext : '').forEach(markSpan);
   markBlocks(lines, marks);
+  markDocuments(lines, marks, context);
   findShapes(text).forEach(markSpan);
   for (const [i, line] of lines.entries()) {
     if (marks[i] !== undefined || line.length === 0) continue;
-    const named = LINE_RULES.find((rule) => rule.test(line))?.name ?? secretAssignment(line, context);
+    const named =
+      LINE_RULES.find((rule) => rule.test(line))?.name ??
+      COMMAND_RULES.find((rule) => rule.test(line))?.name ??
+      secretAssignment(line, context) ??
+      positionalSecret(line, context);
     marks[i] = named ?? FALLBACK_RULES.find((rule) => rule.test(line))?.name;
   }
   return marks;

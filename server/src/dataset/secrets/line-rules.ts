@@ -21,12 +21,18 @@ export interface ShapeRule {
 export function findShapes(text: string): { rule: string; start: number; end: number }[] {
   const found: { rule: string; start: number; end: number }[] = [];
   for (const { name, pattern } of SHAPE_RULES) {
-    for (const m of text.matchAll(pattern)) if (m.some((part) => /\d/.test(part ?? ''))) found.push({ rule: name, start: m.index, end: m.index + m[0].length });
+    for (const m of text.matchAll(pattern)) {
+      if (!m.some((part) => /\d/.test(part ?? '')) || DOCUMENTED_EXAMPLES.has(m[0])) continue;
+      found.push({ rule: name, start: m.index, end: m.index + m[0].length });
+    }
   }
   return found;
 }
 
 const shape = (name: string, pattern: RegExp): ShapeRule => ({ name, pattern });
+
+/** Example values printed in vendors' own documentation (kubeadm's `abcdef.0123456789abcdef`), matched as the rule sees them. */
+const DOCUMENTED_EXAMPLES = new Set(['.0123456789abcdef']);
 
 /** `scheme://user:password@host`, any scheme and any password (an empty user too: `redis://:pw@host`). */
 const URL_CREDENTIALS = /\b[a-z][a-z0-9+.-]{1,30}:\/\/([^\s:@/?#"'`<>]{0,256}):([^\s@/"'`<>]{1,256})@(?=[\w[.-])/gi;
@@ -74,6 +80,7 @@ const QUOTED_TOKEN = /["'`]([A-Za-z0-9+/=_.~-]{32,1024})["'`]/g;
 function highEntropyString(line: string): boolean {
   for (const m of line.matchAll(QUOTED_TOKEN)) {
     const value = m[1]!;
+    if (/^sha(1|256|384|512)-/.test(value)) continue; // a Subresource Integrity hash (lock files, `integrity`)
     const bits = Math.min(4.5, Math.log2(value.length) - 0.9); // random base62 passes 99% of the time
     if (/[a-z]/.test(value) && /[A-Z]/.test(value) && looksRandom(value, bits)) return true;
   }

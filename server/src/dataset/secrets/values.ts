@@ -1,13 +1,16 @@
 // What a value next to a secret's name is: a literal worth hiding, or a placeholder, reference or
 // expression that holds nothing.
 
-/** `${DB_PASSWORD}`, `{{ .Values.pw }}`, `<password>`, `%(pw)s`, `$PW`, `****`, `xxxx`, `null`. */
+/**
+ * `${DB_PASSWORD}`, `{{ .Values.pw }}`, `<password>`, `%(pw)s`, `$PW`, `****`, `xxxx`, `null`, a type
+ * name. Words such as `changeme` or `example` are not here: somewhere they are the real password.
+ */
 export function isPlaceholder(value: string): boolean {
   const v = value.trim();
   if (v.length === 0) return true;
   if (/^(\$\{|\$\(|\{\{|#\{|%\()|^\$[A-Za-z_]\w*$|^<[^>]*>$|^%s$/.test(v)) return true; // templates, references
   if (/^(.)\1*$/.test(v)) return true; // one character repeated
-  return /^(null|nil|none|undefined|true|false|yes|no|~|empty|required|optional|string|str|number|int|boolean|bool|bytes|any|unknown|object|changeme|example|placeholder|redacted|hidden|secret|password|token)$/i.test(v);
+  return /^(null|nil|none|undefined|true|false|yes|no|~|empty|required|optional|string|str|number|int|boolean|bool|bytes|any|unknown|object|secret|password|token)$/i.test(v);
 }
 
 /** The value right after an assignment operator at `from`: quoted (quotes dropped) or bare to the next separator. */
@@ -24,10 +27,24 @@ export function parseValue(line: string, from: number): ParsedValue | undefined 
   let i = from;
   // Python/C#/C++ string prefixes: r"…", b'…', u"…", @"…", L"…".
   if (/[rRbBuUL@]/.test(line[i] ?? '') && QUOTES.has(line[i + 1] ?? '')) i++;
+  // A YAML tag that only names the scalar's type: `!!str 12345678`.
+  const tag = /^!!(str|binary)\s+(?=\S)/.exec(line.slice(i));
+  if (tag !== null) i += tag[0].length;
   const quote = line[i] ?? '';
+  // TOML and Python triple quotes closed on the same line: `'''…'''`, `"""…"""`.
+  if ((quote === '"' || quote === "'") && line.startsWith(quote.repeat(3), i)) {
+    const close = line.indexOf(quote.repeat(3), i + 3);
+    if (close < 0) return undefined;
+    return { value: line.slice(i + 3, close), quoted: true, rest: line.slice(close + 3) };
+  }
   if (QUOTES.has(quote)) {
     let j = i + 1;
-    while (j < line.length && (line[j] !== quote || line[j - 1] === '\\')) j++;
+    // A backslash escapes the quote; in single quotes (YAML, SQL) a doubled quote does too: `'it''s'`.
+    for (; j < line.length; j++) {
+      if (line[j] !== quote || line[j - 1] === '\\') continue;
+      if (quote === "'" && line[j + 1] === "'") j++;
+      else break;
+    }
     if (j >= line.length) return undefined; // unterminated: a multi-line string, not a one-line literal
     const value = line.slice(i + 1, j);
     if (quote === '`' && value.includes('${')) return undefined; // a template
