@@ -13,7 +13,7 @@ export interface AttentionInputs {
   h: Value; // normed hidden [B,S,d]
   /** Past keys/values [B,P,Hkv*D]; absent in training graphs (P = 0). */
   past?: { key: Value; value: Value };
-  /** Plain path: RoPE tables [S, D] and the causal bias [S, P+S], shared by all layers. */
+  /** Plain path: RoPE tables [S, D] or per row [B, S, D], and the mask bias [S, P+S] or [B, 1, 1, S, P+S], shared by all layers. */
   rope?: { cos: Value; sin: Value };
   causalBias?: Value;
   /** Fused path: RoPE caches [maxPos, D/2], position ids int64 [B,S], seqlens_k int32 [B] = P+S-1, total int32 scalar. */
@@ -44,13 +44,14 @@ function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boo
   return { q, k, v };
 }
 
-/** x [B,S,N*D] -> rotate_half RoPE -> [B,S,N,D], with cos/sin [S,D]. */
+/** x [B,S,N*D] -> rotate_half RoPE -> [B,S,N,D], with cos/sin [S,D] (shared) or [B,S,D] (per row). */
 function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Value; sin: Value }): Value {
   const { dg, c } = ctx;
   const D = c.headDim;
   const x4 = reshape(dg, x, [0, 0, heads, D]); // [B,S,N,D]
-  const cos = unsqueeze(dg, rope.cos, [1]); // [S,1,D]
-  const sin = unsqueeze(dg, rope.sin, [1]);
+  const headAxis = rope.cos.shape.length - 1; // before D: [S,1,D] or [B,S,1,D]
+  const cos = unsqueeze(dg, rope.cos, [headAxis]);
+  const sin = unsqueeze(dg, rope.sin, [headAxis]);
   const [x1, x2] = split(dg, x4, [D / 2, D / 2], -1) as [Value, Value];
   const rotated = concat(dg, [neg(dg, x2), x1], -1); // rotate_half
   return add(dg, mul(dg, x4, cos), mul(dg, rotated, sin));
