@@ -1,0 +1,46 @@
+// Explicit multi-candidate requests are N slots of the one decode loop: every decode step advances
+// all unfinished candidates in one session run, and the answer's telemetry counts their tokens.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { loadCompletionModel } from '../../server/src/completion/completion-model';
+import { CompletionEngine } from '../../server/src/completion/engine';
+import { parseSettings } from '../../server/src/lsp/settings';
+import { InferenceServer } from '../../server/src/runtime/inference-server';
+import { LatencyStats } from '../../server/src/telemetry/latency-stats';
+import { countRuns } from '../helpers/counting-runner';
+import { writeTinyCodeModel } from '../helpers/tiny-code-model';
+import { tempDir } from '../helpers/tiny-session';
+
+const root = tempDir('kiln-candidates-');
+const MAX_TOKENS = 12;
+const CANDIDATES = 3;
+const settings = { ...parseSettings({ maxTokens: MAX_TOKENS, candidates: CANDIDATES, tokenHealing: false, completionMode: 'line', temperature: 0 }).settings, speculate: false };
+const text = 'def main():\n    values = [1, 2, 3]\n    total = ';
+
+after(() => rmSync(root, { recursive: true, force: true }));
+
+describe('explicit candidates', () => {
+  it('record the tokens of every candidate and decode them together, one run per step', async () => {
+    // endless: the greedy row never stops before MAX_TOKENS, so the batch runs MAX_TOKENS - 1 steps
+    const dir = writeTinyCodeModel(join(root, 'model'), { endless: true });
+    const model = await loadCompletionModel(dir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    try {
+      const counted = countRuns(model.loaded.session);
+      const server = new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 });
+      const engine = new CompletionEngine(model, settings, new LatencyStats(), undefined, server);
+      const single = await engine.complete({ uri: 'file:///a.py', text, offset: text.length });
+      assert.equal(single.timings.decodeTokens, MAX_TOKENS);
+      counted.runs.length = 0;
+      const many = await engine.complete({ uri: 'file:///b.py', text, offset: text.length, explicit: true });
+      assert.ok(many.timings.decodeTokens > MAX_TOKENS, `candidates' tokens are counted: ${many.timings.decodeTokens}`);
+      const steps = counted.runs.slice(1); // after the prompt's prefill
+      assert.ok(steps.length <= MAX_TOKENS - 1, `${steps.length} decode runs for ${CANDIDATES} candidates of up to ${MAX_TOKENS} tokens`);
+      assert.equal(steps[0], CANDIDATES, 'the first step advances every candidate in one run');
+      assert.equal(steps.reduce((a, b) => a + b, 0) + CANDIDATES, many.timings.decodeTokens, 'every token but each row\'s last came from a batched step');
+    } finally {
+      await model.loaded.session.release();
+    }
+  });
+});
