@@ -49,7 +49,7 @@ import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
 import type { ModelConfig } from '../../server/src/model/config';
 import { exportGguf } from '../../server/src/model/export/gguf';
-import type { KvState } from '../../server/src/runtime/kv-state';
+import { InferenceServer } from '../../server/src/runtime/inference-server';
 import { LatencyStats, percentile } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llama-cpp-peer';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
@@ -247,29 +247,26 @@ interface KilnSample extends Sample {
 }
 
 /**
- * The model with its session's `prefill` recorded: the KV state holds the reused prompt prefix when
- * the engine prefills the rest, so held ⊕ new is exactly the prompt Kiln computed for the request.
+ * The model with its inference server's `extend` recorded: the slot holds the reused prompt prefix
+ * when the engine extends it with the rest, so held ⊕ new is exactly the prompt Kiln computed.
  */
-function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[] } {
-  const session = model.loaded.session;
+function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[]; serverFor: (settings: KilnSettings) => InferenceServer } {
   let prompt: number[] = [];
-  const prefill = (state: KvState, tokens: number[]) => {
-    prompt = [...state.tokens(), ...tokens];
-    return session.prefill(state, tokens);
+  const serverFor = (settings: KilnSettings) => {
+    const server = new InferenceServer(model.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
+    const extend = server.extend.bind(server);
+    server.extend = (slot, tokens, options) => {
+      prompt = [...slot.tokens, ...tokens];
+      return extend(slot, tokens, options);
+    };
+    return server;
   };
-  const recording = new Proxy(session, {
-    get(target, key) {
-      if (key === 'prefill') return prefill;
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
   const takePrompt = () => {
     const taken = prompt;
     prompt = [];
     return taken;
   };
-  return { model: { ...model, loaded: { ...model.loaded, session: recording } }, takePrompt };
+  return { model, takePrompt, serverFor };
 }
 
 /** A request for `k` as a document of its own (no typing-through, no answer cache): the model path. */
@@ -351,13 +348,14 @@ interface Replay {
 interface Kiln {
   model: CompletionModel;
   takePrompt: () => number[];
+  serverFor: (settings: KilnSettings) => InferenceServer;
   reuse: KilnSettings;
   cold: KilnSettings;
 }
 
 async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Settings, rep: number): Promise<Replay> {
-  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats());
-  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats());
+  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats(), undefined, kiln.serverFor(kiln.reuse));
+  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), undefined, kiln.serverFor(kiln.cold));
   for (const row of llama) await row.sequence.clearHistory();
   const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
   let shown: ShownSuggestion | undefined;
@@ -437,7 +435,7 @@ async function main(): Promise<void> {
         try {
           // warm-up (untimed): one cold request per row on the trace's first prompt
           t = performance.now();
-          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats()), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), undefined, kiln.serverFor(kiln.cold)), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
           for (const row of llama) await llamaKeystroke(row.sequence, first.prompt, 2, -1);
           log(`warm-up: ${Math.round(performance.now() - t)} ms`);
           const replays: Replay[] = [];

@@ -5,7 +5,7 @@
 import type { RowsInput } from './decoder-session';
 import type { KvShape, KvState } from './kv-state';
 
-const HEADROOM = 64;
+const HEADROOM = 16;
 
 export class KvBatch {
   private readonly keys: Float32Array[];
