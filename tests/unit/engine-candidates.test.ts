@@ -44,3 +44,23 @@ describe('explicit candidates', () => {
     }
   });
 });
+
+describe('two documents at once', () => {
+  it('answer as each alone would, their decode steps sharing forwards', async () => {
+    const dir = writeTinyCodeModel(join(root, 'model-docs'), { seed: 3 });
+    const model = await loadCompletionModel(dir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    const texts = [text, 'import os\n\ndef read(path):\n    with open(path) as f:\n        return ', 'class Point:\n    def __init__(self, x, y):\n        self.x = '];
+    const one = { ...settings, candidates: 1 };
+    try {
+      const alone: string[][] = [];
+      for (const [i, t] of texts.entries()) alone.push((await new CompletionEngine(model, one, new LatencyStats()).complete({ uri: `file:///alone-${i}.py`, text: t, offset: t.length })).items);
+      const counted = countRuns(model.loaded.session);
+      const engine = new CompletionEngine(model, one, new LatencyStats(), undefined, new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 }));
+      const together = await Promise.all(texts.map((t, i) => engine.complete({ uri: `file:///together-${i}.py`, text: t, offset: t.length })));
+      assert.deepEqual(together.map((a) => a.items), alone);
+      assert.ok(counted.runs.some((b) => b > 1), `decode steps of different documents batched: runs of ${JSON.stringify(counted.runs)}`);
+    } finally {
+      await model.loaded.session.release();
+    }
+  });
+});

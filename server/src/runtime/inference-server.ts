@@ -196,7 +196,9 @@ export class InferenceServer implements Generator {
     this.looping = true;
     try {
       for (;;) {
-        await Promise.resolve(); // let callers' settled promises run (releases, new tasks) first
+        // a turn of the event loop: every caller settled by the last step queues its next task (and
+        // its releases) first, so their decodes share the next forward
+        await new Promise<void>((r) => setImmediate(r));
         this.applyBoundary();
         const work = this.take();
         if (!work) break;
