@@ -354,8 +354,8 @@ interface Kiln {
 }
 
 async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Settings, rep: number): Promise<Replay> {
-  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats(), undefined, kiln.serverFor(kiln.reuse));
-  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), undefined, kiln.serverFor(kiln.cold));
+  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats(), { server: kiln.serverFor(kiln.reuse) });
+  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) });
   for (const row of llama) await row.sequence.clearHistory();
   const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
   let shown: ShownSuggestion | undefined;
@@ -435,7 +435,7 @@ async function main(): Promise<void> {
         try {
           // warm-up (untimed): one cold request per row on the trace's first prompt
           t = performance.now();
-          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), undefined, kiln.serverFor(kiln.cold)), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) }), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
           for (const row of llama) await llamaKeystroke(row.sequence, first.prompt, 2, -1);
           log(`warm-up: ${Math.round(performance.now() - t)} ms`);
           const replays: Replay[] = [];

@@ -53,6 +53,13 @@ function typedIntoGeneration(pending: InFlight, before: string, after: string): 
   return pending.progress.text.startsWith(before.slice(pending.before.length));
 }
 
+export interface CompletionEngineOptions {
+  /** Called with every answer's timings (the server pushes them as stats). */
+  onAnswer?: (timings: CompletionTimings) => void;
+  /** The runtime to generate through; by default one over the model's session, sized by the settings. */
+  server?: InferenceServer;
+}
+
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
 type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
 
@@ -64,15 +71,19 @@ export class CompletionEngine {
   private readonly shown = new ShownSuggestions();
   private readonly inFlight = new Map<string, InFlight>();
   private promptCache;
+  /** Bumped by every swap: an answer computed before it is not cached after it. */
+  private modelEpoch = 0;
+
+  private readonly onAnswer: (timings: CompletionTimings) => void;
 
   constructor(
     private current: CompletionModel,
     private settings: KilnSettings,
     private readonly stats: LatencyStats,
-    private readonly onAnswer: (timings: CompletionTimings) => void = () => {},
-    server?: InferenceServer,
+    options: CompletionEngineOptions = {},
   ) {
-    this.server = server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
+    this.onAnswer = options.onAnswer ?? (() => {});
+    this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
   }
 
@@ -100,6 +111,7 @@ export class CompletionEngine {
   async swapModel(next: CompletionModel): Promise<CompletionModel['loaded']['session']> {
     if (next.tokenizer !== this.current.tokenizer) this.promptCache = promptTokenCacheFor(next.tokenizer);
     this.current = next;
+    this.modelEpoch++;
     this.answers.clear();
     this.shown.clear();
     return this.server.swap(next.loaded.session);
@@ -149,10 +161,11 @@ export class CompletionEngine {
     if (cached) return this.finish(req.uri, before, after, cached.items, watch, cached.source, undefined);
 
     const progress = { text: '' };
+    const epoch = this.modelEpoch;
     const result = this.scheduler
       .run(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch, progress), { external: req.signal })
       .then(({ items, gen }) => {
-        this.answers.set(key, { items, source: 'answer-cache' });
+        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'answer-cache' });
         const answer = this.finish(req.uri, before, after, items, watch, 'model', gen);
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -280,9 +293,12 @@ export class CompletionEngine {
     const key = AnswerCache.key(uri, prompt, nextMode);
     if (this.answers.get(key)) return;
     const watch = new Stopwatch();
+    const epoch = this.modelEpoch;
     this.scheduler
       .run(uri, (signal) => this.run(prompt, before, after, nextMode, false, signal, watch), { priority: 'background' })
-      .then(({ items }) => this.answers.set(key, { items, source: 'speculation' }))
+      .then(({ items }) => {
+        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'speculation' });
+      })
       .catch(() => {
         // yielded to a real request, or failed: speculation is best effort
       });

@@ -87,7 +87,7 @@ export class ModelHost {
       const old = await running.swapModel(model);
       await old.release().catch(() => {});
     } else {
-      this.current = new CompletionEngine(model, settings, this.options.stats, this.options.onAnswer);
+      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
     }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;

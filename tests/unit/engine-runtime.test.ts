@@ -1,5 +1,6 @@
-// Explicit multi-candidate requests are N slots of the one decode loop: every decode step advances
-// all unfinished candidates in one session run, and the answer's telemetry counts their tokens.
+// The completion engine over the runtime's inference server: explicit candidates are N slots of the
+// one decode loop (one session run per step for all, their tokens in telemetry); requests of several
+// documents answer as each alone would while sharing forwards; a model swap lands between steps.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +30,7 @@ describe('explicit candidates', () => {
     try {
       const counted = countRuns(model.loaded.session);
       const server = new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 });
-      const engine = new CompletionEngine(model, settings, new LatencyStats(), undefined, server);
+      const engine = new CompletionEngine(model, settings, new LatencyStats(), { server });
       const single = await engine.complete({ uri: 'file:///a.py', text, offset: text.length });
       assert.equal(single.timings.decodeTokens, MAX_TOKENS);
       counted.runs.length = 0;
@@ -55,12 +56,35 @@ describe('two documents at once', () => {
       const alone: string[][] = [];
       for (const [i, t] of texts.entries()) alone.push((await new CompletionEngine(model, one, new LatencyStats()).complete({ uri: `file:///alone-${i}.py`, text: t, offset: t.length })).items);
       const counted = countRuns(model.loaded.session);
-      const engine = new CompletionEngine(model, one, new LatencyStats(), undefined, new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 }));
+      const engine = new CompletionEngine(model, one, new LatencyStats(), { server: new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 }) });
       const together = await Promise.all(texts.map((t, i) => engine.complete({ uri: `file:///together-${i}.py`, text: t, offset: t.length })));
       assert.deepEqual(together.map((a) => a.items), alone);
       assert.ok(counted.runs.some((b) => b > 1), `decode steps of different documents batched: runs of ${JSON.stringify(counted.runs)}`);
     } finally {
       await model.loaded.session.release();
+    }
+  });
+});
+
+describe('a model swap', () => {
+  it('ends the request running on the old weights between two steps; the next request uses the new ones', async () => {
+    const opts = { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') } as const;
+    const endless = await loadCompletionModel(writeTinyCodeModel(join(root, 'swap-old'), { endless: true }), { fimOrder: 'auto', quantization: 'none' }, opts);
+    const next = await loadCompletionModel(writeTinyCodeModel(join(root, 'swap-new'), { seed: 5 }), { fimOrder: 'auto', quantization: 'none' }, opts);
+    const long = { ...settings, candidates: 1, maxTokens: 400, timeLimitMs: 60_000 };
+    try {
+      const engine = new CompletionEngine(endless, long, new LatencyStats());
+      const running = engine.complete({ uri: 'file:///swap.py', text, offset: text.length });
+      await new Promise((r) => setTimeout(r, 50)); // well into its 400 decode steps
+      const old = await engine.swapModel(next);
+      assert.equal(old, endless.loaded.session);
+      await assert.rejects(running, (err: Error) => err.name === 'ModelSwappedError');
+      const after = await engine.complete({ uri: 'file:///swap.py', text, offset: text.length });
+      const fresh = await new CompletionEngine(next, long, new LatencyStats()).complete({ uri: 'file:///fresh.py', text, offset: text.length });
+      assert.deepEqual(after.items, fresh.items);
+    } finally {
+      await endless.loaded.session.release();
+      await next.loaded.session.release();
     }
   });
 });
