@@ -103,6 +103,18 @@ describe('the task queue', () => {
     await model.session.release();
   });
 
+  it('never runs a task of a released slot (its state may already be pooled)', async () => {
+    const { model } = await loadTinyModel(TINY_QWEN2);
+    const counted = countRuns(model.session);
+    const server = new InferenceServer(counted.session, { kvBudgetBytes: BUDGET });
+    const { slot } = await server.open(PROMPTS[1]!);
+    const queued = server.extend(slot, PROMPTS[1]!);
+    server.release(slot);
+    await assert.rejects(queued, CancelledError);
+    assert.deepEqual(counted.runs, []);
+    await model.session.release();
+  });
+
   it('runs background work only while no foreground task waits', async () => {
     const { model } = await loadTinyModel(TINY_QWEN2);
     const server = new InferenceServer(model.session, { kvBudgetBytes: BUDGET });

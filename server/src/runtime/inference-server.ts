@@ -5,7 +5,7 @@
 // runs a chunk at a time so decodes of other slots interleave. A task whose signal aborts is dropped
 // if queued and rejected after the step it is in.
 import { KvPool, type KvPoolStats } from '../kvcache/kv-pool';
-import { ModelSwappedError } from './cancellation';
+import { CancelledError, ModelSwappedError } from './cancellation';
 import type { DecoderSession } from './decoder-session';
 import type { Generator, OpenedSlot, Slot, TaskOptions } from './generator';
 import type { BoundaryTask, DecodeTask, ForkTask, OpenTask, PrefillTask, QueuedTask, SlotRecord } from './inference-tasks';
@@ -236,7 +236,7 @@ export class InferenceServer implements Generator {
     }
   }
 
-  /** Drops a task whose signal aborted or whose slot predates a swap. */
+  /** Drops a task whose signal aborted, whose slot predates a swap, or whose slot was released. */
   private admit(task: QueuedTask): boolean {
     if (task.signal?.aborted) {
       task.reject(task.signal.reason);
@@ -244,6 +244,10 @@ export class InferenceServer implements Generator {
     }
     if ('slot' in task && task.slot.modelGeneration !== this.modelGeneration) {
       task.reject(new ModelSwappedError());
+      return false;
+    }
+    if ('slot' in task && task.slot.released) {
+      task.reject(new CancelledError(`slot ${task.slot.id} was released`)); // its state may be pooled (and reused) by now
       return false;
     }
     return true;
