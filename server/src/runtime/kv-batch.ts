@@ -5,7 +5,9 @@
 import type { RowsInput } from './decoder-session';
 import type { KvShape, KvState } from './kv-state';
 
+/** Rows of room for later steps, and the granularity of the capacity: few distinct input shapes (ORT plans memory per shape) and a regather at most every GRANULE steps. */
 const HEADROOM = 16;
+const GRANULE = 64;
 
 export class KvBatch {
   private readonly keys: Float32Array[];
@@ -20,7 +22,7 @@ export class KvBatch {
     readonly members: readonly KvState[],
   ) {
     const longest = Math.max(...members.map((m) => m.length));
-    this.capacity = Math.ceil((longest + HEADROOM) / HEADROOM) * HEADROOM;
+    this.capacity = Math.ceil((longest + HEADROOM) / GRANULE) * GRANULE;
     const size = members.length * this.capacity * shape.kvDim;
     this.keys = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
     this.values = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
