@@ -593,7 +593,7 @@ async function keystrokeStep(s: Settings, part: Part): Promise<void> {
       }
       const rec = recordingModel(loaded);
       const settings = { ...update.settings, executionProvider: provider };
-      rows.push({ name, provider, model: loaded, engine: new CompletionEngine(rec.model, settings, new LatencyStats()), takePrompt: rec.takePrompt, samples: [] });
+      rows.push({ name, provider, model: loaded, engine: new CompletionEngine(rec.model, settings, new LatencyStats(), { server: rec.serverFor(settings) }), takePrompt: rec.takePrompt, samples: [] });
       return { provider, order: loaded.order, sessionCreateMs: round(loaded.loaded.sessionCreateMs, 1) };
     });
     part.set('loads', loads);

@@ -3,9 +3,10 @@
 // keystroke through the real CompletionEngine, and the latency distribution (nearest-rank percentiles).
 import { performance } from 'node:perf_hooks';
 import type { CompletionModel } from '../../server/src/completion/completion-model';
+import type { CompletionSettings } from '../../server/src/completion/completion-settings';
 import type { CompletionEngine } from '../../server/src/completion/engine';
 import type { ModelConfig } from '../../server/src/model/config';
-import type { KvState } from '../../server/src/runtime/kv-state';
+import { InferenceServer } from '../../server/src/runtime/inference-server';
 import { percentile } from '../../server/src/telemetry/latency-stats';
 import { round } from './bench-stats';
 
@@ -176,29 +177,26 @@ export interface KilnSample extends Sample {
 }
 
 /**
- * The model with its session's `prefill` recorded: the KV state holds the reused prompt prefix when
- * the engine prefills the rest, so held ⊕ new is exactly the prompt Kiln computed for the request.
+ * The model with its inference server's `extend` recorded: the slot holds the reused prompt prefix
+ * when the engine extends it with the rest, so held ⊕ new is exactly the prompt Kiln computed.
  */
-export function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[] } {
-  const session = model.loaded.session;
+export function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[]; serverFor: (settings: Pick<CompletionSettings, 'kvBudgetMB'>) => InferenceServer } {
   let prompt: number[] = [];
-  const prefill = (state: KvState, tokens: number[]) => {
-    prompt = [...state.tokens(), ...tokens];
-    return session.prefill(state, tokens);
+  const serverFor = (settings: Pick<CompletionSettings, 'kvBudgetMB'>) => {
+    const server = new InferenceServer(model.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
+    const extend = server.extend.bind(server);
+    server.extend = (slot, tokens, options) => {
+      prompt = [...slot.tokens, ...tokens];
+      return extend(slot, tokens, options);
+    };
+    return server;
   };
-  const recording = new Proxy(session, {
-    get(target, key) {
-      if (key === 'prefill') return prefill;
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
   const takePrompt = () => {
     const taken = prompt;
     prompt = [];
     return taken;
   };
-  return { model: { ...model, loaded: { ...model.loaded, session: recording } }, takePrompt };
+  return { model, takePrompt, serverFor };
 }
 
 /** A request for `k` as a document of its own (no typing-through, no answer cache): the model path. */

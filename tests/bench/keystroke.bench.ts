@@ -45,6 +45,7 @@ import { type CompletionModel, loadCompletionModel } from '../../server/src/comp
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { type ShownSuggestion, typeThrough } from '../../server/src/completion/typing-through';
 import { type KilnSettings, parseSettings } from '../../server/src/lsp/settings';
+import type { InferenceServer } from '../../server/src/runtime/inference-server';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
 import { exportGguf } from '../../server/src/model/export/gguf';
@@ -148,13 +149,14 @@ interface Replay {
 interface Kiln {
   model: CompletionModel;
   takePrompt: () => number[];
+  serverFor: (settings: KilnSettings) => InferenceServer;
   reuse: KilnSettings;
   cold: KilnSettings;
 }
 
 async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Settings, rep: number): Promise<Replay> {
-  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats());
-  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats());
+  const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats(), { server: kiln.serverFor(kiln.reuse) });
+  const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) });
   for (const row of llama) await row.sequence.clearHistory();
   const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
   let shown: ShownSuggestion | undefined;
@@ -234,7 +236,7 @@ async function main(): Promise<void> {
         try {
           // warm-up (untimed): one cold request per row on the trace's first prompt
           t = performance.now();
-          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats()), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) }), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
           for (const row of llama) await llamaKeystroke(row.sequence, first.prompt, 2, -1);
           log(`warm-up: ${Math.round(performance.now() - t)} ms`);
           const replays: Replay[] = [];

@@ -1,11 +1,14 @@
 // Model-core benchmark: Kiln (onnxruntime-node) side by side with llama.cpp (node-llama-cpp 3.21.1)
 // on the same seeded random weights, in the same process and the same run, A/B interleaved.
 //
-//   npm run bench:model -- [--reps 5] [--steps 32] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--out FILE]
+//   npm run bench:model -- [--reps 5] [--steps 32] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--slots-only] [--out FILE]
 //
 // Reference config: d 512, 8 layers, 8 heads (MHA), vocab 8192, SiLU MLP 1536, tied head.
 // Figures: prefill tokens/s (512 tokens), decode ms/token at context 50 and 1000, session creation ms,
 // RSS deltas around each load, Kiln's memory() report. Each figure is the median (and min–max) over reps.
+//
+// Slot decode (slot-decode.ts; --slots-only runs just these): ms per InferenceServer step with 1, 2
+// and 4 active slots (one batched forward each), fp32 and int8, at context 200 (--quick) or 500.
 //
 // Rows
 //   kiln plain fp32 (the default), kiln fused fp32, kiln fused fp16     DecoderSession, the real runtime
@@ -47,6 +50,7 @@ import { getPeerLlama } from '../helpers/llama-cpp-peer';
 import { writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
+import { measureSlotDecode } from './slot-decode';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
 import { randomTokens, REFERENCE, referenceWeights } from './reference-model';
 
@@ -54,11 +58,11 @@ import { randomTokens, REFERENCE, referenceWeights } from './reference-model';
 
 
 /** `steps`: decode steps per timed run; `contexts`: the context lengths decode is measured at. */
-interface Settings { reps: number; steps: number; prefillTokens: number; contexts: number[]; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string } // prettier-ignore
+interface Settings { reps: number; steps: number; prefillTokens: number; contexts: number[]; threads: number; ep: ExecutionProviderChoice; quick: boolean; slotsOnly: boolean; out?: string } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: quick ? 2 : 5, steps: quick ? 8 : 32, prefillTokens: quick ? 128 : 512, contexts: quick ? [50, 200] : [50, 1000], threads: 2, ep: 'cpu', quick };
+  const s: Settings = { reps: quick ? 2 : 5, steps: quick ? 8 : 32, prefillTokens: quick ? 128 : 512, contexts: quick ? [50, 200] : [50, 1000], threads: 2, ep: 'cpu', quick, slotsOnly: argv.includes('--slots-only') };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--reps') s.reps = args.positiveInt();
@@ -66,7 +70,7 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--threads') s.threads = args.positiveInt();
     else if (a === '--out') s.out = args.value();
     else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
-    else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
+    else if (a !== '--quick' && a !== '--slots-only') throw new Error(`unknown argument ${a}`);
   }
   const longest = Math.max(s.prefillTokens, ...s.contexts.map((n) => n + s.steps + 1));
   if (longest > REFERENCE.maxPositions) throw new Error(`context ${longest} exceeds the reference model's ${REFERENCE.maxPositions} positions`);
@@ -211,6 +215,7 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
       [DecoderIO.logitsIndex]: new ort.Tensor('int64', BigInt64Array.of(BigInt(tokens.length - 1)), [1]),
+      [DecoderIO.pastLengths]: new ort.Tensor('int64', BigInt64Array.of(BigInt(P)), [1]),
     };
     past.forEach((p, l) => {
       feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', p.key, [1, P, kvDim]);
@@ -368,6 +373,11 @@ async function main(): Promise<void> {
     const modelDir = join(root, 'model');
     writeTinyCheckpoint(modelDir, referenceWeights());
     writeTinyTokenizer(modelDir, { vocabSize: REFERENCE.vocabSize });
+    const slotOptions = { modelDir, cacheDir: join(root, 'graph-cache'), ep: s.ep, threads: s.threads, context: s.quick ? 200 : 500, steps: s.steps, reps: s.reps, randomTokens };
+    if (s.slotsOnly) {
+      emitJson({ slotDecode: await measureSlotDecode(slotOptions), settings: { ...slotOptions, randomTokens: undefined }, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)) }, s.out);
+      return;
+    }
     const ggufF32 = join(root, 'model-f32.gguf');
     const ggufF16 = join(root, 'model-f16.gguf');
     const ggufQ8 = join(root, 'model-q8_0.gguf');
@@ -434,7 +444,8 @@ async function main(): Promise<void> {
     rssMB(); // a GC first, so states of finished prefill runs are no longer counted as live KV
     const kilnMemory: Record<string, MemoryReport> = {};
     for (const e of engines) if (e.memory) kilnMemory[e.name] = await e.memory();
-    const result = report(s, engines, figures, sameWeights, kilnMemory, loadavgBefore, started);
+    const slotDecode = await measureSlotDecode(slotOptions);
+    const result = { ...report(s, engines, figures, sameWeights, kilnMemory, loadavgBefore, started), slotDecode };
     printTable(result);
     emitJson(result, s.out);
   } finally {

@@ -1,15 +1,18 @@
 // The completion engine: one request in, suggestions out, along the keystroke path of DESIGN.md —
 // typing-through, answer cache, prompt, KV reuse, decode, transforms, telemetry, speculation.
 // It depends on small interfaces only (no LSP, no vscode): the server and the CLI both drive it.
+// Policy only: the model, its KV slots and the task loop belong to the runtime's inference server,
+// reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
-import { KvPool } from '../kvcache/kv-pool';
+import { InferenceServer } from '../runtime/inference-server';
+import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
 import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
-import { generate, generateCandidates, prefillPrompt } from './generation';
-import { InferenceLoop } from './inference-loop';
+import { decodeRows, type GenerationResult, prefillPrompt } from './generation';
+import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
@@ -50,35 +53,73 @@ function typedIntoGeneration(pending: InFlight, before: string, after: string): 
   return pending.progress.text.startsWith(before.slice(pending.before.length));
 }
 
+export interface CompletionEngineOptions {
+  /** Called with every answer's timings (the server pushes them as stats). */
+  onAnswer?: (timings: CompletionTimings) => void;
+  /** The runtime to generate through; by default one over the model's session, sized by the settings. */
+  server?: InferenceServer;
+}
+
+/** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
+type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
+
 export class CompletionEngine {
-  readonly loop = new InferenceLoop();
-  private readonly pool: KvPool;
+  readonly scheduler = new RequestScheduler();
+  /** The runtime that owns the model; the engine generates through it and never runs the session. */
+  readonly server: InferenceServer;
   private readonly answers = new AnswerCache();
   private readonly shown = new ShownSuggestions();
   private readonly inFlight = new Map<string, InFlight>();
-  private readonly promptCache;
+  private promptCache;
+  /** Bumped by every swap: an answer computed before it is not cached after it. */
+  private modelEpoch = 0;
+
+  private readonly onAnswer: (timings: CompletionTimings) => void;
 
   constructor(
-    readonly model: CompletionModel,
+    private current: CompletionModel,
     private settings: KilnSettings,
     private readonly stats: LatencyStats,
-    private readonly onAnswer: (timings: CompletionTimings) => void = () => {},
+    options: CompletionEngineOptions = {},
   ) {
-    const session = model.loaded.session;
-    this.pool = new KvPool({ budgetBytes: settings.kvBudgetMB * 2 ** 20, newState: () => session.newState(1), track: (s) => session.track(s) });
-    this.promptCache = promptTokenCacheFor(model.tokenizer);
+    this.onAnswer = options.onAnswer ?? (() => {});
+    this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
+    this.promptCache = promptTokenCacheFor(current.tokenizer);
+  }
+
+  get model(): CompletionModel {
+    return this.current;
   }
 
   updateSettings(settings: KilnSettings): void {
     this.settings = settings;
-    this.pool.setBudget(settings.kvBudgetMB * 2 ** 20);
+    this.server.setCacheBudget(settings.kvBudgetMB * 2 ** 20);
   }
 
   /** Forgets everything computed with the current weights (after an adapter swap). */
   invalidate(): void {
-    this.pool.clear();
+    this.server.clearCache();
     this.answers.clear();
     this.shown.clear();
+  }
+
+  /**
+   * Serves `next` (new weights or an adapter over the same tokenizer) from now on: the runtime swaps
+   * the session between two steps and drops KV of the old weights; answers cached for the old
+   * weights go. Resolves to the old session, which nothing runs any more, for the caller to release.
+   */
+  async swapModel(next: CompletionModel): Promise<CompletionModel['loaded']['session']> {
+    if (next.tokenizer !== this.current.tokenizer) this.promptCache = promptTokenCacheFor(next.tokenizer);
+    this.current = next;
+    this.modelEpoch++;
+    this.answers.clear();
+    this.shown.clear();
+    return this.server.swap(next.loaded.session);
+  }
+
+  /** Memory of the model and its KV (the status bar's figure). */
+  memory(): Promise<MemoryReport> {
+    return this.server.memory();
   }
 
   /** A closed document's suggestion state goes; its KV stays pooled (other documents may share it). */
@@ -87,7 +128,7 @@ export class CompletionEngine {
   }
 
   poolStats() {
-    return { bytes: this.pool.bytes, states: this.pool.size, ...this.pool.stats() };
+    return this.server.cacheStats();
   }
 
   async complete(req: CompletionRequest): Promise<CompletionAnswer> {
@@ -120,10 +161,11 @@ export class CompletionEngine {
     if (cached) return this.finish(req.uri, before, after, cached.items, watch, cached.source, undefined);
 
     const progress = { text: '' };
-    const result = this.loop
-      .submit(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch, progress), { external: req.signal })
+    const epoch = this.modelEpoch;
+    const result = this.scheduler
+      .run(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch, progress), { external: req.signal })
       .then(({ items, gen }) => {
-        this.answers.set(key, { items, source: 'answer-cache' });
+        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'answer-cache' });
         const answer = this.finish(req.uri, before, after, items, watch, 'model', gen);
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -165,7 +207,6 @@ export class CompletionEngine {
     return ids;
   }
 
-  /** Runs on the inference loop: KV reuse, decode, post-processing. */
   /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
   private prompt(text: string, offset: number): HealedPrompt {
     const built = buildPrompt(this.model.tokenizer, this.model.fim, text, offset, this.promptOptions(), this.promptCache);
@@ -173,33 +214,39 @@ export class CompletionEngine {
     return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
   }
 
+  /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
+  private samplers(explicit: boolean) {
+    const rows = explicit ? this.settings.candidates : 1;
+    return Array.from({ length: rows }, (_, b) =>
+      createSampler(b === 0 ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 } : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b }),
+    );
+  }
+
+  /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing. */
   private async run(prompt: HealedPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
     watch.lap('queue');
-    const session = this.model.loaded.session;
+    const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
-    const { state } = this.pool.acquire(prompt.tokens);
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, onText, healing };
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing } as const;
+    const task = { signal, priority } as const;
+    const gen = this.server;
+    const { slot } = await gen.open(prompt.tokens, task);
+    const slots = [slot];
     try {
-      if (!explicit) {
-        const sampler = createSampler({ temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 });
-        const gen = await generate(session, this.model.tokenizer, state, prompt.tokens, sampler, makeStop(), options);
-        return { items: this.postProcess([gen.text], lineBefore, textAfter), gen };
-      }
-      const pre = await prefillPrompt(session, state, prompt.tokens);
+      const pre = await prefillPrompt(gen, slot, prompt.tokens, task);
+      const samplers = this.samplers(explicit);
+      while (slots.length < samplers.length) slots.push(await gen.fork(slot, task));
       const t0 = performance.now();
-      // Row 0 is the greedy (or configured) answer; the others sample for variety.
-      const samplers = Array.from({ length: this.settings.candidates }, (_, b) =>
-        createSampler(b === 0 ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 } : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b }),
-      );
-      const texts = await generateCandidates(session, this.model.tokenizer, state, pre.logits, samplers, makeStop, options);
-      const gen = { prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, tokens: [] as number[] };
-      return { items: this.postProcess(texts, lineBefore, textAfter), gen };
+      const rows = await decodeRows({ gen, tokenizer: this.model.tokenizer, slots, logits: pre.logits, samplers, makeStop }, options);
+      const cost: GenerationCost = { prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, tokens: rows.reduce((n, r) => n + r.tokens.length, 0) };
+      return { items: this.postProcess(rows.map((r) => r.text), lineBefore, textAfter), gen: cost };
     } finally {
-      this.pool.release(state);
+      // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
+      slots.forEach((s, i) => gen.release(s, { keep: i === 0 }));
     }
   }
 
@@ -215,7 +262,7 @@ export class CompletionEngine {
     items: string[],
     watch: Stopwatch,
     source: CompletionSource,
-    gen: { prefillMs: number; prefillComputed: number; prefillReused: number; decodeMs: number; tokens: number[] } | undefined,
+    gen: GenerationCost | undefined,
   ): CompletionAnswer {
     if (items[0]) this.shown.remember(uri, { before, after, completion: items[0] });
     else this.shown.forget(uri);
@@ -226,7 +273,7 @@ export class CompletionEngine {
       prefillComputed: gen?.prefillComputed ?? 0,
       prefillReused: gen?.prefillReused ?? 0,
       decodeMs: gen?.decodeMs ?? 0,
-      decodeTokens: gen?.tokens.length ?? 0,
+      decodeTokens: gen?.tokens ?? 0,
       totalMs: watch.elapsed(),
       source,
     };
@@ -246,9 +293,12 @@ export class CompletionEngine {
     const key = AnswerCache.key(uri, prompt, nextMode);
     if (this.answers.get(key)) return;
     const watch = new Stopwatch();
-    this.loop
-      .submit(uri, (signal) => this.run(prompt, before, after, nextMode, false, signal, watch), { priority: 'background' })
-      .then(({ items }) => this.answers.set(key, { items, source: 'speculation' }))
+    const epoch = this.modelEpoch;
+    this.scheduler
+      .run(uri, (signal) => this.run(prompt, before, after, nextMode, false, signal, watch), { priority: 'background' })
+      .then(({ items }) => {
+        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'speculation' });
+      })
       .catch(() => {
         // yielded to a real request, or failed: speculation is best effort
       });

@@ -1,20 +1,21 @@
-// The decode loop: prefill what the KV state lacks, then sample one token at a time until a stop
-// rule, a stop token, the token limit, the time limit or an abort. Single sequences and batches of
-// candidates that share one prompt's KV.
+// The decode loop over the runtime's Generator: prefill what the slot lacks, then sample one token
+// per row and step every unfinished row together until a stop rule, a stop token, the token limit,
+// the time limit or an abort. One row is a single suggestion; N rows are explicit candidates that
+// share one prompt (N slots of the same loop, advanced by one batched step each).
 import { performance } from 'node:perf_hooks';
 import { TokenTextDecoder, type Tokenizer } from '../model/tokenizer';
-import type { DecoderSession } from '../runtime/decoder-session';
-import type { KvState } from '../runtime/kv-state';
+import { throwIfAborted } from '../runtime/cancellation';
+import type { Generator, Slot, TaskPriority } from '../runtime/generator';
 import type { Sampler } from './sampler';
 import type { StopRules } from './stop-rules';
 import { ForcedPrefix } from './token-healing';
-
 
 export interface GenerationOptions {
   maxTokens: number;
   stopIds: ReadonlySet<number>;
   signal?: AbortSignal;
-  /** Called after each token with the text kept so far (what a suggestion would show). */
+  priority?: TaskPriority;
+  /** Called after each token of row 0 with the text kept so far (what a suggestion would show). */
   onText?: (text: string) => void;
   /** Token healing: the output must begin with these bytes, which are then not part of the answer. */
   healing?: { bytes: Uint8Array; text: string };
@@ -50,124 +51,123 @@ class Healer {
   }
 }
 
-export interface GenerationResult {
+export interface Prefilled {
+  logits: Float32Array;
+  computed: number;
+  reused: number;
+  ms: number;
+}
+
+/** One row's outcome: the kept text and the tokens of the suggestion (healed prefix excluded). */
+export interface RowResult {
   text: string;
   tokens: number[];
+  stopReason: string;
+}
+
+export interface GenerationResult {
+  rows: RowResult[];
   prefillMs: number;
   prefillComputed: number;
   prefillReused: number;
   decodeMs: number;
-  stopReason: string;
 }
 
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-}
-
-/** Computes the prompt tokens `state` does not hold yet; returns the logits after the last one. */
-export async function prefillPrompt(session: DecoderSession, state: KvState, prompt: readonly number[]): Promise<{ logits: Float32Array; computed: number; reused: number; ms: number }> {
-  const held = state.tokens();
-  const reused = state.length;
-  if (reused >= prompt.length || held.some((t, i) => t !== prompt[i])) throw new Error('prefillPrompt: the KV state must hold a strict prefix of the prompt');
+/** Computes the prompt tokens `slot` does not hold yet; returns the logits after the last one. */
+export async function prefillPrompt(gen: Generator, slot: Slot, prompt: readonly number[], options: Pick<GenerationOptions, 'signal' | 'priority'> = {}): Promise<Prefilled> {
+  const reused = slot.tokens.length;
+  if (reused >= prompt.length || slot.tokens.some((t, i) => t !== prompt[i])) throw new Error('prefillPrompt: the slot must hold a strict prefix of the prompt');
   const t0 = performance.now();
-  const logits = await session.prefill(state, prompt.slice(reused));
+  const logits = await gen.extend(slot, prompt.slice(reused), options);
   return { logits, computed: prompt.length - reused, reused, ms: performance.now() - t0 };
 }
 
-/**
- * Generates one continuation. On return `state` holds the prompt plus every generated token but
- * the last (whose KV was never needed), so a speculative continuation can pick up from it.
- */
-export async function generate(
-  session: DecoderSession,
-  tokenizer: Tokenizer,
-  state: KvState,
-  prompt: readonly number[],
-  sampler: Sampler,
-  stop: StopRules,
-  options: GenerationOptions,
-): Promise<GenerationResult> {
-  throwIfAborted(options.signal);
-  const pre = await prefillPrompt(session, state, prompt);
-  let logits = pre.logits;
-  const decoder = new TokenTextDecoder(tokenizer);
-  const healer = new Healer(tokenizer, options.healing);
-  const tokens: number[] = [];
-  let counted = 0; // tokens after the healed prefix: those are what limits count
-  let text = '';
-  let kept = '';
-  let stopReason = 'max-tokens';
-  const t0 = performance.now();
-  for (;;) {
-    throwIfAborted(options.signal);
-    const healing = healer.pending;
-    const next = healer.pick(sampler, logits);
-    if (options.stopIds.has(next)) {
-      stopReason = 'stop-token';
-      break;
-    }
-    tokens.push(next);
-    text += decoder.push(next);
-    if (healer.pending) {
-      logits = await session.decode(state, next);
-      continue;
-    }
-    if (!healing) counted++;
-    const verdict = stop.check(healer.visible(text), counted);
-    kept = verdict.text;
-    options.onText?.(kept);
-    if (verdict.stop) {
-      stopReason = verdict.reason ?? 'stop-rule';
-      break;
-    }
-    if (counted >= options.maxTokens) break;
-    logits = await session.decode(state, next);
+/** One row of the loop: its slot, sampler, healing and stop rules, and the text so far. */
+class Row {
+  readonly decoder: TokenTextDecoder;
+  readonly healer: Healer;
+  readonly tokens: number[] = [];
+  counted = 0; // tokens after the healed prefix: those are what limits count
+  text = '';
+  kept = '';
+  stopReason = 'max-tokens';
+  done = false;
+
+  constructor(
+    readonly slot: Slot,
+    readonly sampler: Sampler,
+    readonly stop: StopRules,
+    tokenizer: Tokenizer,
+    options: GenerationOptions,
+  ) {
+    this.decoder = new TokenTextDecoder(tokenizer);
+    this.healer = new Healer(tokenizer, options.healing);
   }
-  if (stopReason === "stop-token") kept = stop.finish(healer.visible(text + decoder.flush())).text;
-  // The suggestion's tokens: those chosen to reproduce the healed prefix are not part of it.
-  return { text: kept, tokens: tokens.slice(tokens.length - counted), prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, stopReason };
+
+  /** Picks the next token from `logits`; returns it if the row needs a decode step for it. */
+  advance(logits: Float32Array, options: GenerationOptions): number | undefined {
+    const healing = this.healer.pending;
+    const next = this.healer.pick(this.sampler, logits);
+    if (options.stopIds.has(next)) {
+      this.stopReason = 'stop-token';
+      this.kept = this.stop.finish(this.healer.visible(this.text + this.decoder.flush())).text;
+      this.done = true;
+      return undefined;
+    }
+    this.tokens.push(next);
+    this.text += this.decoder.push(next);
+    if (this.healer.pending) return next;
+    if (!healing) this.counted++;
+    const verdict = this.stop.check(this.healer.visible(this.text), this.counted);
+    this.kept = verdict.text;
+    if (verdict.stop) {
+      this.stopReason = verdict.reason ?? 'stop-rule';
+      this.done = true;
+      return undefined;
+    }
+    if (this.counted >= options.maxTokens) {
+      this.done = true;
+      return undefined;
+    }
+    return next;
+  }
+
+  result(): RowResult {
+    // The suggestion's tokens: those chosen to reproduce the healed prefix are not part of it.
+    return { text: this.kept, tokens: this.tokens.slice(this.tokens.length - this.counted), stopReason: this.stopReason };
+  }
+}
+
+export interface DecodeRowsInput {
+  gen: Generator;
+  tokenizer: Tokenizer;
+  /** One slot per row, each holding the prompt; `logits` is the prompt's last logits. */
+  slots: readonly Slot[];
+  logits: Float32Array;
+  samplers: readonly Sampler[];
+  makeStop: () => StopRules;
 }
 
 /**
- * Decodes `samplers.length` candidates as one batch (B > 1) on a copy of `promptState`'s KV,
- * starting from the prompt's last logits. Rows that stop early ride along until all have stopped.
+ * Decodes every row until it stops; each iteration is one `step` over the unfinished rows. On return
+ * each slot holds the prompt plus its generated tokens but the last (whose KV was never needed).
  */
-export async function generateCandidates(
-  session: DecoderSession,
-  tokenizer: Tokenizer,
-  promptState: KvState,
-  promptLogits: Float32Array,
-  samplers: Sampler[],
-  makeStop: () => StopRules,
-  options: GenerationOptions,
-): Promise<string[]> {
-  const B = samplers.length;
-  const V = session.config.vocabSize;
-  const batch = session.track(promptState.broadcast(B));
-  const rows = samplers.map(() => ({ decoder: new TokenTextDecoder(tokenizer), healer: new Healer(tokenizer, options.healing), stop: makeStop(), text: '', kept: '', done: false, count: 0 }));
-  let logits: Float32Array = new Float32Array(B * V);
-  for (let b = 0; b < B; b++) logits.set(promptLogits, b * V);
-  for (let step = 0; step < options.maxTokens + (options.healing?.bytes.length ?? 0); step++) {
+export async function decodeRows(input: DecodeRowsInput, options: GenerationOptions): Promise<RowResult[]> {
+  const rows = input.slots.map((slot, b) => new Row(slot, input.samplers[b]!, input.makeStop(), input.tokenizer, options));
+  let logits: Float32Array[] = rows.map(() => input.logits);
+  let active = rows;
+  for (;;) {
     throwIfAborted(options.signal);
-    const next = rows.map((row, b) => {
-      if (row.done) return 0; // a finished row decodes a filler token whose output is ignored
-      const healing = row.healer.pending;
-      const id = row.healer.pick(samplers[b]!, logits.subarray(b * V, (b + 1) * V));
-      if (options.stopIds.has(id)) {
-        row.done = true;
-        row.kept = row.stop.finish(row.healer.visible(row.text + row.decoder.flush())).text;
-        return id;
-      }
-      row.text += row.decoder.push(id);
-      if (row.healer.pending) return id;
-      if (!healing) row.count++;
-      const verdict = row.stop.check(row.healer.visible(row.text), row.count);
-      row.kept = verdict.text;
-      row.done = verdict.stop;
-      return id;
-    });
-    if (rows.every((r) => r.done)) break;
-    logits = (await session.forward(batch, next.map((id) => [id]), 'last')).logits;
+    const next = active.map((row, i) => row.advance(logits[i]!, options));
+    if (active[0] === rows[0]) options.onText?.(rows[0]!.kept);
+    const stepping = active.filter((_, i) => next[i] !== undefined);
+    if (stepping.length === 0) break;
+    logits = await input.gen.step(
+      stepping.map((r) => r.slot),
+      next.filter((t): t is number => t !== undefined),
+      { signal: options.signal, priority: options.priority },
+    );
+    active = stepping;
   }
-  return rows.map((r) => r.kept);
+  return rows.map((r) => r.result());
 }

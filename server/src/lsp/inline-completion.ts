@@ -1,7 +1,7 @@
 // textDocument/inlineCompletion: the LSP face of the completion engine.
 import { type CancellationToken, type InlineCompletionList, ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import { CancelledError, SupersededError } from '../completion/inference-loop';
+import { CancelledError } from '../completion/scheduler';
 import type { ModelHost } from './model-host';
 import { parseInlineCompletionParams } from './params';
 
@@ -41,7 +41,7 @@ export async function handleInlineCompletion(
     const at = { start: params.position, end: params.position };
     return { items: answer.items.map((insertText) => ({ insertText, range: at })) };
   } catch (err) {
-    if (err instanceof SupersededError || err instanceof CancelledError) return { items: [] };
+    if (err instanceof CancelledError) return { items: [] }; // superseded, cancelled, or the model swapped mid-request
     throw new ResponseError(LSPErrorCodes.RequestFailed, `Kiln completion failed: ${(err as Error).message}`);
   } finally {
     sub.dispose();

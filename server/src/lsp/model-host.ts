@@ -40,8 +40,9 @@ export class ModelHost {
   }
 
   /**
-   * (Re)loads the model. The current engine keeps answering until the new one is ready, then is
-   * retired once its last job ends (a hot swap: its KV states go with it). A failed load leaves the
+   * (Re)loads the model. The graph is built in the model worker while the current engine keeps
+   * answering; then the engine's inference server swaps to the new session between two steps (a hot
+   * swap: KV of the old weights goes) and the old session is released. A failed load leaves the
    * server running with status `error`.
    */
   async load(settings: KilnSettings): Promise<ServerStatus> {
@@ -75,15 +76,20 @@ export class ModelHost {
       await model.loaded.session.release(); // a newer load started meanwhile
       return this.status;
     }
-    const previous = this.swap(new CompletionEngine(model, settings, this.options.stats, this.options.onAnswer));
+    const running = this.current;
+    if (running) {
+      running.updateSettings(settings);
+      const old = await running.swapModel(model);
+      await old.release().catch(() => {});
+    } else {
+      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
+    }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
     const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;
     if (message) this.options.log(message);
-    const status = this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights, ...(message ? { message } : {}) });
-    await this.retire(previous);
-    return status;
+    return this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights, ...(message ? { message } : {}) });
   }
 
   async dispose(): Promise<void> {
@@ -97,11 +103,12 @@ export class ModelHost {
     return previous;
   }
 
-  /** Releases an engine's session once its inference loop has finished what it was running. */
+  /** Releases an engine's session once its requests and the runtime's queue have finished. */
   private async retire(engine: CompletionEngine | undefined): Promise<void> {
     if (!engine) return;
-    await engine.loop.whenIdle();
-    await engine.model.loaded.session.release().catch(() => {});
+    await engine.scheduler.whenIdle();
+    await engine.server.whenIdle();
+    await engine.server.session.release().catch(() => {});
   }
 
   private setStatus(status: ServerStatus): ServerStatus {

@@ -68,7 +68,7 @@ export function startKilnServer(connection: Connection): void {
       answersBySource: snap.bySource,
       training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
-      memory: engine ? await engine.model.loaded.session.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+      memory: engine ? await engine.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
     };
   };
   const pushStats = throttle(() => {

@@ -1,6 +1,7 @@
 // The generation primitives over one ORT session: prefill S tokens onto a KV state, decode one
 // token, and the forward step both are made of. Each step feeds the state's past as a view and
-// fetches back only the S new positions, so a decode step never copies the whole cache.
+// fetches back only the S new positions, so a decode step never copies the whole cache. Calls are
+// serialised by their owner (the inference server); the session itself keeps no "busy" state.
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config';
 import { DecoderIO } from '../model/graph/decoder';
@@ -16,16 +17,44 @@ export interface ForwardResult {
   positions: number;
 }
 
+/** What a DecoderSession needs of an ORT session; tests wrap it (e.g. to count `run` calls). */
+export interface SessionRunner {
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.OnnxValue>>;
+  release(): Promise<void>;
+}
+
+/** One forward over B rows of padded past: the inputs of `DecoderSession.run`. */
+export interface RowsInput {
+  /** Per layer, keys and values [B, P, kvDim]; row b's first `pastLengths[b]` rows are valid. */
+  past: { key: Float32Array; value: Float32Array }[];
+  /** P, the padded past length every row of `past` has. */
+  paddedLength: number;
+  pastLengths: readonly number[];
+  /** [B][S] token ids, S equal for every row. */
+  tokens: readonly (readonly number[])[];
+  wanted: LogitsWanted;
+}
+
+export interface RowsOutput extends ForwardResult {
+  /** Per layer, the new positions' keys and values [B, S, kvDim]. */
+  newKeys: Float32Array[];
+  newValues: Float32Array[];
+}
+
 export class DecoderSession {
   private readonly states = new Set<WeakRef<KvState>>();
-  private busy = false;
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly runner: SessionRunner,
     readonly config: ModelConfig,
     readonly provider: ExecutionProvider,
     readonly weightBytes: number,
   ) {}
+
+  /** The same model over a wrapped runner (e.g. one that counts runs); shares the ORT session. */
+  wrap(wrapper: (inner: SessionRunner) => SessionRunner): DecoderSession {
+    return new DecoderSession(wrapper(this.runner), this.config, this.provider, this.weightBytes);
+  }
 
   /** An empty KV state for `batch` sequences decoded together. */
   newState(batch = 1, capacity?: number): KvState {
@@ -53,43 +82,47 @@ export class DecoderSession {
 
   /** Runs `tokens` ([B][S]) on top of `state`, appends their KV, returns the wanted logits. */
   async forward(state: KvState, tokens: number[][], wanted: LogitsWanted = 'last'): Promise<ForwardResult> {
+    if (tokens.length !== state.batch) throw new Error(`forward: ${tokens.length} token rows for a KV state of batch ${state.batch}`);
+    const past = Array.from({ length: this.config.numLayers }, (_, l) => state.past(l));
+    const out = await this.run({ past, paddedLength: state.paddedLength, pastLengths: Array<number>(state.batch).fill(state.length), tokens, wanted });
+    state.append(tokens, out.newKeys, out.newValues);
+    return { logits: out.logits, positions: out.positions };
+  }
+
+  /**
+   * One session run over padded rows; appends nothing (the caller owns the KV). The past goes in as
+   * the caller's buffers (no copy); only the new rows and the wanted logits come back.
+   */
+  async run(input: RowsInput): Promise<RowsOutput> {
+    const { tokens, pastLengths, paddedLength: P, wanted } = input;
     const B = tokens.length;
     const S = tokens[0]?.length ?? 0;
-    if (B !== state.batch) throw new Error(`forward: ${B} token rows for a KV state of batch ${state.batch}`);
-    if (S === 0 || tokens.some((row) => row.length !== S)) throw new Error('forward: token rows must be non-empty and of equal length');
     const c = this.config;
-    if (state.length + S > c.maxPositions) throw new RangeError(`context of ${state.length + S} tokens exceeds the model's ${c.maxPositions} positions`);
+    if (S === 0 || tokens.some((row) => row.length !== S)) throw new Error('forward: token rows must be non-empty and of equal length');
+    if (pastLengths.length !== B || pastLengths.some((n) => !(Number.isInteger(n) && n >= 0 && n <= P))) throw new Error(`forward: ${B} rows need past lengths within 0..${P}`);
+    const longest = Math.max(...pastLengths) + S;
+    if (longest > c.maxPositions) throw new RangeError(`context of ${longest} tokens exceeds the model's ${c.maxPositions} positions`);
     for (const row of tokens) for (const t of row) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
-    // ORT sessions are not re-entrant on one KV state; the server's inference loop serialises calls.
-    if (this.busy) throw new Error('DecoderSession.forward called while another step is running');
-    this.busy = true;
-    try {
-      const kvDim = c.numKvHeads * c.headDim;
-      const P = state.length;
-      const feeds: Record<string, ort.Tensor> = {
-        [DecoderIO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens.flat(), BigInt), [B, S]),
-        [DecoderIO.logitsIndex]:
-          wanted === 'last' ? new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]) : new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(i)), [S]),
-      };
-      for (let l = 0; l < c.numLayers; l++) {
-        const past = state.past(l);
-        feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', past.key, [B, P, kvDim]);
-        feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', past.value, [B, P, kvDim]);
-      }
-      const out = await this.session.run(feeds);
-      const newKeys: Float32Array[] = [];
-      const newValues: Float32Array[] = [];
-      for (let l = 0; l < c.numLayers; l++) {
-        newKeys.push(out[DecoderIO.newKey(l)]!.data as Float32Array);
-        newValues.push(out[DecoderIO.newValue(l)]!.data as Float32Array);
-      }
-      state.append(tokens, newKeys, newValues);
-      const logits = out[DecoderIO.logits]!;
-      const result = { logits: logits.data as Float32Array, positions: logits.dims[1]! };
-      return result;
-    } finally {
-      this.busy = false;
+    const kvDim = c.numKvHeads * c.headDim;
+    const feeds: Record<string, ort.Tensor> = {
+      [DecoderIO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens.flat(), BigInt), [B, S]),
+      [DecoderIO.logitsIndex]:
+        wanted === 'last' ? new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]) : new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(i)), [S]),
+      [DecoderIO.pastLengths]: new ort.Tensor('int64', BigInt64Array.from(pastLengths, BigInt), [B]),
+    };
+    for (let l = 0; l < c.numLayers; l++) {
+      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', input.past[l]!.key, [B, P, kvDim]); // [B, P, Hkv*D]
+      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', input.past[l]!.value, [B, P, kvDim]);
     }
+    const out = await this.runner.run(feeds);
+    const newKeys: Float32Array[] = [];
+    const newValues: Float32Array[] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      newKeys.push((out[DecoderIO.newKey(l)] as ort.Tensor).data as Float32Array); // [B, S, Hkv*D]
+      newValues.push((out[DecoderIO.newValue(l)] as ort.Tensor).data as Float32Array);
+    }
+    const logits = out[DecoderIO.logits] as ort.Tensor; // [B, K, V]
+    return { logits: logits.data as Float32Array, positions: logits.dims[1]!, newKeys, newValues };
   }
 
   /** Prefills a single sequence; returns the logits [V] after its last token. */
@@ -114,6 +147,6 @@ export class DecoderSession {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.runner.release();
   }
 }

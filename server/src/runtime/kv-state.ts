@@ -15,6 +15,7 @@ export class KvState {
   private keys: Float32Array[];
   private values: Float32Array[];
   private cap: number;
+  private changes = 0;
 
   constructor(
     readonly shape: KvShape,
@@ -26,6 +27,11 @@ export class KvState {
     const size = this.batch * this.cap * shape.kvDim;
     this.keys = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
     this.values = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
+  }
+
+  /** Counts appends and truncations: a copy made at revision r is current while this is still r. */
+  get revision(): number {
+    return this.changes;
   }
 
   get length(): number {
@@ -46,21 +52,19 @@ export class KvState {
     return 2 * this.shape.numLayers * this.batch * this.cap * this.shape.kvDim * 4;
   }
 
-  /**
-   * The valid past of layer `l` as [B, length, kvDim] data. For B=1 it is a view (no copy);
-   * for B>1 the rows of each sequence are gathered into a contiguous copy.
-   */
-  past(l: number): { key: Float32Array; value: Float32Array } {
-    return { key: this.contiguous(this.keys[l]!), value: this.contiguous(this.values[l]!) };
+  /** Rows per sequence that `past` hands over: `length` for B=1, the capacity for B>1 (padded). */
+  get paddedLength(): number {
+    return this.batch === 1 ? this.length : this.cap;
   }
 
-  private contiguous(buf: Float32Array): Float32Array {
-    const rowLen = this.length * this.shape.kvDim;
-    if (this.batch === 1) return buf.subarray(0, rowLen);
-    const out = new Float32Array(this.batch * rowLen);
-    const stride = this.cap * this.shape.kvDim;
-    for (let b = 0; b < this.batch; b++) out.set(buf.subarray(b * stride, b * stride + rowLen), b * rowLen);
-    return out;
+  /**
+   * The past of layer `l` as [B, paddedLength, kvDim] data, always a view (no copy): for B=1 the
+   * first `length` rows; for B>1 the whole buffer, each row's first `length` positions valid and
+   * the rest padding the graph masks (`past_lengths`).
+   */
+  past(l: number): { key: Float32Array; value: Float32Array } {
+    const n = this.batch * this.paddedLength * this.shape.kvDim;
+    return { key: this.keys[l]!.subarray(0, n), value: this.values[l]!.subarray(0, n) };
   }
 
   /** Appends S new positions to every layer; `tokens` is [B][S], `newKeys[l]` is [B, S, kvDim]. */
@@ -79,6 +83,7 @@ export class KvState {
       }
     }
     tokens.forEach((t, b) => this.rows[b]!.push(...t));
+    this.changes++;
   }
 
   /** Grows the buffers (doubling, so appends stay amortised O(new rows)). */
@@ -103,6 +108,7 @@ export class KvState {
   truncate(k: number): void {
     if (k < 0 || k > this.length) throw new RangeError(`cannot truncate a ${this.length}-position KV state to ${k}`);
     for (const r of this.rows) r.length = k;
+    this.changes++;
   }
 
   /** A new, independent state holding copies of the first `k` positions. */

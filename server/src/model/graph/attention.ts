@@ -13,7 +13,7 @@ export interface AttentionInputs {
   h: Value; // normed hidden [B,S,d]
   /** Past keys/values [B,P,Hkv*D]; absent in training graphs (P = 0). */
   past?: { key: Value; value: Value };
-  /** Plain path: RoPE tables [S, D] and the causal bias [S, P+S], shared by all layers. */
+  /** Plain path: RoPE tables [S, D] or per row [B, S, D], and the mask bias [S, P+S] or [B, 1, 1, S, P+S], shared by all layers. */
   rope?: { cos: Value; sin: Value };
   causalBias?: Value;
   /** Fused path: RoPE caches [maxPos, D/2], position ids int64 [B,S], seqlens_k int32 [B] = P+S-1, total int32 scalar. */
@@ -51,13 +51,14 @@ function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boo
   return { q, k, v };
 }
 
-/** x [B,S,N*D] -> rotate_half RoPE -> [B,S,N,D], with cos/sin [S,D]. */
+/** x [B,S,N*D] -> rotate_half RoPE -> [B,S,N,D], with cos/sin [S,D] (shared) or [B,S,D] (per row). */
 function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Value; sin: Value }): Value {
   const { dg, c } = ctx;
   const D = c.headDim;
   const x4 = reshape(dg, x, [0, 0, heads, D]); // [B,S,N,D]
-  const cos = unsqueeze(dg, rope.cos, [1]); // [S,1,D]
-  const sin = unsqueeze(dg, rope.sin, [1]);
+  const headAxis = rope.cos.shape.length - 1; // before D: [S,1,D] or [B,S,1,D]
+  const cos = unsqueeze(dg, rope.cos, [headAxis]);
+  const sin = unsqueeze(dg, rope.sin, [headAxis]);
   const [x1, x2] = split(dg, x4, [D / 2, D / 2], -1) as [Value, Value];
   const rotated = concat(dg, [neg(dg, x2), x1], -1); // rotate_half
   return add(dg, mul(dg, x4, cos), mul(dg, rotated, sin));
@@ -65,7 +66,14 @@ function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Va
 
 /**
  *  q ─RoPE─ [B,Hkv,G,S,D] ─┐
- *  past_k ⊕ k ─RoPE──────── MatMul ─ + causal bias ─ Softmax ─ MatMul(past_v ⊕ v) ─ [B,S,H*D]
+ *  k ─RoPE──────────────── MatMul ─ + causal bias ─ Softmax ─ MatMul(v) ─ [B,S,H*D]      (no past: training)
+ *
+ *  q ─┬─ MatMul(past_kᵀ) [B,Hkv,G,S,P] ─┐
+ *     └─ MatMul(kᵀ)      [B,Hkv,G,S,S] ─ Concat ─ + mask bias ─ Softmax ─┬─ [..,:P] MatMul(past_v) ─┐
+ *                                                                        └─ [..,P:] MatMul(v) ────── Add ─ [B,S,H*D]
+ * With a past, the scores of past and new keys are computed apart and only the small score tensors
+ * are concatenated: the cache itself is read (transposed once per layer) but never copied into a
+ * past ⊕ new tensor.
  */
 function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: AttentionInputs): { attn: Value; newKey: Value } {
   const { dg, c } = ctx;
@@ -76,19 +84,25 @@ function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: Attent
   if (!a.rope || !a.causalBias) throw new Error('plain attention needs RoPE tables and a causal bias');
   const qRot = mul(dg, applyRope(ctx, q, H, a.rope), dg.scalar(1 / Math.sqrt(D))); // [B,S,H,D], pre-scaled
   const newKey = reshape(dg, applyRope(ctx, k, Hkv, a.rope), [0, 0, Hkv * D]); // [B,S,Hkv*D]
-  // Past rows come in as a plain (non-differentiable) Concat: training graphs have no past.
-  const withPast = (past: Value | undefined, now: Value) =>
-    past ? dg.value(dg.g.op('Concat', [past.name, now.name], { axis: 1 }), [now.shape[0]!, 'total_sequence', Hkv * D]) : now;
-  const kAll = withPast(a.past?.key, newKey); // [B,T,Hkv*D]
-  const vAll = withPast(a.past?.value, v);
   const q5 = transpose(dg, reshape(dg, qRot, [0, 0, Hkv, G, D]), [0, 2, 3, 1, 4]); // [B,Hkv,G,S,D]
-  const kT = transpose(dg, reshape(dg, kAll, [0, 0, Hkv, D]), [0, 2, 3, 1]); // [B,Hkv,D,T]
-  const v4 = transpose(dg, reshape(dg, vAll, [0, 0, Hkv, D]), [0, 2, 1, 3]); // [B,Hkv,T,D]
-  const scores = matmul(dg, q5, unsqueeze(dg, kT, [2])); // [B,Hkv,G,S,T]
+  const keysT = (x: Value) => unsqueeze(dg, transpose(dg, reshape(dg, x, [0, 0, Hkv, D]), [0, 2, 3, 1]), [2]); // [B,Hkv,1,D,T]
+  const values = (x: Value) => unsqueeze(dg, transpose(dg, reshape(dg, x, [0, 0, Hkv, D]), [0, 2, 1, 3]), [2]); // [B,Hkv,1,T,D]
+  const merge = (ctx5: Value) => reshape(dg, transpose(dg, ctx5, [0, 3, 1, 2, 4]), [0, 0, H * D]); // [B,Hkv,G,S,D] -> [B,S,H*D]
+  if (!a.past) {
+    const probs = softmaxLastAxis(dg, add(dg, matmul(dg, q5, keysT(newKey)), a.causalBias)); // [B,Hkv,G,S,S]
+    return { attn: merge(matmul(dg, probs, values(v))), newKey };
+  }
+  // Inference only (no gradients through the past): plain ops on the graph.
+  const { g } = dg;
+  const scoresPast = matmul(dg, q5, keysT(a.past.key)); // [B,Hkv,G,S,P]
+  const scoresNew = matmul(dg, q5, keysT(newKey)); // [B,Hkv,G,S,S]
+  const scores = dg.value(g.op('Concat', [scoresPast.name, scoresNew.name], { axis: -1 }), [...scoresNew.shape.slice(0, -1), 'total_sequence']); // [B,Hkv,G,S,T]
   const probs = softmaxLastAxis(dg, add(dg, scores, a.causalBias));
-  const ctx5 = matmul(dg, probs, unsqueeze(dg, v4, [2])); // [B,Hkv,G,S,D]
-  const attn = reshape(dg, transpose(dg, ctx5, [0, 3, 1, 2, 4]), [0, 0, H * D]); // [B,S,H*D]
-  return { attn, newKey };
+  const P = g.op('Slice', [g.op('Shape', [a.past.key.name]), g.int64([1]), g.int64([2])]); // [1] = P
+  const probsPast = dg.value(g.op('Slice', [probs.name, g.int64([0]), P, g.int64([-1])]), scoresPast.shape); // [B,Hkv,G,S,P]
+  const probsNew = dg.value(g.op('Slice', [probs.name, P, g.int64([2 ** 62]), g.int64([-1])]), scoresNew.shape); // [B,Hkv,G,S,S]
+  const ctx5 = add(dg, matmul(dg, probsPast, values(a.past.value)), matmul(dg, probsNew, values(v))); // [B,Hkv,G,S,D]
+  return { attn: merge(ctx5), newKey };
 }
 
 /** RotaryEmbedding + GroupQueryAttention; past goes in BNSH [B,Hkv,P,D] as the kernel expects. */

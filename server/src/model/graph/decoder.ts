@@ -1,7 +1,9 @@
 // The decoder graph: one model definition for inference (with a KV cache) and training.
 //
 //  input_ids [B,S] ─ Gather(embed) ─┬─ layer 0 … layer N-1 ─ Gather(logits_index) ─ norm ─ lm_head ─ logits [B,K,V]
-//  past.{l}.key/value [B,P,Hkv*D] ──┘        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
+//  past.{l}.key/value [B,P,Hkv*D] ──┤        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
+//  past_lengths [B] ────────────────┘ row b's valid past is its first past_lengths[b] of the P rows
+//                                     (right padding), so slots of different lengths decode as one batch
 import type { ModelConfig } from '../config';
 import type { QuantBits } from '../quantize';
 import { makeAttention } from './attention';
@@ -13,7 +15,7 @@ import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 2;
+export const DECODER_BUILDER_VERSION = 3;
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';
@@ -36,6 +38,7 @@ export interface DecoderGraphOptions {
 export const DecoderIO = {
   inputIds: 'input_ids', // int64 [B,S]
   logitsIndex: 'logits_index', // int64 [K]: positions in S whose logits are wanted (-1 = last)
+  pastLengths: 'past_lengths', // int64 [B]: valid rows of each batch row's past (≤ P; the rest is padding)
   logits: 'logits', // float32 [B,K,V]
   pastKey: (l: number) => `past.${l}.key`, // float32 [B,P,Hkv*D]
   pastValue: (l: number) => `past.${l}.value`,
@@ -54,8 +57,12 @@ export interface DecoderBody {
   embedTable: Value; // [V,d], shared with a tied head
 }
 
-/** Embedding and every layer. `past` absent means P = 0 (training, or a graph without cache). */
-export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { key: Value; value: Value }[] | undefined, fused: boolean): DecoderBody {
+/**
+ * Embedding and every layer. `past` absent means P = 0 (training, or a graph without cache).
+ * `pastLengths` (int64 [B]) makes positions, RoPE and the mask per row: row b continues at position
+ * pastLengths[b] and attends to its first pastLengths[b] past rows only.
+ */
+export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { key: Value; value: Value }[] | undefined, fused: boolean, pastLengths?: string): DecoderBody {
   const { dg, c } = ctx;
   const { g } = dg;
   return g.scope('model', () => {
@@ -64,7 +71,8 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     const seqLength = g.op('Squeeze', [g.op('Slice', [shape, g.int64([1]), g.int64([2])])]); // S
     const pastLength = past ? g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.key.name]), g.int64([1]), g.int64([2])])]) : g.int64([0], []); // P
     const positions = g.op('Range', [pastLength, g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // int64 [S]
-    const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions) } : makePlainInputs(ctx, pastLength, positions);
+    const perRow = pastLengths ? { pastLengths, positions: makeRowPositions(ctx, pastLengths, seqLength) } : undefined;
+    const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions, perRow) } : perRow ? makeRowPlainInputs(ctx, pastLength, seqLength, perRow) : makePlainInputs(ctx, pastLength, positions);
 
     const embedType = embeddingType(ctx);
     const embedTable = ctx.params.weight(ctx, { graphName: 'model.embed_tokens.weight', elem: embedType, shape: [c.vocabSize, c.hiddenSize], values: () => ctx.weights.readFloat32('model.embed_tokens.weight') });
@@ -99,11 +107,12 @@ export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options
 
   const inputIds = dg.value(g.input(DecoderIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const logitsIndex = g.input(DecoderIO.logitsIndex, 'int64', ['logit_positions']);
+  const pastLengths = g.input(DecoderIO.pastLengths, 'int64', ['batch']);
   const past = Array.from({ length: c.numLayers }, (_, l) => ({
     key: dg.value(g.input(DecoderIO.pastKey(l), 'float32', kvShape), kvShape),
     value: dg.value(g.input(DecoderIO.pastValue(l), 'float32', kvShape), kvShape),
   }));
-  const body = makeDecoderBody(ctx, inputIds, past, fused);
+  const body = makeDecoderBody(ctx, inputIds, past, fused, pastLengths);
   body.newKv.forEach((kv, l) => {
     g.output(kv.key.name, DecoderIO.newKey(l), 'float32', ['batch', 'sequence', kvDim]);
     g.output(kv.value.name, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
@@ -135,8 +144,53 @@ function makePlainInputs(ctx: DecoderContext, pastLength: string, positions: str
   });
 }
 
-/** Inputs of RotaryEmbedding/GroupQueryAttention shared by all layers. */
-function makeFusedInputs(ctx: DecoderContext, batchVec: string, pastLength: string, positions: string) {
+interface RowPositions {
+  pastLengths: string; // int64 [B]
+  positions: string; // int64 [B,S] = pastLengths[b] + s
+}
+
+/** Each row's positions, pastLengths[b] + s: int64 [B,S]. */
+function makeRowPositions(ctx: DecoderContext, pastLengths: string, seqLength: string): string {
+  const { g } = ctx.dg;
+  const steps = g.op('Range', [g.int64([0], []), seqLength, g.int64([1], [])]); // [S]
+  return g.op('Add', [g.op('Unsqueeze', [pastLengths, g.int64([1])]), g.op('Unsqueeze', [steps, g.int64([0])])]); // [B,S]
+}
+
+/**
+ * Per-row RoPE tables [B,S,D] and the mask bias [B,1,1,S,T] (T = P+S) for plain attention.
+ *
+ *  key j < P (past):      visible iff j < pastLengths[b]        (right padding is masked)
+ *  key j = P+i' (new):    visible iff i' <= i                   (causal among the new tokens)
+ */
+function makeRowPlainInputs(ctx: DecoderContext, pastLength: string, seqLength: string, rows: RowPositions): { rope: { cos: Value; sin: Value }; causalBias: Value } {
+  const { dg, c } = ctx;
+  const { g } = dg;
+  return g.scope('rotary', () => {
+    const pos = g.op('Div', [g.op('Cast', [rows.positions], { to: TO_FLOAT32 }), g.float32([c.ropeLinearFactor], [])]); // [B,S]
+    const freqs = g.op('Mul', [g.op('Unsqueeze', [pos, g.int64([2])]), g.float32(ropeInverseFrequencies(c))]); // [B,S,D/2]
+    const angles = g.op('Concat', [freqs, freqs], { axis: -1 }); // [B,S,D]
+    const keys = g.op('Range', [g.int64([0], []), g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // [T]
+    const queries = g.op('Range', [g.int64([0], []), seqLength, g.int64([1], [])]); // [S]
+    const pastVisible = g.op('Less', [g.op('Unsqueeze', [keys, g.int64([0])]), g.op('Unsqueeze', [rows.pastLengths, g.int64([1])])]); // [B,T]
+    const newIndex = g.op('Unsqueeze', [g.op('Sub', [keys, pastLength]), g.int64([0])]); // [1,T] = j - P
+    const isNew = g.op('GreaterOrEqual', [newIndex, g.int64([0], [])]); // [1,T]
+    const causal = g.op('LessOrEqual', [newIndex, g.op('Unsqueeze', [queries, g.int64([1])])]); // [S,T]
+    const newVisible = g.op('And', [isNew, causal]); // [S,T]
+    const visible = g.op('Or', [g.op('Unsqueeze', [pastVisible, g.int64([1])]), g.op('Unsqueeze', [newVisible, g.int64([0])])]); // [B,S,T]
+    const bias = g.op('Where', [visible, g.float32([0], []), g.float32([-Infinity], [])]); // [B,S,T]
+    return {
+      rope: { cos: dg.value(g.op('Cos', [angles]), ['batch', 'sequence', c.headDim]), sin: dg.value(g.op('Sin', [angles]), ['batch', 'sequence', c.headDim]) },
+      causalBias: dg.value(g.op('Unsqueeze', [bias, g.int64([1, 2])]), ['batch', 1, 1, 'sequence', 'total_sequence']), // [B,1,1,S,T]
+    };
+  });
+}
+
+/**
+ * Inputs of RotaryEmbedding/GroupQueryAttention shared by all layers. With per-row lengths the
+ * position ids start at pastLengths[b] and seqlens_k = pastLengths[b] + S - 1: the kernel reads
+ * only that many past rows of each batch row and writes the new ones after them.
+ */
+function makeFusedInputs(ctx: DecoderContext, batchVec: string, pastLength: string, positions: string, rows?: RowPositions) {
   const { dg, c } = ctx;
   const { g } = dg;
   return g.scope('rotary', () => {
@@ -145,10 +199,12 @@ function makeFusedInputs(ctx: DecoderContext, batchVec: string, pastLength: stri
     const cosCache = g.weight('rope.cos_cache', 'float32', [c.maxPositions, c.headDim / 2], () => cached().cos);
     const sinCache = g.weight('rope.sin_cache', 'float32', [c.maxPositions, c.headDim / 2], () => cached().sin);
     const bs = g.op('Concat', [batchVec, g.op('Shape', [positions])], { axis: 0 }); // [2] = (B,S)
-    const positionIds = g.op('Expand', [g.op('Unsqueeze', [positions, g.int64([0])]), bs]); // int64 [B,S]
-    const total = g.op('Add', [pastLength, g.op('Squeeze', [g.op('Shape', [positions])])]); // P+S
+    const positionIds = rows ? rows.positions : g.op('Expand', [g.op('Unsqueeze', [positions, g.int64([0])]), bs]); // int64 [B,S]
+    const seqLength = g.op('Squeeze', [g.op('Shape', [positions])]); // S
+    const total = g.op('Add', [pastLength, seqLength]); // P+S
     const totalLength = g.op('Cast', [total], { to: TO_INT32 }); // int32 scalar
-    const seqlensK = g.op('Expand', [g.op('Cast', [g.op('Sub', [total, g.int64([1], [])])], { to: TO_INT32 }), batchVec]); // int32 [B]
+    const rowTotals = rows ? g.op('Add', [rows.pastLengths, seqLength]) : g.op('Expand', [total, batchVec]); // int64 [B]
+    const seqlensK = g.op('Cast', [g.op('Sub', [rowTotals, g.int64([1], [])])], { to: TO_INT32 }); // int32 [B]
     return { cosCache, sinCache, positionIds, seqlensK, totalLength };
   });
 }
