@@ -43,7 +43,7 @@ import { MODEL_FILE, writeModel } from '../server/src/model/graph/write-model';
 import { DecoderSession } from '../server/src/runtime/decoder-session';
 import { type ExecutionProvider, type ProviderAttempt, sessionOptions } from '../server/src/runtime/execution-provider';
 import { webgpuUnavailableReason } from '../server/src/runtime/gpu-probe';
-import type { KvState } from '../server/src/runtime/kv-state';
+import type { KvState } from '../server/src/kvcache/kv-state';
 import { type LoadedModel, loadModel, prepareGraph } from '../server/src/runtime/load-model';
 import { type MemoryReport, nvidiaProcessVram } from '../server/src/runtime/memory';
 import { DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../server/src/finetune/fine-tune-options';

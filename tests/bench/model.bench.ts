@@ -41,7 +41,7 @@ import { openCheckpoint } from '../../server/src/model/checkpoint';
 import { exportGguf } from '../../server/src/model/export/gguf';
 import { buildDecoderGraph, DECODER_OPSETS, DecoderIO, type AttentionPath, type WeightType } from '../../server/src/model/graph/decoder';
 import { MODEL_FILE, writeModel } from '../../server/src/model/graph/write-model';
-import type { KvState } from '../../server/src/runtime/kv-state';
+import type { KvState } from '../../server/src/kvcache/kv-state';
 import { createWithFallback, type ExecutionProviderChoice, EXECUTION_PROVIDER_CHOICES } from '../../server/src/runtime/execution-provider';
 import { DEFAULT_ATTENTION, loadModel, type LoadedModel } from '../../server/src/runtime/load-model';
 import type { MemoryReport } from '../../server/src/runtime/memory';

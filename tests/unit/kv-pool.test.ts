@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KvPool, type KvPoolOptions } from '../../server/src/kvcache/kv-pool';
 import { commonPrefixLength } from '../../server/src/kvcache/prefix';
-import { KvState, type KvShape } from '../../server/src/runtime/kv-state';
+import { KvState, type KvShape } from '../../server/src/kvcache/kv-state';
 import { TINY_LLAMA } from '../helpers/tiny-model';
 import { loadTinyModel, maxAbsDiff } from '../helpers/tiny-session';
 

@@ -8,7 +8,7 @@
 // Cost: `acquire` and `release` compare the request against every pooled state, O(total tokens in
 // the pool). The byte budget keeps that to a handful of states, where this is microseconds next to
 // one forward step; a pool of hundreds of states would want a token trie instead.
-import type { KvState } from '../runtime/kv-state';
+import type { KvState } from './kv-state';
 import { commonPrefixLength } from './prefix';
 
 export interface KvPoolOptions {

@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config';
 import { DecoderIO } from '../model/graph/decoder';
 import type { ExecutionProvider } from './execution-provider';
-import { KvState } from './kv-state';
+import { KvState } from '../kvcache/kv-state';
 import { type MemoryReport, nvidiaProcessVram } from './memory';
 
 export type LogitsWanted = 'last' | 'all';

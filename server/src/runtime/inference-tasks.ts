@@ -1,6 +1,6 @@
 // The inference server's work as data: what each queued task asks for and how it is settled.
 // The loop in inference-server.ts picks tasks from a queue; nothing here runs the model.
-import type { KvState } from './kv-state';
+import type { KvState } from '../kvcache/kv-state';
 import type { Slot, TaskPriority } from './generator';
 
 /** A slot as the server sees it: its KV state and the model generation it was computed with. */

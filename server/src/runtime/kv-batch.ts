@@ -3,7 +3,7 @@
 // graph's `past_lengths`). Gathered once when the set of slots changes, then every step appends only
 // the new rows, so a batched step hands ORT its past without copying the caches again.
 import type { RowsInput } from './decoder-session';
-import type { KvShape, KvState } from './kv-state';
+import type { KvShape, KvState } from '../kvcache/kv-state';
 
 /** Rows of room for later steps, and the granularity of the capacity: few distinct input shapes (ORT plans memory per shape) and a regather at most every GRANULE steps. */
 const HEADROOM = 16;
