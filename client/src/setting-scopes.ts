@@ -94,8 +94,12 @@ function setNested(target: Record<string, unknown>, dotted: string, value: unkno
   const parts = dotted.split('.');
   let node = target;
   for (const part of parts.slice(0, -1)) {
-    const next = node[part];
-    node = (typeof next === 'object' && next !== null ? next : (node[part] = {})) as Record<string, unknown>;
+    let next = node[part];
+    if (typeof next !== 'object' || next === null) {
+      next = {};
+      node[part] = next;
+    }
+    node = next as Record<string, unknown>;
   }
   node[parts.at(-1)!] = value;
 }

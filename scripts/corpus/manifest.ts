@@ -56,7 +56,9 @@ function nonZero(counts: Record<string, number>): Record<string, number> {
 function totalsBy(files: readonly CorpusFile[], key: (f: CorpusFile) => string): Record<string, { files: number; bytes: number }> {
   const out: Record<string, { files: number; bytes: number }> = {};
   for (const f of files) {
-    const t = (out[key(f)] ??= { files: 0, bytes: 0 });
+    const k = key(f);
+    const t = out[k] ?? { files: 0, bytes: 0 };
+    out[k] = t;
     t.files++;
     t.bytes += Buffer.byteLength(f.text);
   }

@@ -177,9 +177,11 @@ function writeBatches(path: string, batches: Batch[]): void {
   const B = batches[0]!.inputIds.length;
   const S = batches[0]!.inputIds[0]!.length;
   const out = new Int32Array(batches.length * 2 * B * S);
-  batches.forEach((batch, i) => {
-    [batch.inputIds, batch.labels].forEach((rows, k) => rows.forEach((row, b) => out.set(row, ((i * 2 + k) * B + b) * S)));
-  });
+  for (const [i, batch] of batches.entries()) {
+    for (const [k, rows] of [batch.inputIds, batch.labels].entries()) {
+      for (const [b, row] of rows.entries()) out.set(row, ((i * 2 + k) * B + b) * S);
+    }
+  }
   writeFileSync(path, new Uint8Array(out.buffer));
 }
 

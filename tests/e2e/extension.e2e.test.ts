@@ -58,7 +58,7 @@ function logs(): Record<string, string> {
   const logDir = session && join(session.dirs.userData, 'logs');
   if (!logDir || !existsSync(logDir)) return found;
   for (const path of readdirSync(logDir, { recursive: true, encoding: 'utf8' })) {
-    if (path.endsWith('.log')) found[`vscode-${path.replace(/[\/]+/g, '-')}`] = readFileSync(join(logDir, path), 'utf8');
+    if (path.endsWith('.log')) found[`vscode-${path.replace(/[/]+/g, '-')}`] = readFileSync(join(logDir, path), 'utf8');
   }
   return found;
 }
@@ -97,7 +97,7 @@ async function closeSession(): Promise<void> {
 function findFiles(dir: string, name: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((p) => p.split(/[\/]/).at(-1) === name)
+    .filter((p) => p.split(/[/]/).at(-1) === name)
     .map((p) => join(dir, p));
 }
 
@@ -152,7 +152,7 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       await wb.openFile(FILE);
       await wb.page.keyboard.press('Control+End');
       await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil('the ghost text to equal the CLI completion ' + JSON.stringify(completion), () => wb.ghostText(), (t) => t === completion, 30_000);
+      await waitUntil(`the ghost text to equal the CLI completion ${JSON.stringify(completion)}`, () => wb.ghostText(), (t) => t === completion, 30_000);
     }));
 
   it('updates the status bar after the completion: latency in ms, memory in MB, provider CPU', () =>
@@ -269,7 +269,7 @@ describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), 
       await wb.openFile(FILE);
       await wb.page.keyboard.press('Control+End');
       await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil('the ghost text to equal the CLI completion ' + JSON.stringify(completion), () => wb.ghostText(), (t) => t === completion, 30_000);
+      await waitUntil(`the ghost text to equal the CLI completion ${JSON.stringify(completion)}`, () => wb.ghostText(), (t) => t === completion, 30_000);
     }));
 
   it('does not offer "Fine-tune on This Repository"', () =>

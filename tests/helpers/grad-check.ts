@@ -80,7 +80,10 @@ export async function checkDirectionalGradients(
   const eps = options.eps ?? 1e-3;
   const out = await session.run(feeds);
   let seed = options.seed ?? 17;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return (seed / 2 ** 31) * 2 - 1;
+  };
   let maxRelError = 0;
   let worst = '';
   let checked = 0;
@@ -91,9 +94,9 @@ export async function checkDirectionalGradients(
     for (let d = 0; d < (options.directions ?? 2); d++) {
       const u = Float32Array.from(grad, (g) => g * (rand() + 1) / 2);
       const norm = Math.hypot(...u);
-      u.forEach((x, i) => (u[i] = x / norm));
+      for (let i = 0; i < u.length; i++) u[i] = u[i]! / norm;
       const lossAlong = async (h: number) => {
-        data.forEach((_, i) => (data[i] = base[i]! + h * u[i]!));
+        for (let i = 0; i < data.length; i++) data[i] = base[i]! + h * u[i]!;
         const r = await session.run(feeds, [names.loss]);
         return (r[names.loss]!.data as Float32Array)[0]!;
       };
@@ -121,7 +124,10 @@ export function opGraph(inputs: { name: string; shape: number[] }[], build: (dg:
   const y = build(dg, xs);
   const size = y.shape.reduce<number>((a, d) => a * (d as number), 1);
   let s = weightsSeed;
-  const lossWeights = Float32Array.from({ length: size }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
+  const lossWeights = Float32Array.from({ length: size }, () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return (s / 2 ** 31) * 2 - 1;
+  });
   const r = dg.value(g.weight('R', 'float32', y.shape as number[], () => lossWeights), y.shape);
   const prod = dg.emit({ op: 'Mul', inputs: [y, r], outShapes: [y.shape], rule: ([gr]) => [dg.value(g.op('Mul', [gr!.name, 'R']), y.shape), undefined] })[0]!;
   const loss = dg.emit({ op: 'ReduceSum', inputs: [prod], attrs: { keepdims: 0 }, outShapes: [[]], rule: ([gr]) => [dg.value(g.op('Expand', [gr!.name, g.op('Shape', [prod.name])]), prod.shape)] })[0]!;

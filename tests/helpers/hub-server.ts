@@ -123,7 +123,11 @@ function serveHostileListing(res: ServerResponse, kind: 'endless' | 'gzip-bomb')
   const head = Buffer.from('{"sha":"0000000000000000000000000000000000000000","siblings":[');
   const spaces = Buffer.alloc(2 ** 16, 0x20);
   let first = true;
-  const next = () => (first ? ((first = false), head) : spaces);
+  const next = () => {
+    if (!first) return spaces;
+    first = false;
+    return head;
+  };
   if (kind === 'endless') {
     res.writeHead(200, { 'content-type': 'application/json' });
     void pump(res, res, next, ENDLESS_BOUND);

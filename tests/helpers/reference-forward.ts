@@ -27,7 +27,7 @@ function rope(vec: Float64Array, heads: number, dim: number, pos: number, theta:
   for (let h = 0; h < heads; h++) {
     const base = h * dim;
     for (let i = 0; i < half; i++) {
-      const angle = (pos / factor) * Math.pow(theta, -(2 * i) / dim);
+      const angle = (pos / factor) * theta ** (-(2 * i) / dim);
       const c = Math.cos(angle);
       const s = Math.sin(angle);
       const a = vec[base + i]!;

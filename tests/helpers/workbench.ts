@@ -187,7 +187,7 @@ export class StepRecorder {
 
   private write(): void {
     mkdirSync(this.dir, { recursive: true });
-    this.shots.forEach((s, i) => writeFileSync(join(this.dir, `${String(i + 1).padStart(2, '0')}-${s.name.replace(/[^\w.-]+/g, '-')}.png`), s.png));
+    for (const [i, s] of this.shots.entries()) writeFileSync(join(this.dir, `${String(i + 1).padStart(2, '0')}-${s.name.replace(/[^\w.-]+/g, '-')}.png`), s.png);
     for (const [name, text] of Object.entries(this.logs())) writeFileSync(join(this.dir, name), text);
   }
 }

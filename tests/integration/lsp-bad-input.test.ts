@@ -85,7 +85,7 @@ describe('bad requests to a working server', () => {
         const position = { line: 1, character: 4, [field]: bad };
         await assert.rejects(
           rawComplete(client, { textDocument: { uri }, position, context: { triggerKind: 1 } }),
-          responseError(ErrorCodes.InvalidParams, new RegExp(`^position\\.${field} must be an integer from 0 to 2147483647, got ${escape(JSON.stringify(bad))}$`)),
+          responseError(ErrorCodes.InvalidParams, new RegExp(`^position\\.${field} must be an integer from 0 to 2147483647, got ${escapeRegExp(JSON.stringify(bad))}$`)),
           `${field} ${JSON.stringify(bad)}`,
         );
       }
@@ -225,6 +225,6 @@ for (const [label, makeModel, problem] of BROKEN_MODELS) {
   });
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -146,7 +146,7 @@ test('the dry run lists files with token counts, totals, and exclusions with rea
   assert.match(text, new RegExp(`${appTokens.toLocaleString('en-US')} tokens  src/app\\.ts  \\(2 secret lines blanked\\)`));
   assert.match(text, /secret-file\s+\.env\n/);
   assert.match(text, /vendored\s+node_modules\//);
-  assert.match(text, /duplicate\s+src\/util_copy\.ts  \(same as src\/util\.ts\)/);
+  assert.match(text, /duplicate\s+src\/util_copy\.ts {2}\(same as src\/util\.ts\)/);
   assert.match(text, /oversized\s+data\/big\.ts/);
   assert.match(text, /by reason: .*secret-file 5/);
   assert.match(text, /secrets\s+6 lines blanked \(by rule below\)/);

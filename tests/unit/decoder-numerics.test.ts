@@ -19,7 +19,7 @@ const TOKENS = [5, 17, 200, 3, 42, 9, 9, 120, 255, 1, 64, 77, 299, 0];
 
 function flatten(rows: ArrayLike<number>[]): Float64Array {
   const out = new Float64Array(rows.length * rows[0]!.length);
-  rows.forEach((r, i) => out.set(Array.from(r), i * r.length));
+  for (const [i, r] of rows.entries()) out.set(Array.from(r), i * r.length);
   return out;
 }
 

@@ -39,8 +39,13 @@ interface ReadGguf {
 function readGguf(path: string): ReadGguf {
   const buf = readFileSync(path);
   let p = 0;
-  const u32 = () => ((p += 4), buf.readUInt32LE(p - 4));
-  const u64 = () => ((p += 8), Number(buf.readBigUInt64LE(p - 8)));
+  /** Reads `width` bytes at the cursor with `read` and moves the cursor past them. */
+  const take = <T>(width: number, read: (at: number) => T): T => {
+    p += width;
+    return read(p - width);
+  };
+  const u32 = () => take(4, (at) => buf.readUInt32LE(at));
+  const u64 = () => take(8, (at) => Number(buf.readBigUInt64LE(at)));
   const str = () => {
     const n = u64();
     p += n;
@@ -50,12 +55,12 @@ function readGguf(path: string): ReadGguf {
     switch (type) {
       case 0: return buf.readUInt8(p++);
       case 4: return u32();
-      case 5: return ((p += 4), buf.readInt32LE(p - 4));
-      case 6: return ((p += 4), buf.readFloatLE(p - 4));
+      case 5: return take(4, (at) => buf.readInt32LE(at));
+      case 6: return take(4, (at) => buf.readFloatLE(at));
       case 7: return buf.readUInt8(p++) === 1;
       case 8: return str();
       case 10: return u64();
-      case 12: return ((p += 8), buf.readDoubleLE(p - 8));
+      case 12: return take(8, (at) => buf.readDoubleLE(at));
       default: throw new Error(`reader: unexpected value type ${type}`);
     }
   };
@@ -232,7 +237,12 @@ describe('GGUF writer and exporter', () => {
     const quiet = async (args: string[]) => {
       const [out, err] = [process.stdout.write, process.stderr.write];
       let text = '';
-      process.stdout.write = process.stderr.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stdout.write;
+      const capture = ((chunk: string) => {
+        text += chunk;
+        return true;
+      }) as typeof process.stdout.write;
+      process.stdout.write = capture;
+      process.stderr.write = capture;
       try {
         return { code: await runExportCommand(args), text };
       } finally {
@@ -259,7 +269,7 @@ describe('ggml Q8_0 / Q4_0 blocks', () => {
     const bytes = quantizeQ8_0(values);
     assert.equal(bytes.length, 2 * 34);
     const back = dequantizeGgml('Q8_0', bytes);
-    values.forEach((v, i) => assert.ok(Math.abs(back[i]! - v) <= (i < 32 ? 0.5 : 2) / 127 / 2 + 1e-3, `value ${i}`));
+    for (const [i, v] of values.entries()) assert.ok(Math.abs(back[i]! - v) <= (i < 32 ? 0.5 : 2) / 127 / 2 + 1e-3, `value ${i}`);
   });
 
   it('Q4_0: 18 bytes a block, the largest magnitude is code 0, value j and j+16 share byte j', () => {
@@ -269,7 +279,7 @@ describe('ggml Q8_0 / Q4_0 blocks', () => {
     assert.equal(bytes[2 + 4]! >> 4, 0, 'value 20 (the largest magnitude, negative) is in the high nibble of byte 4, code 0');
     const back = dequantizeGgml('Q4_0', bytes);
     assert.ok(Math.abs(back[20]! + 1.6) < 1e-3);
-    block.forEach((v, i) => assert.ok(Math.abs(back[i]! - v) <= 0.2 / 2 + 1e-3, `value ${i}: ${back[i]} vs ${v}`));
+    for (const [i, v] of block.entries()) assert.ok(Math.abs(back[i]! - v) <= 0.2 / 2 + 1e-3, `value ${i}: ${back[i]} vs ${v}`);
   });
 
   it('rejects a row that is not whole blocks', () => {

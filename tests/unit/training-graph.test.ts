@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../../server/src/model/config';
-import { type AdamWHyper } from '../../server/src/model/graph/adamw';
+import type { AdamWHyper } from '../../server/src/model/graph/adamw';
 import { buildGradientGraph, buildOptimizerGraph, type TrainableParam, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { checkDirectionalGradients, sessionFor } from '../helpers/grad-check';
 import { randomNormal, seededRandom } from '../helpers/random';
@@ -65,14 +65,14 @@ for (const [label, config] of [['llama GQA', TINY_LLAMA_GQA], ['qwen2 tied + bia
       const labels = Array.from(feeds[TrainIO.labels]!.data as BigInt64Array, Number);
       let total = 0;
       let count = 0;
-      TOKENS.forEach((row, b) =>
-        referenceForward(w, row).forEach((logits, t) => {
+      for (const [b, row] of TOKENS.entries()) {
+        for (const [t, logits] of referenceForward(w, row).entries()) {
           const y = labels[b * row.length + t]!;
-          if (y < 0) return;
+          if (y < 0) continue;
           total -= logSoftmax(logits)[y]!;
           count++;
-        }),
-      );
+        }
+      }
       assert.ok(Math.abs(loss - total / count) <= 1e-4, `graph ${loss} vs reference ${total / count}`);
     });
   });
@@ -124,7 +124,9 @@ describe('in-graph AdamW', () => {
       m = params.map((p) => out[TrainIO.updatedM(p.name)]!.data as Float32Array);
       v = params.map((p) => out[TrainIO.updatedV(p.name)]!.data as Float32Array);
       referenceAdamW(refValues, grads, refM, refV, 1e-2, step, hyper, params.map((p) => p.decay));
-      params.forEach((_, k) => current[k]!.forEach((x, i) => assert.ok(Math.abs(x - refValues[k]![i]!) <= 1e-6, `step ${step} p${k}[${i}]: ${x} vs ${refValues[k]![i]}`)));
+      for (const [k, updated] of current.entries()) {
+        for (const [i, x] of updated.entries()) assert.ok(Math.abs(x - refValues[k]![i]!) <= 1e-6, `step ${step} p${k}[${i}]: ${x} vs ${refValues[k]![i]}`);
+      }
     }
   });
 });

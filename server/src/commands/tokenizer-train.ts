@@ -100,7 +100,8 @@ export async function runTokenizerTrain(args: string[], out: (text: string) => v
     writeTokenizerFiles(dir, vocabulary);
     const result: { vocab: number; dir: string; measured?: Measurement } = { vocab: tokens + KILN_SPECIAL_TOKENS.length, dir };
     if (o.measure !== undefined) {
-      const m = (result.measured = await measure(dir, o.measure));
+      const m = await measure(dir, o.measure);
+      result.measured = m;
       failures += m.roundTripFailures.length;
       const langs = Object.entries(m.byLanguage).map(([l, c]) => `${l} ${c.bytesPerToken.toFixed(3)}`).join(', ');
       log(`vocab ${result.vocab}: ${m.bytesPerToken.toFixed(3)} bytes/token on ${m.files} held-out files (${langs}); round-trip failures: ${m.roundTripFailures.length}`);

@@ -142,7 +142,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     const doc = documents[i]!;
     for (const e of doc.examples) kinds[e.kind]++;
     examples[which].push(...doc.examples);
-    doc.examples.forEach((e, piece) => kept?.push({ ...e, split: which, path: source.path, piece, pieces: doc.examples.length }));
+    for (const [piece, e] of doc.examples.entries()) kept?.push({ ...e, split: which, path: source.path, piece, pieces: doc.examples.length });
     tokens[which] += doc.tokens;
     files.push({ path: source.path, bytes: source.bytes, tokens: doc.tokens, split: which, scrubbedLines: source.scrubbedLines });
   }

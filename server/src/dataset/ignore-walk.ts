@@ -1,6 +1,7 @@
 // A directory walk that honours .gitignore files at every level (and .git/info/exclude), for
 // workspaces that are not git work trees. Symlinks are reported, never followed; FIFOs, sockets and
 // devices are reported apart and never opened (an ignore file that is one is not read).
+import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import ignore, { type Ignore } from 'ignore';
@@ -60,7 +61,7 @@ export async function walkWorkspace(root: string, options: WalkOptions): Promise
     .add(await readRules(join(root, '.gitignore')));
 
   const visit = async (dir: string, levels: readonly Level[]): Promise<void> => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await readdir(join(root, dir), { withFileTypes: true });
     } catch {

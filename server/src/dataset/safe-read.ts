@@ -39,7 +39,7 @@ function refusal(stat: BigIntStats, options: SafeReadOptions): SafeReadRefusal |
 
 /** Reads `absPath` whole if it passes every check, else says why not; never throws for a missing or odd file. */
 export async function readRegularFile(absPath: string, options: SafeReadOptions): Promise<SafeReadResult> {
-  let handle;
+  let handle: FileHandle | undefined;
   try {
     const before = await lstat(absPath, { bigint: true });
     const early = refusal(before, options);

@@ -4,7 +4,7 @@
 // (the walk honours the same ignore files and never blocks) and says so in `warnings`.
 import { lstat, realpath } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { type ExcludedFile } from './exclusions';
+import type { ExcludedFile } from './exclusions';
 import { gitIgnoredPaths, gitWorkspaceFiles, isGitWorkTree } from './git-files';
 import { walkWorkspace } from './ignore-walk';
 import { classifyPath, isVendoredDir, type PathVerdict } from './path-rules';

@@ -122,10 +122,14 @@ export class KvPool {
   release(state: KvState): void {
     if (state.batch !== 1) throw new Error(`KV pool holds single-sequence states, got batch ${state.batch}`);
     if (this.entries.some((e) => e.state === state)) throw new Error('KV state released twice to the pool');
-    if (state.length === 0) return this.drop(state);
+    if (state.length === 0) {
+      this.drop(state);
+      return;
+    }
     if (state.bytes > this.options.budgetBytes) {
       this.counters.evictions++;
-      return this.drop(state);
+      this.drop(state);
+      return;
     }
     const tokens = state.tokens();
     const extending = this.entries.findIndex((e) => isPrefix(tokens, e.state.tokens()));
@@ -134,7 +138,8 @@ export class KvPool {
       const [kept] = this.entries.splice(extending, 1);
       this.entries.push(kept!);
       this.counters.superseded++;
-      return this.drop(state);
+      this.drop(state);
+      return;
     }
     for (const e of this.entries.filter((e) => isPrefix(e.state.tokens(), tokens))) {
       this.remove(e);

@@ -41,7 +41,9 @@ export interface TrainerState {
 function tensorOf(rows: Int32Array[]): ort.Tensor {
   const S = rows[0]!.length;
   const flat = new BigInt64Array(rows.length * S);
-  rows.forEach((r, b) => r.forEach((t, i) => (flat[b * S + i] = BigInt(t))));
+  for (const [b, r] of rows.entries()) {
+    for (let i = 0; i < r.length; i++) flat[b * S + i] = BigInt(r[i]!);
+  }
   return new ort.Tensor('int64', flat, [rows.length, S]);
 }
 

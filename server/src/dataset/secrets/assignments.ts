@@ -113,7 +113,7 @@ const LOOKAHEAD = 1200;
 /** A quoted run of hex or base64 long enough to be a key. */
 const QUOTED_MATERIAL = /["'`]([A-Za-z0-9+/_-]{32,1024}={0,2})["'`]/g;
 /** `NAME=value` anywhere on a line (`docker run -e`, `$ export`, `X=1 npm start`, `--from-literal=`). */
-const ENV_PAIR = /(?<=^|[\s`'"=:(\[{,;>*])([A-Za-z_][\w.-]{0,80})=(?![=>])/g; // not `==`, `=>`
+const ENV_PAIR = /(?<=^|[\s`'"=:([{,;>*])([A-Za-z_][\w.-]{0,80})=(?![=>])/g; // not `==`, `=>`
 /** An environment variable's name: `DB_PASSWORD`, `API_TOKEN`. */
 const SCREAMING = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$|^[A-Z]{2,}$/;
 

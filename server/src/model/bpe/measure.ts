@@ -49,7 +49,9 @@ export function measureTokenizer(tokenizer: Tokenizer, files: Iterable<MeasuredF
     const ids = tokenizer.encode(file.text);
     const bytes = utf8.encode(file.text);
     if (tokenizer.decode(ids) !== file.text || !sameBytes(tokenizer, ids, bytes)) roundTripFailures.push(file.path);
-    const group = (byLanguage[groupOf(file.path)] ??= { files: 0, bytes: 0, tokens: 0, bytesPerToken: 0 });
+    const language = groupOf(file.path);
+    const group = byLanguage[language] ?? { files: 0, bytes: 0, tokens: 0, bytesPerToken: 0 };
+    byLanguage[language] = group;
     for (const c of [total, group]) {
       c.files++;
       c.bytes += bytes.length;

@@ -109,20 +109,22 @@ class ByteSink {
     switch (type) {
       case 'string':
         if (typeof v !== 'string') throw new Error(`GGUF key "${key}": expected a string`);
-        return this.string(v);
+        this.string(v);
+        return;
       case 'bool':
         if (typeof v !== 'boolean') throw new Error(`GGUF key "${key}": expected a boolean`);
-        return this.u8(v ? 1 : 0);
-      case 'uint8': return this.push(Buffer.from([int(0, 255)]));
-      case 'int8': b.writeInt8(int(-128, 127)); return this.push(b.subarray(0, 1));
-      case 'uint16': b.writeUInt16LE(int(0, 0xffff)); return this.push(b.subarray(0, 2));
-      case 'int16': b.writeInt16LE(int(-0x8000, 0x7fff)); return this.push(b.subarray(0, 2));
-      case 'uint32': b.writeUInt32LE(int(0, 0xffffffff)); return this.push(b.subarray(0, 4));
-      case 'int32': b.writeInt32LE(int(-0x80000000, 0x7fffffff)); return this.push(b.subarray(0, 4));
-      case 'float32': b.writeFloatLE(n()); return this.push(b.subarray(0, 4));
-      case 'float64': b.writeDoubleLE(n()); return this.push(b);
-      case 'uint64': b.writeBigUInt64LE(BigInt(typeof v === 'bigint' ? v : int(0, Number.MAX_SAFE_INTEGER))); return this.push(b);
-      case 'int64': b.writeBigInt64LE(BigInt(typeof v === 'bigint' ? v : int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))); return this.push(b);
+        this.u8(v ? 1 : 0);
+        return;
+      case 'uint8': this.push(Buffer.from([int(0, 255)])); return;
+      case 'int8': b.writeInt8(int(-128, 127)); this.push(b.subarray(0, 1)); return;
+      case 'uint16': b.writeUInt16LE(int(0, 0xffff)); this.push(b.subarray(0, 2)); return;
+      case 'int16': b.writeInt16LE(int(-0x8000, 0x7fff)); this.push(b.subarray(0, 2)); return;
+      case 'uint32': b.writeUInt32LE(int(0, 0xffffffff)); this.push(b.subarray(0, 4)); return;
+      case 'int32': b.writeInt32LE(int(-0x80000000, 0x7fffffff)); this.push(b.subarray(0, 4)); return;
+      case 'float32': b.writeFloatLE(n()); this.push(b.subarray(0, 4)); return;
+      case 'float64': b.writeDoubleLE(n()); this.push(b); return;
+      case 'uint64': b.writeBigUInt64LE(BigInt(typeof v === 'bigint' ? v : int(0, Number.MAX_SAFE_INTEGER))); this.push(b); return;
+      case 'int64': b.writeBigInt64LE(BigInt(typeof v === 'bigint' ? v : int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))); this.push(b); return;
     }
   }
   zeros(count: number): void {

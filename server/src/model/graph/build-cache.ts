@@ -17,7 +17,11 @@ function sha256File(path: string): string {
   const fd = openSync(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n <= 0) break;
+      hash.update(buf.subarray(0, n));
+    }
   } finally {
     closeSync(fd);
   }
