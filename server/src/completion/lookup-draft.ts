@@ -1,0 +1,51 @@
+// Drafting by lookup (prompt-lookup / n-gram drafting): code repeats itself, so the tokens that
+// followed the last occurrence of the context's final n tokens — in the prompt itself, or in other
+// documents' tokens — are a cheap guess at what comes next. The guess is only a draft: generation.ts
+// verifies it against the model's own greedy choices, so a wrong draft costs time, never output.
+
+export interface LookupDraftOptions {
+  /** Longest suffix of the context matched (tried first), and the shortest. */
+  maxNgram: number;
+  minNgram: number;
+  /** Most tokens drafted at once. */
+  maxDraft: number;
+  /** Token sequences besides the context to find matches in (other documents' prompts). */
+  sources?: readonly (readonly number[])[];
+}
+
+// Longest match first from 4 tokens down to 1; a draft of 6 (measured on the embedded model over
+// the keystroke trace: see tests/bench/keystroke.bench.ts --lookup)
+export const DEFAULT_LOOKUP_DRAFT: LookupDraftOptions = { maxNgram: 4, minNgram: 1, maxDraft: 6 };
+
+/**
+ * The tokens that followed the most recent earlier occurrence of the context's last n tokens, for
+ * the largest n in maxNgram..minNgram that occurs; the context is searched before the sources.
+ * Empty when nothing matches.
+ */
+export function draftByLookup(context: readonly number[], options: LookupDraftOptions): number[] {
+  const end = context.length;
+  for (let n = Math.min(options.maxNgram, end - 1); n >= options.minNgram; n--) {
+    const inContext = followingMatch(context, context, end - n, n, end - n - 1, options.maxDraft);
+    if (inContext) return inContext;
+    for (const source of options.sources ?? []) {
+      const found = followingMatch(source, context, end - n, n, source.length - n - 1, options.maxDraft);
+      if (found) return found;
+    }
+  }
+  return [];
+}
+
+/**
+ * Scans `haystack` backwards from `last` for the n tokens of `needle` starting at `from`; returns
+ * up to `max` tokens after the match (at least one), or undefined.
+ */
+function followingMatch(haystack: readonly number[], needle: readonly number[], from: number, n: number, last: number, max: number): number[] | undefined {
+  const first = needle[from]!;
+  for (let i = Math.min(last, haystack.length - n - 1); i >= 0; i--) {
+    if (haystack[i] !== first) continue;
+    let j = 1;
+    while (j < n && haystack[i + j] === needle[from + j]) j++;
+    if (j === n) return haystack.slice(i + n, Math.min(i + n + max, haystack.length)) as number[];
+  }
+  return undefined;
+}
