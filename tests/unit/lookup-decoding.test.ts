@@ -41,8 +41,9 @@ describe('draftByLookup', () => {
     assert.deepEqual(draftByLookup([8], options), []);
   });
 
-  it('stops a draft at the end of what it matched', () => {
+  it('stops a draft at the end of what it matched, and after a token that ends it', () => {
     assert.deepEqual(draftByLookup([1, 2, 1, 2], { ...options, maxDraft: 8 }), [1, 2]);
+    assert.deepEqual(draftByLookup([1, 2, 7, 10, 9, 1, 2], { ...options, endsDraft: (id) => id === 10 }), [7, 10]);
   });
 });
 

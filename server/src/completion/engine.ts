@@ -5,6 +5,7 @@
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
 import { InferenceServer } from '../runtime/inference-server';
+import type { Tokenizer } from '../model/tokenizer';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
@@ -12,7 +13,7 @@ import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
 import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats, prefillPrompt } from './generation';
-import { DEFAULT_LOOKUP_DRAFT, draftByLookup } from './lookup-draft';
+import { DEFAULT_LOOKUP_DRAFT, draftByLookup, type LookupDraftOptions } from './lookup-draft';
 import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
@@ -59,10 +60,26 @@ export interface CompletionEngineOptions {
   onAnswer?: (timings: CompletionTimings) => void;
   /** The runtime to generate through; by default one over the model's session, sized by the settings. */
   server?: InferenceServer;
+  /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
+  lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
 }
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
 const LOOKUP_DOCUMENTS = 8;
+
+const lineBreakCache = new WeakMap<Tokenizer, (id: number) => boolean>();
+
+/** Whether a token's bytes hold a line break, computed once per tokenizer. */
+function lineBreakTokens(tokenizer: Tokenizer): (id: number) => boolean {
+  let test = lineBreakCache.get(tokenizer);
+  if (!test) {
+    const breaks = new Set<number>();
+    for (let id = 0; id < tokenizer.vocabSize; id++) if (tokenizer.tokenBytes(id).includes(0x0a)) breaks.add(id);
+    test = (id) => breaks.has(id);
+    lineBreakCache.set(tokenizer, test);
+  }
+  return test;
+}
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
 type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
@@ -83,6 +100,7 @@ export class CompletionEngine {
   readonly lookupStats = newLookupStats();
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
+  private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
 
   constructor(
     private current: CompletionModel,
@@ -91,6 +109,7 @@ export class CompletionEngine {
     options: CompletionEngineOptions = {},
   ) {
     this.onAnswer = options.onAnswer ?? (() => {});
+    this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
   }
@@ -241,7 +260,7 @@ export class CompletionEngine {
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens) } as const;
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const task = { signal, priority } as const;
     const gen = this.server;
     const { slot } = await gen.open(prompt.tokens, task);
@@ -270,10 +289,11 @@ export class CompletionEngine {
   }
 
   /** Lookup decoding for a greedy single suggestion (sampled rows decode plainly). */
-  private lookup(explicit: boolean, prompt: readonly number[]): LookupDecoding | undefined {
+  private lookup(explicit: boolean, prompt: readonly number[], mode: StopMode): LookupDecoding | undefined {
     if (!this.settings.lookupDecoding || explicit || this.settings.temperature !== 0) return undefined;
     const sources = [...this.lookupSources.values()].filter((tokens) => tokens !== prompt);
-    return { draft: (context) => draftByLookup(context, { ...DEFAULT_LOOKUP_DRAFT, sources }), stats: this.lookupStats };
+    const endsDraft = mode === 'line' ? lineBreakTokens(this.model.tokenizer) : undefined; // the line ends there
+    return { draft: (context) => draftByLookup(context, { ...this.lookupDraft, sources, endsDraft }), stats: this.lookupStats };
   }
 
   private postProcess(texts: string[], lineBefore: string, textAfter: string): string[] {

@@ -224,7 +224,7 @@ async function decodeByLookup(input: DecodeRowsInput, options: GenerationOptions
   let next = pick(input.logits);
   while (next !== undefined) {
     throwIfAborted(options.signal);
-    const draft = lookup.draft(context);
+    const draft = lookup.draft(context).slice(0, Math.max(0, options.maxTokens - row.counted)); // no draft past the token limit
     const base = slot.tokens.length;
     const logits = draft.length > 0 ? await gen.verify(slot, [next, ...draft], task) : await gen.step([slot], [next], task);
     stats.forwards++;

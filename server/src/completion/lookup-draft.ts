@@ -11,11 +11,14 @@ export interface LookupDraftOptions {
   maxDraft: number;
   /** Token sequences besides the context to find matches in (other documents' prompts). */
   sources?: readonly (readonly number[])[];
+  /** A draft ends after the first token for which this is true (a line break, when one line is asked). */
+  endsDraft?: (id: number) => boolean;
 }
 
-// Longest match first from 4 tokens down to 1; a draft of 6 (measured on the embedded model over
-// the keystroke trace: see tests/bench/keystroke.bench.ts --lookup)
-export const DEFAULT_LOOKUP_DRAFT: LookupDraftOptions = { maxNgram: 4, minNgram: 1, maxDraft: 6 };
+// Longest match first, from 4 tokens down to 2, and drafts of 3: on the embedded model over the
+// keystroke trace (tests/bench/keystroke.bench.ts --lookup) 1-token matches were accepted 9% of
+// the time and cost more than they saved, and longer drafts were accepted less often
+export const DEFAULT_LOOKUP_DRAFT: LookupDraftOptions = { maxNgram: 4, minNgram: 2, maxDraft: 3 };
 
 /**
  * The tokens that followed the most recent earlier occurrence of the context's last n tokens, for
@@ -26,13 +29,18 @@ export function draftByLookup(context: readonly number[], options: LookupDraftOp
   const end = context.length;
   for (let n = Math.min(options.maxNgram, end - 1); n >= options.minNgram; n--) {
     const inContext = followingMatch(context, context, end - n, n, end - n - 1, options.maxDraft);
-    if (inContext) return inContext;
+    if (inContext) return cut(inContext, options.endsDraft);
     for (const source of options.sources ?? []) {
       const found = followingMatch(source, context, end - n, n, source.length - n - 1, options.maxDraft);
-      if (found) return found;
+      if (found) return cut(found, options.endsDraft);
     }
   }
   return [];
+}
+
+function cut(draft: number[], endsDraft: LookupDraftOptions['endsDraft']): number[] {
+  const end = endsDraft ? draft.findIndex(endsDraft) : -1;
+  return end < 0 ? draft : draft.slice(0, end + 1);
 }
 
 /**
