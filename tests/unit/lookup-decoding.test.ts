@@ -19,7 +19,7 @@ import { InferenceServer } from '../../server/src/runtime/inference-server';
 import { LatencyStats } from '../../server/src/telemetry/latency-stats';
 import { typingTrace } from '../bench/keystroke-trace';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
-import { tempDir } from '../helpers/tiny-session';
+import { maxAbsDiff, tempDir } from '../helpers/tiny-session';
 
 const root = tempDir('kiln-lookup-');
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -44,6 +44,33 @@ describe('draftByLookup', () => {
   it('stops a draft at the end of what it matched, and after a token that ends it', () => {
     assert.deepEqual(draftByLookup([1, 2, 1, 2], { ...options, maxDraft: 8 }), [1, 2]);
     assert.deepEqual(draftByLookup([1, 2, 7, 10, 9, 1, 2], { ...options, endsDraft: (id) => id === 10 }), [7, 10]);
+  });
+});
+
+describe('InferenceServer.verify and truncate', () => {
+  it('verify gives each position the logits of stepping through it; a truncated slot steps as if never extended', async () => {
+    const model = await loadCompletionModel(writeTinyCodeModel(join(root, 'verify'), { seed: 4 }), { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    try {
+      const server = new InferenceServer(model.loaded.session, { kvBudgetBytes: 2 ** 24 });
+      const prompt = [5, 17, 200, 9, 31];
+      const draft = [44, 7, 120, 3];
+      const stepped = (await server.open(prompt)).slot;
+      await server.extend(stepped, prompt);
+      const steps: Float32Array[] = [];
+      for (const t of draft) steps.push((await server.step([stepped], [t]))[0]!);
+      const verified = (await server.open(prompt)).slot;
+      await server.extend(verified, prompt);
+      const rows = await server.verify(verified, draft);
+      assert.equal(rows.length, draft.length);
+      rows.forEach((row, i) => assert.ok(maxAbsDiff(row, steps[i]!) <= 1e-5, `position ${i}`));
+      assert.deepEqual(verified.tokens, [...prompt, ...draft]);
+      server.truncate(verified, prompt.length + 1); // keep the first draft token only
+      assert.deepEqual(verified.tokens, [...prompt, draft[0]]);
+      const again = (await server.step([verified], [draft[1]!]))[0]!;
+      assert.ok(maxAbsDiff(again, steps[1]!) <= 1e-5);
+    } finally {
+      await model.loaded.session.release();
+    }
   });
 });
 
