@@ -5,7 +5,6 @@
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
 import { InferenceServer } from '../runtime/inference-server';
-import type { Tokenizer } from '../model/tokenizer';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
@@ -13,7 +12,7 @@ import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
 import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats, prefillPrompt } from './generation';
-import { DEFAULT_LOOKUP_DRAFT, draftByLookup, type LookupDraftOptions } from './lookup-draft';
+import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
@@ -66,20 +65,6 @@ export interface CompletionEngineOptions {
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
 const LOOKUP_DOCUMENTS = 8;
-
-const lineBreakCache = new WeakMap<Tokenizer, (id: number) => boolean>();
-
-/** Whether a token's bytes hold a line break, computed once per tokenizer. */
-function lineBreakTokens(tokenizer: Tokenizer): (id: number) => boolean {
-  let test = lineBreakCache.get(tokenizer);
-  if (!test) {
-    const breaks = new Set<number>();
-    for (let id = 0; id < tokenizer.vocabSize; id++) if (tokenizer.tokenBytes(id).includes(0x0a)) breaks.add(id);
-    test = (id) => breaks.has(id);
-    lineBreakCache.set(tokenizer, test);
-  }
-  return test;
-}
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
 type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };

@@ -2,6 +2,7 @@
 // followed the last occurrence of the context's final n tokens — in the prompt itself, or in other
 // documents' tokens — are a cheap guess at what comes next. The guess is only a draft: generation.ts
 // verifies it against the model's own greedy choices, so a wrong draft costs time, never output.
+import type { Tokenizer } from '../model/tokenizer';
 
 export interface LookupDraftOptions {
   /** Longest suffix of the context matched (tried first), and the shortest. */
@@ -56,4 +57,18 @@ function followingMatch(haystack: readonly number[], needle: readonly number[], 
     if (j === n) return haystack.slice(i + n, Math.min(i + n + max, haystack.length)) as number[];
   }
   return undefined;
+}
+
+const lineBreakCache = new WeakMap<Tokenizer, (id: number) => boolean>();
+
+/** Whether a token's bytes hold a line break, computed once per tokenizer. */
+export function lineBreakTokens(tokenizer: Tokenizer): (id: number) => boolean {
+  let test = lineBreakCache.get(tokenizer);
+  if (!test) {
+    const breaks = new Set<number>();
+    for (let id = 0; id < tokenizer.vocabSize; id++) if (tokenizer.tokenBytes(id).includes(0x0a)) breaks.add(id);
+    test = (id) => breaks.has(id);
+    lineBreakCache.set(tokenizer, test);
+  }
+  return test;
 }
