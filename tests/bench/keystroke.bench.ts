@@ -3,7 +3,7 @@
 // exact prompt token ids Kiln computed — same seeded random weights, same process, same run.
 //
 //   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--out FILE]
-//                              [--model DIR] [--quantization none|auto|int8|int4]
+//                              [--model DIR] [--quantization none|auto|int8|int4] [--lookup [--lookup-drafts 4:1,6:2,...]]
 //
 // --model replays the trace on a real model folder (e.g. models/kiln-code-4m, its own tokenizer; llama.cpp gets
 // its GGUF export) instead of the random reference model; --quantization applies to the Kiln rows (default none).
@@ -33,6 +33,9 @@
 // prompt); llama.cpp is timed from `adaptStateToTokens` to its last token (it gets token ids, no text).
 //
 // Size: full replays all ~1,600 keystrokes (cold every 32nd); --quick the first 60 (cold every 6th).
+// --lookup runs the lookup-decoding rows instead (lookup-rows.ts; no llama.cpp): Kiln with
+// `kiln.lookupDecoding` off and on (one row per K:N, draft length K from n-grams of N tokens or more), interleaved per keystroke, the same
+// suggestions checked on every keystroke; acceptance, tokens per forward and the one-line p50/p95.
 // --threads applies to both engines. On a loaded machine, threads = cores can stall llama.cpp's
 // spinning thread pool far more than ORT's (seen at load average ~7.5 on 2 cores: 16 decode steps
 // took 5–12 s at 2 threads, 60 ms at 1): read the loadavg line, and compare at --threads 1 there too.
@@ -54,15 +57,16 @@ import { getPeerLlama, type PeerModel, withLlamaCppModel } from '../helpers/llam
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, round, summarize } from './bench-stats';
+import { lookupRows } from './lookup-rows';
 import { distribution, type Distribution, FILE_AFTER, FILE_BEFORE, type Keystroke, type KilnSample, kilnKeystroke, recordingModel, REFERENCE, type Sample, TYPED_FUNCTION, typingTrace, WEIGHTS_SEED } from './keystroke-trace';
 
 // ---------- settings ----------
 
-interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string; model?: string; quantization: QuantizationSetting } // prettier-ignore
+interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string; model?: string; quantization: QuantizationSetting; lookup: boolean; lookupDrafts: { maxDraft: number; minNgram: number }[] } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick, quantization: 'none' };
+  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick, quantization: 'none', lookup: false, lookupDrafts: [{ maxDraft: 4, minNgram: 1 }, { maxDraft: 4, minNgram: 2 }, { maxDraft: 6, minNgram: 2 }] };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--reps') s.reps = args.positiveInt();
@@ -75,6 +79,8 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--model') s.model = args.value();
     else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
     else if (a === '--quantization') s.quantization = args.oneOf(QUANTIZATION_SETTINGS);
+    else if (a === '--lookup') s.lookup = true;
+    else if (a === '--lookup-drafts') s.lookupDrafts = args.value().split(',').map((d) => ({ maxDraft: Number(d.split(':')[0]), minNgram: Number(d.split(':')[1] ?? 1) }));
     else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   return s;
@@ -213,6 +219,7 @@ async function main(): Promise<void> {
   try {
     let t = performance.now();
     const modelDir = s.model ?? writeTinyCodeModel(join(root, 'model'), { seed: WEIGHTS_SEED, config: REFERENCE, fimOrders: ['spm'] });
+    if (s.lookup) return await runLookupRows(s, modelDir, root, loadavgBefore);
     const gguf = { f16: join(root, 'model-f16.gguf'), f32: join(root, 'model-f32.gguf') };
     await exportGguf(modelDir, gguf.f16, { dtype: 'f16' });
     await exportGguf(modelDir, gguf.f32, { dtype: 'f32' });
@@ -259,6 +266,24 @@ async function main(): Promise<void> {
     await kilnSession?.release();
     if (llamaLoaded) await ((await getPeerLlama()) as unknown as { dispose(): Promise<void> }).dispose(); // its native backend
     rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** `--lookup`: the lookup-decoding rows over the trace, with the machine's load. */
+async function runLookupRows(s: Settings, modelDir: string, root: string, loadavgBefore: number[]): Promise<void> {
+  if (s.lookupDrafts.some((d) => !(Number.isInteger(d.maxDraft) && d.maxDraft >= 1 && Number.isInteger(d.minNgram) && d.minNgram >= 1 && d.minNgram <= 4))) throw new Error('--lookup-drafts must list K:N pairs, K ≥ 1 and N in 1..4');
+  const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: s.quantization }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
+  try {
+    const update = parseSettings({ executionProvider: s.ep, threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, temperature: 0, timeLimitMs: 60000 });
+    const settings = { ...update.settings, speculate: false };
+    const trace = typingTrace().slice(0, s.keystrokes);
+    await new CompletionEngine(loaded, settings, new LatencyStats()).complete({ uri: 'file:///bench/warm-up.ts', text: trace[0]!.text, offset: trace[0]!.offset }); // untimed
+    const result = { ...(await lookupRows({ model: loaded, trace, settings, drafts: s.lookupDrafts, log })), settings: { maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, provider: loaded.loaded.session.provider }, config: { model: s.model ?? 'random reference', quantization: s.quantization }, loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) } };
+    for (const [name, row] of Object.entries(result.rows)) log(`${name}: ${JSON.stringify(row)}`);
+    log(`loadavg before ${result.loadavg.before.join(' ')}, after ${result.loadavg.after.join(' ')}`);
+    emitJson(result, s.out);
+  } finally {
+    await loaded.loaded.session.release();
   }
 }
 

@@ -13,7 +13,8 @@ export interface CompletionSettings {
   kvBudgetMB: number;
   timeLimitMs: number;
   candidates: number; // suggestions decoded together for an explicit trigger
-  speculate: boolean;
+  speculate: boolean; // prepare the next suggestion while idle
+  lookupDecoding: boolean; // greedy rows draft from matching context and verify drafts in one forward
   tokenHealing: boolean; // re-generate the prompt's last token (see token-healing.ts)
 }
 
@@ -28,5 +29,6 @@ export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
   timeLimitMs: 2000,
   candidates: 3,
   speculate: true,
+  lookupDecoding: false, // measured no faster on the embedded model's one-line suggestions (see lookup-rows.ts)
   tokenHealing: true,
 };

@@ -11,7 +11,8 @@ import { Stopwatch, type CompletionSource, type CompletionTimings } from '../tel
 import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
-import { decodeRows, type GenerationResult, prefillPrompt } from './generation';
+import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats, prefillPrompt } from './generation';
+import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
@@ -58,7 +59,12 @@ export interface CompletionEngineOptions {
   onAnswer?: (timings: CompletionTimings) => void;
   /** The runtime to generate through; by default one over the model's session, sized by the settings. */
   server?: InferenceServer;
+  /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
+  lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
 }
+
+/** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
+const LOOKUP_DOCUMENTS = 8;
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
 type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
@@ -75,6 +81,11 @@ export class CompletionEngine {
   private modelEpoch = 0;
 
   private readonly onAnswer: (timings: CompletionTimings) => void;
+  /** Drafted, accepted, forwards and tokens of every lookup-decoded row (for the bench and stats). */
+  readonly lookupStats = newLookupStats();
+  /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
+  private readonly lookupSources = new Map<string, readonly number[]>();
+  private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
 
   constructor(
     private current: CompletionModel,
@@ -83,6 +94,7 @@ export class CompletionEngine {
     options: CompletionEngineOptions = {},
   ) {
     this.onAnswer = options.onAnswer ?? (() => {});
+    this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
   }
@@ -125,6 +137,7 @@ export class CompletionEngine {
   /** A closed document's suggestion state goes; its KV stays pooled (other documents may share it). */
   forgetDocument(uri: string): void {
     this.shown.forget(uri);
+    this.lookupSources.delete(uri);
   }
 
   poolStats() {
@@ -153,6 +166,7 @@ export class CompletionEngine {
     }
 
     const prompt = this.prompt(req.text, offset);
+    this.rememberForLookup(req.uri, prompt.tokens);
     watch.lap('tokenize');
     const mode = this.modeAt(before, after);
     const explicit = req.explicit === true && this.settings.candidates > 1;
@@ -231,7 +245,7 @@ export class CompletionEngine {
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing } as const;
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const task = { signal, priority } as const;
     const gen = this.server;
     const { slot } = await gen.open(prompt.tokens, task);
@@ -248,6 +262,23 @@ export class CompletionEngine {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
       slots.forEach((s, i) => gen.release(s, { keep: i === 0 }));
     }
+  }
+
+  private rememberForLookup(uri: string, tokens: readonly number[]): void {
+    this.lookupSources.delete(uri); // re-inserted last: the map's order is recency
+    this.lookupSources.set(uri, tokens);
+    for (const oldest of this.lookupSources.keys()) {
+      if (this.lookupSources.size <= LOOKUP_DOCUMENTS) break;
+      this.lookupSources.delete(oldest);
+    }
+  }
+
+  /** Lookup decoding for a greedy single suggestion (sampled rows decode plainly). */
+  private lookup(explicit: boolean, prompt: readonly number[], mode: StopMode): LookupDecoding | undefined {
+    if (!this.settings.lookupDecoding || explicit || this.settings.temperature !== 0) return undefined;
+    const sources = [...this.lookupSources.values()].filter((tokens) => tokens !== prompt);
+    const endsDraft = mode === 'line' ? lineBreakTokens(this.model.tokenizer) : undefined; // the line ends there
+    return { draft: (context) => draftByLookup(context, { ...this.lookupDraft, sources, endsDraft }), stats: this.lookupStats };
   }
 
   private postProcess(texts: string[], lineBefore: string, textAfter: string): string[] {

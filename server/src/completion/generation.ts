@@ -1,7 +1,9 @@
 // The decode loop over the runtime's Generator: prefill what the slot lacks, then sample one token
 // per row and step every unfinished row together until a stop rule, a stop token, the token limit,
 // the time limit or an abort. One row is a single suggestion; N rows are explicit candidates that
-// share one prompt (N slots of the same loop, advanced by one batched step each).
+// share one prompt (N slots of the same loop, advanced by one batched step each). A single greedy
+// row may decode by lookup: a drafted continuation is verified in one forward and the longest
+// prefix the model itself would have chosen is kept, so the output is plain decoding's, in fewer forwards.
 import { performance } from 'node:perf_hooks';
 import { TokenTextDecoder, type Tokenizer } from '../model/tokenizer';
 import { throwIfAborted } from '../runtime/cancellation';
@@ -19,6 +21,29 @@ export interface GenerationOptions {
   onText?: (text: string) => void;
   /** Token healing: the output must begin with these bytes, which are then not part of the answer. */
   healing?: { bytes: Uint8Array; text: string };
+  /** Lookup decoding for a single greedy row (ignored for several rows): see decodeByLookup. */
+  lookup?: LookupDecoding;
+}
+
+/** How a single greedy row drafts its next tokens, and where it counts what the drafts saved. */
+export interface LookupDecoding {
+  /** Up to k tokens guessed to follow `context` (the prompt and every token picked so far). */
+  draft: (context: readonly number[]) => readonly number[];
+  stats?: LookupStats;
+}
+
+/** Counters over lookup-decoded rows: tokens drafted and accepted, and forwards per token computed. */
+export interface LookupStats {
+  drafted: number;
+  accepted: number;
+  /** Decode forwards run (verifications and plain steps). */
+  forwards: number;
+  /** Tokens those forwards computed onto the slot and kept. */
+  tokens: number;
+}
+
+export function newLookupStats(): LookupStats {
+  return { drafted: 0, accepted: 0, forwards: 0, tokens: 0 };
 }
 
 /** One sequence's healing state: masks logits until the forced bytes are out, then hides them. */
@@ -153,6 +178,7 @@ export interface DecodeRowsInput {
  * each slot holds the prompt plus its generated tokens but the last (whose KV was never needed).
  */
 export async function decodeRows(input: DecodeRowsInput, options: GenerationOptions): Promise<RowResult[]> {
+  if (options.lookup && input.slots.length === 1) return [await decodeByLookup(input, options, options.lookup)];
   const rows = input.slots.map((slot, b) => new Row(slot, input.samplers[b]!, input.makeStop(), input.tokenizer, options));
   let logits: Float32Array[] = rows.map(() => input.logits);
   let active = rows;
@@ -170,4 +196,55 @@ export async function decodeRows(input: DecodeRowsInput, options: GenerationOpti
     active = stepping;
   }
   return rows.map((r) => r.result());
+}
+
+/**
+ * One row decoded with drafts: the token to feed next and a draft go through `verify` in one
+ * forward, which returns the logits after each of them; the row picks from them in order (healing
+ * masks and stop rules exactly as in plain decoding) while its picks equal the draft. At the first
+ * pick that differs, the KV of the rejected draft tokens is truncated and that pick is fed next.
+ * Every pick is made from the logits plain decoding would have computed for the same tokens, so the
+ * output is the same; the slot ends holding what plain decoding leaves in it.
+ */
+async function decodeByLookup(input: DecodeRowsInput, options: GenerationOptions, lookup: LookupDecoding): Promise<RowResult> {
+  const { gen } = input;
+  const slot = input.slots[0]!;
+  const row = new Row(slot, input.samplers[0]!, input.makeStop(), input.tokenizer, options);
+  const promptLength = slot.tokens.length;
+  const context = [...slot.tokens];
+  const stats = lookup.stats ?? newLookupStats();
+  const task = { signal: options.signal, priority: options.priority };
+  let fed = 0; // tokens plain decoding would have fed by now
+  const pick = (logits: Float32Array) => {
+    const next = row.advance(logits, options);
+    options.onText?.(row.kept);
+    for (let i = context.length - promptLength; i < row.tokens.length; i++) context.push(row.tokens[i]!);
+    return next;
+  };
+  let next = pick(input.logits);
+  while (next !== undefined) {
+    throwIfAborted(options.signal);
+    const draft = lookup.draft(context).slice(0, Math.max(0, options.maxTokens - row.counted)); // no draft past the token limit
+    const base = slot.tokens.length;
+    const logits = draft.length > 0 ? await gen.verify(slot, [next, ...draft], task) : await gen.step([slot], [next], task);
+    stats.forwards++;
+    stats.drafted += draft.length;
+    fed++;
+    next = undefined;
+    for (let i = 0; i < logits.length; i++) {
+      const picked = pick(logits[i]!);
+      if (picked === undefined) break;
+      if (i < draft.length && picked === draft[i]) {
+        fed++;
+        stats.accepted++;
+        continue;
+      }
+      if (slot.tokens.length > base + 1 + i) gen.truncate(slot, base + 1 + i); // the rejected rest of the draft
+      next = picked;
+      break;
+    }
+  }
+  stats.tokens += fed;
+  if (slot.tokens.length > promptLength + fed) gen.truncate(slot, promptLength + fed); // draft past a stop
+  return row.result();
 }

@@ -52,6 +52,7 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   timeLimitMs: int(50, 60000),
   candidates: int(1, 8),
   speculate: bool,
+  lookupDecoding: bool,
   tokenHealing: bool,
 };
 

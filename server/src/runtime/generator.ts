@@ -38,6 +38,13 @@ export interface Generator {
    * [V]. Steps of every caller that are due together run as one batched forward.
    */
   step(slots: readonly Slot[], tokens: readonly number[], options?: TaskOptions): Promise<Float32Array[]>;
+  /**
+   * Computes `tokens` onto the slot in one forward and resolves to the logits after each of them,
+   * [tokens.length][V]: a drafted continuation checked at every position at once (lookup decoding).
+   */
+  verify(slot: Slot, tokens: readonly number[], options?: TaskOptions): Promise<Float32Array[]>;
+  /** Drops the slot's positions from `length` on (rejected draft tokens); the slot must be idle. */
+  truncate(slot: Slot, length: number): void;
   /** Ends the slot; `keep` gives its KV to the prefix cache for later requests. */
   release(slot: Slot, options?: { keep?: boolean }): void;
 }

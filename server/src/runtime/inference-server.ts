@@ -8,7 +8,7 @@ import { KvPool, type KvPoolStats } from '../kvcache/kv-pool';
 import { CancelledError, ModelSwappedError } from './cancellation';
 import type { DecoderSession } from './decoder-session';
 import type { Generator, OpenedSlot, Slot, TaskOptions } from './generator';
-import type { BoundaryTask, DecodeTask, ForkTask, OpenTask, PrefillTask, QueuedTask, SlotRecord } from './inference-tasks';
+import type { BoundaryTask, DecodeTask, ForkTask, OpenTask, PrefillTask, QueuedTask, SlotRecord, VerifyTask } from './inference-tasks';
 import { KvBatch } from './kv-batch';
 import type { MemoryReport } from './memory';
 
@@ -88,6 +88,18 @@ export class InferenceServer implements Generator {
       this.enqueue<Float32Array>(options, (settle) => ({ kind: 'decode', slot: record, token: tokens[i]!, ...settle } satisfies DecodeTask)).finally(() => (record.busy = false)),
     );
     return Promise.all(steps);
+  }
+
+  verify(slot: Slot, tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array[]> {
+    if (tokens.length === 0) return Promise.reject(new Error('verify needs at least one token'));
+    const record = this.claim(slot);
+    return this.enqueue<Float32Array[]>(options, (settle) => ({ kind: 'verify', slot: record, tokens: [...tokens], ...settle } satisfies VerifyTask)).finally(() => (record.busy = false));
+  }
+
+  truncate(slot: Slot, length: number): void {
+    const record = this.record(slot);
+    if (record.busy) throw new Error(`slot ${slot.id} cannot be truncated while a task of it is queued`);
+    record.state.truncate(length); // bumps the state's revision, so a batch holding it regathers
   }
 
   release(slot: Slot, options: { keep?: boolean } = {}): void {
@@ -230,6 +242,7 @@ export class InferenceServer implements Generator {
       if (first.kind === 'open') return this.settle(first, this.openSlot(first.tokens));
       if (first.kind === 'fork') return this.settle(first, this.newSlot(this.current.track(first.slot.state.slice(first.slot.state.length))));
       if (first.kind === 'prefill') return await this.runPrefillChunk(first);
+      if (first.kind === 'verify') return await this.runVerify(first);
       await this.decode(live as DecodeTask[]);
     } catch (err) {
       for (const t of live) t.reject(err);
@@ -285,6 +298,13 @@ export class InferenceServer implements Generator {
     task.done += chunk.length;
     if (task.done < task.tokens.length && !task.signal?.aborted) this.queue.push(task);
     else this.settle(task, logits);
+  }
+
+  /** The draft in one forward with logits at every position: [S, V] -> S rows of [V]. */
+  private async runVerify(task: VerifyTask): Promise<void> {
+    const V = this.current.config.vocabSize;
+    const { logits } = await this.current.forward(task.slot.state, [task.tokens as number[]], 'all');
+    this.settle(task, task.tokens.map((_, i) => logits.slice(i * V, (i + 1) * V)));
   }
 
   /** One batched forward for every due decode: a lone slot feeds its state's view, N slots a padded batch. */

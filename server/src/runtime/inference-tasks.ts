@@ -29,6 +29,13 @@ export interface PrefillTask extends Settled<Float32Array> {
   done: number;
 }
 
+/** Computes a draft onto a slot in one run (never chunked: drafts are short), logits at every position. */
+export interface VerifyTask extends Settled<Float32Array[]> {
+  kind: 'verify';
+  slot: SlotRecord;
+  tokens: readonly number[];
+}
+
 /** Feeds one token to a slot; decode tasks due together run as one batched forward. */
 export interface DecodeTask extends Settled<Float32Array> {
   kind: 'decode';
@@ -48,7 +55,7 @@ export interface ForkTask extends Settled<SlotRecord> {
   slot: SlotRecord;
 }
 
-export type QueuedTask = PrefillTask | DecodeTask | OpenTask | ForkTask;
+export type QueuedTask = PrefillTask | VerifyTask | DecodeTask | OpenTask | ForkTask;
 
 /** Work applied between two steps, never during one: slot drops and weight swaps. */
 export type BoundaryTask = { kind: 'drop'; slot: SlotRecord; keep: boolean } | { kind: 'swap'; apply: () => void; resolve: () => void };
