@@ -26,13 +26,17 @@ export function allocateKv(batch: number, g: KvGeometry): KvBuffers {
 export function writePositions(into: KvBuffers, g: KvGeometry, b: number, at: number, newKey: Float32Array, newValue: Float32Array): void {
   const { heads: H, headDim: D, capacity: C } = g;
   const S = newKey.length / (H * D);
+  const { key, value } = into;
+  const stride = H * D;
   for (let h = 0; h < H; h++) {
-    const keyPlane = (b * H + h) * D * C + at; // keys[b,h,0,at]
     const valueRow = ((b * H + h) * C + at) * D; // values[b,h,at,0]
     for (let s = 0; s < S; s++) {
-      const src = (s * H + h) * D;
-      into.value.set(newValue.subarray(src, src + D), valueRow + s * D);
-      for (let d = 0; d < D; d++) into.key[keyPlane + d * C + s] = newKey[src + d]!;
+      const src = s * stride + h * D;
+      for (let d = 0; d < D; d++) value[valueRow + s * D + d] = newValue[src + d]!;
+    }
+    for (let d = 0; d < D; d++) {
+      const keyRow = ((b * H + h) * D + d) * C + at; // keys[b,h,d,at]: the S new positions are contiguous
+      for (let s = 0, src = h * D + d; s < S; s++, src += stride) key[keyRow + s] = newKey[src]!;
     }
   }
 }
