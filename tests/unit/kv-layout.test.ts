@@ -61,4 +61,19 @@ describe('KV layout', () => {
     const wide = s.broadcast(3);
     assert.deepEqual(wide.positions(0, 2), newPositions(0, 0, 70));
   });
+
+  it('hands over no padding while empty, and shrinks when cut far below its capacity (every step computes over it)', () => {
+    const s = new KvState({ numLayers: 1, heads: H, kvDim: H * D });
+    assert.equal(s.paddedLength, 0);
+    assert.equal(s.past(0).key.length, 0);
+    const rows = newPositions(0, 0, 200);
+    s.append([Array<number>(200).fill(1)], [rows.key], [rows.value]);
+    assert.equal(s.paddedLength, 256);
+    assert.equal(s.past(0).key.length, 256 * H * D);
+    s.truncate(199); // a token taken back keeps the buffers
+    assert.equal(s.capacity, 256);
+    s.truncate(20);
+    assert.equal(s.capacity, 64);
+    assert.deepEqual(s.positions(0), newPositions(0, 0, 20));
+  });
 });

@@ -62,17 +62,19 @@ export class KvState {
     return 2 * this.shape.numLayers * this.batch * this.cap * this.shape.kvDim * 4;
   }
 
-  /** Positions per row that `past` hands over: the capacity (the graph masks each row's padding). */
+  /** Positions per row that `past` hands over: the capacity (the graph masks each row's padding), or none while empty. */
   get paddedLength(): number {
-    return this.cap;
+    return this.length === 0 ? 0 : this.cap;
   }
 
   /**
-   * The past of layer `l`, keys [B, H, D, capacity] and values [B, H, capacity, D], the buffers
-   * themselves (no copy): each row's first `length` positions are valid, the rest is padding.
+   * The past of layer `l`, keys [B, H, D, paddedLength] and values [B, H, paddedLength, D], the
+   * buffers themselves (no copy): each row's first `length` positions are valid, the rest is padding.
+   * An empty state hands over no positions, so a first prefill computes over no padding.
    */
   past(l: number): KvBuffers {
-    return this.layers[l]!;
+    const buffers = this.layers[l]!;
+    return this.length === 0 ? { key: buffers.key.subarray(0, 0), value: buffers.value.subarray(0, 0) } : buffers;
   }
 
   /** Row b's valid positions of layer `l` as position-major copies [length, kvDim] (for checks and exports). */
@@ -99,9 +101,13 @@ export class KvState {
 
   /** Grows the buffers to hold `positions` (in steps of GRANULE with headroom: each growth copies the cache once). */
   reserve(positions: number): void {
-    if (positions <= this.cap) return;
+    if (positions > this.cap) this.resize(paddedCapacity(positions, HEADROOM, GRANULE));
+  }
+
+  /** Moves the valid positions into buffers of `capacity` positions per row. */
+  private resize(capacity: number): void {
     const from = this.geometry;
-    this.cap = paddedCapacity(positions, HEADROOM, GRANULE);
+    this.cap = capacity;
     const to = this.geometry;
     this.layers = this.layers.map((old) => {
       const next = allocateKv(this.batch, to);
@@ -110,10 +116,13 @@ export class KvState {
     });
   }
 
-  /** Drops every position from `k` on, in place (no copy). */
+  /** Drops every position from `k` on, in place (no copy unless the capacity shrinks). */
   truncate(k: number): void {
     if (k < 0 || k > this.length) throw new RangeError(`cannot truncate a ${this.length}-position KV state to ${k}`);
     for (const r of this.rows) r.length = k;
+    // Every step computes over the whole capacity: a state cut far below it (a pooled prefix) shrinks, copying its k positions.
+    const fitted = paddedCapacity(k, HEADROOM, GRANULE);
+    if (fitted < this.cap) this.resize(fitted);
     this.changes++;
   }
 
