@@ -22,6 +22,9 @@ export function allocateKv(batch: number, g: KvGeometry): KvBuffers {
   return { key: new Float32Array(size), value: new Float32Array(size) };
 }
 
+/** Positions scattered together into the keys' transposed layout. */
+const KEY_TILE = 16;
+
 /** Writes row b's new positions `newKey`/`newValue` ([S, H*D], position-major) at positions at..at+S-1. */
 export function writePositions(into: KvBuffers, g: KvGeometry, b: number, at: number, newKey: Float32Array, newValue: Float32Array): void {
   const { heads: H, headDim: D, capacity: C } = g;
@@ -32,11 +35,15 @@ export function writePositions(into: KvBuffers, g: KvGeometry, b: number, at: nu
     const valueRow = ((b * H + h) * C + at) * D; // values[b,h,at,0]
     for (let s = 0; s < S; s++) {
       const src = s * stride + h * D;
-      for (let d = 0; d < D; d++) value[valueRow + s * D + d] = newValue[src + d]!;
+      value.set(newValue.subarray(src, src + D), valueRow + s * D);
     }
-    for (let d = 0; d < D; d++) {
-      const keyRow = ((b * H + h) * D + d) * C + at; // keys[b,h,d,at]: the S new positions are contiguous
-      for (let s = 0, src = h * D + d; s < S; s++, src += stride) key[keyRow + s] = newKey[src]!;
+    // keys[b,h,d,at..at+S-1] are contiguous; a tile of positions keeps the rows read in cache
+    for (let s0 = 0; s0 < S; s0 += KEY_TILE) {
+      const s1 = Math.min(S, s0 + KEY_TILE);
+      for (let d = 0; d < D; d++) {
+        const keyRow = ((b * H + h) * D + d) * C + at;
+        for (let s = s0, src = s0 * stride + h * D + d; s < s1; s++, src += stride) key[keyRow + s] = newKey[src]!;
+      }
     }
   }
 }
