@@ -218,8 +218,8 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
       [DecoderIO.pastLengths]: new ort.Tensor('int64', BigInt64Array.of(BigInt(P)), [1]),
     };
     past.forEach((p, l) => {
-      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', p.key, [1, P, kvDim]);
-      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', p.value, [1, P, kvDim]);
+      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', p.key, [1, c.numKvHeads, c.headDim, P]); // present comes back in the past's layout
+      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', p.value, [1, c.numKvHeads, P, c.headDim]);
     });
     const out = await session.run(feeds, fetches);
     return past.map((_, l) => ({ key: out[DecoderIO.presentKey(l)]!.data as Float32Array, value: out[DecoderIO.presentValue(l)]!.data as Float32Array }));

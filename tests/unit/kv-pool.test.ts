@@ -8,7 +8,7 @@ import { KvState, type KvShape } from '../../server/src/kvcache/kv-state';
 import { TINY_LLAMA } from '../helpers/tiny-model';
 import { loadTinyModel, maxAbsDiff } from '../helpers/tiny-session';
 
-const SHAPE: KvShape = { numLayers: 2, kvDim: 3 };
+const SHAPE: KvShape = { numLayers: 2, heads: 1, kvDim: 3 };
 /** Bytes of a state with the minimum capacity of 64 positions. */
 const STATE_BYTES = new KvState(SHAPE, 1, 64).bytes;
 
@@ -31,7 +31,7 @@ function stateOf(tokens: number[]): KvState {
 function assertRows(s: KvState, tokens: number[]): void {
   assert.deepEqual([...s.tokens()], tokens);
   for (let l = 0; l < SHAPE.numLayers; l++) {
-    const { key, value } = s.past(l);
+    const { key, value } = s.positions(l);
     assert.equal(key.length, tokens.length * SHAPE.kvDim);
     for (let i = 0; i < key.length; i++) {
       const expected = Math.fround(keyOf(l, Math.floor(i / SHAPE.kvDim), tokens[Math.floor(i / SHAPE.kvDim)]!, i % SHAPE.kvDim));

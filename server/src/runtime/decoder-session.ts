@@ -1,6 +1,7 @@
 // The generation primitives over one ORT session: prefill S tokens onto a KV state, decode one
-// token, and the forward step both are made of. Each step feeds the state's past as a view and
-// fetches back only the S new positions, so a decode step never copies the whole cache. Calls are
+// token, and the forward step both are made of. Each step feeds the state's buffers as the past (in
+// the layout attention reads, padding masked) and fetches back only the S new positions, so a
+// decode step never copies or transposes the whole cache. Calls are
 // serialised by their owner (the inference server); the session itself keeps no "busy" state.
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config';
@@ -25,9 +26,9 @@ export interface SessionRunner {
 
 /** One forward over B rows of padded past: the inputs of `DecoderSession.run`. */
 export interface RowsInput {
-  /** Per layer, keys and values [B, P, kvDim]; row b's first `pastLengths[b]` rows are valid. */
+  /** Per layer, keys [B, Hkv, D, P] and values [B, Hkv, P, D]; row b's first `pastLengths[b]` positions are valid. */
   past: { key: Float32Array; value: Float32Array }[];
-  /** P, the padded past length every row of `past` has. */
+  /** P, the padded past length (capacity) every row of `past` has. */
   paddedLength: number;
   pastLengths: readonly number[];
   /** [B][S] token ids, S equal for every row. */
@@ -58,7 +59,7 @@ export class DecoderSession {
 
   /** An empty KV state for `batch` sequences decoded together. */
   newState(batch = 1, capacity?: number): KvState {
-    const state = new KvState({ numLayers: this.config.numLayers, kvDim: this.config.numKvHeads * this.config.headDim }, batch, capacity);
+    const state = new KvState({ numLayers: this.config.numLayers, heads: this.config.numKvHeads, kvDim: this.config.numKvHeads * this.config.headDim }, batch, capacity);
     this.track(state);
     return state;
   }
@@ -103,7 +104,6 @@ export class DecoderSession {
     const longest = Math.max(...pastLengths) + S;
     if (longest > c.maxPositions) throw new RangeError(`context of ${longest} tokens exceeds the model's ${c.maxPositions} positions`);
     for (const row of tokens) for (const t of row) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
-    const kvDim = c.numKvHeads * c.headDim;
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens.flat(), BigInt), [B, S]),
       [DecoderIO.logitsIndex]:
@@ -111,8 +111,8 @@ export class DecoderSession {
       [DecoderIO.pastLengths]: new ort.Tensor('int64', BigInt64Array.from(pastLengths, BigInt), [B]),
     };
     for (let l = 0; l < c.numLayers; l++) {
-      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', input.past[l]!.key, [B, P, kvDim]); // [B, P, Hkv*D]
-      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', input.past[l]!.value, [B, P, kvDim]);
+      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', input.past[l]!.key, [B, c.numKvHeads, c.headDim, P]);
+      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', input.past[l]!.value, [B, c.numKvHeads, P, c.headDim]);
     }
     const out = await this.runner.run(feeds);
     const newKeys: Float32Array[] = [];

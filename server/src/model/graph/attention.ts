@@ -1,8 +1,9 @@
 // Self-attention with a KV cache, in two forms that share inputs and outputs:
 //  - plain ops (portable on every execution provider; differentiable, so training uses it),
 //  - com.microsoft RotaryEmbedding + GroupQueryAttention (ORT's fused CPU kernels, inference only).
-// The cache crosses the graph boundary position-major, [B, P, Hkv*D], so the caller can hand ORT a
-// zero-copy view of the first P rows of a growing buffer, and only the S new rows are fetched back.
+// The past crosses the graph boundary in the layouts attention reads, keys [B,Hkv,D,P] and values
+// [B,Hkv,P,D] (P a padded capacity, masked per row), so no layer transposes the cache on a step;
+// the S new positions come back position-major [B,S,Hkv*D] and the caller appends them in place.
 import type { Value } from './diff-graph';
 import { type DecoderContext, makeLinear } from './decoder-parts';
 import { add, mul, neg } from './ops-elementwise';
@@ -11,7 +12,7 @@ import { concat, reshape, split, transpose, unsqueeze } from './ops-shape';
 
 export interface AttentionInputs {
   h: Value; // normed hidden [B,S,d]
-  /** Past keys/values [B,P,Hkv*D]; absent in training graphs (P = 0). */
+  /** Past keys [B,Hkv,D,P] and values [B,Hkv,P,D]; absent in training graphs (P = 0). */
   past?: { key: Value; value: Value };
   /** Plain path: RoPE tables [S, D] or per row [B, S, D], and the mask bias [S, P+S] or [B, 1, 1, S, P+S], shared by all layers. */
   rope?: { cos: Value; sin: Value };
@@ -72,8 +73,8 @@ function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Va
  *     └─ MatMul(kᵀ)      [B,Hkv,G,S,S] ─ Concat ─ + mask bias ─ Softmax ─┬─ [..,:P] MatMul(past_v) ─┐
  *                                                                        └─ [..,P:] MatMul(v) ────── Add ─ [B,S,H*D]
  * With a past, the scores of past and new keys are computed apart and only the small score tensors
- * are concatenated: the cache itself is read (transposed once per layer) but never copied into a
- * past ⊕ new tensor.
+ * are concatenated: the cache arrives in the layouts the two MatMuls read (keys [B,Hkv,D,P], values
+ * [B,Hkv,P,D]), so it is read once and never transposed or copied into a past ⊕ new tensor.
  */
 function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: AttentionInputs): { attn: Value; newKey: Value } {
   const { dg, c } = ctx;
@@ -94,18 +95,18 @@ function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: Attent
   }
   // Inference only (no gradients through the past): plain ops on the graph.
   const { g } = dg;
-  const scoresPast = matmul(dg, q5, keysT(a.past.key)); // [B,Hkv,G,S,P]
+  const scoresPast = matmul(dg, q5, unsqueeze(dg, a.past.key, [2])); // [B,Hkv,1,D,P] -> [B,Hkv,G,S,P]
   const scoresNew = matmul(dg, q5, keysT(newKey)); // [B,Hkv,G,S,S]
   const scores = dg.value(g.op('Concat', [scoresPast.name, scoresNew.name], { axis: -1 }), [...scoresNew.shape.slice(0, -1), 'total_sequence']); // [B,Hkv,G,S,T]
   const probs = softmaxLastAxis(dg, add(dg, scores, a.causalBias));
-  const P = g.op('Slice', [g.op('Shape', [a.past.key.name]), g.int64([1]), g.int64([2])]); // [1] = P
+  const P = g.op('Slice', [g.op('Shape', [a.past.value.name]), g.int64([2]), g.int64([3])]); // [1] = P
   const probsPast = dg.value(g.op('Slice', [probs.name, g.int64([0]), P, g.int64([-1])]), scoresPast.shape); // [B,Hkv,G,S,P]
   const probsNew = dg.value(g.op('Slice', [probs.name, P, g.int64([2 ** 62]), g.int64([-1])]), scoresNew.shape); // [B,Hkv,G,S,S]
-  const ctx5 = add(dg, matmul(dg, probsPast, values(a.past.value)), matmul(dg, probsNew, values(v))); // [B,Hkv,G,S,D]
+  const ctx5 = add(dg, matmul(dg, probsPast, unsqueeze(dg, a.past.value, [2])), matmul(dg, probsNew, values(v))); // [B,Hkv,G,S,D]
   return { attn: merge(ctx5), newKey };
 }
 
-/** RotaryEmbedding + GroupQueryAttention; past goes in BNSH [B,Hkv,P,D] as the kernel expects. */
+/** RotaryEmbedding + GroupQueryAttention; the kernel reads the past BNSH [B,Hkv,P,D], so only the keys are transposed. */
 function fusedAttention(ctx: DecoderContext, { q, k, v }: Projections, a: AttentionInputs): { attn: Value; newKey: Value } {
   const { dg, c } = ctx;
   const { g } = dg;
@@ -116,10 +117,10 @@ function fusedAttention(ctx: DecoderContext, { q, k, v }: Projections, a: Attent
   const { cosCache, sinCache, positionIds, seqlensK, totalLength } = a.fused;
   const qRot = g.op('RotaryEmbedding', [q.name, positionIds, cosCache, sinCache], { interleaved: 0 }, ms); // [B,S,H*D]
   const newKey = g.op('RotaryEmbedding', [k.name, positionIds, cosCache, sinCache], { interleaved: 0 }, ms); // [B,S,Hkv*D]
-  const toBnsh = (x: string) => g.op('Transpose', [g.op('Reshape', [x, g.int64([0, 0, Hkv, D])])], { perm: [0, 2, 1, 3] }); // [B,Hkv,P,D]
+  const pastKeyBnsh = g.op('Transpose', [a.past.key.name], { perm: [0, 1, 3, 2] }); // [B,Hkv,D,P] -> [B,Hkv,P,D]
   const [attn] = g.node(
     'GroupQueryAttention',
-    [qRot, newKey, v.name, toBnsh(a.past.key.name), toBnsh(a.past.value.name), seqlensK, totalLength],
+    [qRot, newKey, v.name, pastKeyBnsh, a.past.value.name, seqlensK, totalLength],
     { num_heads: c.numHeads, kv_num_heads: Hkv, do_rotary: 0, scale: { float: 1 / Math.sqrt(D) } },
     { domain: ms, outputs: 3 },
   );

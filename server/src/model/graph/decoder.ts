@@ -1,9 +1,11 @@
 // The decoder graph: one model definition for inference (with a KV cache) and training.
 //
 //  input_ids [B,S] ─ Gather(embed) ─┬─ layer 0 … layer N-1 ─ Gather(logits_index) ─ norm ─ lm_head ─ logits [B,K,V]
-//  past.{l}.key/value [B,P,Hkv*D] ──┤        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
-//  past_lengths [B] ────────────────┘ row b's valid past is its first past_lengths[b] of the P rows
-//                                     (right padding), so slots of different lengths decode as one batch
+//  past.{l}.key [B,Hkv,D,P] ────────┤        └─ new.{l}.key/value [B,S,Hkv*D] (only the new positions)
+//  past.{l}.value [B,Hkv,P,D] ──────┤
+//  past_lengths [B] ────────────────┘ row b's valid past is its first past_lengths[b] of the P positions
+//                                     (right padding), so slots of different lengths decode as one batch;
+//                                     the past is in the layouts attention reads, so no step transposes it
 import type { ModelConfig } from '../config';
 import type { QuantBits } from '../quantize';
 import { makeAttention } from './attention';
@@ -15,7 +17,7 @@ import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 3;
+export const DECODER_BUILDER_VERSION = 4;
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';
@@ -25,7 +27,7 @@ export interface DecoderGraphOptions {
   attention: AttentionPath;
   weightType: WeightType;
   /**
-   * Also output the whole cache, present.{l}.key = past ⊕ new [B,P+S,Hkv*D], the conventional
+   * Also output the whole cache, present.{l}.key = past ⊕ new in the past's layout, the conventional
    * interface. Kiln's runtime does not use it (fetching it copies the whole cache every step);
    * the benchmark builds it to measure exactly that cost.
    */
@@ -40,12 +42,12 @@ export const DecoderIO = {
   logitsIndex: 'logits_index', // int64 [K]: positions in S whose logits are wanted (-1 = last)
   pastLengths: 'past_lengths', // int64 [B]: valid rows of each batch row's past (≤ P; the rest is padding)
   logits: 'logits', // float32 [B,K,V]
-  pastKey: (l: number) => `past.${l}.key`, // float32 [B,P,Hkv*D]
-  pastValue: (l: number) => `past.${l}.value`,
+  pastKey: (l: number) => `past.${l}.key`, // float32 [B,Hkv,D,P]
+  pastValue: (l: number) => `past.${l}.value`, // float32 [B,Hkv,P,D]
   newKey: (l: number) => `new.${l}.key`, // float32 [B,S,Hkv*D]
   newValue: (l: number) => `new.${l}.value`,
-  presentKey: (l: number) => `present.${l}.key`, // float32 [B,P+S,Hkv*D], only with emitPresent
-  presentValue: (l: number) => `present.${l}.value`,
+  presentKey: (l: number) => `present.${l}.key`, // float32 [B,Hkv,D,P+S], only with emitPresent
+  presentValue: (l: number) => `present.${l}.value`, // float32 [B,Hkv,P+S,D]
 };
 
 const TO_FLOAT32 = 1;
@@ -69,7 +71,7 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     const shape = g.op('Shape', [inputIds.name]);
     const batchVec = g.op('Slice', [shape, g.int64([0]), g.int64([1])]); // [1] = B
     const seqLength = g.op('Squeeze', [g.op('Slice', [shape, g.int64([1]), g.int64([2])])]); // S
-    const pastLength = past ? g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.key.name]), g.int64([1]), g.int64([2])])]) : g.int64([0], []); // P
+    const pastLength = past ? g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.value.name]), g.int64([2]), g.int64([3])])]) : g.int64([0], []); // P
     const positions = g.op('Range', [pastLength, g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // int64 [S]
     const perRow = pastLengths ? { pastLengths, positions: makeRowPositions(ctx, pastLengths, seqLength) } : undefined;
     const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions, perRow) } : perRow ? makeRowPlainInputs(ctx, pastLength, seqLength, perRow) : makePlainInputs(ctx, pastLength, positions);
@@ -103,22 +105,24 @@ export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options
   const ctx: DecoderContext = { dg, c, weights, params, weightType: options.weightType, quantization: options.quantization };
   const fused = options.attention === 'fused';
   const kvDim = c.numKvHeads * c.headDim;
-  const kvShape = ['batch', 'past_sequence', kvDim];
+  const keyShape = ['batch', c.numKvHeads, c.headDim, 'past_sequence'];
+  const valueShape = ['batch', c.numKvHeads, 'past_sequence', c.headDim];
 
   const inputIds = dg.value(g.input(DecoderIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const logitsIndex = g.input(DecoderIO.logitsIndex, 'int64', ['logit_positions']);
   const pastLengths = g.input(DecoderIO.pastLengths, 'int64', ['batch']);
   const past = Array.from({ length: c.numLayers }, (_, l) => ({
-    key: dg.value(g.input(DecoderIO.pastKey(l), 'float32', kvShape), kvShape),
-    value: dg.value(g.input(DecoderIO.pastValue(l), 'float32', kvShape), kvShape),
+    key: dg.value(g.input(DecoderIO.pastKey(l), 'float32', keyShape), keyShape),
+    value: dg.value(g.input(DecoderIO.pastValue(l), 'float32', valueShape), valueShape),
   }));
   const body = makeDecoderBody(ctx, inputIds, past, fused, pastLengths);
   body.newKv.forEach((kv, l) => {
     g.output(kv.key.name, DecoderIO.newKey(l), 'float32', ['batch', 'sequence', kvDim]);
     g.output(kv.value.name, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
     if (options.emitPresent) {
-      g.output(g.op('Concat', [past[l]!.key.name, kv.key.name], { axis: 1 }), DecoderIO.presentKey(l), 'float32', ['batch', 'total_sequence', kvDim]);
-      g.output(g.op('Concat', [past[l]!.value.name, kv.value.name], { axis: 1 }), DecoderIO.presentValue(l), 'float32', ['batch', 'total_sequence', kvDim]);
+      const heads = (x: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.int64([0, 0, c.numKvHeads, c.headDim])])], { perm }); // [B,S,Hkv*D] -> the past's layout
+      g.output(g.op('Concat', [past[l]!.key.name, heads(kv.key.name, [0, 2, 3, 1])], { axis: 3 }), DecoderIO.presentKey(l), 'float32', ['batch', c.numKvHeads, c.headDim, 'total_sequence']);
+      g.output(g.op('Concat', [past[l]!.value.name, heads(kv.value.name, [0, 2, 1, 3])], { axis: 2 }), DecoderIO.presentValue(l), 'float32', ['batch', c.numKvHeads, 'total_sequence', c.headDim]);
     }
   });
   const logits = g.scope('lm_head', () => makeInferenceLogits(ctx, body, logitsIndex, fused));
