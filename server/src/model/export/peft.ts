@@ -8,7 +8,7 @@
 // `<module>.lora_A.weight` (the training graph's inputs). delta W [out, in] = scale · B @ A, where
 // scale = lora_alpha / r, or lora_alpha / √r when `use_rslora` is set (rank-stabilised LoRA, as PEFT
 // computes it). Kiln writes plain LoRA (use_rslora false) and reads both.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { expectedTensors } from '../checkpoint';
@@ -85,7 +85,7 @@ function checkPairs(names: Iterable<string>, has: (name: string) => boolean, fai
  * in that order (each file atomic: list last the file readers open first), and other files are kept.
  */
 export function publishFolder(dir: string, write: (tmp: string) => string[]): void {
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${dir}.tmp-${process.pid}-${randomUUID()}`; // unique across threads of one process too
   mkdirSync(tmp, { recursive: true });
   try {
     const files = write(tmp);

@@ -2,6 +2,7 @@
 // into a temporary folder that is renamed into place: a crash never leaves a half-written model, and
 // processes building the same graph at once (two `kiln complete` runs, two editor windows) never
 // delete a folder the other has published or is loading.
+import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { onnx } from 'onnx-proto';
@@ -27,8 +28,8 @@ export interface PublishOptions {
 
 export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<string, number>, publish: PublishOptions = {}): WrittenModel {
   mkdirSync(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  rmSync(tmp, { recursive: true, force: true });
+  // pid and time are not unique: model worker threads share the pid and can start in the same ms
+  const tmp = `${dir}.tmp-${process.pid}-${randomUUID()}`;
   mkdirSync(tmp, { recursive: true });
   try {
     const offsets = new Map<string, [number, number]>();
