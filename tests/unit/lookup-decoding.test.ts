@@ -62,7 +62,7 @@ describe('InferenceServer.verify and truncate', () => {
       await server.extend(verified, prompt);
       const rows = await server.verify(verified, draft);
       assert.equal(rows.length, draft.length);
-      rows.forEach((row, i) => assert.ok(maxAbsDiff(row, steps[i]!) <= 1e-5, `position ${i}`));
+      for (const [i, row] of rows.entries()) assert.ok(maxAbsDiff(row, steps[i]!) <= 1e-5, `position ${i}`);
       assert.deepEqual(verified.tokens, [...prompt, ...draft]);
       server.truncate(verified, prompt.length + 1); // keep the first draft token only
       assert.deepEqual(verified.tokens, [...prompt, draft[0]]);

@@ -95,7 +95,7 @@ export class KvState {
         writePositions(this.layers[l]!, geometry, b, this.length, rows(newKeys[l]!), rows(newValues[l]!));
       }
     }
-    tokens.forEach((t, b) => this.rows[b]!.push(...t));
+    for (const [b, t] of tokens.entries()) this.rows[b]!.push(...t);
     this.changes++;
   }
 
@@ -133,7 +133,7 @@ export class KvState {
     for (let l = 0; l < this.shape.numLayers; l++) {
       for (let b = 0; b < this.batch; b++) copyPositions({ buffers: this.layers[l]!, geometry: this.geometry, row: b }, { buffers: out.layers[l]!, geometry: out.geometry, row: b }, k);
     }
-    this.rows.forEach((r, b) => out.rows[b]!.push(...r.slice(0, k)));
+    for (const [b, r] of this.rows.entries()) out.rows[b]!.push(...r.slice(0, k));
     return out;
   }
 

@@ -319,6 +319,6 @@ export class InferenceServer implements Generator {
     this.batch = KvBatch.for(tasks.map((t) => t.slot.state), this.batch);
     const out = await this.current.run(this.batch.input(tokens));
     this.batch.append(tokens, out.newKeys, out.newValues);
-    tasks.forEach((t, b) => this.settle(t, out.logits.slice(b * V, (b + 1) * V))); // [B,1,V] -> [V] each
+    for (const [b, t] of tasks.entries()) this.settle(t, out.logits.slice(b * V, (b + 1) * V)); // [B,1,V] -> [V] each
   }
 }
