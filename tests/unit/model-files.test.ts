@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import { CONFIG_BOUNDS, loadModelConfig, parseModelConfig, toHfConfigJson } from '../../server/src/model/config';
+import { ROPE_TABLE_POSITIONS, ropeCaches } from '../../server/src/model/graph/decoder-parts';
 import { MODEL_FILE_CAPS } from '../../server/src/model/read-model-file';
 import { prepareGraphInWorker, validateModelInWorker } from '../../server/src/lsp/model-worker-client';
 import { prepareGraph } from '../../server/src/runtime/prepare-graph';
@@ -81,6 +82,13 @@ describe('config.json bounds: each hostile value is refused naming its field and
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...base, num_hidden_layers: 1e9 }));
     assert.throws(() => loadModelConfig(dir), modelFileError(join(dir, 'config.json'), /^num_hidden_layers must be an integer from 1 to 1024 \(got 1000000000\)$/));
   });
+});
+
+test('a huge max_position_embeddings does not size the rotary tables: they stop at ROPE_TABLE_POSITIONS', () => {
+  const config = parseModelConfig({ ...base, max_position_embeddings: 10_000_000 });
+  const { cos, sin } = ropeCaches(config);
+  assert.equal(cos.length, ROPE_TABLE_POSITIONS * (config.headDim / 2));
+  assert.equal(sin.length, cos.length);
 });
 
 describe('size caps on the JSON files of a model folder', () => {

@@ -2,6 +2,7 @@
 // and the fill-in-the-middle template with the prompt order to use.
 import { basename, join } from 'node:path';
 import { ModelFileError } from '../model/errors';
+import { ROPE_TABLE_POSITIONS } from '../model/graph/decoder-parts';
 import { type FimOrder, type FimTemplate, resolveFimTemplate } from '../model/fim';
 import { MODEL_FILE_CAPS, pathExists, readModelJsonObject } from '../model/read-model-file';
 import { Tokenizer } from '../model/tokenizer';
@@ -82,5 +83,5 @@ export async function loadCompletionModel(dir: string, choices: CompletionModelC
     throw err;
   }
   const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
-  return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions) };
+  return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS) };
 }

@@ -172,13 +172,20 @@ export function ropeInverseFrequencies(c: ModelConfig): number[] {
   return Array.from({ length: D / 2 }, (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / D));
 }
 
-/** cos/sin tables [maxPositions, D/2] for com.microsoft RotaryEmbedding (positions / linear factor). */
+/**
+ * Positions the RotaryEmbedding tables cover at most: far beyond any prompt or training sequence Kiln
+ * builds, and it keeps a config's max_position_embeddings (bounded at 10M) from sizing GBs of tables.
+ */
+export const ROPE_TABLE_POSITIONS = 131_072;
+
+/** cos/sin tables [min(maxPositions, ROPE_TABLE_POSITIONS), D/2] for com.microsoft RotaryEmbedding (positions / linear factor). */
 export function ropeCaches(c: ModelConfig): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInverseFrequencies(c);
   const half = inv.length;
-  const cos = new Float32Array(c.maxPositions * half);
-  const sin = new Float32Array(c.maxPositions * half);
-  for (let p = 0; p < c.maxPositions; p++) {
+  const positions = Math.min(c.maxPositions, ROPE_TABLE_POSITIONS);
+  const cos = new Float32Array(positions * half);
+  const sin = new Float32Array(positions * half);
+  for (let p = 0; p < positions; p++) {
     for (let i = 0; i < half; i++) {
       // float32 angle, as HF computes it, so long positions round the same way
       const angle = Math.fround(Math.fround(p / c.ropeLinearFactor) * Math.fround(inv[i]!));
