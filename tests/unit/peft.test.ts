@@ -232,6 +232,8 @@ describe('bad adapters', () => {
     ['adapter_config.json not JSON', 'adapter_config.json', (dir) => writeFileSync(join(dir, 'adapter_config.json'), '{"r": 4,'), /invalid JSON/],
     ['another PEFT method', 'adapter_config.json', editConfig({ peft_type: 'IA3' }), /peft_type "IA3" is not supported/],
     ['DoRA', 'adapter_config.json', editConfig({ use_dora: true }), /use_dora=true is not supported/],
+    ['an absurd lora_alpha (Inf logits)', 'adapter_config.json', editConfig({ lora_alpha: 1e308 }), /"lora_alpha" must be a number from -1000000 to 1000000, got 1e\+308/],
+    ['an absurd rank', 'adapter_config.json', editConfig({ r: 1e9 }), /"r" must be an integer from 1 to 65536, got 1000000000/],
     ['modules_to_save', 'adapter_config.json', editConfig({ modules_to_save: ['lm_head'] }), /modules_to_save=.* is not supported/],
     ['a PiSSA adapter (base changed too)', 'adapter_config.json', editConfig({ init_lora_weights: 'pissa_niter_4' }), /init_lora_weights="pissa_niter_4" is not supported .*path_initial_model_for_weight_conversion/],
     ['adapter_model.safetensors missing', 'adapter_model.safetensors', (dir) => unlinkSync(join(dir, 'adapter_model.safetensors')), /not found/],

@@ -196,9 +196,10 @@ function parseAdapterConfig(file: string): AdapterConfig {
   const j = readJsonObject(file, `not found: a PEFT adapter folder needs ${ADAPTER_CONFIG_FILE}`);
   if (j.peft_type !== 'LORA') throw new ModelFileError(file, `peft_type ${JSON.stringify(j.peft_type)} is not supported (only "LORA")`);
   const rank = j.r;
-  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0) throw new ModelFileError(file, `"r" must be a positive integer, got ${JSON.stringify(rank)}`);
+  // bounds far past any published adapter (ranks up to a few thousand, alpha up to a few times rank)
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0 || rank > 65_536) throw new ModelFileError(file, `"r" must be an integer from 1 to 65536, got ${JSON.stringify(rank)}`);
   const alpha = j.lora_alpha;
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new ModelFileError(file, `"lora_alpha" must be a number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || Math.abs(alpha) > 1e6) throw new ModelFileError(file, `"lora_alpha" must be a number from -1000000 to 1000000, got ${JSON.stringify(alpha)}`);
   if (j.use_rslora !== undefined && j.use_rslora !== null && typeof j.use_rslora !== 'boolean') throw new ModelFileError(file, `"use_rslora" must be true or false`);
   for (const [key, present, why] of UNSUPPORTED) {
     if (present(j[key])) throw new ModelFileError(file, `${key}=${JSON.stringify(j[key])} is not supported (${why ?? PLAIN_LORA})`);
