@@ -2,7 +2,7 @@
 // server's status, and turns load failures into one clear message instead of a crash.
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import type { ServerStatus } from '../protocol';
@@ -54,15 +54,20 @@ export class ModelHost {
     // synchronous). The histogram's first tick only starts its clock, so the load waits for two.
     const stalls = monitorEventLoopDelay({ resolution: STALL_RESOLUTION_MS });
     stalls.enable();
+    let report: string | undefined;
     try {
       await new Promise((resolve) => setTimeout(resolve, 2 * STALL_RESOLUTION_MS));
-      return await this.loadWatched(settings, stalls);
+      return await this.loadWatched(settings, (line) => (report = line));
     } finally {
-      stalls.disable();
+      // the load's last stall (the session creation) is recorded at the histogram's next tick
+      setTimeout(() => {
+        stalls.disable();
+        if (report) this.options.log(`${report}; longest event-loop stall during the load ${(stalls.max / 1e6).toFixed(0)} ms`);
+      }, 2 * STALL_RESOLUTION_MS);
     }
   }
 
-  private async loadWatched(settings: KilnSettings, stalls: IntervalHistogram): Promise<ServerStatus> {
+  private async loadWatched(settings: KilnSettings, reportLoad: (line: string) => void): Promise<ServerStatus> {
     const generation = ++this.generation;
     const path = this.modelPath(settings);
     if (!path) {
@@ -103,10 +108,7 @@ export class ModelHost {
     }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
-    this.options.log(
-      `loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; ` +
-        `session created in ${sessionCreateMs.toFixed(0)} ms on the server thread; longest event-loop stall during the load ${(stalls.max / 1e6).toFixed(0)} ms`,
-    );
+    reportLoad(`loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms on the server thread`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
     const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;
