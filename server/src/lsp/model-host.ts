@@ -88,7 +88,7 @@ export class ModelHost {
         log: this.options.log,
         // validation, graph build, quantization, hashing and the cache write run in a worker thread
         prepare: prepareGraphInWorker,
-      });
+      }, this.current?.model);
     } catch (err) {
       if (generation !== this.generation) return this.status;
       await this.retire(this.swap(undefined));
