@@ -16,6 +16,7 @@ import {
   InitializeRequest,
   type InlineCompletionList,
   InlineCompletionRequest,
+  LogMessageNotification,
   InlineCompletionTriggerKind,
   type Position,
   type ProtocolConnection,
@@ -82,6 +83,8 @@ export class KilnClient {
   readonly stats = new Inbox<KilnStats>();
   readonly messages = new Inbox<ShowMessageParams>();
   readonly training = new Inbox<TrainingProgress>();
+  /** The server's window/logMessage lines (its log). */
+  readonly logs = new Inbox<string>();
   /** Every workspace/configuration request answered, counted, so `configure` knows it was pulled. */
   readonly configurationPulls = new Inbox<number>();
   /** The server's stderr (its logs go through the connection; this is for crashes). */
@@ -106,6 +109,7 @@ export class KilnClient {
     connection.onNotification(KilnStatsNotification.type, (s) => client.stats.push(s));
     connection.onNotification(ShowMessageNotification.type, (m) => client.messages.push(m));
     connection.onNotification(KilnTrainingProgressNotification.type, (p) => client.training.push(p));
+    connection.onNotification(LogMessageNotification.type, (m) => client.logs.push(m.message));
     connection.onRequest(ConfigurationRequest.type, (params) => {
       client.configurationPulls.push(client.configurationPulls.items.length);
       return params.items.map((item) => (item.section === 'kiln' ? { ...client.settings } : null));

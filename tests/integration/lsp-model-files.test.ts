@@ -5,19 +5,18 @@
 // server answers completions again once kiln.modelPath points back at a good model.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, cpSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { KilnValidateModelRequest, type ServerStatus } from '../../server/src/protocol';
 import { ensureBuilt, REPO } from '../helpers/built-cli';
 import { insertTexts, KilnClient } from '../helpers/lsp-client';
+import { writeSlowToValidate } from '../helpers/slow-model';
 import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { tempDir } from '../helpers/tiny-session';
 
 const MAX_TOKENS = 8;
-/** Zero-size tensors added to a header: ~40 MB of JSON that took the old, in-thread check ~4 s here. */
-const PADDING_TENSORS = 600_000;
 /** The most a kiln/getStats request may wait while a model loads (the old server waited seconds). */
 const STATS_BOUND_MS = 1_000;
 
@@ -25,28 +24,6 @@ const root = tempDir('kiln-model-files-lsp-');
 const cacheDir = join(root, 'cache');
 const goodDir = join(root, 'good');
 const clients: KilnClient[] = [];
-
-/** A copy of the good model whose safetensors header also lists many empty tensors: valid, slow to check. */
-function writeSlowToValidate(dir: string): string {
-  cpSync(goodDir, dir, { recursive: true });
-  const file = join(dir, 'model.safetensors');
-  const bytes = readFileSync(file);
-  const headerLen = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, unknown>;
-  const parts = [JSON.stringify(header).slice(1, -1)];
-  for (let i = 0; i < PADDING_TENSORS; i++) parts.push(`"padding.${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`);
-  let json = Buffer.from(`{${parts.join(',')}}`);
-  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, ' ')]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const fd = openSync(file, 'w');
-  try {
-    for (const part of [len, json, bytes.subarray(8 + headerLen)]) writeSync(fd, part);
-  } finally {
-    closeSync(fd);
-  }
-  return dir;
-}
 
 function withConfig(name: string, fields: Record<string, unknown>): string {
   const dir = join(root, name);
@@ -115,7 +92,7 @@ describe('loading and validating off the server thread', () => {
   });
 
   it('while a model that takes seconds to validate loads, kiln/getStats answers within the bound', async () => {
-    const slow = writeSlowToValidate(join(root, 'slow'));
+    const slow = writeSlowToValidate(goodDir, join(root, 'slow'));
     const { status, latencies } = await loadWhileAskingForStats(client, slow);
     const worst = Math.max(...latencies);
     assert.ok(worst < STATS_BOUND_MS, `the slowest kiln/getStats during the load took ${worst.toFixed(0)} ms (bound ${STATS_BOUND_MS} ms)`);

@@ -1,8 +1,9 @@
 // The completion engine over the runtime's inference server: explicit candidates are N slots of the
 // one decode loop (one session run per step for all, their tokens in telemetry); requests of several
-// documents answer as each alone would while sharing forwards; a model swap lands between steps.
+// documents answer as each alone would while sharing forwards; a model swap lands between steps; a
+// reload of the same folder reuses its tokenizer while the tokenizer files are unchanged.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadCompletionModel } from '../../server/src/completion/completion-model';
@@ -85,6 +86,29 @@ describe('a model swap', () => {
     } finally {
       await endless.loaded.session.release();
       await next.loaded.session.release();
+    }
+  });
+});
+
+describe('a reload of the same folder', () => {
+  it('reuses the tokenizer while its files are unchanged, and reads them again once they change or the folder differs', async () => {
+    const opts = { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') } as const;
+    const choices = { fimOrder: 'auto', quantization: 'none' } as const;
+    const dir = writeTinyCodeModel(join(root, 'reload'));
+    const first = await loadCompletionModel(dir, choices, opts);
+    const again = await loadCompletionModel(dir, choices, opts, first);
+    const other = await loadCompletionModel(writeTinyCodeModel(join(root, 'reload-other')), choices, opts, first);
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(dir, 'tokenizer.json'), later, later); // an edited tokenizer.json
+    const edited = await loadCompletionModel(dir, choices, opts, again);
+    try {
+      assert.equal(again.tokenizer, first.tokenizer);
+      assert.equal(again.fim, first.fim);
+      assert.notEqual(other.tokenizer, first.tokenizer);
+      assert.notEqual(edited.tokenizer, first.tokenizer);
+      assert.deepEqual(edited.tokenizer.encode(text), first.tokenizer.encode(text));
+    } finally {
+      await Promise.all([first, again, other, edited].map((m) => m.loaded.session.release()));
     }
   });
 });

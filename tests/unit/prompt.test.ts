@@ -58,7 +58,7 @@ test('windows: prefix starts at a line start, suffix ends at a line end, tokens 
   const rand = seededRandom(3);
   for (let k = 0; k < 40; k++) {
     const offset = Math.floor(rand() * text.length);
-    const p = buildPrompt(tok, template, text, offset, options);
+    const p = buildPrompt({ tokenizer: tok, template, text, offset, options });
     checkPrompt(p, text, offset, options);
     assert.ok(p.prefixStart === 0 || text[p.prefixStart - 1] === '\n', 'prefix starts at a line start');
     assert.ok(p.suffixEnd === text.length || text[p.suffixEnd - 1] === '\n', 'suffix ends at a line end');
@@ -76,14 +76,14 @@ test('cached == uncached: the piece cache never changes the tokens', () => {
     const offset = Math.floor(rand() * text.length);
     for (const order of ['psm', 'spm'] as const) {
       const options = { ...DEFAULT_PROMPT_OPTIONS, maxPrefixTokens: 200 + (k % 3) * 150, order };
-      const a = buildPrompt(tok, template, text, offset, options, cache);
-      const b = buildPrompt(tok, template, text, offset, options, cache);
-      const c = buildPrompt(tok, template, text, offset, options, null);
+      const a = buildPrompt({ tokenizer: tok, template, text, offset, options, cache });
+      const b = buildPrompt({ tokenizer: tok, template, text, offset, options, cache });
+      const c = buildPrompt({ tokenizer: tok, template, text, offset, options, cache: null });
       assert.deepEqual(a, c);
       assert.deepEqual(b, c);
     }
   }
-  assert.throws(() => buildPrompt(Tokenizer.fromJson(makeTinyTokenizerJson({ vocabSize: 300 })), template, text, 10, DEFAULT_PROMPT_OPTIONS, cache));
+  assert.throws(() => buildPrompt({ tokenizer: Tokenizer.fromJson(makeTinyTokenizerJson({ vocabSize: 300 })), template, text, offset: 10, options: DEFAULT_PROMPT_OPTIONS, cache }));
 });
 
 /** Types `typed` char by char at `insertAt` and measures how much of each previous prompt stays valid. */
@@ -98,7 +98,7 @@ function typingTrace(file: string, insertAt: number, typed: string, options: Pro
   const starts = new Set<number>();
   for (let n = 0; n <= typed.length; n++) {
     const text = before + typed.slice(0, n) + after;
-    const p = buildPrompt(tok, template, text, before.length + n, options);
+    const p = buildPrompt({ tokenizer: tok, template, text, offset: before.length + n, options });
     checkPrompt(p, text, before.length + n, options);
     starts.add(p.prefixStart);
     if (previous !== undefined) {
@@ -147,7 +147,7 @@ test('the window moves in jumps, never by a character', (t) => {
   let back = 0;
   let distance = 0;
   for (let offset = 3000; offset < text.length; offset += 3) {
-    const p = buildPrompt(tok, template, text, offset, options);
+    const p = buildPrompt({ tokenizer: tok, template, text, offset, options });
     if (last >= 0 && p.prefixStart !== last) {
       assert.ok(Math.abs(p.prefixStart - last) >= 40, `moved by ${p.prefixStart - last} chars`);
       moves++;
@@ -181,7 +181,7 @@ test('a 5 MB single line costs only the windows', () => {
   const options = { ...DEFAULT_PROMPT_OPTIONS, maxPrefixTokens: 512, maxSuffixTokens: 128 };
   for (const offset of [0, 1, 1000, 2_500_000, text.length - 1, text.length]) {
     const counter = countingTokenizer();
-    const p = buildPrompt(counter, template, text, offset, options, null);
+    const p = buildPrompt({ tokenizer: counter, template, text, offset, options, cache: null });
     checkPrompt(p, text, offset, options);
     assert.ok(counter.chars < 20 * 512 * 3.5, `tokenized ${counter.chars} chars`);
     assert.ok(offset < 2000 || p.prefixTokens.length > 100, 'a useful prefix is kept');
@@ -205,7 +205,7 @@ test('binary-looking text and surrogate pairs: bounded, never cut inside a pair'
     let offset = Math.floor(rand() * text.length);
     if (isLow(text.charCodeAt(offset)) && isHigh(text.charCodeAt(offset - 1))) offset++;
     const counter = countingTokenizer();
-    const p = buildPrompt(counter, template, text, offset, options, null);
+    const p = buildPrompt({ tokenizer: counter, template, text, offset, options, cache: null });
     checkPrompt(p, text, offset, options);
     assert.ok(counter.chars < 20 * 256 * 3.5, `tokenized ${counter.chars} chars`);
     for (const cut of [p.prefixStart, p.suffixEnd]) {
@@ -220,7 +220,7 @@ test('dense tokens (a tiny vocabulary) still fit the budget by dropping whole pi
   const text = codeFile(6);
   const options = { ...DEFAULT_PROMPT_OPTIONS, maxPrefixTokens: 300, maxSuffixTokens: 50 };
   for (const offset of [500, 4000, text.length - 10]) {
-    const p = buildPrompt(dense, denseTemplate, text, offset, options);
+    const p = buildPrompt({ tokenizer: dense, template: denseTemplate, text, offset, options });
     assert.ok(p.prefixTokens.length <= 300 && p.prefixTokens.length > 100);
     assert.ok(p.suffixTokens.length <= 50);
     assert.ok(p.prefixStart === 0 || text[p.prefixStart - 1] === '\n');
@@ -230,16 +230,16 @@ test('dense tokens (a tiny vocabulary) still fit the budget by dropping whole pi
 
 test('edges: empty text, cursor at either end, zero budgets, out-of-range offsets, bad options', () => {
   const text = codeFile(1);
-  const spm = buildPrompt(tok, template, '', 0);
+  const spm = buildPrompt({ tokenizer: tok, template, text: '', offset: 0 });
   assert.deepEqual(spm.tokens, [template.prefixId, template.suffixId, template.middleId]);
-  const atStart = buildPrompt(tok, template, text, 0);
+  const atStart = buildPrompt({ tokenizer: tok, template, text, offset: 0 });
   assert.deepEqual(atStart.prefixTokens, []);
   assert.ok(atStart.suffixTokens.length > 0);
-  const atEnd = buildPrompt(tok, template, text, text.length + 50);
+  const atEnd = buildPrompt({ tokenizer: tok, template, text, offset: text.length + 50 });
   assert.equal(atEnd.prefix, text);
   assert.deepEqual(atEnd.suffixTokens, []);
-  const none = buildPrompt(tok, template, text, 700, { maxPrefixTokens: 0, maxSuffixTokens: 0, order: 'psm' });
+  const none = buildPrompt({ tokenizer: tok, template, text, offset: 700, options: { maxPrefixTokens: 0, maxSuffixTokens: 0, order: 'psm' } });
   assert.deepEqual(none.tokens, [template.prefixId, template.suffixId, template.middleId]);
-  assert.throws(() => buildPrompt(tok, template, text, 1, { ...DEFAULT_PROMPT_OPTIONS, maxPrefixTokens: -1 }), RangeError);
-  assert.throws(() => buildPrompt(tok, template, text, 1, { ...DEFAULT_PROMPT_OPTIONS, charsPerToken: 0 }), RangeError);
+  assert.throws(() => buildPrompt({ tokenizer: tok, template, text, offset: 1, options: { ...DEFAULT_PROMPT_OPTIONS, maxPrefixTokens: -1 } }), RangeError);
+  assert.throws(() => buildPrompt({ tokenizer: tok, template, text, offset: 1, options: { ...DEFAULT_PROMPT_OPTIONS, charsPerToken: 0 } }), RangeError);
 });

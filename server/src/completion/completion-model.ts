@@ -1,5 +1,6 @@
 // Everything the completion engine needs from a model folder: the decoder session, the tokenizer,
 // and the fill-in-the-middle template with the prompt order to use.
+import { statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ModelFileError } from '../model/errors';
 import { ROPE_TABLE_POSITIONS } from '../model/graph/decoder-parts';
@@ -17,6 +18,8 @@ export interface CompletionModel {
   order: FimOrder;
   /** Prompt plus completion stay within this many tokens (the trained context, or max positions). */
   contextTokens: number;
+  /** The tokenizer files as they were read: a reload of the same folder with them unchanged reuses the tokenizer. */
+  tokenizerStamp?: string;
 }
 
 /** What Kiln's trainer records beside a model it trained (`kiln.json`). */
@@ -67,21 +70,44 @@ export function chooseFimOrder(setting: 'auto' | FimOrder, trained: readonly Fim
   return trained.includes('spm') ? 'spm' : 'psm';
 }
 
-export async function loadCompletionModel(dir: string, choices: CompletionModelChoices, options: LoadModelOptions): Promise<CompletionModel> {
+/** Identity, size and modification time of the files Tokenizer.load reads. */
+function tokenizerStamp(dir: string): string {
+  return ['tokenizer.json', 'tokenizer_config.json']
+    .map((name) => {
+      const st = statSync(join(dir, name), { throwIfNoEntry: false });
+      return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}` : '-';
+    })
+    .join('|');
+}
+
+/**
+ * Loads a model folder for the engine. `previous`, the model being replaced, lends its tokenizer when
+ * the folder and its tokenizer files are the same (an adapter or precision swap): reading a real
+ * tokenizer.json is tens of milliseconds on the caller's thread.
+ */
+export async function loadCompletionModel(dir: string, choices: CompletionModelChoices, options: LoadModelOptions, previous?: CompletionModel): Promise<CompletionModel> {
   const facts = readTrainedFacts(dir);
   // The graph first: where `options.prepare` is the model worker, it also checks the tokenizer fits
   // the model, so the load below (on this thread) is bounded by a real vocabulary's size.
   const loaded = await loadWithQuantization(dir, choices.quantization, facts.quantization?.recommended, options);
+  const stamp = tokenizerStamp(dir);
   let tokenizer: Tokenizer;
   let fim: FimTemplate | undefined;
   try {
-    tokenizer = Tokenizer.load(dir);
-    fim = resolveFimTemplate(tokenizer);
+    if (previous && previous.loaded.dir === dir && previous.tokenizerStamp === stamp) {
+      tokenizer = previous.tokenizer;
+      fim = previous.fim;
+    } else {
+      // one turn of the event loop after the (synchronous) session creation: requests that waited on it go first
+      await new Promise((resolve) => setImmediate(resolve));
+      tokenizer = Tokenizer.load(dir);
+      fim = resolveFimTemplate(tokenizer);
+    }
     if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');
   } catch (err) {
     await loaded.session.release();
     throw err;
   }
   const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
-  return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS) };
+  return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS), tokenizerStamp: stamp };
 }

@@ -69,6 +69,32 @@ const LOOKUP_DOCUMENTS = 8;
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
 type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
 
+/** One generation for the scheduler to run: a request's prompt, or a speculated next one. */
+interface GenerationJob {
+  prompt: HealedPrompt;
+  before: string;
+  after: string;
+  mode: StopMode;
+  /** Several candidates as one batch. */
+  explicit: boolean;
+  signal: AbortSignal;
+  watch: Stopwatch;
+  /** The text generated so far, for typing-through; absent for background work. */
+  progress?: { text: string };
+}
+
+/** An answer to record and return, from whichever source produced it. */
+interface FinishedAnswer {
+  uri: string;
+  before: string;
+  after: string;
+  items: string[];
+  watch: Stopwatch;
+  source: CompletionSource;
+  /** What the model computed; absent for answers that skipped model work. */
+  gen?: GenerationCost;
+}
+
 export class CompletionEngine {
   readonly scheduler = new RequestScheduler();
   /** The runtime that owns the model; the engine generates through it and never runs the session. */
@@ -172,15 +198,15 @@ export class CompletionEngine {
     const explicit = req.explicit === true && this.settings.candidates > 1;
     const key = AnswerCache.key(req.uri, prompt, `${mode}${explicit ? '+n' : ''}`);
     const cached = this.answers.get(key);
-    if (cached) return this.finish(req.uri, before, after, cached.items, watch, cached.source, undefined);
+    if (cached) return this.finish({ uri: req.uri, before, after, items: cached.items, watch, source: cached.source });
 
     const progress = { text: '' };
     const epoch = this.modelEpoch;
     const result = this.scheduler
-      .run(req.uri, (signal) => this.run(prompt, before, after, mode, explicit, signal, watch, progress), { external: req.signal })
+      .run(req.uri, (signal) => this.run({ prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
       .then(({ items, gen }) => {
         if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'answer-cache' });
-        const answer = this.finish(req.uri, before, after, items, watch, 'model', gen);
+        const answer = this.finish({ uri: req.uri, before, after, items, watch, source: 'model', gen });
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
       });
@@ -196,7 +222,7 @@ export class CompletionEngine {
   private typedThrough(uri: string, before: string, after: string, watch: Stopwatch): CompletionAnswer | undefined {
     const shown = this.shown.get(uri);
     const rest = shown && typeThrough(shown, before, after);
-    return rest ? this.finish(uri, before, after, [rest], watch, 'typing-through', undefined) : undefined;
+    return rest ? this.finish({ uri, before, after, items: [rest], watch, source: 'typing-through' }) : undefined;
   }
 
   /** The configured windows, shrunk to fit the model's context with room for the completion. */
@@ -223,7 +249,7 @@ export class CompletionEngine {
 
   /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
   private prompt(text: string, offset: number): HealedPrompt {
-    const built = buildPrompt(this.model.tokenizer, this.model.fim, text, offset, this.promptOptions(), this.promptCache);
+    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
     if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
     return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
   }
@@ -237,7 +263,7 @@ export class CompletionEngine {
   }
 
   /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing. */
-  private async run(prompt: HealedPrompt, before: string, after: string, mode: StopMode, explicit: boolean, signal: AbortSignal, watch: Stopwatch, progress?: { text: string }) {
+  private async run({ prompt, before, after, mode, explicit, signal, watch, progress }: GenerationJob) {
     watch.lap('queue');
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
@@ -286,15 +312,7 @@ export class CompletionEngine {
     return [...new Set(out)];
   }
 
-  private finish(
-    uri: string,
-    before: string,
-    after: string,
-    items: string[],
-    watch: Stopwatch,
-    source: CompletionSource,
-    gen: GenerationCost | undefined,
-  ): CompletionAnswer {
+  private finish({ uri, before, after, items, watch, source, gen }: FinishedAnswer): CompletionAnswer {
     if (items[0]) this.shown.remember(uri, { before, after, completion: items[0] });
     else this.shown.forget(uri);
     const timings: CompletionTimings = {
@@ -326,7 +344,7 @@ export class CompletionEngine {
     const watch = new Stopwatch();
     const epoch = this.modelEpoch;
     this.scheduler
-      .run(uri, (signal) => this.run(prompt, before, after, nextMode, false, signal, watch), { priority: 'background' })
+      .run(uri, (signal) => this.run({ prompt, before, after, mode: nextMode, explicit: false, signal, watch }), { priority: 'background' })
       .then(({ items }) => {
         if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'speculation' });
       })

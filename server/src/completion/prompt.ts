@@ -100,26 +100,49 @@ interface Window {
   tokens: readonly number[];
 }
 
+/** A window to choose beside `cursor`: at most `maxTokens`, its text sized first by `charsPerToken`. */
+interface WindowRequest {
+  text: string;
+  cursor: number;
+  maxTokens: number;
+  charsPerToken: number;
+  /** Tokenizes through the piece cache (or not, when prompts are built without it). */
+  cached: Encode;
+}
+
+/** The prefix window also tokenizes the cursor line's unfinished piece, never cached. */
+interface PrefixRequest extends WindowRequest {
+  raw: Encode;
+}
+
+/** One prompt to build: the text, the cursor and what to build it with. */
+export interface PromptRequest {
+  tokenizer: PromptTokenizer;
+  template: FimTemplate;
+  text: string;
+  /** The cursor, in chars. */
+  offset: number;
+  /** Window sizes and order (default DEFAULT_PROMPT_OPTIONS). */
+  options?: PromptOptions;
+  /** The piece cache (default: the tokenizer's shared one); null tokenizes without it. */
+  cache?: PromptTokenCache | null;
+}
+
 /**
  * The FIM prompt for a cursor at char `offset` of `text`. Pass `cache: null` to tokenize without the
  * piece cache; the tokens are the same either way (pieces are fixed by the text, not by the cache).
  */
-export function buildPrompt(
-  tokenizer: PromptTokenizer,
-  template: FimTemplate,
-  text: string,
-  offset: number,
-  options: PromptOptions = DEFAULT_PROMPT_OPTIONS,
-  cache: PromptTokenCache | null = promptTokenCacheFor(tokenizer),
-): BuiltPrompt {
+export function buildPrompt(request: PromptRequest): BuiltPrompt {
+  const { tokenizer, template, text, offset, options = DEFAULT_PROMPT_OPTIONS } = request;
+  const cache = request.cache === undefined ? promptTokenCacheFor(tokenizer) : request.cache;
   checkOptions(options);
   if (cache !== null && cache.tokenizer !== tokenizer) throw new Error('the prompt token cache belongs to another tokenizer');
   const cursor = Math.min(Math.max(0, Math.floor(offset)), text.length);
   const raw: Encode = (s) => tokenizer.encode(s);
   const cached: Encode = cache === null ? raw : (s) => cache.encode(s);
-  const cpt = options.charsPerToken ?? (cache ?? promptTokenCacheFor(tokenizer)).charsPerToken;
-  const pre = choosePrefix(text, cursor, options.maxPrefixTokens, cpt, cached, raw);
-  const suf = chooseSuffix(text, cursor, options.maxSuffixTokens, cpt, cached);
+  const charsPerToken = options.charsPerToken ?? (cache ?? promptTokenCacheFor(tokenizer)).charsPerToken;
+  const pre = choosePrefix({ text, cursor, maxTokens: options.maxPrefixTokens, charsPerToken, cached, raw });
+  const suf = chooseSuffix({ text, cursor, maxTokens: options.maxSuffixTokens, charsPerToken, cached });
   const prefixTokens = [...pre.tokens];
   const suffixTokens = [...suf.tokens];
   return {
@@ -161,7 +184,7 @@ function checkOptions(o: PromptOptions): void {
  * window at once; every prompt goes through here, so that is consistent across keystrokes. When the
  * window is still over its token budget, whole pieces are dropped from the front (a further jump).
  */
-function choosePrefix(text: string, cursor: number, maxTokens: number, cpt: number, cached: Encode, raw: Encode): Window {
+function choosePrefix({ text, cursor, maxTokens, charsPerToken: cpt, cached, raw }: PrefixRequest): Window {
   if (maxTokens === 0 || cursor === 0) return { start: cursor, end: cursor, tokens: [] };
   const budget = Math.max(1, Math.ceil(maxTokens * cpt));
   const step = Math.max(1, Math.floor(budget / 4));
@@ -178,7 +201,7 @@ function choosePrefix(text: string, cursor: number, maxTokens: number, cpt: numb
   let first = 0;
   while (total > maxTokens && first < pieces.length - 1) total -= pieces[first++]!.length;
   if (total <= maxTokens) return { start: from[first]!, end: cursor, tokens: pieces.slice(first).flat() };
-  return cutInsidePiece(text, from[first]!, cursor, maxTokens, step, pieces[first]!, raw);
+  return cutInsidePiece({ text, from: from[first]!, cursor, maxTokens, step, ids: pieces[first]!, raw });
 }
 
 const NEWLINE = 0x0a;
@@ -220,12 +243,23 @@ function lineStartBefore(text: string, cursor: number, bound: number): number {
   return bound === 0 ? 0 : -1;
 }
 
+/** A piece text[from, cursor) of `ids` that alone is over `maxTokens`; `step` is the window's jump. */
+interface PieceCut {
+  text: string;
+  from: number;
+  cursor: number;
+  maxTokens: number;
+  step: number;
+  ids: readonly number[];
+  raw: Encode;
+}
+
 /**
  * The last resort for a piece that alone is over budget (a dense stretch of one line: minified code,
  * binary-looking text): start later inside it, at multiples of step/8 so that the start still moves
  * in jumps, re-tokenizing at most a few times (each try starts where the measured density says).
  */
-function cutInsidePiece(text: string, from: number, cursor: number, maxTokens: number, step: number, ids: readonly number[], raw: Encode): Window {
+function cutInsidePiece({ text, from, cursor, maxTokens, step, ids, raw }: PieceCut): Window {
   const quantum = Math.max(1, Math.floor(step / 8));
   let start = from;
   let tokens = ids;
@@ -244,7 +278,7 @@ function cutInsidePiece(text: string, from: number, cursor: number, maxTokens: n
  * the chars-per-token estimate, then shrunk by whole lines (chars only when one line is too long) until
  * it fits; it depends only on the text after the cursor, so typing before it leaves it unchanged.
  */
-function chooseSuffix(text: string, cursor: number, maxTokens: number, cpt: number, cached: Encode): Window {
+function chooseSuffix({ text, cursor, maxTokens, charsPerToken: cpt, cached }: WindowRequest): Window {
   if (maxTokens === 0 || cursor >= text.length) return { start: cursor, end: cursor, tokens: [] };
   let limit = Math.min(text.length, cursor + Math.max(1, Math.ceil(maxTokens * cpt)));
   for (;;) {

@@ -37,7 +37,7 @@ export function createSampler(options: SamplerOptions): Sampler {
     if (best < 0) throw new Error('no token can be sampled: every logit is banned, NaN or -Infinity');
     if (temperature === 0) return best;
     if (scratch.length !== logits.length) scratch = new Float64Array(logits.length);
-    return sampleNucleus(logits, allowed, best, temperature, topP, random(), scratch);
+    return sampleNucleus({ logits, allowed, best, temperature, topP, u: random(), weights: scratch });
   };
 }
 
@@ -52,21 +52,26 @@ function argmax(logits: Float32Array, allowed: Uint8Array): number {
   return best;
 }
 
+/** One draw from a row of logits. */
+interface NucleusDraw {
+  logits: Float32Array; // [V]
+  allowed: Uint8Array; // [V] 1 where an id may be chosen
+  /** The allowed id with the largest logit. */
+  best: number;
+  temperature: number;
+  topP: number;
+  /** A uniform random number in [0, 1). */
+  u: number;
+  weights: Float64Array; // [V] scratch: unnormalized probabilities, the best id's is 1
+}
+
 /**
  * Softmax of logits / temperature over allowed ids, restricted to the nucleus: the fewest most
  * probable ids (ties by lower id) whose mass reaches topP. Sorting all V ids every step would cost
  * milliseconds at V = 150k, so only ids above a probability threshold are sorted; the threshold is
  * lowered until they hold at least topP of the mass, which makes the nucleus a prefix of them.
  */
-function sampleNucleus(
-  logits: Float32Array,
-  allowed: Uint8Array,
-  best: number,
-  temperature: number,
-  topP: number,
-  u: number,
-  weights: Float64Array, // [V] scratch: unnormalized probabilities, the best id's is 1
-): number {
+function sampleNucleus({ logits, allowed, best, temperature, topP, u, weights }: NucleusDraw): number {
   const top = logits[best]!;
   if (top === Infinity) return best;
   let total = 0;

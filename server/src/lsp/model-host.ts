@@ -2,6 +2,7 @@
 // server's status, and turns load failures into one clear message instead of a crash.
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import type { ServerStatus } from '../protocol';
@@ -19,6 +20,9 @@ export interface ModelHostOptions {
   onStatus: (status: ServerStatus) => void;
   onAnswer: (timings: CompletionTimings) => void;
 }
+
+/** How finely the event loop's delays are sampled while a model loads (the histogram's timer). */
+const STALL_RESOLUTION_MS = 5;
 
 export class ModelHost {
   private current: CompletionEngine | undefined;
@@ -46,6 +50,24 @@ export class ModelHost {
    * server running with status `error`.
    */
   async load(settings: KilnSettings): Promise<ServerStatus> {
+    // What the load cost this thread: the longest time requests could not be read (session creation is
+    // synchronous). The histogram's first tick only starts its clock, so the load waits for two.
+    const stalls = monitorEventLoopDelay({ resolution: STALL_RESOLUTION_MS });
+    stalls.enable();
+    let report: string | undefined;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 2 * STALL_RESOLUTION_MS));
+      return await this.loadWatched(settings, (line) => (report = line));
+    } finally {
+      // the load's last stall (the session creation) is recorded at the histogram's next tick
+      setTimeout(() => {
+        stalls.disable();
+        if (report) this.options.log(`${report}; longest event-loop stall during the load ${(stalls.max / 1e6).toFixed(0)} ms`);
+      }, 2 * STALL_RESOLUTION_MS);
+    }
+  }
+
+  private async loadWatched(settings: KilnSettings, reportLoad: (line: string) => void): Promise<ServerStatus> {
     const generation = ++this.generation;
     const path = this.modelPath(settings);
     if (!path) {
@@ -66,7 +88,7 @@ export class ModelHost {
         log: this.options.log,
         // validation, graph build, quantization, hashing and the cache write run in a worker thread
         prepare: prepareGraphInWorker,
-      });
+      }, this.current?.model);
     } catch (err) {
       if (generation !== this.generation) return this.status;
       await this.retire(this.swap(undefined));
@@ -85,6 +107,8 @@ export class ModelHost {
       this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
     }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
+    const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
+    reportLoad(`loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms on the server thread`);
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
     const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;
