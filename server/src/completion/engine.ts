@@ -286,7 +286,7 @@ export class CompletionEngine {
       return { items: this.postProcess(rows.map((r) => r.text), lineBefore, textAfter), gen: cost };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
-      slots.forEach((s, i) => gen.release(s, { keep: i === 0 }));
+      for (const [i, s] of slots.entries()) gen.release(s, { keep: i === 0 });
     }
   }
 

@@ -87,8 +87,10 @@ const sharedCaches = new WeakMap<PromptTokenizer, PromptTokenCache>();
 
 /** The process-wide piece cache of this tokenizer. */
 export function promptTokenCacheFor(tokenizer: PromptTokenizer): PromptTokenCache {
-  let cache = sharedCaches.get(tokenizer);
-  if (cache === undefined) sharedCaches.set(tokenizer, (cache = new PromptTokenCache(tokenizer)));
+  const known = sharedCaches.get(tokenizer);
+  if (known !== undefined) return known;
+  const cache = new PromptTokenCache(tokenizer);
+  sharedCaches.set(tokenizer, cache);
   return cache;
 }
 
