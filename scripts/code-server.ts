@@ -227,15 +227,18 @@ export interface StartOptions {
 export async function startCodeServer(cs: CodeServerInstall, options: StartOptions): Promise<RunningCodeServer> {
   const port = await freePort();
   const flags = [
-    '--auth', 'none',
-    '--bind-addr', `127.0.0.1:${port}`,
+    '--auth',
+    'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
     ...dirFlags(options.dirs),
     '--disable-telemetry',
     '--disable-update-check',
     ...(options.workspaceTrust ? [] : ['--disable-workspace-trust']),
     '--disable-getting-started-override',
     '--ignore-last-opened',
-    '--reconnection-grace-time', '5',
+    '--reconnection-grace-time',
+    '5',
     options.folder,
   ];
   // detached: setsid(), so the server and everything it forks share one process group we can end.

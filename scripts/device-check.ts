@@ -85,13 +85,34 @@ const overBudget = (s: Settings) => (performance.now() - started) / 1000 > s.bud
 /** Sizes per mode: the device run, and the dry run that fits a 2-core machine in about 2 minutes. */
 function sizes(dry: boolean) {
   return dry
-    ? { parityPrompt: { tiny: 24, reference: 64 }, decodeChecks: 2, reps: 2, steps: 8, prefill: 512, contexts: [50, 1000], keystrokes: 24, block: 12, train: { batch: 1, seq: 128, steps: 2 } }
-    : { parityPrompt: { tiny: 48, reference: 128 }, decodeChecks: 4, reps: 5, steps: 32, prefill: 512, contexts: [50, 1000], keystrokes: 320, block: 32, train: { batch: 4, seq: 256, steps: 3 } };
+    ? {
+        parityPrompt: { tiny: 24, reference: 64 },
+        decodeChecks: 2,
+        reps: 2,
+        steps: 8,
+        prefill: 512,
+        contexts: [50, 1000],
+        keystrokes: 24,
+        block: 12,
+        train: { batch: 1, seq: 128, steps: 2 },
+      }
+    : {
+        parityPrompt: { tiny: 48, reference: 128 },
+        decodeChecks: 4,
+        reps: 5,
+        steps: 32,
+        prefill: 512,
+        contexts: [50, 1000],
+        keystrokes: 320,
+        block: 32,
+        train: { batch: 4, seq: 256, steps: 3 },
+      };
 }
 
 function parseArgs(argv: string[]): Settings {
   const [step, ...rest] = argv;
-  if (!step || ![...STEPS, 'merge'].includes(step)) throw new Error(`usage: device-check <${[...STEPS, 'merge'].join('|')}> --work DIR [--dry] [--threads N] [--candidate webgpu|cuda|cpu]`);
+  if (!step || ![...STEPS, 'merge'].includes(step))
+    throw new Error(`usage: device-check <${[...STEPS, 'merge'].join('|')}> --work DIR [--dry] [--threads N] [--candidate webgpu|cuda|cpu]`);
   const s: Settings = { step: step as Settings['step'], work: '', dry: false, threads: 0, candidate: 'webgpu', budgetS: Infinity, exits: {} };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
@@ -175,7 +196,11 @@ class ProviderUnavailable extends Error {
     readonly used: string | undefined,
     readonly attempts: ProviderAttempt[],
   ) {
-    const why = attempts.filter((a) => a.provider === asked).map((a) => shortError(a.error)).join('; ') || 'no error recorded';
+    const why =
+      attempts
+        .filter((a) => a.provider === asked)
+        .map((a) => shortError(a.error))
+        .join('; ') || 'no error recorded';
     super(used ? `${asked} was asked for, the session runs on ${used} (a fallback, not a ${asked} result): ${why}` : `${asked} could not be used: ${why}`);
   }
 }
@@ -189,7 +214,14 @@ async function guard<T extends Json>(name: string, fn: () => Promise<T>): Promis
   } catch (err) {
     log(`${name}: FAILED: ${shortError(message(err))}`);
     if (err instanceof ProviderUnavailable) return { ok: false, error: err.message, unavailable: true, provider: err.used, attempts: err.attempts };
-    const at = err instanceof Error && err.stack ? err.stack.split('\n').filter((l) => l.trimStart().startsWith('at ')).slice(0, 4).map((l) => l.trim()) : undefined;
+    const at =
+      err instanceof Error && err.stack
+        ? err.stack
+            .split('\n')
+            .filter((l) => l.trimStart().startsWith('at '))
+            .slice(0, 4)
+            .map((l) => l.trim())
+        : undefined;
     const full = message(err);
     return { ok: false, error: shortError(full), ...(shortError(full) !== full ? { fullError: full } : {}), ...(at?.length ? { at } : {}) };
   }
@@ -220,7 +252,7 @@ function maxAbs(xs: ArrayLike<number>): number {
 function run(cmd: string, args: string[], timeout = 10_000): { ok: boolean; out: string; error?: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout });
   if (r.error) return { ok: false, out: '', error: (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd} is not on the PATH` : r.error.message };
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.status === 0 ? '' : r.stderr ?? ''}`.trim(), ...(r.status === 0 ? {} : { error: `exit ${r.status ?? r.signal}` }) };
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.status === 0 ? '' : (r.stderr ?? '')}`.trim(), ...(r.status === 0 ? {} : { error: `exit ${r.status ?? r.signal}` }) };
 }
 
 function ortVersions(): Json {
@@ -251,7 +283,16 @@ const rowProviders = (s: Settings): { name: 'candidate' | 'cpu'; provider: Execu
 /** Vulkan driver manifests in the folders and variables the Vulkan loader reads. */
 function vulkanIcds(): { files: string[]; env: Record<string, string | undefined> } {
   const env = { VK_DRIVER_FILES: process.env.VK_DRIVER_FILES, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES, VK_ADD_DRIVER_FILES: process.env.VK_ADD_DRIVER_FILES };
-  const dirs = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', '/usr/local/nvidia/share/vulkan/icd.d', ...(process.env.XDG_DATA_DIRS ?? '').split(':').filter(Boolean).map((d) => join(d, 'vulkan', 'icd.d'))];
+  const dirs = [
+    '/etc/vulkan/icd.d',
+    '/usr/share/vulkan/icd.d',
+    '/usr/local/share/vulkan/icd.d',
+    '/usr/local/nvidia/share/vulkan/icd.d',
+    ...(process.env.XDG_DATA_DIRS ?? '')
+      .split(':')
+      .filter(Boolean)
+      .map((d) => join(d, 'vulkan', 'icd.d')),
+  ];
   const files: string[] = [];
   for (const d of new Set(dirs)) {
     try {
@@ -312,7 +353,7 @@ async function envStep(s: Settings, part: Part): Promise<void> {
       loader: loader.ok ? loader.out.split('\n').map((l) => l.trim()) : 'no libvulkan in the ldconfig cache',
       icds: vulkanIcds(),
       setupByWrapper: process.env.KILN_DC_VULKAN_SETUP ?? 'unknown',
-      kilnProbe: webgpuUnavailableReason() ?? 'Kiln\'s probe finds a GPU device, the Vulkan loader and a driver manifest',
+      kilnProbe: webgpuUnavailableReason() ?? "Kiln's probe finds a GPU device, the Vulkan loader and a driver manifest",
     },
   });
   part.set('adapter', { provider: s.candidate, ...(await guard(`${s.candidate} adapter probe`, () => adapterProbe(s.work, s.candidate))) });
@@ -379,11 +420,15 @@ async function nodePlacement(graphDir: string, config: ModelConfig, provider: Ex
   await decoder.prefill(decoder.newState(), tokens);
   session.endProfiling();
   await session.release();
-  const file = readdirSync(profileDir).filter((f) => f.startsWith(`placement-${provider}`) && f.endsWith('.json')).sort().pop();
+  const file = readdirSync(profileDir)
+    .filter((f) => f.startsWith(`placement-${provider}`) && f.endsWith('.json'))
+    .sort()
+    .pop();
   if (!file) throw new Error('ORT wrote no profile');
   const events = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as { cat: string; name: string; args?: { op_name?: string; provider?: string } }[];
   const nodes = new Map<string, { op: string; provider: string }>();
-  for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) nodes.set(e.name.replace(/_kernel_time$/, ''), { op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?' });
+  for (const e of events)
+    if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) nodes.set(e.name.replace(/_kernel_time$/, ''), { op: e.args?.op_name ?? '?', provider: e.args?.provider ?? '?' });
   const byProvider: Record<string, number> = {};
   const opsOffProvider: Record<string, number> = {};
   const wanted = { webgpu: 'WebGpuExecutionProvider', cuda: 'CUDAExecutionProvider', cpu: 'CPUExecutionProvider' }[provider];
@@ -391,7 +436,12 @@ async function nodePlacement(graphDir: string, config: ModelConfig, provider: Ex
     byProvider[n.provider] = (byProvider[n.provider] ?? 0) + 1;
     if (n.provider !== wanted) opsOffProvider[n.op] = (opsOffProvider[n.op] ?? 0) + 1;
   }
-  return { nodes: nodes.size, byProvider, opsNotOn: { provider: wanted, ops: opsOffProvider }, note: 'nodes ORT assigned elsewhere (often small shape ops it keeps on the CPU on purpose); each costs a copy between devices' };
+  return {
+    nodes: nodes.size,
+    byProvider,
+    opsNotOn: { provider: wanted, ops: opsOffProvider },
+    note: 'nodes ORT assigned elsewhere (often small shape ops it keeps on the CPU on purpose); each costs a copy between devices',
+  };
 }
 
 async function parityStep(s: Settings, part: Part): Promise<void> {
@@ -400,7 +450,15 @@ async function parityStep(s: Settings, part: Part): Promise<void> {
   const tinyDir = join(s.work, 'models', 'tiny');
   if (!existsSync(join(tinyDir, 'model.safetensors'))) writeTinyCheckpoint(tinyDir, makeTinyWeights(TINY_LLAMA, 7));
   const cases: { name: string; dir: string; config: ModelConfig; tokens: number[] }[] = [
-    { name: 'tiny', dir: tinyDir, config: TINY_LLAMA, tokens: (() => { const r = seededRandom(5); return Array.from({ length: z.parityPrompt.tiny }, () => Math.floor(r() * TINY_LLAMA.vocabSize)); })() }, // prettier-ignore
+    {
+      name: 'tiny',
+      dir: tinyDir,
+      config: TINY_LLAMA,
+      tokens: (() => {
+        const r = seededRandom(5);
+        return Array.from({ length: z.parityPrompt.tiny }, () => Math.floor(r() * TINY_LLAMA.vocabSize));
+      })(),
+    }, // prettier-ignore
     { name: 'reference25m', dir: referenceModelDir(s.work), config: REFERENCE, tokens: randomTokens(5, z.parityPrompt.reference) },
   ];
   const results: Json = {};
@@ -413,7 +471,14 @@ async function parityStep(s: Settings, part: Part): Promise<void> {
         const candidateCreateMs = performance.now() - t0;
         try {
           const cmp = await parityOf(candidate, cpu, c.tokens, z.decodeChecks);
-          return { provider: candidate.session.provider, candidateSessionCreateMs: round(candidateCreateMs, 1), promptTokens: c.tokens.length, decodeSteps: z.decodeChecks, ...cmp, tolerance: PARITY_TOLERANCE };
+          return {
+            provider: candidate.session.provider,
+            candidateSessionCreateMs: round(candidateCreateMs, 1),
+            promptTokens: c.tokens.length,
+            decodeSteps: z.decodeChecks,
+            ...cmp,
+            tolerance: PARITY_TOLERANCE,
+          };
         } finally {
           await candidate.session.release();
         }
@@ -456,7 +521,10 @@ async function decodeRun(e: Engine, n: number, steps: number[]): Promise<number>
 function gpuMemoryUsedMiB(): number | undefined {
   const q = run('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits']);
   if (!q.ok) return undefined;
-  const n = q.out.split('\n').map(Number).reduce((a, b) => a + b, 0);
+  const n = q.out
+    .split('\n')
+    .map(Number)
+    .reduce((a, b) => a + b, 0);
   return Number.isFinite(n) ? n : undefined;
 }
 
@@ -485,10 +553,10 @@ async function statusBarMemory(model: LoadedModel, gpuUsedBeforeMiB: number | un
       model.session.provider === 'cpu'
         ? 'a CPU session: the status bar shows RSS (VRAM is asked for only on a GPU provider)'
         : m.vramBytes !== undefined
-        ? 'the status bar shows VRAM'
-        : apps.error
-          ? `the status bar shows RSS: ${apps.error}`
-          : `the status bar shows RSS: nvidia-smi lists no compute app with pid ${process.pid} (a Vulkan process may not be listed as a compute app, and a container's pids differ from the host's)`,
+          ? 'the status bar shows VRAM'
+          : apps.error
+            ? `the status bar shows RSS: ${apps.error}`
+            : `the status bar shows RSS: nvidia-smi lists no compute app with pid ${process.pid} (a Vulkan process may not be listed as a compute app, and a container's pids differ from the host's)`,
   };
 }
 
@@ -542,7 +610,11 @@ async function modelStep(s: Settings, part: Part): Promise<void> {
     for (const e of order) {
       try {
         figures.get(e.name)!.prefill.push(z.prefill / ((await prefillMs(e, prefillTokens)) / 1000));
-        for (const n of z.contexts) figures.get(e.name)!.decode.get(n)!.push(await decodeRun(e, n, stepTokens));
+        for (const n of z.contexts)
+          figures
+            .get(e.name)!
+            .decode.get(n)!
+            .push(await decodeRun(e, n, stepTokens));
       } catch (err) {
         failed[e.name] = `rep ${rep + 1}: ${message(err)}`;
       }
@@ -562,14 +634,29 @@ async function modelStep(s: Settings, part: Part): Promise<void> {
     const p = fig('cpu');
     const ratios =
       c?.prefillTokensPerS && p?.prefillTokensPerS
-        ? { prefillCandidateOverCpu: round(c.prefillTokensPerS.median / p.prefillTokensPerS.median), ...Object.fromEntries(z.contexts.filter((n) => c.decodeMsPerToken[n] && p.decodeMsPerToken[n]).map((n) => [`decode${n}CandidateOverCpu`, round(c.decodeMsPerToken[n]!.median / p.decodeMsPerToken[n]!.median)])) }
+        ? {
+            prefillCandidateOverCpu: round(c.prefillTokensPerS.median / p.prefillTokensPerS.median),
+            ...Object.fromEntries(
+              z.contexts
+                .filter((n) => c.decodeMsPerToken[n] && p.decodeMsPerToken[n])
+                .map((n) => [`decode${n}CandidateOverCpu`, round(c.decodeMsPerToken[n]!.median / p.decodeMsPerToken[n]!.median)]),
+            ),
+          }
         : undefined;
     part.set('rows', rows);
     part.set('ratios', ratios ?? 'needs both rows');
     part.set('repsDone', rep + 1);
     log(`model rep ${rep + 1}/${z.reps} (${Math.round((performance.now() - t0) / 1000)} s)`);
   }
-  part.set('settings', { reps: z.reps, decodeStepsPerRun: z.steps, prefillTokens: z.prefill, contexts: z.contexts, threads: s.threads, interleaving: 'each rep runs every row; the order flips every rep', statistic: 'median (min–max) over reps; decode = the mean step of a run' });
+  part.set('settings', {
+    reps: z.reps,
+    decodeStepsPerRun: z.steps,
+    prefillTokens: z.prefill,
+    contexts: z.contexts,
+    threads: s.threads,
+    interleaving: 'each rep runs every row; the order flips every rep',
+    statistic: 'median (min–max) over reps; decode = the mean step of a run',
+  });
   for (const e of engines) await e.model.session.release();
 }
 
@@ -581,7 +668,15 @@ async function keystrokeStep(s: Settings, part: Part): Promise<void> {
   if (!existsSync(join(dir, 'model.safetensors'))) writeTinyCodeModel(dir, { seed: WEIGHTS_SEED, config: KEYSTROKE_REFERENCE, fimOrders: ['spm'] });
   const update = parseSettings({ threads: s.threads, maxTokens: 16, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60000 });
   if (update.problems.length) throw new Error(update.problems.join('; '));
-  interface TraceRow { name: string; provider: ExecutionProvider; model: CompletionModel; engine: CompletionEngine; takePrompt: () => number[]; samples: KilnSample[]; error?: string }
+  interface TraceRow {
+    name: string;
+    provider: ExecutionProvider;
+    model: CompletionModel;
+    engine: CompletionEngine;
+    takePrompt: () => number[];
+    samples: KilnSample[];
+    error?: string;
+  }
   const rows: TraceRow[] = [];
   const loads: Json = {};
   for (const { name, provider } of rowProviders(s)) {
@@ -593,7 +688,14 @@ async function keystrokeStep(s: Settings, part: Part): Promise<void> {
       }
       const rec = recordingModel(loaded);
       const settings = { ...update.settings, executionProvider: provider };
-      rows.push({ name, provider, model: loaded, engine: new CompletionEngine(rec.model, settings, new LatencyStats(), { server: rec.serverFor(settings) }), takePrompt: rec.takePrompt, samples: [] });
+      rows.push({
+        name,
+        provider,
+        model: loaded,
+        engine: new CompletionEngine(rec.model, settings, new LatencyStats(), { server: rec.serverFor(settings) }),
+        takePrompt: rec.takePrompt,
+        samples: [],
+      });
       return { provider, order: loaded.order, sessionCreateMs: round(loaded.loaded.sessionCreateMs, 1) };
     });
     part.set('loads', loads);
@@ -628,7 +730,17 @@ async function keystrokeStep(s: Settings, part: Part): Promise<void> {
     part.set('agreement', agreement(rows));
     log(`keystroke ${Math.min(trace.length, from + z.block)}/${trace.length} (${Math.round((performance.now() - t0) / 1000)} s)`);
   }
-  part.set('settings', { keystrokes: trace.length, traceKeystrokes: typingTrace().length, block: z.block, maxTokens: 16, completionMode: 'line', kvReuse: true, threads: s.threads, interleaving: 'blocks of keystrokes, the rows\' order flipping every block; each row sees every keystroke in order', latency: 'request to answer around CompletionEngine.complete, each request a new document (no typing-through)' });
+  part.set('settings', {
+    keystrokes: trace.length,
+    traceKeystrokes: typingTrace().length,
+    block: z.block,
+    maxTokens: 16,
+    completionMode: 'line',
+    kvReuse: true,
+    threads: s.threads,
+    interleaving: "blocks of keystrokes, the rows' order flipping every block; each row sees every keystroke in order",
+    latency: 'request to answer around CompletionEngine.complete, each request a new document (no typing-through)',
+  });
   for (const r of rows) await r.model.loaded.session.release();
 
   function keystrokeRows(rs: TraceRow[]): Json {
@@ -682,17 +794,37 @@ async function trainStep(s: Settings, part: Part): Promise<void> {
   }
   const batches = randomBatches(z.steps, z.batch, z.seq, 11);
   const lr = FINE_TUNE_DEFAULTS.lr;
-  interface TrainRow { name: string; provider: ExecutionProvider; trainer: TrainerSession; steps: { loss: number; gradNorm: number; ms: number }[]; error?: string }
+  interface TrainRow {
+    name: string;
+    provider: ExecutionProvider;
+    trainer: TrainerSession;
+    steps: { loss: number; gradNorm: number; ms: number }[];
+    error?: string;
+  }
   const rows: TrainRow[] = [];
   const loads: Json = {};
   for (const { name, provider } of rowProviders(s)) {
     loads[name] = await guard(`trainer ${name} (${provider})`, async () => {
       const t0 = performance.now();
       const logs: string[] = [];
-      const trainer = await TrainerSession.create({ modelDir: dir, mode: DEFAULT_LORA, hyper: DEFAULT_ADAMW, accumulation: 1, threads: s.threads, cacheDir: join(s.work, 'training-cache'), seed: 0, executionProvider: provider, log: (m) => logs.push(m) });
+      const trainer = await TrainerSession.create({
+        modelDir: dir,
+        mode: DEFAULT_LORA,
+        hyper: DEFAULT_ADAMW,
+        accumulation: 1,
+        threads: s.threads,
+        cacheDir: join(s.work, 'training-cache'),
+        seed: 0,
+        executionProvider: provider,
+        log: (m) => logs.push(m),
+      });
       if (trainer.provider !== provider) {
         await trainer.release();
-        throw new ProviderUnavailable(provider, trainer.provider, logs.filter((l) => l.includes('failed') || l.includes('skipped')).map((error) => ({ provider, error })));
+        throw new ProviderUnavailable(
+          provider,
+          trainer.provider,
+          logs.filter((l) => l.includes('failed') || l.includes('skipped')).map((error) => ({ provider, error })),
+        );
       }
       rows.push({ name, provider, trainer, steps: [] });
       return { provider, createMs: round(performance.now() - t0, 1), trainableParams: [...trainer.values.values()].reduce((a, v) => a + v.length, 0) };
@@ -725,7 +857,9 @@ async function trainStep(s: Settings, part: Part): Promise<void> {
         ...(r.error ? { error: r.error } : {}),
         steps: r.steps,
         firstStepTokensPerS: r.steps[0] ? round(tokensPerStep / (r.steps[0].ms / 1000), 1) : undefined,
-        tokensPerS: later.length ? round((tokensPerStep * later.length) / (later.reduce((a, x) => a + x.ms, 0) / 1000), 1) : 'needs a second step (the first includes the first run\'s set-up)',
+        tokensPerS: later.length
+          ? round((tokensPerStep * later.length) / (later.reduce((a, x) => a + x.ms, 0) / 1000), 1)
+          : "needs a second step (the first includes the first run's set-up)",
       };
     }
     part.set('rows', figures);
@@ -743,7 +877,16 @@ async function trainStep(s: Settings, part: Part): Promise<void> {
       });
     }
   }
-  part.set('settings', { mode: DEFAULT_LORA, lr, batch: z.batch, seq: z.seq, steps: z.steps, threads: s.threads, weights: 'the training bench\'s reference weights (embedding std 0.02)', note: 'TrainerSession, the fine-tune\'s own trainer: the train-step graph with AdamW inside; tokens/s over the steps after the first' });
+  part.set('settings', {
+    mode: DEFAULT_LORA,
+    lr,
+    batch: z.batch,
+    seq: z.seq,
+    steps: z.steps,
+    threads: s.threads,
+    weights: "the training bench's reference weights (embedding std 0.02)",
+    note: "TrainerSession, the fine-tune's own trainer: the train-step graph with AdamW inside; tokens/s over the steps after the first",
+  });
   for (const r of rows) await r.trainer.release();
 }
 
@@ -763,7 +906,11 @@ function readPart(work: string, step: string): Json | undefined {
 function stderrTail(work: string, step: string, lines = 25): string[] | undefined {
   const file = join(work, 'logs', `${step}.log`);
   if (!existsSync(file)) return undefined;
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(-lines).map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l));
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-lines)
+    .map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l));
 }
 
 function merge(s: Settings): void {
@@ -779,7 +926,11 @@ function merge(s: Settings): void {
       complete: p?.complete === true,
       ...(p?.stoppedEarly ? { stoppedEarly: p.stoppedEarly } : {}),
       ...(exit?.rc === 125 ? { skipped: 'the time budget was spent before it could start' } : {}),
-      ...(p?.error ? { error: p.error } : p === undefined && exit?.rc !== 125 ? { error: 'no result: the step wrote nothing (it did not start, or died before its first row)' } : {}),
+      ...(p?.error
+        ? { error: p.error }
+        : p === undefined && exit?.rc !== 125
+          ? { error: 'no result: the step wrote nothing (it did not start, or died before its first row)' }
+          : {}),
       stderrTail: stderrTail(s.work, step),
     };
   }
@@ -789,34 +940,76 @@ function merge(s: Settings): void {
   const onCandidate = (row: any) => row?.ok === true && row?.provider === candidate;
   const why = (row: any, fallback: string) => (row?.ok === true ? (row?.provider !== candidate ? `ran on ${row?.provider}` : fallback) : String(row?.error ?? fallback));
   const checks = [
-    { check: `${candidate} adapter`, pass: get('env', 'adapter', 'ok') === true, detail: get('env', 'adapter', 'ok') ? `one-op session created in ${get('env', 'adapter', 'createMs')} ms` : why(get('env', 'adapter'), 'no result') },
+    {
+      check: `${candidate} adapter`,
+      pass: get('env', 'adapter', 'ok') === true,
+      detail: get('env', 'adapter', 'ok') ? `one-op session created in ${get('env', 'adapter', 'createMs')} ms` : why(get('env', 'adapter'), 'no result'),
+    },
     ...['tiny', 'reference25m'].map((name) => {
       const r = get('parity', 'parity', name);
-      return { check: `logits parity ${name} (≤ ${PARITY_TOLERANCE})`, pass: onCandidate(r) && r.pass === true, detail: onCandidate(r) ? `max |Δ| ${r.maxAbsError.toExponential(2)}, relative ${r.relativeError.toExponential(2)}, argmax ${r.argmaxAgree}/${r.positions}` : why(r, 'no result') };
+      return {
+        check: `logits parity ${name} (≤ ${PARITY_TOLERANCE})`,
+        pass: onCandidate(r) && r.pass === true,
+        detail: onCandidate(r)
+          ? `max |Δ| ${r.maxAbsError.toExponential(2)}, relative ${r.relativeError.toExponential(2)}, argmax ${r.argmaxAgree}/${r.positions}`
+          : why(r, 'no result'),
+      };
     }),
     (() => {
       const r = get('model', 'rows', 'candidate');
       const c = r?.prefillTokensPerS?.median;
-      return { check: 'prefill and decode on the candidate', pass: onCandidate(r) && c !== undefined, detail: onCandidate(r) && c !== undefined ? `prefill ${c} tok/s; decode ${Object.entries(r.decodeMsPerToken ?? {}).map(([n, x]) => `@${n} ${(x as Summary).median} ms`).join(', ')}` : why(r ?? get('model', 'loads', 'candidate'), 'no result') };
+      return {
+        check: 'prefill and decode on the candidate',
+        pass: onCandidate(r) && c !== undefined,
+        detail:
+          onCandidate(r) && c !== undefined
+            ? `prefill ${c} tok/s; decode ${Object.entries(r.decodeMsPerToken ?? {})
+                .map(([n, x]) => `@${n} ${(x as Summary).median} ms`)
+                .join(', ')}`
+            : why(r ?? get('model', 'loads', 'candidate'), 'no result'),
+      };
     })(),
     (() => {
       const r = get('keystroke', 'rows', 'candidate');
-      return { check: 'keystroke trace on the candidate', pass: onCandidate(r), detail: onCandidate(r) ? `p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms over ${r.keystrokes} keystrokes` : why(r ?? get('keystroke', 'loads', 'candidate'), 'no result') };
+      return {
+        check: 'keystroke trace on the candidate',
+        pass: onCandidate(r),
+        detail: onCandidate(r)
+          ? `p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms over ${r.keystrokes} keystrokes`
+          : why(r ?? get('keystroke', 'loads', 'candidate'), 'no result'),
+      };
     })(),
     (() => {
       const r = get('train', 'rows', 'candidate');
       const lc = get('train', 'lossCheck');
-      return { check: `LoRA step loss vs CPU (≤ ${LOSS_TOLERANCE})`, pass: onCandidate(r) && lc?.pass === true, detail: onCandidate(r) && lc ? `loss ${lc.firstStepLoss.candidate} vs ${lc.firstStepLoss.cpu} (relative ${Number(lc.firstStepLoss.relativeDiff).toExponential(2)}); ${r.tokensPerS} tok/s` : why(r ?? get('train', 'loads', 'candidate'), 'no result') };
+      return {
+        check: `LoRA step loss vs CPU (≤ ${LOSS_TOLERANCE})`,
+        pass: onCandidate(r) && lc?.pass === true,
+        detail:
+          onCandidate(r) && lc
+            ? `loss ${lc.firstStepLoss.candidate} vs ${lc.firstStepLoss.cpu} (relative ${Number(lc.firstStepLoss.relativeDiff).toExponential(2)}); ${r.tokensPerS} tok/s`
+            : why(r ?? get('train', 'loads', 'candidate'), 'no result'),
+      };
     })(),
     (() => {
       const m = get('model', 'memory');
-      return { check: 'status bar shows VRAM', pass: m?.ok === true && m?.vramBytes !== undefined, detail: m?.ok ? `${m.statusBarShows}: ${m.finding}` : String(m?.error ?? 'not measured (the candidate model row did not load)') };
+      return {
+        check: 'status bar shows VRAM',
+        pass: m?.ok === true && m?.vramBytes !== undefined,
+        detail: m?.ok ? `${m.statusBarShows}: ${m.finding}` : String(m?.error ?? 'not measured (the candidate model row did not load)'),
+      };
     })(),
   ];
   const cpuStandIn = candidate === 'cpu';
   const dry = anySettings?.dry === true || s.dry;
   const allPass = checks.every((c) => c.pass);
-  const verdict = cpuStandIn ? 'stand-in (candidate rows ran on the CPU to test this script; not a GPU result)' : dry ? 'dry run (CPU machine; candidate rows expected to be unavailable)' : allPass ? 'pass' : 'fail';
+  const verdict = cpuStandIn
+    ? 'stand-in (candidate rows ran on the CPU to test this script; not a GPU result)'
+    : dry
+      ? 'dry run (CPU machine; candidate rows expected to be unavailable)'
+      : allPass
+        ? 'pass'
+        : 'fail';
   const result = {
     kind: 'kiln-device-check',
     version: 1,
@@ -826,7 +1019,9 @@ function merge(s: Settings): void {
     checks,
     environment: parts.env ? { ...(parts.env.environment as Json), adapterProbe: parts.env.adapter } : undefined,
     parity: parts.parity ? { ...(parts.parity.parity as Json), nodePlacement: parts.parity.nodePlacement } : undefined,
-    model: parts.model ? { loads: parts.model.loads, rows: parts.model.rows, ratios: parts.model.ratios, repsDone: parts.model.repsDone, settings: parts.model.settings } : undefined,
+    model: parts.model
+      ? { loads: parts.model.loads, rows: parts.model.rows, ratios: parts.model.ratios, repsDone: parts.model.repsDone, settings: parts.model.settings }
+      : undefined,
     vram: parts.model ? { candidate: parts.model.memory ?? 'not measured: the candidate row did not load', cpuRow: parts.model.memoryCpuRow } : undefined,
     keystroke: parts.keystroke ? { loads: parts.keystroke.loads, rows: parts.keystroke.rows, agreement: parts.keystroke.agreement, settings: parts.keystroke.settings } : undefined,
     training: parts.train ? { loads: parts.train.loads, rows: parts.train.rows, lossCheck: parts.train.lossCheck, settings: parts.train.settings } : undefined,

@@ -17,7 +17,11 @@ const only = process.argv.slice(2);
 function collect(dir) {
   let found = [];
   let entries;
-  try { entries = readdirSync(dir); } catch { return found; }
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return found;
+  }
   for (const name of entries.sort()) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) found = found.concat(collect(path));
@@ -30,9 +34,14 @@ function collect(dir) {
 function runNodeTests(files, tmp, resultsFile) {
   const reporter = join(root, 'scripts', 'test-results-reporter.mjs');
   const args = [
-    '--import', 'tsx', '--test', '--test-concurrency=1',
-    '--test-reporter=spec', '--test-reporter-destination=stdout',
-    `--test-reporter=${reporter}`, `--test-reporter-destination=${resultsFile}`,
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${reporter}`,
+    `--test-reporter-destination=${resultsFile}`,
     ...files,
   ];
   const env = { ...process.env, TMPDIR: tmp, TMP: tmp, TEMP: tmp };
@@ -43,7 +52,10 @@ function runNodeTests(files, tmp, resultsFile) {
   process.on('SIGTERM', forward);
   process.on('SIGHUP', forward);
   return new Promise((done) => {
-    child.on('error', (err) => { console.error(`could not start the test runner: ${err.message}`); done(1); });
+    child.on('error', (err) => {
+      console.error(`could not start the test runner: ${err.message}`);
+      done(1);
+    });
     child.on('exit', (code, signal) => done(code ?? (signal ? 1 : 0)));
   });
 }

@@ -15,7 +15,11 @@ export function stalePeerPackages(peersDir) {
     if (path === '' || entry.optional || entry.dev || entry.link) continue;
     const manifest = join(peersDir, path, 'package.json');
     let installed;
-    try { installed = JSON.parse(readFileSync(manifest, 'utf8')).version; } catch { installed = undefined; }
+    try {
+      installed = JSON.parse(readFileSync(manifest, 'utf8')).version;
+    } catch {
+      installed = undefined;
+    }
     if (installed !== entry.version) stale.push(`${path.slice('node_modules/'.length)}@${entry.version}`);
   }
   return stale;

@@ -5,7 +5,10 @@
 /** The start of a failure's message on one line (assertion messages put the values on line 3). */
 function shortReason(error) {
   const cause = error?.cause ?? error;
-  const lines = String(cause?.message ?? cause ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = String(cause?.message ?? cause ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const text = lines.slice(0, 3).join(' ');
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }

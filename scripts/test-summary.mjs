@@ -6,11 +6,19 @@ import { relative } from 'node:path';
 /** Parses the reporter's file; a missing or truncated file (the runner crashed) yields what it has. */
 export function readTestResults(file) {
   let text = '';
-  try { text = readFileSync(file, 'utf8'); } catch { return []; }
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
   const results = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
-    try { results.push(JSON.parse(line)); } catch { /* a line cut off by a crash carries nothing usable */ }
+    try {
+      results.push(JSON.parse(line));
+    } catch {
+      /* a line cut off by a crash carries nothing usable */
+    }
   }
   return results;
 }

@@ -37,35 +37,32 @@ async function askModel(): Promise<ModelRequest | undefined> {
 
 /** The download under a progress notification; undefined when the user cancelled it. */
 function download(deps: CommandDeps, request: ModelRequest, token: string | undefined): Thenable<DownloadResult | undefined> {
-  return vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `Kiln: downloading ${request.repo}`, cancellable: true },
-    async (progress, cancel) => {
-      const abort = new AbortController();
-      const sub = cancel.onCancellationRequested(() => abort.abort());
-      let shown = 0; // percent already reported: VS Code adds up increments
-      try {
-        return await downloadModel({
-          ...request,
-          storageDir: deps.storageUri.fsPath,
-          baseUrl: deps.settings.get<string>('hubUrl') || undefined, // user or machine settings only
-          token,
-          signal: abort.signal,
-          progressIntervalMs: 250,
-          onProgress: (p) => {
-            const percent = p.total ? (100 * p.bytes) / p.total : shown;
-            progress.report({ message: describeProgress(p), increment: Math.max(0, percent - shown) });
-            shown = Math.max(shown, percent);
-          },
-          onRetry: (err, attempt) => deps.output.appendLine(`Kiln download: ${err.message}; retry ${attempt}`),
-        });
-      } catch (err) {
-        if (abort.signal.aborted) return undefined;
-        throw err;
-      } finally {
-        sub.dispose();
-      }
-    },
-  );
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Kiln: downloading ${request.repo}`, cancellable: true }, async (progress, cancel) => {
+    const abort = new AbortController();
+    const sub = cancel.onCancellationRequested(() => abort.abort());
+    let shown = 0; // percent already reported: VS Code adds up increments
+    try {
+      return await downloadModel({
+        ...request,
+        storageDir: deps.storageUri.fsPath,
+        baseUrl: deps.settings.get<string>('hubUrl') || undefined, // user or machine settings only
+        token,
+        signal: abort.signal,
+        progressIntervalMs: 250,
+        onProgress: (p) => {
+          const percent = p.total ? (100 * p.bytes) / p.total : shown;
+          progress.report({ message: describeProgress(p), increment: Math.max(0, percent - shown) });
+          shown = Math.max(shown, percent);
+        },
+        onRetry: (err, attempt) => deps.output.appendLine(`Kiln download: ${err.message}; retry ${attempt}`),
+      });
+    } catch (err) {
+      if (abort.signal.aborted) return undefined;
+      throw err;
+    } finally {
+      sub.dispose();
+    }
+  });
 }
 
 /** A refusal a token could fix (the Hub answers 401 "not found" to anonymous requests for private repos). */
@@ -116,7 +113,9 @@ export async function downloadModelCommand(deps: CommandDeps): Promise<void> {
       void vscode.window.showInformationMessage(`Kiln: download of ${request.repo} cancelled; run Download Model… again to resume it.`);
       return;
     }
-    deps.output.appendLine(`Kiln download: ${request.repo} → ${result.dir} (${result.manifest.files.length} files, ${result.fetchedBytes} bytes fetched, ${result.resumedBytes} resumed)`);
+    deps.output.appendLine(
+      `Kiln download: ${request.repo} → ${result.dir} (${result.manifest.files.length} files, ${result.fetchedBytes} bytes fetched, ${result.resumedBytes} resumed)`,
+    );
     await offer(deps, request, result);
   } catch (err) {
     deps.output.appendLine(`Kiln download: ${(err as Error).message}`);

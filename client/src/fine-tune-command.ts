@@ -51,38 +51,35 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
   if (!(await confirmStart(folder, deps.output))) return;
   const output = deps.output;
   const base = deps.settings.get<string>('modelPath') ?? '';
-  await vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `Kiln: fine-tuning on ${folder.name}`, cancellable: true },
-    async (progress, token) => {
-      const sub = client.onNotification(KilnTrainingProgressNotification.type, (p) => {
-        const text = progressText(p);
-        if (text) progress.report({ message: text });
-        if (p.message) output.appendLine(`fine-tune: ${p.message}`);
-      });
-      try {
-        const summary = await client.sendRequest(
-          KilnFineTuneRequest.type,
-          {
-            workspace: folder.uri.fsPath,
-            mode: deps.settings.get<'lora' | 'full'>('fineTune.mode') ?? 'lora',
-            maxSteps: deps.settings.get<number>('fineTune.maxSteps') ?? 200,
-            maxFiles: deps.settings.get<number>('fineTune.maxFiles') ?? 20000,
-          },
-          token,
-        );
-        output.appendLine(`fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s on ${summary.trainFiles} files. ${gainText(summary.before, summary.after)}`);
-        if (summary.output) {
-          output.appendLine(`fine-tune: ${summary.kind} in ${summary.output}, remembered for this workspace.`);
-          // Workspace storage, not settings: nothing is written into the repository.
-          await deps.settings.remember({ kind: summary.kind, path: summary.output, base });
-        }
-        void vscode.window.showInformationMessage(finishedText(summary), 'Show Details').then((c) => c && output.show(true));
-      } catch (err) {
-        if (token.isCancellationRequested) return;
-        void vscode.window.showErrorMessage(`Kiln: ${(err as Error).message}`);
-      } finally {
-        sub.dispose();
+  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Kiln: fine-tuning on ${folder.name}`, cancellable: true }, async (progress, token) => {
+    const sub = client.onNotification(KilnTrainingProgressNotification.type, (p) => {
+      const text = progressText(p);
+      if (text) progress.report({ message: text });
+      if (p.message) output.appendLine(`fine-tune: ${p.message}`);
+    });
+    try {
+      const summary = await client.sendRequest(
+        KilnFineTuneRequest.type,
+        {
+          workspace: folder.uri.fsPath,
+          mode: deps.settings.get<'lora' | 'full'>('fineTune.mode') ?? 'lora',
+          maxSteps: deps.settings.get<number>('fineTune.maxSteps') ?? 200,
+          maxFiles: deps.settings.get<number>('fineTune.maxFiles') ?? 20000,
+        },
+        token,
+      );
+      output.appendLine(`fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s on ${summary.trainFiles} files. ${gainText(summary.before, summary.after)}`);
+      if (summary.output) {
+        output.appendLine(`fine-tune: ${summary.kind} in ${summary.output}, remembered for this workspace.`);
+        // Workspace storage, not settings: nothing is written into the repository.
+        await deps.settings.remember({ kind: summary.kind, path: summary.output, base });
       }
-    },
-  );
+      void vscode.window.showInformationMessage(finishedText(summary), 'Show Details').then((c) => c && output.show(true));
+    } catch (err) {
+      if (token.isCancellationRequested) return;
+      void vscode.window.showErrorMessage(`Kiln: ${(err as Error).message}`);
+    } finally {
+      sub.dispose();
+    }
+  });
 }

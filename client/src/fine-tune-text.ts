@@ -34,6 +34,7 @@ export const TOAST_CHARS = 80;
 export function finishedText(summary: Pick<FineTuneSummary, 'cancelled' | 'output' | 'before' | 'after'>): string {
   if (!summary.output) return 'Kiln: fine-tune cancelled; nothing was kept.';
   const { before, after } = summary;
-  const figure = before && after && Number.isFinite(before.exactMatch) && Number.isFinite(after.exactMatch) ? ` (exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)})` : '';
+  const figure =
+    before && after && Number.isFinite(before.exactMatch) && Number.isFinite(after.exactMatch) ? ` (exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)})` : '';
   return summary.cancelled ? `Kiln: fine-tune cancelled; best so far in use${figure}.` : `Kiln: fine-tune done${figure}; completions use it now.`;
 }

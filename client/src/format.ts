@@ -59,7 +59,10 @@ export function statsLines(status: ServerStatus, stats: KilnStats | undefined): 
   if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
   if (stats) {
     const modelAnswers = stats.answersBySource.model ?? 0;
-    if (stats.p50Ms !== undefined) lines.push(`Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over the last ${modelAnswers} model-computed ${modelAnswers === 1 ? 'answer' : 'answers'}`);
+    if (stats.p50Ms !== undefined)
+      lines.push(
+        `Latency: p50 ${formatMs(stats.p50Ms)}, p95 ${formatMs(stats.p95Ms ?? stats.p50Ms)} over the last ${modelAnswers} model-computed ${modelAnswers === 1 ? 'answer' : 'answers'}`,
+      );
     const typed = typedThroughShare(stats);
     if (typed !== undefined) lines.push(`Typed through: ${(typed * 100).toFixed(0)}% of recent answers came from a suggestion already shown (no model work)`);
     if (stats.reuseRatio !== undefined) lines.push(`KV reuse: ${(stats.reuseRatio * 100).toFixed(1)}% of prompt tokens`);
@@ -72,7 +75,10 @@ export function statsLines(status: ServerStatus, stats: KilnStats | undefined): 
       lines.push(`Memory: weights ${formatBytes(m.weightBytes)}, KV ${formatBytes(m.kvBytes)}, RSS ${formatBytes(m.rssBytes)}${vram}`);
     }
     const t = stats.training;
-    if (t) lines.push(`Training: ${t.state}${t.step !== undefined ? `, step ${t.step}${t.totalSteps ? `/${t.totalSteps}` : ''}` : ''}${t.loss !== undefined ? `, loss ${t.loss.toFixed(4)}` : ''}`);
+    if (t)
+      lines.push(
+        `Training: ${t.state}${t.step !== undefined ? `, step ${t.step}${t.totalSteps ? `/${t.totalSteps}` : ''}` : ''}${t.loss !== undefined ? `, loss ${t.loss.toFixed(4)}` : ''}`,
+      );
   }
   return lines;
 }

@@ -25,7 +25,9 @@ export class HubTokenStore {
   async migrateFromSettings(settings: KilnSettings): Promise<void> {
     const legacy = legacyToken(settings.inspect('hubToken'));
     if (legacy.workspaceValueIgnored) {
-      this.output.appendLine('Kiln: this workspace’s settings set kiln.hubToken; it is ignored (a repository must not choose the account downloads use). Use "Kiln: Set Hugging Face Token…" instead, and remove it from the workspace settings.');
+      this.output.appendLine(
+        'Kiln: this workspace’s settings set kiln.hubToken; it is ignored (a repository must not choose the account downloads use). Use "Kiln: Set Hugging Face Token…" instead, and remove it from the workspace settings.',
+      );
     }
     if (legacy.clear.length === 0) return;
     if (legacy.token && !(await this.get())) await this.set(legacy.token);
@@ -43,7 +45,9 @@ export async function setHubTokenCommand(store: HubTokenStore): Promise<void> {
   const had = await store.get();
   const token = await vscode.window.showInputBox({
     title: 'Kiln: Hugging Face token',
-    prompt: had ? 'A token is stored. Enter a new one, or leave empty and press Enter to remove it.' : 'A Hugging Face access token for private or gated models; kept in VS Code’s secret storage.',
+    prompt: had
+      ? 'A token is stored. Enter a new one, or leave empty and press Enter to remove it.'
+      : 'A Hugging Face access token for private or gated models; kept in VS Code’s secret storage.',
     password: true,
     ignoreFocusOut: true,
   });

@@ -85,7 +85,10 @@ export class KilnSettings implements vscode.Disposable {
       void vscode.window.showInformationMessage(`Kiln: the fine-tuned ${gone.kind} of this workspace is gone, so completions use the base model.`);
     }
     const other = computed.rememberedOtherBase;
-    if (other && this.once(`other\0${other.path}`)) this.output.appendLine(`Kiln: this workspace's fine-tuned ${other.kind} (${other.path}) was trained on ${other.base || 'the embedded model'}, not the model now set; not used.`);
+    if (other && this.once(`other\0${other.path}`))
+      this.output.appendLine(
+        `Kiln: this workspace's fine-tuned ${other.kind} (${other.path}) was trained on ${other.base || 'the embedded model'}, not the model now set; not used.`,
+      );
     const missing = computed.missingAdapter;
     if (!missing) return;
     const where = levelName(missing.level);

@@ -34,7 +34,10 @@ export function userLevelValue<T>(levels: SettingLevels<T> | undefined): T | und
  * Mode; otherwise the most specific level set (folder, then workspace, then user, then default).
  */
 export function scopedValue<T>(key: string, levels: SettingLevels<T> | undefined, rules: ScopeRules): T | undefined {
-  const allowed = !rules.trusted || isMachineScoped(key) ? [levels?.defaultValue, levels?.globalValue] : [levels?.defaultValue, levels?.globalValue, levels?.workspaceValue, levels?.workspaceFolderValue];
+  const allowed =
+    !rules.trusted || isMachineScoped(key)
+      ? [levels?.defaultValue, levels?.globalValue]
+      : [levels?.defaultValue, levels?.globalValue, levels?.workspaceValue, levels?.workspaceFolderValue];
   const set = allowed.filter((v): v is T => v !== undefined);
   // Object settings (`kiln.enable`) merge key by key across levels, as VS Code's `get` does.
   if (set.length > 1 && set.every(isPlainObject)) return Object.assign({}, ...set) as T;
@@ -150,5 +153,9 @@ export interface LegacyToken {
 /** Only the user's own token moves to secret storage; a workspace's value is never read into it. */
 export function legacyToken(levels: SettingLevels | undefined): LegacyToken {
   const user = typeof levels?.globalValue === 'string' && levels.globalValue.trim() !== '' ? levels.globalValue.trim() : undefined;
-  return { token: user, clear: levels?.globalValue === undefined ? [] : ['user'], workspaceValueIgnored: levels?.workspaceValue !== undefined || levels?.workspaceFolderValue !== undefined };
+  return {
+    token: user,
+    clear: levels?.globalValue === undefined ? [] : ['user'],
+    workspaceValueIgnored: levels?.workspaceValue !== undefined || levels?.workspaceFolderValue !== undefined,
+  };
 }

@@ -95,7 +95,12 @@ async function main(): Promise<void> {
   writeCorpus(out, files);
   const listSha256 = createHash('sha256').update(readFileSync(listFile)).digest('hex');
   const filters = { maxFileBytes: list.maxFileBytes, extensions: list.extensions };
-  const manifest = buildManifest(listSha256, filters, sources.map((s) => s.info), files);
+  const manifest = buildManifest(
+    listSha256,
+    filters,
+    sources.map((s) => s.info),
+    files,
+  );
   writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const mb = (n: number) => (n / 1e6).toFixed(1);
   const { train, heldout } = manifest.totals;

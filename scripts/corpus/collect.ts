@@ -20,13 +20,7 @@ export interface Collected {
  * Filters `paths` (relative to `root`, '/'-separated) and reads the survivors. Only regular files
  * are read: a symlink in a tarball is never followed.
  */
-export async function collectSource(
-  root: string,
-  paths: readonly string[],
-  rules: PathRules,
-  extensions: ReadonlySet<string>,
-  maxFileBytes: number,
-): Promise<Collected> {
+export async function collectSource(root: string, paths: readonly string[], rules: PathRules, extensions: ReadonlySet<string>, maxFileBytes: number): Promise<Collected> {
   const excluded: ExcludedFile[] = [];
   const candidates: { path: string; bytes: number }[] = [];
   let outOfScope = 0;

@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     // Expected failures (bad files, bad ids, no provider) print one line; KILN_DEBUG=1 shows the stack.
-    const detail = process.env.KILN_DEBUG ? ((err as Error).stack ?? String(err)) : (err as Error).message ?? String(err);
+    const detail = process.env.KILN_DEBUG ? ((err as Error).stack ?? String(err)) : ((err as Error).message ?? String(err));
     process.stderr.write(`kiln ${name}: ${detail}\n`);
     return 1;
   }

@@ -35,8 +35,7 @@ for (let flag = args.flag(); flag !== undefined; flag = args.flag()) {
 
 const tokenizer = Tokenizer.load(model);
 const template = resolveFimTemplate(tokenizer);
-const build = (threads: number) =>
-  buildDataset(dir, tokenizer, template, { seqLen: 512, seed: 0, maxFiles: 1_000_000, parallel: { tokenizerDir: model, workers: threads } });
+const build = (threads: number) => buildDataset(dir, tokenizer, template, { seqLen: 512, seed: 0, maxFiles: 1_000_000, parallel: { tokenizerDir: model, workers: threads } });
 
 async function timed(threads: number): Promise<{ seconds: number; dataset: Dataset }> {
   const t0 = performance.now();
@@ -77,7 +76,9 @@ async function main(): Promise<void> {
     loadAverage: { before: loadBefore.map((x) => round(x, 2)), after: loadavg().map((x) => round(x, 2)) },
     cpus: availableParallelism(),
   };
-  log(`${result.megabytes} MB, ${tokens} tokens: 1 thread ${one.median} s, ${workers} workers ${many.median} s (median of ${reps}): ${result.speedUp}×; load ${result.loadAverage.before.join(' ')} → ${result.loadAverage.after.join(' ')}`);
+  log(
+    `${result.megabytes} MB, ${tokens} tokens: 1 thread ${one.median} s, ${workers} workers ${many.median} s (median of ${reps}): ${result.speedUp}×; load ${result.loadAverage.before.join(' ')} → ${result.loadAverage.after.join(' ')}`,
+  );
   emitJson(result, out);
 }
 

@@ -13,8 +13,16 @@ import { round } from './bench-stats';
 /** The reference config over the tiny code model's defaults (2,048 positions: prompt windows 1,024 + 256). */
 // prettier-ignore
 export const REFERENCE: Partial<ModelConfig> = {
-  hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
-  tieWordEmbeddings: true, bosTokenId: undefined, eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
+  hiddenSize: 512,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 8,
+  headDim: 64,
+  intermediateSize: 1536,
+  vocabSize: 8192,
+  tieWordEmbeddings: true,
+  bosTokenId: undefined,
+  eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
 };
 export const WEIGHTS_SEED = 2024;
 
@@ -180,7 +188,11 @@ export interface KilnSample extends Sample {
  * The model with its inference server's `extend` recorded: the slot holds the reused prompt prefix
  * when the engine extends it with the rest, so held ⊕ new is exactly the prompt Kiln computed.
  */
-export function recordingModel(model: CompletionModel): { model: CompletionModel; takePrompt: () => number[]; serverFor: (settings: Pick<CompletionSettings, 'kvBudgetMB'>) => InferenceServer } {
+export function recordingModel(model: CompletionModel): {
+  model: CompletionModel;
+  takePrompt: () => number[];
+  serverFor: (settings: Pick<CompletionSettings, 'kvBudgetMB'>) => InferenceServer;
+} {
   let prompt: number[] = [];
   const serverFor = (settings: Pick<CompletionSettings, 'kvBudgetMB'>) => {
     const server = new InferenceServer(model.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
@@ -208,11 +220,19 @@ export async function kilnKeystroke(engine: CompletionEngine, takePrompt: () => 
   engine.forgetDocument(uri);
   const t = answer.timings;
   const prompt = takePrompt();
-  if (t.source !== 'model' || prompt.length !== t.prefillComputed + t.prefillReused) throw new Error(`keystroke ${keystroke}: answered by ${t.source}, prompt of ${prompt.length} tokens recorded`);
+  if (t.source !== 'model' || prompt.length !== t.prefillComputed + t.prefillReused)
+    throw new Error(`keystroke ${keystroke}: answered by ${t.source}, prompt of ${prompt.length} tokens recorded`);
   const firstTokenMs = t.queueMs + t.tokenizeMs + t.prefillMs;
   return { keystroke, ms, firstTokenMs, computed: t.prefillComputed, reused: t.prefillReused, decodeTokens: t.decodeTokens, prompt, suggestion: answer.items[0] ?? '' };
 }
-export interface Distribution { p50: number; p95: number; mean: number; min: number; max: number; n: number } // prettier-ignore
+export interface Distribution {
+  p50: number;
+  p95: number;
+  mean: number;
+  min: number;
+  max: number;
+  n: number;
+} // prettier-ignore
 
 /** Nearest-rank percentiles (the status bar's), mean and range. */
 export function distribution(xs: number[]): Distribution {

@@ -58,15 +58,59 @@ import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, round, summarize } from './bench-stats';
 import { lookupRows } from './lookup-rows';
-import { distribution, type Distribution, FILE_AFTER, FILE_BEFORE, type Keystroke, type KilnSample, kilnKeystroke, recordingModel, REFERENCE, type Sample, TYPED_FUNCTION, typingTrace, WEIGHTS_SEED } from './keystroke-trace';
+import {
+  distribution,
+  type Distribution,
+  FILE_AFTER,
+  FILE_BEFORE,
+  type Keystroke,
+  type KilnSample,
+  kilnKeystroke,
+  recordingModel,
+  REFERENCE,
+  type Sample,
+  TYPED_FUNCTION,
+  typingTrace,
+  WEIGHTS_SEED,
+} from './keystroke-trace';
 
 // ---------- settings ----------
 
-interface Settings { reps: number; keystrokes: number; block: number; coldEvery: number; maxTokens: number; threads: number; ep: ExecutionProviderChoice; quick: boolean; out?: string; model?: string; quantization: QuantizationSetting; lookup: boolean; lookupDrafts: { maxDraft: number; minNgram: number }[] } // prettier-ignore
+interface Settings {
+  reps: number;
+  keystrokes: number;
+  block: number;
+  coldEvery: number;
+  maxTokens: number;
+  threads: number;
+  ep: ExecutionProviderChoice;
+  quick: boolean;
+  out?: string;
+  model?: string;
+  quantization: QuantizationSetting;
+  lookup: boolean;
+  lookupDrafts: { maxDraft: number; minNgram: number }[];
+} // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: 1, keystrokes: quick ? 60 : Infinity, block: 32, coldEvery: quick ? 6 : 32, maxTokens: 16, threads: 2, ep: 'cpu', quick, quantization: 'none', lookup: false, lookupDrafts: [{ maxDraft: 4, minNgram: 1 }, { maxDraft: 4, minNgram: 2 }, { maxDraft: 6, minNgram: 2 }] };
+  const s: Settings = {
+    reps: 1,
+    keystrokes: quick ? 60 : Infinity,
+    block: 32,
+    coldEvery: quick ? 6 : 32,
+    maxTokens: 16,
+    threads: 2,
+    ep: 'cpu',
+    quick,
+    quantization: 'none',
+    lookup: false,
+    lookupDrafts: [
+      { maxDraft: 4, minNgram: 1 },
+      { maxDraft: 4, minNgram: 2 },
+      { maxDraft: 6, minNgram: 2 },
+    ],
+  };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--reps') s.reps = args.positiveInt();
@@ -80,7 +124,11 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
     else if (a === '--quantization') s.quantization = args.oneOf(QUANTIZATION_SETTINGS);
     else if (a === '--lookup') s.lookup = true;
-    else if (a === '--lookup-drafts') s.lookupDrafts = args.value().split(',').map((d) => ({ maxDraft: Number(d.split(':')[0]), minNgram: Number(d.split(':')[1] ?? 1) }));
+    else if (a === '--lookup-drafts')
+      s.lookupDrafts = args
+        .value()
+        .split(',')
+        .map((d) => ({ maxDraft: Number(d.split(':')[0]), minNgram: Number(d.split(':')[1] ?? 1) }));
     else if (a !== '--quick') throw new Error(`unknown argument ${a}`);
   }
   return s;
@@ -164,7 +212,13 @@ async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Sett
   const reuse = new CompletionEngine(kiln.model, kiln.reuse, new LatencyStats(), { server: kiln.serverFor(kiln.reuse) });
   const cold = new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) });
   for (const row of llama) await row.sequence.clearHistory();
-  const r: Replay = { samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] }, typingThroughHits: 0, coldSameDecodeTokens: 0, coldSameSuggestion: 0, promptTokens: [] };
+  const r: Replay = {
+    samples: { 'kiln reuse': [], 'kiln cold': [], 'llama.cpp F16': [], 'llama.cpp F32': [] },
+    typingThroughHits: 0,
+    coldSameDecodeTokens: 0,
+    coldSameSuggestion: 0,
+    promptTokens: [],
+  };
   let shown: ShownSuggestion | undefined;
   const uri = (row: string, i: number) => `file:///bench/${row}/${rep}/${i}/jobs.ts`;
   const started = performance.now();
@@ -223,11 +277,23 @@ async function main(): Promise<void> {
     const gguf = { f16: join(root, 'model-f16.gguf'), f32: join(root, 'model-f32.gguf') };
     await exportGguf(modelDir, gguf.f16, { dtype: 'f16' });
     await exportGguf(modelDir, gguf.f32, { dtype: 'f32' });
-    const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: s.quantization }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
+    const loaded = await loadCompletionModel(
+      modelDir,
+      { fimOrder: 'auto', quantization: s.quantization },
+      { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') },
+    );
     kilnSession = loaded.loaded.session;
     if (s.ep !== 'cpu' && loaded.loaded.session.provider !== s.ep) log(`--ep ${s.ep} not available: the Kiln rows run on ${loaded.loaded.session.provider}`);
     if (loaded.order !== 'spm') throw new Error(`expected the SPM prompt order, got ${loaded.order}`);
-    const update = parseSettings({ executionProvider: s.ep, threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60000 });
+    const update = parseSettings({
+      executionProvider: s.ep,
+      threads: s.threads,
+      maxTokens: s.maxTokens,
+      completionMode: 'line',
+      candidates: 1,
+      speculate: false,
+      timeLimitMs: 60000,
+    });
     if (update.problems.length) throw new Error(update.problems.join('; '));
     // kvBudgetMB 0 is below the setting's range on purpose: the pool then keeps nothing
     const kiln: Kiln = { ...recordingModel(loaded), reuse: update.settings, cold: { ...update.settings, kvBudgetMB: 0 } };
@@ -243,7 +309,13 @@ async function main(): Promise<void> {
         try {
           // warm-up (untimed): one cold request per row on the trace's first prompt
           t = performance.now();
-          const first = await kilnKeystroke(new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) }), kiln.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+          const first = await kilnKeystroke(
+            new CompletionEngine(kiln.model, kiln.cold, new LatencyStats(), { server: kiln.serverFor(kiln.cold) }),
+            kiln.takePrompt,
+            trace[0]!,
+            -1,
+            'file:///bench/warm-up.ts',
+          );
           for (const row of llama) await llamaKeystroke(row.sequence, first.prompt, 2, -1);
           log(`warm-up: ${Math.round(performance.now() - t)} ms`);
           const replays: Replay[] = [];
@@ -254,7 +326,16 @@ async function main(): Promise<void> {
           }
           const fileTokens = { beforeTyping: loaded.tokenizer.encode(FILE_BEFORE + FILE_AFTER).length, typedFunction: loaded.tokenizer.encode(TYPED_FUNCTION).length };
           const release = ((await getPeerLlama()) as unknown as { llamaCppRelease: { repo: string; release: string } }).llamaCppRelease;
-          return report(s, replays, llama, { fileTokens, typed: trace.length, total: fullTrace.length }, `${release.repo} ${release.release}`, loadavgBefore, started, loaded.loaded.session.provider);
+          return report(
+            s,
+            replays,
+            llama,
+            { fileTokens, typed: trace.length, total: fullTrace.length },
+            `${release.repo} ${release.release}`,
+            loadavgBefore,
+            started,
+            loaded.loaded.session.provider,
+          );
         } finally {
           for (const row of llama) await row.context.dispose();
         }
@@ -271,14 +352,32 @@ async function main(): Promise<void> {
 
 /** `--lookup`: the lookup-decoding rows over the trace, with the machine's load. */
 async function runLookupRows(s: Settings, modelDir: string, root: string, loadavgBefore: number[]): Promise<void> {
-  if (s.lookupDrafts.some((d) => !(Number.isInteger(d.maxDraft) && d.maxDraft >= 1 && Number.isInteger(d.minNgram) && d.minNgram >= 1 && d.minNgram <= 4))) throw new Error('--lookup-drafts must list K:N pairs, K ≥ 1 and N in 1..4');
-  const loaded = await loadCompletionModel(modelDir, { fimOrder: 'auto', quantization: s.quantization }, { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') });
+  if (s.lookupDrafts.some((d) => !(Number.isInteger(d.maxDraft) && d.maxDraft >= 1 && Number.isInteger(d.minNgram) && d.minNgram >= 1 && d.minNgram <= 4)))
+    throw new Error('--lookup-drafts must list K:N pairs, K ≥ 1 and N in 1..4');
+  const loaded = await loadCompletionModel(
+    modelDir,
+    { fimOrder: 'auto', quantization: s.quantization },
+    { executionProvider: s.ep, threads: s.threads, cacheDir: join(root, 'graph-cache') },
+  );
   try {
-    const update = parseSettings({ executionProvider: s.ep, threads: s.threads, maxTokens: s.maxTokens, completionMode: 'line', candidates: 1, temperature: 0, timeLimitMs: 60000 });
+    const update = parseSettings({
+      executionProvider: s.ep,
+      threads: s.threads,
+      maxTokens: s.maxTokens,
+      completionMode: 'line',
+      candidates: 1,
+      temperature: 0,
+      timeLimitMs: 60000,
+    });
     const settings = { ...update.settings, speculate: false };
     const trace = typingTrace().slice(0, s.keystrokes);
     await new CompletionEngine(loaded, settings, new LatencyStats()).complete({ uri: 'file:///bench/warm-up.ts', text: trace[0]!.text, offset: trace[0]!.offset }); // untimed
-    const result = { ...(await lookupRows({ model: loaded, trace, settings, drafts: s.lookupDrafts, log })), settings: { maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, provider: loaded.loaded.session.provider }, config: { model: s.model ?? 'random reference', quantization: s.quantization }, loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) } };
+    const result = {
+      ...(await lookupRows({ model: loaded, trace, settings, drafts: s.lookupDrafts, log })),
+      settings: { maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, provider: loaded.loaded.session.provider },
+      config: { model: s.model ?? 'random reference', quantization: s.quantization },
+      loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) },
+    };
     for (const [name, row] of Object.entries(result.rows)) log(`${name}: ${JSON.stringify(row)}`);
     log(`loadavg before ${result.loadavg.before.join(' ')}, after ${result.loadavg.after.join(' ')}`);
     emitJson(result, s.out);
@@ -355,8 +454,16 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       llamaCppTarget: '<= 1 (against the faster llama.cpp row)',
       llamaCppMet: Math.max(overF16, overF32) <= 1,
       computedAtMost4Share: Object.fromEntries(ROWS.map((name) => [name, rows[name].computedAtMost4Share])),
-      typingThrough: { hits, share: round(hits / (trace.typed * replays.length), 4), note: 'keystrokes the product (one document) would answer with no model work; the rows above ran the model on them' },
-      coldAgreesWithReuse: { sampled: coldN, sameDecodeTokens: replays.reduce((n, r) => n + r.coldSameDecodeTokens, 0), sameSuggestion: replays.reduce((n, r) => n + r.coldSameSuggestion, 0) },
+      typingThrough: {
+        hits,
+        share: round(hits / (trace.typed * replays.length), 4),
+        note: 'keystrokes the product (one document) would answer with no model work; the rows above ran the model on them',
+      },
+      coldAgreesWithReuse: {
+        sampled: coldN,
+        sameDecodeTokens: replays.reduce((n, r) => n + r.coldSameDecodeTokens, 0),
+        sameSuggestion: replays.reduce((n, r) => n + r.coldSameSuggestion, 0),
+      },
     },
     rows,
     /** Per row, [keystroke, latency ms] of the first replay: the data of the latency chart. */
@@ -368,8 +475,28 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       fileTokens: trace.fileTokens,
       promptTokens: distribution(replays.flatMap((r) => r.promptTokens)),
     },
-    llamaCpp: Object.fromEntries(llama.map((row) => [row.name, { flashAttention: row.context.flashAttention, kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType), batchSize: row.context.batchSize }])),
-    settings: { reps: s.reps, keystrokes: trace.typed, block: s.block, coldEvery: s.coldEvery, maxTokens: s.maxTokens, completionMode: 'line', tokenHealing: true, threads: s.threads, executionProvider: { asked: s.ep, used: kilnProvider }, quick: s.quick },
+    llamaCpp: Object.fromEntries(
+      llama.map((row) => [
+        row.name,
+        {
+          flashAttention: row.context.flashAttention,
+          kvCacheType: GGML_TYPE_NAMES[row.context.kvCacheKeyType as number] ?? String(row.context.kvCacheKeyType),
+          batchSize: row.context.batchSize,
+        },
+      ]),
+    ),
+    settings: {
+      reps: s.reps,
+      keystrokes: trace.typed,
+      block: s.block,
+      coldEvery: s.coldEvery,
+      maxTokens: s.maxTokens,
+      completionMode: 'line',
+      tokenHealing: true,
+      threads: s.threads,
+      executionProvider: { asked: s.ep, used: kilnProvider },
+      quick: s.quick,
+    },
     config: s.model ? { model: s.model, quantization: s.quantization } : { ...REFERENCE, weightsSeed: WEIGHTS_SEED, quantization: s.quantization },
     machine: {
       cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,
@@ -389,7 +516,18 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
 
 function printTable(r: ReturnType<typeof report>): void {
   const ms = (d: Distribution) => `${d.p50.toFixed(1)} / ${d.p95.toFixed(1)}`;
-  const header = ['row', 'keystrokes', 'latency p50 / p95 ms', 'first token p50 / p95 ms', 'prefilled p50 / p95 / mean tok', 'prefilled <= 4', 'cache hit', 'token reuse', 'decode tok mean', 'ms / later token'];
+  const header = [
+    'row',
+    'keystrokes',
+    'latency p50 / p95 ms',
+    'first token p50 / p95 ms',
+    'prefilled p50 / p95 / mean tok',
+    'prefilled <= 4',
+    'cache hit',
+    'token reuse',
+    'decode tok mean',
+    'ms / later token',
+  ];
   const cells = Object.entries(r.rows).map(([name, x]) => [
     name,
     String(x.keystrokes),
@@ -406,8 +544,12 @@ function printTable(r: ReturnType<typeof report>): void {
   const m = r.machine;
   log('');
   log(`${m.cpu}; node ${m.versions.node}, onnxruntime-node ${m.versions.onnxruntimeNode}, node-llama-cpp ${m.versions.nodeLlamaCpp} (llama.cpp ${m.versions.llamaCpp})`);
-  log(`loadavg before ${m.loadavg.before.join(' ')}, after ${m.loadavg.after.join(' ')} (a shared machine: absolute times swing with it; rows interleaved in blocks of ${r.settings.block} keystrokes)`);
-  log(`trace: ${r.trace.keystrokes} of ${r.trace.traceKeystrokes} keystrokes, file ${r.trace.fileTokens.beforeTyping} tokens + a ${r.trace.functionLines}-line function of ${r.trace.fileTokens.typedFunction}; prompts ${r.trace.promptTokens.min}–${r.trace.promptTokens.max} tokens; ${r.settings.reps} rep(s)`);
+  log(
+    `loadavg before ${m.loadavg.before.join(' ')}, after ${m.loadavg.after.join(' ')} (a shared machine: absolute times swing with it; rows interleaved in blocks of ${r.settings.block} keystrokes)`,
+  );
+  log(
+    `trace: ${r.trace.keystrokes} of ${r.trace.traceKeystrokes} keystrokes, file ${r.trace.fileTokens.beforeTyping} tokens + a ${r.trace.functionLines}-line function of ${r.trace.fileTokens.typedFunction}; prompts ${r.trace.promptTokens.min}–${r.trace.promptTokens.max} tokens; ${r.settings.reps} rep(s)`,
+  );
   for (const row of [header, ...cells]) log(row.map((c, i) => c.padEnd(width[i]!)).join('  '));
   log(`headline: ${JSON.stringify(r.headline)}`);
   log('');

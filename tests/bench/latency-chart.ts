@@ -16,7 +16,10 @@ const PAD = { left: 64, right: 180, top: 36, bottom: 48 };
 /** The median of each window of `window` points ending at each point (x kept). */
 export function rollingMedian(points: [number, number][], window: number): [number, number][] {
   return points.map(([k], i) => {
-    const slice = points.slice(Math.max(0, i - window + 1), i + 1).map((p) => p[1]).sort((a, b) => a - b);
+    const slice = points
+      .slice(Math.max(0, i - window + 1), i + 1)
+      .map((p) => p[1])
+      .sort((a, b) => a - b);
     return [k, slice[slice.length >> 1]!];
   });
 }
@@ -60,7 +63,10 @@ export function latencyChartSvg(title: string, series: Series[]): string {
     // sparse series (cold runs every K-th keystroke) read better as dots than as a line
     const dots = s.points.length < maxX / 4;
     if (dots) for (const [k, ms] of s.points) out.push(`<circle cx="${x(k).toFixed(1)}" cy="${y(ms).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
-    else out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1" stroke-opacity="0.85" points="${s.points.map(([k, ms]) => `${x(k).toFixed(1)},${y(ms).toFixed(1)}`).join(' ')}"/>`);
+    else
+      out.push(
+        `<polyline fill="none" stroke="${s.color}" stroke-width="1" stroke-opacity="0.85" points="${s.points.map(([k, ms]) => `${x(k).toFixed(1)},${y(ms).toFixed(1)}`).join(' ')}"/>`,
+      );
     const ly = PAD.top + 14 + i * 18;
     out.push(`<rect x="${PAD.left + plotW + 12}" y="${ly - 8}" width="14" height="4" fill="${s.color}"/>`);
     out.push(`<text x="${PAD.left + plotW + 32}" y="${ly - 4}" dominant-baseline="middle">${escapeXml(s.name)}</text>`);

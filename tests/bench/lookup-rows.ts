@@ -34,7 +34,12 @@ export async function lookupRows(input: LookupRowsInput) {
   const { model, trace, settings } = input;
   const rows: Row[] = [
     { name: 'lookup off', engine: new CompletionEngine(model, { ...settings, lookupDecoding: false }, new LatencyStats()), ms: [], differing: [] },
-    ...input.drafts.map((d) => ({ name: `lookup k=${d.maxDraft} n>=${d.minNgram}`, engine: new CompletionEngine(model, { ...settings, lookupDecoding: true }, new LatencyStats(), { lookupDraft: d }), ms: [], differing: [] })),
+    ...input.drafts.map((d) => ({
+      name: `lookup k=${d.maxDraft} n>=${d.minNgram}`,
+      engine: new CompletionEngine(model, { ...settings, lookupDecoding: true }, new LatencyStats(), { lookupDraft: d }),
+      ms: [],
+      differing: [],
+    })),
   ];
   const decodeTokens: number[] = [];
   const started = performance.now();
@@ -65,9 +70,29 @@ export async function lookupRows(input: LookupRowsInput) {
       rows.map((row) => {
         const latencyMs = distribution(row.ms);
         const s = row.engine.lookupStats;
-        const lookup = row === rows[0] ? {} : { acceptance: round(s.accepted / Math.max(1, s.drafted), 4), tokensPerForward: round(s.tokens / Math.max(1, s.forwards), 3), drafted: s.drafted, accepted: s.accepted, forwards: s.forwards };
+        const lookup =
+          row === rows[0]
+            ? {}
+            : {
+                acceptance: round(s.accepted / Math.max(1, s.drafted), 4),
+                tokensPerForward: round(s.tokens / Math.max(1, s.forwards), 3),
+                drafted: s.drafted,
+                accepted: s.accepted,
+                forwards: s.forwards,
+              };
         const longMs = distribution(long.map((i) => row.ms[i]!));
-        return [row.name, { latencyMs, longSuggestionMs: { ...longMs, p50OverOff: round(longMs.p50 / offLong.p50, 4) }, p50OverOff: round(latencyMs.p50 / off.p50, 4), p95OverOff: round(latencyMs.p95 / off.p95, 4), ...lookup, differingSuggestions: row.differing.length, firstDiffering: row.differing.slice(0, 10) }];
+        return [
+          row.name,
+          {
+            latencyMs,
+            longSuggestionMs: { ...longMs, p50OverOff: round(longMs.p50 / offLong.p50, 4) },
+            p50OverOff: round(latencyMs.p50 / off.p50, 4),
+            p95OverOff: round(latencyMs.p95 / off.p95, 4),
+            ...lookup,
+            differingSuggestions: row.differing.length,
+            firstDiffering: row.differing.slice(0, 10),
+          },
+        ];
       }),
     ),
     target: 'a lookup row p50OverOff <= 0.75 with differingSuggestions 0',

@@ -56,13 +56,31 @@ import { randomTokens, REFERENCE, referenceWeights } from './reference-model';
 
 // ---------- settings ----------
 
-
 /** `steps`: decode steps per timed run; `contexts`: the context lengths decode is measured at. */
-interface Settings { reps: number; steps: number; prefillTokens: number; contexts: number[]; threads: number; ep: ExecutionProviderChoice; quick: boolean; slotsOnly: boolean; out?: string } // prettier-ignore
+interface Settings {
+  reps: number;
+  steps: number;
+  prefillTokens: number;
+  contexts: number[];
+  threads: number;
+  ep: ExecutionProviderChoice;
+  quick: boolean;
+  slotsOnly: boolean;
+  out?: string;
+} // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
   const quick = argv.includes('--quick');
-  const s: Settings = { reps: quick ? 2 : 5, steps: quick ? 8 : 32, prefillTokens: quick ? 128 : 512, contexts: quick ? [50, 200] : [50, 1000], threads: 2, ep: 'cpu', quick, slotsOnly: argv.includes('--slots-only') };
+  const s: Settings = {
+    reps: quick ? 2 : 5,
+    steps: quick ? 8 : 32,
+    prefillTokens: quick ? 128 : 512,
+    contexts: quick ? [50, 200] : [50, 1000],
+    threads: 2,
+    ep: 'cpu',
+    quick,
+    slotsOnly: argv.includes('--slots-only'),
+  };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--reps') s.reps = args.positiveInt();
@@ -78,7 +96,6 @@ function parseArgs(argv: string[]): Settings {
 }
 
 // ---------- small helpers ----------
-
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -105,8 +122,6 @@ async function timeSteps(tokens: number[], step: (token: number, i: number) => P
   }
   return ms;
 }
-
-
 
 // ---------- engines: one interface for every row ----------
 
@@ -202,7 +217,9 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
   const buildMs = performance.now() - t0;
   const before = rssMB();
   const t1 = performance.now();
-  const { session, provider, attempts } = await createWithFallback({ executionProvider: s.ep, threads: s.threads }, (_p, o) => ort.InferenceSession.create(join(graphDir, MODEL_FILE), o));
+  const { session, provider, attempts } = await createWithFallback({ executionProvider: s.ep, threads: s.threads }, (_p, o) =>
+    ort.InferenceSession.create(join(graphDir, MODEL_FILE), o),
+  );
   const createMs = performance.now() - t1;
   reportProvider('conventional', s.ep, provider, attempts);
   const fetches = [DecoderIO.logits];
@@ -228,7 +245,11 @@ async function loadConventional(modelDir: string, graphDir: string, s: Settings)
 
   return {
     name: 'conventional fp32',
-    load: { rssLoadDeltaMB: rssMB() - before, firstCreateMs: createMs, detail: { provider, buildMs: round(buildMs, 1), note: 'default (plain) fp32 graph + present outputs; bench-only loop' } },
+    load: {
+      rssLoadDeltaMB: rssMB() - before,
+      firstCreateMs: createMs,
+      detail: { provider, buildMs: round(buildMs, 1), note: 'default (plain) fp32 graph + present outputs; bench-only loop' },
+    },
     async prepareDecode(n, tokens) {
       prepared.set(n, await step(empty(), tokens.slice(0, n)));
     },
@@ -252,7 +273,9 @@ interface LlamaSequence {
   clearHistory(): Promise<void>;
   eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
-  controlledEvaluate(input: Array<number | [number, { generateNext: { token: boolean; options: { temperature: number } } }]>): Promise<Array<undefined | { next: { token?: number | null } }>>;
+  controlledEvaluate(
+    input: Array<number | [number, { generateNext: { token: boolean; options: { temperature: number } } }]>,
+  ): Promise<Array<undefined | { next: { token?: number | null } }>>;
   evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number, void, void | number | number[]>;
 }
 interface LlamaContext {
@@ -375,7 +398,15 @@ async function main(): Promise<void> {
     writeTinyTokenizer(modelDir, { vocabSize: REFERENCE.vocabSize });
     const slotOptions = { modelDir, cacheDir: join(root, 'graph-cache'), ep: s.ep, threads: s.threads, context: s.quick ? 200 : 500, steps: s.steps, reps: s.reps, randomTokens };
     if (s.slotsOnly) {
-      emitJson({ slotDecode: await measureSlotDecode(slotOptions), settings: { ...slotOptions, randomTokens: undefined }, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)) }, s.out);
+      emitJson(
+        {
+          slotDecode: await measureSlotDecode(slotOptions),
+          settings: { ...slotOptions, randomTokens: undefined },
+          loadavgBefore,
+          loadavgAfter: os.loadavg().map((x) => round(x, 2)),
+        },
+        s.out,
+      );
       return;
     }
     const ggufF32 = join(root, 'model-f32.gguf');
@@ -425,7 +456,9 @@ async function main(): Promise<void> {
     };
 
     // timed reps, interleaved: every figure alternates Kiln and llama.cpp rows; the order rotates per rep
-    const figures = new Map<string, RowFigures>(engines.map((e) => [e.name, { prefill: [], decode: new Map(s.contexts.map((n) => [n, { mean: [], stepMedian: [] }])), create: [] }]));
+    const figures = new Map<string, RowFigures>(
+      engines.map((e) => [e.name, { prefill: [], decode: new Map(s.contexts.map((n) => [n, { mean: [], stepMedian: [] }])), create: [] }]),
+    );
     for (let rep = 0; rep < s.reps; rep++) {
       const order = engines.map((_, i) => engines[(i + rep * 2) % engines.length]!);
       for (const e of order) if (e.prefill) figures.get(e.name)!.prefill.push(s.prefillTokens / ((await e.prefill(prefillTokens)) / 1000));
@@ -509,7 +542,15 @@ function kilnRatios(row: string, stat: Statistic, figures: Map<string, RowFigure
 
 type SameWeights = Record<'fp32' | 'fp16', { kilnArgmax?: number; llamaCppGreedy?: number }>;
 
-function report(s: Settings, engines: Engine[], figures: Map<string, RowFigures>, sameWeights: SameWeights, kilnMemory: Record<string, MemoryReport>, loadavgBefore: number[], started: number) {
+function report(
+  s: Settings,
+  engines: Engine[],
+  figures: Map<string, RowFigures>,
+  sameWeights: SameWeights,
+  kilnMemory: Record<string, MemoryReport>,
+  loadavgBefore: number[],
+  started: number,
+) {
   const rows: Record<string, unknown> = {};
   for (const e of engines) {
     const f = figures.get(e.name)!;
@@ -548,7 +589,18 @@ function report(s: Settings, engines: Engine[], figures: Map<string, RowFigures>
     },
     ratios,
     rows,
-    kilnMemory: Object.fromEntries(Object.entries(kilnMemory).map(([k, m]) => [k, { weightMB: round(m.weightBytes / MB, 1), kvMB: round(m.kvBytes / MB, 1), analyticKvMB: round(analyticKvBytes(s) / MB, 1), rssMB: round(m.rssBytes / MB, 1), vramMB: m.vramBytes === undefined ? undefined : round(m.vramBytes / MB, 1) }])),
+    kilnMemory: Object.fromEntries(
+      Object.entries(kilnMemory).map(([k, m]) => [
+        k,
+        {
+          weightMB: round(m.weightBytes / MB, 1),
+          kvMB: round(m.kvBytes / MB, 1),
+          analyticKvMB: round(analyticKvBytes(s) / MB, 1),
+          rssMB: round(m.rssBytes / MB, 1),
+          vramMB: m.vramBytes === undefined ? undefined : round(m.vramBytes / MB, 1),
+        },
+      ]),
+    ),
     sameWeightsCheck: { ...sameWeights, agree: sameWeights.fp32.kilnArgmax === sameWeights.fp32.llamaCppGreedy && sameWeights.fp16.kilnArgmax === sameWeights.fp16.llamaCppGreedy },
     settings: { reps: s.reps, decodeStepsPerRun: s.steps, prefillTokens: s.prefillTokens, contexts: s.contexts, threads: s.threads, executionProvider: s.ep, quick: s.quick },
     config: REFERENCE,
@@ -573,7 +625,6 @@ function report(s: Settings, engines: Engine[], figures: Map<string, RowFigures>
   };
 }
 
-
 function printTable(r: ReturnType<typeof report>): void {
   const fmt = (x?: Summary) => (x ? `${x.median.toFixed(x.median < 100 ? 2 : 0)} (${x.min.toFixed(x.min < 100 ? 2 : 0)}–${x.max.toFixed(x.max < 100 ? 2 : 0)})` : '—');
   const ctxs = r.settings.contexts;
@@ -595,7 +646,9 @@ function printTable(r: ReturnType<typeof report>): void {
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   const m = r.machine;
   log('');
-  log(`${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCpp})`);
+  log(
+    `${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, node-llama-cpp ${m.nodeLlamaCpp} (llama.cpp ${m.llamaCpp})`,
+  );
   log(`loadavg before ${m.loadavgBefore.join(' ')}, after ${m.loadavgAfter.join(' ')}; ${r.settings.reps} reps, median (min–max)`);
   log(line(header));
   for (const l of lines) log(line(l));

@@ -8,8 +8,20 @@ import { makeTinyWeights, type TinyWeights } from '../helpers/tiny-model';
 /** d 512, 8 layers, 8 heads (MHA), vocab 8192, SiLU MLP 1536, tied head; 1,100 positions (prefill 512, decode at 1,000 + steps). */
 // prettier-ignore
 export const REFERENCE: ModelConfig = {
-  modelType: 'llama', hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 8192,
-  maxPositions: 1100, rmsNormEps: 1e-5, ropeTheta: 10000, ropeLinearFactor: 1, tieWordEmbeddings: true, attentionBias: false,
+  modelType: 'llama',
+  hiddenSize: 512,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 8,
+  headDim: 64,
+  intermediateSize: 1536,
+  vocabSize: 8192,
+  maxPositions: 1100,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeLinearFactor: 1,
+  tieWordEmbeddings: true,
+  attentionBias: false,
   eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
 };
 

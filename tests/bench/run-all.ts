@@ -83,8 +83,24 @@ function keystrokeLines(k: Json): Line[] {
   const best = Math.min(h.llamaCppF16P50Ms, h.llamaCppF32P50Ms);
   const bestName = best === h.llamaCppF16P50Ms ? 'llama.cpp F16' : 'llama.cpp F32';
   return [
-    { figure: 'keystroke p50 ms, with KV reuse', kiln: h.kilnReuseP50Ms, peer: best, peerName: `${bestName}, prefix reuse`, ratio: round(h.kilnReuseP50Ms / best), target: '<= 1', met: h.kilnReuseP50Ms <= best },
-    { figure: 'keystroke p50 ms, reuse / no reuse', kiln: h.kilnReuseP50Ms, peer: h.kilnColdP50Ms, peerName: 'Kiln without reuse', ratio: h.reuseOverCold, target: '<= 0.1', met: h.reuseMet },
+    {
+      figure: 'keystroke p50 ms, with KV reuse',
+      kiln: h.kilnReuseP50Ms,
+      peer: best,
+      peerName: `${bestName}, prefix reuse`,
+      ratio: round(h.kilnReuseP50Ms / best),
+      target: '<= 1',
+      met: h.kilnReuseP50Ms <= best,
+    },
+    {
+      figure: 'keystroke p50 ms, reuse / no reuse',
+      kiln: h.kilnReuseP50Ms,
+      peer: h.kilnColdP50Ms,
+      peerName: 'Kiln without reuse',
+      ratio: h.reuseOverCold,
+      target: '<= 0.1',
+      met: h.reuseMet,
+    },
   ];
 }
 
@@ -93,19 +109,59 @@ function modelLines(m: Json): Line[] {
   const prefill = (r: string) => rows[r].prefillTokensPerS.median as number;
   const decode = (r: string, n: string) => rows[r].decodeMsPerToken[n].median as number;
   const llamaPrefill = Math.max(prefill('llama.cpp F16'), prefill('llama.cpp F32'));
-  const out: Line[] = [{ figure: `prefill ${m.settings.prefillTokens} tok/s (fp32)`, kiln: prefill('kiln plain fp32'), peer: llamaPrefill, peerName: 'faster llama.cpp row', ratio: round(prefill('kiln plain fp32') / llamaPrefill), target: '>= 2', met: prefill('kiln plain fp32') >= 2 * llamaPrefill }];
+  const out: Line[] = [
+    {
+      figure: `prefill ${m.settings.prefillTokens} tok/s (fp32)`,
+      kiln: prefill('kiln plain fp32'),
+      peer: llamaPrefill,
+      peerName: 'faster llama.cpp row',
+      ratio: round(prefill('kiln plain fp32') / llamaPrefill),
+      target: '>= 2',
+      met: prefill('kiln plain fp32') >= 2 * llamaPrefill,
+    },
+  ];
   for (const n of (m.settings.contexts as number[]).map(String)) {
-    for (const [kiln, peer] of [['kiln plain fp32', 'llama.cpp F32'], ['kiln fused fp16', 'llama.cpp F16']] as const) {
+    for (const [kiln, peer] of [
+      ['kiln plain fp32', 'llama.cpp F32'],
+      ['kiln fused fp16', 'llama.cpp F16'],
+    ] as const) {
       const ratio = round(decode(kiln, n) / decode(peer, n));
-      out.push({ figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`, kiln: decode(kiln, n), peer: decode(peer, n), peerName: peer, ratio, target: '<= 1', met: ratio <= 1 });
+      out.push({
+        figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`,
+        kiln: decode(kiln, n),
+        peer: decode(peer, n),
+        peerName: peer,
+        ratio,
+        target: '<= 1',
+        met: ratio <= 1,
+      });
     }
-    for (const [kiln, peer] of [['kiln plain int8', 'llama.cpp Q8_0'], ['kiln plain int4', 'llama.cpp Q4_0']] as const) {
+    for (const [kiln, peer] of [
+      ['kiln plain int8', 'llama.cpp Q8_0'],
+      ['kiln plain int4', 'llama.cpp Q4_0'],
+    ] as const) {
       if (!rows[peer]) continue;
       const ratio = round(decode(kiln, n) / decode(peer, n));
-      out.push({ figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`, kiln: decode(kiln, n), peer: decode(peer, n), peerName: peer, ratio, target: '<= 1', met: ratio <= 1 });
+      out.push({
+        figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`,
+        kiln: decode(kiln, n),
+        peer: decode(peer, n),
+        peerName: peer,
+        ratio,
+        target: '<= 1',
+        met: ratio <= 1,
+      });
     }
     const speedup = round(decode('kiln plain fp32', n) / decode('kiln plain int4', n));
-    out.push({ figure: `int4 decode speed-up @${n}`, kiln: decode('kiln plain int4', n), peer: decode('kiln plain fp32', n), peerName: 'Kiln fp32', ratio: speedup, target: '>= 1.5', met: speedup >= 1.5 });
+    out.push({
+      figure: `int4 decode speed-up @${n}`,
+      kiln: decode('kiln plain int4', n),
+      peer: decode('kiln plain fp32', n),
+      peerName: 'Kiln fp32',
+      ratio: speedup,
+      target: '>= 1.5',
+      met: speedup >= 1.5,
+    });
   }
   return out;
 }
@@ -115,7 +171,16 @@ function trainingLines(t: Json): Line[] {
   for (const mode of ['lora', 'full']) {
     const h = t.headline[mode];
     if (!h) continue;
-    if (h.torchTokensPerS) out.push({ figure: `training tok/s, ${mode}`, kiln: h.kilnTokensPerS, peer: h.torchTokensPerS, peerName: 'PyTorch', ratio: h.kilnOverTorch, target: '>= 2', met: h.overTorchMet });
+    if (h.torchTokensPerS)
+      out.push({
+        figure: `training tok/s, ${mode}`,
+        kiln: h.kilnTokensPerS,
+        peer: h.torchTokensPerS,
+        peerName: 'PyTorch',
+        ratio: h.kilnOverTorch,
+        target: '>= 2',
+        met: h.overTorchMet,
+      });
     out.push({ figure: `training MFU, ${mode}`, kiln: h.kilnMfu, ratio: h.kilnMfu, target: '>= 0.6', met: h.mfuMet });
   }
   return out;
@@ -129,13 +194,18 @@ function memoryRows(m: Json | undefined, t: Json | undefined): string[] {
       const mem = m.kilnMemory[name];
       if (!mem) continue;
       const analytic = round(mem.weightMB + mem.analyticKvMB, 1);
-      rows.push(`| inference, ${name.replace('kiln ', '')} | ${mem.weightMB} MB weights + ${mem.analyticKvMB} MB KV = ${analytic} MB | held KV ${mem.kvMB} MB; RSS delta at load ${m.rows[name].rssLoadDeltaMB} MB, after warm-up ${m.rows[name].rssWarmDeltaMB} MB${mem.vramMB === undefined ? '' : `; VRAM ${mem.vramMB} MB`} |`);
+      rows.push(
+        `| inference, ${name.replace('kiln ', '')} | ${mem.weightMB} MB weights + ${mem.analyticKvMB} MB KV = ${analytic} MB | held KV ${mem.kvMB} MB; RSS delta at load ${m.rows[name].rssLoadDeltaMB} MB, after warm-up ${m.rows[name].rssWarmDeltaMB} MB${mem.vramMB === undefined ? '' : `; VRAM ${mem.vramMB} MB`} |`,
+      );
     }
   }
   if (t) {
     for (const mode of ['lora', 'full']) {
       const h = t.headline[mode];
-      if (h) rows.push(`| training, ${mode} (Kiln) | ${h.analyticStateMB} MB weights + gradients + AdamW state | peak RSS ${h.kilnPeakRssMB} MB (PyTorch ${h.torchPeakRssMB ?? 'n/a'} MB) |`);
+      if (h)
+        rows.push(
+          `| training, ${mode} (Kiln) | ${h.analyticStateMB} MB weights + gradients + AdamW state | peak RSS ${h.kilnPeakRssMB} MB (PyTorch ${h.torchPeakRssMB ?? 'n/a'} MB) |`,
+        );
     }
   }
   return rows;
@@ -162,18 +232,33 @@ function main(): void {
   mkdirSync(out, { recursive: true });
   const loadavgBefore = os.loadavg().map((x) => round(x, 2));
   if (!s.summaryOnly) for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
-  const read = (bench: Bench): Json | undefined => (s.only.includes(bench) && existsSync(join(out, `${bench}.json`)) ? JSON.parse(readFileSync(join(out, `${bench}.json`), 'utf8')) : undefined);
+  const read = (bench: Bench): Json | undefined =>
+    s.only.includes(bench) && existsSync(join(out, `${bench}.json`)) ? JSON.parse(readFileSync(join(out, `${bench}.json`), 'utf8')) : undefined;
   const [keystroke, model, training] = [read('keystroke'), read('model'), read('training')];
   const lines = [...(keystroke ? keystrokeLines(keystroke) : []), ...(model ? modelLines(model) : []), ...(training ? trainingLines(training) : [])];
   const previous = join(out, 'summary.json');
   // a rebuilt summary keeps the machine and load of the run that produced the figures
-  const machine = s.summaryOnly && existsSync(previous) ? (JSON.parse(readFileSync(previous, 'utf8')) as Json).machine : { cpu: os.cpus()[0]?.model, logicalCpus: os.cpus().length, loadavgBefore, loadavgAfter: os.loadavg().map((x) => round(x, 2)), date: new Date().toISOString(), node: process.version };
+  const machine =
+    s.summaryOnly && existsSync(previous)
+      ? (JSON.parse(readFileSync(previous, 'utf8')) as Json).machine
+      : {
+          cpu: os.cpus()[0]?.model,
+          logicalCpus: os.cpus().length,
+          loadavgBefore,
+          loadavgAfter: os.loadavg().map((x) => round(x, 2)),
+          date: new Date().toISOString(),
+          node: process.version,
+        };
   const memory = memoryRows(model, training);
   writeFileSync(join(out, 'summary.json'), `${JSON.stringify({ lines, machine, settings: s, quantized: model?.headline.quantized }, null, 2)}\n`);
   const table = markdown(lines, memory, machine, s);
   writeFileSync(join(out, 'summary.md'), table);
   if (keystroke) {
-    const series: Series[] = Object.entries(keystroke.perKeystroke as Record<string, [number, number][]>).map(([name, points]) => ({ name, color: COLORS[name] ?? '#000', points: points.length > 200 ? rollingMedian(points, SMOOTHING) : points }));
+    const series: Series[] = Object.entries(keystroke.perKeystroke as Record<string, [number, number][]>).map(([name, points]) => ({
+      name,
+      color: COLORS[name] ?? '#000',
+      points: points.length > 200 ? rollingMedian(points, SMOOTHING) : points,
+    }));
     const title = `Per-keystroke latency, ${keystroke.trace.keystrokes} keystrokes, rolling median of ${SMOOTHING} (${keystroke.settings.threads} threads, ${machine.cpu})`;
     writeFileSync(join(out, 'keystroke-latency.svg'), latencyChartSvg(title, series));
   }

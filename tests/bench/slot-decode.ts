@@ -38,7 +38,14 @@ export async function measureSlotDecode(o: SlotDecodeOptions): Promise<Record<st
   const out: Record<string, SlotDecodeRow> = {};
   const maxSlots = Math.max(...SLOT_COUNTS);
   for (const row of ROWS) {
-    const model = await loadModel(o.modelDir, { executionProvider: o.ep, threads: o.threads, attention: 'plain', weightType: 'float32', quantization: row.quantization, cacheDir: o.cacheDir });
+    const model = await loadModel(o.modelDir, {
+      executionProvider: o.ep,
+      threads: o.threads,
+      attention: 'plain',
+      weightType: 'float32',
+      quantization: row.quantization,
+      cacheDir: o.cacheDir,
+    });
     try {
       const server = new InferenceServer(model.session, { kvBudgetBytes: 2 ** 30 });
       const slots: Slot[] = [];
@@ -72,7 +79,9 @@ export async function measureSlotDecode(o: SlotDecodeOptions): Promise<Record<st
       const msPerStep = Object.fromEntries(SLOT_COUNTS.map((n) => [String(n), summarize(means.get(n)!)]));
       const stepMedianMs = Object.fromEntries(SLOT_COUNTS.map((n) => [String(n), summarize(medians.get(n)!)]));
       out[row.name] = { msPerStep, stepMedianMs, fourOverOne: round(stepMedianMs['4']!.median / stepMedianMs['1']!.median, 3) };
-      log(`${row.name}: decode ms/step with ${SLOT_COUNTS.join('/')} slots at context ~${o.context}: ${SLOT_COUNTS.map((n) => stepMedianMs[String(n)]!.median.toFixed(2)).join(' / ')}`);
+      log(
+        `${row.name}: decode ms/step with ${SLOT_COUNTS.join('/')} slots at context ~${o.context}: ${SLOT_COUNTS.map((n) => stepMedianMs[String(n)]!.median.toFixed(2)).join(' / ')}`,
+      );
     } finally {
       await model.session.release();
     }

@@ -317,10 +317,22 @@ async function kilnWorker(argv: string[]): Promise<void> {
   const mode = a.mode as ModeName;
   const [count, B, S, threads] = [a.count, a.batch, a.seq, a.threads].map(Number) as [number, number, number, number];
   const t0 = performance.now();
-  const trainer = await TrainerSession.create({ modelDir: a.model!, mode: modeOf(mode), hyper: DEFAULT_ADAMW, accumulation: 1, threads, cacheDir: a.cache!, seed: 0, executionProvider: (a.ep ?? 'cpu') as ExecutionProviderChoice });
+  const trainer = await TrainerSession.create({
+    modelDir: a.model!,
+    mode: modeOf(mode),
+    hyper: DEFAULT_ADAMW,
+    accumulation: 1,
+    threads,
+    cacheDir: a.cache!,
+    seed: 0,
+    executionProvider: (a.ep ?? 'cpu') as ExecutionProviderChoice,
+  });
   const createMs = performance.now() - t0;
   if (mode === 'lora' && a['lora-out']) {
-    writeSafetensors(a['lora-out'], trainer.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' as const, data: Float32Array.from(trainer.values.get(p.name)!) })));
+    writeSafetensors(
+      a['lora-out'],
+      trainer.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' as const, data: Float32Array.from(trainer.values.get(p.name)!) })),
+    );
   }
   const batches = readBatches(a.batches!, count, B, S);
   const lr = Number(a.lr);
@@ -394,9 +406,21 @@ async function kilnProfileWorker(argv: string[]): Promise<void> {
   } finally {
     ckpt.weights.close();
   }
-  const session = await ort.InferenceSession.create(join(dir, MODEL_FILE), { ...sessionOptions('cpu', threads), enableProfiling: true, profileFilePrefix: join(dir, 'ort-profile') });
+  const session = await ort.InferenceSession.create(join(dir, MODEL_FILE), {
+    ...sessionOptions('cpu', threads),
+    enableProfiling: true,
+    profileFilePrefix: join(dir, 'ort-profile'),
+  });
   const batch = readBatches(a.batches!, count, B, S)[0]!;
-  const ids = (rows: Int32Array[]) => new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from(r)), BigInt), [rows.length, S]);
+  const ids = (rows: Int32Array[]) =>
+    new ort.Tensor(
+      'int64',
+      BigInt64Array.from(
+        rows.flatMap((r) => Array.from(r)),
+        BigInt,
+      ),
+      [rows.length, S],
+    );
   const feeds: Record<string, ort.Tensor> = {
     [TrainIO.inputIds]: ids(batch.inputIds),
     [TrainIO.labels]: ids(batch.labels),
@@ -449,7 +473,10 @@ async function kilnProfileWorker(argv: string[]): Promise<void> {
   }
   const share = (us: number) => round(us / 1000 / kernelMs);
   const scopes = Object.fromEntries([...byScope].sort((x, y) => y[1] - x[1]).map(([k, us]) => [k, { ms: round(us / 1000, 1), share: share(us) }]));
-  const topOps = [...byOp].sort((x, y) => y[1].us - x[1].us).slice(0, 15).map(([op, x]) => ({ op, ms: round(x.us / 1000, 1), share: share(x.us), calls: x.calls }));
+  const topOps = [...byOp]
+    .sort((x, y) => y[1].us - x[1].us)
+    .slice(0, 15)
+    .map(([op, x]) => ({ op, ms: round(x.us / 1000, 1), share: share(x.us), calls: x.calls }));
   const topNodes = nodes
     .sort((x, y) => y.us - x.us)
     .slice(0, 12)
@@ -576,17 +603,34 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
   const dryResult = JSON.parse(dry.stdout) as { dataset: DatasetSummary & { files: unknown[]; excluded: unknown[] } };
   const ds = dryResult.dataset;
   const dataset: DatasetSummary = { files: ds.files.length, excluded: ds.excluded.length, tokens: ds.tokens, sequences: ds.sequences };
-  log(`fine-tune dry run: ${dataset.tokens.train} train / ${dataset.tokens.validation} validation tokens, ${dataset.sequences.train} train sequences (${Math.round(dry.wallMs)} ms)`);
+  log(
+    `fine-tune dry run: ${dataset.tokens.train} train / ${dataset.tokens.validation} validation tokens, ${dataset.sequences.train} train sequences (${Math.round(dry.wallMs)} ms)`,
+  );
 
   const steps = s.finetuneSteps;
-  const runArgs = ['finetune', repo, ...common, '--steps', String(steps), '--eval-every', String(steps), '--eval-lines', String(s.evalLines), '--out', join(root, 'finetune-out'), '--no-resume'];
+  const runArgs = [
+    'finetune',
+    repo,
+    ...common,
+    '--steps',
+    String(steps),
+    '--eval-every',
+    String(steps),
+    '--eval-lines',
+    String(s.evalLines),
+    '--out',
+    join(root, 'finetune-out'),
+    '--no-resume',
+  ];
   log(`fine-tune: ${steps} LoRA steps, ${s.evalLines} held-out lines before and after …`);
   const run = await runCli(runArgs);
   if (run.code !== 0) throw new Error(`finetune failed (${run.code}):\n${run.stderrLines.map((l) => l.line).join('\n')}`);
   const result = JSON.parse(run.stdout) as { steps: number; trainSeconds: number; tokensSeen: number; before?: EvalSummary; after?: EvalSummary };
   const stepLines = run.stderrLines.filter((l) => /^step \d+\/\d+/.test(l.line));
   const stepTimes = stepLines.map((l) => l.ms);
-  const phases = run.stderrLines.filter((l) => /^(reading |measuring |\d+ training sequences|saving |measuring the fine-tuned)/.test(l.line)).map((l) => ({ atS: round(l.ms / 1000, 1), phase: l.line }));
+  const phases = run.stderrLines
+    .filter((l) => /^(reading |measuring |\d+ training sequences|saving |measuring the fine-tuned)/.test(l.line))
+    .map((l) => ({ atS: round(l.ms / 1000, 1), phase: l.line }));
   const intervals = stepTimes.slice(1).map((t, i) => (t - stepTimes[i]!) / 1000);
   // step times from the arrival of consecutive step lines (the first step, with its warm-up, left out);
   // with a single step, the run's own average tokens/s
@@ -618,11 +662,12 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
   const b = breakdown;
   const defaultRunS = b.startupS + b.datasetS + b.evaluateBeforeS + b.trainSetupS + defaultSteps * stepS + validations * b.validationS + b.saveS + b.evaluateAfterS;
   const epochS = stepsPerEpoch * stepS;
-  const em = (r?: EvalSummary) => (r ? { exactMatch: r.exactMatch, editSimilarity: round(r.editSimilarity), validationLoss: round(r.validationLoss, 4), lines: r.lines, files: r.files } : undefined);
+  const em = (r?: EvalSummary) =>
+    r ? { exactMatch: r.exactMatch, editSimilarity: round(r.editSimilarity), validationLoss: round(r.validationLoss, 4), lines: r.lines, files: r.files } : undefined;
   // the bench's throughput rows are the reference model's: they extrapolate only a run on that model
   const perEpochFromBench = (tokS?: number) => (tokS && !s.finetuneModel ? round(dataset.tokens.train / tokS / 60, 2) : undefined);
   return {
-    model: s.finetuneModel ?? 'this run\'s random-weight reference model (25M config) + tiny tokenizer',
+    model: s.finetuneModel ?? "this run's random-weight reference model (25M config) + tiny tokenizer",
     source,
     typescriptFiles: copied.files,
     typescriptMB: round(copied.bytes / 1e6, 2),
@@ -646,9 +691,13 @@ async function fineTuneFigures(s: Settings, root: string, modelDir: string, benc
       validations,
       minutes: round(defaultRunS / 60, 2),
       trainingStepsShare: round((defaultSteps * stepS) / defaultRunS),
-      note: 'CLI defaults (min(200, 3 epochs) steps, validation + checkpoint every 25 steps) built from this run\'s measured phases',
+      note: "CLI defaults (min(200, 3 epochs) steps, validation + checkpoint every 25 steps) built from this run's measured phases",
     },
-    exactMatch: { before: em(result.before), after: em(result.after), gainPoints: result.before && result.after ? round(100 * (result.after.exactMatch - result.before.exactMatch), 2) : undefined },
+    exactMatch: {
+      before: em(result.before),
+      after: em(result.after),
+      gainPoints: result.before && result.after ? round(100 * (result.after.exactMatch - result.before.exactMatch), 2) : undefined,
+    },
     note: s.finetuneModel
       ? `exact match before/after on ${s.evalLines} held-out lines of the repository, from the run's own report`
       : 'random-weight 25M model and tiny tokenizer: exact match is ~0 before and after; the gain becomes meaningful with a pretrained model (--finetune-model DIR)',
@@ -696,8 +745,17 @@ async function main(): Promise<void> {
 
     if (s.finetuneOnly) {
       const finetune = await fineTuneFigures(s, root, modelDir, {});
-      emitJson({ finetune, settings: { threads: s.threads, batch: s.batch, seq: s.seq, finetuneSteps: s.finetuneSteps, evalLines: s.evalLines }, machine: machineInfo(s, loadavgBefore, started) }, s.out);
-      log(`fine-tune: ${JSON.stringify({ minutesPerEpoch: (finetune as { minutesPerEpoch?: number }).minutesPerEpoch, exactMatch: (finetune as { exactMatch?: unknown }).exactMatch })}`);
+      emitJson(
+        {
+          finetune,
+          settings: { threads: s.threads, batch: s.batch, seq: s.seq, finetuneSteps: s.finetuneSteps, evalLines: s.evalLines },
+          machine: machineInfo(s, loadavgBefore, started),
+        },
+        s.out,
+      );
+      log(
+        `fine-tune: ${JSON.stringify({ minutesPerEpoch: (finetune as { minutesPerEpoch?: number }).minutesPerEpoch, exactMatch: (finetune as { exactMatch?: unknown }).exactMatch })}`,
+      );
       return;
     }
     const torch = s.torch ? checkTorch(s.python) : ({ ok: false, reason: 'disabled with --no-torch' } as const);
@@ -725,9 +783,13 @@ async function main(): Promise<void> {
     if (torch.ok) started4.push(start('torch', 'full'));
     rows.push(...(await Promise.all(started4))); // order: kiln lora, torch lora, kiln full, torch full
     log(`rows ready: ${rows.map((r) => `${r.name} ${Math.round(r.ready.createMs as number)} ms`).join(', ')} (${Math.round(performance.now() - t)} ms)`);
-    for (const r of rows) if (r.engine === 'kiln' && s.ep !== 'cpu' && r.ready.provider !== s.ep) log(`${r.name}: --ep ${s.ep} not available, trained on ${r.ready.provider as string}`);
+    for (const r of rows)
+      if (r.engine === 'kiln' && s.ep !== 'cpu' && r.ready.provider !== s.ep) log(`${r.name}: --ep ${s.ep} not available, trained on ${r.ready.provider as string}`);
     const torchRow = rows.find((r) => r.engine === 'torch');
-    if (torchRow) log(`PyTorch ${torchRow.ready.torch as string}, ${torchRow.ready.blasInfo as string}, BLAS libraries: ${(torchRow.ready.blasLibraries as string[]).join(', ') || 'none mapped'}`);
+    if (torchRow)
+      log(
+        `PyTorch ${torchRow.ready.torch as string}, ${torchRow.ready.blasInfo as string}, BLAS libraries: ${(torchRow.ready.blasLibraries as string[]).join(', ') || 'none mapped'}`,
+      );
 
     // warm-up (untimed): the first steps of every row, on the same batches: the losses are compared
     for (const r of rows) r.warm = (await r.worker.request({ cmd: 'steps', n: s.warmup })) as unknown as StepsReply;
@@ -748,7 +810,9 @@ async function main(): Promise<void> {
         await sleep(150); // let the finished row's thread pool stop spinning before the next starts
       }
       const tokS = (r: Row) => (s.batch * s.seq * s.steps) / (sum(r.reps[rep]!.ms) / 1000);
-      log(`rep ${rep + 1}/${s.reps}: peak ORT ${peaks.ort[rep]!.toFixed(0)}${torchRow ? ` torch ${peaks.torch[rep]!.toFixed(0)}` : ''} GFLOP/s; ${rows.map((r) => `${r.name} ${tokS(r).toFixed(0)} tok/s`).join(', ')} (${Math.round((performance.now() - started) / 1000)} s)`);
+      log(
+        `rep ${rep + 1}/${s.reps}: peak ORT ${peaks.ort[rep]!.toFixed(0)}${torchRow ? ` torch ${peaks.torch[rep]!.toFixed(0)}` : ''} GFLOP/s; ${rows.map((r) => `${r.name} ${tokS(r).toFixed(0)} tok/s`).join(', ')} (${Math.round((performance.now() - started) / 1000)} s)`,
+      );
     }
 
     // one validation batch through TrainerSession.loss (what the fine-tune loop runs every 25 steps)
@@ -768,7 +832,26 @@ async function main(): Promise<void> {
     const kilnProfiles: Record<string, Reply> = {};
     if (s.profile) {
       for (const mode of MODES) {
-        const child = spawn(process.execPath, ['--import', 'tsx', __filename, '--worker', 'kiln-profile', '--mode', mode, ...shared, '--lr', String(LR[mode]), '--cache', join(root, 'cache'), '--threads', String(s.threads)], { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            __filename,
+            '--worker',
+            'kiln-profile',
+            '--mode',
+            mode,
+            ...shared,
+            '--lr',
+            String(LR[mode]),
+            '--cache',
+            join(root, 'cache'),
+            '--threads',
+            String(s.threads),
+          ],
+          { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] },
+        );
         const w = new Worker(`kiln profile ${mode}`, child);
         workers.push(w);
         kilnProfiles[mode] = await w.ready;
@@ -863,7 +946,11 @@ function report(
           const diffs = kl.map((x, i) => Math.abs(x - tl[i]!));
           return {
             firstStepLoss: { kiln: round(kl[0]!, 6), torch: round(tl[0]!, 6), absDiff: diffs[0]!, agrees: diffs[0]! <= 1e-4 },
-            firstStepGradNorm: { kiln: round(k.warm.gradNorm[0]!, 6), torch: round(tr.warm.gradNorm[0]!, 6), relDiff: Math.abs(k.warm.gradNorm[0]! - tr.warm.gradNorm[0]!) / tr.warm.gradNorm[0]! },
+            firstStepGradNorm: {
+              kiln: round(k.warm.gradNorm[0]!, 6),
+              torch: round(tr.warm.gradNorm[0]!, 6),
+              relDiff: Math.abs(k.warm.gradNorm[0]! - tr.warm.gradNorm[0]!) / tr.warm.gradNorm[0]!,
+            },
             maxAbsLossDiffOverAllSteps: round(Math.max(...diffs), 6),
             steps: diffs.length,
           };
@@ -899,7 +986,18 @@ function report(
     rows: byRow,
     profiles: s.profile ? profiles : undefined,
     finetune,
-    settings: { reps: s.reps, stepsPerRep: s.steps, warmupSteps: s.warmup, threads: s.threads, batch: s.batch, seq: s.seq, lr: LR, lora: LORA, adamw: DEFAULT_ADAMW, quick: s.quick },
+    settings: {
+      reps: s.reps,
+      stepsPerRep: s.steps,
+      warmupSteps: s.warmup,
+      threads: s.threads,
+      batch: s.batch,
+      seq: s.seq,
+      lr: LR,
+      lora: LORA,
+      adamw: DEFAULT_ADAMW,
+      quick: s.quick,
+    },
     config: REFERENCE,
     machine: {
       ...machineInfo(s, loadavgBefore, started),
@@ -911,7 +1009,7 @@ function report(
       'tokens/s per rep = B·S·steps / summed step wall time; median (min–max) over reps. Each row is its own process; rows run one at a time, order rotated per rep.',
       'FLOPs per token: full 6·P + 12·L·S·H·D; LoRA 4·P + 6·P_lora + 12·L·S·H·D (P = projection matrices + V×d head; attention over the whole S×S square). MFU = FLOPs/token × tokens/s / the MatMul peak of the same rep.',
       'Loss check: both engines start from the same weights (LoRA: the A/B values Kiln generated) and train on the same cycled batches with the same AdamW hyperparameters and lr.',
-      'Peak RSS: maxRSS of each row\'s own process (Kiln: process.resourceUsage(); PyTorch: getrusage).',
+      "Peak RSS: maxRSS of each row's own process (Kiln: process.resourceUsage(); PyTorch: getrusage).",
     ],
   };
 }
@@ -927,20 +1025,41 @@ function printTable(r: ReturnType<typeof report>): void {
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   const m = r.machine;
   log('');
-  log(`${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, torch ${m.torch ?? '—'} (${m.torchBlas?.info ?? 'no BLAS info'})`);
-  log(`loadavg before ${m.loadavgBefore.join(' ')}, after ${m.loadavgAfter.join(' ')}; ${r.settings.reps} reps × ${r.settings.stepsPerRep} steps, batch ${r.settings.batch}×${r.settings.seq}; median (min–max)`);
+  log(
+    `${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, torch ${m.torch ?? '—'} (${m.torchBlas?.info ?? 'no BLAS info'})`,
+  );
+  log(
+    `loadavg before ${m.loadavgBefore.join(' ')}, after ${m.loadavgAfter.join(' ')}; ${r.settings.reps} reps × ${r.settings.stepsPerRep} steps, batch ${r.settings.batch}×${r.settings.seq}; median (min–max)`,
+  );
   log(`MatMul peak GFLOP/s: ORT ${fmt(r.peaks.ortMatMulGflops)}, torch ${fmt(r.peaks.torchMatMulGflops)}`);
   log(line(header));
   for (const l of lines) log(line(l));
   for (const [mode, h] of Object.entries(r.headline)) {
-    const x = h as { kilnOverTorch?: number; overTorchMet?: boolean; kilnMfu: number; mfuMet: boolean; lossCheck?: { firstStepLoss: { kiln: number; torch: number; absDiff: number }; maxAbsLossDiffOverAllSteps: number } };
+    const x = h as {
+      kilnOverTorch?: number;
+      overTorchMet?: boolean;
+      kilnMfu: number;
+      mfuMet: boolean;
+      lossCheck?: { firstStepLoss: { kiln: number; torch: number; absDiff: number }; maxAbsLossDiffOverAllSteps: number };
+    };
     const lc = x.lossCheck;
     log(
       `${mode}: Kiln/PyTorch ${x.kilnOverTorch ?? '—'} (target ≥ ${TARGETS.overTorch}: ${x.overTorchMet ?? '—'}), MFU ${x.kilnMfu} (target ≥ ${TARGETS.mfu}: ${x.mfuMet})` +
-        (lc ? `; first-step loss kiln ${lc.firstStepLoss.kiln} torch ${lc.firstStepLoss.torch} (|Δ| ${lc.firstStepLoss.absDiff.toExponential(1)}), max |Δloss| over all steps ${lc.maxAbsLossDiffOverAllSteps}` : ''),
+        (lc
+          ? `; first-step loss kiln ${lc.firstStepLoss.kiln} torch ${lc.firstStepLoss.torch} (|Δ| ${lc.firstStepLoss.absDiff.toExponential(1)}), max |Δloss| over all steps ${lc.maxAbsLossDiffOverAllSteps}`
+          : ''),
     );
   }
-  const ft = r.finetune as { minutesPerEpoch?: number; stepsPerEpoch?: number; typescriptMB?: number; dataset?: DatasetSummary; exactMatch?: { before?: EvalSummary; after?: EvalSummary }; skipped?: string } | undefined;
+  const ft = r.finetune as
+    | {
+        minutesPerEpoch?: number;
+        stepsPerEpoch?: number;
+        typescriptMB?: number;
+        dataset?: DatasetSummary;
+        exactMatch?: { before?: EvalSummary; after?: EvalSummary };
+        skipped?: string;
+      }
+    | undefined;
   if (ft?.skipped) log(`fine-tune: skipped (${ft.skipped})`);
   else if (ft) {
     log(

@@ -23,7 +23,16 @@ export async function runInDesktopVsCode(vscodeExecutablePath: string): Promise<
     mkdirSync(join(userData, 'User'), { recursive: true });
     writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({ ...fixture.machineSettings, 'security.workspace.trust.enabled': false }, null, 2));
     const suite = join(root, 'suite.js');
-    await build({ entryPoints: [join(__dirname, 'electron-suite.ts')], outfile: suite, bundle: true, platform: 'node', target: 'node20', format: 'cjs', external: ['vscode'], logLevel: 'warning' });
+    await build({
+      entryPoints: [join(__dirname, 'electron-suite.ts')],
+      outfile: suite,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      external: ['vscode'],
+      logLevel: 'warning',
+    });
     const code = await runTests({
       vscodeExecutablePath,
       extensionDevelopmentPath: REPO,

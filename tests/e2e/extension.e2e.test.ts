@@ -28,7 +28,17 @@ import { packageVsix } from '../../scripts/package-vsix';
 import { runInDesktopVsCode } from './electron-runner';
 import { ensureBuilt, REPO } from '../helpers/built-cli';
 import { TOAST_CHARS } from '../../client/src/fine-tune-text';
-import { BEFORE_TYPING, CLI_EQUIVALENT_SETTINGS, cliCompletion, type E2eFixture, FILE, PLAIN_TYPING_SETTINGS, TYPED, writeE2eFixture, writeWorkspace } from '../helpers/e2e-fixture';
+import {
+  BEFORE_TYPING,
+  CLI_EQUIVALENT_SETTINGS,
+  cliCompletion,
+  type E2eFixture,
+  FILE,
+  PLAIN_TYPING_SETTINGS,
+  TYPED,
+  writeE2eFixture,
+  writeWorkspace,
+} from '../helpers/e2e-fixture';
 import { tempDir } from '../helpers/tiny-session';
 import { waitUntil } from '../helpers/wait';
 import { launchChromium, requireChromium, type StatusItem, StepRecorder, Workbench } from '../helpers/workbench';
@@ -129,12 +139,24 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       const files = readdirSync(installed, { recursive: true, withFileTypes: true })
         .filter((e) => e.isFile())
         .map((e) => relative(installed, join(e.parentPath, e.name)));
-      for (const f of ['package.json', 'dist/client.js', 'dist/server.js', 'dist/train-worker.js', 'dist/dataset-worker.js', 'dist/model-worker.js', 'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js']) {
+      for (const f of [
+        'package.json',
+        'dist/client.js',
+        'dist/server.js',
+        'dist/train-worker.js',
+        'dist/dataset-worker.js',
+        'dist/model-worker.js',
+        'node_modules/onnxruntime-node/dist/index.js',
+        'node_modules/onnxruntime-common/dist/cjs/index.js',
+      ]) {
         assert.ok(files.includes(f), `${f} is in the installed extension`);
       }
       // Only the runtime pieces esbuild leaves out, and only this platform's native binary.
       const modules = files.filter((f) => f.startsWith('node_modules/'));
-      assert.deepEqual(modules.filter((f) => !/^node_modules\/onnxruntime-(node|common)\//.test(f)), []);
+      assert.deepEqual(
+        modules.filter((f) => !/^node_modules\/onnxruntime-(node|common)\//.test(f)),
+        [],
+      );
       const binaries = modules.filter((f) => f.includes('/bin/'));
       assert.ok(binaries.length > 0 && binaries.every((f) => f.startsWith(`node_modules/onnxruntime-node/bin/napi-v6/${process.platform}/${process.arch}/`)), binaries.join(', '));
       // Nothing above the extensions folder has node_modules, so "ready on CPU" means the server
@@ -152,7 +174,12 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       await wb.openFile(FILE);
       await wb.page.keyboard.press('Control+End');
       await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil(`the ghost text to equal the CLI completion ${JSON.stringify(completion)}`, () => wb.ghostText(), (t) => t === completion, 30_000);
+      await waitUntil(
+        `the ghost text to equal the CLI completion ${JSON.stringify(completion)}`,
+        () => wb.ghostText(),
+        (t) => t === completion,
+        30_000,
+      );
     }));
 
   it('updates the status bar after the completion: latency in ms, memory in MB, provider CPU', () =>
@@ -167,13 +194,23 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       const completion = await expected;
       await wb.page.keyboard.press('Tab');
       await wb.page.keyboard.press('Control+s');
-      await waitUntil('the saved file to hold the accepted suggestion', () => readFileSync(fixture.file, 'utf8'), (t) => t === BEFORE_TYPING + TYPED + completion, 15_000);
+      await waitUntil(
+        'the saved file to hold the accepted suggestion',
+        () => readFileSync(fixture.file, 'utf8'),
+        (t) => t === BEFORE_TYPING + TYPED + completion,
+        15_000,
+      );
     }));
 
   it('Kiln: Show Stats writes the stats to the Kiln output', () =>
     steps.step('show stats', async () => {
       await wb.runCommand('Kiln: Show Stats');
-      const text = await waitUntil('the stats in the output panel', () => wb.outputText(), (t) => t.includes('Kiln stats') && /Latency: p50 \d+ ms/.test(t), 15_000);
+      const text = await waitUntil(
+        'the stats in the output panel',
+        () => wb.outputText(),
+        (t) => t.includes('Kiln stats') && /Latency: p50 \d+ ms/.test(t),
+        15_000,
+      );
       assert.match(text, /State: ready/);
       assert.match(text, /Execution provider: CPU/);
       assert.match(text, /Memory: weights \d+ MB, KV \d+ MB, RSS \d+ MB/);
@@ -190,10 +227,20 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
     steps.step('toggle', async () => {
       await wb.runCommand('Kiln: Toggle Inline Completions');
       await waitUntil('the status item to show completions off', kilnStatus, (s) => !!s && s.text === 'Kiln' && s.icons.includes('circle-slash'), 10_000);
-      await waitUntil('the "off" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Kiln inline completions off')), 10_000);
+      await waitUntil(
+        'the "off" notification',
+        () => wb.notifications(),
+        (n) => n.some((m) => m.includes('Kiln inline completions off')),
+        10_000,
+      );
       await wb.runCommand('Kiln: Toggle Inline Completions');
       await waitUntil('the status item to show ready again', kilnStatus, (s) => !!s && READY.test(s.text), 10_000);
-      await waitUntil('the "on" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('Kiln inline completions on')), 10_000);
+      await waitUntil(
+        'the "on" notification',
+        () => wb.notifications(),
+        (n) => n.some((m) => m.includes('Kiln inline completions on')),
+        10_000,
+      );
     }));
 
   it('Kiln: Select Model… opens a folder dialog, and cancelling it changes nothing', () =>
@@ -211,7 +258,12 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
   it('Kiln: Show What Will Be Trained shows the dry-run report and writes every example to the extension’s storage', () =>
     steps.step('show training data', async () => {
       await wb.runCommand('Kiln: Show What Will Be Trained');
-      await waitUntil('the "examples from" notification', () => wb.notifications(), (n) => n.some((m) => /\d+ examples from \d+ files/.test(m)), 60_000);
+      await waitUntil(
+        'the "examples from" notification',
+        () => wb.notifications(),
+        (n) => n.some((m) => /\d+ examples from \d+ files/.test(m)),
+        60_000,
+      );
       const editorText = await wb.page.locator('.editor-instance .view-lines').first().innerText();
       assert.match(editorText.replace(/\u00a0/g, ' '), /Fine-tune dataset \(dry run\)/);
       const storage = join(session!.dirs.userData, 'User', 'globalStorage');
@@ -228,17 +280,29 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       await wb.runCommand('Kiln: Fine-tune on This Repository');
       assert.deepEqual(await wb.notificationButtons('fine-tune on workspace?'), ['Start', 'Show What Will Be Trained']);
       await wb.clickNotificationButton('fine-tune on workspace?', 'Start');
-      const done = await waitUntil('the "done" notification', () => wb.notifications(), (n) => n.some((m) => m.includes('fine-tune done')), 120_000);
+      const done = await waitUntil(
+        'the "done" notification',
+        () => wb.notifications(),
+        (n) => n.some((m) => m.includes('fine-tune done')),
+        120_000,
+      );
       const toast = done.find((m) => m.includes('fine-tune done'))!;
       assert.ok(toast.length <= TOAST_CHARS, `the toast fits: ${toast}`);
       assert.ok((await wb.notificationButtons('fine-tune done')).includes('Show Details'));
       assert.equal(readFileSync(fixture.settingsFile, 'utf8'), before, 'the workspace settings are untouched');
       const storage = join(session!.dirs.userData, 'User', 'globalStorage');
-      const adapter = findFiles(storage, 'adapter_config.json').map(dirname).find((d) => basename(d) === 'adapter');
+      const adapter = findFiles(storage, 'adapter_config.json')
+        .map(dirname)
+        .find((d) => basename(d) === 'adapter');
       assert.ok(adapter, `the PEFT adapter is in the extension's global storage (${storage})`);
       await waitUntil('the server to be ready with the adapter', kilnStatus, (s) => !!s && READY.test(s.text), 60_000);
       await wb.runCommand('Kiln: Show Stats');
-      await waitUntil('the adapter in the stats', () => wb.outputText(), (t) => t.includes(`+ adapter ${basename(adapter)}`), 30_000);
+      await waitUntil(
+        'the adapter in the stats',
+        () => wb.outputText(),
+        (t) => t.includes(`+ adapter ${basename(adapter)}`),
+        30_000,
+      );
     }));
 });
 
@@ -248,7 +312,12 @@ describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), 
   before(async () => {
     // Everything Kiln needs is in user and machine settings; the workspace tries to turn completions
     // off, shorten them and point Kiln at another model, and none of it may count in Restricted Mode.
-    const untrusted = writeWorkspace(root, 'untrusted-workspace', { 'kiln.enable': { '*': false }, 'kiln.modelPath': join(root, 'hostile-model'), 'kiln.maxTokens': 1, ...PLAIN_TYPING_SETTINGS });
+    const untrusted = writeWorkspace(root, 'untrusted-workspace', {
+      'kiln.enable': { '*': false },
+      'kiln.modelPath': join(root, 'hostile-model'),
+      'kiln.maxTokens': 1,
+      ...PLAIN_TYPING_SETTINGS,
+    });
     const userSettings = {
       ...CLI_EQUIVALENT_SETTINGS,
       'security.workspace.trust.enabled': true,
@@ -269,7 +338,12 @@ describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), 
       await wb.openFile(FILE);
       await wb.page.keyboard.press('Control+End');
       await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil(`the ghost text to equal the CLI completion ${JSON.stringify(completion)}`, () => wb.ghostText(), (t) => t === completion, 30_000);
+      await waitUntil(
+        `the ghost text to equal the CLI completion ${JSON.stringify(completion)}`,
+        () => wb.ghostText(),
+        (t) => t === completion,
+        30_000,
+      );
     }));
 
   it('does not offer "Fine-tune on This Repository"', () =>

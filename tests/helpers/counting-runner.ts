@@ -9,12 +9,14 @@ export interface CountedSession {
 
 export function countRuns(session: DecoderSession): CountedSession {
   const counted: CountedSession = { session, runs: [] };
-  counted.session = session.wrap((inner): SessionRunner => ({
-    run: (feeds) => {
-      counted.runs.push(Number(feeds.input_ids!.dims[0]));
-      return inner.run(feeds);
-    },
-    release: () => inner.release(),
-  }));
+  counted.session = session.wrap(
+    (inner): SessionRunner => ({
+      run: (feeds) => {
+        counted.runs.push(Number(feeds.input_ids!.dims[0]));
+        return inner.run(feeds);
+      },
+      release: () => inner.release(),
+    }),
+  );
   return counted;
 }

@@ -119,7 +119,26 @@ export async function cliCompletion(fixture: E2eFixture, root: string, text: str
   const file = join(root, 'expected.py');
   writeFileSync(file, text);
   const lines = text.split('\n');
-  const r = await runKilnAt(cli, 'complete', file, '--line', String(lines.length), '--col', String(lines.at(-1)!.length + 1), '--model', fixture.modelDir, '--ep', 'cpu', '--threads', '1', '--max-tokens', String(MAX_TOKENS), '--cache', join(root, 'cli-cache'), '--json');
+  const r = await runKilnAt(
+    cli,
+    'complete',
+    file,
+    '--line',
+    String(lines.length),
+    '--col',
+    String(lines.at(-1)!.length + 1),
+    '--model',
+    fixture.modelDir,
+    '--ep',
+    'cpu',
+    '--threads',
+    '1',
+    '--max-tokens',
+    String(MAX_TOKENS),
+    '--cache',
+    join(root, 'cli-cache'),
+    '--json',
+  );
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { completion: string }).completion;
 }

@@ -92,7 +92,7 @@ export async function checkDirectionalGradients(
     const grad = out[names.grad(p)]!.data as Float32Array;
     const base = Float32Array.from(data);
     for (let d = 0; d < (options.directions ?? 2); d++) {
-      const u = Float32Array.from(grad, (g) => g * (rand() + 1) / 2);
+      const u = Float32Array.from(grad, (g) => (g * (rand() + 1)) / 2);
       const norm = Math.hypot(...u);
       for (let i = 0; i < u.length; i++) u[i] = u[i]! / norm;
       const lossAlong = async (h: number) => {
@@ -117,7 +117,11 @@ export async function checkDirectionalGradients(
 }
 
 /** A one-op (or small) graph: trainable float inputs, loss = Σ f(inputs) · R with fixed random R. */
-export function opGraph(inputs: { name: string; shape: number[] }[], build: (dg: DiffGraph, xs: Value[]) => Value, weightsSeed = 3): { graph: GraphBuilder; lossWeights: Float32Array } {
+export function opGraph(
+  inputs: { name: string; shape: number[] }[],
+  build: (dg: DiffGraph, xs: Value[]) => Value,
+  weightsSeed = 3,
+): { graph: GraphBuilder; lossWeights: Float32Array } {
   const g = new GraphBuilder('grad_check');
   const dg = new DiffGraph(g, true);
   const xs = inputs.map((i) => dg.trainable(dg.value(g.input(i.name, 'float32', i.shape), i.shape)));
@@ -128,9 +132,18 @@ export function opGraph(inputs: { name: string; shape: number[] }[], build: (dg:
     s = (s * 1103515245 + 12345) % 2 ** 31;
     return (s / 2 ** 31) * 2 - 1;
   });
-  const r = dg.value(g.weight('R', 'float32', y.shape as number[], () => lossWeights), y.shape);
+  const r = dg.value(
+    g.weight('R', 'float32', y.shape as number[], () => lossWeights),
+    y.shape,
+  );
   const prod = dg.emit({ op: 'Mul', inputs: [y, r], outShapes: [y.shape], rule: ([gr]) => [dg.value(g.op('Mul', [gr!.name, 'R']), y.shape), undefined] })[0]!;
-  const loss = dg.emit({ op: 'ReduceSum', inputs: [prod], attrs: { keepdims: 0 }, outShapes: [[]], rule: ([gr]) => [dg.value(g.op('Expand', [gr!.name, g.op('Shape', [prod.name])]), prod.shape)] })[0]!;
+  const loss = dg.emit({
+    op: 'ReduceSum',
+    inputs: [prod],
+    attrs: { keepdims: 0 },
+    outShapes: [[]],
+    rule: ([gr]) => [dg.value(g.op('Expand', [gr!.name, g.op('Shape', [prod.name])]), prod.shape)],
+  })[0]!;
   const grads = dg.backward(loss, xs);
   g.output(loss.name, 'loss', 'float32', []);
   for (const x of xs) g.output(grads.get(x.name)!.name, `grad.${x.name}`, 'float32', x.shape);

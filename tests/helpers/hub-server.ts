@@ -109,10 +109,11 @@ async function pump(out: NodeJS.WritableStream & { destroyed?: boolean }, res: S
   while (sent < bound && !res.destroyed && !res.writableEnded) {
     const chunk = next();
     sent += chunk.length;
-    if (!out.write(chunk)) await new Promise<void>((done) => {
-      wake = done;
-      out.once('drain', done);
-    });
+    if (!out.write(chunk))
+      await new Promise<void>((done) => {
+        wake = done;
+        out.once('drain', done);
+      });
   }
   res.removeListener('close', closed);
   if (!res.destroyed) out.end();
@@ -252,9 +253,10 @@ export async function startHubServer(repos: Record<string, HubRepo>): Promise<Hu
   const cdn = createServer(handle('cdn', () => cdnUrl));
   const url = await listen(hub);
   cdnUrl = await listen(cdn);
-  const close = (s: Server) => new Promise<void>((done) => {
-    s.closeAllConnections();
-    s.close(() => done());
-  });
+  const close = (s: Server) =>
+    new Promise<void>((done) => {
+      s.closeAllConnections();
+      s.close(() => done());
+    });
   return { url, cdnUrl, requests, faults, close: async () => void (await Promise.all([close(hub), close(cdn)])) };
 }

@@ -103,7 +103,10 @@ export async function llamaCppLogprobs(ggufPath: string, tokens: readonly number
     try {
       const sequence = context.getSequence();
       const out = await sequence.controlledEvaluate(
-        tokens.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 0 } } }] as [number, { generateNext: { probabilities: boolean; options: { temperature: number } } }]),
+        tokens.map(
+          (t) =>
+            [t, { generateNext: { probabilities: true, options: { temperature: 0 } } }] as [number, { generateNext: { probabilities: boolean; options: { temperature: number } } }],
+        ),
       );
       return tokens.map((_, i) => {
         const probs = out[i]?.next.probabilities;

@@ -82,7 +82,7 @@ export function referenceForward(model: TinyWeights, tokens: number[]): Float64A
           max = Math.max(max, scores[s]!);
         }
         let sum = 0;
-        for (let s = 0; s <= t; s++) sum += (scores[s] = Math.exp(scores[s]! - max));
+        for (let s = 0; s <= t; s++) sum += scores[s] = Math.exp(scores[s]! - max);
         for (let s = 0; s <= t; s++) {
           for (let i = 0; i < D; i++) attn[h * D + i] += (scores[s]! / sum) * vs[s]![kvh * D + i]!;
         }

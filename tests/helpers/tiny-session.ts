@@ -28,10 +28,20 @@ export interface CpuLoadOptions {
 
 /** Loads a checkpoint folder through Kiln's real path, on the CPU with one thread. */
 export function loadOnCpu(modelDir: string, opts: CpuLoadOptions): Promise<LoadedModel> {
-  return loadModel(modelDir, { executionProvider: 'cpu', threads: 1, attention: opts.attention, weightType: opts.weightType, quantization: opts.quantization, cacheDir: opts.cacheDir });
+  return loadModel(modelDir, {
+    executionProvider: 'cpu',
+    threads: 1,
+    attention: opts.attention,
+    weightType: opts.weightType,
+    quantization: opts.quantization,
+    cacheDir: opts.cacheDir,
+  });
 }
 
-export async function loadTinyModel(config: ModelConfig, opts: { seed?: number; attention?: AttentionPath; weightType?: WeightType; quantization?: QuantBits; cacheDir?: string } = {}): Promise<TinySession> {
+export async function loadTinyModel(
+  config: ModelConfig,
+  opts: { seed?: number; attention?: AttentionPath; weightType?: WeightType; quantization?: QuantBits; cacheDir?: string } = {},
+): Promise<TinySession> {
   const root = tempDir();
   const weights = makeTinyWeights(config, opts.seed ?? 7);
   const modelDir = join(root, 'model');

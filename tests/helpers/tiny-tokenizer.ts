@@ -13,15 +13,7 @@ import { seededRandom } from './random';
 import { specialAddedTokens } from '../../server/src/model/bpe/hf-files';
 
 /** The special tokens of every tiny tokenizer, occupying the last 7 ids in this order. */
-export const TINY_SPECIAL_TOKENS = [
-  '<|endoftext|>',
-  '<|fim_prefix|>',
-  '<|fim_middle|>',
-  '<|fim_suffix|>',
-  '<|fim_pad|>',
-  '<|file_sep|>',
-  '<|repo_name|>',
-] as const;
+export const TINY_SPECIAL_TOKENS = ['<|endoftext|>', '<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>', '<|fim_pad|>', '<|file_sep|>', '<|repo_name|>'] as const;
 
 export interface TinyTokenizerOptions {
   /** Total size including the 256 byte symbols and the 7 special tokens (at least 263). */
@@ -212,13 +204,7 @@ function learnMerges(count: number, seed: number, vocab: Record<string, number>)
   return merges;
 }
 
-function padWithRandomMerges(
-  vocab: Record<string, number>,
-  merges: string[],
-  nextId: number,
-  endId: number,
-  rand: () => number,
-): number {
+function padWithRandomMerges(vocab: Record<string, number>, merges: string[], nextId: number, endId: number, rand: () => number): number {
   const tokens = Object.keys(vocab);
   while (nextId < endId) {
     const left = tokens[Math.floor(rand() * tokens.length)]!;

@@ -52,7 +52,12 @@ export class Workbench {
       text: el.textContent ?? '',
       classes: Array.from(el.querySelectorAll('.codicon'), (c) => (c as unknown as { className: string }).className),
     }));
-    const icons = classes.flatMap((c) => c.split(/\s+/).filter((k) => k.startsWith('codicon-') && k !== 'codicon-modifier-spin').map((k) => k.slice('codicon-'.length)));
+    const icons = classes.flatMap((c) =>
+      c
+        .split(/\s+/)
+        .filter((k) => k.startsWith('codicon-') && k !== 'codicon-modifier-spin')
+        .map((k) => k.slice('codicon-'.length)),
+    );
     return { text: text.trim(), icons };
   }
 
@@ -91,7 +96,10 @@ export class Workbench {
     const input = this.page.locator('.quick-input-widget .quick-input-box input');
     await input.waitFor({ state: 'visible', timeout: 10_000 });
     await input.pressSequentially(query);
-    await this.page.locator('.quick-input-list .monaco-list-row', { has: this.page.locator('.label-name', { hasText: present }) }).first().waitFor({ state: 'visible', timeout: 20_000 });
+    await this.page
+      .locator('.quick-input-list .monaco-list-row', { has: this.page.locator('.label-name', { hasText: present }) })
+      .first()
+      .waitFor({ state: 'visible', timeout: 20_000 });
     const labels = await this.page.locator('.quick-input-list .monaco-list-row .label-name').allTextContents();
     await this.closeQuickInput();
     return labels.map((l) => l.trim());
@@ -121,7 +129,10 @@ export class Workbench {
     // (or 5 s after the editor opened). Keystrokes before that trigger no suggestion. Idle callbacks
     // run in the order they were asked for, so once ours has run, the controller exists.
     await this.page.evaluate(
-      () => new Promise<void>((resolve) => (globalThis as unknown as { requestIdleCallback(cb: () => void, o: { timeout: number }): void }).requestIdleCallback(() => resolve(), { timeout: 6000 })),
+      () =>
+        new Promise<void>((resolve) =>
+          (globalThis as unknown as { requestIdleCallback(cb: () => void, o: { timeout: number }): void }).requestIdleCallback(() => resolve(), { timeout: 6000 }),
+        ),
     );
   }
 
@@ -147,11 +158,21 @@ export class Workbench {
     await input.pressSequentially(query);
     const row = this.page.locator('.quick-input-list .monaco-list-row', { has: this.page.locator('.label-name', { hasText: label }) }).first();
     await row.waitFor({ state: 'visible', timeout: 20_000 });
-    await waitUntil(`"${label}" to be the selected row`, () => this.page.locator('.quick-input-list .monaco-list-row.focused .label-name').first().textContent(), (t) => t?.trim() === label, 10_000);
+    await waitUntil(
+      `"${label}" to be the selected row`,
+      () => this.page.locator('.quick-input-list .monaco-list-row.focused .label-name').first().textContent(),
+      (t) => t?.trim() === label,
+      10_000,
+    );
     const picked = await input.inputValue();
     await this.page.keyboard.press('Enter');
     // Done when the picker has gone, or the same widget shows what the pick opened (a file dialog).
-    await waitUntil('the pick to be taken', async () => !(await this.quickInputVisible()) || (await input.inputValue()) !== picked, (done) => done, 10_000);
+    await waitUntil(
+      'the pick to be taken',
+      async () => !(await this.quickInputVisible()) || (await input.inputValue()) !== picked,
+      (done) => done,
+      10_000,
+    );
   }
 }
 

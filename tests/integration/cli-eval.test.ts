@@ -69,7 +69,9 @@ describe('kiln eval', () => {
   it('--baselines scores both baselines on the same lines, with the paired difference', async () => {
     const r = await kiln('eval', src, '--json', '--max-lines', '6', '--baselines', src, ...onCpu);
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as EvalReport & { baselines: Record<'previousLine' | 'ngram', { exactMatch: number; editSimilarity: number; modelMinusBaseline: PairedDifference }> };
+    const out = JSON.parse(r.stdout) as EvalReport & {
+      baselines: Record<'previousLine' | 'ngram', { exactMatch: number; editSimilarity: number; modelMinusBaseline: PairedDifference }>;
+    };
     for (const b of [out.baselines.previousLine, out.baselines.ngram]) {
       const d = b.modelMinusBaseline;
       assert.equal(d.lines, out.lines);

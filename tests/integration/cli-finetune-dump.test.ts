@@ -81,10 +81,19 @@ test('--dry-run --dump writes every example, ordinary code in, planted secrets o
   assert.ok(!files.has('.env'));
 
   // The examples' texts, split at the headers (each followed by one newline that is not its own).
-  const bodies = text.split(/^═{8} example .*═{8}\n/m).slice(1).map((b) => b.replace(/\n$/, ''));
+  const bodies = text
+    .split(/^═{8} example .*═{8}\n/m)
+    .slice(1)
+    .map((b) => b.replace(/\n$/, ''));
   assert.equal(bodies.length, headers.length);
-  assert.ok(bodies.every((b) => b.endsWith('<|endoftext|>')), 'each example ends with the end token');
-  assert.ok(bodies.some((b) => b.startsWith('<|fim_prefix|>')), 'FIM examples are shown with their markers');
+  assert.ok(
+    bodies.every((b) => b.endsWith('<|endoftext|>')),
+    'each example ends with the end token',
+  );
+  assert.ok(
+    bodies.some((b) => b.startsWith('<|fim_prefix|>')),
+    'FIM examples are shown with their markers',
+  );
   const whole = bodies.map(reassemble).join('\n');
   for (const line of ORDINARY) assert.ok(whole.includes(line), `ordinary line missing: ${line}`);
   for (const [name, secret] of Object.entries(SECRETS)) {
@@ -124,7 +133,11 @@ test('every planted secret class (fresh random values) stays out of the dump of 
   const r = await runKiln('finetune', work, '--model', modelDir, '--cache', join(root, 'cache'), '--seq-len', '128', '--threads', '1', '--dry-run', '--dump', dump);
   assert.equal(r.code, 0, r.stderr);
   const text = readFileSync(dump, 'utf8');
-  const whole = text.split(/^═{8} example .*═{8}\n/m).slice(1).map((b) => reassemble(b.replace(/\n$/, ''))).join('\n');
+  const whole = text
+    .split(/^═{8} example .*═{8}\n/m)
+    .slice(1)
+    .map((b) => reassemble(b.replace(/\n$/, '')))
+    .join('\n');
   assert.ok(whole.includes('return x + 2;'), 'ordinary code is trained on');
   for (const f of planted.files) {
     for (const secret of f.secrets) {

@@ -23,7 +23,10 @@ before(() => {
   ensureBuilt();
   writeTinyCodeModel(modelDir);
   mkdirSync(heldOut, { recursive: true });
-  writeFileSync(join(heldOut, 'queue.ts'), 'export class Queue<T> {\n  private items: T[] = [];\n  push(item: T): void {\n    this.items.push(item);\n  }\n  shift(): T | undefined {\n    return this.items.shift();\n  }\n}\n');
+  writeFileSync(
+    join(heldOut, 'queue.ts'),
+    'export class Queue<T> {\n  private items: T[] = [];\n  push(item: T): void {\n    this.items.push(item);\n  }\n  shift(): T | undefined {\n    return this.items.shift();\n  }\n}\n',
+  );
   writeFileSync(join(heldOut, 'names.py'), 'def names(values):\n    result = sorted(values)\n    return [v.upper() for v in result]\n');
 });
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -38,7 +41,10 @@ describe('kiln model quantize', () => {
     const r = await kiln('model', 'quantize', modelDir, '--eval', heldOut, '--max-lines', '4', '--bound', '0.5', '--json', ...onCpu);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as QuantizeJson;
-    assert.deepEqual(out.rows.map((x) => x.precision), ['none', 'int4', 'int8']);
+    assert.deepEqual(
+      out.rows.map((x) => x.precision),
+      ['none', 'int4', 'int8'],
+    );
     const [none, int4, int8] = out.rows as [QuantizeJson['rows'][0], QuantizeJson['rows'][0], QuantizeJson['rows'][0]];
     assert.equal(none.relativeLossIncrease, 0);
     assert.ok(int4.weightBytes < int8.weightBytes && int8.weightBytes < none.weightBytes, 'int4 < int8 < fp32 bytes');
@@ -86,8 +92,14 @@ describe('kiln.quantization auto', () => {
   it('does not quantize under a merged adapter (the measurement covered the base weights only)', async () => {
     const adapterDir = join(root, 'adapter');
     const d = 64;
-    const tensors = new Map([['model.layers.0.self_attn.q_proj.lora_A.weight', new Float32Array(2 * d).fill(0.01)], ['model.layers.0.self_attn.q_proj.lora_B.weight', new Float32Array(d * 2).fill(0.01)]]);
-    const shapes = new Map([['model.layers.0.self_attn.q_proj.lora_A.weight', [2, d]], ['model.layers.0.self_attn.q_proj.lora_B.weight', [d, 2]]]);
+    const tensors = new Map([
+      ['model.layers.0.self_attn.q_proj.lora_A.weight', new Float32Array(2 * d).fill(0.01)],
+      ['model.layers.0.self_attn.q_proj.lora_B.weight', new Float32Array(d * 2).fill(0.01)],
+    ]);
+    const shapes = new Map([
+      ['model.layers.0.self_attn.q_proj.lora_A.weight', [2, d]],
+      ['model.layers.0.self_attn.q_proj.lora_B.weight', [d, 2]],
+    ]);
     saveLoraAdapter(adapterDir, { baseModel: modelDir, mode: { rank: 2, alpha: 4, targets: ['q_proj'] }, tensors, shapes });
     const adapted = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
     assert.equal(adapted.quantization, undefined);
@@ -101,7 +113,10 @@ describe('kiln.quantization auto', () => {
     const dir = join(root, 'bad');
     writeTinyCodeModel(dir);
     writeFileSync(join(dir, 'kiln.json'), JSON.stringify({ quantization: { recommended: 'int3' } }));
-    assert.throws(() => readTrainedFacts(dir), (err: unknown) => err instanceof ModelFileError && /quantization\.recommended/.test(err.message));
+    assert.throws(
+      () => readTrainedFacts(dir),
+      (err: unknown) => err instanceof ModelFileError && /quantization\.recommended/.test(err.message),
+    );
     assert.match(readFileSync(join(dir, 'kiln.json'), 'utf8'), /int3/, 'the file is left as it was');
   });
 });

@@ -95,10 +95,15 @@ describe('kiln/fineTune over LSP', () => {
     assert.equal(summary.bestStep, FIRST_VALIDATION, 'the validated parameters are the best so far');
     assert.equal(summary.after, undefined, 'no after-evaluation for a cancelled run');
     assert.equal(summary.kind, 'adapter');
-    assert.ok(summary.output && existsSync(join(summary.output, 'adapter_config.json')) && existsSync(join(summary.output, 'adapter_model.safetensors')), `adapter at ${summary.output}`);
+    assert.ok(
+      summary.output && existsSync(join(summary.output, 'adapter_config.json')) && existsSync(join(summary.output, 'adapter_model.safetensors')),
+      `adapter at ${summary.output}`,
+    );
     assert.equal(later.at(-1)?.state, 'cancelled');
     const validation = client.training.items.find((p) => p.validationLoss !== undefined)!.validationLoss!;
-    t.diagnostic(`cancelled at step ${stepAtCancel}, stopped at step ${summary.steps}; best step ${summary.bestStep} (validation loss ${validation.toFixed(3)}; before: ${summary.before?.validationLoss.toFixed(3)} nats, exact match ${summary.before?.exactMatch})`);
+    t.diagnostic(
+      `cancelled at step ${stepAtCancel}, stopped at step ${summary.steps}; best step ${summary.bestStep} (validation loss ${validation.toFixed(3)}; before: ${summary.before?.validationLoss.toFixed(3)} nats, exact match ${summary.before?.exactMatch})`,
+    );
   });
 
   it('setting kiln.adapterPath swaps the adapter in; the first answer after the swap reuses no KV state', async () => {

@@ -39,7 +39,20 @@ interface Run {
 }
 
 async function finetune(out: string, steps: number, ...flags: string[]): Promise<Run> {
-  const r = await runKiln('finetune', repo, '--out', out, '--steps', String(steps), '--eval-every', '25', '--eval-lines', String(EVAL_LINES), ...finetuneFlags(modelDir, cacheDir), ...flags);
+  const r = await runKiln(
+    'finetune',
+    repo,
+    '--out',
+    out,
+    '--steps',
+    String(steps),
+    '--eval-every',
+    '25',
+    '--eval-lines',
+    String(EVAL_LINES),
+    ...finetuneFlags(modelDir, cacheDir),
+    ...flags,
+  );
   assert.equal(r.code, 0, r.stderr);
   return { steps, result: parseResult(r.stdout), losses: stepLosses(r.stderr) };
 }
@@ -75,7 +88,9 @@ async function assertLearnt(t: TestContext, run: Run, name: string, evalFlags: s
   assert.ok(tuned.exactMatch > before.exactMatch, `exact match ${before.exactMatch} → ${tuned.exactMatch}`);
   assert.ok(tuned.validationLoss < before.validationLoss / 10, `validation loss ${before.validationLoss} → ${tuned.validationLoss}`);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  t.diagnostic(`${name}: training loss ${first.toFixed(3)} → ${last5.toFixed(3)} (last 5 steps); held-out exact match ${pct(before.exactMatch)} → ${pct(tuned.exactMatch)} over ${tuned.lines} lines; validation loss ${before.validationLoss.toFixed(3)} → ${tuned.validationLoss.toFixed(3)} nats; ${result.trainSeconds.toFixed(1)} s of training`);
+  t.diagnostic(
+    `${name}: training loss ${first.toFixed(3)} → ${last5.toFixed(3)} (last 5 steps); held-out exact match ${pct(before.exactMatch)} → ${pct(tuned.exactMatch)} over ${tuned.lines} lines; validation loss ${before.validationLoss.toFixed(3)} → ${tuned.validationLoss.toFixed(3)} nats; ${result.trainSeconds.toFixed(1)} s of training`,
+  );
 
   const held = heldOutFolder(result, join(root, `held-out-${name}`));
   const r = await runKiln('eval', held, '--json', '--max-lines', String(EVAL_LINES), '--seed', '0', '--ep', 'cpu', '--threads', '2', '--cache', cacheDir, ...evalFlags);

@@ -28,7 +28,26 @@ const groups: number[] = []; // process groups started here, killed in `after` w
 
 /** The command line of every run: LoRA, 40 steps, a checkpoint every 5, no line evaluation. */
 function args(out: string, ...extra: string[]): string[] {
-  return ['finetune', repo, '--out', out, ...finetuneFlags(modelDir, cacheDir), '--mode', 'lora', '--rank', '8', '--lr', '5e-3', '--steps', String(STEPS), '--eval-every', String(EVERY), '--eval-lines', '0', ...extra];
+  return [
+    'finetune',
+    repo,
+    '--out',
+    out,
+    ...finetuneFlags(modelDir, cacheDir),
+    '--mode',
+    'lora',
+    '--rank',
+    '8',
+    '--lr',
+    '5e-3',
+    '--steps',
+    String(STEPS),
+    '--eval-every',
+    String(EVERY),
+    '--eval-lines',
+    '0',
+    ...extra,
+  ];
 }
 
 async function finetune(out: string, ...extra: string[]): Promise<{ result: FineTuneResult; stderr: string }> {
@@ -39,7 +58,9 @@ async function finetune(out: string, ...extra: string[]): Promise<{ result: Fine
 
 /** Progress lines after `step`, without throughput and ETA (which depend on the clock). */
 function progressAfter(stderr: string, step: number): string[] {
-  return [...stderr.matchAll(/^(?:step (\d+)\/\d+ .*|validation loss \S+ at step (\d+).*)$/gm)].filter((m) => Number(m[1] ?? m[2]) > step).map((m) => m[0].replace(/ +\d+ tok\/s.*$/, ''));
+  return [...stderr.matchAll(/^(?:step (\d+)\/\d+ .*|validation loss \S+ at step (\d+).*)$/gm)]
+    .filter((m) => Number(m[1] ?? m[2]) > step)
+    .map((m) => m[0].replace(/ +\d+ tok\/s.*$/, ''));
 }
 
 function readTensors(path: string): Map<string, Float32Array> {
@@ -132,7 +153,9 @@ describe('kiln finetune resumes after a kill', () => {
     const adapterDiff = maxDifference(join(out, 'adapter', 'adapter_model.safetensors'), join(reference, 'adapter', 'adapter_model.safetensors'));
     const stateDiff = maxDifference(join(out, 'checkpoint', 'state.safetensors'), join(reference, 'checkpoint', 'state.safetensors'));
     assert.ok(adapterDiff <= 1e-6 && stateDiff <= 1e-6, `adapter max |difference| ${adapterDiff}, training state ${stateDiff}`);
-    t.diagnostic(`killed after the step-${from} checkpoint; resumed for ${STEPS - from} steps; adapter max |difference| ${adapterDiff}, training state max |difference| ${stateDiff}; best validation loss ${resumed.result.bestValidationLoss.toFixed(4)} at step ${resumed.result.bestStep}`);
+    t.diagnostic(
+      `killed after the step-${from} checkpoint; resumed for ${STEPS - from} steps; adapter max |difference| ${adapterDiff}, training state max |difference| ${stateDiff}; best validation loss ${resumed.result.bestValidationLoss.toFixed(4)} at step ${resumed.result.bestStep}`,
+    );
   });
 
   it('a diverging run ends cleanly with its best (the base) kept; run again, it trains no further', async () => {
@@ -183,7 +206,8 @@ describe('kiln finetune resumes after a kill', () => {
         name: 'foreign',
         spoil: () => {},
         flags: ['--lr', '1e-2'], // another learning rate: another run
-        message: (dir) => `${join(dir, 'state.json')}: checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming`,
+        message: (dir) =>
+          `${join(dir, 'state.json')}: checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming`,
       },
     ];
 
@@ -192,7 +216,10 @@ describe('kiln finetune resumes after a kill', () => {
     before(() => {
       for (const c of cases) {
         const { out, files } = checkpointCopy(c.name, c.spoil);
-        runs.set(c.name, runKiln(...args(out, ...c.flags)).then((r) => ({ out, files, r })));
+        runs.set(
+          c.name,
+          runKiln(...args(out, ...c.flags)).then((r) => ({ out, files, r })),
+        );
       }
     });
 

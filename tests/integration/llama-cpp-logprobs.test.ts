@@ -116,7 +116,10 @@ describe('GGUF export against llama.cpp', () => {
     assert.ok(diff <= 2e-2, `F16 max abs log-prob difference ${diff}`);
   });
 
-  for (const [dtype, type] of [['q8_0', 'Q8_0'], ['q4_0', 'Q4_0']] as const) {
+  for (const [dtype, type] of [
+    ['q8_0', 'Q8_0'],
+    ['q4_0', 'Q4_0'],
+  ] as const) {
     test(`${dtype} export: llama.cpp computes with the blocks as written (reference on the dequantized weights)`, async () => {
       const dir = join(root, `model-${dtype}`);
       const weights = makeTinyWeights(TINY_LLAMA_GQA, 23);
@@ -127,13 +130,17 @@ describe('GGUF export against llama.cpp', () => {
       // every matrix (rows are whole blocks here) is stored quantized; norms stay F32
       const dequantized: TinyWeights = {
         config: weights.config,
-        tensors: new Map([...weights.tensors].map(([name, v]) => [name, name.endsWith('norm.weight') ? v : dequantizeGgml(type, type === 'Q8_0' ? quantizeQ8_0(v) : quantizeQ4_0(v))])),
+        tensors: new Map(
+          [...weights.tensors].map(([name, v]) => [name, name.endsWith('norm.weight') ? v : dequantizeGgml(type, type === 'Q8_0' ? quantizeQ8_0(v) : quantizeQ4_0(v))]),
+        ),
       };
       const tokens = Tokenizer.load(dir).encode(TEXT).slice(0, 12);
       const theirs = await llamaCppLogprobs(gguf, tokens);
       const toBlocks = maxAbsDiff(referenceForward(dequantized, tokens).map(logSoftmax), theirs);
       const toFloat = maxAbsDiff(referenceForward(weights, tokens).map(logSoftmax), theirs);
-      console.log(`  ${dtype}: max |Δ log p| = ${toBlocks.toExponential(2)} vs dequantized weights, ${toFloat.toExponential(2)} vs fp32 (llama.cpp also quantizes activations to 8 bits)`);
+      console.log(
+        `  ${dtype}: max |Δ log p| = ${toBlocks.toExponential(2)} vs dequantized weights, ${toFloat.toExponential(2)} vs fp32 (llama.cpp also quantizes activations to 8 bits)`,
+      );
       // llama.cpp's 8-bit activations move log p by ~0.1 on this tiny model; a misread block moves it by whole units
       assert.ok(toBlocks <= 0.3, `${dtype} max abs log-prob difference ${toBlocks}`);
       if (dtype === 'q4_0') assert.ok(toBlocks < toFloat / 2, 'closer to the weights as quantized than to the fp32 ones');

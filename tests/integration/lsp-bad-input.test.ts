@@ -64,13 +64,19 @@ describe('bad requests to a working server', () => {
   });
 
   it('a document that was never opened: an InvalidParams error', async () => {
-    await assert.rejects(client.complete('file:///work/never-opened.ts', { line: 0, character: 0 }), responseError(ErrorCodes.InvalidParams, /no open document file:\/\/\/work\/never-opened\.ts/));
+    await assert.rejects(
+      client.complete('file:///work/never-opened.ts', { line: 0, character: 0 }),
+      responseError(ErrorCodes.InvalidParams, /no open document file:\/\/\/work\/never-opened\.ts/),
+    );
   });
 
   it('a line past the end: an InvalidParams error; a character past the line end counts as the line end (LSP)', async () => {
     const uri = 'file:///work/short.py';
     await client.open(uri, 'x = 1\ny = ');
-    await assert.rejects(client.complete(uri, { line: 2, character: 0 }), responseError(ErrorCodes.InvalidParams, /position 2:0 is outside file:\/\/\/work\/short\.py \(2 lines\)/));
+    await assert.rejects(
+      client.complete(uri, { line: 2, character: 0 }),
+      responseError(ErrorCodes.InvalidParams, /position 2:0 is outside file:\/\/\/work\/short\.py \(2 lines\)/),
+    );
     const atEnd = insertTexts(await client.complete(uri, { line: 1, character: 4 }));
     assert.equal(atEnd[0]?.length, MAX_TOKENS);
     assert.deepEqual(insertTexts(await client.complete(uri, { line: 1, character: 400 })), atEnd);
@@ -157,7 +163,10 @@ describe('bad requests to a working server', () => {
       client.messages.waitFor((m) => m.message.includes('kiln.maxTokens'), 'the maxTokens warning', 5_000, shown),
       client.messages.waitFor((m) => m.message.includes('kiln.executionProvider'), 'the executionProvider warning', 5_000, shown),
     ]);
-    assert.deepEqual(warnings.map((m) => m.type), [MessageType.Warning, MessageType.Warning]);
+    assert.deepEqual(
+      warnings.map((m) => m.type),
+      [MessageType.Warning, MessageType.Warning],
+    );
     assert.match(warnings[0].message, /kiln\.maxTokens: must be an integer from 1 to 1024 \(got -3\); keeping 5/);
     assert.match(warnings[1].message, /kiln\.executionProvider: must be one of .*\(got "gpu"\); keeping "cpu"/);
     // Still serving with the previous values: 5 tokens, and the model was not reloaded.

@@ -40,7 +40,24 @@ interface CliAnswer {
 async function cliComplete(text: string, at: Position, ...flags: string[]): Promise<CliAnswer> {
   const file = join(root, `doc-${at.line}-${at.character}-${text.length}.ts`);
   writeFileSync(file, text);
-  const r = await runKiln('complete', file, '--line', String(at.line + 1), '--col', String(at.character + 1), '--model', modelDir, '--json', '--ep', 'cpu', '--threads', '1', '--cache', cacheDir, ...flags);
+  const r = await runKiln(
+    'complete',
+    file,
+    '--line',
+    String(at.line + 1),
+    '--col',
+    String(at.character + 1),
+    '--model',
+    modelDir,
+    '--json',
+    '--ep',
+    'cpu',
+    '--threads',
+    '1',
+    '--cache',
+    cacheDir,
+    ...flags,
+  );
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as CliAnswer;
 }

@@ -54,9 +54,21 @@ const getStats = (id: number) => ({ jsonrpc: '2.0', id, method: 'kiln/getStats' 
 const BROKEN: [string, (next: Buffer) => Buffer[], RegExp][] = [
   ['a Content-Length shorter than the body', (next) => [Buffer.from(`Content-Length: 10\r\n\r\n${JSON.stringify(getStats(100))}`), next], /body is not JSON/],
   ['a Content-Length longer than the body, then another message', (next) => [Buffer.from(`Content-Length: 100\r\n\r\n${JSON.stringify(getStats(100))}`), next], /body is not JSON/],
-  ['no Content-Length header', (next) => [Buffer.from(`Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n${JSON.stringify(getStats(100))}`), next], /no Content-Length/],
-  ['a non-numeric Content-Length', (next) => [Buffer.from(`Content-Length: 12abc\r\n\r\n${JSON.stringify(getStats(100))}`), next], /Content-Length must be a byte count, got "12abc"/],
-  ['Content-Length 3e9 (not buffered: refused at the header)', (next) => [Buffer.from('Content-Length: 3000000000\r\n\r\n{"jsonrpc":"2.0"'), next], /Content-Length 3000000000 is over the limit of 64 MiB/],
+  [
+    'no Content-Length header',
+    (next) => [Buffer.from(`Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n${JSON.stringify(getStats(100))}`), next],
+    /no Content-Length/,
+  ],
+  [
+    'a non-numeric Content-Length',
+    (next) => [Buffer.from(`Content-Length: 12abc\r\n\r\n${JSON.stringify(getStats(100))}`), next],
+    /Content-Length must be a byte count, got "12abc"/,
+  ],
+  [
+    'Content-Length 3e9 (not buffered: refused at the header)',
+    (next) => [Buffer.from('Content-Length: 3000000000\r\n\r\n{"jsonrpc":"2.0"'), next],
+    /Content-Length 3000000000 is over the limit of 64 MiB/,
+  ],
 ];
 
 describe('framing errors end the server so the client restarts it', () => {
@@ -66,7 +78,11 @@ describe('framing errors end the server so the client restarts it', () => {
       assert.equal((await server.call('kiln/getStats')).result !== undefined, true, 'served before the broken frame');
       server.write(...bytes(frame(getStats(101))));
       await assertRestartable(server, EXIT_WITHIN_MS, reason);
-      assert.equal(server.received.some((m) => (m as { id?: number }).id === 101), false, 'nothing after the broken frame was served');
+      assert.equal(
+        server.received.some((m) => (m as { id?: number }).id === 101),
+        false,
+        'nothing after the broken frame was served',
+      );
     });
   }
 
@@ -125,7 +141,11 @@ describe('the LSP lifecycle', () => {
     server.send(server.notification('textDocument/didOpen', { textDocument: { uri: 'file:///early.ts', languageId: 'typescript', version: 1, text: 'x = ' } }));
     const init = await server.call('initialize', INITIALIZE);
     assert.ok((init.result as { capabilities: { inlineCompletionProvider?: unknown } }).capabilities.inlineCompletionProvider);
-    const answer = await server.call('textDocument/inlineCompletion', { textDocument: { uri: 'file:///early.ts' }, position: { line: 0, character: 4 }, context: { triggerKind: 1 } });
+    const answer = await server.call('textDocument/inlineCompletion', {
+      textDocument: { uri: 'file:///early.ts' },
+      position: { line: 0, character: 4 },
+      context: { triggerKind: 1 },
+    });
     assert.equal(answer.error?.code, ErrorCodes.InvalidParams);
     assert.match(answer.error!.message, /no open document file:\/\/\/early\.ts/);
   });
@@ -169,7 +189,10 @@ describe('--pipe: the same bounded reader on a socket', () => {
       socket.write('Content-Length: 70000000\r\n\r\n');
       const [code] = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running; stderr: ${stderr}`)), EXIT_WITHIN_MS))]);
       assert.equal(code, 1);
-      assert.deepEqual(framingLines(stderr).map((l) => /Content-Length 70000000 is over the limit of 64 MiB/.test(l)), [true]);
+      assert.deepEqual(
+        framingLines(stderr).map((l) => /Content-Length 70000000 is over the limit of 64 MiB/.test(l)),
+        [true],
+      );
     } finally {
       child.kill('SIGKILL');
       listener.close();

@@ -59,13 +59,28 @@ describe('inline completion before the model is ready', () => {
   it("'loading': kiln/status says 'Loading model …' (a completion then answers empty: see lsp-inline-completion.test.ts)", async () => {
     const settings = { ...TEST_SETTINGS, modelPath: modelDir, maxTokens: MAX_TOKENS, completionMode: 'line' };
     server.send({ jsonrpc: '2.0', id: configurationRequest.id, result: [settings] });
-    await server.waitFor((m) => (m as NotificationMessage).method === 'kiln/status' && (m as NotificationMessage).params !== undefined && ((m as NotificationMessage).params as ServerStatus).state !== 'loading', 'the load to end');
+    await server.waitFor(
+      (m) =>
+        (m as NotificationMessage).method === 'kiln/status' &&
+        (m as NotificationMessage).params !== undefined &&
+        ((m as NotificationMessage).params as ServerStatus).state !== 'loading',
+      'the load to end',
+    );
     const loading = statuses().filter((s) => s.state === 'loading');
-    assert.deepEqual(loading.map((s) => s.message), [`Loading model ${modelDir}…`]);
+    assert.deepEqual(
+      loading.map((s) => s.message),
+      [`Loading model ${modelDir}…`],
+    );
   });
 
   it("'ready': the same request is answered by the model", async () => {
-    await server.waitFor<NotificationMessage>((m) => (m as NotificationMessage).method === 'kiln/status' && (m as NotificationMessage).params !== undefined && ((m as NotificationMessage).params as ServerStatus).state === 'ready', 'the model to load');
+    await server.waitFor<NotificationMessage>(
+      (m) =>
+        (m as NotificationMessage).method === 'kiln/status' &&
+        (m as NotificationMessage).params !== undefined &&
+        ((m as NotificationMessage).params as ServerStatus).state === 'ready',
+      'the model to load',
+    );
     const answer = await server.call('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 0, character: 4 }, context: { triggerKind: 1 } });
     const items = (answer.result as { items: { insertText: string }[] }).items;
     assert.equal(items[0]?.insertText.length, MAX_TOKENS, JSON.stringify(answer));

@@ -110,7 +110,10 @@ describe('a typing storm of 100 keystrokes', () => {
 
   it('answers the newest request in full and every older one empty (superseded)', () => {
     assertFull(answers.at(-1)!);
-    const older = answers.slice(0, -1).map((a, i) => [i, insertTexts(a)] as const).filter(([, items]) => items.length > 0);
+    const older = answers
+      .slice(0, -1)
+      .map((a, i) => [i, insertTexts(a)] as const)
+      .filter(([, items]) => items.length > 0);
     assert.deepEqual(older, [], 'older requests come back empty');
   });
 

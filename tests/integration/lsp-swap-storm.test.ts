@@ -67,8 +67,14 @@ function writeRandomAdapter(dir: string, baseDir: string): void {
   const tensors = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
   for (const [module, [out, inDim]] of loraModuleShapes(loadModelConfig(baseDir))) {
-    for (const [which, shape] of [['A', [ADAPTER_RANK, inDim]], ['B', [out, ADAPTER_RANK]]] as const) {
-      tensors.set(`${module}.lora_${which}.weight`, Float32Array.from({ length: shape[0] * shape[1] }, () => rand() - 0.5));
+    for (const [which, shape] of [
+      ['A', [ADAPTER_RANK, inDim]],
+      ['B', [out, ADAPTER_RANK]],
+    ] as const) {
+      tensors.set(
+        `${module}.lora_${which}.weight`,
+        Float32Array.from({ length: shape[0] * shape[1] }, () => rand() - 0.5),
+      );
       shapes.set(`${module}.lora_${which}.weight`, [...shape]);
     }
   }
@@ -139,7 +145,10 @@ function describeSwap(name: string, patch: Record<string, unknown>, expected: Pa
       // the figures, for the report: the assertion below uses WAIT_BOUND_MS
       console.log(
         `${name}: ${completions.length} keystrokes (${completions.filter((s) => s.duringLoad).length} during a ${loadMs.toFixed(0)} ms load); ` +
-          `worst waits beyond compute ${waits.slice(0, 3).map((w) => w.toFixed(0)).join(', ')} ms; ${overTarget} of ${samples.length} requests over ${TARGET_WAIT_MS} ms; ${loaded}`,
+          `worst waits beyond compute ${waits
+            .slice(0, 3)
+            .map((w) => w.toFixed(0))
+            .join(', ')} ms; ${overTarget} of ${samples.length} requests over ${TARGET_WAIT_MS} ms; ${loaded}`,
       );
     });
 
@@ -162,18 +171,27 @@ function describeSwap(name: string, patch: Record<string, unknown>, expected: Pa
       const empty = during.filter((s) => !s.suggested);
       assert.ok(empty.length <= 1, `${empty.length} of ${during.length} keystrokes during the load got no suggestion`);
       const lastDuring = during.at(-1)!;
-      assert.ok(loadMs - lastDuring.sentAt < lastDuring.wallMs + WAIT_BOUND_MS + KEYSTROKE_INTERVAL_MS, `the last keystroke during the load was sent at ${lastDuring.sentAt.toFixed(0)} ms of ${loadMs.toFixed(0)}`);
+      assert.ok(
+        loadMs - lastDuring.sentAt < lastDuring.wallMs + WAIT_BOUND_MS + KEYSTROKE_INTERVAL_MS,
+        `the last keystroke during the load was sent at ${lastDuring.sentAt.toFixed(0)} ms of ${loadMs.toFixed(0)}`,
+      );
     });
 
     it('after the swap the new model answers every keystroke', () => {
       const afterSwap = samples.filter((s) => s.kind === 'completion' && !s.duringLoad);
       assert.equal(afterSwap.length, KEYSTROKES_AFTER_READY);
-      assert.ok(afterSwap.every((s) => s.suggested && s.computeMs > 0), 'every keystroke after the swap was computed');
+      assert.ok(
+        afterSwap.every((s) => s.suggested && s.computeMs > 0),
+        'every keystroke after the swap was computed',
+      );
     });
 
     it('reports what the load cost the server thread: the session creation and the longest stall', () => {
       const loaded = client.logs.items.filter((l) => l.startsWith('loaded slow:')).at(-1);
-      assert.match(loaded ?? '', /^loaded slow: graph built in \d+ ms in the model worker; session created in \d+ ms on the server thread; longest event-loop stall during the load \d+ ms$/);
+      assert.match(
+        loaded ?? '',
+        /^loaded slow: graph built in \d+ ms in the model worker; session created in \d+ ms on the server thread; longest event-loop stall during the load \d+ ms$/,
+      );
     });
   });
 }

@@ -39,7 +39,14 @@ let hub: HubServer;
 let storageCount = 0;
 const freshStorage = () => join(root, `storage-${++storageCount}`);
 /** Small limits so every hostile case ends fast; the defaults are the same rules, only larger. */
-const small: Partial<DownloadOptions> = { retryDelayMs: 5, retries: 2, maxListingBytes: 256 * 1024, maxSmallFileBytes: 256 * 1024, throughputWindowMs: 400, minBytesPerSecond: 4096 };
+const small: Partial<DownloadOptions> = {
+  retryDelayMs: 5,
+  retries: 2,
+  maxListingBytes: 256 * 1024,
+  maxSmallFileBytes: 256 * 1024,
+  throughputWindowMs: 400,
+  minBytesPerSecond: 4096,
+};
 
 before(async () => {
   ensureBuilt();
@@ -124,7 +131,10 @@ describe('downloads from a hostile hub', () => {
     const collect = setInterval(gc, 20); // nodejs/node#57736: AbortSignal.any lost its timeout to GC
     hub.faults.hostileListing = 'hang';
     try {
-      await refused({ signal: new AbortController().signal, listingTimeoutMs: 300, retries: 1 }, /listing kiln-test\/tiny-coder on http:\/\/127\.0\.0\.1:\d+: no answer within 0\.3 s/);
+      await refused(
+        { signal: new AbortController().signal, listingTimeoutMs: 300, retries: 1 },
+        /listing kiln-test\/tiny-coder on http:\/\/127\.0\.0\.1:\d+: no answer within 0\.3 s/,
+      );
     } finally {
       clearInterval(collect);
     }

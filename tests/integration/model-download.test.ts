@@ -89,7 +89,8 @@ describe('kiln model download', () => {
 
     const code = join(root, 'sample.ts');
     writeFileSync(code, 'function add(a: number, b: number) {\n  return a + b;\n}\n\nfunction sub(a: number, b: number) {\n  \n}\n');
-    const complete = (model: string) => kiln('complete', code, '--line', '6', '--col', '3', '--model', model, '--json', '--ep', 'cpu', '--threads', '1', '--cache', join(root, 'cache'));
+    const complete = (model: string) =>
+      kiln('complete', code, '--line', '6', '--col', '3', '--model', model, '--json', '--ep', 'cpu', '--threads', '1', '--cache', join(root, 'cache'));
     const [fromDownload, fromSource] = await Promise.all([complete(dir), complete(single)]);
     assert.equal(fromDownload.code, 0, fromDownload.stderr);
     assert.deepEqual((JSON.parse(fromDownload.stdout) as { items: string[] }).items, (JSON.parse(fromSource.stdout) as { items: string[] }).items);
@@ -103,7 +104,10 @@ describe('kiln model download', () => {
     const r = await download(storage, SINGLE);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /model\.safetensors: download interrupted.*retry 1/);
-    const ranges = hub.requests.slice(before).filter((q) => q.origin === 'cdn' && q.range).map((q) => q.range);
+    const ranges = hub.requests
+      .slice(before)
+      .filter((q) => q.origin === 'cdn' && q.range)
+      .map((q) => q.range);
     assert.deepEqual(ranges, [`bytes=${cutAt}-`]);
     assertSameFiles(modelFolder(storage, SINGLE), single, KILN_FILES);
   });
@@ -138,7 +142,9 @@ describe('kiln model download', () => {
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { dir: string; manifest: DownloadManifest; validation: { ok: boolean; message: string } };
     assert.equal(report.validation.ok, true, report.validation.message);
-    const shards = readdirSync(sharded).filter((f) => f.endsWith('.safetensors')).sort();
+    const shards = readdirSync(sharded)
+      .filter((f) => f.endsWith('.safetensors'))
+      .sort();
     assert.equal(shards.length, 2);
     const names = ['config.json', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json', ...shards];
     assert.deepEqual(report.manifest.files.map((f) => f.path).sort(), names.sort());
@@ -152,7 +158,10 @@ describe('kiln model download', () => {
     const r = await download(freshStorage(), 'kiln-test/private-coder', '--token', 'hf_secret');
     assert.equal(r.code, 0, r.stderr);
     const seen = hub.requests.slice(before);
-    assert.ok(seen.some((q) => q.origin === 'cdn'), 'LFS files came from the CDN');
+    assert.ok(
+      seen.some((q) => q.origin === 'cdn'),
+      'LFS files came from the CDN',
+    );
     for (const q of seen) assert.equal(q.authorization, q.origin === 'hub' ? 'Bearer hf_secret' : undefined, `${q.origin} ${q.path}`);
   });
 
@@ -235,7 +244,10 @@ describe('downloadModel', () => {
     const storage = freshStorage();
     hub.faults.grow = 'tokenizer.json';
     try {
-      await assert.rejects(downloadModel({ repo: SINGLE, storageDir: storage, baseUrl: hub.url, ...quick }), /^HubError: tokenizer\.json from kiln-test\/tiny-coder is corrupt: more bytes than the \d+ the Hub lists/);
+      await assert.rejects(
+        downloadModel({ repo: SINGLE, storageDir: storage, baseUrl: hub.url, ...quick }),
+        /^HubError: tokenizer\.json from kiln-test\/tiny-coder is corrupt: more bytes than the \d+ the Hub lists/,
+      );
     } finally {
       hub.faults.grow = undefined;
     }

@@ -69,7 +69,10 @@ test('a workspace of more than one tokenizing batch is tokenized on worker threa
 test('bad params are refused with a message naming them; the server keeps answering', async () => {
   await assert.rejects(client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace, storageDir: 'relative/dir' }), /storageDir must be an absolute folder/);
   await assert.rejects(client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace, storageDir, maxFiles: 0 }), /maxFiles must be a positive integer/);
-  await assert.rejects(client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace: join(root, 'missing'), storageDir }), /reading the training data failed: .*ENOENT/);
+  await assert.rejects(
+    client.connection.sendRequest(KilnTrainingDataPreviewRequest.type, { workspace: join(root, 'missing'), storageDir }),
+    /reading the training data failed: .*ENOENT/,
+  );
   assert.ok(!existsSync(join(storageDir, 'relative')));
   const stats = await client.getStats();
   assert.equal(stats.state, 'ready');

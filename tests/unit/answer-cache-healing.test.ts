@@ -32,7 +32,11 @@ describe('the answer cache with token healing', () => {
     // and whose first answer does not start with '=' (typing it would be typed through, not cached).
     for (let seed = 1; seed <= 20; seed++) {
       const dir = writeTinyCodeModel(join(root, `model-${seed}`), { seed });
-      const model: CompletionModel = await loadCompletionModel(dir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+      const model: CompletionModel = await loadCompletionModel(
+        dir,
+        { fimOrder: 'auto', quantization: 'none' },
+        { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') },
+      );
       try {
         const coldFirst = await answer(new CompletionEngine(model, settings, new LatencyStats()), first);
         const coldSecond = await answer(new CompletionEngine(model, settings, new LatencyStats()), second);

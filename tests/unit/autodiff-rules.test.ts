@@ -15,23 +15,68 @@ interface Case {
   build: (dg: DiffGraph, xs: Value[]) => Value;
 }
 
-
 const CASES: Case[] = [
-  { name: 'Add with broadcasting', inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [4] }], build: (dg, [a, b]) => add(dg, a!, b!) },
-  { name: 'Sub with broadcasting', inputs: [{ name: 'a', shape: [2, 1, 4] }, { name: 'b', shape: [2, 3, 4] }], build: (dg, [a, b]) => sub(dg, a!, b!) },
-  { name: 'Mul with broadcasting', inputs: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [2, 3, 1] }], build: (dg, [a, b]) => mul(dg, a!, b!) },
-  { name: 'Div', inputs: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [3, 4], positive: true }], build: (dg, [a, b]) => div(dg, a!, b!) },
+  {
+    name: 'Add with broadcasting',
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [4] },
+    ],
+    build: (dg, [a, b]) => add(dg, a!, b!),
+  },
+  {
+    name: 'Sub with broadcasting',
+    inputs: [
+      { name: 'a', shape: [2, 1, 4] },
+      { name: 'b', shape: [2, 3, 4] },
+    ],
+    build: (dg, [a, b]) => sub(dg, a!, b!),
+  },
+  {
+    name: 'Mul with broadcasting',
+    inputs: [
+      { name: 'a', shape: [2, 3, 4] },
+      { name: 'b', shape: [2, 3, 1] },
+    ],
+    build: (dg, [a, b]) => mul(dg, a!, b!),
+  },
+  {
+    name: 'Div',
+    inputs: [
+      { name: 'a', shape: [3, 4] },
+      { name: 'b', shape: [3, 4], positive: true },
+    ],
+    build: (dg, [a, b]) => div(dg, a!, b!),
+  },
   { name: 'Neg, Reciprocal, Sqrt', inputs: [{ name: 'x', shape: [5], positive: true }], build: (dg, [x]) => neg(dg, reciprocal(dg, sqrt(dg, x!))) },
   { name: 'Sigmoid and SiLU', inputs: [{ name: 'x', shape: [2, 5] }], build: (dg, [x]) => add(dg, sigmoid(dg, x!), silu(dg, x!)) },
-  { name: 'MatMul with a 2-D weight', inputs: [{ name: 'x', shape: [2, 3, 4] }, { name: 'w', shape: [4, 5] }], build: (dg, [x, w]) => matmul(dg, x!, w!) },
-  { name: 'batched MatMul with broadcasting', inputs: [{ name: 'a', shape: [2, 3, 2, 4] }, { name: 'b', shape: [2, 1, 4, 5] }], build: (dg, [a, b]) => matmul(dg, a!, b!) },
+  {
+    name: 'MatMul with a 2-D weight',
+    inputs: [
+      { name: 'x', shape: [2, 3, 4] },
+      { name: 'w', shape: [4, 5] },
+    ],
+    build: (dg, [x, w]) => matmul(dg, x!, w!),
+  },
+  {
+    name: 'batched MatMul with broadcasting',
+    inputs: [
+      { name: 'a', shape: [2, 3, 2, 4] },
+      { name: 'b', shape: [2, 1, 4, 5] },
+    ],
+    build: (dg, [a, b]) => matmul(dg, a!, b!),
+  },
   { name: 'ReduceMean over the last axis', inputs: [{ name: 'x', shape: [2, 6] }], build: (dg, [x]) => meanLastAxis(dg, mul(dg, x!, x!)) },
   { name: 'Softmax over the last axis', inputs: [{ name: 'x', shape: [3, 7] }], build: (dg, [x]) => softmaxLastAxis(dg, x!) },
   { name: 'Reshape and Transpose', inputs: [{ name: 'x', shape: [2, 3, 4] }], build: (dg, [x]) => transpose(dg, reshape(dg, x!, [0, 0, 2, 2]), [0, 2, 3, 1]) },
-  { name: 'Split, Concat (rotate_half) and Unsqueeze', inputs: [{ name: 'x', shape: [2, 6] }], build: (dg, [x]) => {
+  {
+    name: 'Split, Concat (rotate_half) and Unsqueeze',
+    inputs: [{ name: 'x', shape: [2, 6] }],
+    build: (dg, [x]) => {
       const [x1, x2] = split(dg, x!, [3, 3], -1) as [Value, Value];
       return unsqueeze(dg, concat(dg, [neg(dg, x2), x1], -1), [1]);
-    } },
+    },
+  },
   { name: 'Split with an unused output', inputs: [{ name: 'x', shape: [2, 6] }], build: (dg, [x]) => split(dg, x!, [2, 4], -1)[1]! },
 ];
 
@@ -47,7 +92,12 @@ describe('backward rules match central finite differences', () => {
         const data = randomNormal(rand, n, 1).map((v) => (i.positive ? 0.5 + Math.abs(v) : v));
         feeds[i.name] = new ort.Tensor('float32', data, i.shape);
       }
-      const r = await checkGradients(session, feeds, c.inputs.map((i) => i.name), { loss: 'loss', grad: (p) => `grad.${p}` });
+      const r = await checkGradients(
+        session,
+        feeds,
+        c.inputs.map((i) => i.name),
+        { loss: 'loss', grad: (p) => `grad.${p}` },
+      );
       assert.ok(r.checked > 0);
       assert.ok(r.maxRelError <= 1e-3, `${r.maxRelError}: ${r.worst}`);
     });
@@ -77,6 +127,9 @@ describe('backward rules match central finite differences', () => {
     const r = await checkGradients(session, feeds, ['logits'], { loss: 'loss', grad: (p) => `grad.${p}` }, { perParam: 10 });
     assert.ok(r.maxRelError <= 1e-3, `${r.maxRelError}: ${r.worst}`);
     const grad = (await session.run(feeds))['grad.logits']!.data as Float32Array;
-    assert.ok(grad.subarray(5, 10).every((v) => v === 0), 'an ignored row gets no gradient');
+    assert.ok(
+      grad.subarray(5, 10).every((v) => v === 0),
+      'an ignored row gets no gradient',
+    );
   });
 });

@@ -20,7 +20,14 @@ describe('previous-line baseline', () => {
 
 describe('token n-gram', () => {
   it('picks the most frequent continuation of the longest known context', () => {
-    const model = NgramModel.train([[1, 2, 3, 1, 2, 3, 1, 2, 4], [5, 2, 4]], 10, 3);
+    const model = NgramModel.train(
+      [
+        [1, 2, 3, 1, 2, 3, 1, 2, 4],
+        [5, 2, 4],
+      ],
+      10,
+      3,
+    );
     assert.equal(model.next([1, 2]), 3, '(1,2) -> 3 twice, 4 once');
     assert.equal(model.next([5, 2]), 4);
     assert.equal(model.next([9, 3]), 1, 'unknown bigram context backs off to (3) -> 1');

@@ -98,7 +98,10 @@ test('FIM and file-separator tokens are single ids at the end of the vocabulary,
   assert.equal(tok.eosId, tok.tokenToId('<|endoftext|>'));
   const fim = resolveFimTemplate(tok);
   assert.equal(fim?.family, 'qwen');
-  assert.deepEqual([fim?.prefixId, fim?.suffixId, fim?.middleId], ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((t) => tok.tokenToId(t)));
+  assert.deepEqual(
+    [fim?.prefixId, fim?.suffixId, fim?.middleId],
+    ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((t) => tok.tokenToId(t)),
+  );
   assert.equal(fim?.fileSepId, tok.tokenToId('<|file_sep|>'));
   assert.equal(fim?.repoNameId, tok.tokenToId('<|repo_name|>'));
 });
@@ -138,11 +141,17 @@ test('merges come in the expected order on a hand-checkable corpus', () => {
   // Words: "ab" ×1, " ab" ×3, " cd" ×3. (a,b) occurs 4 times; then (Ġ,ab), (Ġ,c) and (c,d) tie at
   // 3 and go by spelling: "c" < "Ġ" (U+0120), then "ab" < "c".
   const learned = learnMerges(countWords('ab ab ab ab cd cd cd'), { tokens: 300 });
-  assert.deepEqual(learned.merges.map((m) => m.join(' ')), ['a b', 'c d', 'Ġ ab', 'Ġ cd']);
+  assert.deepEqual(
+    learned.merges.map((m) => m.join(' ')),
+    ['a b', 'c d', 'Ġ ab', 'Ġ cd'],
+  );
   assert.deepEqual(learned.tokens.slice(256), ['ab', 'cd', 'Ġab', 'Ġcd']);
   // Overlapping pairs: "aaa" holds (a,a) twice but merges once, leaving (aa,a).
   const overlapping = learnMerges(new Map([['aaa', 5]]), { tokens: 300, minFrequency: 1 });
-  assert.deepEqual(overlapping.merges, [['a', 'a'], ['aa', 'a']]);
+  assert.deepEqual(overlapping.merges, [
+    ['a', 'a'],
+    ['aa', 'a'],
+  ]);
 });
 
 /** The textbook algorithm: recount every pair after every merge. */
@@ -151,7 +160,8 @@ function referenceMerges(counts: ReadonlyMap<string, number>, n: number): string
   const merges: string[] = [];
   while (merges.length < n) {
     const pairs = new Map<string, number>();
-    for (const { symbols, f } of words) for (let i = 0; i + 1 < symbols.length; i++) pairs.set(`${symbols[i]} ${symbols[i + 1]}`, (pairs.get(`${symbols[i]} ${symbols[i + 1]}`) ?? 0) + f);
+    for (const { symbols, f } of words)
+      for (let i = 0; i + 1 < symbols.length; i++) pairs.set(`${symbols[i]} ${symbols[i + 1]}`, (pairs.get(`${symbols[i]} ${symbols[i + 1]}`) ?? 0) + f);
     let best: [string, number] | undefined;
     for (const [p, c] of pairs) {
       const [l, r] = p.split(' ') as [string, string];
@@ -195,6 +205,9 @@ test('tokenizer_config.json names <|endoftext|> as EOS and every special token',
   assert.equal(config.eos_token, '<|endoftext|>');
   assert.equal(config.bos_token, null);
   const decoder = config.added_tokens_decoder as Record<string, { content: string; special: boolean }>;
-  assert.deepEqual(Object.values(decoder).map((t) => t.content), [...KILN_SPECIAL_TOKENS]);
+  assert.deepEqual(
+    Object.values(decoder).map((t) => t.content),
+    [...KILN_SPECIAL_TOKENS],
+  );
   assert.ok(Object.values(decoder).every((t) => t.special));
 });

@@ -122,13 +122,18 @@ describe('graph build cache', () => {
   }
   /** Publishes `graph` at `dir` the way the decoder cache does; `whilePublishing` runs between writing and renaming. */
   const publish = (graph: GraphBuilder, dir: string, whilePublishing: () => void = () => {}) =>
-    writeModel(graph, dir, { '': 23 }, {
-      finish: (tmp, bytes) => {
-        writeBuildMeta(tmp, bytes, { writer: graph.initializers.length });
-        whilePublishing();
+    writeModel(
+      graph,
+      dir,
+      { '': 23 },
+      {
+        finish: (tmp, bytes) => {
+          writeBuildMeta(tmp, bytes, { writer: graph.initializers.length });
+          whilePublishing();
+        },
+        isComplete: isCompleteBuild,
       },
-      isComplete: isCompleteBuild,
-    });
+    );
   const siblings = (dir: string) => readdirSync(join(dir, '..')).sort();
 
   it('another process publishing the same build first: its folder is kept, no error, no temporary left', () => {

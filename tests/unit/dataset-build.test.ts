@@ -90,9 +90,15 @@ for (const git of [true, false]) {
     const reasons = new Map(ds.report.excluded.map((e) => [e.path, e.reason]));
     for (const [path, reason] of Object.entries({ ...SCAN_EXCLUDED, ...CONTENT_EXCLUDED })) assert.equal(reasons.get(path), reason, path);
     assert.equal(ds.report.excluded.find((e) => e.path === 'src/util_copy.ts')?.detail, 'same as src/util.ts');
-    assert.deepEqual(ds.report.files.map((f) => f.path), EXPECTED_SOURCES);
+    assert.deepEqual(
+      ds.report.files.map((f) => f.path),
+      EXPECTED_SOURCES,
+    );
     const held = ds.report.files.filter((f) => f.split === 'validation').map((f) => f.path);
-    assert.deepEqual(ds.validationFiles.map((f) => f.path), held);
+    assert.deepEqual(
+      ds.validationFiles.map((f) => f.path),
+      held,
+    );
     assert.ok(held.length >= 1 && held.length < EXPECTED_SOURCES.length);
   });
 }
@@ -105,7 +111,10 @@ test('the dataset is deterministic for a seed; the hold-out does not depend on t
   const c = (await build(root, { useGit: false, seed: 2 })).ds;
   const ids = (ds: Dataset) => ds.train.map((s) => [...s.inputIds]);
   assert.deepEqual(ids(a), ids(b));
-  assert.deepEqual(a.train.map((s) => [...s.labels]), b.train.map((s) => [...s.labels]));
+  assert.deepEqual(
+    a.train.map((s) => [...s.labels]),
+    b.train.map((s) => [...s.labels]),
+  );
   assert.notDeepEqual(ids(a), ids(c));
   assert.deepEqual(a.validationFiles, c.validationFiles);
 });
@@ -151,11 +160,22 @@ test('the dry run lists files with token counts, totals, and exclusions with rea
   assert.match(text, /by reason: .*secret-file 5/);
   assert.match(text, /secrets\s+6 lines blanked \(by rule below\)/);
   const table = /Secret lines blanked, by rule:\n((?: {2}.*\n)+)/.exec(text)?.[1] ?? '';
-  const rows = table.trimEnd().split('\n').slice(1).map((row) => row.trim().split(/\s+/));
+  const rows = table
+    .trimEnd()
+    .split('\n')
+    .slice(1)
+    .map((row) => row.trim().split(/\s+/));
   const expected = Object.entries(ds.report.scrubbedByKind).map(([rule, n]) => [rule, String(n)]);
   assert.deepEqual([...rows].sort(), [...expected].sort(), table);
-  assert.equal(rows.reduce((sum, [, n]) => sum + Number(n), 0), 6);
-  assert.deepEqual(rows[0], [Object.entries(ds.report.scrubbedByKind).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0))[0]![0], String(Math.max(...Object.values(ds.report.scrubbedByKind).map(Number)))], 'most blanked first');
+  assert.equal(
+    rows.reduce((sum, [, n]) => sum + Number(n), 0),
+    6,
+  );
+  assert.deepEqual(
+    rows[0],
+    [Object.entries(ds.report.scrubbedByKind).sort(([, a], [, b]) => (b ?? 0) - (a ?? 0))[0]![0], String(Math.max(...Object.values(ds.report.scrubbedByKind).map(Number)))],
+    'most blanked first',
+  );
   assert.deepEqual(ds.report.scrubbedByKind, { 'aws-access-key': 1, 'keyed-secret': 1, 'secretlint/privatekey': 4 });
   for (const marker of Object.values(PLANTED)) assert.ok(!text.includes(marker));
 });
@@ -168,8 +188,14 @@ test('kept examples are exactly the tokens packed: every non-padding position co
   assert.ok(examples.length > 0);
   assert.equal(ds.report.examples.plain + ds.report.examples.psm + ds.report.examples.spm, examples.length);
   const positions = (ds.train.length + ds.validation.length) * 256;
-  assert.equal(examples.reduce((n, e) => n + e.tokens.length, 0), positions - ds.report.paddingTokens);
-  assert.deepEqual([...new Set(examples.map((e) => e.path))].sort(), ds.report.files.map((f) => f.path));
+  assert.equal(
+    examples.reduce((n, e) => n + e.tokens.length, 0),
+    positions - ds.report.paddingTokens,
+  );
+  assert.deepEqual(
+    [...new Set(examples.map((e) => e.path))].sort(),
+    ds.report.files.map((f) => f.path),
+  );
   assert.equal((await build(root, { useGit: false })).ds.examples, undefined, 'kept only when asked');
 });
 

@@ -73,7 +73,10 @@ test('a .git/config that names programs (fsmonitor, hooks, pager, filters, exter
 
   const scan = await scanWorkspace(ws);
   assert.equal(scan.mode, 'git');
-  assert.deepEqual(scan.files.map((f) => f.path), ['README.md', 'src/app.py', 'src/new.py']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['README.md', 'src/app.py', 'src/new.py'],
+  );
   assert.equal(existsSync(touched), false, `git ran a program from the workspace's config: ${existsSync(touched) ? 'see the marker file' : ''}`);
 });
 
@@ -90,7 +93,10 @@ test('git mode: a FIFO named .gitignore does not hang the scan; git is stopped a
   assert.ok(Date.now() - started < 30_000, 'the scan ends within its bound');
   assert.equal(scan.mode, 'walk');
   assert.match(scan.warnings.join('\n'), /did not finish within 1 s.*was stopped/);
-  assert.deepEqual(scan.files.map((f) => f.path), ['src/a.py', 'sub/b.py']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['src/a.py', 'sub/b.py'],
+  );
   for (const fifo of ['.gitignore', 'sub/.gitignore']) {
     const e = scan.excluded.find((x) => x.path === fifo);
     assert.deepEqual(e && [e.reason, e.detail], ['unreadable', 'not a regular file'], fifo);
@@ -103,13 +109,19 @@ test('walk mode: FIFOs (as .gitignore, as .git/info/exclude, as a source file) n
   mkdirSync(join(ws, '.git', 'info'), { recursive: true });
   for (const fifo of ['.gitignore', '.git/info/exclude', 'src/.gitignore', 'src/pipe.ts']) execFileSync('mkfifo', [join(ws, fifo)]);
   const scan = await scanWorkspace(ws, { useGit: false });
-  assert.deepEqual(scan.files.map((f) => f.path), ['src/a.ts']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['src/a.ts'],
+  );
   for (const fifo of ['.gitignore', 'src/.gitignore', 'src/pipe.ts']) {
     const e = scan.excluded.find((x) => x.path === fifo);
     assert.deepEqual(e && [e.reason, e.detail], ['unreadable', 'not a regular file'], fifo);
   }
   const read = await readSources(scan.root, scan.files, { maxFileBytes: 1 << 20 });
-  assert.deepEqual(read.sources.map((s) => s.path), ['src/a.ts']);
+  assert.deepEqual(
+    read.sources.map((s) => s.path),
+    ['src/a.ts'],
+  );
 });
 
 for (const useGit of [true, false]) {
@@ -130,7 +142,10 @@ for (const useGit of [true, false]) {
       git(ws, 'add', '-A');
     }
     const scan = await scanWorkspace(ws, { useGit });
-    assert.deepEqual(scan.files.map((f) => f.path), ['a.ts', 'c.ts', 'dir/b.ts', 'keep.ts']);
+    assert.deepEqual(
+      scan.files.map((f) => f.path),
+      ['a.ts', 'c.ts', 'dir/b.ts', 'keep.ts'],
+    );
 
     unlinkSync(join(ws, 'a.ts'));
     symlinkSync(join(outside, 'secret.ts'), join(ws, 'a.ts')); // the file itself becomes a link
@@ -140,7 +155,10 @@ for (const useGit of [true, false]) {
     renameSync(join(ws, 'c.next'), join(ws, 'c.ts')); // another file takes the path
 
     const read = await readSources(scan.root, scan.files, { maxFileBytes: 1 << 20 });
-    assert.deepEqual(read.sources.map((s) => s.path), ['keep.ts']);
+    assert.deepEqual(
+      read.sources.map((s) => s.path),
+      ['keep.ts'],
+    );
     for (const s of read.sources) assert.ok(!s.text.includes(secret));
     const why = new Map(read.excluded.map((e) => [e.path, `${e.reason} ${e.detail ?? ''}`.trim()]));
     assert.equal(why.get('a.ts'), 'symlink');
@@ -164,7 +182,10 @@ for (const useGit of [true, false]) {
     const scan = await scanWorkspace(ws, { useGit });
     assert.equal(reasonOf(scan, 'linked.ts'), 'hard-link');
     assert.match(scan.excluded.find((e) => e.path === 'linked.ts')?.detail ?? '', /2 links, not tracked by git/);
-    assert.deepEqual(scan.files.map((f) => f.path), ['a.ts', 'shared.ts']);
+    assert.deepEqual(
+      scan.files.map((f) => f.path),
+      ['a.ts', 'shared.ts'],
+    );
     const read = await readSources(scan.root, [...scan.files, { path: 'linked.ts', bytes: 10 }], { maxFileBytes: 1 << 20 });
     assert.equal(read.excluded.find((e) => e.path === 'linked.ts')?.reason, 'hard-link', 'the reader refuses it too');
     for (const s of read.sources) assert.ok(!s.text.includes(secret));
@@ -180,7 +201,10 @@ test('a file that grew past the size bound after the scan is not read whole', as
   const ws = fresh('ws');
   write(ws, 'grow.ts', 'export const g = 1;\n');
   const scan = await scanWorkspace(ws, { useGit: false, maxFileBytes: 4096 });
-  assert.deepEqual(scan.files.map((f) => f.path), ['grow.ts']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['grow.ts'],
+  );
   appendFileSync(join(ws, 'grow.ts'), `// ${'x'.repeat(64 * 1024)}\n`);
   const read = await readSources(scan.root, scan.files, { maxFileBytes: 4096 });
   assert.deepEqual(read.sources, []);

@@ -47,7 +47,10 @@ describe('dataset tokenizing on worker threads', () => {
       const done: number[] = [];
       const parallel = await build({ parallel: onWorkers(workers), onProgress: (p) => p.phase === 'tokenize' && done.push(p.done) });
       assertSameDataset(parallel, single);
-      assert.ok(done.every((d, i) => i === 0 || d >= done[i - 1]!), `progress never goes back: ${done.join(',')}`);
+      assert.ok(
+        done.every((d, i) => i === 0 || d >= done[i - 1]!),
+        `progress never goes back: ${done.join(',')}`,
+      );
       assert.equal(done.at(-1), single.report.files.length);
     }
   });
@@ -64,10 +67,13 @@ describe('dataset tokenizing on worker threads', () => {
     await assert.rejects(build({ parallel: onWorkers(2, missing) }), /tokenizing worker failed: .*no-tokenizer-here/);
   });
 
-  it('token ids alone (the n-gram baseline\'s corpus): the same ids as encoding each text here, in order', async () => {
+  it("token ids alone (the n-gram baseline's corpus): the same ids as encoding each text here, in order", async () => {
     const texts = Array.from({ length: 9 }, (_, i) => ({ path: `f${i}.ts`, text: `const v${i} = ${'[1, 2]'.repeat(i * 7)};\n// ${'é'.repeat(i)} ✓\n` }));
     const ids = await encodeDocuments(texts, tokenizer, { parallel: onWorkers(3) });
-    assert.deepEqual(ids, texts.map((t) => tokenizer.encode(t.text)));
+    assert.deepEqual(
+      ids,
+      texts.map((t) => tokenizer.encode(t.text)),
+    );
   });
 
   it('a cancellation during tokenizing rejects with its reason and stops the workers', async () => {

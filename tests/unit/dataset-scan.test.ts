@@ -19,7 +19,10 @@ for (const git of [true, false]) {
     const got = reasons(scan);
     for (const [path, reason] of Object.entries(SCAN_EXCLUDED)) assert.equal(got.get(path), reason, path);
     const expected = [...EXPECTED_SOURCES, ...Object.keys(CONTENT_EXCLUDED)].sort();
-    assert.deepEqual(scan.files.map((f) => f.path), expected);
+    assert.deepEqual(
+      scan.files.map((f) => f.path),
+      expected,
+    );
     assert.equal(scan.truncated, false);
     // Vendored folders are reported once, not file by file.
     assert.equal(scan.excluded.filter((e) => e.path.startsWith('node_modules')).length, 1);
@@ -52,7 +55,10 @@ test('walk never follows a symlinked folder out of the root', async () => {
   writeFileSync(join(root, 'src', 'a.ts'), 'export const a = 1;\n');
   symlinkSync(outside, join(root, 'src', 'linked'));
   const scan = await scanWorkspace(root, { useGit: false });
-  assert.deepEqual(scan.files.map((f) => f.path), ['src/a.ts']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['src/a.ts'],
+  );
   assert.ok(scan.excluded.some((e) => e.path === 'src/linked'));
   assert.ok(!scan.excluded.some((e) => e.path.includes('leak')));
 });
@@ -66,7 +72,10 @@ test('a nested .gitignore overrides its parent in a walk, as in git', async () =
     writeFileSync(join(root, f), 'export {};\n');
   }
   const scan = await scanWorkspace(root, { useGit: false });
-  assert.deepEqual(scan.files.map((f) => f.path), ['local.ts', 'sub/keep.gen.ts', 'sub/ok.ts']);
+  assert.deepEqual(
+    scan.files.map((f) => f.path),
+    ['local.ts', 'sub/keep.gen.ts', 'sub/ok.ts'],
+  );
   const ignored = scan.excluded.filter((e) => e.reason === 'ignored').map((e) => e.path);
   assert.deepEqual(ignored.sort(), ['a.gen.ts', 'sub/drop.gen.ts', 'sub/local.ts', 'sub/private/']);
 });
@@ -76,7 +85,13 @@ test('scan bounds: past maxFiles the rest are excluded as limit and the scan say
   for (let i = 0; i < 6; i++) writeFileSync(join(root, `f${i}.ts`), `export const v${i} = ${i};\n`);
   const scan = await scanWorkspace(root, { useGit: false, maxFiles: 4 });
   assert.equal(scan.files.length, 4);
-  assert.deepEqual(scan.excluded.map((e) => [e.path, e.reason]), [['f4.ts', 'limit'], ['f5.ts', 'limit']]);
+  assert.deepEqual(
+    scan.excluded.map((e) => [e.path, e.reason]),
+    [
+      ['f4.ts', 'limit'],
+      ['f5.ts', 'limit'],
+    ],
+  );
   assert.equal(scan.truncated, true);
   const walked = await scanWorkspace(root, { useGit: false, maxEntries: 3 });
   assert.equal(walked.files.length, 3);

@@ -1,14 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  isIdentifierLike,
-  lineSecret,
-  looksLikeKeyMaterial,
-  looksRandom,
-  scrubSecrets,
-  shannonEntropy,
-  vendorRuleNames,
-} from '../../server/src/dataset/secrets';
+import { isIdentifierLike, lineSecret, looksLikeKeyMaterial, looksRandom, scrubSecrets, shannonEntropy, vendorRuleNames } from '../../server/src/dataset/secrets';
 import { plantedSecrets } from '../fixtures/planted-secrets';
 import { seededRandom } from '../helpers/random';
 

@@ -108,7 +108,11 @@ describe('dependency direction', () => {
       ['finetune', 'evaluation', 'completion'],
     ]) {
       const positions = chain.map((layer) => order.indexOf(layer));
-      assert.deepEqual(positions, [...positions].sort((a, b) => a - b), `${chain.join(' → ')} in ${order.join(', ')}`);
+      assert.deepEqual(
+        positions,
+        [...positions].sort((a, b) => a - b),
+        `${chain.join(' → ')} in ${order.join(', ')}`,
+      );
     }
   });
 
@@ -138,7 +142,9 @@ describe('dependency direction', () => {
   it('the client imports from the server only protocol.ts and the Node-only downloader (never onnxruntime)', () => {
     const offenders = client.flatMap((file) =>
       importsOf(file)
-        .filter((target) => target === 'onnxruntime-node' || (target.startsWith('server/src/') && target !== 'server/src/protocol' && !target.startsWith('server/src/model/download/')))
+        .filter(
+          (target) => target === 'onnxruntime-node' || (target.startsWith('server/src/') && target !== 'server/src/protocol' && !target.startsWith('server/src/model/download/')),
+        )
         .map((target) => `${file} -> ${target}`),
     );
     assert.deepEqual(offenders, []);

@@ -20,8 +20,29 @@ describe('isSafeRelativePath', () => {
 
   it('refuses dot-folders, escapes, absolute paths, backslashes, control characters and devices', () => {
     const refused = [
-      '', '.partial/model.safetensors', '.git/x.safetensors', 'sub/.cache/x.safetensors', '.x.safetensors', '..', '../x', 'a/../../x', 'a/./x',
-      '/etc/x', 'C:/x', 'C:x', 'a\\b', 'a\0b', 'a\nb', 'a//b', 'a/', 'x.', 'x ', 'NUL', 'com1.safetensors', 'a/aux.json', 'x'.repeat(256),
+      '',
+      '.partial/model.safetensors',
+      '.git/x.safetensors',
+      'sub/.cache/x.safetensors',
+      '.x.safetensors',
+      '..',
+      '../x',
+      'a/../../x',
+      'a/./x',
+      '/etc/x',
+      'C:/x',
+      'C:x',
+      'a\\b',
+      'a\0b',
+      'a\nb',
+      'a//b',
+      'a/',
+      'x.',
+      'x ',
+      'NUL',
+      'com1.safetensors',
+      'a/aux.json',
+      'x'.repeat(256),
     ];
     for (const path of refused) assert.equal(isSafeRelativePath(path), false, JSON.stringify(path));
   });
@@ -33,7 +54,10 @@ describe('shardsFromIndex', () => {
 
   it('refuses a shard under .partial/ even when the listing has it', () => {
     const name = '.partial/model-00001-of-00001.safetensors';
-    assert.throws(() => shardsFromIndex('o/r', index([name]), listed(name)), /names a shard "\.partial\/model-00001-of-00001\.safetensors" that is not a safetensors file inside the repository/);
+    assert.throws(
+      () => shardsFromIndex('o/r', index([name]), listed(name)),
+      /names a shard "\.partial\/model-00001-of-00001\.safetensors" that is not a safetensors file inside the repository/,
+    );
   });
 
   it('refuses two shards that differ only in case (one file on macOS and Windows)', () => {
@@ -43,7 +67,10 @@ describe('shardsFromIndex', () => {
 
   it('returns the listed shards of a sound index', () => {
     const names = ['model-00002-of-00002.safetensors', 'model-00001-of-00002.safetensors'];
-    assert.deepEqual(shardsFromIndex('o/r', index(names), listed(...names)).map((f) => f.path), [...names].sort());
+    assert.deepEqual(
+      shardsFromIndex('o/r', index(names), listed(...names)).map((f) => f.path),
+      [...names].sort(),
+    );
   });
 });
 
@@ -165,7 +192,10 @@ describe('describeVerification', () => {
 
   it('names every file without a hash or a size as unverified', () => {
     const files = [file('model.safetensors', 'size'), file('config.json', 'git-blob'), file('tokenizer.json', 'nothing'), file('old.json')];
-    assert.equal(describeVerification(files), 'unverified: model.safetensors (no hash), old.json (not recorded), tokenizer.json (no size, no hash); the other 1 verified by size and hash');
+    assert.equal(
+      describeVerification(files),
+      'unverified: model.safetensors (no hash), old.json (not recorded), tokenizer.json (no size, no hash); the other 1 verified by size and hash',
+    );
     const many = Array.from({ length: 6 }, (_, i) => file(`f${i}.json`, 'nothing'));
     assert.match(describeVerification(many), /^unverified: f0\.json \(no size, no hash\), .*f3\.json \(no size, no hash\) and 2 more$/);
   });

@@ -40,7 +40,7 @@ describe('explicit candidates', () => {
       const steps = counted.runs.slice(1); // after the prompt's prefill
       assert.ok(steps.length <= MAX_TOKENS - 1, `${steps.length} decode runs for ${CANDIDATES} candidates of up to ${MAX_TOKENS} tokens`);
       assert.equal(steps[0], CANDIDATES, 'the first step advances every candidate in one run');
-      assert.equal(steps.reduce((a, b) => a + b, 0) + CANDIDATES, many.timings.decodeTokens, 'every token but each row\'s last came from a batched step');
+      assert.equal(steps.reduce((a, b) => a + b, 0) + CANDIDATES, many.timings.decodeTokens, "every token but each row's last came from a batched step");
     } finally {
       await model.loaded.session.release();
     }
@@ -55,12 +55,19 @@ describe('two documents at once', () => {
     const one = { ...settings, candidates: 1 };
     try {
       const alone: string[][] = [];
-      for (const [i, t] of texts.entries()) alone.push((await new CompletionEngine(model, one, new LatencyStats()).complete({ uri: `file:///alone-${i}.py`, text: t, offset: t.length })).items);
+      for (const [i, t] of texts.entries())
+        alone.push((await new CompletionEngine(model, one, new LatencyStats()).complete({ uri: `file:///alone-${i}.py`, text: t, offset: t.length })).items);
       const counted = countRuns(model.loaded.session);
       const engine = new CompletionEngine(model, one, new LatencyStats(), { server: new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 }) });
       const together = await Promise.all(texts.map((t, i) => engine.complete({ uri: `file:///together-${i}.py`, text: t, offset: t.length })));
-      assert.deepEqual(together.map((a) => a.items), alone);
-      assert.ok(counted.runs.some((b) => b > 1), `decode steps of different documents batched: runs of ${JSON.stringify(counted.runs)}`);
+      assert.deepEqual(
+        together.map((a) => a.items),
+        alone,
+      );
+      assert.ok(
+        counted.runs.some((b) => b > 1),
+        `decode steps of different documents batched: runs of ${JSON.stringify(counted.runs)}`,
+      );
     } finally {
       await model.loaded.session.release();
     }

@@ -145,7 +145,10 @@ describe("loadModel with executionProvider 'auto'", () => {
         assert.match(loaded.attempts[1]!.error, /no GPU device/, 'WebGPU is not even tried without a GPU');
       }
       const rows = await forwardRows(loaded, [1, 2, 3]);
-      assert.ok(rows.every((r) => r.every(Number.isFinite)), 'the chosen provider runs the model');
+      assert.ok(
+        rows.every((r) => r.every(Number.isFinite)),
+        'the chosen provider runs the model',
+      );
     } finally {
       await loaded.session.release();
     }

@@ -44,7 +44,10 @@ test('each FIM token is one id, and its literal text in a file is not', () => {
   const control = new Set([t.prefixId, t.suffixId, t.middleId, ...t.stopIds]);
   for (const name of ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>', '<|fim_pad|>', '<|file_sep|>', '<|repo_name|>', '<|endoftext|>']) {
     assert.equal(typeof tok.tokenToId(name), 'number');
-    assert.ok(tok.encode(`x = "${name}"`).every((id) => !control.has(id)), name);
+    assert.ok(
+      tok.encode(`x = "${name}"`).every((id) => !control.has(id)),
+      name,
+    );
   }
 });
 

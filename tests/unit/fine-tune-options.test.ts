@@ -28,7 +28,10 @@ describe('fine-tune request options', () => {
 
   for (const bad of [0, -3, 2.5, '100', null, Number.NaN]) {
     it(`maxFiles = ${JSON.stringify(bad)} is refused with a message naming it`, () => {
-      assert.throws(() => options({ maxFiles: bad }), (err: Error) => /^maxFiles must be a positive integer/.test(err.message));
+      assert.throws(
+        () => options({ maxFiles: bad }),
+        (err: Error) => /^maxFiles must be a positive integer/.test(err.message),
+      );
     });
   }
 

@@ -27,5 +27,6 @@ it('names the headline gain in the toast and every figure in the details', () =>
   const after = figures(0.034);
   assert.equal(finishedText({ cancelled: false, output: '/o', before, after }), 'Kiln: fine-tune done (exact match 1.2% → 3.4%); completions use it now.');
   const details = gainText(before, after);
-  for (const part of ['1.2% → 3.4%', '+2.2 points', 'edit similarity 0.123 → 0.123', 'validation loss 12.346 → 12.346', '123456 lines', '9876 held-out files']) assert.ok(details.includes(part), `${part} in ${details}`);
+  for (const part of ['1.2% → 3.4%', '+2.2 points', 'edit similarity 0.123 → 0.123', 'validation loss 12.346 → 12.346', '123456 lines', '9876 held-out files'])
+    assert.ok(details.includes(part), `${part} in ${details}`);
 });

@@ -53,15 +53,24 @@ function readGguf(path: string): ReadGguf {
   };
   const value = (type: number): Value => {
     switch (type) {
-      case 0: return buf.readUInt8(p++);
-      case 4: return u32();
-      case 5: return take(4, (at) => buf.readInt32LE(at));
-      case 6: return take(4, (at) => buf.readFloatLE(at));
-      case 7: return buf.readUInt8(p++) === 1;
-      case 8: return str();
-      case 10: return u64();
-      case 12: return take(8, (at) => buf.readDoubleLE(at));
-      default: throw new Error(`reader: unexpected value type ${type}`);
+      case 0:
+        return buf.readUInt8(p++);
+      case 4:
+        return u32();
+      case 5:
+        return take(4, (at) => buf.readInt32LE(at));
+      case 6:
+        return take(4, (at) => buf.readFloatLE(at));
+      case 7:
+        return buf.readUInt8(p++) === 1;
+      case 8:
+        return str();
+      case 10:
+        return u64();
+      case 12:
+        return take(8, (at) => buf.readDoubleLE(at));
+      default:
+        throw new Error(`reader: unexpected value type ${type}`);
     }
   };
   assert.equal(buf.toString('latin1', 0, 4), 'GGUF');
@@ -132,7 +141,16 @@ describe('GGUF writer and exporter', () => {
     const k = (key: string) => g.kvs.get(key);
     assert.deepEqual(k('general.architecture'), { type: 8, value: 'llama' });
     assert.deepEqual(k('general.alignment'), { type: 4, value: 32 });
-    for (const [key, v] of [['block_count', 2], ['embedding_length', 64], ['feed_forward_length', 96], ['attention.head_count', 4], ['attention.head_count_kv', 4], ['rope.dimension_count', 16], ['context_length', 512], ['vocab_size', 300]] as const) {
+    for (const [key, v] of [
+      ['block_count', 2],
+      ['embedding_length', 64],
+      ['feed_forward_length', 96],
+      ['attention.head_count', 4],
+      ['attention.head_count_kv', 4],
+      ['rope.dimension_count', 16],
+      ['context_length', 512],
+      ['vocab_size', 300],
+    ] as const) {
       assert.deepEqual(k(`llama.${key}`), { type: 4, value: v }, key);
     }
     assert.equal(k('llama.attention.layer_norm_rms_epsilon')!.type, 6);
@@ -144,7 +162,7 @@ describe('GGUF writer and exporter', () => {
     assert.equal((k('tokenizer.ggml.tokens')!.value as string[]).length, 300);
     assert.equal(k('tokenizer.ggml.token_type')!.itemType, 5);
     assert.equal(k('tokenizer.ggml.merges')!.itemType, 8);
-    assert.deepEqual(k('tokenizer.ggml.eos_token_id'), { type: 4, value: 293 }, 'the tokenizer\'s <|endoftext|>');
+    assert.deepEqual(k('tokenizer.ggml.eos_token_id'), { type: 4, value: 293 }, "the tokenizer's <|endoftext|>");
     assert.deepEqual(k('tokenizer.ggml.add_bos_token'), { type: 7, value: false });
     // special tokens are control (3), the rest normal (1)
     const types = k('tokenizer.ggml.token_type')!.value as number[];
@@ -221,10 +239,21 @@ describe('GGUF writer and exporter', () => {
     const dir = join(root, 'atomic');
     writeTinyCheckpoint(dir, makeTinyWeights(TINY_LLAMA, 1));
     const out = join(dir, 'x.gguf');
-    const boom = { name: 'a', shape: [2], type: 'F32' as const, data: () => { throw new Error('read failed'); } };
+    const boom = {
+      name: 'a',
+      shape: [2],
+      type: 'F32' as const,
+      data: () => {
+        throw new Error('read failed');
+      },
+    };
     await assert.rejects(writeGguf(out, [kv.str('general.architecture', 'llama')], [boom]), /read failed/);
     assert.ok(!existsSync(out));
-    assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary file left');
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes('.tmp')),
+      [],
+      'no temporary file left',
+    );
     assert.throws(() => encodeGgufHeader([kv.u32('k', 1), kv.u32('k', 2)], []), /duplicate metadata key/);
     assert.throws(() => encodeGgufHeader([kv.u32('general.alignment', 24)], []), /power of two/);
     await assert.rejects(writeGguf(out, [kv.u32('k', -1)], []), /does not fit uint32/);

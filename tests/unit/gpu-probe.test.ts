@@ -40,10 +40,18 @@ describe('webgpuUnavailableReason', () => {
     assert.equal(webgpuUnavailableReason(machine(['/dev/dri/renderD128', LOADER, '/etc/vulkan/icd.d/radeon_icd.x86_64.json'])), undefined);
     // the loader known only to the linker cache, the manifest named by an environment variable
     const custom = '/opt/driver/icd.json';
-    assert.equal(webgpuUnavailableReason(machine(['/dev/dxg', custom], { ldCache: `\0ld.so-1.7.0\0libvulkan.so.1\0/opt/lib/libvulkan.so.1\0`, env: { VK_ICD_FILENAMES: custom } })), undefined);
+    assert.equal(
+      webgpuUnavailableReason(machine(['/dev/dxg', custom], { ldCache: `\0ld.so-1.7.0\0libvulkan.so.1\0/opt/lib/libvulkan.so.1\0`, env: { VK_ICD_FILENAMES: custom } })),
+      undefined,
+    );
     // a loader on LD_LIBRARY_PATH, a manifest under XDG_DATA_HOME
     const home = '/home/u/.local/share';
-    assert.equal(webgpuUnavailableReason(machine([...NVIDIA_DEVICE, '/opt/vk/libvulkan.so.1', join(home, 'vulkan/icd.d/x.json')], { env: { LD_LIBRARY_PATH: '/opt/vk', XDG_DATA_HOME: home } })), undefined);
+    assert.equal(
+      webgpuUnavailableReason(
+        machine([...NVIDIA_DEVICE, '/opt/vk/libvulkan.so.1', join(home, 'vulkan/icd.d/x.json')], { env: { LD_LIBRARY_PATH: '/opt/vk', XDG_DATA_HOME: home } }),
+      ),
+      undefined,
+    );
   });
 
   it('Windows and macOS are never probed (D3D12 and Metal are always there)', () => {
@@ -66,7 +74,10 @@ describe('auto on a machine without a GPU', () => {
     const r = await createWithFallback({ executionProvider: 'auto', threads: 1 }, create, unavailable);
     assert.deepEqual(created, ['cpu']);
     assert.equal(r.provider, 'cpu');
-    assert.deepEqual(r.attempts.map((a) => a.provider), ['cuda', 'webgpu']);
+    assert.deepEqual(
+      r.attempts.map((a) => a.provider),
+      ['cuda', 'webgpu'],
+    );
     assert.match(r.attempts[1]!.error, /no GPU device/);
   });
 

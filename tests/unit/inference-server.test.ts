@@ -24,7 +24,10 @@ const STEPS = [
 ];
 
 for (const attention of ['plain', 'fused'] as AttentionPath[]) {
-  for (const [label, config] of [['llama GQA', TINY_LLAMA_GQA], ['qwen2', TINY_QWEN2]] as const) {
+  for (const [label, config] of [
+    ['llama GQA', TINY_LLAMA_GQA],
+    ['qwen2', TINY_QWEN2],
+  ] as const) {
     describe(`${label}, ${attention} attention`, () => {
       it('batched decode of 3 slots of different lengths equals each decoded alone, one run per step', async () => {
         const { model } = await loadTinyModel(config, { attention });
@@ -39,7 +42,11 @@ for (const attention of ['plain', 'fused'] as AttentionPath[]) {
         const batched: Float32Array[][] = [];
         counted.runs.length = 0;
         for (const tokens of STEPS) batched.push(await server.step(slots, tokens));
-        assert.deepEqual(counted.runs, STEPS.map(() => PROMPTS.length), 'one run of batch 3 per step');
+        assert.deepEqual(
+          counted.runs,
+          STEPS.map(() => PROMPTS.length),
+          'one run of batch 3 per step',
+        );
         for (const [b, prompt] of PROMPTS.entries()) {
           const alone = model.session.newState();
           await model.session.prefill(alone, prompt);

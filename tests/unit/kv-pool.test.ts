@@ -18,11 +18,20 @@ const keyOf = (l: number, pos: number, token: number, d: number) => l * 1e6 + po
 function stateOf(tokens: number[]): KvState {
   const s = new KvState(SHAPE);
   const half = Math.ceil(tokens.length / 2);
-  for (const [from, to] of [[0, half], [half, tokens.length]] as const) {
+  for (const [from, to] of [
+    [0, half],
+    [half, tokens.length],
+  ] as const) {
     const part = tokens.slice(from, to);
     if (part.length === 0) continue;
-    const keys = [0, 1].map((l) => Float32Array.from({ length: part.length * SHAPE.kvDim }, (_, i) => keyOf(l, from + Math.floor(i / SHAPE.kvDim), part[Math.floor(i / SHAPE.kvDim)]!, i % SHAPE.kvDim)));
-    s.append([part], keys, keys.map((k) => k.map((v) => -v)));
+    const keys = [0, 1].map((l) =>
+      Float32Array.from({ length: part.length * SHAPE.kvDim }, (_, i) => keyOf(l, from + Math.floor(i / SHAPE.kvDim), part[Math.floor(i / SHAPE.kvDim)]!, i % SHAPE.kvDim)),
+    );
+    s.append(
+      [part],
+      keys,
+      keys.map((k) => k.map((v) => -v)),
+    );
   }
   return s;
 }
@@ -249,7 +258,10 @@ describe('KvPool with a real model', () => {
     await s.prefill(state, first);
     p.release(state);
     // Taken in place (10 of 12 reused), then copied (3 of 12 reused, original kept).
-    for (const request of [[...first.slice(0, 10), 88, 13, 299], [5, 17, 200, 0, 11, 12]]) {
+    for (const request of [
+      [...first.slice(0, 10), 88, 13, 299],
+      [5, 17, 200, 0, 11, 12],
+    ]) {
       const got = p.acquire(request);
       assert.ok(got.reused > 0);
       const pooled = await s.prefill(got.state, request.slice(got.reused));

@@ -49,7 +49,11 @@ describe('draftByLookup', () => {
 
 describe('InferenceServer.verify and truncate', () => {
   it('verify gives each position the logits of stepping through it; a truncated slot steps as if never extended', async () => {
-    const model = await loadCompletionModel(writeTinyCodeModel(join(root, 'verify'), { seed: 4 }), { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    const model = await loadCompletionModel(
+      writeTinyCodeModel(join(root, 'verify'), { seed: 4 }),
+      { fimOrder: 'auto', quantization: 'none' },
+      { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') },
+    );
     try {
       const server = new InferenceServer(model.loaded.session, { kvBudgetBytes: 2 ** 24 });
       const prompt = [5, 17, 200, 9, 31];
@@ -106,7 +110,10 @@ async function decode(model: CompletionModel, prompt: number[], c: Case, lookup?
     const clock = c.timeAfterChecks === undefined ? {} : { deadline: c.timeAfterChecks, now: () => ++tick };
     return createStopRules({ mode: c.mode, lineBefore: '  ', textAfter: '\n}\n', maxTokens: c.maxTokens, deadline: Date.now() + 60_000, ...clock });
   };
-  const [row] = await decodeRows({ gen: server, tokenizer: model.tokenizer, slots: [slot], logits: pre.logits, samplers: [createSampler({ temperature: 0, topP: 1 })], makeStop }, options);
+  const [row] = await decodeRows(
+    { gen: server, tokenizer: model.tokenizer, slots: [slot], logits: pre.logits, samplers: [createSampler({ temperature: 0, topP: 1 })], makeStop },
+    options,
+  );
   const held = [...slot.tokens];
   server.release(slot, { keep: false });
   return { ...row!, held };
@@ -175,7 +182,10 @@ describe('lookup decoding equals plain greedy decoding', () => {
         }
       }
     }
-    assert.ok(['max-tokens', 'time', 'stop-token'].every((r) => reasons.has(r)), `several stop reasons covered: ${[...reasons].join(', ')}`);
+    assert.ok(
+      ['max-tokens', 'time', 'stop-token'].every((r) => reasons.has(r)),
+      `several stop reasons covered: ${[...reasons].join(', ')}`,
+    );
     assert.ok(savedForwards > 0, 'right drafts of several tokens take fewer forwards than tokens');
   });
 });
@@ -185,7 +195,11 @@ describe('the engine with lookupDecoding on the keystroke trace', () => {
   // ~8e-2 away from one-token steps, which can flip a close argmax, as it does between a cold prefill
   // and reused KV; float32 forwards agree to ~1e-5 whatever their length
   it('answers exactly as with it off, on the embedded model in float32', async () => {
-    const model = await loadCompletionModel(defaultModelPath()!, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache-4m') });
+    const model = await loadCompletionModel(
+      defaultModelPath()!,
+      { fimOrder: 'auto', quantization: 'none' },
+      { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache-4m') },
+    );
     try {
       const base = { ...parseSettings({ maxTokens: 16, completionMode: 'line', candidates: 1, temperature: 0, timeLimitMs: 60_000 }).settings, speculate: false };
       const off = new CompletionEngine(model, { ...base, lookupDecoding: false }, new LatencyStats());

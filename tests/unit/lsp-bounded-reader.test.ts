@@ -112,7 +112,7 @@ describe('bounded message reader: framing errors', () => {
   it('a Content-Length longer than what follows: an error once the message stays incomplete', async () => {
     const r = open({ incompleteMessageMs: 50 });
     await r.feed(raw(`Content-Length: 500\r\n\r\n${JSON.stringify(ping(1))}`));
-    assert.equal(r.errors.length, 0, "not an error while the rest may still come");
+    assert.equal(r.errors.length, 0, 'not an error while the rest may still come');
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(r.errors.length, 1);
     assert.match(r.errors[0]!.message, /stayed incomplete for 50 ms \(\d+ of 500 announced bytes\)/);

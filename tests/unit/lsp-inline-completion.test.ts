@@ -24,7 +24,10 @@ describe('inline completion with no engine', () => {
       assert.equal(err.code, ErrorCodes.InvalidParams);
       return true;
     });
-    await assert.rejects(handleInlineCompletion({ ...params, textDocument: { uri: 'file:///other' } }, CancellationToken.None, documents, noEngine), /no open document file:\/\/\/other/);
+    await assert.rejects(
+      handleInlineCompletion({ ...params, textDocument: { uri: 'file:///other' } }, CancellationToken.None, documents, noEngine),
+      /no open document file:\/\/\/other/,
+    );
   });
 });
 

@@ -24,8 +24,14 @@ describe('inline completion params', () => {
 
   for (const value of [0.5, '1', null, -1, 1e300, Number.NaN, 2 ** 31, undefined, true, [1]]) {
     it(`position.line ${String(value)} and position.character ${String(value)}: InvalidParams naming the field`, () => {
-      assert.throws(() => parseInlineCompletionParams({ ...good, position: { line: value, character: 0 } }), invalid(/^position\.line must be an integer from 0 to 2147483647, got /));
-      assert.throws(() => parseInlineCompletionParams({ ...good, position: { line: 0, character: value } }), invalid(/^position\.character must be an integer from 0 to 2147483647, got /));
+      assert.throws(
+        () => parseInlineCompletionParams({ ...good, position: { line: value, character: 0 } }),
+        invalid(/^position\.line must be an integer from 0 to 2147483647, got /),
+      );
+      assert.throws(
+        () => parseInlineCompletionParams({ ...good, position: { line: 0, character: value } }),
+        invalid(/^position\.character must be an integer from 0 to 2147483647, got /),
+      );
     });
   }
 

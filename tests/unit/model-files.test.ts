@@ -39,7 +39,12 @@ const HOSTILE: [string, Record<string, unknown>, string, RegExp][] = [
   ['an absurd vocabulary', { vocab_size: 1e10 }, 'vocab_size', /an integer from 1 to 1048576/],
   ['absurd positions', { max_position_embeddings: 1e15 }, 'max_position_embeddings', /an integer from 1 to 10000000/],
   ['negative positions', { max_position_embeddings: -1 }, 'max_position_embeddings', /\(got -1\)/],
-  ['heads that do not divide hidden (no head_dim)', { head_dim: null, hidden_size: 60, num_attention_heads: 8 }, 'hidden_size', /hidden_size \(60\) must be a multiple of num_attention_heads \(8\)/],
+  [
+    'heads that do not divide hidden (no head_dim)',
+    { head_dim: null, hidden_size: 60, num_attention_heads: 8 },
+    'hidden_size',
+    /hidden_size \(60\) must be a multiple of num_attention_heads \(8\)/,
+  ],
   ['kv heads that do not divide heads', { num_key_value_heads: 3 }, 'num_key_value_heads', /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/],
   ['more kv heads than heads', { num_key_value_heads: 8 }, 'num_key_value_heads', /multiple of num_key_value_heads \(8\)/],
   ['heads × head_dim too wide', { num_attention_heads: 1024, num_key_value_heads: 1024, head_dim: 1024 }, 'head_dim', /num_attention_heads × head_dim must be at most 262144/],
@@ -68,9 +73,46 @@ describe('config.json bounds: each hostile value is refused naming its field and
 
   it('every bounded field is in the table, and the table admits real models up to 70B', () => {
     for (const [, , field] of HOSTILE) assert.ok(field in CONFIG_BOUNDS, field);
-    const llama3_70b = { model_type: 'llama', hidden_size: 8192, num_hidden_layers: 80, num_attention_heads: 64, num_key_value_heads: 8, intermediate_size: 28672, vocab_size: 128256, max_position_embeddings: 131072, rms_norm_eps: 1e-5, rope_theta: 500000, bos_token_id: 128000, eos_token_id: [128001, 128008, 128009] };
-    const qwen25_32b = { model_type: 'qwen2', hidden_size: 5120, num_hidden_layers: 64, num_attention_heads: 40, num_key_value_heads: 8, intermediate_size: 27648, vocab_size: 152064, max_position_embeddings: 32768, rms_norm_eps: 1e-6, rope_theta: 1000000, use_sliding_window: false, sliding_window: 131072 };
-    const codellama_34b = { model_type: 'llama', hidden_size: 8192, num_hidden_layers: 48, num_attention_heads: 64, num_key_value_heads: 8, intermediate_size: 22016, vocab_size: 32000, max_position_embeddings: 16384, rms_norm_eps: 1e-5, rope_theta: 1000000 };
+    const llama3_70b = {
+      model_type: 'llama',
+      hidden_size: 8192,
+      num_hidden_layers: 80,
+      num_attention_heads: 64,
+      num_key_value_heads: 8,
+      intermediate_size: 28672,
+      vocab_size: 128256,
+      max_position_embeddings: 131072,
+      rms_norm_eps: 1e-5,
+      rope_theta: 500000,
+      bos_token_id: 128000,
+      eos_token_id: [128001, 128008, 128009],
+    };
+    const qwen25_32b = {
+      model_type: 'qwen2',
+      hidden_size: 5120,
+      num_hidden_layers: 64,
+      num_attention_heads: 40,
+      num_key_value_heads: 8,
+      intermediate_size: 27648,
+      vocab_size: 152064,
+      max_position_embeddings: 32768,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000,
+      use_sliding_window: false,
+      sliding_window: 131072,
+    };
+    const codellama_34b = {
+      model_type: 'llama',
+      hidden_size: 8192,
+      num_hidden_layers: 48,
+      num_attention_heads: 64,
+      num_key_value_heads: 8,
+      intermediate_size: 22016,
+      vocab_size: 32000,
+      max_position_embeddings: 16384,
+      rms_norm_eps: 1e-5,
+      rope_theta: 1000000,
+    };
     assert.equal(parseModelConfig(llama3_70b, FILE).numLayers, 80);
     assert.equal(parseModelConfig(qwen25_32b, FILE).headDim, 128);
     assert.equal(parseModelConfig(codellama_34b, FILE).intermediateSize, 22016);
@@ -97,7 +139,10 @@ describe('size caps on the JSON files of a model folder', () => {
     mkdirSync(dir);
     const text = JSON.stringify(base);
     writeFileSync(join(dir, 'config.json'), text + ' '.repeat(MODEL_FILE_CAPS.config + 1 - text.length));
-    assert.throws(() => loadModelConfig(dir), modelFileError(join(dir, 'config.json'), new RegExp(`is ${MODEL_FILE_CAPS.config + 1} bytes, more than the ${MODEL_FILE_CAPS.config}`)));
+    assert.throws(
+      () => loadModelConfig(dir),
+      modelFileError(join(dir, 'config.json'), new RegExp(`is ${MODEL_FILE_CAPS.config + 1} bytes, more than the ${MODEL_FILE_CAPS.config}`)),
+    );
   });
 });
 
@@ -205,7 +250,10 @@ describe('the model worker', () => {
     const logs: string[] = [];
     const inWorker = await prepareGraphInWorker(dir, { cacheDir, log: (m) => logs.push(m) });
     assert.equal(inWorker.cacheHit, false);
-    assert.ok(logs.some((m) => m.startsWith('building the plain/float32 graph')), `the worker's log reaches the caller: ${logs.join('; ')}`);
+    assert.ok(
+      logs.some((m) => m.startsWith('building the plain/float32 graph')),
+      `the worker's log reaches the caller: ${logs.join('; ')}`,
+    );
     const here = prepareGraph(dir, { cacheDir });
     assert.equal(here.cacheHit, true, 'the build the worker wrote is the one this thread finds');
     assert.equal(here.graphDir, inWorker.graphDir);
@@ -225,7 +273,10 @@ describe('the model worker', () => {
     const vocabSize = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
     tokenizer.model.vocab['<extra>'] = vocabSize + 5;
     writeFileSync(tokenizerFile, JSON.stringify(tokenizer));
-    await assert.rejects(prepareGraphInWorker(dir, { cacheDir }), modelFileError(tokenizerFile, new RegExp(`^has token id ${vocabSize + 5}, but the model's vocab_size is ${vocabSize}`)));
+    await assert.rejects(
+      prepareGraphInWorker(dir, { cacheDir }),
+      modelFileError(tokenizerFile, new RegExp(`^has token id ${vocabSize + 5}, but the model's vocab_size is ${vocabSize}`)),
+    );
   });
 
   it('validates a folder whose config.json is a FIFO with a clear answer', async () => {

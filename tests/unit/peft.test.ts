@@ -48,7 +48,10 @@ function makeAdapter(seed: number, targets: LoraTarget[] = [...LORA_TARGETS], ra
     const m = /^(.*\.([a-z]+_proj))\.weight$/.exec(t.name);
     if (!m || !targets.includes(m[2] as LoraTarget)) continue;
     const [out, inDim] = t.shape as [number, number];
-    for (const [which, shape] of [['A', [rank, inDim]], ['B', [out, rank]]] as const) {
+    for (const [which, shape] of [
+      ['A', [rank, inDim]],
+      ['B', [out, rank]],
+    ] as const) {
       tensors.set(`${m[1]}.lora_${which}.weight`, randomNormal(rand, shape[0] * shape[1], 0.1));
       shapes.set(`${m[1]}.lora_${which}.weight`, [...shape]);
     }
@@ -113,7 +116,19 @@ describe('PEFT adapter files', () => {
     assert.equal(loaded.hash, createHash('sha256').update(readFileSync(file)).digest('hex'));
 
     const json = JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'));
-    const fields = { peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, lora_dropout: 0, bias: 'none', fan_in_fan_out: false, inference_mode: true, use_rslora: false, use_dora: false, base_model_name_or_path: baseDir };
+    const fields = {
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      bias: 'none',
+      fan_in_fan_out: false,
+      inference_mode: true,
+      use_rslora: false,
+      use_dora: false,
+      base_model_name_or_path: baseDir,
+    };
     for (const [k, v] of Object.entries(fields)) assert.equal(json[k], v, k);
     assert.deepEqual(json.target_modules, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
 
@@ -127,7 +142,11 @@ describe('PEFT adapter files', () => {
     } finally {
       st.close();
     }
-    assert.deepEqual(readdirSync(root).filter((n) => n.includes('.tmp-')), [], 'no temp folder left');
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.includes('.tmp-')),
+      [],
+      'no temp folder left',
+    );
   });
 
   it('saving over an adapter folder replaces both files and keeps the others', () => {
@@ -222,7 +241,10 @@ describe('bad adapters', () => {
   const d = CONFIG.hiddenSize;
   /** Replaces adapter_model.safetensors with these tensors (r = 4 in the config). */
   const tensorsFile = (list: [string, number[]][]) => (dir: string) =>
-    writeSafetensors(join(dir, 'adapter_model.safetensors'), list.map(([name, shape]) => ({ name, shape, dtype: 'F32' as const, data: new Float32Array(shape[0]! * shape[1]!) })));
+    writeSafetensors(
+      join(dir, 'adapter_model.safetensors'),
+      list.map(([name, shape]) => ({ name, shape, dtype: 'F32' as const, data: new Float32Array(shape[0]! * shape[1]!) })),
+    );
   const editConfig = (patch: object) => (dir: string) => {
     const file = join(dir, 'adapter_config.json');
     writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...patch }));
@@ -235,11 +257,32 @@ describe('bad adapters', () => {
     ['an absurd lora_alpha (Inf logits)', 'adapter_config.json', editConfig({ lora_alpha: 1e308 }), /"lora_alpha" must be a number from -1000000 to 1000000, got 1e\+308/],
     ['an absurd rank', 'adapter_config.json', editConfig({ r: 1e9 }), /"r" must be an integer from 1 to 65536, got 1000000000/],
     ['modules_to_save', 'adapter_config.json', editConfig({ modules_to_save: ['lm_head'] }), /modules_to_save=.* is not supported/],
-    ['a PiSSA adapter (base changed too)', 'adapter_config.json', editConfig({ init_lora_weights: 'pissa_niter_4' }), /init_lora_weights="pissa_niter_4" is not supported .*path_initial_model_for_weight_conversion/],
+    [
+      'a PiSSA adapter (base changed too)',
+      'adapter_config.json',
+      editConfig({ init_lora_weights: 'pissa_niter_4' }),
+      /init_lora_weights="pissa_niter_4" is not supported .*path_initial_model_for_weight_conversion/,
+    ],
     ['adapter_model.safetensors missing', 'adapter_model.safetensors', (dir) => unlinkSync(join(dir, 'adapter_model.safetensors')), /not found/],
     ['adapter_model.safetensors truncated', 'adapter_model.safetensors', (dir) => truncateSync(join(dir, 'adapter_model.safetensors'), 4000), /truncated/],
-    ['lora_A of the wrong rank', 'adapter_model.safetensors', tensorsFile([[A0, [3, d]], [B0, [q, 4]]]), /"[^"]*q_proj\.lora_A\.weight" has shape \[3,64\] but r=4 .* imply \[4,64\]/],
-    ['lora_B of the wrong width', 'adapter_model.safetensors', tensorsFile([[A0, [4, d]], [B0, [d + 1, 4]]]), /has shape \[65,4\] but .* imply \[64,4\]/],
+    [
+      'lora_A of the wrong rank',
+      'adapter_model.safetensors',
+      tensorsFile([
+        [A0, [3, d]],
+        [B0, [q, 4]],
+      ]),
+      /"[^"]*q_proj\.lora_A\.weight" has shape \[3,64\] but r=4 .* imply \[4,64\]/,
+    ],
+    [
+      'lora_B of the wrong width',
+      'adapter_model.safetensors',
+      tensorsFile([
+        [A0, [4, d]],
+        [B0, [d + 1, 4]],
+      ]),
+      /has shape \[65,4\] but .* imply \[64,4\]/,
+    ],
     ['an unknown module', 'adapter_model.safetensors', tensorsFile([[A0.replace('q_proj', 'qkv_proj'), [4, d]]]), /unknown tensor .*qkv_proj/],
     ['a layer the base does not have', 'adapter_model.safetensors', tensorsFile([[A0.replace('layers.0', 'layers.7'), [4, d]]]), /unknown tensor .*layers\.7/],
     ['a name without the PEFT prefix', 'adapter_model.safetensors', tensorsFile([[A0.replace('base_model.model.', ''), [4, d]]]), /unknown tensor/],
@@ -258,10 +301,16 @@ describe('bad adapters', () => {
     const dir = save(fresh('bad'), ADAPTER);
     unlinkSync(join(dir, 'adapter_config.json'));
     const cache = fresh('cache');
-    await assert.rejects(loadModel(baseDir, { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir: dir }), modelFileError(join(dir, 'adapter_config.json'), /not found/));
+    await assert.rejects(
+      loadModel(baseDir, { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir: dir }),
+      modelFileError(join(dir, 'adapter_config.json'), /not found/),
+    );
     assert.equal(existsSync(join(cache, 'graphs')), false);
     const out = fresh('out');
-    assert.throws(() => exportMerged(baseDir, dir, out), (err) => err instanceof ModelFileError);
+    assert.throws(
+      () => exportMerged(baseDir, dir, out),
+      (err) => err instanceof ModelFileError,
+    );
     assert.equal(existsSync(out), false);
     assert.throws(() => loadLoraAdapter(join(root, 'nowhere'), CONFIG), modelFileError(join(root, 'nowhere'), /adapter folder does not exist/));
   });

@@ -2,14 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tokenizer } from '../../server/src/model/tokenizer';
 import { resolveFimTemplate, buildFimPrompt, type FimTemplate } from '../../server/src/model/fim';
-import {
-  buildPrompt,
-  DEFAULT_PROMPT_OPTIONS,
-  PromptTokenCache,
-  promptTokenCacheFor,
-  type BuiltPrompt,
-  type PromptOptions,
-} from '../../server/src/completion/prompt';
+import { buildPrompt, DEFAULT_PROMPT_OPTIONS, PromptTokenCache, promptTokenCacheFor, type BuiltPrompt, type PromptOptions } from '../../server/src/completion/prompt';
 import { CODE_CORPUS, makeTinyTokenizerJson } from '../helpers/tiny-tokenizer';
 import { seededRandom } from '../helpers/random';
 
@@ -83,7 +76,9 @@ test('cached == uncached: the piece cache never changes the tokens', () => {
       assert.deepEqual(b, c);
     }
   }
-  assert.throws(() => buildPrompt({ tokenizer: Tokenizer.fromJson(makeTinyTokenizerJson({ vocabSize: 300 })), template, text, offset: 10, options: DEFAULT_PROMPT_OPTIONS, cache }));
+  assert.throws(() =>
+    buildPrompt({ tokenizer: Tokenizer.fromJson(makeTinyTokenizerJson({ vocabSize: 300 })), template, text, offset: 10, options: DEFAULT_PROMPT_OPTIONS, cache }),
+  );
 });
 
 /** Types `typed` char by char at `insertAt` and measures how much of each previous prompt stays valid. */

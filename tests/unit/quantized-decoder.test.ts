@@ -72,8 +72,14 @@ describe('quantized decoder graph', () => {
     it(`int${bits}: logits follow the reference forward on the dequantized weights`, async () => {
       const { weights, model } = await loadTinyModel(TINY_LLAMA_GQA, { quantization: bits });
       const { logits } = await model.session.forward(model.session.newState(), [TOKENS], 'all');
-      const toQuantized = maxAbsDiff(logits, referenceForward(asQuantized(weights, bits), TOKENS).flatMap((r) => Array.from(r)));
-      const toFloat = maxAbsDiff(logits, referenceForward(weights, TOKENS).flatMap((r) => Array.from(r)));
+      const toQuantized = maxAbsDiff(
+        logits,
+        referenceForward(asQuantized(weights, bits), TOKENS).flatMap((r) => Array.from(r)),
+      );
+      const toFloat = maxAbsDiff(
+        logits,
+        referenceForward(weights, TOKENS).flatMap((r) => Array.from(r)),
+      );
       const range = Math.max(...logits) - Math.min(...logits);
       if (bits === 4) {
         // int4 computes in float32 on the dequantized weights (accuracy level 0): exact up to rounding

@@ -5,14 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  bfloat16ArrayToFloat32,
-  bfloat16BitsToFloat,
-  float32ToHalfArray,
-  floatToHalfBits,
-  halfArrayToFloat32,
-  halfBitsToFloat,
-} from '../../server/src/model/half';
+import { bfloat16ArrayToFloat32, bfloat16BitsToFloat, float32ToHalfArray, floatToHalfBits, halfArrayToFloat32, halfBitsToFloat } from '../../server/src/model/half';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../server/src/model/safetensors';
 import { modelFileError } from '../helpers/model-file-error';
 import { tempDir } from '../helpers/tiny-session';
@@ -69,7 +62,11 @@ describe('safetensors round trip', () => {
 
     const bytes = readFileSync(path);
     assert.equal((8 + Number(bytes.readBigUInt64LE(0))) % 8, 0, 'the data section starts 8-byte aligned, counted in bytes');
-    assert.deepEqual(readdirSync(root).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.includes('.tmp-')),
+      [],
+      'no temp file left',
+    );
 
     withFile(path, (f) => {
       assert.deepEqual(f.metadata, metadata);
@@ -86,7 +83,10 @@ describe('safetensors round trip', () => {
       assert.equal(f.readFloat32('empty.3d').length, 0);
       assert.deepEqual(Array.from(f.readFloat32('bf16')), [1, -2, Infinity, 2 ** -133, 3.140625, -0]);
       const raw = f.readRaw('bf16');
-      assert.deepEqual(Array.from({ length: 6 }, (_, i) => raw.readUInt16LE(2 * i)), Array.from(bf16Bits));
+      assert.deepEqual(
+        Array.from({ length: 6 }, (_, i) => raw.readUInt16LE(2 * i)),
+        Array.from(bf16Bits),
+      );
       assert.deepEqual(Array.from(f.readFloat32('half.bits')), [1, -Infinity]);
       assert.throws(() => f.readFloat32('nope'), modelFileError(path, /missing tensor "nope"/));
     });
@@ -95,7 +95,11 @@ describe('safetensors round trip', () => {
   it('a tensor with the wrong number of values fails before anything is left on disk', () => {
     const path = newPath();
     assert.throws(() => writeSafetensors(path, [{ name: 'w', shape: [2, 2], dtype: 'F32', data: new Float32Array(3) }]), /3 values for shape \[2,2\]/);
-    assert.deepEqual(readdirSync(root).filter((n) => n.startsWith(path.split('/').pop()!)), [], 'neither the file nor its temp file exists');
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.startsWith(path.split('/').pop()!)),
+      [],
+      'neither the file nor its temp file exists',
+    );
   });
 
   it('a zero-size tensor sharing its offset with the next tensor is not an overlap, in any header order', () => {

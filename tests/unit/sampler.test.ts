@@ -78,7 +78,10 @@ test('top-p keeps only the nucleus, renormalized', () => {
 test('top-p over many equal small probabilities takes the lowest ids first', () => {
   const flat = new Float32Array(1000); // all equal: a threshold search down to zero
   const counts = histogram(createSampler({ temperature: 1, topP: 0.5, seed: 5 }), flat, 20000);
-  assert.ok(counts.slice(500).every((c) => c === 0), 'ids past the first 500 are outside the nucleus');
+  assert.ok(
+    counts.slice(500).every((c) => c === 0),
+    'ids past the first 500 are outside the nucleus',
+  );
   assert.ok(counts.slice(0, 500).filter((c) => c > 0).length > 480, 'the nucleus is sampled throughout');
 });
 

@@ -77,7 +77,10 @@ describe('serverSettings', () => {
   it('in Restricted Mode sends only user-level values and no remembered adapter', () => {
     const remembered = adapter();
     const { section } = serverSettings(
-      input({ modelPath: { defaultValue: '' }, maxTokens: { defaultValue: 64, globalValue: 32, workspaceValue: 8 }, adapterPath: { defaultValue: '', workspaceValue: '/tmp/adapter' } }, { trusted: false, remembered }),
+      input(
+        { modelPath: { defaultValue: '' }, maxTokens: { defaultValue: 64, globalValue: 32, workspaceValue: 8 }, adapterPath: { defaultValue: '', workspaceValue: '/tmp/adapter' } },
+        { trusted: false, remembered },
+      ),
     );
     assert.deepEqual(section, { modelPath: '', maxTokens: 32, adapterPath: '' });
   });
@@ -111,7 +114,10 @@ describe('serverSettings', () => {
 
   it('ignores a kiln.adapterPath set by a workspace or folder (machine scope: a repository must not choose the adapter)', () => {
     const planted = `/planted/${randomName()}`;
-    for (const levels of [{ defaultValue: '', workspaceValue: planted }, { defaultValue: '', workspaceFolderValue: planted }]) {
+    for (const levels of [
+      { defaultValue: '', workspaceValue: planted },
+      { defaultValue: '', workspaceFolderValue: planted },
+    ]) {
       const r = serverSettings(input({ adapterPath: levels }, { exists: () => true }));
       assert.equal(r.section.adapterPath, '');
       assert.equal(r.missingAdapter, undefined);

@@ -55,7 +55,9 @@ it('the fine-tune settings default to what the fine-tune does when the client le
 });
 
 it('declares machine scope for exactly the settings the client treats as machine-only', () => {
-  const machine = Object.entries(declared).filter(([, d]) => d.scope === 'machine').map(([name]) => name.slice('kiln.'.length));
+  const machine = Object.entries(declared)
+    .filter(([, d]) => d.scope === 'machine')
+    .map(([name]) => name.slice('kiln.'.length));
   assert.deepEqual(machine.sort(), [...MACHINE_SCOPED_SETTINGS].sort());
   assert.ok(MACHINE_SCOPED_SETTINGS.includes('modelPath') && MACHINE_SCOPED_SETTINGS.includes('hubUrl'), 'the model folder and the hub are machine-scoped');
 });
@@ -64,7 +66,9 @@ it('supports Restricted Mode in a limited way, with every setting a workspace co
   const trust = manifest.capabilities?.untrustedWorkspaces;
   assert.equal(trust?.supported, 'limited');
   assert.ok(trust?.description, 'says what is limited');
-  const workspaceSettable = Object.entries(declared).filter(([, d]) => d.scope !== 'machine' && d.scope !== 'application').map(([name]) => name);
+  const workspaceSettable = Object.entries(declared)
+    .filter(([, d]) => d.scope !== 'machine' && d.scope !== 'application')
+    .map(([name]) => name);
   assert.deepEqual([...(trust?.restrictedConfigurations ?? [])].sort(), workspaceSettable.sort());
 });
 

@@ -29,11 +29,18 @@ describe('test results reporter', () => {
   it('reports leaves with their suite path; suites and parents of subtests are not counted', async () => {
     // the order node 20 emits for: describe('group', { ok, bad }), test('nested', t => t.test('inner')), test.skip('later')
     const results = await report([
-      start('group', 0), start('ok', 1), pass('ok', 1),
-      start('bad', 1), fail('bad', 1, codeFailure('Expected values to be strictly equal:\n\n2 !== 3\n')),
+      start('group', 0),
+      start('ok', 1),
+      pass('ok', 1),
+      start('bad', 1),
+      fail('bad', 1, codeFailure('Expected values to be strictly equal:\n\n2 !== 3\n')),
       { type: 'test:fail', data: { name: 'group', nesting: 0, file: FILE, details: { type: 'suite', error: { failureType: 'subtestsFailed' } } } },
-      start('nested', 0), start('inner', 1), pass('inner', 1), pass('nested', 0),
-      start('later', 0), { type: 'test:pass', data: { name: 'later', nesting: 0, file: FILE, skip: true, details: {} } },
+      start('nested', 0),
+      start('inner', 1),
+      pass('inner', 1),
+      pass('nested', 0),
+      start('later', 0),
+      { type: 'test:pass', data: { name: 'later', nesting: 0, file: FILE, skip: true, details: {} } },
       { type: 'test:diagnostic', data: { message: 'tests 4', nesting: 0 } },
     ]);
     assert.deepEqual(results, [
@@ -47,8 +54,10 @@ describe('test results reporter', () => {
   it('reports a file that failed outside any test, and tests cancelled with their parent', async () => {
     const broken = `${ROOT}/tests/unit/broken.test.ts`;
     const results = await report([
-      start(broken, 0, broken), fail(broken, 0, codeFailure('test failed'), broken),
-      start('slow', 0), fail('slow', 0, { failureType: 'cancelledByParent' }),
+      start(broken, 0, broken),
+      fail(broken, 0, codeFailure('test failed'), broken),
+      start('slow', 0),
+      fail('slow', 0, { failureType: 'cancelledByParent' }),
     ]);
     assert.equal(results[0]!.reason, 'the file failed outside any test (its error output is above)');
     assert.equal(results[1]!.reason, 'cancelled (its parent failed or timed out)');

@@ -34,7 +34,10 @@ describe('throttle', () => {
       mock.timers.tick(10);
     }
     // Calls at 0, 10, …, 990: runs at 0, 100, …, 900, and the trailing call at 1000.
-    assert.deepEqual(runAt, Array.from({ length: 11 }, (_, i) => i * 100));
+    assert.deepEqual(
+      runAt,
+      Array.from({ length: 11 }, (_, i) => i * 100),
+    );
   });
 
   it('cancel drops the pending call; flush runs it now', () => {

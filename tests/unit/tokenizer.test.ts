@@ -42,7 +42,11 @@ test('decode(encode(x)) === x on code, unicode, emoji, CRLF, tabs, trailing spac
 });
 
 test('round trips for other seeds and sizes too', () => {
-  for (const [vocabSize, seed] of [[263, 1], [512, 7], [2000, 3]] as const) {
+  for (const [vocabSize, seed] of [
+    [263, 1],
+    [512, 7],
+    [2000, 3],
+  ] as const) {
     const tok = Tokenizer.fromJson(makeTinyTokenizerJson({ vocabSize, seed }));
     assert.equal(tok.vocabSize, vocabSize);
     for (const text of SAMPLES) assert.equal(tok.decode(tok.encode(text)), text);
@@ -74,7 +78,10 @@ test('special tokens: one id each via tokenToId, decode back verbatim, never pro
     assert.equal(tok.decode([specialIds[i]!]), t);
     const fromText = tok.encode(t);
     assert.ok(fromText.length > 1, `${t} as text is several ordinary tokens`);
-    assert.ok(fromText.every((id) => id < 293), `${t} as text yields no special id`);
+    assert.ok(
+      fromText.every((id) => id < 293),
+      `${t} as text yields no special id`,
+    );
   });
   assert.equal(tok.eosId, tok.tokenToId('<|endoftext|>'));
   assert.equal(tok.vocabSize, VOCAB);
@@ -95,8 +102,14 @@ test('TokenTextDecoder holds back split UTF-8 and matches decode', () => {
     const ids = tok.encode(text);
     const dec = new TokenTextDecoder(tok);
     const pieces = ids.map((id) => dec.push(id));
-    assert.ok(pieces.every((p) => !p.includes('\uFFFD')), 'no replacement characters while streaming');
-    assert.ok(pieces.some((p) => p === ''), 'some tokens end mid-character and are held back');
+    assert.ok(
+      pieces.every((p) => !p.includes('\uFFFD')),
+      'no replacement characters while streaming',
+    );
+    assert.ok(
+      pieces.some((p) => p === ''),
+      'some tokens end mid-character and are held back',
+    );
     assert.equal(pieces.join('') + dec.flush(), tok.decode(ids));
   }
   const dec = new TokenTextDecoder(tok);
@@ -166,17 +179,18 @@ test('SentencePiece-style BPE with byte fallback round-trips and streams bytes',
   vocab['▁wo'] = Object.keys(vocab).length;
   const json = {
     added_tokens: [0, 1, 2].map((id) => ({ id, content: ['<unk>', '<s>', '</s>'][id], special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: null,
     decoder: {
       type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
-      ],
+      decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
     },
     model: { type: 'BPE', unk_token: '<unk>', byte_fallback: true, fuse_unk: true, ignore_merges: false, vocab, merges },
   };
@@ -228,7 +242,10 @@ test('unreadable paths and a malformed tokenizer_config.json name their file', (
   );
   const dir = tempDir();
   mkdirSync(join(dir, 'tokenizer.json')); // a directory where the file should be
-  assert.throws(() => Tokenizer.load(dir), (err: unknown) => err instanceof ModelFileError && /is not a regular file \(a folder\)/.test(err.problem));
+  assert.throws(
+    () => Tokenizer.load(dir),
+    (err: unknown) => err instanceof ModelFileError && /is not a regular file \(a folder\)/.test(err.problem),
+  );
   const withBadConfig = tempDir();
   writeTinyTokenizer(withBadConfig, { vocabSize: VOCAB });
   writeFileSync(join(withBadConfig, 'tokenizer_config.json'), '{ nope');

@@ -11,7 +11,10 @@ import { randomNormal, seededRandom } from '../helpers/random';
 import { logSoftmax, referenceForward } from '../helpers/reference-forward';
 import { makeTinyWeights, TINY_LLAMA_GQA, TINY_QWEN2 } from '../helpers/tiny-model';
 
-const TOKENS = [[5, 17, 200, 3, 42, 9, 120, 7], [1, 2, 3, 4, 5, 6, 7, 8]];
+const TOKENS = [
+  [5, 17, 200, 3, 42, 9, 120, 7],
+  [1, 2, 3, 4, 5, 6, 7, 8],
+];
 
 function batchFeeds(params: TrainableParam[], override: (p: TrainableParam) => Float32Array | undefined = () => undefined): Record<string, ort.Tensor> {
   const B = TOKENS.length;
@@ -31,14 +34,24 @@ function weightSource(config: ModelConfig, seed: number) {
   return { w, source: { readFloat32: (n: string) => Float32Array.from(w.tensors.get(n)!) } };
 }
 
-for (const [label, config] of [['llama GQA', TINY_LLAMA_GQA], ['qwen2 tied + bias', TINY_QWEN2]] as const) {
+for (const [label, config] of [
+  ['llama GQA', TINY_LLAMA_GQA],
+  ['qwen2 tied + bias', TINY_QWEN2],
+] as const) {
   describe(`training graph, ${label}`, () => {
     it('full-parameter gradients match finite differences', async () => {
       const { source } = weightSource(config, 4);
       const { graph, params } = buildGradientGraph(config, source, { kind: 'full' });
       const session = await sessionFor(graph);
-      const pick = params.filter((p) => /embed_tokens|layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj|input_layernorm)|layers\.1\.self_attn\.v_proj\.bias|^model\.norm|lm_head/.test(p.name));
-      const r = await checkDirectionalGradients(session, batchFeeds(params), pick.map((p) => p.name), { loss: TrainIO.loss, grad: TrainIO.grad });
+      const pick = params.filter((p) =>
+        /embed_tokens|layers\.0\.(self_attn\.(q|k)_proj|mlp\.down_proj|input_layernorm)|layers\.1\.self_attn\.v_proj\.bias|^model\.norm|lm_head/.test(p.name),
+      );
+      const r = await checkDirectionalGradients(
+        session,
+        batchFeeds(params),
+        pick.map((p) => p.name),
+        { loss: TrainIO.loss, grad: TrainIO.grad },
+      );
       assert.ok(r.checked >= 10);
       assert.ok(r.maxRelError <= 1e-3, `${r.maxRelError}: ${r.worst}`);
     });
@@ -52,7 +65,12 @@ for (const [label, config] of [['llama GQA', TINY_LLAMA_GQA], ['qwen2 tied + bia
       // B starts at zero (so dL/dA = 0); random B makes every gradient informative
       const rand = seededRandom(21);
       const feeds = batchFeeds(params, (p) => (p.name.includes('lora_B') ? randomNormal(rand, p.shape[0]! * p.shape[1]!, 0.3) : undefined));
-      const r = await checkDirectionalGradients(session, feeds, params.map((p) => p.name), { loss: TrainIO.loss, grad: TrainIO.grad });
+      const r = await checkDirectionalGradients(
+        session,
+        feeds,
+        params.map((p) => p.name),
+        { loss: TrainIO.loss, grad: TrainIO.grad },
+      );
       assert.ok(r.maxRelError <= 1e-3, `${r.maxRelError}: ${r.worst}`);
     });
 
@@ -103,7 +121,13 @@ describe('in-graph AdamW', () => {
     const params = shapes.map((shape, i) => ({ name: `p${i}`, shape, hfName: `p${i}`, transposed: false, decay: shape.length === 2, init: () => new Float32Array(0) }));
     const session = await sessionFor(buildOptimizerGraph(params, hyper));
     const rand = seededRandom(3);
-    const values = shapes.map((s) => randomNormal(rand, s.reduce((a, b) => a * b, 1), 1));
+    const values = shapes.map((s) =>
+      randomNormal(
+        rand,
+        s.reduce((a, b) => a * b, 1),
+        1,
+      ),
+    );
     const refValues = values.map((x) => Float32Array.from(x));
     let m: Float32Array[] = shapes.map((s) => new Float32Array(s.reduce((a, b) => a * b, 1)));
     let v: Float32Array[] = m.map((x) => Float32Array.from(x));
@@ -111,8 +135,17 @@ describe('in-graph AdamW', () => {
     const refV = m.map((x) => new Float64Array(x.length));
     let current: Float32Array[] = values;
     for (let step = 1; step <= 4; step++) {
-      const grads = shapes.map((s) => randomNormal(rand, s.reduce((a, b) => a * b, 1), 2));
-      const feeds: Record<string, ort.Tensor> = { [TrainIO.lr]: new ort.Tensor('float32', Float32Array.of(1e-2), []), [TrainIO.step]: new ort.Tensor('float32', Float32Array.of(step), []) };
+      const grads = shapes.map((s) =>
+        randomNormal(
+          rand,
+          s.reduce((a, b) => a * b, 1),
+          2,
+        ),
+      );
+      const feeds: Record<string, ort.Tensor> = {
+        [TrainIO.lr]: new ort.Tensor('float32', Float32Array.of(1e-2), []),
+        [TrainIO.step]: new ort.Tensor('float32', Float32Array.of(step), []),
+      };
       params.forEach((p, k) => {
         feeds[p.name] = new ort.Tensor('float32', current[k]!, p.shape);
         feeds[TrainIO.grad(p.name)] = new ort.Tensor('float32', grads[k]!, p.shape);
@@ -123,7 +156,16 @@ describe('in-graph AdamW', () => {
       current = params.map((p) => out[TrainIO.updated(p.name)]!.data as Float32Array);
       m = params.map((p) => out[TrainIO.updatedM(p.name)]!.data as Float32Array);
       v = params.map((p) => out[TrainIO.updatedV(p.name)]!.data as Float32Array);
-      referenceAdamW(refValues, grads, refM, refV, 1e-2, step, hyper, params.map((p) => p.decay));
+      referenceAdamW(
+        refValues,
+        grads,
+        refM,
+        refV,
+        1e-2,
+        step,
+        hyper,
+        params.map((p) => p.decay),
+      );
       for (const [k, updated] of current.entries()) {
         for (const [i, x] of updated.entries()) assert.ok(Math.abs(x - refValues[k]![i]!) <= 1e-6, `step ${step} p${k}[${i}]: ${x} vs ${refValues[k]![i]}`);
       }

@@ -35,18 +35,33 @@ export async function runComplete(args: string[], out: (text: string) => void): 
     raw.candidates = values.candidates === undefined ? 1 : Number(values.candidates);
     const update = parseSettings(raw, DEFAULT_SETTINGS);
     if (update.problems.length) throw new UsageError(update.problems.join('\n'));
-    return { file: positionals[0]!, line, col, model, json: values.json === true, runtime: parseModelOptions(values), quantization: parseQuantization(values.quantization), settings: { ...update.settings, speculate: false } };
+    return {
+      file: positionals[0]!,
+      line,
+      col,
+      model,
+      json: values.json === true,
+      runtime: parseModelOptions(values),
+      quantization: parseQuantization(values.quantization),
+      settings: { ...update.settings, speculate: false },
+    };
   });
   const text = readFileSync(parsed.file, 'utf8');
   const doc = TextDocument.create(`file://${parsed.file}`, 'plaintext', 1, text);
   if (parsed.line > doc.lineCount) throw new RangeError(`--line ${parsed.line} is past the end of ${parsed.file} (${doc.lineCount} lines)`);
   const offset = doc.offsetAt({ line: parsed.line - 1, character: parsed.col - 1 });
-  const model = await loadCompletionModel(parsed.model, { fimOrder: parsed.settings.fimOrder, quantization: parsed.quantization }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+  const model = await loadCompletionModel(
+    parsed.model,
+    { fimOrder: parsed.settings.fimOrder, quantization: parsed.quantization },
+    { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() },
+  );
   try {
     const engine = new CompletionEngine(model, parsed.settings, new LatencyStats());
     const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: parsed.settings.candidates > 1 });
     if (parsed.json) {
-      out(JSON.stringify({ completion: answer.items[0] ?? '', items: answer.items, timings: answer.timings, model: parsed.model, executionProvider: model.loaded.session.provider }));
+      out(
+        JSON.stringify({ completion: answer.items[0] ?? '', items: answer.items, timings: answer.timings, model: parsed.model, executionProvider: model.loaded.session.provider }),
+      );
     } else {
       out(answer.items[0] ?? '');
     }

@@ -15,7 +15,7 @@ const USAGE =
   'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
-  '  with the model\'s per-line difference to each (mean and 95% interval);\n' +
+  "  with the model's per-line difference to each (mean and 95% interval);\n" +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
 
@@ -76,14 +76,22 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   let baselines: BaselineScores | undefined;
   try {
     measured = await evaluateModelPerLine(model, files, options);
-    if (parsed.baselinesFrom) baselines = await scoreBaselines(model, { files, options, modelLines: measured.perLine }, { trainDir: parsed.baselinesFrom, parallel: { tokenizerDir: parsed.model, workers: threads } });
+    if (parsed.baselinesFrom)
+      baselines = await scoreBaselines(
+        model,
+        { files, options, modelLines: measured.perLine },
+        { trainDir: parsed.baselinesFrom, parallel: { tokenizerDir: parsed.model, workers: threads } },
+      );
   } finally {
     await model.loaded.session.release();
   }
   const { report, perLine } = measured;
   // loaded after the first is released: two models' memory is never held at once
   const scored = { files, options, modelLines: perLine };
-  const compared = parsed.compareWith === undefined ? undefined : await compareWith(scored, { dir: parsed.compareWith, runtime: { ...parsed.runtime, adapterDir: undefined, threads }, quantization: parsed.quantization });
+  const compared =
+    parsed.compareWith === undefined
+      ? undefined
+      : await compareWith(scored, { dir: parsed.compareWith, runtime: { ...parsed.runtime, adapterDir: undefined, threads }, quantization: parsed.quantization });
   if (parsed.json) out(JSON.stringify({ ...report, ...(baselines ? { baselines } : {}), ...(compared ? { compared } : {}) }));
   else out([formatReport(report), ...(baselines ? [formatBaselines(report, baselines)] : []), ...(compared ? [formatCompared(report, compared)] : [])].join('\n'));
   return 0;
@@ -109,7 +117,11 @@ interface ScoredRun {
 }
 
 /** Both baselines on exactly the lines the model was scored on (same sampling, same seed). */
-async function scoreBaselines(model: CompletionModel, { files, options: o, modelLines }: ScoredRun, training: { trainDir: string; parallel: ParallelTokenizing }): Promise<BaselineScores> {
+async function scoreBaselines(
+  model: CompletionModel,
+  { files, options: o, modelLines }: ScoredRun,
+  training: { trainDir: string; parallel: ParallelTokenizing },
+): Promise<BaselineScores> {
   const lines = sampleLines(files, o.maxLines, o.seed);
   const previous = await scoreLines(files, lines, async (task) => previousLinePrediction(task.text, task.offset));
   const trainFiles = collectEvalFiles(training.trainDir, { maxFiles: 100_000 });
@@ -163,7 +175,8 @@ function formatCompared(model: EvalReport, c: ComparedModel): string {
 
 function formatBaselines(model: EvalReport, b: BaselineScores): string {
   const ngramName = `token 3-gram (${(b.ngram.trainTokens / 1e6).toFixed(1)}M tok)`;
-  const row = (name: string, x: { exactMatch: number; editSimilarity: number }) => `${name.padEnd(28)} ${percent(x.exactMatch).padStart(8)}  ${fixed(x.editSimilarity, 3).padStart(8)}`;
+  const row = (name: string, x: { exactMatch: number; editSimilarity: number }) =>
+    `${name.padEnd(28)} ${percent(x.exactMatch).padStart(8)}  ${fixed(x.editSimilarity, 3).padStart(8)}`;
   const gap = (name: string, x: BaselineScore) =>
     `${name.padEnd(28)} exact ${interval(x.modelMinusBaseline.exactMatch, 100, 1)} points, edit sim ${interval(x.modelMinusBaseline.editSimilarity, 1, 3)}`;
   return [

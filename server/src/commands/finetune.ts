@@ -22,7 +22,22 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
-const INT_FLAGS = ['rank', 'alpha', 'steps', 'epochs', 'batch', 'seq-len', 'accumulation', 'warmup', 'eval-every', 'patience', 'eval-lines', 'seed', 'threads', 'max-files'] as const;
+const INT_FLAGS = [
+  'rank',
+  'alpha',
+  'steps',
+  'epochs',
+  'batch',
+  'seq-len',
+  'accumulation',
+  'warmup',
+  'eval-every',
+  'patience',
+  'eval-lines',
+  'seed',
+  'threads',
+  'max-files',
+] as const;
 
 /** Flags left out return undefined: the builder fills them from its table. */
 function positiveFloat(name: string, value: string | undefined): number | undefined {
@@ -42,14 +57,22 @@ function fraction(name: string, value: string | undefined): number | undefined {
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
   const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
-  const { values, positionals } = parseCommandArgs(args, { ...stringFlags, 'no-resume': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' }, 'in-process': { type: 'boolean' } });
+  const { values, positionals } = parseCommandArgs(args, {
+    ...stringFlags,
+    'no-resume': { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+    'in-process': { type: 'boolean' },
+  });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
   const str = (k: string) => v[k] as string | undefined;
   const int = (k: (typeof INT_FLAGS)[number], fallback: number) => parseNonNegativeInt(k, str(k), fallback);
   const modeName = str('mode') ?? 'lora';
   if (modeName !== 'lora' && modeName !== 'full') throw new UsageError(`--mode must be lora or full, got "${modeName}"`);
-  const targets = (str('targets')?.split(',').map((t) => t.trim()) ?? DEFAULT_LORA.targets) as LoraTarget[];
+  const targets = (str('targets')
+    ?.split(',')
+    .map((t) => t.trim()) ?? DEFAULT_LORA.targets) as LoraTarget[];
   const unknown = targets.filter((t) => !LORA_TARGETS.includes(t));
   if (unknown.length) throw new UsageError(`unknown --targets ${unknown.join(', ')} (choose from ${LORA_TARGETS.join(', ')})`);
   const rank = int('rank', DEFAULT_LORA.rank);
@@ -118,12 +141,16 @@ function describe(e: FineTuneEvent): string {
 }
 
 function summary(r: FineTuneResult): string {
-  const lines = [`steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`];
+  const lines = [
+    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`,
+  ];
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));
   if (r.before && r.after) {
-    lines.push(`gain: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`);
+    lines.push(
+      `gain: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`,
+    );
   }
   return lines.join('\n');
 }

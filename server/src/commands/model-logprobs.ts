@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { loadModel } from '../runtime/load-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, UsageError, withUsage } from './cli-args';
 
-const USAGE = 'usage: kiln model logprobs <model-dir> --tokens 1,2,3 [--out FILE] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--attention fused|plain] [--dtype f32|f16]';
+const USAGE =
+  'usage: kiln model logprobs <model-dir> --tokens 1,2,3 [--out FILE] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--attention fused|plain] [--dtype f32|f16]';
 
 export interface LogprobsDocument {
   format: 'logprobs-v1';
@@ -31,7 +32,8 @@ export function parseTokenList(text: string | undefined): number[] {
   const items = text.split(',').map((s) => s.trim());
   const tokens = items.map(Number);
   // an empty item is not token 0 (Number('') is 0): "1,,2" and "1,2," are mistakes
-  if (items.some((s) => !/^\d+$/.test(s)) || tokens.some((t) => !Number.isSafeInteger(t))) throw new UsageError(`--tokens must be comma-separated non-negative integers, got "${text}"`);
+  if (items.some((s) => !/^\d+$/.test(s)) || tokens.some((t) => !Number.isSafeInteger(t)))
+    throw new UsageError(`--tokens must be comma-separated non-negative integers, got "${text}"`);
   return tokens;
 }
 

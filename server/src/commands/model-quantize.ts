@@ -88,7 +88,11 @@ async function measure(parsed: Parsed, evalDir: string): Promise<Row[]> {
   if (files.length === 0) throw new Error(`no source files to evaluate under ${evalDir}`);
   const rows: Row[] = [];
   for (const precision of ['none', ...parsed.precisions] as Precision[]) {
-    const model: CompletionModel = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: precision }, { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() });
+    const model: CompletionModel = await loadCompletionModel(
+      parsed.model,
+      { fimOrder: 'auto', quantization: precision },
+      { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() },
+    );
     try {
       const report = await evaluateModel(model, files, { maxLines: parsed.maxLines, seed: 0 });
       const base = rows[0]?.report?.validationLoss ?? report.validationLoss;
@@ -135,13 +139,20 @@ function writeRecord(modelDir: string, record: QuantizationRecord): void {
 function formatRows(rows: Row[], record: QuantizationRecord | undefined, parsed: Parsed): string {
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const measured = rows.some((r) => r.report);
-  const lines = [`${'precision'.padEnd(10)} ${'weights'.padStart(10)}${measured ? ` ${'val loss'.padStart(9)} ${'Δ loss'.padStart(8)} ${'exact'.padStart(7)} ${'edit sim'.padStart(8)}` : ''}`];
+  const lines = [
+    `${'precision'.padEnd(10)} ${'weights'.padStart(10)}${measured ? ` ${'val loss'.padStart(9)} ${'Δ loss'.padStart(8)} ${'exact'.padStart(7)} ${'edit sim'.padStart(8)}` : ''}`,
+  ];
   for (const r of rows) {
     const e = r.report;
     const delta = r.relativeLossIncrease === undefined ? '' : `${(100 * r.relativeLossIncrease).toFixed(2)}%`;
-    const scores = e ? ` ${e.validationLoss.toFixed(4).padStart(9)} ${delta.padStart(8)} ${`${(100 * e.exactMatch).toFixed(1)}%`.padStart(7)} ${e.editSimilarity.toFixed(3).padStart(8)}` : '';
+    const scores = e
+      ? ` ${e.validationLoss.toFixed(4).padStart(9)} ${delta.padStart(8)} ${`${(100 * e.exactMatch).toFixed(1)}%`.padStart(7)} ${e.editSimilarity.toFixed(3).padStart(8)}`
+      : '';
     lines.push(`${r.precision.padEnd(10)} ${mb(r.weightBytes).padStart(10)}${scores}`);
   }
-  if (record) lines.push(`recommended on the CPU: ${record.recommended} (bound: validation loss within ${(100 * parsed.bound).toFixed(1)}%)${parsed.record ? `; recorded in ${join(parsed.model, 'kiln.json')}` : ''}`);
+  if (record)
+    lines.push(
+      `recommended on the CPU: ${record.recommended} (bound: validation loss within ${(100 * parsed.bound).toFixed(1)}%)${parsed.record ? `; recorded in ${join(parsed.model, 'kiln.json')}` : ''}`,
+    );
   return lines.join('\n');
 }

@@ -4,15 +4,7 @@
 // instead of talking to a server that can no longer understand it.
 import { Console } from 'node:console';
 import { connect } from 'node:net';
-import {
-  createConnection,
-  IPCMessageReader,
-  IPCMessageWriter,
-  type MessageReader,
-  type MessageWriter,
-  ProposedFeatures,
-  StreamMessageWriter,
-} from 'vscode-languageserver/node';
+import { createConnection, IPCMessageReader, IPCMessageWriter, type MessageReader, type MessageWriter, ProposedFeatures, StreamMessageWriter } from 'vscode-languageserver/node';
 import { BoundedMessageReader, FramingError } from '../lsp/bounded-reader';
 import { createLifecycleGate } from '../lsp/lifecycle-gate';
 import { startKilnServer } from '../lsp/server';

@@ -103,7 +103,9 @@ export async function runTokenizerTrain(args: string[], out: (text: string) => v
       const m = await measure(dir, o.measure);
       result.measured = m;
       failures += m.roundTripFailures.length;
-      const langs = Object.entries(m.byLanguage).map(([l, c]) => `${l} ${c.bytesPerToken.toFixed(3)}`).join(', ');
+      const langs = Object.entries(m.byLanguage)
+        .map(([l, c]) => `${l} ${c.bytesPerToken.toFixed(3)}`)
+        .join(', ');
       log(`vocab ${result.vocab}: ${m.bytesPerToken.toFixed(3)} bytes/token on ${m.files} held-out files (${langs}); round-trip failures: ${m.roundTripFailures.length}`);
     } else {
       log(`vocab ${result.vocab}: wrote ${dir}`);

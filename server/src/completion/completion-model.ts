@@ -58,9 +58,11 @@ export function readTrainedFacts(dir: string): TrainedFacts {
   if (fimOrders !== undefined && !(Array.isArray(fimOrders) && fimOrders.length > 0 && fimOrders.every((o) => o === 'psm' || o === 'spm'))) {
     throw new ModelFileError(file, '"fimOrders" must be a non-empty list of "psm" / "spm"');
   }
-  if (contextTokens !== undefined && !(Number.isInteger(contextTokens) && (contextTokens as number) >= 32)) throw new ModelFileError(file, '"contextTokens" must be an integer ≥ 32');
+  if (contextTokens !== undefined && !(Number.isInteger(contextTokens) && (contextTokens as number) >= 32))
+    throw new ModelFileError(file, '"contextTokens" must be an integer ≥ 32');
   const recommended = (quantization as { recommended?: unknown } | undefined)?.recommended;
-  if (quantization !== undefined && !PRECISIONS.includes(recommended as Precision)) throw new ModelFileError(file, `"quantization.recommended" must be one of ${PRECISIONS.join(', ')}`);
+  if (quantization !== undefined && !PRECISIONS.includes(recommended as Precision))
+    throw new ModelFileError(file, `"quantization.recommended" must be one of ${PRECISIONS.join(', ')}`);
   return { fimOrders: fimOrders as FimOrder[] | undefined, contextTokens: contextTokens as number | undefined, quantization: quantization as QuantizationRecord | undefined };
 }
 
@@ -109,5 +111,13 @@ export async function loadCompletionModel(dir: string, choices: CompletionModelC
     throw err;
   }
   const order = chooseFimOrder(choices.fimOrder, facts.fimOrders ?? fim.orders);
-  return { name: basename(dir), loaded, tokenizer, fim, order, contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS), tokenizerStamp: stamp };
+  return {
+    name: basename(dir),
+    loaded,
+    tokenizer,
+    fim,
+    order,
+    contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS),
+    tokenizerStamp: stamp,
+  };
 }

@@ -258,7 +258,11 @@ export class CompletionEngine {
   private samplers(explicit: boolean) {
     const rows = explicit ? this.settings.candidates : 1;
     return Array.from({ length: rows }, (_, b) =>
-      createSampler(b === 0 ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 } : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b }),
+      createSampler(
+        b === 0
+          ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 }
+          : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b },
+      ),
     );
   }
 
@@ -282,8 +286,21 @@ export class CompletionEngine {
       while (slots.length < samplers.length) slots.push(await gen.fork(slot, task));
       const t0 = performance.now();
       const rows = await decodeRows({ gen, tokenizer: this.model.tokenizer, slots, logits: pre.logits, samplers, makeStop }, options);
-      const cost: GenerationCost = { prefillMs: pre.ms, prefillComputed: pre.computed, prefillReused: pre.reused, decodeMs: performance.now() - t0, tokens: rows.reduce((n, r) => n + r.tokens.length, 0) };
-      return { items: this.postProcess(rows.map((r) => r.text), lineBefore, textAfter), gen: cost };
+      const cost: GenerationCost = {
+        prefillMs: pre.ms,
+        prefillComputed: pre.computed,
+        prefillReused: pre.reused,
+        decodeMs: performance.now() - t0,
+        tokens: rows.reduce((n, r) => n + r.tokens.length, 0),
+      };
+      return {
+        items: this.postProcess(
+          rows.map((r) => r.text),
+          lineBefore,
+          textAfter,
+        ),
+        gen: cost,
+      };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
       for (const [i, s] of slots.entries()) gen.release(s, { keep: i === 0 });

@@ -108,7 +108,11 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const fimLoss = options.fimLoss ?? 'all';
   const validationFraction = options.validationFraction ?? 0.1;
   const maxFileBytes = options.maxFileBytes ?? SCAN_DEFAULTS.maxFileBytes;
-  for (const [name, rate] of [['fimRate', fimRate], ['spmRate', spmRate], ['lineSpanRate', lineSpanRate]] as const) {
+  for (const [name, rate] of [
+    ['fimRate', fimRate],
+    ['spmRate', spmRate],
+    ['lineSpanRate', lineSpanRate],
+  ] as const) {
     if (!(rate >= 0 && rate <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${rate}`);
   }
 

@@ -10,7 +10,9 @@ export function formatDryRun(report: DatasetReport): string {
   const { files, excluded } = report;
   out.push(`Fine-tune dataset (dry run) for ${report.root} (${report.mode === 'git' ? 'git tracked and unignored files' : 'folder walk honouring .gitignore'})`);
   const loss = report.fimLoss === 'all' ? 'loss on all tokens' : 'loss on FIM middles';
-  out.push(`sequence ${num(report.seqLen)} tokens, seed ${report.seed}, FIM ${pct(report.fimRate)} (SPM ${pct(report.spmRate)} of those, ${pct(report.lineSpanRate)} cut at line ends), ${loss}, validation ${pct(report.validationFraction)} of files`);
+  out.push(
+    `sequence ${num(report.seqLen)} tokens, seed ${report.seed}, FIM ${pct(report.fimRate)} (SPM ${pct(report.spmRate)} of those, ${pct(report.lineSpanRate)} cut at line ends), ${loss}, validation ${pct(report.validationFraction)} of files`,
+  );
   if (report.truncated) out.push('WARNING: a scan limit was reached; some files were not considered.');
   for (const w of report.warnings ?? []) out.push(`WARNING: ${w}`);
 
@@ -48,7 +50,12 @@ export function secretRuleTable(byRule: Readonly<Record<string, number | undefin
   if (rows.length === 0) return [];
   const width = Math.max('rule'.length, ...rows.map(([rule]) => rule.length));
   const countWidth = Math.max('lines'.length, ...rows.map(([, n]) => num(n).length));
-  return ['', 'Secret lines blanked, by rule:', `  ${'rule'.padEnd(width)}  ${'lines'.padStart(countWidth)}`, ...rows.map(([rule, n]) => `  ${rule.padEnd(width)}  ${num(n).padStart(countWidth)}`)];
+  return [
+    '',
+    'Secret lines blanked, by rule:',
+    `  ${'rule'.padEnd(width)}  ${'lines'.padStart(countWidth)}`,
+    ...rows.map(([rule, n]) => `  ${rule.padEnd(width)}  ${num(n).padStart(countWidth)}`),
+  ];
 }
 
 /** One line for a run whose scan stopped at a bound, naming the first file left out; undefined otherwise. */

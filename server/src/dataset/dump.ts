@@ -51,7 +51,9 @@ export async function writeTrainingDump(file: string, examples: readonly Dataset
   try {
     const train = list.filter((e) => e.split === 'train').length;
     await put(`${title}\n`);
-    await put(`${list.length} examples (${train} train, ${list.length - train} validation): each is the token ids the model trains on, decoded, special tokens as their text; the newline after each is not part of it.\n`);
+    await put(
+      `${list.length} examples (${train} train, ${list.length - train} validation): each is the token ids the model trains on, decoded, special tokens as their text; the newline after each is not part of it.\n`,
+    );
     for (const [i, e] of list.entries()) await put(`${exampleHeader(e, i, list.length)}\n${tokenizer.decode(e.tokens)}\n`);
     await handle.sync();
     await handle.close();

@@ -22,9 +22,7 @@ export interface ParallelTokenizing {
 }
 
 /** What a worker makes of each document: its training examples, or just its token ids. */
-export type TokenizeJob =
-  | { kind: 'examples'; template: FimTemplate | undefined; endId: number; options: FimOptions; seqLen: number; seed: number }
-  | { kind: 'ids' };
+export type TokenizeJob = { kind: 'examples'; template: FimTemplate | undefined; endId: number; options: FimOptions; seqLen: number; seed: number } | { kind: 'ids' };
 export interface TokenizeWorkerData {
   tokenizerDir: string;
   job: TokenizeJob;

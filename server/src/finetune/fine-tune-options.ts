@@ -64,7 +64,10 @@ export function trainingThreads(): number {
 
 /** The run folder of a workspace, model and mode: the same choices resume the same run. */
 function defaultOutDir(cacheDir: string, workspace: string, modelDir: string, mode: 'lora' | 'full'): string {
-  const key = createHash('sha256').update(`${workspace}\0${resolve(modelDir)}\0${mode}`).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(`${workspace}\0${resolve(modelDir)}\0${mode}`)
+    .digest('hex')
+    .slice(0, 16);
   return join(cacheDir, 'runs', key);
 }
 

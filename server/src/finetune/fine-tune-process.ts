@@ -44,7 +44,8 @@ export function startFineTuneProcess(options: FineTuneOptions, onEvent: (e: Fine
     // 'close' comes after the IPC channel has delivered every message; 'exit' can overtake the result.
     child.on('close', (code, signal) => {
       clearTimeout(killTimer);
-      if (!settled) reject(new Error(`the training process exited (${signal ?? `code ${code}`}) before finishing; the last checkpoint can be resumed.${stderr ? `\n${stderr.trim()}` : ''}`));
+      if (!settled)
+        reject(new Error(`the training process exited (${signal ?? `code ${code}`}) before finishing; the last checkpoint can be resumed.${stderr ? `\n${stderr.trim()}` : ''}`));
     });
     child.on('error', (err) => {
       if (!settled) reject(err);

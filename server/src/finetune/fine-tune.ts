@@ -79,7 +79,9 @@ export interface FineTuneResult {
 
 function runId(o: FineTuneOptions, datasetHash: string): string {
   const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate } = o;
-  return createHash('sha256').update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, datasetHash })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, datasetHash }))
+    .digest('hex');
 }
 
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
@@ -88,7 +90,16 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const fim = resolveFimTemplate(tokenizer);
   // the dataset phase comes before training: its tokenizing may use the threads training will
   const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism() };
-  const dataset = await buildDataset(o.workspace, tokenizer, fim, { seqLen: o.seqLen, seed: o.seed, fimRate: fim ? o.fimRate : 0, spmRate: o.spmRate, lineSpanRate: o.lineSpanRate, maxFiles: o.maxFiles, parallel, signal });
+  const dataset = await buildDataset(o.workspace, tokenizer, fim, {
+    seqLen: o.seqLen,
+    seed: o.seed,
+    fimRate: fim ? o.fimRate : 0,
+    spmRate: o.spmRate,
+    lineSpanRate: o.lineSpanRate,
+    maxFiles: o.maxFiles,
+    parallel,
+    signal,
+  });
   const report = dataset.report;
   const bounds = scanBoundsMessage(report);
   for (const message of [...(bounds === undefined ? [] : [bounds]), ...report.warnings]) emit({ type: 'log', message });
@@ -107,7 +118,17 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
 
   emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
-  const trainer = await TrainerSession.create({ modelDir: o.modelDir, mode: o.mode, hyper: DEFAULT_ADAMW, accumulation: o.accumulation, threads: o.threads, cacheDir: o.cacheDir, seed: o.seed, executionProvider: o.executionProvider, log: (m) => emit({ type: 'log', message: m }) });
+  const trainer = await TrainerSession.create({
+    modelDir: o.modelDir,
+    mode: o.mode,
+    hyper: DEFAULT_ADAMW,
+    accumulation: o.accumulation,
+    threads: o.threads,
+    cacheDir: o.cacheDir,
+    seed: o.seed,
+    executionProvider: o.executionProvider,
+    log: (m) => emit({ type: 'log', message: m }),
+  });
   const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
   const checkpointDir = join(o.outDir, 'checkpoint');
   const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
@@ -122,7 +143,15 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   let stoppedEarly = false;
   if (o.resume && existsSync(checkpointDir)) {
     // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
-    const { state, best: bestValues, meta } = loadCheckpoint(checkpointDir, run, trainer.params.map((p) => p.name));
+    const {
+      state,
+      best: bestValues,
+      meta,
+    } = loadCheckpoint(
+      checkpointDir,
+      run,
+      trainer.params.map((p) => p.name),
+    );
     trainer.restore(state);
     best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
     stale = meta.stepsWithoutImprovement;
@@ -147,7 +176,16 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
       tokensSeen += micro.length * o.batchSize * o.seqLen;
       const elapsed = (performance.now() - t0) / 1000;
       const done = trainer.step - (resumedFrom ?? 0);
-      emit({ type: 'step', step: trainer.step, totalSteps, loss, lr, gradNorm, tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed, etaSeconds: (elapsed / done) * (totalSteps - trainer.step) });
+      emit({
+        type: 'step',
+        step: trainer.step,
+        totalSteps,
+        loss,
+        lr,
+        gradNorm,
+        tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
+        etaSeconds: (elapsed / done) * (totalSteps - trainer.step),
+      });
       const last = trainer.step === totalSteps;
       if (trainer.step % o.evalEvery === 0 || last) {
         const valLoss = await trainer.loss(validation);
@@ -174,10 +212,24 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   let after: EvalReport | undefined;
   if (!cancelled) {
     emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
-    const tuned = o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
+    const tuned =
+      o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
     after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
   }
-  const result: FineTuneResult = { ...empty, output, before, after, steps: trainer.step, bestStep: best.step, bestValidationLoss: best.loss, tokensSeen, trainSeconds, cancelled, stoppedEarly, resumedFrom };
+  const result: FineTuneResult = {
+    ...empty,
+    output,
+    before,
+    after,
+    steps: trainer.step,
+    bestStep: best.step,
+    bestValidationLoss: best.loss,
+    tokensSeen,
+    trainSeconds,
+    cancelled,
+    stoppedEarly,
+    resumedFrom,
+  };
   writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
   return result;
 }

@@ -131,7 +131,8 @@ export class KvState {
     if (k < 0 || k > this.length) throw new RangeError(`cannot slice ${k} positions from a ${this.length}-position KV state`);
     const out = new KvState(this.shape, this.batch, paddedCapacity(k, HEADROOM, GRANULE));
     for (let l = 0; l < this.shape.numLayers; l++) {
-      for (let b = 0; b < this.batch; b++) copyPositions({ buffers: this.layers[l]!, geometry: this.geometry, row: b }, { buffers: out.layers[l]!, geometry: out.geometry, row: b }, k);
+      for (let b = 0; b < this.batch; b++)
+        copyPositions({ buffers: this.layers[l]!, geometry: this.geometry, row: b }, { buffers: out.layers[l]!, geometry: out.geometry, row: b }, k);
     }
     for (const [b, r] of this.rows.entries()) out.rows[b]!.push(...r.slice(0, k));
     return out;
@@ -142,7 +143,8 @@ export class KvState {
     if (this.batch !== 1) throw new Error('only a single-row KV state can be broadcast');
     const out = new KvState(this.shape, batch, paddedCapacity(this.length, HEADROOM, GRANULE));
     for (let l = 0; l < this.shape.numLayers; l++) {
-      for (let b = 0; b < batch; b++) copyPositions({ buffers: this.layers[l]!, geometry: this.geometry, row: 0 }, { buffers: out.layers[l]!, geometry: out.geometry, row: b }, this.length);
+      for (let b = 0; b < batch; b++)
+        copyPositions({ buffers: this.layers[l]!, geometry: this.geometry, row: 0 }, { buffers: out.layers[l]!, geometry: out.geometry, row: b }, this.length);
     }
     for (const r of out.rows) r.push(...this.rows[0]!);
     return out;

@@ -40,7 +40,8 @@ function progressOf(e: FineTuneEvent): TrainingProgress {
 /** A count the client may leave unset; anything but a positive integer is refused, not clamped. */
 function positiveCount(name: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new ResponseError(LSPErrorCodes.RequestFailed, `${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    throw new ResponseError(LSPErrorCodes.RequestFailed, `${name} must be a positive integer, got ${JSON.stringify(value)}`);
   return value;
 }
 

@@ -2,7 +2,17 @@
 // request whether or not `initialize` came first. Before `initialize`, a request is answered with
 // ServerNotInitialized and a notification is dropped (`exit` excepted); a second `initialize` and any
 // request after `shutdown` are answered with InvalidRequest.
-import { ErrorCodes, InitializeRequest, type Message, type MessageStrategy, type MessageWriter, type NotificationMessage, type RequestMessage, ShutdownRequest, ExitNotification } from 'vscode-languageserver/node';
+import {
+  ErrorCodes,
+  InitializeRequest,
+  type Message,
+  type MessageStrategy,
+  type MessageWriter,
+  type NotificationMessage,
+  type RequestMessage,
+  ShutdownRequest,
+  ExitNotification,
+} from 'vscode-languageserver/node';
 
 type Phase = 'uninitialized' | 'running' | 'shutDown';
 

@@ -80,15 +80,20 @@ export class ModelHost {
     const missingAdapter = adapterDir !== undefined && !statSync(adapterDir, { throwIfNoEntry: false })?.isDirectory();
     let model: CompletionModel;
     try {
-      model = await loadCompletionModel(path, { fimOrder: settings.fimOrder, quantization: settings.quantization }, {
-        executionProvider: settings.executionProvider,
-        threads: settings.threads || automaticThreads(),
-        cacheDir: this.options.cacheDir,
-        adapterDir: missingAdapter ? undefined : adapterDir,
-        log: this.options.log,
-        // validation, graph build, quantization, hashing and the cache write run in a worker thread
-        prepare: prepareGraphInWorker,
-      }, this.current?.model);
+      model = await loadCompletionModel(
+        path,
+        { fimOrder: settings.fimOrder, quantization: settings.quantization },
+        {
+          executionProvider: settings.executionProvider,
+          threads: settings.threads || automaticThreads(),
+          cacheDir: this.options.cacheDir,
+          adapterDir: missingAdapter ? undefined : adapterDir,
+          log: this.options.log,
+          // validation, graph build, quantization, hashing and the cache write run in a worker thread
+          prepare: prepareGraphInWorker,
+        },
+        this.current?.model,
+      );
     } catch (err) {
       if (generation !== this.generation) return this.status;
       await this.retire(this.swap(undefined));
@@ -108,7 +113,9 @@ export class ModelHost {
     }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
-    reportLoad(`loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms on the server thread`);
+    reportLoad(
+      `loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms on the server thread`,
+    );
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
     const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;

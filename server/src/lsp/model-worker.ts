@@ -31,5 +31,9 @@ try {
   }
 } catch (err) {
   const e = err as Error;
-  send({ type: 'error', error: err instanceof ModelFileError ? { name: e.name, message: e.message, file: err.file, problem: err.problem } : { name: e?.name ?? 'Error', message: e?.message ?? String(err) } });
+  send({
+    type: 'error',
+    error:
+      err instanceof ModelFileError ? { name: e.name, message: e.message, file: err.file, problem: err.problem } : { name: e?.name ?? 'Error', message: e?.message ?? String(err) },
+  });
 }

@@ -66,7 +66,9 @@ export function parseInlineCompletionParams(raw: unknown): InlineCompletionInput
   const character = uinteger(position.character, 'position.character');
   const context = object(params.context, 'context');
   if (!TRIGGER_KINDS.includes(context.triggerKind)) {
-    throw invalidParams(`context.triggerKind must be ${InlineCompletionTriggerKind.Invoked} (invoked) or ${InlineCompletionTriggerKind.Automatic} (automatic), got ${describe(context.triggerKind)}`);
+    throw invalidParams(
+      `context.triggerKind must be ${InlineCompletionTriggerKind.Invoked} (invoked) or ${InlineCompletionTriggerKind.Automatic} (automatic), got ${describe(context.triggerKind)}`,
+    );
   }
   return { uri, position: { line, character }, explicit: context.triggerKind === InlineCompletionTriggerKind.Invoked };
 }

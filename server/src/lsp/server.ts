@@ -148,7 +148,9 @@ export function startKilnServer(connection: Connection): void {
       },
     }),
   );
-  connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) => handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
+  connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
+    handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
+  );
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();

@@ -29,9 +29,18 @@ export const DEFAULT_SETTINGS: KilnSettings = {
 
 type Rule = (v: unknown) => string | undefined; // an error message, or undefined when valid
 
-const int = (min: number, max: number): Rule => (v) => (Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer from ${min} to ${max}`);
-const real = (min: number, max: number): Rule => (v) => (typeof v === 'number' && v >= min && v <= max ? undefined : `must be a number from ${min} to ${max}`);
-const oneOf = (values: readonly string[]): Rule => (v) => (typeof v === 'string' && values.includes(v) ? undefined : `must be one of ${values.join(', ')}`);
+const int =
+  (min: number, max: number): Rule =>
+  (v) =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer from ${min} to ${max}`;
+const real =
+  (min: number, max: number): Rule =>
+  (v) =>
+    typeof v === 'number' && v >= min && v <= max ? undefined : `must be a number from ${min} to ${max}`;
+const oneOf =
+  (values: readonly string[]): Rule =>
+  (v) =>
+    typeof v === 'string' && values.includes(v) ? undefined : `must be one of ${values.join(', ')}`;
 const bool: Rule = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
 const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string');
 
@@ -80,5 +89,7 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
 
 /** Settings whose change needs the model reloaded (the rest apply to the next request). */
 export function needsReload(a: KilnSettings, b: KilnSettings): boolean {
-  return a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.quantization !== b.quantization || a.threads !== b.threads;
+  return (
+    a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.quantization !== b.quantization || a.threads !== b.threads
+  );
 }

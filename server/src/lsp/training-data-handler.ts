@@ -33,7 +33,11 @@ export async function handleTrainingDataPreview(params: TrainingDataPreviewParam
   if (typeof params?.workspace !== 'string' || !params.workspace) throw failed('showing the training data needs a workspace folder');
   if (typeof params.storageDir !== 'string' || !isAbsolute(params.storageDir)) throw failed(`storageDir must be an absolute folder, got ${JSON.stringify(params.storageDir)}`);
   if (building) throw failed('the training data is already being read; wait for it to finish');
-  const options = fineTuneOptions({ workspace: params.workspace, ...(params.maxFiles === undefined ? {} : { maxFiles: params.maxFiles }) }, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir());
+  const options = fineTuneOptions(
+    { workspace: params.workspace, ...(params.maxFiles === undefined ? {} : { maxFiles: params.maxFiles }) },
+    ctx.modelPath,
+    ctx.cacheDir ?? defaultCacheDir(),
+  );
   building = true;
   const abort = new AbortController();
   const sub = token.onCancellationRequested(() => abort.abort(new Error('cancelled')));

@@ -13,15 +13,7 @@ import { PAIR_KEY_BASE, PairHeap, pairKey, pairLeft, pairRight, type PairEntry }
 import { BYTE_TO_UNICODE } from './tokenizer';
 
 /** Qwen2.5-Coder's names, in Qwen's id order, so Kiln's 'qwen' FIM template serves Kiln's models too. */
-export const KILN_SPECIAL_TOKENS = [
-  '<|endoftext|>',
-  '<|fim_prefix|>',
-  '<|fim_middle|>',
-  '<|fim_suffix|>',
-  '<|fim_pad|>',
-  '<|repo_name|>',
-  '<|file_sep|>',
-] as const;
+export const KILN_SPECIAL_TOKENS = ['<|endoftext|>', '<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>', '<|fim_pad|>', '<|repo_name|>', '<|file_sep|>'] as const;
 
 /** The largest vocabulary the trainer builds (pair keys must stay small integers). */
 export const MAX_VOCAB = PAIR_KEY_BASE;

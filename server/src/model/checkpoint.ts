@@ -28,11 +28,7 @@ export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
       { name: `${p}.self_attn.o_proj.weight`, shape: [d, q] },
     );
     if (c.attentionBias) {
-      list.push(
-        { name: `${p}.self_attn.q_proj.bias`, shape: [q] },
-        { name: `${p}.self_attn.k_proj.bias`, shape: [kv] },
-        { name: `${p}.self_attn.v_proj.bias`, shape: [kv] },
-      );
+      list.push({ name: `${p}.self_attn.q_proj.bias`, shape: [q] }, { name: `${p}.self_attn.k_proj.bias`, shape: [kv] }, { name: `${p}.self_attn.v_proj.bias`, shape: [kv] });
     }
     list.push(
       { name: `${p}.post_attention_layernorm.weight`, shape: [d] },
@@ -153,10 +149,7 @@ export function openCheckpoint(dir: string): Checkpoint {
       if (!weights.has(t.name)) throw new ModelFileError(weights.source, `missing tensor "${t.name}"`);
       const info = weights.info(t.name);
       if (info.shape.length !== t.shape.length || info.shape.some((v, i) => v !== t.shape[i])) {
-        throw new ModelFileError(
-          weights.pathOf(t.name),
-          `tensor "${t.name}" has shape ${JSON.stringify(info.shape)} but config.json implies ${JSON.stringify(t.shape)}`,
-        );
+        throw new ModelFileError(weights.pathOf(t.name), `tensor "${t.name}" has shape ${JSON.stringify(info.shape)} but config.json implies ${JSON.stringify(t.shape)}`);
       }
     }
   } catch (err) {

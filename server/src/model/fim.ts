@@ -104,16 +104,7 @@ export function resolveFimTemplate(tokenizer: SpecialTokenLookup): FimTemplate |
       if (repoNameId !== undefined) template.repoNameId = repoNameId;
       if (padId !== undefined) template.padId = padId;
       if (bosId !== undefined) template.bosId = bosId;
-      const stops = [
-        ...spec.stops.map((s) => tokenizer.tokenToId(s)),
-        tokenizer.eosId,
-        fileSepId,
-        repoNameId,
-        padId,
-        prefixId,
-        suffixId,
-        middleId,
-      ];
+      const stops = [...spec.stops.map((s) => tokenizer.tokenToId(s)), tokenizer.eosId, fileSepId, repoNameId, padId, prefixId, suffixId, middleId];
       template.stopIds = [...new Set(stops.filter((id): id is number => id !== undefined))];
       return template;
     }

@@ -23,7 +23,10 @@ export function initialWeights(c: ModelConfig, seed: number, std = 0.02): Map<st
 export function writeInitialCheckpoint(dir: string, c: ModelConfig, tokenizerDir: string, seed: number): void {
   mkdirSync(dir, { recursive: true });
   const weights = initialWeights(c, seed);
-  writeSafetensors(join(dir, 'model.safetensors'), expectedTensors(c).map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as const, data: weights.get(t.name)! })));
+  writeSafetensors(
+    join(dir, 'model.safetensors'),
+    expectedTensors(c).map((t) => ({ name: t.name, shape: t.shape, dtype: 'F32' as const, data: weights.get(t.name)! })),
+  );
   writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(c), null, 2));
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
     if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(dir, f));

@@ -267,8 +267,7 @@ function validateTokenizerJson(json: unknown, file: string): Record<string, unkn
     if (!Number.isInteger(id) || (id as number) < 0) throw new ModelFileError(file, `vocabulary id of ${JSON.stringify(token)} is not a non-negative integer`);
   }
   const merges = model.merges ?? [];
-  const mergeOk = (m: unknown) =>
-    (typeof m === 'string' && m.includes(' ')) || (Array.isArray(m) && m.length === 2 && m.every((s) => typeof s === 'string'));
+  const mergeOk = (m: unknown) => (typeof m === 'string' && m.includes(' ')) || (Array.isArray(m) && m.length === 2 && m.every((s) => typeof s === 'string'));
   if (!Array.isArray(merges) || !merges.every(mergeOk)) {
     throw new ModelFileError(file, '"model.merges" must be a list of "a b" strings or [a, b] pairs');
   }

@@ -103,11 +103,18 @@ export class DecoderSession {
     if (pastLengths.length !== B || pastLengths.some((n) => !(Number.isInteger(n) && n >= 0 && n <= P))) throw new Error(`forward: ${B} rows need past lengths within 0..${P}`);
     const longest = Math.max(...pastLengths) + S;
     if (longest > c.maxPositions) throw new RangeError(`context of ${longest} tokens exceeds the model's ${c.maxPositions} positions`);
-    for (const row of tokens) for (const t of row) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    for (const row of tokens)
+      for (const t of row) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens.flat(), BigInt), [B, S]),
       [DecoderIO.logitsIndex]:
-        wanted === 'last' ? new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]) : new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(i)), [S]),
+        wanted === 'last'
+          ? new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1])
+          : new ort.Tensor(
+              'int64',
+              BigInt64Array.from({ length: S }, (_, i) => BigInt(i)),
+              [S],
+            ),
       [DecoderIO.pastLengths]: new ort.Tensor('int64', BigInt64Array.from(pastLengths, BigInt), [B]),
     };
     for (let l = 0; l < c.numLayers; l++) {

@@ -37,11 +37,7 @@ function ortBinaryFolder(): string | undefined {
  * WebGPU is tried only where a GPU and Vulkan are found, so a CPU-only machine loads quietly; asked
  * for by name it is always tried (the probe only looks in the usual places).
  */
-export function providerUnavailableReason(
-  provider: ExecutionProvider,
-  choice: ExecutionProviderChoice = 'auto',
-  host: GpuProbeHost = SYSTEM_GPU_PROBE_HOST,
-): string | undefined {
+export function providerUnavailableReason(provider: ExecutionProvider, choice: ExecutionProviderChoice = 'auto', host: GpuProbeHost = SYSTEM_GPU_PROBE_HOST): string | undefined {
   if (provider === 'webgpu') return choice === 'auto' ? webgpuUnavailableReason(host) : undefined;
   if (provider !== 'cuda') return undefined;
   const dir = ortBinaryFolder();

@@ -21,10 +21,18 @@ export const SYSTEM_GPU_PROBE_HOST: GpuProbeHost = {
   env: process.env,
   exists: (path) => existsSync(path),
   list: (dir) => {
-    try { return readdirSync(dir); } catch { return []; }
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
   },
   read: (path) => {
-    try { return readFileSync(path); } catch { return undefined; }
+    try {
+      return readFileSync(path);
+    } catch {
+      return undefined;
+    }
   },
 };
 
@@ -48,16 +56,12 @@ function hasVulkanLoader(host: GpuProbeHost): boolean {
 /** Vulkan driver manifests (ICDs), in the places and variables the Vulkan loader reads. */
 function hasVulkanDriver(host: GpuProbeHost): boolean {
   const env = host.env;
-  const files = [env.VK_DRIVER_FILES, env.VK_ICD_FILENAMES, env.VK_ADD_DRIVER_FILES]
-    .flatMap((list) => (list ?? '').split(':'))
-    .filter((f) => f !== '');
+  const files = [env.VK_DRIVER_FILES, env.VK_ICD_FILENAMES, env.VK_ADD_DRIVER_FILES].flatMap((list) => (list ?? '').split(':')).filter((f) => f !== '');
   if (files.some((f) => host.exists(f))) return true;
   const home = env.HOME ?? '';
   const dataDirs = [env.XDG_DATA_HOME ?? (home ? join(home, '.local/share') : ''), ...(env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':')];
   const configDirs = [env.XDG_CONFIG_HOME ?? (home ? join(home, '.config') : ''), ...(env.XDG_CONFIG_DIRS ?? '/etc/xdg').split(':'), '/etc'];
-  return [...configDirs, ...dataDirs]
-    .filter((d) => d !== '')
-    .some((dir) => host.list(join(dir, 'vulkan', 'icd.d')).some((name) => name.endsWith('.json')));
+  return [...configDirs, ...dataDirs].filter((d) => d !== '').some((dir) => host.list(join(dir, 'vulkan', 'icd.d')).some((name) => name.endsWith('.json')));
 }
 
 /**

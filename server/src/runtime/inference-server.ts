@@ -67,25 +67,27 @@ export class InferenceServer implements Generator {
   // ---------- the Generator interface ----------
 
   open(tokens: readonly number[], options: TaskOptions = {}): Promise<OpenedSlot> {
-    return this.enqueue<{ slot: SlotRecord; reused: number }>(options, (settle) => ({ kind: 'open', tokens: [...tokens], ...settle } satisfies OpenTask));
+    return this.enqueue<{ slot: SlotRecord; reused: number }>(options, (settle) => ({ kind: 'open', tokens: [...tokens], ...settle }) satisfies OpenTask);
   }
 
   fork(slot: Slot, options: TaskOptions = {}): Promise<Slot> {
     const record = this.record(slot);
-    return this.enqueue<SlotRecord>(options, (settle) => ({ kind: 'fork', slot: record, ...settle } satisfies ForkTask));
+    return this.enqueue<SlotRecord>(options, (settle) => ({ kind: 'fork', slot: record, ...settle }) satisfies ForkTask);
   }
 
   extend(slot: Slot, tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array> {
     if (tokens.length === 0) return Promise.reject(new Error('extend needs at least one token'));
     const record = this.claim(slot);
-    return this.enqueue<Float32Array>(options, (settle) => ({ kind: 'prefill', slot: record, tokens: [...tokens], done: 0, ...settle } satisfies PrefillTask)).finally(() => (record.busy = false));
+    return this.enqueue<Float32Array>(options, (settle) => ({ kind: 'prefill', slot: record, tokens: [...tokens], done: 0, ...settle }) satisfies PrefillTask).finally(
+      () => (record.busy = false),
+    );
   }
 
   step(slots: readonly Slot[], tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array[]> {
     if (slots.length !== tokens.length) return Promise.reject(new Error(`step: ${slots.length} slots and ${tokens.length} tokens`));
     const records = slots.map((s) => this.claim(s));
     const steps = records.map((record, i) =>
-      this.enqueue<Float32Array>(options, (settle) => ({ kind: 'decode', slot: record, token: tokens[i]!, ...settle } satisfies DecodeTask)).finally(() => (record.busy = false)),
+      this.enqueue<Float32Array>(options, (settle) => ({ kind: 'decode', slot: record, token: tokens[i]!, ...settle }) satisfies DecodeTask).finally(() => (record.busy = false)),
     );
     return Promise.all(steps);
   }
@@ -93,7 +95,9 @@ export class InferenceServer implements Generator {
   verify(slot: Slot, tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array[]> {
     if (tokens.length === 0) return Promise.reject(new Error('verify needs at least one token'));
     const record = this.claim(slot);
-    return this.enqueue<Float32Array[]>(options, (settle) => ({ kind: 'verify', slot: record, tokens: [...tokens], ...settle } satisfies VerifyTask)).finally(() => (record.busy = false));
+    return this.enqueue<Float32Array[]>(options, (settle) => ({ kind: 'verify', slot: record, tokens: [...tokens], ...settle }) satisfies VerifyTask).finally(
+      () => (record.busy = false),
+    );
   }
 
   truncate(slot: Slot, length: number): void {
@@ -163,7 +167,10 @@ export class InferenceServer implements Generator {
     return record;
   }
 
-  private enqueue<T>(options: TaskOptions, make: (settle: { priority: 'foreground' | 'background'; signal: AbortSignal | undefined; resolve: (v: T) => void; reject: (e: unknown) => void }) => QueuedTask): Promise<T> {
+  private enqueue<T>(
+    options: TaskOptions,
+    make: (settle: { priority: 'foreground' | 'background'; signal: AbortSignal | undefined; resolve: (v: T) => void; reject: (e: unknown) => void }) => QueuedTask,
+  ): Promise<T> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<T>((resolve, reject) => {
@@ -304,7 +311,10 @@ export class InferenceServer implements Generator {
   private async runVerify(task: VerifyTask): Promise<void> {
     const V = this.current.config.vocabSize;
     const { logits } = await this.current.forward(task.slot.state, [task.tokens as number[]], 'all');
-    this.settle(task, task.tokens.map((_, i) => logits.slice(i * V, (i + 1) * V)));
+    this.settle(
+      task,
+      task.tokens.map((_, i) => logits.slice(i * V, (i + 1) * V)),
+    );
   }
 
   /** One batched forward for every due decode: a lone slot feeds its state's view, N slots a padded batch. */
@@ -316,7 +326,10 @@ export class InferenceServer implements Generator {
       return this.settle(t, logits);
     }
     const tokens = tasks.map((t) => [t.token]);
-    this.batch = KvBatch.for(tasks.map((t) => t.slot.state), this.batch);
+    this.batch = KvBatch.for(
+      tasks.map((t) => t.slot.state),
+      this.batch,
+    );
     const out = await this.current.run(this.batch.input(tokens));
     this.batch.append(tokens, out.newKeys, out.newValues);
     for (const [b, t] of tasks.entries()) this.settle(t, out.logits.slice(b * V, (b + 1) * V)); // [B,1,V] -> [V] each

@@ -28,7 +28,8 @@ export class KvBatch {
     this.lengths = members.map((m) => m.length);
     this.revisions = members.map((m) => m.revision);
     for (let l = 0; l < shape.numLayers; l++) {
-      for (const [b, m] of members.entries()) copyPositions({ buffers: m.past(l), geometry: m.geometry, row: 0 }, { buffers: this.layers[l]!, geometry: this.geometry, row: b }, m.length);
+      for (const [b, m] of members.entries())
+        copyPositions({ buffers: m.past(l), geometry: m.geometry, row: 0 }, { buffers: this.layers[l]!, geometry: this.geometry, row: b }, m.length);
     }
   }
 

@@ -46,7 +46,11 @@ export function prepareGraph(modelDir: string, options: PrepareGraphOptions = {}
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   // Plain attention is the default: on the CPU it measured faster than the fused GroupQueryAttention
   // path at prefill (≈2.4×) and no slower at decode (tests/bench/model.bench.ts, same run).
-  const graphOptions = { attention: options.attention ?? DEFAULT_ATTENTION, weightType: options.weightType ?? 'float32', ...(options.quantization ? { quantization: options.quantization } : {}) };
+  const graphOptions = {
+    attention: options.attention ?? DEFAULT_ATTENTION,
+    weightType: options.weightType ?? 'float32',
+    ...(options.quantization ? { quantization: options.quantization } : {}),
+  };
   const checkpoint = openCheckpoint(modelDir);
   try {
     const adapter = options.adapterDir === undefined ? undefined : loadLoraAdapter(options.adapterDir, checkpoint.config);

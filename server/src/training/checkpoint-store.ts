@@ -31,7 +31,12 @@ function sha256(path: string): string {
 }
 
 /** Saves the trainer state and the best parameters so far (a resumed run still returns its best). */
-export function saveCheckpoint(dir: string, state: TrainerState, best: ReadonlyMap<string, Float32Array>, meta: Omit<CheckpointMeta, 'format' | 'sha256' | 'savedAt' | 'step'>): void {
+export function saveCheckpoint(
+  dir: string,
+  state: TrainerState,
+  best: ReadonlyMap<string, Float32Array>,
+  meta: Omit<CheckpointMeta, 'format' | 'sha256' | 'savedAt' | 'step'>,
+): void {
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -53,7 +58,8 @@ export function saveCheckpoint(dir: string, state: TrainerState, best: ReadonlyM
 export function loadCheckpoint(dir: string, expectedRun: string, paramNames: string[]): { state: TrainerState; best: Map<string, Float32Array>; meta: CheckpointMeta } {
   const metaPath = join(dir, META);
   const tensorsPath = join(dir, TENSORS);
-  if (!existsSync(metaPath) || !existsSync(tensorsPath)) throw new ModelFileError(dir, 'incomplete checkpoint (state.json or state.safetensors missing); refusing to resume from it');
+  if (!existsSync(metaPath) || !existsSync(tensorsPath))
+    throw new ModelFileError(dir, 'incomplete checkpoint (state.json or state.safetensors missing); refusing to resume from it');
   let meta: CheckpointMeta;
   try {
     meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CheckpointMeta;
@@ -61,7 +67,11 @@ export function loadCheckpoint(dir: string, expectedRun: string, paramNames: str
     throw new ModelFileError(metaPath, `corrupt checkpoint metadata: ${(err as Error).message}`);
   }
   if (meta.format !== CHECKPOINT_FORMAT) throw new ModelFileError(metaPath, `not a Kiln training checkpoint (format ${JSON.stringify(meta.format)})`);
-  if (meta.run !== expectedRun) throw new ModelFileError(metaPath, 'checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming');
+  if (meta.run !== expectedRun)
+    throw new ModelFileError(
+      metaPath,
+      'checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming',
+    );
   if (sha256(tensorsPath) !== meta.sha256) throw new ModelFileError(tensorsPath, 'checksum mismatch: the checkpoint is corrupt or partially written; refusing to load it');
   const file = SafetensorsFile.open(tensorsPath);
   try {

@@ -8,7 +8,16 @@ import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
 import type { AdamWHyper } from '../model/graph/adamw';
 import type { GraphBuilder } from '../model/graph/onnx-graph';
-import { buildGradientGraph, buildLossGraph, buildOptimizerGraph, buildTrainStepGraph, type TrainableParam, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../model/graph/training-graph';
+import {
+  buildGradientGraph,
+  buildLossGraph,
+  buildOptimizerGraph,
+  buildTrainStepGraph,
+  type TrainableParam,
+  TRAINING_OPSETS,
+  TrainIO,
+  type TrainingMode,
+} from '../model/graph/training-graph';
 import { writeModel } from '../model/graph/write-model';
 import { createWithFallback, type ExecutionProvider, type ExecutionProviderChoice } from '../runtime/execution-provider';
 
@@ -94,7 +103,10 @@ export class TrainerSession {
     try {
       // Built per run (cheap next to training) and removed on release; never shared between runs.
       dir = join(o.cacheDir, 'training', `run-${process.pid}-${Date.now()}`);
-      built = o.accumulation > 1 ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed) : buildTrainStepGraph(checkpoint.config, checkpoint.weights, { mode: o.mode, hyper: o.hyper, seed: o.seed });
+      built =
+        o.accumulation > 1
+          ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed)
+          : buildTrainStepGraph(checkpoint.config, checkpoint.weights, { mode: o.mode, hyper: o.hyper, seed: o.seed });
       if (o.accumulation > 1) optimizerGraph = buildOptimizerGraph(built.params, o.hyper);
       // Initial values are read now, while the checkpoint is open; LoRA's are generated.
       const values = new Map(built.params.map((p) => [p.name, Float32Array.from(p.init())]));
@@ -118,7 +130,16 @@ export class TrainerSession {
         }
         return (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
       };
-      return new TrainerSession({ config: checkpoint.config, params: built.params, provider: main.provider, main: main.session, optimizer, state: { step: 0, values, m: zeros(), v: zeros() }, graphDir: dir, openLossSession: openLoss });
+      return new TrainerSession({
+        config: checkpoint.config,
+        params: built.params,
+        provider: main.provider,
+        main: main.session,
+        optimizer,
+        state: { step: 0, values, m: zeros(), v: zeros() },
+        graphDir: dir,
+        openLossSession: openLoss,
+      });
     } finally {
       checkpoint.weights.close();
     }
@@ -141,7 +162,11 @@ export class TrainerSession {
 
   restore(state: TrainerState): void {
     for (const p of this.params) {
-      for (const [name, map] of [['values', state.values], ['m', state.m], ['v', state.v]] as const) {
+      for (const [name, map] of [
+        ['values', state.values],
+        ['m', state.m],
+        ['v', state.v],
+      ] as const) {
         const x = map.get(p.name);
         if (!x || x.length !== this.state.values.get(p.name)!.length) throw new Error(`training state has no matching ${name} for ${p.name}`);
       }

@@ -14,14 +14,63 @@ type NameClass = 'password' | 'key';
 
 const PASSWORD_HEADS = new Set(['password', 'passwd', 'pwd', 'pass', 'passphrase', 'passcode', 'pw', 'secret']);
 const KEY_HEADS = new Set([
-  'key', 'apikey', 'token', 'auth', 'authorization', 'credential', 'credentials', 'creds', 'cookie', 'session',
-  'signing', 'signature', 'sig', 'hmac', 'salt', 'pepper', 'seed', 'nonce', 'jwt', 'bearer', 'cipher',
-  'encryption', 'encrypt', 'crypt', 'private', 'privkey', 'master', 'sid', 'sas',
+  'key',
+  'apikey',
+  'token',
+  'auth',
+  'authorization',
+  'credential',
+  'credentials',
+  'creds',
+  'cookie',
+  'session',
+  'signing',
+  'signature',
+  'sig',
+  'hmac',
+  'salt',
+  'pepper',
+  'seed',
+  'nonce',
+  'jwt',
+  'bearer',
+  'cipher',
+  'encryption',
+  'encrypt',
+  'crypt',
+  'private',
+  'privkey',
+  'master',
+  'sid',
+  'sas',
 ]);
 /** Words after the noun that keep its meaning: `SECRET_KEY_BASE`, `signing_key_hex`, `TOKEN_VALUE`. */
 const QUALIFIERS = new Set([
-  'value', 'val', 'str', 'string', 'b64', 'base64', 'hex', 'raw', 'data', 'bytes', 'base', 'plain', 'plaintext',
-  'enc', 'encoded', 'literal', 'live', 'prod', 'production', 'dev', 'test', 'staging', 'local', 'default', 'v',
+  'value',
+  'val',
+  'str',
+  'string',
+  'b64',
+  'base64',
+  'hex',
+  'raw',
+  'data',
+  'bytes',
+  'base',
+  'plain',
+  'plaintext',
+  'enc',
+  'encoded',
+  'literal',
+  'live',
+  'prod',
+  'production',
+  'dev',
+  'test',
+  'staging',
+  'local',
+  'default',
+  'v',
 ]);
 /** Run-together names: `dbpassword`, `clientsecret`, `authtoken`, `apikey`. */
 const PASSWORD_ENDINGS = /(password|passwd|secret|passphrase)$/;
@@ -120,7 +169,10 @@ const SCREAMING = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$|^[A-Z]{2,}$/;
 /** Whole-line `password = Sunny Days Forever` (ini, YAML, .env): the bare value is the rest of the line. */
 function spacedValue(line: string, from: number, parsed: ParsedValue): ParsedValue {
   if (parsed.quoted || !/^\s*\S/.test(parsed.rest) || /^\s*(#|\/\/|;)/.test(parsed.rest)) return parsed;
-  const value = line.slice(from).replace(/\s+#.*$/, '').trim();
+  const value = line
+    .slice(from)
+    .replace(/\s+#.*$/, '')
+    .trim();
   return { value, quoted: false, rest: '' };
 }
 

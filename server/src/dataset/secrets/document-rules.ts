@@ -30,9 +30,10 @@ function markYamlBlocks(lines: readonly string[], marks: LineMarks, context: Val
     while (end < lines.length && (lines[end]!.trim() === '' || lines[end]!.search(/\S/) > indent)) end++;
     const body = lines.slice(i + 1, end).filter((l) => l.trim() !== '');
     const text = body.map((l) => l.trim());
-    const secret = cls === 'key'
-      ? text.every((t) => KEY_TEXT.test(t)) && (text.length > 1 || looksLikeKeyMaterial(text[0]!))
-      : isSecretValue(cls, { parsed: { value: text.join(' '), quoted: true, rest: '' }, context, wholeLine: true, weakName: isWeakName(m[2]!) });
+    const secret =
+      cls === 'key'
+        ? text.every((t) => KEY_TEXT.test(t)) && (text.length > 1 || looksLikeKeyMaterial(text[0]!))
+        : isSecretValue(cls, { parsed: { value: text.join(' '), quoted: true, rest: '' }, context, wholeLine: true, weakName: isWeakName(m[2]!) });
     if (!secret) continue;
     for (let k = i + 1; k < end; k++) if (lines[k]!.trim() !== '') marks[k] ??= RULE_NAMES[cls];
     i = end - 1;
@@ -44,11 +45,18 @@ const TABLE_SEPARATOR = /^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$/;
 
 /** A cell's text without Markdown emphasis, code ticks and quotes. */
 function cellText(cell: string): string {
-  return cell.trim().replace(/^(\*\*|__|`|["'])+|(\*\*|__|`|["'])+$/g, '').trim();
+  return cell
+    .trim()
+    .replace(/^(\*\*|__|`|["'])+|(\*\*|__|`|["'])+$/g, '')
+    .trim();
 }
 
 function cellsOf(row: string): string[] {
-  return row.trim().replace(/^\||\|$/g, '').split('|').map(cellText);
+  return row
+    .trim()
+    .replace(/^\||\|$/g, '')
+    .split('|')
+    .map(cellText);
 }
 
 /** Whether `value`, in a column or after a cell named `name`, is a secret (prose, links and types are not). */

@@ -39,8 +39,35 @@ export interface ScrubOptions {
 
 /** Files whose bare values are literals: configuration, shell, documents. */
 const CONFIG_EXTENSIONS = new Set([
-  'yaml', 'yml', 'toml', 'ini', 'cfg', 'conf', 'properties', 'env', 'sh', 'bash', 'zsh', 'fish', 'ps1', 'bat',
-  'cmd', 'dockerfile', 'tf', 'hcl', 'md', 'mdx', 'rst', 'txt', 'json', 'jsonc', 'json5', 'xml', 'mk', 'make', 'nix',
+  'yaml',
+  'yml',
+  'toml',
+  'ini',
+  'cfg',
+  'conf',
+  'properties',
+  'env',
+  'sh',
+  'bash',
+  'zsh',
+  'fish',
+  'ps1',
+  'bat',
+  'cmd',
+  'dockerfile',
+  'tf',
+  'hcl',
+  'md',
+  'mdx',
+  'rst',
+  'txt',
+  'json',
+  'jsonc',
+  'json5',
+  'xml',
+  'mk',
+  'make',
+  'nix',
 ]);
 const CONFIG_NAMES = new Set(['dockerfile', 'containerfile', 'makefile', 'gnumakefile', 'procfile', 'justfile']);
 
@@ -80,10 +107,7 @@ function markLines(text: string, lines: readonly string[], starts: readonly numb
   for (const [i, line] of lines.entries()) {
     if (marks[i] !== undefined || line.length === 0) continue;
     const named =
-      LINE_RULES.find((rule) => rule.test(line))?.name ??
-      COMMAND_RULES.find((rule) => rule.test(line))?.name ??
-      secretAssignment(line, context) ??
-      positionalSecret(line, context);
+      LINE_RULES.find((rule) => rule.test(line))?.name ?? COMMAND_RULES.find((rule) => rule.test(line))?.name ?? secretAssignment(line, context) ?? positionalSecret(line, context);
     marks[i] = named ?? FALLBACK_RULES.find((rule) => rule.test(line))?.name;
   }
   return marks;

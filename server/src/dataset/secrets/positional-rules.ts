@@ -11,13 +11,13 @@ import type { ValueContext } from './assignments';
  * `set…("name", "value"`: a setter, getter or lookup called with a quoted secret-like name, then a
  * quoted literal. Other calls (`scrypt('password', 'salt')`) take a name as plain data.
  */
-const NAMED_ARGUMENT =
-  /\b(?:set|get|put|add|append|fetch|header|with|option|param|field|env|config|define)\w*\s*\(\s*(["'])([\w.-]{2,80})\1\s*,\s*(["'])((?:(?!\3).){1,512})\3/gi;
+const NAMED_ARGUMENT = /\b(?:set|get|put|add|append|fetch|header|with|option|param|field|env|config|define)\w*\s*\(\s*(["'])([\w.-]{2,80})\1\s*,\s*(["'])((?:(?!\3).){1,512})\3/gi;
 /** An environment lookup of a name, then `||`, `??`, `||=`, `or`, `?:` and a quoted literal. */
 const ENV_DEFAULT =
   /(?:process\.env\.([A-Za-z_]\w*)|(?:process\.env|ENV|os\.environ|environ)\[\s*["']([\w.-]+)["']\s*\]|(?:getenv|environ\.get|env\.get|ENV\.fetch|Getenv|getProperty)\(\s*["']([\w.-]+)["']\s*\))\s*(?:\|\|=?|\?\?=?|\bor\b|\?:)\s*(["'`])((?:(?!\4).){1,512})\4/g;
 /** `HTTPBasicAuth("user", "pw")`, `auth=("user", "pw")`, `.basicAuth('user', 'pw')`, `BasicAuth(…)`. */
-const AUTH_PAIR = /(?:\b(?:HTTPBasicAuth|HTTPDigestAuth|HTTPProxyAuth|BasicAuth|basic_auth|basicAuth|setBasicAuth)\s*|\bauth\s*=\s*)\(\s*(["'])[^"']{0,256}\1\s*,\s*(["'])((?:(?!\2).){1,256})\2/g;
+const AUTH_PAIR =
+  /(?:\b(?:HTTPBasicAuth|HTTPDigestAuth|HTTPProxyAuth|BasicAuth|basic_auth|basicAuth|setBasicAuth)\s*|\bauth\s*=\s*)\(\s*(["'])[^"']{0,256}\1\s*,\s*(["'])((?:(?!\2).){1,256})\2/g;
 /** "The password is `…`", "token: **…**": a stated value in documents and comments. */
 const STATED = /\b(password|passphrase|passwd|secret|token|api[ _-]?key)\s+(?:is|was|=|:)\s+(?:`([^`\s]{3,256})`|"([^"\s]{3,256})"|\*\*([^*\s]{3,256})\*\*)/gi;
 

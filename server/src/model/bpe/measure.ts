@@ -21,7 +21,17 @@ export interface Measurement extends Compression {
   roundTripFailures: string[];
 }
 
-const GROUPS: Record<string, string> = { ts: 'typescript', tsx: 'typescript', mts: 'typescript', cts: 'typescript', js: 'javascript', jsx: 'javascript', mjs: 'javascript', cjs: 'javascript', py: 'python' };
+const GROUPS: Record<string, string> = {
+  ts: 'typescript',
+  tsx: 'typescript',
+  mts: 'typescript',
+  cts: 'typescript',
+  js: 'javascript',
+  jsx: 'javascript',
+  mjs: 'javascript',
+  cjs: 'javascript',
+  py: 'python',
+};
 
 function groupOf(path: string): string {
   const dot = path.lastIndexOf('.');

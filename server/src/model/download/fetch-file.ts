@@ -113,7 +113,10 @@ function checkBounds(o: FetchFileOptions, expect: HubFile): number | undefined {
     throw new HubError(`${named(o)}: the Hub gives no size for these weights (neither its listing nor X-Linked-Size); Kiln refuses weights it cannot bound`, 'limit');
   }
   if (expect.size !== undefined && o.maxBytes !== undefined && expect.size > o.maxBytes) {
-    throw new HubError(`${named(o)}: the Hub lists ${formatBytes(expect.size)}, more than the ${formatBytes(o.maxBytes)} cap on config and tokenizer files (maxSmallFileBytes); refused`, 'limit');
+    throw new HubError(
+      `${named(o)}: the Hub lists ${formatBytes(expect.size)}, more than the ${formatBytes(o.maxBytes)} cap on config and tokenizer files (maxSmallFileBytes); refused`,
+      'limit',
+    );
   }
   return expect.size ?? o.maxBytes;
 }

@@ -113,7 +113,9 @@ export function statusError(res: Response, hub: HubOptions, s: Subject): HubErro
   const status = res.status;
   const tokenHint = hub.token ? 'the token given has no access to it' : 'if it is private, give a token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…" in the editor)';
   if (code === 'GatedRepo') {
-    const how = hub.token ? 'accept its terms on the Hub with the account the token belongs to' : 'accept its terms on the Hub, then give that account\'s token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")';
+    const how = hub.token
+      ? 'accept its terms on the Hub with the account the token belongs to'
+      : 'accept its terms on the Hub, then give that account\'s token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")';
     return new HubError(`${s.repo} is a gated model: ${how} (${hub.baseUrl}/${s.repo})`, 'gated', status);
   }
   if (code === 'RevisionNotFound') return new HubError(`revision "${s.revision}" not found in ${s.repo}`, 'not-found', status);
@@ -121,7 +123,12 @@ export function statusError(res: Response, hub: HubOptions, s: Subject): HubErro
   if (status === 404 || code === 'RepoNotFound') {
     return new HubError(`model ${s.repo} not found on ${hub.baseUrl} (${status}); check the id, or ${tokenHint}`, 'not-found', status);
   }
-  if (status === 401) return new HubError(`${hub.baseUrl} refused ${describe(s)} (401): ${hub.token ? 'the token is invalid or expired' : 'it needs a token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")'}`, 'auth', status);
+  if (status === 401)
+    return new HubError(
+      `${hub.baseUrl} refused ${describe(s)} (401): ${hub.token ? 'the token is invalid or expired' : 'it needs a token (--token, HF_TOKEN, or "Kiln: Set Hugging Face Token…")'}`,
+      'auth',
+      status,
+    );
   if (status === 403) return new HubError(`${hub.baseUrl} refused ${describe(s)} (403): ${tokenHint}`, 'auth', status);
   const transient = status === 408 || status === 429 || status >= 500;
   return new HubError(`${describe(s)}: the server answered ${status} ${res.statusText}`.trimEnd(), transient ? 'transient' : 'http', status);
@@ -134,7 +141,11 @@ const MAX_REDIRECTS = 8;
  * `X-Linked-*` headers of the Hub's own answer are kept. Returns 200, 206 and 416 answers; other
  * statuses throw a HubError.
  */
-export async function hubGet(hub: HubOptions, url: string, request: { headers: Record<string, string>; signal: AbortSignal | undefined; subject: Subject }): Promise<{ res: Response; linked: LinkedHeaders }> {
+export async function hubGet(
+  hub: HubOptions,
+  url: string,
+  request: { headers: Record<string, string>; signal: AbortSignal | undefined; subject: Subject },
+): Promise<{ res: Response; linked: LinkedHeaders }> {
   const { headers, signal, subject: s } = request;
   const hubOrigin = new URL(hub.baseUrl).origin;
   const linked: LinkedHeaders = {};

@@ -36,7 +36,10 @@ export function planDownload(repo: string, listed: HubFile[]): DownloadPlan {
   if (!single && !index) {
     const bins = listed.filter((f) => /(^|\/)(pytorch_)?model[^/]*\.bin$/.test(f.path)).map((f) => f.path);
     if (bins.length) {
-      throw new HubError(`${repo} has only PyTorch .bin weights (${bins.slice(0, 3).join(', ')}); Kiln reads safetensors only: pick a repository with model.safetensors`, 'unsupported');
+      throw new HubError(
+        `${repo} has only PyTorch .bin weights (${bins.slice(0, 3).join(', ')}); Kiln reads safetensors only: pick a repository with model.safetensors`,
+        'unsupported',
+      );
     }
     throw new HubError(`${repo} has no ${SINGLE_WEIGHTS} or ${WEIGHTS_INDEX} at its top level; Kiln needs safetensors weights in the Hugging Face layout`, 'unsupported');
   }

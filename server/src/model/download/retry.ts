@@ -47,7 +47,10 @@ export function networkError(err: unknown, what: string): Error {
   const cause = (err as { cause?: { message?: string } }).cause;
   const code = codeOf(err);
   const detail = code ?? cause?.message ?? (err as Error)?.message ?? String(err);
-  return new HubError(`${what}: ${(err as Error)?.message ?? 'network error'}${detail && detail !== (err as Error)?.message ? ` (${detail})` : ''}`, isTransient(err) ? 'transient' : 'http');
+  return new HubError(
+    `${what}: ${(err as Error)?.message ?? 'network error'}${detail && detail !== (err as Error)?.message ? ` (${detail})` : ''}`,
+    isTransient(err) ? 'transient' : 'http',
+  );
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

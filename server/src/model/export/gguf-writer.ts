@@ -31,9 +31,7 @@ export const GgufValueType = {
 export type GgufScalarType = Exclude<keyof typeof GgufValueType, 'array'>;
 type ScalarValue = number | bigint | boolean | string;
 
-export type GgufKv =
-  | { key: string; type: GgufScalarType; value: ScalarValue }
-  | { key: string; type: 'array'; itemType: GgufScalarType; values: readonly ScalarValue[] };
+export type GgufKv = { key: string; type: GgufScalarType; value: ScalarValue } | { key: string; type: 'array'; itemType: GgufScalarType; values: readonly ScalarValue[] };
 
 /** Small constructors so call sites read like the key table they mirror. */
 export const kv = {
@@ -115,16 +113,45 @@ class ByteSink {
         if (typeof v !== 'boolean') throw new Error(`GGUF key "${key}": expected a boolean`);
         this.u8(v ? 1 : 0);
         return;
-      case 'uint8': this.push(Buffer.from([int(0, 255)])); return;
-      case 'int8': b.writeInt8(int(-128, 127)); this.push(b.subarray(0, 1)); return;
-      case 'uint16': b.writeUInt16LE(int(0, 0xffff)); this.push(b.subarray(0, 2)); return;
-      case 'int16': b.writeInt16LE(int(-0x8000, 0x7fff)); this.push(b.subarray(0, 2)); return;
-      case 'uint32': b.writeUInt32LE(int(0, 0xffffffff)); this.push(b.subarray(0, 4)); return;
-      case 'int32': b.writeInt32LE(int(-0x80000000, 0x7fffffff)); this.push(b.subarray(0, 4)); return;
-      case 'float32': b.writeFloatLE(n()); this.push(b.subarray(0, 4)); return;
-      case 'float64': b.writeDoubleLE(n()); this.push(b); return;
-      case 'uint64': b.writeBigUInt64LE(BigInt(typeof v === 'bigint' ? v : int(0, Number.MAX_SAFE_INTEGER))); this.push(b); return;
-      case 'int64': b.writeBigInt64LE(BigInt(typeof v === 'bigint' ? v : int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))); this.push(b); return;
+      case 'uint8':
+        this.push(Buffer.from([int(0, 255)]));
+        return;
+      case 'int8':
+        b.writeInt8(int(-128, 127));
+        this.push(b.subarray(0, 1));
+        return;
+      case 'uint16':
+        b.writeUInt16LE(int(0, 0xffff));
+        this.push(b.subarray(0, 2));
+        return;
+      case 'int16':
+        b.writeInt16LE(int(-0x8000, 0x7fff));
+        this.push(b.subarray(0, 2));
+        return;
+      case 'uint32':
+        b.writeUInt32LE(int(0, 0xffffffff));
+        this.push(b.subarray(0, 4));
+        return;
+      case 'int32':
+        b.writeInt32LE(int(-0x80000000, 0x7fffffff));
+        this.push(b.subarray(0, 4));
+        return;
+      case 'float32':
+        b.writeFloatLE(n());
+        this.push(b.subarray(0, 4));
+        return;
+      case 'float64':
+        b.writeDoubleLE(n());
+        this.push(b);
+        return;
+      case 'uint64':
+        b.writeBigUInt64LE(BigInt(typeof v === 'bigint' ? v : int(0, Number.MAX_SAFE_INTEGER)));
+        this.push(b);
+        return;
+      case 'int64':
+        b.writeBigInt64LE(BigInt(typeof v === 'bigint' ? v : int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)));
+        this.push(b);
+        return;
     }
   }
   zeros(count: number): void {
@@ -165,7 +192,8 @@ export function encodeGgufHeader(metadata: readonly GgufKv[], tensors: readonly 
       throw new Error(`GGUF: tensor "${t.name}" has invalid shape ${JSON.stringify(t.shape)} (1 to 4 positive dimensions)`);
     }
     // ggml blocks run along a row (ne[0], the last row-major dimension)
-    if (t.shape[t.shape.length - 1]! % BLOCK_VALUES[t.type] !== 0) throw new Error(`GGUF: tensor "${t.name}" rows of ${t.shape[t.shape.length - 1]} values cannot be ${t.type} blocks of ${BLOCK_VALUES[t.type]}`);
+    if (t.shape[t.shape.length - 1]! % BLOCK_VALUES[t.type] !== 0)
+      throw new Error(`GGUF: tensor "${t.name}" rows of ${t.shape[t.shape.length - 1]} values cannot be ${t.type} blocks of ${BLOCK_VALUES[t.type]}`);
   }
 
   const s = new ByteSink();

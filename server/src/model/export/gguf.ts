@@ -184,12 +184,7 @@ function addBosToken(dir: string, c: ModelConfig): boolean {
  * Metadata keys: general.*, `{arch}.*` hyper-parameters, tokenizer.ggml.*. `eosId` is the tokenizer's
  * end-of-sequence token (tokenizer_config.json), preferred over config.json's, as HF→GGUF converters do.
  */
-export function ggufMetadata(
-  ckpt: Checkpoint,
-  vocab: ExportedVocabulary,
-  options: GgufExportOptions,
-  eosId = ckpt.config.eosTokenId,
-): { metadata: GgufKv[]; padded: number } {
+export function ggufMetadata(ckpt: Checkpoint, vocab: ExportedVocabulary, options: GgufExportOptions, eosId = ckpt.config.eosTokenId): { metadata: GgufKv[]; padded: number } {
   const c = ckpt.config;
   const arch = ggufArchitecture(c);
   const tokenizerFile = join(ckpt.dir, 'tokenizer.json');
@@ -230,7 +225,12 @@ export function ggufMetadata(
 }
 
 /** Writes `outPath` (atomically) from an opened checkpoint and its vocabulary; `eosId` defaults to the config's. */
-export async function writeCheckpointGguf(ckpt: Checkpoint, vocab: ExportedVocabulary, outPath: string, options: GgufExportOptions & { eosId?: number }): Promise<GgufExportResult> {
+export async function writeCheckpointGguf(
+  ckpt: Checkpoint,
+  vocab: ExportedVocabulary,
+  outPath: string,
+  options: GgufExportOptions & { eosId?: number },
+): Promise<GgufExportResult> {
   const { eosId, ...exportOptions } = options;
   const { metadata, padded } = ggufMetadata(ckpt, vocab, exportOptions, eosId ?? ckpt.config.eosTokenId);
   const tensors = ggufTensors(ckpt, options.dtype);

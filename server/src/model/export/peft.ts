@@ -175,7 +175,11 @@ const UNSUPPORTED: [key: string, present: (v: unknown) => boolean, why?: string]
   ['layer_replication', isSet],
   ['trainable_token_indices', isSet],
   ['target_parameters', isSet],
-  ['init_lora_weights', (v) => typeof v === 'string' && BASE_CHANGING_INIT.test(v), 'it changes the base weights too; save with path_initial_model_for_weight_conversion for a plain LoRA'],
+  [
+    'init_lora_weights',
+    (v) => typeof v === 'string' && BASE_CHANGING_INIT.test(v),
+    'it changes the base weights too; save with path_initial_model_for_weight_conversion for a plain LoRA',
+  ],
 ];
 
 interface AdapterConfig {
@@ -197,9 +201,11 @@ function parseAdapterConfig(file: string): AdapterConfig {
   if (j.peft_type !== 'LORA') throw new ModelFileError(file, `peft_type ${JSON.stringify(j.peft_type)} is not supported (only "LORA")`);
   const rank = j.r;
   // bounds far past any published adapter (ranks up to a few thousand, alpha up to a few times rank)
-  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0 || rank > 65_536) throw new ModelFileError(file, `"r" must be an integer from 1 to 65536, got ${JSON.stringify(rank)}`);
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank <= 0 || rank > 65_536)
+    throw new ModelFileError(file, `"r" must be an integer from 1 to 65536, got ${JSON.stringify(rank)}`);
   const alpha = j.lora_alpha;
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || Math.abs(alpha) > 1e6) throw new ModelFileError(file, `"lora_alpha" must be a number from -1000000 to 1000000, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || Math.abs(alpha) > 1e6)
+    throw new ModelFileError(file, `"lora_alpha" must be a number from -1000000 to 1000000, got ${JSON.stringify(alpha)}`);
   if (j.use_rslora !== undefined && j.use_rslora !== null && typeof j.use_rslora !== 'boolean') throw new ModelFileError(file, `"use_rslora" must be true or false`);
   for (const [key, present, why] of UNSUPPORTED) {
     if (present(j[key])) throw new ModelFileError(file, `${key}=${JSON.stringify(j[key])} is not supported (${why ?? PLAIN_LORA})`);
@@ -226,7 +232,10 @@ function readAdapterTensors(file: string, config: ModelConfig, ac: AdapterConfig
       const p = splitLoraName(kiln);
       const dims = p && modules.get(p.module);
       if (!p || !dims) {
-        throw new ModelFileError(file, `unknown tensor "${name}": expected ${PEFT_PREFIX}model.layers.<0-${config.numLayers - 1}>.<module>.lora_A/lora_B.weight for one of ${LORA_TARGETS.join(', ')}`);
+        throw new ModelFileError(
+          file,
+          `unknown tensor "${name}": expected ${PEFT_PREFIX}model.layers.<0-${config.numLayers - 1}>.<module>.lora_A/lora_B.weight for one of ${LORA_TARGETS.join(', ')}`,
+        );
       }
       if (ac.targetModules && !ac.targetModules.some((t) => p.module === t || p.module.endsWith(`.${t}`))) {
         throw new ModelFileError(file, `tensor "${name}" adapts a module that target_modules (${ac.targetModules.join(', ')}) does not name`);
@@ -240,7 +249,11 @@ function readAdapterTensors(file: string, config: ModelConfig, ac: AdapterConfig
       tensors.set(kiln, values);
     }
     if (tensors.size === 0) throw new ModelFileError(file, 'holds no LoRA tensors');
-    checkPairs(tensors.keys(), (n) => tensors.has(n), (problem) => new ModelFileError(file, `tensor ${problem}`));
+    checkPairs(
+      tensors.keys(),
+      (n) => tensors.has(n),
+      (problem) => new ModelFileError(file, `tensor ${problem}`),
+    );
     return tensors;
   } finally {
     st.close();
@@ -267,7 +280,12 @@ export function loadLoraAdapter(dir: string, config: ModelConfig): LoraAdapter {
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(file)) {
     const pickle = existsSync(join(dir, 'adapter_model.bin'));
-    throw new ModelFileError(file, pickle ? 'not found (adapter_model.bin is a pickle Kiln does not read: re-save it with safe_serialization=True)' : `not found: a PEFT adapter folder needs ${ADAPTER_WEIGHTS_FILE}`);
+    throw new ModelFileError(
+      file,
+      pickle
+        ? 'not found (adapter_model.bin is a pickle Kiln does not read: re-save it with safe_serialization=True)'
+        : `not found: a PEFT adapter folder needs ${ADAPTER_WEIGHTS_FILE}`,
+    );
   }
   // hashed before and after reading: a file replaced meanwhile (a trainer saving) never pairs a hash with other tensors
   const hash = sha256(file);

@@ -41,12 +41,26 @@ function qkvProjections(ctx: DecoderContext, h: Value, layer: number, fused: boo
   const kvd = c.numKvHeads * c.headDim;
   if (!fused) {
     const proj = (n: string, out: number) =>
-      dg.g.scope(`${n}_proj`, () => makeLinear(ctx, h, { graphName: `${p}.${n}_proj`, hfNames: [`${p}.${n}_proj.weight`], inDim: c.hiddenSize, outDims: [out], biasNames: c.attentionBias ? [`${p}.${n}_proj.bias`] : undefined }));
+      dg.g.scope(`${n}_proj`, () =>
+        makeLinear(ctx, h, {
+          graphName: `${p}.${n}_proj`,
+          hfNames: [`${p}.${n}_proj.weight`],
+          inDim: c.hiddenSize,
+          outDims: [out],
+          biasNames: c.attentionBias ? [`${p}.${n}_proj.bias`] : undefined,
+        }),
+      );
     return { q: proj('q', qd), k: proj('k', kvd), v: proj('v', kvd) };
   }
   const biases = c.attentionBias ? ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.bias`) : undefined;
   const qkv = dg.g.scope('qkv_proj', () =>
-    makeLinear(ctx, h, { graphName: `${p}.qkv_proj`, hfNames: ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.weight`), inDim: c.hiddenSize, outDims: [qd, kvd, kvd], biasNames: biases }),
+    makeLinear(ctx, h, {
+      graphName: `${p}.qkv_proj`,
+      hfNames: ['q', 'k', 'v'].map((n) => `${p}.${n}_proj.weight`),
+      inDim: c.hiddenSize,
+      outDims: [qd, kvd, kvd],
+      biasNames: biases,
+    }),
   ); // [B,S,(H+2Hkv)D]
   const [q, k, v] = split(dg, qkv, [qd, kvd, kvd], -1) as [Value, Value, Value];
   return { q, k, v };

@@ -114,7 +114,12 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
     // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
     y = quantizedMatMul(dg, x, { graphName, bits: ctx.quantization, n: total, k: inDim, rows: () => concatenated(ctx.weights, hfNames) });
   } else {
-    const w = ctx.params.weight(ctx, { graphName: `${graphName}.weight`, elem: ctx.weightType, shape: [inDim, total], values: () => fusedTransposed(ctx.weights, hfNames, inDim, outDims) });
+    const w = ctx.params.weight(ctx, {
+      graphName: `${graphName}.weight`,
+      elem: ctx.weightType,
+      shape: [inDim, total],
+      values: () => fusedTransposed(ctx.weights, hfNames, inDim, outDims),
+    });
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
   }
   if (biasNames) y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames) }));
@@ -155,7 +160,9 @@ export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boo
     let gate: Value;
     let up: Value;
     if (fused) {
-      const gateUp = dg.g.scope('gate_up_proj', () => makeLinear(ctx, h, { graphName: `${p}.gate_up_proj`, hfNames: [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], inDim: c.hiddenSize, outDims: [I, I] })); // [B,S,2I]
+      const gateUp = dg.g.scope('gate_up_proj', () =>
+        makeLinear(ctx, h, { graphName: `${p}.gate_up_proj`, hfNames: [`${p}.gate_proj.weight`, `${p}.up_proj.weight`], inDim: c.hiddenSize, outDims: [I, I] }),
+      ); // [B,S,2I]
       [gate, up] = split(dg, gateUp, [I, I], -1) as [Value, Value];
     } else {
       gate = dg.g.scope('gate_proj', () => makeLinear(ctx, h, { graphName: `${p}.gate_proj`, hfNames: [`${p}.gate_proj.weight`], inDim: c.hiddenSize, outDims: [I] }));

@@ -9,7 +9,17 @@
 import type { ModelConfig } from '../config';
 import type { QuantBits } from '../quantize';
 import { makeAttention } from './attention';
-import { type DecoderContext, embeddingType, INITIALIZER_PARAMS, makeMlp, makeRmsNorm, type ParamSource, ropeCaches, ropeInverseFrequencies, type WeightSource } from './decoder-parts';
+import {
+  type DecoderContext,
+  embeddingType,
+  INITIALIZER_PARAMS,
+  makeMlp,
+  makeRmsNorm,
+  type ParamSource,
+  ropeCaches,
+  ropeInverseFrequencies,
+  type WeightSource,
+} from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
 import { add, cast } from './ops-elementwise';
@@ -74,10 +84,19 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     const pastLength = past ? g.op('Squeeze', [g.op('Slice', [g.op('Shape', [past[0]!.value.name]), g.int64([2]), g.int64([3])])]) : g.int64([0], []); // P
     const positions = g.op('Range', [pastLength, g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // int64 [S]
     const perRow = pastLengths ? { pastLengths, positions: makeRowPositions(ctx, pastLengths, seqLength) } : undefined;
-    const shared = fused ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions, perRow) } : perRow ? makeRowPlainInputs(ctx, pastLength, seqLength, perRow) : makePlainInputs(ctx, pastLength, positions);
+    const shared = fused
+      ? { fused: makeFusedInputs(ctx, batchVec, pastLength, positions, perRow) }
+      : perRow
+        ? makeRowPlainInputs(ctx, pastLength, seqLength, perRow)
+        : makePlainInputs(ctx, pastLength, positions);
 
     const embedType = embeddingType(ctx);
-    const embedTable = ctx.params.weight(ctx, { graphName: 'model.embed_tokens.weight', elem: embedType, shape: [c.vocabSize, c.hiddenSize], values: () => ctx.weights.readFloat32('model.embed_tokens.weight') });
+    const embedTable = ctx.params.weight(ctx, {
+      graphName: 'model.embed_tokens.weight',
+      elem: embedType,
+      shape: [c.vocabSize, c.hiddenSize],
+      values: () => ctx.weights.readFloat32('model.embed_tokens.weight'),
+    });
     let x = g.scope('embed_tokens', () => {
       const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
       return embedType === 'float16' ? cast(dg, rows, 'float32') : rows;
@@ -121,8 +140,18 @@ export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options
     g.output(kv.value.name, DecoderIO.newValue(l), 'float32', ['batch', 'sequence', kvDim]);
     if (options.emitPresent) {
       const heads = (x: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.int64([0, 0, c.numKvHeads, c.headDim])])], { perm }); // [B,S,Hkv*D] -> the past's layout
-      g.output(g.op('Concat', [past[l]!.key.name, heads(kv.key.name, [0, 2, 3, 1])], { axis: 3 }), DecoderIO.presentKey(l), 'float32', ['batch', c.numKvHeads, c.headDim, 'total_sequence']);
-      g.output(g.op('Concat', [past[l]!.value.name, heads(kv.value.name, [0, 2, 1, 3])], { axis: 2 }), DecoderIO.presentValue(l), 'float32', ['batch', c.numKvHeads, 'total_sequence', c.headDim]);
+      g.output(g.op('Concat', [past[l]!.key.name, heads(kv.key.name, [0, 2, 3, 1])], { axis: 3 }), DecoderIO.presentKey(l), 'float32', [
+        'batch',
+        c.numKvHeads,
+        c.headDim,
+        'total_sequence',
+      ]);
+      g.output(g.op('Concat', [past[l]!.value.name, heads(kv.value.name, [0, 2, 1, 3])], { axis: 2 }), DecoderIO.presentValue(l), 'float32', [
+        'batch',
+        c.numKvHeads,
+        'total_sequence',
+        c.headDim,
+      ]);
     }
   });
   const logits = g.scope('lm_head', () => makeInferenceLogits(ctx, body, logitsIndex, fused));
@@ -220,7 +249,8 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
   const selected = dg.value(g.op('Gather', [body.hidden.name, logitsIndex], { axis: 1 }), ['batch', 'logit_positions', c.hiddenSize]); // [B,K,d]
   const normed = makeRmsNorm(ctx, selected, 'model.norm.weight', fused);
   const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  if (ctx.quantization) return quantizedMatMul(dg, normed, { graphName: 'lm_head', bits: ctx.quantization, n: c.vocabSize, k: c.hiddenSize, rows: () => ctx.weights.readFloat32(headName) }).name; // [B,K,V]
+  if (ctx.quantization)
+    return quantizedMatMul(dg, normed, { graphName: 'lm_head', bits: ctx.quantization, n: c.vocabSize, k: c.hiddenSize, rows: () => ctx.weights.readFloat32(headName) }).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
     ? body.embedTable.name

@@ -19,34 +19,47 @@ export function matmul(dg: DiffGraph, a: Value, b: Value): Value {
   const rb = b.shape.length;
   const batch = (ra >= rb ? a.shape : b.shape).slice(0, -2);
   const shape: Dim[] = [...batch, a.shape[ra - 2]!, b.shape[rb - 1]!];
-  return dg.emit({ op: 'MatMul', inputs: [a, b], outShapes: [shape], rule: ([gy]) => {
-    const ga = dg.needsGrad(a) ? reduceToShape(dg, dg.value(g.op('MatMul', [gy!.name, g.op('Transpose', [b.name], { perm: swapLast(rb) })]), [...batch, a.shape[ra - 2]!, a.shape[ra - 1]!]), a.shape) : undefined;
-    let gb: Value | undefined;
-    if (dg.needsGrad(b)) {
-      if (rb === 2) {
-        const K = b.shape[0] as number;
-        const N = b.shape[1] as number;
-        const rows = g.op('Reshape', [a.name, g.int64([-1, K])]); // [R,K]
-        const gRows = g.op('Reshape', [gy!.name, g.int64([-1, N])]); // [R,N]
-        gb = dg.value(g.op('MatMul', [g.op('Transpose', [rows], { perm: [1, 0] }), gRows]), b.shape); // [K,N]
-      } else {
-        const full = g.op('MatMul', [g.op('Transpose', [a.name], { perm: swapLast(ra) }), gy!.name]);
-        gb = reduceToShape(dg, dg.value(full, [...batch, b.shape[rb - 2]!, b.shape[rb - 1]!]), b.shape);
+  return dg.emit({
+    op: 'MatMul',
+    inputs: [a, b],
+    outShapes: [shape],
+    rule: ([gy]) => {
+      const ga = dg.needsGrad(a)
+        ? reduceToShape(dg, dg.value(g.op('MatMul', [gy!.name, g.op('Transpose', [b.name], { perm: swapLast(rb) })]), [...batch, a.shape[ra - 2]!, a.shape[ra - 1]!]), a.shape)
+        : undefined;
+      let gb: Value | undefined;
+      if (dg.needsGrad(b)) {
+        if (rb === 2) {
+          const K = b.shape[0] as number;
+          const N = b.shape[1] as number;
+          const rows = g.op('Reshape', [a.name, g.int64([-1, K])]); // [R,K]
+          const gRows = g.op('Reshape', [gy!.name, g.int64([-1, N])]); // [R,N]
+          gb = dg.value(g.op('MatMul', [g.op('Transpose', [rows], { perm: [1, 0] }), gRows]), b.shape); // [K,N]
+        } else {
+          const full = g.op('MatMul', [g.op('Transpose', [a.name], { perm: swapLast(ra) }), gy!.name]);
+          gb = reduceToShape(dg, dg.value(full, [...batch, b.shape[rb - 2]!, b.shape[rb - 1]!]), b.shape);
+        }
       }
-    }
-    return [ga, gb];
-  } })[0]!;
+      return [ga, gb];
+    },
+  })[0]!;
 }
 
 /** Embedding lookup table [V,d] by ids [...]; the gradient scatters rows back with reduction=add. */
 export function embedding(dg: DiffGraph, table: Value, ids: Value): Value {
   const { g } = dg;
   const shape = [...ids.shape, table.shape[1]!];
-  return dg.emit({ op: 'Gather', inputs: [table, ids], attrs: { axis: 0 }, outShapes: [shape], rule: ([gy]) => {
-    const zeros = g.op('ConstantOfShape', [g.op('Shape', [table.name])]); // float zeros [V,d]
-    const indices = g.op('Unsqueeze', [ids.name, g.int64([-1])]); // [..., 1]
-    return [dg.value(g.op('ScatterND', [zeros, indices, gy!.name], { reduction: 'add' }), table.shape), undefined];
-  } })[0]!;
+  return dg.emit({
+    op: 'Gather',
+    inputs: [table, ids],
+    attrs: { axis: 0 },
+    outShapes: [shape],
+    rule: ([gy]) => {
+      const zeros = g.op('ConstantOfShape', [g.op('Shape', [table.name])]); // float zeros [V,d]
+      const indices = g.op('Unsqueeze', [ids.name, g.int64([-1])]); // [..., 1]
+      return [dg.value(g.op('ScatterND', [zeros, indices, gy!.name], { reduction: 'add' }), table.shape), undefined];
+    },
+  })[0]!;
 }
 
 /** Mean over the last axis, keeping it. The gradient spreads g/n over that axis. */
@@ -55,16 +68,29 @@ export function meanLastAxis(dg: DiffGraph, x: Value): Value {
   const n = x.shape[x.shape.length - 1];
   if (typeof n !== 'number') throw new Error('meanLastAxis needs a static last dimension');
   const shape = [...x.shape.slice(0, -1), 1];
-  return dg.emit({ op: 'ReduceMean', inputs: [x], attrs: { keepdims: 1 }, outShapes: [shape], rule: ([gy]) => [dg.value(g.op('Mul', [g.op('Expand', [gy!.name, g.op('Shape', [x.name])]), g.float32([1 / n], [])]), x.shape)], extraInputs: [g.int64([-1])] })[0]!;
+  return dg.emit({
+    op: 'ReduceMean',
+    inputs: [x],
+    attrs: { keepdims: 1 },
+    outShapes: [shape],
+    rule: ([gy]) => [dg.value(g.op('Mul', [g.op('Expand', [gy!.name, g.op('Shape', [x.name])]), g.float32([1 / n], [])]), x.shape)],
+    extraInputs: [g.int64([-1])],
+  })[0]!;
 }
 
 /** Softmax over the last axis. dx = y·(g − Σ g·y). */
 export function softmaxLastAxis(dg: DiffGraph, x: Value): Value {
   const { g } = dg;
-  const [y] = dg.emit({ op: 'Softmax', inputs: [x], attrs: { axis: -1 }, outShapes: [x.shape], rule: ([gy]) => {
-    const dot = g.op('ReduceSum', [g.op('Mul', [gy!.name, y!.name]), g.int64([-1])], { keepdims: 1 });
-    return [dg.value(g.op('Mul', [y!.name, g.op('Sub', [gy!.name, dot])]), x.shape)];
-  } });
+  const [y] = dg.emit({
+    op: 'Softmax',
+    inputs: [x],
+    attrs: { axis: -1 },
+    outShapes: [x.shape],
+    rule: ([gy]) => {
+      const dot = g.op('ReduceSum', [g.op('Mul', [gy!.name, y!.name]), g.int64([-1])], { keepdims: 1 });
+      return [dg.value(g.op('Mul', [y!.name, g.op('Sub', [gy!.name, dot])]), x.shape)];
+    },
+  });
   return y!;
 }
 

@@ -107,7 +107,9 @@ function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, reco
   const body = makeDecoderBody(ctx, inputIds, undefined, false);
   const loss = g.scope('lm_head', () => {
     const normed = makeRmsNorm(ctx, body.hidden, 'model.norm.weight', false);
-    const head = c.tieWordEmbeddings ? body.embedTable : source.weight(ctx, { graphName: 'lm_head.weight', elem: 'float32', shape: [c.vocabSize, c.hiddenSize], values: () => weights.readFloat32('lm_head.weight') });
+    const head = c.tieWordEmbeddings
+      ? body.embedTable
+      : source.weight(ctx, { graphName: 'lm_head.weight', elem: 'float32', shape: [c.vocabSize, c.hiddenSize], values: () => weights.readFloat32('lm_head.weight') });
     const logits = matmul(dg, normed, transpose(dg, head, [1, 0])); // [B,S,V]
     const flatLogits = reshape(dg, logits, [-1, c.vocabSize]); // [B·S,V]
     const flatLabels = dg.value(g.op('Reshape', [labels.name, g.int64([-1])]), ['tokens'], 'int64');
