@@ -155,4 +155,77 @@ describe('the task queue', () => {
     await a.model.session.release();
     await b.model.session.release();
   });
+
+  it('two swaps applied at one step boundary each hand back their own predecessor (none leaked, none released twice)', async () => {
+    const [a, b, c] = await Promise.all([1, 2, 3].map((seed) => loadTinyModel(TINY_QWEN2, { seed })));
+    const server = new InferenceServer(a!.model.session, { kvBudgetBytes: BUDGET, prefillChunk: 2 });
+    const { slot } = await server.open(PROMPTS[2]!);
+    const busy = server.extend(slot, PROMPTS[2]!); // several chunks: the swaps wait for a boundary
+    const [first, second] = await Promise.all([server.swap(b!.model.session), server.swap(c!.model.session)]);
+    assert.equal(first, a!.model.session);
+    assert.equal(second, b!.model.session);
+    await assert.rejects(busy, ModelSwappedError);
+    for (const m of [a, b, c]) await m!.model.session.release();
+  });
+
+  it('an open queued before a swap is refused instead of running its old-model tokens on the new weights', async () => {
+    const a = await loadTinyModel(TINY_QWEN2, { seed: 1 });
+    const b = await loadTinyModel(TINY_QWEN2, { seed: 2 });
+    const server = new InferenceServer(a.model.session, { kvBudgetBytes: BUDGET, prefillChunk: 2 });
+    const { slot } = await server.open(PROMPTS[2]!);
+    const busy = server.extend(slot, PROMPTS[2]!).catch(() => undefined); // its slot is of the old weights too
+    const opened = server.open(PROMPTS[1]!);
+    const swapped = server.swap(b.model.session);
+    await assert.rejects(opened, ModelSwappedError);
+    await swapped;
+    await busy;
+    await a.model.session.release();
+    await b.model.session.release();
+  });
+
+  it('a step refused for one slot leaves none of its slots busy, and is a rejection, not a throw', async () => {
+    const { model } = await loadTinyModel(TINY_QWEN2);
+    const server = new InferenceServer(model.session, { kvBudgetBytes: BUDGET });
+    const a = (await server.open(PROMPTS[0]!)).slot;
+    await server.extend(a, PROMPTS[0]!);
+    const b = (await server.open(PROMPTS[1]!)).slot;
+    server.release(b);
+    let refused: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => (refused = server.step([a, b], [1, 2])));
+    await assert.rejects(refused!, /is not open/);
+    assert.doesNotThrow(() => server.truncate(a, PROMPTS[0]!.length), 'slot a is not left busy');
+    assert.equal((await server.step([a], [7])).length, 1);
+    await model.session.release();
+  });
+
+  it('a fork waits for its slot: it is refused while a prefill of that slot is queued, and copies all of it after', async () => {
+    const { model } = await loadTinyModel(TINY_QWEN2);
+    const server = new InferenceServer(model.session, { kvBudgetBytes: BUDGET, prefillChunk: 2 });
+    const { slot } = await server.open(PROMPTS[2]!);
+    const prefill = server.extend(slot, PROMPTS[2]!);
+    await assert.rejects(server.fork(slot), /already has a task queued/);
+    await prefill;
+    const copy = await server.fork(slot);
+    assert.deepEqual(copy.tokens, slot.tokens);
+    await model.session.release();
+  });
+
+  it('the batched-decode buffer goes with its slots: after they are released no KV is held outside the pool', async () => {
+    const { model } = await loadTinyModel(TINY_QWEN2);
+    const server = new InferenceServer(model.session, { kvBudgetBytes: 0 });
+    const slots = [];
+    for (const p of PROMPTS) {
+      const { slot } = await server.open(p);
+      await server.extend(slot, p);
+      slots.push(slot);
+    }
+    await server.step(slots, [1, 2, 3]);
+    const held = (await server.memory()).kvBytes;
+    for (const slot of slots) server.release(slot, { keep: false });
+    await server.whenIdle();
+    const after = (await server.memory()).kvBytes;
+    assert.ok(after < held, `${after} < ${held}`);
+    assert.equal(after, (await model.session.memory()).kvBytes, 'nothing beyond what the session itself reports');
+    await model.session.release();
+  });
 });

@@ -67,36 +67,37 @@ export class InferenceServer implements Generator {
   // ---------- the Generator interface ----------
 
   open(tokens: readonly number[], options: TaskOptions = {}): Promise<OpenedSlot> {
-    return this.enqueue<{ slot: SlotRecord; reused: number }>(options, (settle) => ({ kind: 'open', tokens: [...tokens], ...settle }) satisfies OpenTask);
+    return this.enqueue<{ slot: SlotRecord; reused: number }>(
+      options,
+      (settle) => ({ kind: 'open', tokens: [...tokens], modelGeneration: this.modelGeneration, ...settle }) satisfies OpenTask,
+    );
   }
 
   fork(slot: Slot, options: TaskOptions = {}): Promise<Slot> {
-    const record = this.record(slot);
-    return this.enqueue<SlotRecord>(options, (settle) => ({ kind: 'fork', slot: record, ...settle }) satisfies ForkTask);
+    // claimed like a prefill: a fork queued behind a chunked prefill must not copy half of it
+    return this.withClaimed([slot], options, ([record]) => this.enqueue<SlotRecord>(options, (settle) => ({ kind: 'fork', slot: record!, ...settle }) satisfies ForkTask));
   }
 
   extend(slot: Slot, tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array> {
     if (tokens.length === 0) return Promise.reject(new Error('extend needs at least one token'));
-    const record = this.claim(slot);
-    return this.enqueue<Float32Array>(options, (settle) => ({ kind: 'prefill', slot: record, tokens: [...tokens], done: 0, ...settle }) satisfies PrefillTask).finally(
-      () => (record.busy = false),
+    return this.withClaimed([slot], options, ([record]) =>
+      this.enqueue<Float32Array>(options, (settle) => ({ kind: 'prefill', slot: record!, tokens: [...tokens], done: 0, ...settle }) satisfies PrefillTask),
     );
   }
 
   step(slots: readonly Slot[], tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array[]> {
     if (slots.length !== tokens.length) return Promise.reject(new Error(`step: ${slots.length} slots and ${tokens.length} tokens`));
-    const records = slots.map((s) => this.claim(s));
-    const steps = records.map((record, i) =>
-      this.enqueue<Float32Array>(options, (settle) => ({ kind: 'decode', slot: record, token: tokens[i]!, ...settle }) satisfies DecodeTask).finally(() => (record.busy = false)),
+    return this.withClaimed(slots, options, (records) =>
+      Promise.all(
+        records.map((record, i) => this.enqueue<Float32Array>(options, (settle) => ({ kind: 'decode', slot: record, token: tokens[i]!, ...settle }) satisfies DecodeTask)),
+      ),
     );
-    return Promise.all(steps);
   }
 
   verify(slot: Slot, tokens: readonly number[], options: TaskOptions = {}): Promise<Float32Array[]> {
     if (tokens.length === 0) return Promise.reject(new Error('verify needs at least one token'));
-    const record = this.claim(slot);
-    return this.enqueue<Float32Array[]>(options, (settle) => ({ kind: 'verify', slot: record, tokens: [...tokens], ...settle }) satisfies VerifyTask).finally(
-      () => (record.busy = false),
+    return this.withClaimed([slot], options, ([record]) =>
+      this.enqueue<Float32Array[]>(options, (settle) => ({ kind: 'verify', slot: record!, tokens: [...tokens], ...settle }) satisfies VerifyTask),
     );
   }
 
@@ -119,10 +120,11 @@ export class InferenceServer implements Generator {
   /** Replaces the weights between two steps; resolves to the old session for the caller to release. */
   swap(next: DecoderSession): Promise<DecoderSession> {
     return new Promise((resolve) => {
-      const old = this.current;
+      let old = this.current; // read when applied: two swaps at one boundary each hand back their own predecessor
       this.atBoundary({
         kind: 'swap',
         apply: () => {
+          old = this.current;
           this.current = next;
           this.modelGeneration++;
           this.batch = undefined;
@@ -159,12 +161,25 @@ export class InferenceServer implements Generator {
     return record;
   }
 
-  /** The slot's record, marked busy: one prefill or decode task per slot at a time. */
-  private claim(slot: Slot): SlotRecord {
-    const record = this.record(slot);
-    if (record.busy) throw new Error(`slot ${slot.id} already has a task queued`);
-    record.busy = true;
-    return record;
+  /**
+   * Runs `queue` with the slots' records marked busy (one task per slot at a time) until its promise
+   * settles. Every slot is checked before any is marked, so a refused call leaves none busy; a
+   * refusal is a rejected promise, never a throw.
+   */
+  private withClaimed<T>(slots: readonly Slot[], options: TaskOptions, queue: (records: SlotRecord[]) => Promise<T>): Promise<T> {
+    let records: SlotRecord[];
+    try {
+      records = slots.map((s) => this.record(s));
+      const busy = records.find((r, i) => r.busy || records.indexOf(r) !== i);
+      if (busy) throw new Error(`slot ${busy.id} already has a task queued`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    for (const r of records) r.busy = true;
+    return queue(records).finally(() => {
+      for (const r of records) r.busy = false;
+    });
   }
 
   private enqueue<T>(
@@ -204,9 +219,12 @@ export class InferenceServer implements Generator {
       if (task.kind === 'swap') {
         task.apply();
         task.resolve();
-      } else if (task.keep && task.slot.modelGeneration === this.modelGeneration) {
-        this.pool.release(task.slot.state);
-      } // otherwise the state is simply dropped (old weights, or not worth keeping)
+      } else {
+        // the batch buffer holds copies of its members' KV outside the pool's budget: let it go with them
+        if (this.batch?.members.includes(task.slot.state)) this.batch = undefined;
+        // pooled for reuse, or simply dropped (old weights, or not worth keeping)
+        if (task.keep && task.slot.modelGeneration === this.modelGeneration) this.pool.release(task.slot.state);
+      }
     }
   }
 
@@ -262,7 +280,8 @@ export class InferenceServer implements Generator {
       task.reject(task.signal.reason);
       return false;
     }
-    if ('slot' in task && task.slot.modelGeneration !== this.modelGeneration) {
+    const generation = task.kind === 'open' ? task.modelGeneration : task.slot.modelGeneration;
+    if (generation !== this.modelGeneration) {
       task.reject(new ModelSwappedError());
       return false;
     }

@@ -47,6 +47,8 @@ export interface DecodeTask extends Settled<Float32Array> {
 export interface OpenTask extends Settled<{ slot: SlotRecord; reused: number }> {
   kind: 'open';
   tokens: readonly number[];
+  /** The weights the tokens were chosen for: a swap before the task runs rejects it. */
+  modelGeneration: number;
 }
 
 /** Copies a slot's KV into a new slot. */
