@@ -75,8 +75,11 @@ const tmp = mkdtempSync(join(tmpdir(), 'kiln-npm-test-'));
 const resultsFile = join(tmp, 'results.jsonl');
 const status = await runNodeTests(files, tmp, resultsFile);
 const results = readTestResults(resultsFile);
+// a run that failed without a failed test on record (a crashed reporter or runner) still counts as failed
+if (status !== 0 && !results.some((r) => r.outcome === 'fail')) {
+  results.push({ outcome: 'fail', file: undefined, path: ['(the test runner)'], reason: `exited with status ${status}; its output is above` });
+}
 console.log(`\n${formatTestSummary(results, root)}`);
-if (status !== 0 && !results.some((r) => r.outcome === 'fail')) console.log(`The test runner exited with status ${status}.`);
 if (process.env.KILN_KEEP_TEST_TMP === '1') {
   console.log(`Temp folders kept in ${tmp} (KILN_KEEP_TEST_TMP=1).`);
 } else {

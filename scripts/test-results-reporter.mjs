@@ -1,11 +1,21 @@
 // A node:test reporter that writes one JSON line per finished leaf test (a test with no subtests),
 // so scripts/run-tests.mjs can end a long run with the short list of what failed.
 // Line shape: {"outcome":"pass"|"fail"|"skip","file","path":[suite, …, test],"reason"?}.
+import { inspect } from 'node:util';
+
+/** Text of any thrown value: String() throws on objects without a primitive form (null prototypes). */
+function printable(value) {
+  try {
+    return String(value);
+  } catch {
+    return inspect(value, { depth: 1, breakLength: Infinity });
+  }
+}
 
 /** The start of a failure's message on one line (assertion messages put the values on line 3). */
 function shortReason(error) {
   const cause = error?.cause ?? error;
-  const lines = String(cause?.message ?? cause ?? '')
+  const lines = printable(cause?.message ?? cause ?? '')
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '');
