@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { resolveFimTemplate } from '../model/fim';
 import { Tokenizer } from '../model/tokenizer';
-import { buildDataset, type DatasetReport } from './build-dataset';
+import { buildDataset, type Dataset, type DatasetReport } from './build-dataset';
 import { formatDryRun, scanBoundsMessage } from './dry-run';
 import { type DumpSummary, writeTrainingDump } from './dump';
 
@@ -43,10 +43,24 @@ export interface TrainingPreview {
   dump?: DumpSummary;
 }
 
-export async function previewTrainingData(o: TrainingPreviewOptions): Promise<TrainingPreview> {
-  o.onLog?.(`reading ${o.workspace}`);
+/** What building a workspace's dataset needs beyond the choices: where it may tokenize, cancellation, the log. */
+export interface DatasetRun {
+  /** Tokenize on workers whenever the text fills more than one batch (the language server: its thread answers completions). */
+  offThread?: boolean;
+  /** Keep each example's tokens (for the dump). */
+  keepExamples?: boolean;
+  signal?: AbortSignal;
+  onLog?: (message: string) => void;
+}
+
+/**
+ * The dataset a fine-tune with these choices trains on (the model's tokenizer and FIM template),
+ * with the scan's bounds and warnings logged: the one build the dry run, the preview and training share.
+ */
+export async function buildWorkspaceDataset(o: DatasetChoices & DatasetRun): Promise<{ dataset: Dataset; tokenizer: Tokenizer }> {
   const tokenizer = Tokenizer.load(o.modelDir);
   const fim = resolveFimTemplate(tokenizer);
+  // the dataset phase comes before training: its tokenizing may use the threads training will
   const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism(), ...(o.offThread ? { minParallelChars: 0 } : {}) };
   const dataset = await buildDataset(o.workspace, tokenizer, fim, {
     seqLen: o.seqLen,
@@ -56,13 +70,19 @@ export async function previewTrainingData(o: TrainingPreviewOptions): Promise<Tr
     lineSpanRate: o.lineSpanRate,
     maxFiles: o.maxFiles,
     parallel,
-    keepExamples: o.dumpPath !== undefined,
+    ...(o.keepExamples ? { keepExamples: true } : {}),
     ...(o.signal === undefined ? {} : { signal: o.signal }),
   });
-  const report = dataset.report;
-  const bounds = scanBoundsMessage(report);
+  const bounds = scanBoundsMessage(dataset.report);
   if (bounds) o.onLog?.(bounds);
-  for (const w of report.warnings) o.onLog?.(w);
+  for (const w of dataset.report.warnings) o.onLog?.(w);
+  return { dataset, tokenizer };
+}
+
+export async function previewTrainingData(o: TrainingPreviewOptions): Promise<TrainingPreview> {
+  o.onLog?.(`reading ${o.workspace}`);
+  const { dataset, tokenizer } = await buildWorkspaceDataset({ ...o, keepExamples: o.dumpPath !== undefined });
+  const report = dataset.report;
   const preview: TrainingPreview = { report, text: formatDryRun(report) };
   if (o.dumpPath !== undefined) {
     const title = `Kiln training data for ${report.root} (model ${o.modelDir}, sequence ${o.seqLen} tokens, seed ${o.seed})`;

@@ -2,16 +2,14 @@
 // early stop, atomic checkpoints, resume, cancel) → save the best → measure after.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
-import { buildDataset, type DatasetReport } from '../dataset/build-dataset';
-import { scanBoundsMessage } from '../dataset/dry-run';
-import { resolveFimTemplate, type FimOrder } from '../model/fim';
+import type { DatasetReport } from '../dataset/build-dataset';
+import { buildWorkspaceDataset, datasetChoices } from '../dataset/training-preview';
+import type { FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
-import { Tokenizer } from '../model/tokenizer';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
@@ -86,23 +84,8 @@ function runId(o: FineTuneOptions, datasetHash: string): string {
 
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
-  const tokenizer = Tokenizer.load(o.modelDir);
-  const fim = resolveFimTemplate(tokenizer);
-  // the dataset phase comes before training: its tokenizing may use the threads training will
-  const parallel = { tokenizerDir: o.modelDir, workers: o.threads > 0 ? o.threads : availableParallelism() };
-  const dataset = await buildDataset(o.workspace, tokenizer, fim, {
-    seqLen: o.seqLen,
-    seed: o.seed,
-    fimRate: fim ? o.fimRate : 0,
-    spmRate: o.spmRate,
-    lineSpanRate: o.lineSpanRate,
-    maxFiles: o.maxFiles,
-    parallel,
-    signal,
-  });
+  const { dataset } = await buildWorkspaceDataset({ ...datasetChoices(o), signal, onLog: (message: string) => emit({ type: 'log', message }) });
   const report = dataset.report;
-  const bounds = scanBoundsMessage(report);
-  for (const message of [...(bounds === undefined ? [] : [bounds]), ...report.warnings]) emit({ type: 'log', message });
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
   const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
   if (o.dryRun) return empty;
