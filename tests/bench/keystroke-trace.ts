@@ -9,20 +9,21 @@ import type { ModelConfig } from '../../server/src/model/config';
 import { InferenceServer } from '../../server/src/runtime/inference-server';
 import { percentile } from '../../server/src/telemetry/latency-stats';
 import { round } from './bench-stats';
+import { REFERENCE as REFERENCE_MODEL } from './reference-model';
 
-/** The reference config over the tiny code model's defaults (2,048 positions: prompt windows 1,024 + 256). */
-// prettier-ignore
+/** The 25M reference shape over the tiny code model's defaults (its 2,048 positions: prompt windows 1,024 + 256). */
+const { hiddenSize, numLayers, numHeads, numKvHeads, headDim, intermediateSize, vocabSize, tieWordEmbeddings, eosTokenId } = REFERENCE_MODEL;
 export const REFERENCE: Partial<ModelConfig> = {
-  hiddenSize: 512,
-  numLayers: 8,
-  numHeads: 8,
-  numKvHeads: 8,
-  headDim: 64,
-  intermediateSize: 1536,
-  vocabSize: 8192,
-  tieWordEmbeddings: true,
+  hiddenSize,
+  numLayers,
+  numHeads,
+  numKvHeads,
+  headDim,
+  intermediateSize,
+  vocabSize,
+  tieWordEmbeddings,
+  eosTokenId,
   bosTokenId: undefined,
-  eosTokenId: 8192 - 7, // <|endoftext|> of the tiny tokenizer
 };
 export const WEIGHTS_SEED = 2024;
 

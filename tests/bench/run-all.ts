@@ -124,23 +124,10 @@ function modelLines(m: Json): Line[] {
     for (const [kiln, peer] of [
       ['kiln plain fp32', 'llama.cpp F32'],
       ['kiln fused fp16', 'llama.cpp F16'],
-    ] as const) {
-      const ratio = round(decode(kiln, n) / decode(peer, n));
-      out.push({
-        figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`,
-        kiln: decode(kiln, n),
-        peer: decode(peer, n),
-        peerName: peer,
-        ratio,
-        target: '<= 1',
-        met: ratio <= 1,
-      });
-    }
-    for (const [kiln, peer] of [
       ['kiln plain int8', 'llama.cpp Q8_0'],
       ['kiln plain int4', 'llama.cpp Q4_0'],
     ] as const) {
-      if (!rows[peer]) continue;
+      if (!rows[peer]) continue; // the quantized peers exist only where llama.cpp could load them
       const ratio = round(decode(kiln, n) / decode(peer, n));
       out.push({
         figure: `decode ms/token @${n} (${kiln.split(' ').pop()})`,

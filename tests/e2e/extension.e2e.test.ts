@@ -112,6 +112,19 @@ function findFiles(dir: string, name: string): string[] {
 }
 
 const kilnStatus = () => wb.statusItem(STATUS_ID);
+
+/** Types TYPED at the end of FILE, as the user does, and waits for exactly `completion` as ghost text. */
+async function typeAndSeeGhostText(completion: string): Promise<void> {
+  await wb.openFile(FILE);
+  await wb.page.keyboard.press('Control+End');
+  await wb.page.keyboard.type(TYPED, { delay: 80 });
+  await waitUntil(
+    `the ghost text to equal the CLI completion ${JSON.stringify(completion)}`,
+    () => wb.ghostText(),
+    (t) => t === completion,
+    30_000,
+  );
+}
 const READY = /^(ready|\d+ ms) · \d+ MB · CPU$/;
 
 before(async () => {
@@ -171,15 +184,7 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       const completion = await expected;
       assert.ok(completion.trim().length > 0, 'the CLI answers a visible completion, so the comparison means something');
       await waitUntil('the Kiln server to be ready before typing', kilnStatus, (s) => !!s && READY.test(s.text), 90_000);
-      await wb.openFile(FILE);
-      await wb.page.keyboard.press('Control+End');
-      await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil(
-        `the ghost text to equal the CLI completion ${JSON.stringify(completion)}`,
-        () => wb.ghostText(),
-        (t) => t === completion,
-        30_000,
-      );
+      await typeAndSeeGhostText(completion);
     }));
 
   it('updates the status bar after the completion: latency in ms, memory in MB, provider CPU', () =>
@@ -335,15 +340,7 @@ describe('Kiln in Restricted Mode (workspace trust on, the folder not trusted), 
     steps.step('restricted: ghost text', async () => {
       const completion = await restrictedExpected;
       await waitUntil('the Kiln server to be ready in Restricted Mode', kilnStatus, (s) => !!s && READY.test(s.text), 90_000);
-      await wb.openFile(FILE);
-      await wb.page.keyboard.press('Control+End');
-      await wb.page.keyboard.type(TYPED, { delay: 80 });
-      await waitUntil(
-        `the ghost text to equal the CLI completion ${JSON.stringify(completion)}`,
-        () => wb.ghostText(),
-        (t) => t === completion,
-        30_000,
-      );
+      await typeAndSeeGhostText(completion);
     }));
 
   it('does not offer "Fine-tune on This Repository"', () =>
