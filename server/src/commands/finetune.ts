@@ -2,10 +2,12 @@
 // process at lower priority, printing progress; ends with the measured before/after gain.
 import { resolve } from 'node:path';
 import { defaultModelPath } from '../default-model';
+import { exportDataset } from '../dataset/export-dataset';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
+import { exportChoices, exportSummary } from '../finetune/export-choices';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
@@ -15,9 +17,12 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
-         [--in-process]
+         [--in-process] [--export-dataset OUT [--overwrite]]
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
+  --export-dataset: write the dataset training would use (scrubbed, FIM-transformed examples as JSONL
+    plus manifest.json) to the folder OUT, for recipes/train_lora.py on another machine; no training.
+    A non-empty OUT is refused unless --overwrite is given
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
@@ -55,14 +60,27 @@ function fraction(name: string, value: string | undefined): number | undefined {
 }
 
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
-export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
+export interface FinetuneArgs {
+  options: FineTuneOptions;
+  json: boolean;
+  inProcess: boolean;
+  dump: string | undefined;
+  /** --export-dataset OUT, resolved. */
+  exportTo: string | undefined;
+  overwrite: boolean;
+}
+
+export function parseFinetuneArgs(args: string[]): FinetuneArgs {
+  const stringFlags = Object.fromEntries(
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump', 'export-dataset'].map((f) => [f, { type: 'string' as const }]),
+  );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
     'no-resume': { type: 'boolean' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
     'in-process': { type: 'boolean' },
+    overwrite: { type: 'boolean' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
@@ -110,7 +128,18 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
   const dump = str('dump');
   if (dump !== undefined && !options.dryRun) throw new UsageError('--dump needs --dry-run');
   if (dump !== undefined && dump.trim() === '') throw new UsageError('--dump needs a file name');
-  return { options, json: v.json === true, inProcess: v['in-process'] === true, dump: dump === undefined ? undefined : resolve(dump) };
+  const exportTo = str('export-dataset');
+  if (exportTo !== undefined && exportTo.trim() === '') throw new UsageError('--export-dataset needs a folder name');
+  if (exportTo !== undefined && options.dryRun) throw new UsageError('--export-dataset and --dry-run are two different runs: choose one');
+  if (v.overwrite === true && exportTo === undefined) throw new UsageError('--overwrite needs --export-dataset');
+  return {
+    options,
+    json: v.json === true,
+    inProcess: v['in-process'] === true,
+    dump: dump === undefined ? undefined : resolve(dump),
+    exportTo: exportTo === undefined ? undefined : resolve(exportTo),
+    overwrite: v.overwrite === true,
+  };
 }
 
 /** The dry run: the same dataset build as training, reported (and dumped) without training. */
@@ -125,6 +154,23 @@ async function dryRun(options: FineTuneOptions, dump: string | undefined, json: 
   });
   if (json) out(JSON.stringify({ dataset: preview.report, ...(preview.dump ? { dump: preview.dump } : {}) }));
   else out(preview.text);
+  return 0;
+}
+
+/** --export-dataset: the same dataset build as training, written for a trainer elsewhere. */
+async function exportForCluster(options: FineTuneOptions, o: { out: string; overwrite: boolean; json: boolean }, out: (text: string) => void): Promise<number> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+  const result = await exportDataset({
+    ...datasetChoices(options),
+    ...exportChoices(options),
+    out: o.out,
+    overwrite: o.overwrite,
+    signal: abort.signal,
+    onLog: (message) => process.stderr.write(`${message}\n`),
+  });
+  if (o.json) out(JSON.stringify(result));
+  else out(exportSummary(result));
   return 0;
 }
 
@@ -156,8 +202,9 @@ function summary(r: FineTuneResult): string {
 }
 
 export async function runFinetuneCommand(args: string[], out: (text: string) => void): Promise<number> {
-  const { options, json, inProcess, dump } = withUsage(USAGE, () => parseFinetuneArgs(args));
+  const { options, json, inProcess, dump, exportTo, overwrite } = withUsage(USAGE, () => parseFinetuneArgs(args));
   if (options.dryRun) return dryRun(options, dump, json, out);
+  if (exportTo !== undefined) return exportForCluster(options, { out: exportTo, overwrite, json }, out);
   const onEvent = (e: FineTuneEvent) => process.stderr.write(`${describe(e)}\n`);
   let result: FineTuneResult;
   if (inProcess) {

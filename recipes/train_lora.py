@@ -1,0 +1,582 @@
+#!/usr/bin/env python3
+"""Train a LoRA adapter on a Kiln dataset export, on any number of GPUs or CPU processes.
+
+    kiln finetune <repo> --export-dataset DATA            # the examples Kiln would train on
+    torchrun --nproc_per_node 8 recipes/train_lora.py --data DATA --model MODEL --out ADAPTER
+    torchrun --nnodes 4 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
+        recipes/train_lora.py --data DATA --model MODEL --out ADAPTER
+
+MODEL is a Hugging Face LLaMA / Qwen2 / Mistral checkpoint folder (config.json + safetensors). The
+adapter is written in PEFT's layout (adapter_config.json + adapter_model.safetensors, tensors named
+base_model.model.<module>.lora_A.weight), which Kiln loads as an adapter (kiln.adapterPath,
+`kiln eval --adapter`), and which llama.cpp (convert_lora_to_gguf.py, then llama-server --lora) and
+vLLM's LoRA serving load too.
+
+With `transformers` and `peft` installed (and no --own-forward) the model is transformers' and the
+adapter is saved by peft. Without them the script uses its own forward pass below (RMSNorm, RoPE
+with theta and linear scaling, grouped-query attention, Qwen2's q/k/v biases, tied embeddings, SiLU
+MLP) and reads and writes safetensors itself, so plain PyTorch is enough. Kiln's tests run the
+second path under `torchrun --nproc_per_node 2` on the CPU (gloo); the transformers/peft path is not
+exercised by them.
+
+Each process trains on its own shard of the packed sequences; DistributedDataParallel averages the
+LoRA gradients. Every process prints `rank R step S/T loss L` lines; rank 0 saves the adapter.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import struct
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+DATASET_FORMAT = "kiln-dataset"
+DATASET_FORMAT_VERSION = 1
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SUPPORTED_TYPES = ("llama", "qwen2", "mistral")
+PEFT_PREFIX = "base_model.model."
+ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
+
+
+def fail(message):
+    raise SystemExit(f"train_lora.py: {message}")
+
+
+# ---------------------------------------------------------------- safetensors (no package needed)
+
+def read_safetensors(path):
+    """name -> tensor. The format: u64 little-endian header length, a JSON header, then raw data."""
+    if sys.byteorder != "little":
+        fail("safetensors holds little-endian data; this reader runs on little-endian machines only")
+    tensors = {}
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > min(size - 8, 100 * 2**20):
+            fail(f"{path}: header length {n} does not fit the file")
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = ST_DTYPES.get(info["dtype"])
+            if dtype is None:
+                fail(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+            start, end = info["data_offsets"]
+            if not 0 <= start <= end <= size - base:
+                fail(f"{path}: tensor {name} lies outside the file")
+            shape = info["shape"]
+            if end == start:
+                tensors[name] = torch.empty(shape, dtype=dtype)
+                continue
+            f.seek(base + start)
+            buf = bytearray(end - start)
+            f.readinto(buf)
+            tensors[name] = torch.frombuffer(buf, dtype=dtype).reshape(shape)
+    return tensors
+
+
+def write_safetensors(path, tensors):
+    """Writes name -> tensor (sorted by name, data 8-byte aligned after the header), as safetensors does."""
+    header = {"__metadata__": {"format": "pt"}}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_checkpoint_tensors(model_dir):
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        files = [os.path.join(model_dir, s) for s in shards]
+    else:
+        files = [os.path.join(model_dir, "model.safetensors")]
+    tensors = {}
+    for file in files:
+        if not os.path.exists(file):
+            fail(f"{file} not found: --model needs a Hugging Face folder with safetensors weights")
+        tensors.update(read_safetensors(file))
+    return tensors
+
+
+# ---------------------------------------------------------------- the model (its own forward pass)
+
+class Config:
+    """The config.json fields the forward pass reads, with Hugging Face's defaults."""
+
+    def __init__(self, j):
+        self.model_type = j.get("model_type")
+        if self.model_type not in SUPPORTED_TYPES:
+            fail(f"model_type {self.model_type!r} is not supported (supported: {', '.join(SUPPORTED_TYPES)})")
+        if j.get("hidden_act", "silu") != "silu":
+            fail(f"hidden_act {j.get('hidden_act')!r} is not supported (silu only)")
+        self.hidden = j["hidden_size"]
+        self.layers = j["num_hidden_layers"]
+        self.heads = j["num_attention_heads"]
+        self.kv_heads = j.get("num_key_value_heads") or self.heads
+        self.head_dim = j.get("head_dim") or self.hidden // self.heads
+        self.vocab = j["vocab_size"]
+        self.eps = j.get("rms_norm_eps", 1e-6)
+        self.theta = j.get("rope_theta", 10000.0)
+        scaling = j.get("rope_scaling")
+        if scaling and scaling.get("type", scaling.get("rope_type")) != "linear":
+            fail(f"rope_scaling {scaling!r} is not supported (linear or none)")
+        self.rope_factor = scaling["factor"] if scaling else 1.0
+        self.tied = j.get("tie_word_embeddings", False) is True
+        # qwen2 always has q/k/v biases; llama and mistral only when attention_bias says so
+        self.qkv_bias = self.model_type == "qwen2" or j.get("attention_bias", False) is True
+
+
+def rms_norm(x, weight, eps):
+    # [B, T, H] in float32, as HF computes it
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LoraDecoder(torch.nn.Module):
+    """A LLaMA-family decoder over frozen base tensors, with trainable LoRA pairs on chosen projections.
+
+    The base tensors are plain attributes, not parameters or buffers, so DDP neither broadcasts nor
+    all-reduces them: only the LoRA parameters travel between processes.
+    """
+
+    def __init__(self, config, tensors, targets, rank, alpha, dtype=torch.float32, device="cpu"):
+        super().__init__()
+        self.c = config
+        self.w = {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
+        if config.tied or "lm_head.weight" not in self.w:
+            self.w["lm_head.weight"] = self.w["model.embed_tokens.weight"]
+        self.scale = alpha / rank
+        self.targets = list(targets)
+        self.lora_a = torch.nn.ParameterDict()
+        self.lora_b = torch.nn.ParameterDict()
+        for module in self.adapted_modules():
+            out_f, in_f = self.w[f"{module}.weight"].shape
+            a = torch.empty(rank, in_f, device=device)
+            torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # PEFT's initialisation; B starts at zero
+            key = module.replace(".", "__")  # ParameterDict keys cannot hold dots
+            self.lora_a[key] = torch.nn.Parameter(a)
+            self.lora_b[key] = torch.nn.Parameter(torch.zeros(out_f, rank, device=device))
+
+    def adapted_modules(self):
+        return [m for m in self.module_names() if m.rsplit(".", 1)[1] in self.targets]
+
+    def module_names(self):
+        names = []
+        for i in range(self.c.layers):
+            names += [f"model.layers.{i}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+            names += [f"model.layers.{i}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+        return names
+
+    def linear(self, x, module):
+        # x [B, T, in] -> [B, T, out]; + scale · (x Aᵀ) Bᵀ where adapted
+        y = F.linear(x, self.w[f"{module}.weight"], self.w.get(f"{module}.bias"))
+        key = module.replace(".", "__")
+        if key in self.lora_a:
+            y = y + self.scale * F.linear(F.linear(x, self.lora_a[key].to(x.dtype)), self.lora_b[key].to(x.dtype))
+        return y
+
+    def rope(self, T, device):
+        c = self.c
+        inv_freq = 1.0 / (c.theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float32, device=device) / c.head_dim))
+        t = torch.arange(T, dtype=torch.float32, device=device) / c.rope_factor
+        freqs = torch.outer(t, inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)  # [T, D]
+        return emb.cos(), emb.sin()
+
+    def forward(self, ids):
+        c, w = self.c, self.w
+        B, T = ids.shape
+        x = w["model.embed_tokens.weight"][ids]  # [B, T, H]
+        cos, sin = self.rope(T, ids.device)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        causal = torch.full((T, T), float("-inf"), device=ids.device).triu(1)  # [T, T]
+        for i in range(c.layers):
+            p = f"model.layers.{i}"
+            h = rms_norm(x, w[f"{p}.input_layernorm.weight"], c.eps)
+            q = self.linear(h, f"{p}.self_attn.q_proj").view(B, T, c.heads, c.head_dim).transpose(1, 2)  # [B, Hq, T, D]
+            k = self.linear(h, f"{p}.self_attn.k_proj").view(B, T, c.kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+            v = self.linear(h, f"{p}.self_attn.v_proj").view(B, T, c.kv_heads, c.head_dim).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            group = c.heads // c.kv_heads
+            k = k.repeat_interleave(group, dim=1)  # [B, Hq, T, D]
+            v = v.repeat_interleave(group, dim=1)
+            scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(c.head_dim) + causal  # [B, Hq, T, T]
+            att = scores.softmax(-1).to(x.dtype) @ v  # [B, Hq, T, D]
+            x = x + self.linear(att.transpose(1, 2).reshape(B, T, c.heads * c.head_dim), f"{p}.self_attn.o_proj")
+            h = rms_norm(x, w[f"{p}.post_attention_layernorm.weight"], c.eps)
+            gate = self.linear(h, f"{p}.mlp.gate_proj")
+            x = x + self.linear(F.silu(gate) * self.linear(h, f"{p}.mlp.up_proj"), f"{p}.mlp.down_proj")
+        x = rms_norm(x, w["model.norm.weight"], c.eps)
+        return F.linear(x, w["lm_head.weight"]).float()  # [B, T, V]
+
+    def adapter_tensors(self):
+        """Kiln/PEFT names -> A [r, in], B [out, r], in float32."""
+        out = {}
+        for key in self.lora_a:
+            module = key.replace("__", ".")
+            out[f"{PEFT_PREFIX}{module}.lora_A.weight"] = self.lora_a[key].detach().float().cpu()
+            out[f"{PEFT_PREFIX}{module}.lora_B.weight"] = self.lora_b[key].detach().float().cpu()
+        return out
+
+    def load_adapter_tensors(self, tensors):
+        for name, value in tensors.items():
+            module, which = name[len(PEFT_PREFIX):].rsplit(".lora_", 1)
+            key = module.replace(".", "__")
+            table = self.lora_a if which == "A.weight" else self.lora_b
+            if key not in table or table[key].shape != value.shape:
+                fail(f"adapter tensor {name} {tuple(value.shape)} does not fit this model and rank")
+            with torch.no_grad():
+                table[key].copy_(value.float())
+
+
+def adapter_config(base_model, rank, alpha, targets):
+    """adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (the fields Kiln and PEFT read)."""
+    return {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": base_model, "bias": "none",
+        "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True, "layer_replication": None,
+        "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+        "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None,
+        "peft_type": "LORA", "r": rank, "rank_pattern": {}, "revision": None,
+        "target_modules": [t for t in LORA_TARGETS if t in targets], "task_type": "CAUSAL_LM",
+        "use_dora": False, "use_rslora": False,
+    }
+
+
+def load_own_model(model_dir, targets, rank, alpha, dtype, device):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = Config(json.load(f))
+    return LoraDecoder(config, load_checkpoint_tensors(model_dir), targets, rank, alpha, dtype, device)
+
+
+def load_transformers_model(model_dir, targets, rank, alpha, dtype, device):
+    """transformers + peft: the model as Hugging Face defines it, LoRA as PEFT applies it (not run by Kiln's tests)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                        target_modules=[t for t in LORA_TARGETS if t in targets])
+    return get_peft_model(base, config)
+
+
+def have_transformers():
+    try:
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the dataset export
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(8 * 2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_export(data_dir, vocab):
+    """The manifest and each split's examples, checked against the manifest's hashes and counts."""
+    path = os.path.join(data_dir, "manifest.json")
+    if not os.path.exists(path):
+        fail(f"{path} not found: --data takes the folder `kiln finetune <repo> --export-dataset` wrote")
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != DATASET_FORMAT or manifest.get("format_version") != DATASET_FORMAT_VERSION:
+        fail(f"{path} is not a {DATASET_FORMAT} v{DATASET_FORMAT_VERSION} manifest")
+    splits = {}
+    for which in ("train", "validation"):
+        file = os.path.join(data_dir, f"{which}.jsonl")
+        figures = manifest["split"][which]
+        if sha256_file(file) != figures["sha256"]:
+            fail(f"{file} does not match manifest.json's sha256: it changed after the export")
+        with open(file, encoding="utf-8") as f:
+            examples = [json.loads(line) for line in f if line.strip()]
+        if len(examples) != figures["examples"]:
+            fail(f"{file} holds {len(examples)} examples, manifest.json says {figures['examples']}")
+        for n, e in enumerate(examples, 1):
+            ids, mask = e["input_ids"], e["loss_mask"]
+            if len(ids) != len(mask) or any((not isinstance(t, int)) or t < 0 or t >= vocab for t in ids):
+                fail(f"{file} line {n}: input_ids must be token ids below vocab_size {vocab}, one loss_mask entry each")
+        splits[which] = examples
+    return manifest, splits
+
+
+def check_base_model(manifest, model_dir, allow_other_tokenizer, log):
+    """The ids were made with the export's tokenizer: a different one is refused; other weights are only warned about."""
+    for name, digest in manifest["tokenizer"]["files"].items():
+        file = os.path.join(model_dir, name)
+        if not os.path.exists(file):
+            log(f"note: {file} is missing; cannot check the tokenizer is the one the export was made with")
+        elif sha256_file(file) != digest:
+            message = f"{file} differs from the tokenizer the dataset was exported with (manifest.json)"
+            if not allow_other_tokenizer:
+                fail(f"{message}; pass --allow-other-tokenizer if its ids are the same")
+            log(f"warning: {message}")
+    exported = {(w["file"], w["bytes"]) for w in manifest["base_model"]["weights"]}
+    present = {(f, os.path.getsize(os.path.join(model_dir, f))) for f in os.listdir(model_dir) if f.endswith(".safetensors")}
+    if exported != present:
+        log("warning: the weights files differ from the base model the export names; the adapter is trained for these weights")
+
+
+def segments(example, seq_len):
+    """An example longer than seq_len cut into windows that overlap by one token, as Kiln packs: every target once."""
+    ids, mask = example["input_ids"], example["loss_mask"]
+    if len(ids) <= seq_len:
+        return [(ids, mask)]
+    return [(ids[s:s + seq_len], mask[s:s + seq_len]) for s in range(0, len(ids) - 1, seq_len - 1)]
+
+
+def pack(examples, seq_len, pad_id, ignore_index, seed, open_bins=32):
+    """Shuffled examples placed first-fit into sequences of seq_len; labels already shifted (position i predicts i + 1).
+
+    Returns ids [N, seq_len] and labels [N, seq_len]; padding and non-target positions are ignore_index.
+    """
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    bins, open_list = [], []
+    for e in order:
+        for ids, mask in segments(e, seq_len):
+            if not ids:
+                continue
+            target = next((b for b in open_list if b[1] + len(ids) <= seq_len), None)
+            if target is None:
+                target = [[], 0]
+                bins.append(target)
+                open_list.append(target)
+                if len(open_list) > open_bins:
+                    open_list.pop(0)
+            target[0].append((ids, mask))
+            target[1] += len(ids)
+            if target[1] == seq_len:
+                open_list.remove(target)
+    input_ids = torch.full((len(bins), seq_len), pad_id, dtype=torch.long)
+    labels = torch.full((len(bins), seq_len), ignore_index, dtype=torch.long)
+    for row, (parts, _) in enumerate(bins):
+        at = 0
+        for ids, mask in parts:
+            input_ids[row, at:at + len(ids)] = torch.tensor(ids)
+            for j in range(len(ids) - 1):
+                if mask[j + 1] == 1:
+                    labels[row, at + j] = ids[j + 1]
+            at += len(ids)
+    return input_ids, labels
+
+
+# ---------------------------------------------------------------- training
+
+def learning_rate(peak, step, warmup, total, min_ratio=0.1):
+    """Linear warmup, then cosine to min_ratio · peak (Kiln's schedule); step is 1-based."""
+    if warmup > 0 and step <= warmup:
+        return peak * step / warmup
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    floor = peak * min_ratio
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def shard_batches(n, world, rank, batch, epoch, seed):
+    """This rank's batches of row indices for one epoch: one permutation for all ranks, padded so every rank steps equally."""
+    g = torch.Generator().manual_seed(seed * 1000003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_step = world * batch
+    while len(perm) % per_step:
+        perm += perm[: per_step - len(perm) % per_step]
+    mine = perm[rank::world]
+    return [mine[i:i + batch] for i in range(0, len(mine), batch)]
+
+
+def logits_of(model, ids):
+    out = model(ids)
+    return out if torch.is_tensor(out) else out.logits
+
+
+def batch_loss(model, ids, labels, ignore_index):
+    logits = logits_of(model, ids)  # [B, T, V]
+    if (labels != ignore_index).sum() == 0:
+        return logits.sum() * 0.0  # nothing to learn in this batch; keeps DDP's all-reduce in step
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index)
+
+
+@torch.no_grad()
+def validation_loss(model, ids, labels, ignore_index, world, rank, batch, device):
+    """Mean loss per target token over every validation sequence, all ranks together."""
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # [sum of losses, targets]
+    for start in range(rank * batch, ids.shape[0], world * batch):
+        x, y = ids[start:start + batch].to(device), labels[start:start + batch].to(device)
+        logits = logits_of(model, x)
+        total[0] += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=ignore_index, reduction="sum").double()
+        total[1] += (y != ignore_index).sum()
+    if world > 1:
+        dist.all_reduce(total)
+    return (total[0] / total[1]).item() if total[1] > 0 else float("nan")
+
+
+def save_adapter(model, out, base_model, rank, alpha, targets, report):
+    """PEFT layout into a temp folder beside `out`, renamed into place whole."""
+    tmp = f"{out}.tmp-{os.getpid()}"
+    os.makedirs(tmp)
+    if hasattr(model, "save_pretrained"):  # peft
+        model.save_pretrained(tmp, safe_serialization=True)
+    else:
+        write_safetensors(os.path.join(tmp, "adapter_model.safetensors"), model.adapter_tensors())
+        with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
+            json.dump(adapter_config(base_model, rank, alpha, targets), f, indent=2)
+    with open(os.path.join(tmp, "training_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    if os.path.isdir(out):
+        old = f"{out}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        for name in os.listdir(old):
+            os.remove(os.path.join(old, name))
+        os.rmdir(old)
+    else:
+        os.rename(tmp, out)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Train a LoRA adapter on a Kiln dataset export (launch with torchrun).")
+    p.add_argument("--data", required=True, help="the folder `kiln finetune <repo> --export-dataset` wrote")
+    p.add_argument("--model", required=True, help="the base model: a Hugging Face folder (config.json + safetensors)")
+    p.add_argument("--out", required=True, help="the adapter folder to write (PEFT layout)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--rank", type=int, help="LoRA rank (default: the manifest's, Kiln's default)")
+    p.add_argument("--alpha", type=float, help="LoRA alpha (default: the manifest's)")
+    p.add_argument("--targets", help="comma-separated projections (default: the manifest's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the manifest's)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--batch", type=int, default=4, help="sequences per process per step")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--seq-len", type=int, help="packed sequence length (default: the manifest's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="base weights' dtype (default: float32 on the CPU, bfloat16 on GPUs)")
+    p.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto", help="torch.distributed backend (auto: nccl with CUDA, else gloo)")
+    p.add_argument("--own-forward", action="store_true", help="use this script's forward pass even when transformers and peft are installed")
+    p.add_argument("--allow-other-tokenizer", action="store_true", help="train with a tokenizer whose files differ from the export's")
+    return p.parse_args(argv)
+
+
+def setup_distributed(backend_choice):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and backend_choice != "gloo"
+    backend = "nccl" if (backend_choice == "nccl" or (backend_choice == "auto" and cuda)) else "gloo"
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group(backend=backend)
+    return world, rank, device, backend
+
+
+def main(argv):
+    args = parse_args(argv)
+    world, rank, device, backend = setup_distributed(args.backend)
+    log = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
+    out = os.path.abspath(args.out)
+    if rank == 0 and os.path.isdir(out) and os.listdir(out) and not args.overwrite:
+        fail(f"{out} is not empty; choose another folder or pass --overwrite")
+    with open(os.path.join(args.model, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    manifest, splits = load_export(args.data, vocab)
+    if rank == 0:
+        check_base_model(manifest, args.model, args.allow_other_tokenizer, log)
+    lora = manifest["lora"]
+    r = args.rank or lora["rank"]
+    alpha = args.alpha if args.alpha is not None else lora["alpha"]
+    targets = args.targets.split(",") if args.targets else lora["target_modules"]
+    unknown = [t for t in targets if t not in LORA_TARGETS]
+    if unknown:
+        fail(f"unknown --targets {', '.join(unknown)} (choose from {', '.join(LORA_TARGETS)})")
+    peak = args.lr or lora["learning_rate"]
+    seq_len = args.seq_len or manifest["sequence_length"]
+    ignore = manifest["ignore_index"]
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+    torch.manual_seed(args.seed)  # the same LoRA initialisation on every rank (DDP also broadcasts rank 0's)
+    use_hf = have_transformers() and not args.own_forward
+    load = load_transformers_model if use_hf else load_own_model
+    model = load(args.model, targets, r, alpha, dtype, device)
+    log(f"model {args.model} ({'transformers + peft' if use_hf else 'own forward pass'}, {dtype}), LoRA r={r} alpha={alpha} on {','.join(targets)}; "
+        f"{world} processes, backend {backend}, device {device.type}")
+    train_ids, train_labels = pack(splits["train"], seq_len, manifest["pad_id"], ignore, args.seed)
+    val_ids, val_labels = pack(splits["validation"], seq_len, manifest["pad_id"], ignore, args.seed + 1)
+    if train_ids.shape[0] == 0:
+        fail("the export holds no training examples")
+    per_epoch = math.ceil(train_ids.shape[0] / (world * args.batch))
+    total = args.steps or max(1, math.ceil(args.epochs * per_epoch))
+    log(f"{train_ids.shape[0]} train and {val_ids.shape[0]} validation sequences of {seq_len} tokens; {total} steps of {args.batch} x {world}")
+
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    params = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=peak, betas=(0.9, 0.999), weight_decay=0.0)
+    before = validation_loss(model, val_ids, val_labels, ignore, world, rank, args.batch, device)
+    log(f"validation loss {before:.6f} before training")
+    losses, step, epoch, started = [], 0, 0, time.time()
+    while step < total:
+        for rows in shard_batches(train_ids.shape[0], world, rank, args.batch, epoch, args.seed):
+            if step >= total:
+                break
+            step += 1
+            lr = learning_rate(peak, step, args.warmup, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = batch_loss(trained, train_ids[rows].to(device), train_labels[rows].to(device), ignore)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            print(f"rank {rank} step {step}/{total} loss {losses[-1]:.6f} lr {lr:.3e}", flush=True)
+        epoch += 1
+    after = validation_loss(model, val_ids, val_labels, ignore, world, rank, args.batch, device)
+    log(f"validation loss {after:.6f} after {total} steps ({time.time() - started:.1f} s)")
+    if rank == 0:
+        report = {"steps": total, "processes": world, "validation_loss_before": before, "validation_loss_after": after,
+                  "train_losses_rank0": losses, "dataset_manifest_sha256": sha256_file(os.path.join(args.data, "manifest.json")),
+                  "kiln_version": manifest["kiln_version"]}
+        save_adapter(model, out, os.path.abspath(args.model), r, alpha, targets, report)
+        log(f"saved the adapter to {out}")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
