@@ -1,10 +1,13 @@
 // "Kiln: Fine-tune on This Repository": offers to show what will be trained, then a cancellable
 // progress notification over the server's kiln/fineTune request; at the end it reports the
 // headline gain, remembers the result in the workspace's storage and switches completions to it.
-// Unavailable in Restricted Mode: training reads the whole repository.
+// With a remote backend (`kiln.backend.kind` other than local) it offers to export the training data
+// for a cluster instead (export-dataset-command.ts). Unavailable in Restricted Mode: training reads
+// the whole repository.
 import * as vscode from 'vscode';
 import { KilnFineTuneRequest, KilnTrainingProgressNotification } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
+import { backendKind, exportTrainingData } from './export-dataset-command';
 import { finishedText, gainText, progressText } from './fine-tune-text';
 import { refuseInRestrictedMode } from './workspace-trust';
 
@@ -17,6 +20,18 @@ async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
 const START = 'Start';
 const SHOW = 'Show What Will Be Trained';
 const SHOW_TRAINING_DATA = 'kiln.showTrainingData';
+const EXPORT = 'Export Training Data';
+const HERE = 'Fine-tune Here';
+
+/** With a remote backend: export for a cluster, fine-tune here anyway, or nothing (dismissed). */
+async function chooseWhere(kind: string): Promise<'export' | 'here' | undefined> {
+  const choice = await vscode.window.showInformationMessage(
+    `Kiln: completions come from a remote ${kind} backend. Export this repository's training data to fine-tune on a cluster (recipes/train_lora.py), or fine-tune here on this machine?`,
+    EXPORT,
+    HERE,
+  );
+  return choice === EXPORT ? 'export' : choice === HERE ? 'here' : undefined;
+}
 
 /** Asks before training; "Show What Will Be Trained" opens the dry-run report and asks again. */
 async function confirmStart(folder: vscode.WorkspaceFolder, output: vscode.OutputChannel): Promise<boolean> {
@@ -47,6 +62,12 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
   if (!folder) {
     void vscode.window.showWarningMessage('Kiln: open a folder to fine-tune on it.');
     return;
+  }
+  const kind = backendKind(deps);
+  if (kind !== 'local') {
+    const where = await chooseWhere(kind);
+    if (where === 'export') return exportTrainingData(deps, folder);
+    if (where !== 'here') return;
   }
   if (!(await confirmStart(folder, deps.output))) return;
   const output = deps.output;

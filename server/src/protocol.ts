@@ -151,6 +151,33 @@ export namespace KilnTrainingDataPreviewRequest {
   export const type = new RequestType<TrainingDataPreviewParams, TrainingDataPreviewResult, void>('kiln/trainingDataPreview');
 }
 
+/** What "Export Training Data" asks for: the dataset a fine-tune of `workspace` would build, written for a trainer elsewhere. */
+export interface ExportDatasetParams {
+  workspace: string;
+  /** Files read from the workspace at most (`kiln.fineTune.maxFiles`); unset for Kiln's default. */
+  maxFiles?: number;
+  /** An absolute folder: absent or empty, or replaced whole when `overwrite` is set. */
+  out: string;
+  overwrite?: boolean;
+}
+
+export interface ExportDatasetResult {
+  out: string;
+  trainExamples: number;
+  validationExamples: number;
+  trainFiles: number;
+  validationFiles: number;
+  excludedFiles: number;
+  scrubbedLines: number;
+  /** The lines `kiln finetune --export-dataset` prints: what was written and the torchrun command that trains on it. */
+  summary: string;
+}
+
+/** Writes train.jsonl, validation.jsonl and manifest.json into `out` (nothing is trained); cancel with $/cancelRequest. */
+export namespace KilnExportDatasetRequest {
+  export const type = new RequestType<ExportDatasetParams, ExportDatasetResult, void>('kiln/exportDataset');
+}
+
 export interface TrainingProgress {
   state: 'running' | 'done' | 'cancelled' | 'failed';
   phase?: string;

@@ -13,6 +13,7 @@ import {
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
   KilnTrainingDataPreviewRequest,
+  KilnExportDatasetRequest,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
@@ -22,6 +23,7 @@ import { throttle } from '../telemetry/throttle';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
+import { handleExportDataset } from './export-dataset-handler';
 import { ModelHost } from './model-host';
 import { parseFineTuneParams, parseValidateModelParams } from './params';
 import { explainStatus } from './status-message';
@@ -151,6 +153,7 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
+  connection.onRequest(KilnExportDatasetRequest.type, (params, token) => handleExportDataset(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();
