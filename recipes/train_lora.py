@@ -28,8 +28,10 @@ import json
 import math
 import os
 import random
+import shutil
 import struct
 import sys
+import tempfile
 import time
 
 import torch
@@ -86,13 +88,24 @@ def read_safetensors(path):
     return tensors
 
 
+def tensor_bytes(t):
+    """The tensor's raw little-endian bytes (numpy is the fast way; Debian's python3-torch pulls it in)."""
+    if t.numel() == 0:
+        return b""
+    raw = t.view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
+    try:
+        return raw.numpy().tobytes()
+    except (ImportError, RuntimeError):
+        return bytes(raw.flatten().tolist())
+
+
 def write_safetensors(path, tensors):
     """Writes name -> tensor (sorted by name, data 8-byte aligned after the header), as safetensors does."""
     header = {"__metadata__": {"format": "pt"}}
     blobs, offset = [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
-        data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        data = tensor_bytes(t)
         header[name] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -231,8 +244,11 @@ class LoraDecoder(torch.nn.Module):
             group = c.heads // c.kv_heads
             k = k.repeat_interleave(group, dim=1)  # [B, Hq, T, D]
             v = v.repeat_interleave(group, dim=1)
-            scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(c.head_dim) + causal  # [B, Hq, T, T]
-            att = scores.softmax(-1).to(x.dtype) @ v  # [B, Hq, T, D]
+            if hasattr(F, "scaled_dot_product_attention") and x.is_cuda:
+                att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # torch >= 2 on GPUs: no [T, T] scores kept for backward
+            else:
+                scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(c.head_dim) + causal  # [B, Hq, T, T]
+                att = scores.softmax(-1).to(x.dtype) @ v  # [B, Hq, T, D]
             x = x + self.linear(att.transpose(1, 2).reshape(B, T, c.heads * c.head_dim), f"{p}.self_attn.o_proj")
             h = rms_norm(x, w[f"{p}.post_attention_layernorm.weight"], c.eps)
             gate = self.linear(h, f"{p}.mlp.gate_proj")
@@ -447,8 +463,8 @@ def validation_loss(model, ids, labels, ignore_index, world, rank, batch, device
 
 def save_adapter(model, out, base_model, rank, alpha, targets, report):
     """PEFT layout into a temp folder beside `out`, renamed into place whole."""
-    tmp = f"{out}.tmp-{os.getpid()}"
-    os.makedirs(tmp)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f"{os.path.basename(out)}.tmp-", dir=os.path.dirname(out))
     if hasattr(model, "save_pretrained"):  # peft
         model.save_pretrained(tmp, safe_serialization=True)
     else:
@@ -457,13 +473,12 @@ def save_adapter(model, out, base_model, rank, alpha, targets, report):
             json.dump(adapter_config(base_model, rank, alpha, targets), f, indent=2)
     with open(os.path.join(tmp, "training_report.json"), "w") as f:
         json.dump(report, f, indent=2)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
     if os.path.isdir(out):
-        old = f"{out}.old-{os.getpid()}"
-        os.rename(out, old)
+        old = tempfile.mkdtemp(prefix=f"{os.path.basename(out)}.old-", dir=os.path.dirname(out))
+        os.rename(out, os.path.join(old, "adapter"))
         os.rename(tmp, out)
-        for name in os.listdir(old):
-            os.remove(os.path.join(old, name))
-        os.rmdir(old)
+        shutil.rmtree(old)
     else:
         os.rename(tmp, out)
 
@@ -478,7 +493,7 @@ def parse_args(argv):
     p.add_argument("--alpha", type=float, help="LoRA alpha (default: the manifest's)")
     p.add_argument("--targets", help="comma-separated projections (default: the manifest's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the manifest's)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training sequences (default 3, as Kiln)")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--batch", type=int, default=4, help="sequences per process per step")
     p.add_argument("--warmup", type=int, default=10)

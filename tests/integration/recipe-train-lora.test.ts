@@ -172,7 +172,7 @@ describe('kiln finetune --export-dataset', () => {
     assert.ok(manifest.files.scrubbed_lines >= 1 && manifest.files.excluded >= 1);
     assert.ok(manifest.tokenizer.files['tokenizer.json']);
     assert.deepEqual(manifest.lora, { rank: 8, alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], learning_rate: options.lr });
-    assert.match(r.stdout, /train a LoRA adapter on it with: torchrun .*recipes\/train_lora\.py/);
+    assert.ok(r.stdout.includes(`train a LoRA adapter on it with: torchrun --nproc_per_node <GPUs> ${JSON.stringify(RECIPE)} --data ${JSON.stringify(out)}`), r.stdout);
   });
 
   it('refuses a non-empty folder unless told to overwrite it, and then replaces it whole', async () => {
@@ -257,6 +257,38 @@ describe('recipes/train_lora.py', () => {
     const refused = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', adapter, '--steps', '1']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /is not empty; choose another folder or pass --overwrite/);
+    const first = readFileSync(join(adapter, 'adapter_model.safetensors'));
+    const again = await run(PYTHON, [
+      RECIPE,
+      '--data',
+      data,
+      '--model',
+      qwen2,
+      '--out',
+      adapter,
+      '--overwrite',
+      '--steps',
+      '6',
+      '--batch',
+      '2',
+      '--lr',
+      '1e-2',
+      '--targets',
+      targets,
+      '--rank',
+      '4',
+      '--alpha',
+      '8',
+      '--seed',
+      '5',
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(!first.equals(readFileSync(join(adapter, 'adapter_model.safetensors'))), '--overwrite replaced the adapter');
+    assert.deepEqual(
+      readdirSync(root).filter((f) => f.startsWith('adapter-qwen2.')),
+      [],
+      'no temp folder left beside the adapter',
+    );
     const tokens = readLines(join(data, 'train.jsonl'))[0]!.input_ids.slice(0, 40);
     await checkAdapterInKiln(qwen2, adapter, tokens);
   });

@@ -2,6 +2,8 @@
 // LoRA the recipe should default to, Kiln's version, the hash cache), and the summary the CLI and
 // the editor show: where it went and the command that trains on it. Shared by `kiln finetune
 // --export-dataset` and kiln/exportDataset.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { version } from '../../../package.json';
 import type { ExportDatasetOptions, ExportDatasetResult } from '../dataset/export-dataset';
 import type { FineTuneOptions } from './fine-tune';
@@ -19,9 +21,17 @@ export function exportChoices(options: FineTuneOptions): Pick<ExportDatasetOptio
   };
 }
 
-/** The command line that trains on an export (the recipe ships in Kiln's repository, not in the VSIX). */
+/** recipes/train_lora.py beside the bundle (dist/) or the sources; undefined in an installed VSIX, which leaves it out. */
+export function recipePath(): string | undefined {
+  return [resolve(__dirname, '..', 'recipes', 'train_lora.py'), resolve(__dirname, '..', '..', '..', 'recipes', 'train_lora.py')].find((p) => existsSync(p));
+}
+
+/** The command line that trains on an export. */
 export function recipeCommand(out: string, modelDir: string): string {
-  return `torchrun --nproc_per_node <GPUs> recipes/train_lora.py --data ${JSON.stringify(out)} --model ${JSON.stringify(modelDir)} --out <adapter folder>`;
+  const recipe = recipePath();
+  const script = recipe === undefined ? 'recipes/train_lora.py' : JSON.stringify(recipe);
+  const where = recipe === undefined ? " (the recipe is in Kiln's source repository, not in the extension)" : '';
+  return `torchrun --nproc_per_node <GPUs> ${script} --data ${JSON.stringify(out)} --model ${JSON.stringify(modelDir)} --out <adapter folder>${where}`;
 }
 
 export function exportSummary(r: ExportDatasetResult): string {
