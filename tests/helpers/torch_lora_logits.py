@@ -1,27 +1,20 @@
 #!/usr/bin/env python3
-"""Logits of a base model plus a PEFT LoRA adapter, computed by recipes/train_lora.py's own PyTorch
-forward pass, for comparing with Kiln's on the same tokens (tests/integration/recipe-train-lora.test.ts).
+"""Logits of a base model plus a PEFT LoRA adapter, computed by the training recipe's own PyTorch
+forward pass (recipes/lora_decoder.py), for comparing with Kiln's on the same tokens (tests/integration/recipe-train-lora.test.ts).
 
     /usr/bin/python3 tests/helpers/torch_lora_logits.py --model DIR --adapter DIR --tokens 1,2,3
 
 Prints one JSON object: {"vocab": V, "logits": [[...V floats] per token]}.
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
 import torch
 
-RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "train_lora.py")
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_lora", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "recipes"))
+import lora_decoder as recipe  # noqa: E402
 
 
 def main(argv):
@@ -30,7 +23,6 @@ def main(argv):
     p.add_argument("--adapter", required=True)
     p.add_argument("--tokens", required=True)
     args = p.parse_args(argv)
-    recipe = load_recipe()
     with open(os.path.join(args.adapter, "adapter_config.json")) as f:
         config = json.load(f)
     model = recipe.load_own_model(args.model, config["target_modules"], config["r"], config["lora_alpha"], torch.float32, "cpu")

@@ -7,7 +7,7 @@
 // by the recipe in one process and compared the same way.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { DatasetManifest } from '../../server/src/dataset/export-dataset';
@@ -17,7 +17,8 @@ import { loadModel } from '../../server/src/runtime/load-model';
 import { writeOverfitRepo } from '../fixtures/overfit-repo';
 import { ensureBuilt, REPO, runKiln } from '../helpers/built-cli';
 import { writeTinyCodeModel } from '../helpers/tiny-code-model';
-import { TINY_QWEN2 } from '../helpers/tiny-model';
+import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
+import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { forwardRows, maxAbsDiff, tempDir } from '../helpers/tiny-session';
 import { PYTHON, requireTorch } from '../helpers/torch-python';
 
@@ -108,12 +109,10 @@ before(() => {
   requireTorch();
   ensureBuilt();
   writeTinyCodeModel(llama, { seed: 1, maxPositions: 512, config: { vocabSize: 400, intermediateSize: 128 } });
-  const { modelType, numKvHeads, tieWordEmbeddings, attentionBias, rmsNormEps, ropeTheta } = TINY_QWEN2;
-  writeTinyCodeModel(qwen2, {
-    seed: 2,
-    maxPositions: 512,
-    config: { vocabSize: 400, modelType, numKvHeads: Math.max(2, numKvHeads), tieWordEmbeddings, attentionBias, rmsNormEps, ropeTheta, ropeLinearFactor: 2 },
-  });
+  // Qwen2 with two KV heads for four query heads and linear RoPE scaling, in F16 across two shards
+  writeTinyCheckpoint(qwen2, makeTinyWeights({ ...TINY_QWEN2, maxPositions: 512, vocabSize: 400, numKvHeads: 2, ropeLinearFactor: 2 }, 2), { dtype: 'F16', shards: 2 });
+  writeTinyTokenizer(qwen2, { vocabSize: 400 });
+  writeFileSync(join(qwen2, 'kiln.json'), JSON.stringify({ fimOrders: ['spm'] }));
   writeOverfitRepo(repo, 12);
   writeFileSync(join(repo, 'src', 'settings.py'), `import os\n\nDEBUG = False\npassword = "${SECRET}"\nTIMEOUT = 30\n`);
   writeFileSync(join(repo, '.env'), `DATABASE_PASSWORD=${SECRET}\n`);
@@ -224,9 +223,23 @@ describe('recipes/train_lora.py', () => {
     await checkAdapterInKiln(llama, adapter, tokens);
   });
 
-  it('trains a Qwen2 checkpoint (biases, tied embeddings, GQA, RoPE scaling) in one process; Kiln matches PyTorch with it', async () => {
+  it('trains a Qwen2 checkpoint (biases, tied embeddings, GQA, RoPE scaling; F16, sharded) in one process; Kiln matches PyTorch with it', async () => {
     const data = join(root, 'export-qwen2');
     assert.equal((await exportTo(qwen2, data)).code, 0);
+    assert.deepEqual(
+      readManifest(data).base_model.weights.map((w) => w.file),
+      ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'],
+    );
+    const otherTokenizer = join(root, 'qwen2-other-tokenizer');
+    cpSync(qwen2, otherTokenizer, { recursive: true });
+    writeFileSync(
+      join(otherTokenizer, 'tokenizer_config.json'),
+      JSON.stringify({ ...JSON.parse(readFileSync(join(qwen2, 'tokenizer_config.json'), 'utf8')), model_max_length: 7 }),
+    );
+    const mismatch = await run(PYTHON, [RECIPE, '--data', data, '--model', otherTokenizer, '--out', join(root, 'never'), '--steps', '1']);
+    assert.notEqual(mismatch.code, 0);
+    assert.match(mismatch.stderr, /differs from the tokenizer the dataset was exported with/);
+    assert.ok(!existsSync(join(root, 'never')));
     const adapter = join(root, 'adapter-qwen2');
     const targets = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
     const r = await run(PYTHON, [
