@@ -188,6 +188,18 @@ describe('kiln finetune --export-dataset', () => {
     const empty = join(root, 'empty');
     mkdirSync(empty);
     assert.equal((await exportTo(llama, empty)).code, 0, 'an empty folder is used as is');
+    // --overwrite replaces OUT whole: never the workspace, a folder holding it, or a folder inside it (nor the model's)
+    for (const [target, why] of [
+      [repo, /holds the workspace/],
+      [root, /holds the workspace/],
+      [join(repo, 'export'), /is inside the workspace/],
+      [join(llama, 'export'), /is inside the model folder/],
+    ] as const) {
+      const r = await exportTo(llama, target, '--overwrite');
+      assert.equal(r.code, 1, target);
+      assert.match(r.stderr, why);
+    }
+    assert.ok(existsSync(join(repo, 'src', 'settings.py')) && !existsSync(join(repo, 'export')) && !existsSync(join(llama, 'export')));
     const usage = await runKiln('finetune', repo, '--model', llama, '--overwrite');
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--overwrite needs --export-dataset/);
@@ -270,6 +282,9 @@ describe('recipes/train_lora.py', () => {
     const refused = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', adapter, '--steps', '1']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /is not empty; choose another folder or pass --overwrite/);
+    const overlapping = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', join(qwen2, 'adapter'), '--overwrite', '--steps', '1']);
+    assert.notEqual(overlapping.code, 0);
+    assert.match(overlapping.stderr, /overlaps --model/);
     const first = readFileSync(join(adapter, 'adapter_model.safetensors'));
     const again = await run(PYTHON, [
       RECIPE,

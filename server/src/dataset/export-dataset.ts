@@ -10,12 +10,13 @@
 // into a temp folder beside OUT that is renamed into place whole, so OUT is either absent, the old
 // export, or the complete new one. A non-empty OUT is refused unless `overwrite` is set.
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { openCheckpoint } from '../model/checkpoint';
 import { resolveFimTemplate } from '../model/fim';
 import { weightsFileHash } from '../model/graph/build-cache';
+import { MODEL_FILE_CAPS, openRegularFile, readAt, readModelJsonObject } from '../model/read-model-file';
 import type { DatasetExample, DatasetReport } from './build-dataset';
 import { IGNORE_INDEX } from './pack';
 import { type DatasetChoices, type DatasetRun, buildWorkspaceDataset } from './training-preview';
@@ -107,8 +108,30 @@ async function writeSplit(file: string, examples: readonly DatasetExample[], dec
   return { bytes, sha256: hash.digest('hex') };
 }
 
+/** sha256 of a regular file, read in chunks through a non-blocking descriptor (a FIFO in a model folder is refused, never waited on). */
 function sha256OfFile(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const { fd, size } = openRegularFile(path, 'tokenizer file');
+  try {
+    const hash = createHash('sha256');
+    const chunk = 8 * 2 ** 20;
+    for (let at = 0; at < size; at += chunk) hash.update(readAt(fd, Math.min(chunk, size - at), at));
+    return hash.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+
+/** OUT is replaced whole with --overwrite: it must never be, hold, or sit inside the workspace or the model. */
+function checkPlacement(out: string, workspace: string, modelDir: string): void {
+  for (const [what, dir] of [
+    ['the workspace', resolve(workspace)],
+    ['the model folder', resolve(modelDir)],
+  ] as const) {
+    if (within(dir, out)) throw new Error(`${out} holds ${what} (${dir}); export to a folder of its own`);
+    if (within(out, dir)) throw new Error(`${out} is inside ${what} (${dir}); export outside it, or the next scan would read the export`);
+  }
 }
 
 /** The base model as the manifest records it: config.json as written, and each weights file's hash. */
@@ -118,7 +141,7 @@ function baseModelRecord(modelDir: string, cacheDir: string): DatasetManifest['b
     return {
       path: resolve(modelDir),
       model_type: checkpoint.config.modelType,
-      config: JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as unknown,
+      config: readModelJsonObject(join(modelDir, 'config.json'), { maxBytes: MODEL_FILE_CAPS.config }),
       weights: checkpoint.weights.files.map((f) => ({ file: basename(f.path), bytes: statSync(f.path).size, sha256: weightsFileHash(f.path, cacheDir) })),
     };
   } finally {
@@ -146,6 +169,7 @@ async function publish(tmp: string, out: string, overwrite: boolean): Promise<vo
 
 export async function exportDataset(o: ExportDatasetOptions): Promise<ExportDatasetResult> {
   const out = resolve(o.out);
+  checkPlacement(out, o.workspace, o.modelDir);
   await checkTarget(out, o.overwrite === true);
   const base = baseModelRecord(o.modelDir, o.cacheDir);
   const { dataset, tokenizer } = await buildWorkspaceDataset({ ...o, keepExamples: true });
