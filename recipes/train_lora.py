@@ -230,6 +230,7 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--seq-len", type=int, help="packed sequence length (default: the manifest's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=1, help="print each process's loss every N steps (and at the last)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="base weights' dtype (default: float32 on the CPU, bfloat16 on GPUs)")
     p.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto", help="torch.distributed backend (auto: nccl with CUDA, else gloo)")
     p.add_argument("--own-forward", action="store_true", help="use this script's forward pass even when transformers and peft are installed")
@@ -313,12 +314,14 @@ def main(argv):
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(loss.item())
-            print(f"rank {rank} step {step}/{total} loss {losses[-1]:.6f} lr {lr:.3e}", flush=True)
+            if step % max(1, args.log_every) == 0 or step == total:
+                print(f"rank {rank} step {step}/{total} loss {losses[-1]:.6f} lr {lr:.3e}", flush=True)
         epoch += 1
     after = validation_loss(model, val_ids, val_labels, ignore, world, rank, args.batch, device)
     log(f"validation loss {after:.6f} after {total} steps ({time.time() - started:.1f} s)")
     if rank == 0:
-        report = {"steps": total, "processes": world, "validation_loss_before": before, "validation_loss_after": after,
+        finite = lambda x: x if math.isfinite(x) else None  # no validation files: JSON has no NaN
+        report = {"steps": total, "processes": world, "validation_loss_before": finite(before), "validation_loss_after": finite(after),
                   "train_losses_rank0": losses, "dataset_manifest_sha256": sha256_file(os.path.join(args.data, "manifest.json")),
                   "kiln_version": manifest["kiln_version"]}
         save_adapter(model, out, os.path.abspath(args.model), r, alpha, targets, report)
