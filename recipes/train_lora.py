@@ -30,8 +30,8 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -108,13 +108,44 @@ def segments(example, seq_len):
     return [(ids[s:s + seq_len], mask[s:s + seq_len]) for s in range(0, len(ids) - 1, seq_len - 1)]
 
 
-def pack(examples, seq_len, pad_id, ignore_index, seed, open_bins=32):
-    """Shuffled examples placed first-fit into sequences of seq_len; labels already shifted (position i predicts i + 1).
+def keyed_random(seed, key):
+    """Kiln's keyed stream (server/src/dataset/random.ts): sfc32 seeded from sha256("<seed>\\0<key>"), floats in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    a, b, c, d = struct.unpack_from("<4I", digest)
+    M = 0xFFFFFFFF
+
+    def draw():
+        nonlocal a, b, c, d
+        t = (a + b + d) & M
+        d = (d + 1) & M
+        a = b ^ (b >> 9)
+        b = (c + (c << 3)) & M
+        c = ((c << 21) | (c >> 11)) & M
+        c = (c + t) & M
+        return t / 4294967296
+
+    for _ in range(12):  # as Kiln: mix the state before the first draw
+        draw()
+    return draw
+
+
+def kiln_shuffle(items, draw):
+    """Kiln's Fisher-Yates (shuffleInPlace), so the same stream gives the same order."""
+    for i in range(len(items) - 1, 0, -1):
+        j = math.floor(draw() * (i + 1))
+        items[i], items[j] = items[j], items[i]
+    return items
+
+
+def pack(examples, seq_len, pad_id, ignore_index, seed, key, open_bins=32):
+    """Kiln's packing (server/src/dataset/pack.ts): examples shuffled by the keyed stream (seed, key),
+    long ones cut into overlapping segments, placed first-fit into sequences of seq_len, the 32 newest
+    bins open. With the manifest's seed, sequence length and key "train" / "validation" these are the
+    very sequences Kiln's fine-tune trains on. Labels are already shifted (position i predicts i + 1).
 
     Returns ids [N, seq_len] and labels [N, seq_len]; padding and non-target positions are ignore_index.
     """
-    order = list(examples)
-    random.Random(seed).shuffle(order)
+    order = kiln_shuffle(list(examples), keyed_random(seed, key))
     bins, open_list = [], []
     for e in order:
         for ids, mask in segments(e, seq_len):
@@ -229,7 +260,7 @@ def parse_args(argv):
     p.add_argument("--batch", type=int, default=4, help="sequences per process per step")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--seq-len", type=int, help="packed sequence length (default: the manifest's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="LoRA initialisation and batch order (packing follows the export's seed, as Kiln's)")
     p.add_argument("--log-every", type=int, default=1, help="print each process's loss every N steps (and at the last)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="base weights' dtype (default: float32 on the CPU, bfloat16 on GPUs)")
     p.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto", help="torch.distributed backend (auto: nccl with CUDA, else gloo)")
@@ -286,8 +317,8 @@ def main(argv):
     model = load(args.model, targets, r, alpha, dtype, device)
     log(f"model {args.model} ({'transformers + peft' if use_hf else 'own forward pass'}, {dtype}), LoRA r={r} alpha={alpha} on {','.join(targets)}; "
         f"{world} processes, backend {backend}, device {device.type}")
-    train_ids, train_labels = pack(splits["train"], seq_len, manifest["pad_id"], ignore, args.seed)
-    val_ids, val_labels = pack(splits["validation"], seq_len, manifest["pad_id"], ignore, args.seed + 1)
+    train_ids, train_labels = pack(splits["train"], seq_len, manifest["pad_id"], ignore, manifest["seed"], "train")
+    val_ids, val_labels = pack(splits["validation"], seq_len, manifest["pad_id"], ignore, manifest["seed"], "validation")
     if train_ids.shape[0] == 0:
         fail("the export holds no training examples")
     per_epoch = math.ceil(train_ids.shape[0] / (world * args.batch))

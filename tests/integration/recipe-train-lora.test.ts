@@ -29,6 +29,7 @@ const qwen2 = join(root, 'qwen2');
 const cache = join(root, 'cache');
 const RECIPE = join(REPO, 'recipes', 'train_lora.py');
 const LOGITS = join(REPO, 'tests', 'helpers', 'torch_lora_logits.py');
+const PACKED = join(REPO, 'tests', 'helpers', 'recipe_packed.py');
 const SECRET = `hunter${Date.now().toString(36)}Zq7`;
 const SEQ_LEN = '64';
 
@@ -121,7 +122,7 @@ before(() => {
 describe('kiln finetune --export-dataset', () => {
   const out = join(root, 'export-llama');
 
-  it('writes the examples the fine-tune builds, as JSONL, with a manifest; secrets blanked', async () => {
+  it('writes the examples the fine-tune builds, as JSONL, with a manifest; secrets blanked; the recipe packs them as Kiln does', async () => {
     const r = await exportTo(llama, out);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readdirSync(out).sort(), ['manifest.json', 'train.jsonl', 'validation.jsonl']);
@@ -148,6 +149,25 @@ describe('kiln finetune --export-dataset', () => {
       assert.equal(manifest.split[split].tokens, dataset.report.tokens[split]);
     }
     assert.ok(lines.validation.length > 0 && lines.train.length > 0);
+
+    // the recipe packs them into exactly the sequences the fine-tune trains on
+    const packed = await run(PYTHON, [PACKED, '--data', out, '--vocab', '400']);
+    assert.equal(packed.code, 0, packed.stderr);
+    const recipe = JSON.parse(packed.stdout) as Record<'train' | 'validation', { input_ids: number[][]; labels: number[][] }>;
+    for (const split of ['train', 'validation'] as const) {
+      const kiln = dataset[split];
+      assert.ok(kiln.length > (split === 'train' ? 4 : 0), `${split}: ${kiln.length} sequences`);
+      assert.deepEqual(
+        recipe[split].input_ids,
+        kiln.map((q) => Array.from(q.inputIds)),
+        `${split} input ids`,
+      );
+      assert.deepEqual(
+        recipe[split].labels,
+        kiln.map((q) => Array.from(q.labels)),
+        `${split} labels`,
+      );
+    }
     assert.ok(lines.train.some((l) => l.kind !== 'plain') && lines.train.every((l) => l.split === 'train'));
 
     const all = readFileSync(join(out, 'train.jsonl'), 'utf8') + readFileSync(join(out, 'validation.jsonl'), 'utf8');
