@@ -266,7 +266,13 @@ def parse_args(argv):
     p.add_argument("--backend", choices=["auto", "gloo", "nccl"], default="auto", help="torch.distributed backend (auto: nccl with CUDA, else gloo)")
     p.add_argument("--own-forward", action="store_true", help="use this script's forward pass even when transformers and peft are installed")
     p.add_argument("--allow-other-tokenizer", action="store_true", help="train with a tokenizer whose files differ from the export's")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("rank", "steps", "seq_len"):
+        if getattr(args, name) is not None and getattr(args, name) < (2 if name == "seq_len" else 1):
+            p.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'seq_len' else 1}")
+    if args.batch < 1 or args.log_every < 1 or args.warmup < 0 or not args.epochs > 0:
+        p.error("--batch and --log-every must be at least 1, --warmup at least 0, --epochs above 0")
+    return args
 
 
 def setup_distributed(backend_choice):
@@ -294,7 +300,10 @@ def main(argv):
             fail(f"--out {out} overlaps {what} {path}: the adapter folder is replaced whole, so give it a folder of its own")
     if rank == 0 and os.path.isdir(out) and os.listdir(out) and not args.overwrite:
         fail(f"{out} is not empty; choose another folder or pass --overwrite")
-    with open(os.path.join(args.model, "config.json")) as f:
+    config_file = os.path.join(args.model, "config.json")
+    if not os.path.isfile(config_file):
+        fail(f"{config_file} not found: --model takes a Hugging Face checkpoint folder")
+    with open(config_file) as f:
         vocab = json.load(f)["vocab_size"]
     manifest, splits = load_export(args.data, vocab)
     if rank == 0:
@@ -325,7 +334,8 @@ def main(argv):
     total = args.steps or max(1, math.ceil(args.epochs * per_epoch))
     log(f"{train_ids.shape[0]} train and {val_ids.shape[0]} validation sequences of {seq_len} tokens; {total} steps of {args.batch} x {world}")
 
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ddp_devices = {"device_ids": [device.index]} if device.type == "cuda" else {}
+    trained = torch.nn.parallel.DistributedDataParallel(model, **ddp_devices) if world > 1 else model
     params = [p for p in trained.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=peak, betas=(0.9, 0.999), weight_decay=0.0)
     before = validation_loss(model, val_ids, val_labels, ignore, world, rank, args.batch, device)
