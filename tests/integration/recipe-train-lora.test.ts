@@ -42,9 +42,10 @@ interface Line {
   text: string;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs to completion (never rejects); Python writes no __pycache__ into the repository's recipes/. */
+function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, cwd: root, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+    execFile(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
   });
