@@ -22,6 +22,8 @@ export interface ServerStatus {
   executionProvider?: string;
   /** Precision of the model's matrices: fp32, int8 or int4 (see `kiln.quantization`). */
   weights?: string;
+  /** Set when a remote backend the user chose computes the completions: its kind, URL and model. */
+  backend?: string;
 }
 
 export interface MemoryFigures {
@@ -39,6 +41,8 @@ export interface KilnStats {
   model?: string;
   adapter?: string;
   executionProvider?: string;
+  /** The remote backend computing the completions, as in `ServerStatus`; its timings are in `last.remote`. */
+  backend?: string;
   /** The most recent answer's total latency, any source. */
   lastLatencyMs?: number;
   /** Latency percentiles of recent model-computed answers only; answers that skip model work are in answersBySource. */

@@ -29,6 +29,8 @@ export interface FakeEngine {
 export type FakeFault =
   | 'none'
   | 'http-500'
+  /** Service unavailable (a retryable status), then the normal answer next time if the fault is cleared. */
+  | 'http-503'
   /** Headers sent, then a stream event that is not JSON. */
   | 'malformed-json'
   /** Never answers (no headers). */
@@ -153,6 +155,9 @@ export async function startFakeInferenceServer(options: FakeServerOptions): Prom
         return false;
       case 'http-500':
         res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify(route.error(500, 'the model crashed (injected)')));
+        return true;
+      case 'http-503':
+        res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify(route.error(503, 'loading the model (injected)')));
         return true;
       case 'malformed-json':
         res.writeHead(200, { 'content-type': route.streamType }).end(route.streamType === 'text/event-stream' ? 'data: {"content": "x", \n\n' : '{"response": "x", \n');

@@ -16,6 +16,7 @@ import {
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
+import { BACKEND_API_KEY_ENV } from '../remote/backend-settings';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
@@ -39,6 +40,16 @@ export function startKilnServer(connection: Connection): void {
   let init: KilnInitializationOptions = {};
   let training: TrainingProgress | undefined;
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
+  let remoteProblem: string | undefined; // the remote backend's current failure, if any
+  // The client passes the remote API key in the environment (from SecretStorage): read once and
+  // removed, so no child process (git, the fine-tune) inherits it; never logged, never in settings.
+  const backendApiKey = process.env[BACKEND_API_KEY_ENV] || undefined;
+  delete process.env[BACKEND_API_KEY_ENV];
+  const currentStatus = () => {
+    const status = explainStatus(host.serverStatus);
+    const backend = host.remoteLabel;
+    return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
+  };
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -51,7 +62,7 @@ export function startKilnServer(connection: Connection): void {
 
   const collectStats = async (): Promise<KilnStats> => {
     const snap = stats.snapshot();
-    const status = explainStatus(host.serverStatus);
+    const status = currentStatus();
     const engine = host.engine;
     return {
       state: status.state,
@@ -59,6 +70,7 @@ export function startKilnServer(connection: Connection): void {
       model: status.model,
       adapter: status.adapter,
       executionProvider: status.executionProvider,
+      backend: status.backend,
       lastLatencyMs: snap.lastMs ?? undefined,
       p50Ms: snap.p50Ms ?? undefined,
       p95Ms: snap.p95Ms ?? undefined,
@@ -94,6 +106,16 @@ export function startKilnServer(connection: Connection): void {
     get cacheDir() {
       return init.cacheDir;
     },
+    backendApiKey,
+    onRemoteHealth: (message) => {
+      remoteProblem = message;
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+      if (message) {
+        tell('warning', message);
+        log(`remote backend: ${message}`);
+      } else if (host.remoteLabel) log(`remote backend ${host.remoteLabel} answers`);
+      pushStats();
+    },
   });
 
   const applySettings = async (raw: unknown, initial: boolean) => {
@@ -102,7 +124,11 @@ export function startKilnServer(connection: Connection): void {
     const previous = settings;
     settings = update.settings;
     if (initial || needsReload(previous, settings)) await host.load(settings);
-    else host.engine?.updateSettings(settings);
+    else {
+      host.engine?.updateSettings(settings);
+      host.applyBackend(settings);
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+    }
   };
 
   const pullSettings = async (): Promise<unknown> => (canPullConfiguration ? connection.workspace.getConfiguration('kiln') : undefined);
