@@ -1,7 +1,15 @@
 // Every custom message between the Kiln client and server, typed once and imported by both sides.
 // Inline completions themselves use LSP 3.18's textDocument/inlineCompletion; nothing custom there.
 import { NotificationType, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
-import type { CompletionTimings } from './telemetry/timings';
+import type { CompletionTimings, RemoteTimings } from './telemetry/timings';
+
+export type { RemoteTimings };
+
+/**
+ * The environment variable the client starts the server with to pass the remote backend's API key
+ * (from SecretStorage): never an LSP message, never a setting; the server removes it once read.
+ */
+export const BACKEND_API_KEY_ENV = 'KILN_BACKEND_API_KEY';
 
 /** Passed by the client at initialize. */
 export interface KilnInitializationOptions {

@@ -3,6 +3,7 @@
 import { type Connection, MessageType, ShowMessageNotification, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
+  BACKEND_API_KEY_ENV,
   type KilnInitializationOptions,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
@@ -16,7 +17,6 @@ import {
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
-import { BACKEND_API_KEY_ENV } from '../remote/backend-settings';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';

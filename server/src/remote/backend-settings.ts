@@ -20,9 +20,6 @@ export interface BackendSettings {
 
 export const DEFAULT_BACKEND_SETTINGS: BackendSettings = Object.freeze({ kind: 'local', url: '', model: '', fallbackToLocal: false }) as BackendSettings;
 
-/** The environment variable the client passes the API key in (from SecretStorage), never a setting. */
-export const BACKEND_API_KEY_ENV = 'KILN_BACKEND_API_KEY';
-
 /** Merges a raw `kiln.backend` object over `previous`; a bad field is named and the previous value kept. */
 export function parseBackendSettings(raw: unknown, previous: BackendSettings): { settings: BackendSettings; problems: string[] } {
   const settings = { ...previous };
