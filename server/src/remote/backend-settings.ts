@@ -27,8 +27,9 @@ export function parseBackendSettings(raw: unknown, previous: BackendSettings): {
   if (raw === undefined || raw === null) return { settings, problems };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln.backend: must be an object'] };
   const r = raw as Record<string, unknown>;
-  const reject = (key: string, why: string) =>
-    problems.push(`kiln.backend.${key}: ${why} (got ${JSON.stringify(r[key])}); keeping ${JSON.stringify(previous[key as keyof BackendSettings])}`);
+  // a password typed into the URL is never echoed back into a message
+  const shown = (v: unknown) => JSON.stringify(typeof v === 'string' ? v.replace(/\/\/[^/@]*@/, '//…@') : v);
+  const reject = (key: string, why: string) => problems.push(`kiln.backend.${key}: ${why} (got ${shown(r[key])}); keeping ${shown(previous[key as keyof BackendSettings])}`);
   if (r.kind !== undefined) {
     if (typeof r.kind === 'string' && (BACKEND_KINDS as readonly string[]).includes(r.kind)) settings.kind = r.kind as BackendKind;
     else reject('kind', `must be one of ${BACKEND_KINDS.join(', ')}`);
