@@ -58,8 +58,8 @@ export interface FakeServerCounts {
   refused: number;
   /** Every refusal's reason, in order. */
   refusals: string[];
-  /** Every accepted body, in order. */
-  bodies: { path: string; body: Record<string, unknown> }[];
+  /** Every accepted body, in order, with the Authorization header it came with. */
+  bodies: { path: string; body: Record<string, unknown>; authorization?: string }[];
 }
 
 export interface FakeInferenceServer {
@@ -108,7 +108,7 @@ export async function startFakeInferenceServer(options: FakeServerOptions): Prom
     const problem = validate(body, route.schema) ?? route.extraCheck?.(body);
     if (problem) return refuse(res, route, 400, problem);
     if (route.needsModel && body.model !== options.modelName) return refuse(res, route, 404, route.unknownModel(String(body.model)));
-    counts.bodies.push({ path: req.url!, body });
+    counts.bodies.push({ path: req.url!, body, ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
     if (await injectFault(res, route)) return;
     const started = performance.now();
     const tokens = route.promptTokens(body, options.engine);
@@ -338,3 +338,17 @@ const ROUTES: Record<string, Route> = {
     error: (_status, message) => ({ error: message }),
   },
 };
+
+/** A generation engine that answers every prompt with the same pieces (failure and protocol tests). */
+export function scriptedEngine(pieces: readonly string[]): FakeEngine {
+  return {
+    tokenizePrompt: (text) => [text.length],
+    infillTokens: (prefix, suffix) => [prefix.length, suffix.length],
+    async *generate(_tokens, { maxTokens, signal }) {
+      for (const p of pieces.slice(0, maxTokens)) {
+        if (signal.aborted) return;
+        yield p;
+      }
+    },
+  };
+}

@@ -6,11 +6,12 @@
 // through each backend equals Kiln's local answer on the same weights; a typing storm closes every
 // superseded request's connection.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
+import { runComplete } from '../../server/src/commands/complete';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { fimPromptText } from '../../server/src/completion/remote-generation';
 import { createStopRules } from '../../server/src/completion/stop-rules';
@@ -155,6 +156,46 @@ describe('remote backends against llama.cpp over HTTP', () => {
       assert.ok(suggested >= 2, `most cursors got a suggestion (${suggested} of ${CURSORS.length})`);
     });
   }
+
+  test('kiln complete --backend answers what the engine answers through the same backend', async () => {
+    const file = join(root, 'doc.py');
+    writeFileSync(file, DOC);
+    const offset = CURSORS[1]!;
+    const line = DOC.slice(0, offset).split('\n').length;
+    const col = offset - DOC.lastIndexOf('\n', offset - 1);
+    for (const kind of KINDS) {
+      const out: string[] = [];
+      const args = [
+        file,
+        '--line',
+        String(line),
+        '--col',
+        String(col),
+        '--model',
+        join(root, 'model'),
+        '--json',
+        '--ep',
+        'cpu',
+        '--threads',
+        '1',
+        '--max-tokens',
+        '12',
+        '--mode',
+        'line',
+      ];
+      const code = await runComplete([...args, '--backend', kind, '--backend-url', fake.url, '--backend-model', MODEL_NAME], (t) => out.push(t));
+      assert.equal(code, 0);
+      const cli = JSON.parse(out.join('')) as { completion: string; backend?: string };
+      const engine = new CompletionEngine(model, { ...settings, tokenHealing: true }, new LatencyStats(), { remote: { backend: backendFor(kind), fallbackToLocal: false } });
+      const answer = await engine.complete({ uri: `file://${file}`, text: DOC, offset });
+      assert.equal(cli.completion, answer.items[0] ?? '', kind);
+      assert.match(cli.backend ?? '', new RegExp(`^${kind} `));
+    }
+    await assert.rejects(
+      runComplete([file, '--line', '1', '--col', '1', '--backend', 'openai', '--backend-url', fake.url], () => {}),
+      /--backend-model/,
+    );
+  });
 
   test('a typing storm: every superseded request is aborted and the server sees its connection closed', async () => {
     const slow = await startFakeInferenceServer({ engine: llama, modelName: MODEL_NAME, pieceDelayMs: 40 });

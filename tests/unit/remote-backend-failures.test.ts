@@ -15,7 +15,7 @@ import { createTextBackend } from '../../server/src/remote/backend-settings';
 import { RemoteError } from '../../server/src/remote/http-stream';
 import type { InfillRequest, RemoteKind } from '../../server/src/remote/text-backend';
 import { LatencyStats } from '../../server/src/telemetry/latency-stats';
-import { type FakeEngine, type FakeFault, type FakeInferenceServer, startFakeInferenceServer } from '../helpers/fake-inference-server';
+import { type FakeFault, type FakeInferenceServer, scriptedEngine, startFakeInferenceServer } from '../helpers/fake-inference-server';
 import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { tempDir } from '../helpers/tiny-session';
 
@@ -23,17 +23,7 @@ const KINDS: RemoteKind[] = ['openai', 'llamacpp', 'ollama'];
 const LIMITS = { headersTimeoutMs: 300, idleTimeoutMs: 300, totalTimeoutMs: 5000, retries: 1, retryDelayMs: 20 };
 
 /** A scripted generation: the same short line whatever the prompt. */
-const SCRIPTED: FakeEngine = {
-  tokenizePrompt: (text) => [text.length],
-  infillTokens: (prefix, suffix) => [prefix.length, suffix.length],
-  async *generate(_tokens, { maxTokens, signal }) {
-    const pieces = ['value', ' =', ' 1', '\n', 'more'];
-    for (const p of pieces.slice(0, maxTokens)) {
-      if (signal.aborted) return;
-      yield p;
-    }
-  },
-};
+const SCRIPTED = scriptedEngine(['value', ' =', ' 1', '\n', 'more']);
 
 const REQUEST: InfillRequest = {
   prefix: 'x = ',

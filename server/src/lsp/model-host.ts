@@ -170,16 +170,7 @@ export class ModelHost {
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';
     const message = missingAdapter ? `The adapter folder ${adapterDir} set in "kiln.adapterPath" does not exist; completions use the base model.` : undefined;
     if (message) this.options.log(message);
-    const remote = this.remoteLabel;
-    return this.setStatus({
-      state: 'ready',
-      model: model.name,
-      adapter,
-      executionProvider: model.loaded.session.provider,
-      weights,
-      ...(remote ? { backend: remote } : {}),
-      ...(message ? { message } : {}),
-    });
+    return this.setStatus({ state: 'ready', model: model.name, adapter, executionProvider: model.loaded.session.provider, weights, ...(message ? { message } : {}) });
   }
 
   async dispose(): Promise<void> {

@@ -46,7 +46,8 @@ export function startKilnServer(connection: Connection): void {
   const backendApiKey = process.env[BACKEND_API_KEY_ENV] || undefined;
   delete process.env[BACKEND_API_KEY_ENV];
   const currentStatus = () => {
-    const status = explainStatus(host.serverStatus);
+    // the backend in use now (it changes with the settings, not only with a load)
+    const { backend: _, ...status } = explainStatus(host.serverStatus);
     const backend = host.remoteLabel;
     return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
   };
@@ -91,7 +92,7 @@ export function startKilnServer(connection: Connection): void {
     stats,
     log,
     onStatus: (status) => {
-      void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (status.state === 'error' && status.message) tell('error', status.message);
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
