@@ -38,7 +38,9 @@ export type FakeFault =
   /** One piece, then silence. */
   | 'stall'
   /** An endless line of text without a line break. */
-  | 'huge-line';
+  | 'huge-line'
+  /** Endless short lines that carry no text (SSE comments, blank NDJSON lines): only a body cap ends them. */
+  | 'endless-lines';
 
 export interface FakeServerOptions {
   engine: FakeEngine;
@@ -168,9 +170,10 @@ export async function startFakeInferenceServer(options: FakeServerOptions): Prom
         res.writeHead(200, { 'content-type': route.streamType });
         res.write(route.piece('x', 'stalled'));
         return true; // then silence
-      case 'huge-line': {
+      case 'huge-line':
+      case 'endless-lines': {
         res.writeHead(200, { 'content-type': route.streamType });
-        const chunk = 'y'.repeat(64 * 1024);
+        const chunk = state.fault === 'huge-line' ? 'y'.repeat(64 * 1024) : (route.streamType === 'text/event-stream' ? ': keep-alive\n' : '\n').repeat(4096);
         for (let sent = 0; sent < 64 * 2 ** 20 && !res.destroyed; sent += chunk.length) {
           if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
         }

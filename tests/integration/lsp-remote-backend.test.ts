@@ -90,6 +90,20 @@ describe('a remote backend over LSP', () => {
     );
   });
 
+  it('a remote choice that cannot work (no model name for openai) is one warning and no request, not a silent local fallback', async () => {
+    const before = client.messages.items.length;
+    const requests = fake.counts.requests;
+    await client.configure({ backend: { kind: 'openai', url: fake.url, model: '' } });
+    const uri = 'file:///work/d.py';
+    await client.open(uri, 'a = \n', 'python');
+    assert.deepEqual(insertTexts(await client.complete(uri, { line: 0, character: 4 })), []);
+    assert.deepEqual(insertTexts(await client.complete(uri, { line: 0, character: 3 })), []);
+    const warnings = client.messages.items.slice(before);
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match(warnings[0]!.message, /needs "kiln\.backend\.model"/);
+    assert.equal(fake.counts.requests, requests);
+  });
+
   it('back to local: the remote server gets no more requests', async () => {
     await client.configure({ backend: { kind: 'local', url: fake.url } });
     const requests = fake.counts.requests;

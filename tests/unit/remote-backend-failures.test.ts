@@ -86,7 +86,8 @@ describe('remote backend failures', () => {
         ['malformed-json', 'protocol', /malformed JSON/],
         ['hang', 'timeout', /did not answer within 0\.3 s/],
         ['stall', 'timeout', /sent nothing for 0\.3 s/],
-        ['huge-line', 'protocol', /longer than|more than/],
+        ['huge-line', 'protocol', /sent a line longer than 1048576 bytes/],
+        ['endless-lines', 'protocol', /sent more than 4194304 bytes for one completion/],
       ];
       if (kind !== 'llamacpp') cases.push(['wrong-model', 'http', /HTTP 404: .*nosuch/]); // llama-server serves one model, whatever is asked
       for (const [what, errKind, message] of cases) {
@@ -149,6 +150,32 @@ describe('remote backend failures', () => {
     assert.equal(again.timings.source, 'model', 'the fallback answer was not cached: the backend is asked again');
     assert.equal(reports.length, 2);
     assert.match(reports[0]!, /unreachable.*The local model answers until it works again/);
+  });
+
+  test('kiln.timeLimitMs holds when the server goes quiet: the text so far is kept, or nothing came and that is the failure', async () => {
+    const slow = await startFakeInferenceServer({ engine: scriptedEngine(['alpha', ' beta', ' gamma', ' delta', ' epsilon', '\n']), modelName: 'served', pieceDelayMs: 250 });
+    try {
+      const outcomes: unknown[] = [];
+      const b = createTextBackend({ kind: 'llamacpp', url: slow.url, model: '', fallbackToLocal: false })!;
+      const engine = new CompletionEngine(model, { ...settings, timeLimitMs: 600 }, new LatencyStats(), {
+        remote: { backend: b, fallbackToLocal: false, onOutcome: (e) => outcomes.push(e) },
+      });
+      const answer = await engine.complete({ uri: 'file:///t.py', text: 'x = ', offset: 4 });
+      assert.ok(
+        answer.items.length === 1 && 'alpha beta gamma delta epsilon'.startsWith(answer.items[0]!) && answer.items[0]!.length < 30,
+        `a prefix: ${JSON.stringify(answer.items)}`,
+      );
+      assert.equal(answer.timings.remote?.stoppedEarly, true);
+      assert.deepEqual(outcomes, [undefined]);
+      const closed = slow.counts.closedByClient;
+      slow.fault = 'hang';
+      const none = await engine.complete({ uri: 'file:///t.py', text: 'z = ', offset: 4 });
+      assert.deepEqual(none.items, []);
+      assert.match(String((outcomes[1] as Error | undefined)?.message), /sent nothing within 600 ms \("kiln\.timeLimitMs"\)/);
+      assert.ok(slow.counts.closedByClient > closed, 'the silent request was closed');
+    } finally {
+      await slow.close();
+    }
   });
 
   test('an abort (a newer keystroke) is not a failure: nothing is reported', async () => {

@@ -5,6 +5,8 @@ import type { FimOrder, FimTemplate } from '../model/fim';
 import type { Tokenizer } from '../model/tokenizer';
 import type { ContextSnippet, InfillRequest, InfillResult, TextBackend } from '../remote/text-backend';
 import type { RemoteTimings } from '../telemetry/timings';
+import { performance } from 'node:perf_hooks';
+import { RemoteError } from '../remote/http-stream';
 import type { StopRules } from './stop-rules';
 
 /** A remote backend as the engine uses it. */
@@ -44,25 +46,51 @@ export interface RemoteGeneration {
   timings: RemoteTimings;
 }
 
-/** Streams the completion, stopping the server as soon as Kiln's stop rules end the suggestion. */
+/** The reason our own deadline aborts a request with (told apart from the caller's abort). */
+const TIME_UP = new Error('kiln.timeLimitMs reached');
+
+/**
+ * Streams the completion, stopping the server as soon as Kiln's stop rules end the suggestion. The
+ * time limit holds even when the server goes quiet between pieces: at the deadline the request is
+ * closed and what the stop rules keep of the text so far is the answer (nothing at all is a failure).
+ */
 export async function generateRemote(job: RemoteJob): Promise<RemoteGeneration> {
   const stop = job.makeStop();
   let kept: string | undefined;
   let count = 0;
-  const result: InfillResult = await job.choice.backend.complete(
-    { ...job.request, extra: job.request.extra ?? [] },
-    {
-      signal: job.signal,
-      onText: (generated) => {
-        count++; // one streamed piece is one token on llama.cpp, vLLM and Ollama
-        const decision = stop.check(generated, count);
-        job.onText?.(decision.text);
-        if (!decision.stop) return true;
-        kept = decision.text;
-        return false;
+  let latest = '';
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(job.signal.reason);
+  if (job.signal.aborted) onAbort();
+  else job.signal.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => controller.abort(TIME_UP), job.request.timeLimitMs);
+  const started = performance.now();
+  let result: InfillResult;
+  try {
+    result = await job.choice.backend.complete(
+      { ...job.request, extra: job.request.extra ?? [] },
+      {
+        signal: controller.signal,
+        onText: (generated) => {
+          count++; // one streamed piece is one token on llama.cpp, vLLM and Ollama
+          latest = generated;
+          const decision = stop.check(generated, count);
+          job.onText?.(decision.text);
+          if (!decision.stop) return true;
+          kept = decision.text;
+          return false;
+        },
       },
-    },
-  );
+    );
+  } catch (err) {
+    if (job.signal.aborted || controller.signal.reason !== TIME_UP) throw err;
+    if (count === 0) throw new RemoteError(`sent nothing within ${job.request.timeLimitMs} ms ("kiln.timeLimitMs")`, 'timeout');
+    result = { text: latest, end: 'stopped', requestMs: performance.now() - started, pieces: count };
+    kept = stop.check(latest, count).text; // past the deadline: the rules keep what a time stop keeps
+  } finally {
+    clearTimeout(timer);
+    job.signal.removeEventListener('abort', onAbort);
+  }
   const text = result.end === 'stopped' && kept !== undefined ? kept : stop.finish(result.text).text;
   return {
     text,
