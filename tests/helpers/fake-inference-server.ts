@@ -132,7 +132,10 @@ export async function startFakeInferenceServer(options: FakeServerOptions): Prom
       if (endsAtIndent(next, indent) || (performance.now() > deadline && next.includes('\n'))) break;
       text = next;
       n++;
-      if (stream) res.write(route.piece(piece, options.modelName));
+      // llama.cpp's timings_per_token: every event carries the timings so far (README, /completion options)
+      const soFar =
+        body.timings_per_token === true ? { promptN: tokens.length, promptMs, predictedN: n, predictedMs: performance.now() - started - promptMs, totalMs: 0 } : undefined;
+      if (stream) res.write(route.piece(piece, options.modelName, soFar));
       if (n >= maxTokens) {
         stopReason = 'limit';
         break;
@@ -239,7 +242,7 @@ interface Route {
   streamType: string;
   promptTokens(body: Record<string, unknown>, engine: FakeEngine): number[];
   maxTokens(body: Record<string, unknown>): number;
-  piece(text: string, model: string): string;
+  piece(text: string, model: string, timings?: ServerTimes): string;
   last(stop: 'eos' | 'limit', t: ServerTimes, model: string): string;
   whole(text: string, stop: 'eos' | 'limit', t: ServerTimes, model: string): string;
   error(status: number, message: string): unknown;
@@ -290,7 +293,7 @@ const ROUTES: Record<string, Route> = {
     promptTokens: (b, e) =>
       e.infillTokens(b.input_prefix as string, b.input_suffix as string, (b.input_extra ?? []) as { filename: string; text: string }[], (b.prompt ?? '') as string),
     maxTokens: (b) => (typeof b.n_predict === 'number' && b.n_predict >= 0 ? b.n_predict : 1 << 30), // -1: no limit
-    piece: (content) => sse({ content, stop: false, id_slot: 0, tokens: [] }),
+    piece: (content, _model, t) => sse({ content, stop: false, id_slot: 0, tokens: [], ...(t ? { timings: llamaTimings(t) } : {}) }),
     last: (stop, t) => sse({ content: '', stop: true, id_slot: 0, stop_type: stop, tokens_cached: t.promptN + t.predictedN, timings: llamaTimings(t) }),
     whole: (content, stop, t) => JSON.stringify({ content, stop: true, id_slot: 0, stop_type: stop, tokens_cached: t.promptN + t.predictedN, timings: llamaTimings(t) }),
     error: (status, message) => ({ error: { code: status, message, type: 'invalid_request_error' } }),

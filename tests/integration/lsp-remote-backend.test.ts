@@ -57,8 +57,10 @@ describe('a remote backend over LSP', () => {
     assert.match(client.statuses.items.at(-1)?.backend ?? '', /^llamacpp http:\/\/127\.0\.0\.1:\d+$/);
     const stats = await client.getStats();
     assert.equal(stats.last?.remote?.backend, 'llamacpp');
-    // the line ended at the newline: Kiln closed the stream before llama.cpp's last event (its timings)
+    // the line ended at the newline: Kiln closed the stream before llama.cpp's last event, but the
+    // timings came with every event (timings_per_token)
     assert.equal(stats.last?.remote?.stoppedEarly, true);
+    assert.equal(stats.last?.remote?.server?.promptTokens, 2, "llama.cpp's own prompt count reaches the stats");
     assert.ok((stats.last?.remote?.requestMs ?? 0) > 0);
     assert.ok(!client.logs.items.some((l) => l.includes(KEY)) && !client.stderr.includes(KEY), 'the key is never logged');
   });

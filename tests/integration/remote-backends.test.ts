@@ -95,6 +95,7 @@ describe('remote backends against llama.cpp over HTTP', () => {
         t_max_predict_ms: 5000,
         n_indent: 4,
         cache_prompt: true,
+        timings_per_token: true,
         temperature: 0,
         top_p: 1,
         stream: true,

@@ -35,6 +35,7 @@ export class LlamaCppProtocol implements BackendProtocol {
       t_max_predict_ms: request.timeLimitMs,
       n_indent: request.indent,
       cache_prompt: true, // the server keeps the prompt's KV between keystrokes
+      timings_per_token: true, // Kiln usually closes the stream before the last event, which alone has them otherwise
       temperature: request.temperature,
       top_p: request.topP,
       stream: true,
