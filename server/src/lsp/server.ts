@@ -109,6 +109,7 @@ export function startKilnServer(connection: Connection): void {
     },
     backendApiKey,
     onRemoteHealth: (message) => {
+      if (message === remoteProblem) return;
       remoteProblem = message;
       void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (message) {
@@ -127,8 +128,9 @@ export function startKilnServer(connection: Connection): void {
     if (initial || needsReload(previous, settings)) await host.load(settings);
     else {
       host.engine?.updateSettings(settings);
+      const backend = host.remoteLabel;
       host.applyBackend(settings);
-      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+      if (host.remoteLabel !== backend) void connection.sendNotification(KilnStatusNotification.type, currentStatus());
     }
   };
 
