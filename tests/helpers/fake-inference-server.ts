@@ -58,6 +58,8 @@ export interface FakeServerCounts {
   closedByClient: number;
   /** Requests refused with 4xx (a request shape the documentation does not allow, or an unknown model). */
   refused: number;
+  /** Pieces of text written to streams, all requests together. */
+  piecesSent: number;
   /** Every refusal's reason, in order. */
   refusals: string[];
   /** Every accepted body, in order, with the Authorization header it came with. */
@@ -83,7 +85,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
 }
 
 export async function startFakeInferenceServer(options: FakeServerOptions): Promise<FakeInferenceServer> {
-  const counts: FakeServerCounts = { requests: 0, completed: 0, closedByClient: 0, refused: 0, refusals: [], bodies: [] };
+  const counts: FakeServerCounts = { requests: 0, completed: 0, closedByClient: 0, refused: 0, piecesSent: 0, refusals: [], bodies: [] };
   const state = { fault: 'none' as FakeFault };
   const sockets = new Set<import('node:net').Socket>();
 
@@ -136,6 +138,7 @@ export async function startFakeInferenceServer(options: FakeServerOptions): Prom
       const soFar =
         body.timings_per_token === true ? { promptN: tokens.length, promptMs, predictedN: n, predictedMs: performance.now() - started - promptMs, totalMs: 0 } : undefined;
       if (stream) res.write(route.piece(piece, options.modelName, soFar));
+      counts.piecesSent++;
       if (n >= maxTokens) {
         stopReason = 'limit';
         break;
