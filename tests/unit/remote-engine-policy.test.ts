@@ -1,12 +1,13 @@
 // Everything above the model is shared with the local path when a remote backend computes: typing
 // through a shown suggestion, typing into one still streaming, and the answer cache all answer with
-// no request to the server.
+// no request to the server; and the FIM prompt a raw-prompt API gets is the template spelled out.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
+import { fimPromptText } from '../../server/src/completion/remote-generation';
 import { DEFAULT_SETTINGS, type KilnSettings } from '../../server/src/lsp/settings';
 import { createTextBackend } from '../../server/src/remote/backend-settings';
 import { LatencyStats } from '../../server/src/telemetry/latency-stats';
@@ -74,5 +75,20 @@ describe('a remote backend under the shared policy', () => {
     assert.deepEqual([typed.items, typed.timings.source], [['alue = 1 + 2'], 'typing-through']);
     assert.equal(slow.counts.requests - requests, 1, 'one request for both keystrokes');
     assert.equal(slow.counts.closedByClient, 0, 'and it was not superseded');
+  });
+});
+
+describe('fimPromptText', () => {
+  test("spells the template's markers in its order, without BOS (servers add their own)", () => {
+    const names = new Map([
+      [1, '<s>'],
+      [2, '<PRE>'],
+      [3, '<SUF>'],
+      [4, '<MID>'],
+    ]);
+    const tokenizer = { idToToken: (id: number) => names.get(id) };
+    const template = { family: 'codellama', prefixId: 2, suffixId: 3, middleId: 4, stopIds: [], bosId: 1, orders: ['psm', 'spm'] as const };
+    assert.equal(fimPromptText(template, tokenizer, 'a(', ')', 'psm'), '<PRE>a(<SUF>)<MID>');
+    assert.equal(fimPromptText(template, tokenizer, 'a(', ')', 'spm'), '<PRE><SUF>)<MID>a(');
   });
 });

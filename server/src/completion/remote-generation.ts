@@ -18,11 +18,15 @@ export interface RemoteBackendChoice {
   onOutcome?: (error: unknown) => void;
 }
 
-/** The FIM prompt as text, the model's special tokens spelled out, for APIs that take a raw prompt. */
+/**
+ * The FIM prompt as text, the model's special tokens spelled out, for APIs that take a raw prompt.
+ * No BOS: llama-server, vLLM and Ollama add it themselves where the model's tokenizer asks for one,
+ * and a second one would change what the model sees.
+ */
 export function fimPromptText(template: FimTemplate, tokenizer: Pick<Tokenizer, 'idToToken'>, prefix: string, suffix: string, order: FimOrder): string {
-  const spell = (id: number | undefined) => (id === undefined ? '' : (tokenizer.idToToken(id) ?? ''));
-  const [bos, pre, suf, mid] = [spell(template.bosId), spell(template.prefixId), spell(template.suffixId), spell(template.middleId)];
-  return order === 'psm' ? `${bos}${pre}${prefix}${suf}${suffix}${mid}` : `${bos}${pre}${suf}${suffix}${mid}${prefix}`;
+  const spell = (id: number) => tokenizer.idToToken(id) ?? '';
+  const [pre, suf, mid] = [spell(template.prefixId), spell(template.suffixId), spell(template.middleId)];
+  return order === 'psm' ? `${pre}${prefix}${suf}${suffix}${mid}` : `${pre}${suf}${suffix}${mid}${prefix}`;
 }
 
 /** Columns of leading whitespace of the cursor line (a tab counts as one, as llama.cpp counts). */
