@@ -1,7 +1,15 @@
 // Every custom message between the Kiln client and server, typed once and imported by both sides.
 // Inline completions themselves use LSP 3.18's textDocument/inlineCompletion; nothing custom there.
 import { NotificationType, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
-import type { CompletionTimings } from './telemetry/timings';
+import type { CompletionTimings, RemoteTimings } from './telemetry/timings';
+
+export type { RemoteTimings };
+
+/**
+ * The environment variable the client starts the server with to pass the remote backend's API key
+ * (from SecretStorage): never an LSP message, never a setting; the server removes it once read.
+ */
+export const BACKEND_API_KEY_ENV = 'KILN_BACKEND_API_KEY';
 
 /** Passed by the client at initialize. */
 export interface KilnInitializationOptions {
@@ -22,6 +30,8 @@ export interface ServerStatus {
   executionProvider?: string;
   /** Precision of the model's matrices: fp32, int8 or int4 (see `kiln.quantization`). */
   weights?: string;
+  /** Set when a remote backend the user chose computes the completions: its kind, URL and model. */
+  backend?: string;
 }
 
 export interface MemoryFigures {
@@ -39,6 +49,8 @@ export interface KilnStats {
   model?: string;
   adapter?: string;
   executionProvider?: string;
+  /** The remote backend computing the completions, as in `ServerStatus`; its timings are in `last.remote`. */
+  backend?: string;
   /** The most recent answer's total latency, any source. */
   lastLatencyMs?: number;
   /** Latency percentiles of recent model-computed answers only; answers that skip model work are in answersBySource. */

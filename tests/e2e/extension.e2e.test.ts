@@ -40,6 +40,7 @@ import {
   writeE2eFixture,
   writeWorkspace,
 } from '../helpers/e2e-fixture';
+import { scriptedEngine, startFakeInferenceServer } from '../helpers/fake-inference-server';
 import { tempDir } from '../helpers/tiny-session';
 import { waitUntil } from '../helpers/wait';
 import { launchChromium, requireChromium, type StatusItem, StepRecorder, Workbench } from '../helpers/workbench';
@@ -371,6 +372,43 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
       } finally {
         writeFileSync(file, machine);
       }
+    }));
+
+  it('a remote backend chosen in the machine settings: the status bar says remote, the key command restarts the server with the key, the ghost text comes from that server', () =>
+    steps.step('remote backend', async () => {
+      const remote = await startFakeInferenceServer({ engine: scriptedEngine(['remote', 'Answer', '()', '\n', 'never']), modelName: 'served' });
+      const machine = machineSettingsFile(session!.dirs);
+      try {
+        writeFileSync(machine, JSON.stringify({ ...fixture.machineSettings, 'kiln.backend.kind': 'llamacpp', 'kiln.backend.url': remote.url }, null, 2));
+        await waitUntil('the status bar to say remote', kilnStatus, (s) => !!s && /^(ready|\d+ ms) · remote$/.test(s.text), 30_000);
+        const key = `e2e-${Date.now()}`;
+        await wb.runCommand('Kiln: Set Remote Backend API Key…');
+        await waitUntil(
+          'the key input box',
+          () => wb.quickInputVisible(),
+          (v) => v,
+          10_000,
+        );
+        await wb.page.keyboard.type(key);
+        await wb.page.keyboard.press('Enter');
+        await waitUntil('the restarted server to be ready with the remote backend', kilnStatus, (s) => !!s && /^ready · remote$/.test(s.text), 60_000);
+        await wb.openFile(FILE);
+        await wb.page.keyboard.press('Control+End');
+        await wb.page.keyboard.press('Enter');
+        await wb.page.keyboard.type('z = ', { delay: 80 });
+        await waitUntil(
+          'the ghost text from the remote server',
+          () => wb.ghostText(),
+          (t) => t === 'remoteAnswer()',
+          30_000,
+        );
+        assert.equal(remote.counts.bodies.at(-1)?.authorization, `Bearer ${key}`, 'the key from secret storage reached the server');
+        await waitUntil('a remote latency in the status bar', kilnStatus, (s) => !!s && /^\d+ ms · remote$/.test(s.text), 15_000);
+      } finally {
+        writeFileSync(machine, JSON.stringify(fixture.machineSettings, null, 2));
+        await remote.close();
+      }
+      await waitUntil('the status bar back to the local model', kilnStatus, (s) => !!s && READY.test(s.text), 30_000);
     }));
 });
 

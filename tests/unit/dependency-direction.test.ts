@@ -20,15 +20,16 @@ const REPO = join(__dirname, '..', '..');
 const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   main: ['commands'],
   cli: ['commands', 'model'], // model/export owns `kiln export`
-  commands: ['lsp', 'finetune', 'evaluation', 'training', 'completion', 'dataset', 'kvcache', 'runtime', 'model', 'telemetry', 'protocol', 'default-model', 'random'],
-  lsp: ['finetune', 'evaluation', 'completion', 'dataset', 'runtime', 'model', 'telemetry', 'protocol', 'default-model'],
+  commands: ['lsp', 'finetune', 'evaluation', 'training', 'completion', 'dataset', 'kvcache', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model', 'random'],
+  lsp: ['finetune', 'evaluation', 'completion', 'dataset', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model'],
   finetune: ['evaluation', 'training', 'completion', 'dataset', 'runtime', 'model', 'telemetry'],
   evaluation: ['completion', 'runtime', 'model', 'telemetry'],
   training: ['dataset', 'runtime', 'model'],
-  completion: ['kvcache', 'runtime', 'model', 'telemetry', 'random'],
+  completion: ['kvcache', 'runtime', 'remote', 'model', 'telemetry', 'random'],
   kvcache: ['model'],
   dataset: ['model', 'find-executable'],
   runtime: ['kvcache', 'model', 'find-executable'],
+  remote: ['telemetry'], // text-level remote backends: beside the runtime, below completion
   model: ['random'],
   protocol: ['telemetry'],
   telemetry: [],

@@ -5,13 +5,17 @@ import { loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import { defaultModelPath } from '../default-model';
 import { DEFAULT_SETTINGS, parseSettings } from '../lsp/settings';
+import { BACKEND_API_KEY_ENV } from '../protocol';
+import { createTextBackend } from '../remote/backend-settings';
 import { automaticThreads } from '../runtime/threads';
 import { LatencyStats } from '../telemetry/latency-stats';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
   'usage: kiln complete <file> --line L --col C [--model DIR] [--json] [--mode line|block|auto] [--max-tokens N] [--candidates N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4]\n' +
-  '  L and C are 1-based; C counts UTF-16 code units, as VS Code does';
+  '                     [--backend local|openai|llamacpp|ollama --backend-url URL [--backend-model NAME]]\n' +
+  '  L and C are 1-based; C counts UTF-16 code units, as VS Code does. A remote backend gets the prompt\n' +
+  `  Kiln builds with --model's tokenizer and FIM template; its API key is read from ${BACKEND_API_KEY_ENV}`;
 
 export async function runComplete(args: string[], out: (text: string) => void): Promise<number> {
   const parsed = withUsage(USAGE, () => {
@@ -23,6 +27,9 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       mode: { type: 'string' },
       'max-tokens': { type: 'string' },
       candidates: { type: 'string' },
+      backend: { type: 'string' },
+      'backend-url': { type: 'string' },
+      'backend-model': { type: 'string' },
     });
     if (positionals.length !== 1) throw new UsageError('expected one file');
     const line = parseNonNegativeInt('line', values.line, 0);
@@ -33,8 +40,17 @@ export async function runComplete(args: string[], out: (text: string) => void): 
     const raw: Record<string, unknown> = { completionMode: values.mode ?? 'auto' };
     if (values['max-tokens'] !== undefined) raw.maxTokens = Number(values['max-tokens']);
     raw.candidates = values.candidates === undefined ? 1 : Number(values.candidates);
+    if (values.backend !== undefined || values['backend-url'] !== undefined || values['backend-model'] !== undefined) {
+      raw.backend = { kind: values.backend ?? 'local', url: values['backend-url'] ?? '', model: values['backend-model'] ?? '' };
+    }
     const update = parseSettings(raw, DEFAULT_SETTINGS);
     if (update.problems.length) throw new UsageError(update.problems.join('\n'));
+    let remote: ReturnType<typeof createTextBackend>;
+    try {
+      remote = createTextBackend(update.settings.backend, { apiKey: process.env[BACKEND_API_KEY_ENV] });
+    } catch (err) {
+      throw new UsageError((err as Error).message.replace(/"kiln\.backend\.(\w+)"/g, (_, k: string) => `--backend${k === 'kind' ? '' : `-${k}`}`));
+    }
     return {
       file: positionals[0]!,
       line,
@@ -44,6 +60,7 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       runtime: parseModelOptions(values),
       quantization: parseQuantization(values.quantization),
       settings: { ...update.settings, speculate: false },
+      remote,
     };
   });
   const text = readFileSync(parsed.file, 'utf8');
@@ -56,11 +73,21 @@ export async function runComplete(args: string[], out: (text: string) => void): 
     { ...parsed.runtime, threads: parsed.runtime.threads || automaticThreads() },
   );
   try {
-    const engine = new CompletionEngine(model, parsed.settings, new LatencyStats());
+    let failure: unknown;
+    const remote = parsed.remote && { backend: parsed.remote, fallbackToLocal: false, onOutcome: (err: unknown) => (failure = err) };
+    const engine = new CompletionEngine(model, parsed.settings, new LatencyStats(), { remote });
     const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: parsed.settings.candidates > 1 });
+    if (failure) throw new Error(`the remote backend ${parsed.remote!.label} ${(failure as Error).message}`);
     if (parsed.json) {
       out(
-        JSON.stringify({ completion: answer.items[0] ?? '', items: answer.items, timings: answer.timings, model: parsed.model, executionProvider: model.loaded.session.provider }),
+        JSON.stringify({
+          completion: answer.items[0] ?? '',
+          items: answer.items,
+          timings: answer.timings,
+          model: parsed.model,
+          executionProvider: model.loaded.session.provider,
+          ...(parsed.remote ? { backend: parsed.remote.label } : {}),
+        }),
       );
     } else {
       out(answer.items[0] ?? '');

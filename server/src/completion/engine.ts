@@ -7,12 +7,13 @@ import { performance } from 'node:perf_hooks';
 import { InferenceServer } from '../runtime/inference-server';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
-import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
+import { Stopwatch, type CompletionSource, type CompletionTimings, type RemoteTimings } from '../telemetry/timings';
 import type { CompletionSettings as KilnSettings } from './completion-settings';
 import { AnswerCache } from './answer-cache';
 import type { CompletionModel } from './completion-model';
 import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats, prefillPrompt } from './generation';
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
+import { fimPromptText, generateRemote, indentOf, type RemoteBackendChoice } from './remote-generation';
 import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
@@ -61,17 +62,22 @@ export interface CompletionEngineOptions {
   server?: InferenceServer;
   /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
   lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
+  /** A remote backend computes the completions (see setRemote); the local model stays for the prompt's tokens and the fallback. */
+  remote?: RemoteBackendChoice;
 }
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
 const LOOKUP_DOCUMENTS = 8;
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
-type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
+type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; remote?: RemoteTimings };
+
+/** The prompt and the text windows it was built from (a remote backend takes the text). */
+type EnginePrompt = HealedPrompt & { prefix: string; suffix: string };
 
 /** One generation for the scheduler to run: a request's prompt, or a speculated next one. */
 interface GenerationJob {
-  prompt: HealedPrompt;
+  prompt: EnginePrompt;
   before: string;
   after: string;
   mode: StopMode;
@@ -112,6 +118,7 @@ export class CompletionEngine {
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
+  private remote: RemoteBackendChoice | undefined;
 
   constructor(
     private current: CompletionModel,
@@ -123,6 +130,20 @@ export class CompletionEngine {
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
+    this.remote = options.remote;
+  }
+
+  /** The remote backend in use, if any. */
+  get remoteBackend(): RemoteBackendChoice | undefined {
+    return this.remote;
+  }
+
+  /** Switches between the local model and a remote backend; answers computed by the other go. */
+  setRemote(choice: RemoteBackendChoice | undefined): void {
+    this.remote = choice;
+    this.modelEpoch++;
+    this.answers.clear();
+    this.shown.clear();
   }
 
   get model(): CompletionModel {
@@ -204,8 +225,8 @@ export class CompletionEngine {
     const epoch = this.modelEpoch;
     const result = this.scheduler
       .run(req.uri, (signal) => this.run({ prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
-      .then(({ items, gen }) => {
-        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'answer-cache' });
+      .then(({ items, gen, failed }) => {
+        if (epoch === this.modelEpoch && !failed) this.answers.set(key, { items, source: 'answer-cache' });
         const answer = this.finish({ uri: req.uri, before, after, items, watch, source: 'model', gen });
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -248,10 +269,12 @@ export class CompletionEngine {
   }
 
   /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
-  private prompt(text: string, offset: number): HealedPrompt {
+  private prompt(text: string, offset: number): EnginePrompt {
     const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
-    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
-    return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
+    const windows = { prefix: built.prefix, suffix: built.suffix };
+    // healing constrains sampled tokens, which a remote API does not let Kiln do
+    if (!this.settings.tokenHealing || this.remote) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), ...windows };
+    return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), ...windows };
   }
 
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
@@ -266,14 +289,43 @@ export class CompletionEngine {
     );
   }
 
-  /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing. */
-  private async run({ prompt, before, after, mode, explicit, signal, watch, progress }: GenerationJob) {
+  /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing; or the remote backend. */
+  private async run(job: GenerationJob): Promise<{ items: string[]; gen?: GenerationCost; failed?: boolean }> {
+    const { prompt, before, after, mode, explicit, signal, watch, progress } = job;
     watch.lap('queue');
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
     const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const onText = progress && ((text: string) => (progress.text = text));
+    const remote = this.remote;
+    if (remote) {
+      try {
+        const r = await generateRemote({
+          choice: remote,
+          request: {
+            prefix: prompt.prefix,
+            suffix: prompt.suffix,
+            prompt: fimPromptText(this.model.fim, this.model.tokenizer, prompt.prefix, prompt.suffix, this.model.order),
+            maxTokens: this.settings.maxTokens,
+            timeLimitMs: this.settings.timeLimitMs,
+            indent: indentOf(lineBefore),
+            temperature: this.settings.temperature,
+            topP: this.settings.topP,
+          },
+          makeStop,
+          signal,
+          onText,
+        });
+        remote.onOutcome?.(undefined);
+        const gen: GenerationCost = { prefillMs: 0, prefillComputed: 0, prefillReused: 0, decodeMs: r.timings.requestMs, tokens: r.pieces, remote: r.timings };
+        return { items: this.postProcess([r.text], lineBefore, textAfter), gen };
+      } catch (err) {
+        if (signal.aborted) throw err; // superseded: not the backend's failure
+        remote.onOutcome?.(err);
+        if (!remote.fallbackToLocal) return { items: [], failed: true };
+      }
+    }
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
     const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const task = { signal, priority } as const;
@@ -300,6 +352,8 @@ export class CompletionEngine {
           textAfter,
         ),
         gen: cost,
+        // a local fallback's answer is not cached: the remote one is wanted once the backend is back
+        failed: remote !== undefined,
       };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
@@ -342,6 +396,7 @@ export class CompletionEngine {
       decodeTokens: gen?.tokens ?? 0,
       totalMs: watch.elapsed(),
       source,
+      ...(gen?.remote ? { remote: gen.remote } : {}),
     };
     this.stats.record(timings);
     this.onAnswer(timings);

@@ -3,6 +3,7 @@
 import { type Connection, MessageType, ShowMessageNotification, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
+  BACKEND_API_KEY_ENV,
   type KilnInitializationOptions,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
@@ -41,6 +42,17 @@ export function startKilnServer(connection: Connection): void {
   let init: KilnInitializationOptions = {};
   let training: TrainingProgress | undefined;
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
+  let remoteProblem: string | undefined; // the remote backend's current failure, if any
+  // The client passes the remote API key in the environment (from SecretStorage): read once and
+  // removed, so no child process (git, the fine-tune) inherits it; never logged, never in settings.
+  const backendApiKey = process.env[BACKEND_API_KEY_ENV] || undefined;
+  delete process.env[BACKEND_API_KEY_ENV];
+  const currentStatus = () => {
+    // the backend in use now (it changes with the settings, not only with a load)
+    const { backend: _, ...status } = explainStatus(host.serverStatus);
+    const backend = host.remoteLabel;
+    return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
+  };
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -53,7 +65,7 @@ export function startKilnServer(connection: Connection): void {
 
   const collectStats = async (): Promise<KilnStats> => {
     const snap = stats.snapshot();
-    const status = explainStatus(host.serverStatus);
+    const status = currentStatus();
     const engine = host.engine;
     return {
       state: status.state,
@@ -61,6 +73,7 @@ export function startKilnServer(connection: Connection): void {
       model: status.model,
       adapter: status.adapter,
       executionProvider: status.executionProvider,
+      backend: status.backend,
       lastLatencyMs: snap.lastMs ?? undefined,
       p50Ms: snap.p50Ms ?? undefined,
       p95Ms: snap.p95Ms ?? undefined,
@@ -81,7 +94,7 @@ export function startKilnServer(connection: Connection): void {
     stats,
     log,
     onStatus: (status) => {
-      void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (status.state === 'error' && status.message) tell('error', status.message);
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
@@ -96,6 +109,17 @@ export function startKilnServer(connection: Connection): void {
     get cacheDir() {
       return init.cacheDir;
     },
+    backendApiKey,
+    onRemoteHealth: (message) => {
+      if (message === remoteProblem) return;
+      remoteProblem = message;
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+      if (message) {
+        tell('warning', message);
+        log(`remote backend: ${message}`);
+      } else if (host.remoteLabel) log(`remote backend ${host.remoteLabel} answers`);
+      pushStats();
+    },
   });
 
   const applySettings = async (raw: unknown, initial: boolean) => {
@@ -104,7 +128,12 @@ export function startKilnServer(connection: Connection): void {
     const previous = settings;
     settings = update.settings;
     if (initial || needsReload(previous, settings)) await host.load(settings);
-    else host.engine?.updateSettings(settings);
+    else {
+      host.engine?.updateSettings(settings);
+      const backend = host.remoteLabel;
+      host.applyBackend(settings);
+      if (host.remoteLabel !== backend) void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+    }
   };
 
   const pullSettings = async (): Promise<unknown> => (canPullConfiguration ? connection.workspace.getConfiguration('kiln') : undefined);

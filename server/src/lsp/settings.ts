@@ -3,6 +3,7 @@
 import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
+import { type BackendSettings, DEFAULT_BACKEND_SETTINGS, parseBackendSettings } from '../remote/backend-settings';
 
 export type { CompletionMode } from '../completion/completion-settings';
 export type FimOrderSetting = 'auto' | 'psm' | 'spm';
@@ -15,6 +16,8 @@ export interface KilnSettings extends CompletionSettings {
   quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
   fimOrder: FimOrderSetting;
+  /** `kiln.backend.*`: the local model (default) or a remote inference server the user chose. */
+  backend: BackendSettings;
 }
 
 export const DEFAULT_SETTINGS: KilnSettings = {
@@ -24,6 +27,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   quantization: 'auto',
   threads: 0,
   fimOrder: 'auto',
+  backend: DEFAULT_BACKEND_SETTINGS,
   ...DEFAULT_COMPLETION_SETTINGS,
 };
 
@@ -44,7 +48,7 @@ const oneOf =
 const bool: Rule = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
 const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string');
 
-const RULES: { [K in keyof KilnSettings]: Rule } = {
+const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   modelPath: str,
   adapterPath: str,
   executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
@@ -77,13 +81,16 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
   const problems: string[] = [];
   if (raw === null || raw === undefined) return { settings, problems };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln: settings must be an object'] };
-  for (const key of Object.keys(RULES) as (keyof KilnSettings)[]) {
+  for (const key of Object.keys(RULES) as (keyof typeof RULES)[]) {
     const value = (raw as Record<string, unknown>)[key];
     if (value === undefined || value === null) continue;
     const problem = RULES[key](value);
     if (problem) problems.push(`kiln.${key}: ${problem} (got ${JSON.stringify(value)}); keeping ${JSON.stringify(previous[key])}`);
     else (settings as unknown as Record<string, unknown>)[key] = value;
   }
+  const backend = parseBackendSettings((raw as Record<string, unknown>).backend, previous.backend);
+  settings.backend = backend.settings;
+  problems.push(...backend.problems);
   return { settings, problems };
 }
 
