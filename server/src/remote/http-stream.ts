@@ -100,10 +100,12 @@ const sleep = (ms: number, signal: AbortSignal) =>
 export async function postStream(request: StreamRequest): Promise<StreamOutcome> {
   const limits = { ...DEFAULT_STREAM_LIMITS, ...request.limits };
   for (let attempt = 0; ; attempt++) {
+    const progress = { answering: false };
     try {
-      return await attemptStream(request, limits);
+      return await attemptStream(request, limits, progress);
     } catch (err) {
-      const retryable = err instanceof RemoteError && (err.kind === 'unreachable' || err.status === 502 || err.status === 503);
+      // once an answer streams, the caller has seen its pieces: a second attempt would repeat them
+      const retryable = err instanceof RemoteError && !progress.answering && (err.kind === 'unreachable' || err.status === 502 || err.status === 503);
       if (!retryable || attempt >= limits.retries || request.signal.aborted) throw err;
       await sleep(limits.retryDelayMs * (attempt + 1), request.signal);
       if (request.signal.aborted) throw request.signal.reason;
@@ -111,7 +113,7 @@ export async function postStream(request: StreamRequest): Promise<StreamOutcome>
   }
 }
 
-async function attemptStream(request: StreamRequest, limits: StreamLimits): Promise<StreamOutcome> {
+async function attemptStream(request: StreamRequest, limits: StreamLimits, progress: { answering: boolean }): Promise<StreamOutcome> {
   const { signal } = request;
   if (signal.aborted) throw signal.reason;
   // Our own controller: the caller's abort, our timeouts and an early stop all end the same fetch,
@@ -146,6 +148,7 @@ async function attemptStream(request: StreamRequest, limits: StreamLimits): Prom
       throw new RemoteError(`answered HTTP ${response.status}${why ? `: ${why}` : ''}`, 'http', response.status);
     }
     if (!response.body) throw new RemoteError('answered with an empty body', 'protocol');
+    progress.answering = true;
     arm(limits.idleTimeoutMs, `sent nothing for ${limits.idleTimeoutMs / 1000} s`);
     const outcome = await readLines(response.body, request.onLine, limits, () => arm(limits.idleTimeoutMs, `sent nothing for ${limits.idleTimeoutMs / 1000} s`), t0).catch(
       (err: unknown) => {
