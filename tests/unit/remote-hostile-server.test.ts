@@ -1,5 +1,6 @@
 // A remote server that misbehaves in ways the fake inference server does not script: it drops the
-// connection after part of an answer (a retry then would stream the text twice).
+// connection after part of an answer (a retry then would stream the text twice), or reflects the
+// Authorization header into its error text (the key must not reach a status line or log).
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -65,4 +66,25 @@ describe('a hostile or failing remote server', () => {
     assert.deepEqual(seen, ['AB'], 'the caller saw the first piece once');
     assert.equal(requests, 1, 'no second request after an answer had started');
   });
+
+  for (const kind of ['openai', 'llamacpp', 'ollama'] as const) {
+    test(`${kind}: a server that echoes the Authorization header never gets the key into a message`, async () => {
+      handler = (req, res) => res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `invalid key: ${req.headers.authorization}` } }));
+      const http = await failure(kind);
+      assert.ok(!http.err.message.includes(KEY), http.err.message);
+      assert.match(http.err.message, /HTTP 401: invalid key: Bearer …/);
+      // the key where the message is shortened: no prefix of it survives the cut either
+      handler = (req, res) => res.writeHead(401).end(`${'x'.repeat(180)} ${req.headers.authorization}`);
+      const cut = await failure(kind);
+      assert.ok(!cut.err.message.includes(KEY.slice(0, 6)), cut.err.message);
+      handler = (req, res) => {
+        res.writeHead(200, { 'content-type': kind === 'ollama' ? 'application/x-ndjson' : 'text/event-stream' });
+        const event = JSON.stringify({ error: `rejected ${req.headers.authorization}` });
+        res.end(kind === 'ollama' ? `${event}\n` : `data: ${event}\n\n`);
+      };
+      const streamed = await failure(kind);
+      assert.ok(!streamed.err.message.includes(KEY), streamed.err.message);
+      assert.match(streamed.err.message, /reported an error: rejected Bearer …/);
+    });
+  }
 });

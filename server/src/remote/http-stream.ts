@@ -49,6 +49,8 @@ export interface StreamRequest {
   headers?: Record<string, string>;
   signal: AbortSignal;
   limits?: Partial<StreamLimits>;
+  /** Text (the API key) the server may reflect into an error body: cut out before the body is shortened into a message. */
+  secret?: string;
   /** Called with each line of the body (without its line break); return false to stop reading. */
   onLine: (line: string) => boolean;
 }
@@ -72,7 +74,8 @@ export function cleanServerText(text: string): string {
 }
 
 /** The `error` an OpenAI-, llama.cpp- or Ollama-style error body carries, else the body's text. */
-function errorText(body: string): string {
+function errorText(raw: string, secret: string | undefined): string {
+  const body = secret ? raw.replaceAll(secret, '…') : raw;
   try {
     const json = JSON.parse(body) as { error?: unknown; message?: unknown };
     const e = json.error;
@@ -144,7 +147,7 @@ async function attemptStream(request: StreamRequest, limits: StreamLimits, progr
     }
     if (!response.ok) {
       const text = await readCapped(response, ERROR_BODY_BYTES).catch(() => '');
-      const why = errorText(text);
+      const why = errorText(text, request.secret);
       throw new RemoteError(`answered HTTP ${response.status}${why ? `: ${why}` : ''}`, 'http', response.status);
     }
     if (!response.body) throw new RemoteError('answered with an empty body', 'protocol');

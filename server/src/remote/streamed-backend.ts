@@ -47,28 +47,35 @@ export class StreamedBackend implements TextBackend {
     let done = false;
     let server: ServerReportedTimings | undefined;
     const headers: Record<string, string> = this.endpoint.apiKey ? { authorization: `Bearer ${this.endpoint.apiKey}` } : {};
-    const outcome = await postStream({
-      url: this.endpoint.url,
-      body: this.protocol.body(request),
-      headers,
-      signal: options.signal,
-      limits: this.endpoint.limits,
-      onLine: (line) => {
-        if (done) return false; // anything after the end is not read
-        const piece = this.protocol.parse(line);
-        if (!piece) return true;
-        if (piece.server) server = { ...server, ...piece.server };
-        if (piece.text) {
-          text += piece.text;
-          pieces++;
-          if (options.onText && !options.onText(text)) return false;
-        }
-        if (piece.done) done = true;
-        return !done;
-      },
+    const key = this.endpoint.apiKey;
+    const outcome = await this.post(request, options, headers, (line) => {
+      if (done) return false; // anything after the end is not read
+      // an error event could quote the key back; it is cut before the event's text is shortened into a message
+      const piece = this.protocol.parse(key && line.includes(key) ? line.replaceAll(key, '…') : line);
+      if (!piece) return true;
+      if (piece.server) server = { ...server, ...piece.server };
+      if (piece.text) {
+        text += piece.text;
+        pieces++;
+        if (options.onText && !options.onText(text)) return false;
+      }
+      if (piece.done) done = true;
+      return !done;
     });
     if (!done && !outcome.stopped) throw new RemoteError('closed the stream before the completion ended', 'protocol');
     return { text, end: outcome.stopped && !done ? 'stopped' : 'done', requestMs: outcome.ms, firstPieceMs: outcome.firstLineMs, pieces, ...(server ? { server } : {}) };
+  }
+
+  /** The streamed POST; a server that reflects the Authorization header into its error text does not get the key into a message. */
+  private async post(request: InfillRequest, options: { signal: AbortSignal }, headers: Record<string, string>, onLine: (line: string) => boolean) {
+    try {
+      const secret = this.endpoint.apiKey;
+      return await postStream({ url: this.endpoint.url, body: this.protocol.body(request), headers, signal: options.signal, limits: this.endpoint.limits, secret, onLine });
+    } catch (err) {
+      const key = this.endpoint.apiKey;
+      if (!(err instanceof RemoteError) || !key || !err.message.includes(key)) throw err;
+      throw new RemoteError(err.message.replaceAll(key, '…'), err.kind, err.status);
+    }
   }
 }
 
