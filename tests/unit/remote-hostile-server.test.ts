@@ -1,6 +1,7 @@
 // A remote server that misbehaves in ways the fake inference server does not script: it drops the
 // connection after part of an answer (a retry then would stream the text twice), or reflects the
-// Authorization header into its error text (the key must not reach a status line or log).
+// Authorization header into its error text (the key must not reach a status line or log), or
+// reports a failure the way llama-server does mid-stream, as an SSE `error:` field rather than `data:`.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -87,4 +88,13 @@ describe('a hostile or failing remote server', () => {
       assert.match(streamed.err.message, /reported an error: rejected Bearer …/);
     });
   }
+
+  test("llama.cpp's mid-stream `error:` event is reported with the server's message", async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('error: {"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}\n\n');
+    };
+    const { err } = await failure('llamacpp');
+    assert.match(err.message, /reported an error: the request exceeds the available context size/);
+  });
 });

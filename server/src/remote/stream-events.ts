@@ -5,6 +5,8 @@ import { RemoteError } from './http-stream';
 
 /** An SSE line's event: its JSON object, 'done' for `data: [DONE]`, undefined for lines that carry none. */
 export function sseEvent(line: string): Record<string, unknown> | 'done' | undefined {
+  // llama-server sends a failure after the 200 headers as an `error:` field (its server_sent_event("error", …))
+  if (line.startsWith('error:')) return { error: errorPayload(line.slice(6).trim()) };
   if (!line.startsWith('data:')) return undefined; // blank separators, `event:`, `id:`, `:` comments
   const data = line.slice(5).trimStart();
   if (data === '[DONE]') return 'done';
@@ -14,6 +16,15 @@ export function sseEvent(line: string): Record<string, unknown> | 'done' | undef
 /** One NDJSON line's object (blank lines carry none). */
 export function ndjsonEvent(line: string): Record<string, unknown> | undefined {
   return line.trim() === '' ? undefined : jsonObject(line);
+}
+
+/** An `error:` field's JSON ({code, message, type}) or, when it is not JSON, its text. */
+function errorPayload(text: string): unknown {
+  try {
+    return JSON.parse(text) ?? text;
+  } catch {
+    return text || 'an unnamed error';
+  }
 }
 
 function jsonObject(text: string): Record<string, unknown> {
