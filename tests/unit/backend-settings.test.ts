@@ -27,6 +27,21 @@ describe('kiln.backend settings', () => {
     assert.match(problems[0]!, /must not contain a user name or password/);
   });
 
+  it('never echoes a credential from a refused URL: an @ in the password, a password that breaks parsing, a key in the query', () => {
+    for (const [url, secret] of [
+      ['http://user:q7@zx9@gpu-box/', 'zx9'],
+      ['http://u:q7/zx9@gpu-box:8000', 'q7/zx9'],
+      ['https://u:q7zx9#x@gpu-box', 'q7zx9'],
+      ['http://gpu-box/v1?key=sk-abc123', 'sk-abc123'],
+      ['http://gpu-box/v1#sk-frag', 'sk-frag'],
+    ]) {
+      const { problems } = parseBackendSettings({ url }, DEFAULT_BACKEND_SETTINGS);
+      assert.equal(problems.length, 1, url);
+      assert.ok(!problems[0]!.includes(secret), `${url}: ${problems[0]}`);
+      assert.match(problems[0]!, /gpu-box/, 'the host is still shown, so the user sees which setting it is');
+    }
+  });
+
   it('posts to each API path under the base URL', async () => {
     const seen: string[] = [];
     const original = globalThis.fetch;

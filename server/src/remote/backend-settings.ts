@@ -27,8 +27,7 @@ export function parseBackendSettings(raw: unknown, previous: BackendSettings): {
   if (raw === undefined || raw === null) return { settings, problems };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln.backend: must be an object'] };
   const r = raw as Record<string, unknown>;
-  // a password typed into the URL is never echoed back into a message
-  const shown = (v: unknown) => JSON.stringify(typeof v === 'string' ? v.replace(/\/\/[^/@]*@/, '//…@') : v);
+  const shown = (v: unknown) => JSON.stringify(typeof v === 'string' ? withoutCredentials(v) : v);
   const reject = (key: string, why: string) => problems.push(`kiln.backend.${key}: ${why} (got ${shown(r[key])}); keeping ${shown(previous[key as keyof BackendSettings])}`);
   if (r.kind !== undefined) {
     if (typeof r.kind === 'string' && (BACKEND_KINDS as readonly string[]).includes(r.kind)) settings.kind = r.kind as BackendKind;
@@ -48,6 +47,15 @@ export function parseBackendSettings(raw: unknown, previous: BackendSettings): {
     else reject('fallbackToLocal', 'must be true or false');
   }
   return { settings, problems };
+}
+
+/**
+ * A URL as a message may show it: a user:password part and a query or fragment (where keys also
+ * travel) cut out. Up to the last @, since a password may hold @, / or # that the URL parser would
+ * misread; masking too much is harmless here.
+ */
+function withoutCredentials(url: string): string {
+  return url.replace(/^([^:/?#]*:\/\/)?.*@/s, (_, scheme: string | undefined) => `${scheme ?? ''}…@`).replace(/[?#].*$/s, '?…');
 }
 
 /** Why a URL cannot be used, or undefined: http(s) only, no user:password (the key has its own store). */
