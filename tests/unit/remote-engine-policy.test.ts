@@ -1,6 +1,7 @@
 // Everything above the model is shared with the local path when a remote backend computes: typing
 // through a shown suggestion, typing into one still streaming, and the answer cache all answer with
-// no request to the server; and the FIM prompt a raw-prompt API gets is the template spelled out.
+// no request to the server; a speculated request that failed leaves nothing in the cache; and the FIM
+// prompt a raw-prompt API gets is the template spelled out.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,8 @@ import { CompletionEngine } from '../../server/src/completion/engine';
 import { fimPromptText } from '../../server/src/completion/remote-generation';
 import { DEFAULT_SETTINGS, type KilnSettings } from '../../server/src/lsp/settings';
 import { createTextBackend } from '../../server/src/remote/backend-settings';
+import { RemoteError } from '../../server/src/remote/http-stream';
+import type { TextBackend } from '../../server/src/remote/text-backend';
 import { LatencyStats } from '../../server/src/telemetry/latency-stats';
 import { type FakeInferenceServer, scriptedEngine, startFakeInferenceServer } from '../helpers/fake-inference-server';
 import { TEST_SETTINGS, writeTinyCodeModel } from '../helpers/tiny-code-model';
@@ -76,6 +79,53 @@ describe('a remote backend under the shared policy', () => {
     assert.equal(slow.counts.requests - requests, 1, 'one request for both keystrokes');
     assert.equal(slow.counts.closedByClient, 0, 'and it was not superseded');
   });
+});
+
+/** A backend that answers `text` piece by piece, except that call number `failCall` fails as an HTTP 500 would. */
+function switchableBackend(text: string[], failCall: number) {
+  const state = { calls: 0, settled: 0 };
+  const backend: TextBackend = {
+    kind: 'openai',
+    label: 'openai test',
+    async complete(_request, options) {
+      state.calls++;
+      try {
+        if (state.calls === failCall) throw new RemoteError('answered HTTP 500: down for a moment', 'http', 500);
+        let so = '';
+        for (const piece of text) {
+          so += piece;
+          if (options.onText && !options.onText(so)) return { text: so, end: 'stopped', requestMs: 1, pieces: 1 };
+        }
+        return { text: so, end: 'done', requestMs: 1, pieces: text.length };
+      } finally {
+        state.settled++;
+      }
+    },
+  };
+  return { backend, state };
+}
+
+describe('speculation with a remote backend', () => {
+  for (const fallbackToLocal of [false, true]) {
+    test(`a speculated request that failed (fallback ${fallbackToLocal ? 'on' : 'off'}) is not cached: the position asks the backend once it answers`, async () => {
+      const { backend, state } = switchableBackend(['value', ' = 1', '\n'], 2); // the speculated next request fails
+      const engine = new CompletionEngine(model, { ...settings, speculate: true }, new LatencyStats(), { remote: { backend, fallbackToLocal } });
+      const uri = 'file:///spec.py';
+      const first = await engine.complete({ uri, text: 'x = ', offset: 4 });
+      assert.deepEqual(first.items, ['value = 1']);
+      await waitUntil(
+        'the speculated request to settle',
+        () => state.settled,
+        (n) => n >= 2,
+        10_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20)); // its answer handled
+      engine.forgetDocument(uri); // no typing-through from the suggestion shown
+      const next = await engine.complete({ uri, text: 'x = value = 1', offset: 13 });
+      assert.equal(next.timings.source, 'model', `asked the backend again, not a cached failure: ${JSON.stringify(next.items)}`);
+      assert.deepEqual(next.items, ['value = 1'], "the backend's answer");
+    });
+  }
 });
 
 describe('fimPromptText', () => {

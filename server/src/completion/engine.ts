@@ -417,8 +417,9 @@ export class CompletionEngine {
     const epoch = this.modelEpoch;
     this.scheduler
       .run(uri, (signal) => this.run({ prompt, before, after, mode: nextMode, explicit: false, signal, watch }), { priority: 'background' })
-      .then(({ items }) => {
-        if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'speculation' });
+      .then(({ items, failed }) => {
+        // a remote failure (or the local fallback's stand-in answer) is not kept, as in complete()
+        if (epoch === this.modelEpoch && !failed) this.answers.set(key, { items, source: 'speculation' });
       })
       .catch(() => {
         // yielded to a real request, or failed: speculation is best effort
