@@ -67,6 +67,17 @@ describe('kiln.backend settings', () => {
     assert.deepEqual(seen, ['http://h:8000/v1/completions', 'http://h:8000/v1/completions', 'http://h:8080/infill', 'http://h:11434/api/generate']);
   });
 
+  it('refuses an API key an HTTP header cannot carry, without quoting it', () => {
+    for (const apiKey of ['sk-first\nsecond', 'sk-zero\u200bwidth', 'sk-with space']) {
+      assert.throws(
+        () => createTextBackend({ kind: 'llamacpp', url: 'http://h', model: '', fallbackToLocal: false }, { apiKey }),
+        (e: Error) => /has a character an HTTP header cannot carry/.test(e.message) && !e.message.includes('sk-'),
+        JSON.stringify(apiKey),
+      );
+    }
+    assert.ok(createTextBackend({ kind: 'llamacpp', url: 'http://h', model: '', fallbackToLocal: false }, { apiKey: 'sk-Abc_123.-~+/=' }));
+  });
+
   it('says what is missing for a remote kind that cannot work', () => {
     assert.throws(() => createTextBackend({ kind: 'ollama', url: '', model: 'm', fallbackToLocal: false }), /kiln\.backend\.url" is empty/);
     assert.throws(() => createTextBackend({ kind: 'openai', url: 'http://h', model: '', fallbackToLocal: false }), /needs "kiln\.backend\.model"/);

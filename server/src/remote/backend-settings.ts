@@ -92,6 +92,11 @@ export function createTextBackend(settings: BackendSettings, options: { apiKey?:
   const why = urlProblem(settings.url);
   if (why) throw new Error(`"kiln.backend.url" ${why}`);
   if (settings.kind !== 'llamacpp' && !settings.model) throw new Error(`"kiln.backend.kind" ${settings.kind} needs "kiln.backend.model": the model name the server serves`);
+  // checked here, not by fetch: its error for a bad header value quotes the value, the key itself
+  if (options.apiKey && !/^[\x21-\x7e]+$/.test(options.apiKey))
+    throw new Error(
+      'the API key stored with "Kiln: Set Remote Backend API Key…" has a character an HTTP header cannot carry (a space, a line break or a non-ASCII character): set it again',
+    );
   const protocol: BackendProtocol =
     settings.kind === 'openai' ? new OpenAiProtocol(settings.model) : settings.kind === 'ollama' ? new OllamaProtocol(settings.model) : new LlamaCppProtocol();
   const url = endpointUrl(settings.kind, settings.url);
