@@ -40,6 +40,9 @@ export async function runComplete(args: string[], out: (text: string) => void): 
     const raw: Record<string, unknown> = { completionMode: values.mode ?? 'auto' };
     if (values['max-tokens'] !== undefined) raw.maxTokens = Number(values['max-tokens']);
     raw.candidates = values.candidates === undefined ? 1 : Number(values.candidates);
+    // --backend-url alone would silently complete locally: the user meant a remote server
+    if (values.backend === undefined && (values['backend-url'] !== undefined || values['backend-model'] !== undefined))
+      throw new UsageError('--backend-url and --backend-model need --backend openai|llamacpp|ollama');
     if (values.backend !== undefined || values['backend-url'] !== undefined || values['backend-model'] !== undefined) {
       raw.backend = { kind: values.backend ?? 'local', url: values['backend-url'] ?? '', model: values['backend-model'] ?? '' };
     }
