@@ -7,8 +7,7 @@ import { RemoteHealth } from '../../server/src/lsp/remote-health';
 import { RemoteError } from '../../server/src/remote/http-stream';
 
 const LABEL = 'openai http://gpu-box:8000 (m)';
-const tooLong = (tokens: number) =>
-  new RemoteError(`answered HTTP 400: This model's maximum context length is 2048 tokens. However, you requested ${tokens} tokens`, 'http', 400);
+const tooLong = (tokens: number) => new RemoteError(`answered HTTP 400: This model's maximum context length is 2048 tokens. However, you requested ${tokens} tokens`, 'http', 400);
 
 describe('remote health reports', () => {
   it('one report while the same failure repeats with changing text; a different failure and the recovery are reported', () => {
