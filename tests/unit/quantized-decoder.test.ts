@@ -81,15 +81,12 @@ describe('quantized decoder graph', () => {
         referenceForward(weights, TOKENS).flatMap((r) => Array.from(r)),
       );
       const range = Math.max(...logits) - Math.min(...logits);
-      if (bits === 4) {
-        // int4 computes in float32 on the dequantized weights (accuracy level 0): exact up to rounding
-        assert.ok(toQuantized <= 1e-4, `vs dequantized reference ${toQuantized}`);
-        assert.ok(toQuantized < toFloat / 1000, `int4 codes in use: ${toQuantized} vs fp32 reference ${toFloat}`);
-      } else {
-        // int8 also quantizes the activations per block (accuracy level 4), so no exact reference:
-        // both errors stay within a few hundredths of the logit range
-        assert.ok(Math.max(toQuantized, toFloat) <= 0.03 * range, `vs dequantized ${toQuantized}, vs fp32 ${toFloat}, logit range ${range}`);
-      }
+      // both widths quantize the activations to int8 per block (accuracy level 4), so no exact reference:
+      // that costs a few hundredths of the logit range against the dequantized weights; int8 weights stay
+      // that close to fp32 too, int4 weights do not (~8% here), so its codes must be what is computed with
+      assert.ok(toQuantized <= 0.03 * range, `vs dequantized ${toQuantized}, logit range ${range}`);
+      if (bits === 8) assert.ok(toFloat <= 0.03 * range, `vs fp32 ${toFloat}, logit range ${range}`);
+      else assert.ok(toQuantized < toFloat / 4, `int4 codes in use: ${toQuantized} vs the fp32 reference ${toFloat}`);
       await model.session.release();
     });
   }

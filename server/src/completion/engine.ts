@@ -17,7 +17,7 @@ import { RequestScheduler } from './scheduler';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
-import { createStopRules, type StopMode } from './stop-rules';
+import { createStopRules, type StopContext, type StopMode, type StopRules } from './stop-rules';
 import { applyTransforms } from './transforms';
 import { ShownSuggestions, typeThrough } from './typing-through';
 
@@ -61,6 +61,8 @@ export interface CompletionEngineOptions {
   server?: InferenceServer;
   /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
   lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
+  /** The stop rules of each request (default createStopRules; the real-size bench fixes the decoded length with its own). */
+  stopRules?: (ctx: StopContext) => StopRules;
 }
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
@@ -112,6 +114,7 @@ export class CompletionEngine {
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
+  private readonly stopRules: (ctx: StopContext) => StopRules;
 
   constructor(
     private current: CompletionModel,
@@ -121,6 +124,7 @@ export class CompletionEngine {
   ) {
     this.onAnswer = options.onAnswer ?? (() => {});
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
+    this.stopRules = options.stopRules ?? createStopRules;
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
   }
@@ -272,7 +276,7 @@ export class CompletionEngine {
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
-    const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
+    const makeStop = () => this.stopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
     const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;

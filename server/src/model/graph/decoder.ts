@@ -27,7 +27,7 @@ import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 4;
+export const DECODER_BUILDER_VERSION = 5; // 5: int4 MatMulNBits at accuracy_level 4
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';

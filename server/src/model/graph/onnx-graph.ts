@@ -4,7 +4,7 @@
 // weights are initializers whose bytes are produced lazily, one tensor at a time, when saved.
 import { onnx } from 'onnx-proto';
 
-export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
+export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
 export type Dim = number | string;
 export type AttrValue = number | string | number[] | { floats: number[] } | { float: number };
 
@@ -15,9 +15,10 @@ const ELEM: Record<ElemType, onnx.TensorProto.DataType> = {
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
   uint8: onnx.TensorProto.DataType.UINT8,
+  int8: onnx.TensorProto.DataType.INT8,
 };
 
-export const ELEM_BYTES: Record<ElemType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, bool: 1, uint8: 1 };
+export const ELEM_BYTES: Record<ElemType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, bool: 1, uint8: 1, int8: 1 };
 
 /** A weight whose bytes are produced only when the model is written. */
 export interface LazyInitializer {

@@ -5,12 +5,17 @@ import type { DiffGraph, Value } from './diff-graph';
 
 /**
  * MatMulNBits' accuracy_level: 0 computes in float32 on the dequantized weights (exact); 4 quantizes
- * the activations to int8 per block for integer dot products. Measured on ORT 1.30's CPU kernels
- * (d512/8 layers, 2 threads): int4 decodes as fast at 0 as at 4, so it stays exact; int8 has no
- * fast path at 0 (≈8× slower than at 4), so it takes the int8 activations.
+ * the activations to int8 per block of 32, per row (so a row never depends on the rest of its batch),
+ * for integer dot products. Both bit widths take 4: measured at Qwen2.5-Coder-0.5B's shape on this
+ * project's 2-thread AMD EPYC (AVX-512 VNNI), `tests/bench/quantized-matmul.bench.ts`, M=1 decode of
+ * the 24 layers' matmuls / the 151,936×896 head, best of 5–9 interleaved reps on a loaded machine:
+ *   int4 acc 0: 77 / 10.3 ms, int4 acc 4: 18.7 / 4.7 ms (load average ~10); 309 / 54 vs 26 / 36 ms (~19)
+ *   int8 acc 4: 42 / 8.2 ms; int8 at acc 0 has no fast kernel (≈8× slower, measured on d 512)
+ * The tiny d-512 model once decoded int4 as fast at 0 as at 4: at real size the float32 path is
+ * compute-bound, 2–12× slower. int4 acc 4 costs exactness: ~1e-2 relative error instead of ~1e-7.
  */
-export function accuracyLevel(bits: QuantBits): number {
-  return bits === 4 ? 0 : 4;
+export function accuracyLevel(_bits: QuantBits): number {
+  return 4;
 }
 
 /** A weight [N, K] stored as MatMulNBits codes: its node name, bits, sizes and its float32 rows. */
