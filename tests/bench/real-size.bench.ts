@@ -21,7 +21,7 @@
 //           token) and decode (ms per later token), and the whole latency.
 //   defaults (with the fp32 pair, what `auto` loads without a kiln.json): the product's defaults (kiln.quantization auto, maxTokens 64,
 //           timeLimitMs 2000, its own stop rules) on the same trace; p50/p95 over answers the model computed.
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -37,7 +37,7 @@ import { LatencyStats } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel } from '../helpers/llama-cpp-peer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize } from './bench-stats';
-import { distribution, kilnKeystroke, type KilnSample, llamaKeystroke, recordingModel, type Sample, type TraceContext, typingTrace } from './keystroke-trace';
+import { distribution, kilnKeystroke, type KilnSample, llamaKeystroke, recordingModel, type Sample, type TraceContext, type TraceSequence, typingTrace } from './keystroke-trace';
 import { benchCacheDir, parameterCount, REAL_SIZE_CHOICES, REAL_SIZES, type RealSize, realSizeModel } from './real-size-model';
 
 const PRECISIONS = ['fp32', 'fp16', 'int8', 'int4'] as const;
@@ -113,6 +113,8 @@ function fixedLength(ctx: StopContext): StopRules {
 interface LlamaSide {
   model: PeerModel;
   context: TraceContext;
+  /** The context's one sequence (a context hands each out once). */
+  sequence: TraceSequence;
   loadMs: number;
 }
 
@@ -131,7 +133,7 @@ async function loadLlama(gguf: string, s: RealSizeSettings): Promise<LlamaSide> 
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
   const context = (await model.createContext({ contextSize: 2048, batchSize: 512, sequences: 1, threads: s.threads })) as unknown as TraceContext;
-  return { model, context, loadMs: performance.now() - t0 };
+  return { model, context, sequence: context.getSequence(), loadMs: performance.now() - t0 };
 }
 
 // ---------- core figures ----------
@@ -170,7 +172,7 @@ function kilnCore(m: CompletionModel): CoreEngine {
 }
 
 function llamaCore(side: LlamaSide): CoreEngine {
-  const seq = side.context.getSequence();
+  const seq = side.sequence;
   return {
     async prefillMs(tokens) {
       await seq.clearHistory();
@@ -239,7 +241,7 @@ async function traceFigures(m: CompletionModel, llama: LlamaSide, s: RealSizeSet
   if (update.problems.length) throw new Error(update.problems.join('; '));
   const rec = recordingModel(m);
   const engine = new CompletionEngine(m, update.settings, new LatencyStats(), { server: rec.serverFor(update.settings), stopRules: fixedLength });
-  const seq = llama.context.getSequence();
+  const seq = llama.sequence;
   await seq.clearHistory();
   const trace = typingTrace().slice(0, s.keystrokes);
   const kiln: KilnSample[] = [];
@@ -346,6 +348,8 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
         }
         row.rssAfterMB = { process: rssMB(), kilnWeightsPlusKvMB: round(kiln.loaded.session.weightBytes / MB, 0) };
         pairs[p] = row;
+        // a long run keeps what it measured so far, pair by pair
+        if (s.out) writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
         // the product's defaults: what `auto` loads, which is the fp32 row here (no kiln.json)
         if (s.parts.includes('defaults') && p === 'fp32') {
           defaults = await defaultsFigures(kiln, s);

@@ -1,24 +1,31 @@
-// x · Wᵀ with W block-quantized, as one com.microsoft MatMulNBits node (inference only: the
-// quantized weights are frozen initializers). MatMulNBits takes W in the HF [out, in] layout.
-import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, type BlockQuantized } from '../quantize';
+// x · Wᵀ with W quantized (inference only: the codes are frozen initializers), in the formulation
+// measured fastest on ORT 1.30's CPU kernels for each bit width:
+//   int4  com.microsoft MatMulNBits (block 32, accuracy_level 4), W in the HF [out, in] layout;
+//   int8  W as int8 per output channel, x quantized per row at run time, ai.onnx MatMulInteger (u8×s8).
+//
+// Measured with `node --import tsx tests/bench/quantized-matmul.bench.ts` at Qwen2.5-Coder-0.5B's shape on
+// this project's 2-thread AMD EPYC (AVX-512 VNNI): M=1 decode of the 24 layers' matmuls / the 151,936×896
+// head, best of 5–9 interleaved reps, on a shared machine at load average 10–23 (absolute times inflated
+// 2–10×; the rankings held in all three runs). Prefill: the layers at M=128, tokens/s.
+//   formulation                      layers ms     head ms     prefill tok/s
+//   MatMulNBits int8, acc 4          42 | 175 | 346   8.2 | 55 | 70     228 | 67 | 34
+//   MatMulInteger int8 per tensor    14 | 112 | 15    7.5 | 42 | 72     527 | 84 | 73
+//   MatMulInteger int8 per row       30 (run 3)       63 (run 3)        48 (run 3)
+//   DynamicQuantizeMatMul int8       39 | 222         6.5 | 47          385 | 92
+//   MatMulNBits int4, acc 0          77 | 309         10.3 | 54         410 | 32
+//   MatMulNBits int4, acc 4          19 | 26 | 41     4.7 | 36 | 62     230 | 37 | 25
+// int8: MatMulInteger decodes 3–12× faster than MatMulNBits' 8-bit kernel and prefills ~2× faster. Per row
+// rather than per tensor (DynamicQuantizeLinear), so a row's result never depends on the other rows of
+// its batch (batched decode equals one slot at a time; a prefill row equals its decode step).
+// int4: accuracy_level 0 (float32 compute on dequantized weights, exact) is 2–12× slower than 4 at this
+// size (the tiny d-512 model once decoded as fast at 0): 4 quantizes x per block of 32 per row.
+import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannel, type BlockQuantized, type ChannelQuantized } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
 
-/**
- * MatMulNBits' accuracy_level: 0 computes in float32 on the dequantized weights (exact); 4 quantizes
- * the activations to int8 per block of 32, per row (so a row never depends on the rest of its batch),
- * for integer dot products. Both bit widths take 4: measured at Qwen2.5-Coder-0.5B's shape on this
- * project's 2-thread AMD EPYC (AVX-512 VNNI), `tests/bench/quantized-matmul.bench.ts`, M=1 decode of
- * the 24 layers' matmuls / the 151,936×896 head, best of 5–9 interleaved reps on a loaded machine:
- *   int4 acc 0: 77 / 10.3 ms, int4 acc 4: 18.7 / 4.7 ms (load average ~10); 309 / 54 vs 26 / 36 ms (~19)
- *   int8 acc 4: 42 / 8.2 ms; int8 at acc 0 has no fast kernel (≈8× slower, measured on d 512)
- * The tiny d-512 model once decoded int4 as fast at 0 as at 4: at real size the float32 path is
- * compute-bound, 2–12× slower. int4 acc 4 costs exactness: ~1e-2 relative error instead of ~1e-7.
- */
-export function accuracyLevel(_bits: QuantBits): number {
-  return 4;
-}
+/** MatMulNBits' accuracy_level for int4: int8 activations per block (see the table above). */
+export const INT4_ACCURACY_LEVEL = 4;
 
-/** A weight [N, K] stored as MatMulNBits codes: its node name, bits, sizes and its float32 rows. */
+/** A weight [N, K] to quantize: its node name, bits, sizes and its float32 rows. */
 export interface QuantizedWeight {
   graphName: string;
   bits: QuantBits;
@@ -27,11 +34,15 @@ export interface QuantizedWeight {
   rows: () => Float32Array;
 }
 
+/** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
+export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
+  return w.bits === 8 ? int8MatMul(dg, x, w) : int4MatMul(dg, x, w);
+}
+
 /**
- *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points) ─> [.., N]
- * `rows` produces the float32 weight [N, K]; it is quantized once, when the model is written.
+ *   x [.., K] ─ MatMulNBits(codes [N, K/32, 16], scales [N·K/32], zero points, accuracy_level 4) ─> [.., N]
  */
-export function quantizedMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight): Value {
+function int4MatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
@@ -44,7 +55,34 @@ export function quantizedMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k
     quantized = undefined;
     return z;
   });
-  const attrs = { K: k, N: n, bits, block_size: QUANT_BLOCK_SIZE, accuracy_level: accuracyLevel(bits) };
+  const attrs = { K: k, N: n, bits, block_size: QUANT_BLOCK_SIZE, accuracy_level: INT4_ACCURACY_LEVEL };
   const y = g.op('MatMulNBits', [x.name, codes, scales, zeroPoints], attrs, 'com.microsoft');
+  return dg.value(y, [...x.shape.slice(0, -1), n]);
+}
+
+/**
+ *   x [.., K] ─ s = max|x| / 127 per row [.., 1] ─ xq = Round(x / s) + 128 (uint8) ─┐
+ *   codes int8 [K, N] ──────────────────────────────────── MatMulInteger(xq, codes, 128) int32 [.., N]
+ *                                                          ─ Cast ─ · s ─ · scales [N] ─> [.., N]
+ */
+function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k, rows }: QuantizedWeight): Value {
+  const { g } = dg;
+  let quantized: ChannelQuantized | undefined;
+  const q = () => (quantized ??= quantizePerChannel(rows(), { n, k }));
+  const codes = g.weight(`${graphName}.qweight`, 'int8', [k, n], () => {
+    const c = q().codes;
+    return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+  });
+  const scales = g.weight(`${graphName}.scales`, 'float32', [n], () => {
+    const s = q().scales;
+    quantized = undefined; // written last: the quantized copy is dropped
+    return s;
+  });
+  const zero = g.weight(`${graphName}.x_zero_point`, 'uint8', [], () => Uint8Array.of(128));
+  // a row of zeros gets scale 1e-30, not 0: its codes stay 128 and its output 0
+  const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [g.op('Abs', [x.name]), g.int64([-1])], { keepdims: 1 }), g.float32([127], [])]), g.float32([1e-30], [])]); // [.., 1]
+  const xq = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [x.name, rowScale])]), g.float32([128], [])])], { to: 2 }); // uint8 [.., K]
+  const acc = g.op('MatMulInteger', [xq, codes, zero]); // int32 [.., N]
+  const y = g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: 1 }), rowScale]), scales]);
   return dg.value(y, [...x.shape.slice(0, -1), n]);
 }
