@@ -23,7 +23,8 @@
 //   matmulinteger s8 rowwise              the same with x quantized per row by hand (Abs, ReduceMax, Div, Round, Cast)
 // Figures: per rep, the median of --steps runs; reported, the best rep (least disturbed by other load), with the median over reps in the JSON.
 // Bound: (weight bytes incl. scales and zero points [+ KV bytes at --context for the whole-model line]) ÷
-// the fp32 matrix-vector bandwidth of this run (bytes of an fp32 graph ÷ its best M=1 time, the faster of layers and head).
+// the fp32 matrix-vector bandwidth of this run (bytes of an fp32 graph ÷ its best M=1 time, the fastest of a
+// ~100 MB probe matrix, the layers and the head).
 import * as ort from 'onnxruntime-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
@@ -171,7 +172,7 @@ function linear(g: GraphBuilder, f: Formulation, x: string, w: Weight): string {
   return g.op('Mul', [g.op('Cast', [acc], { to: 1 }), g.op('Mul', [xScale, scales])]);
 }
 
-type Part = 'layers' | 'head';
+type Part = 'layers' | 'head' | 'probe';
 
 interface Built {
   formulation: Formulation;
@@ -201,6 +202,10 @@ async function build(f: Formulation, part: Part, c: ModelConfig, s: Settings, ro
   let out: string;
   if (part === 'head') {
     out = g.op('ReduceMax', [linear(g, f, x, { name: 'lm_head', n: c.vocabSize, k: d, seed: 7 }), g.int64([-1])], { keepdims: 0 });
+  } else if (part === 'probe') {
+    // the bandwidth probe: one fp32 matrix of ~100 MB (far beyond the caches), short enough that some runs
+    // fall between other processes' time slices on a loaded machine
+    out = g.op('ReduceMax', [linear(g, f, x, { name: 'probe', n: Math.round((25 * 2 ** 20) / d), k: d, seed: 9 }), g.int64([-1])], { keepdims: 0 });
   } else {
     const q = c.numHeads * c.headDim;
     for (let l = 0; l < s.layers; l++) {
@@ -243,7 +248,7 @@ async function main(): Promise<void> {
   const built: Built[] = [];
   try {
     for (const f of formulations) {
-      for (const part of ['layers', 'head'] as const) {
+      for (const part of f === 'fp32 MatMul' ? (['probe', 'layers', 'head'] as const) : (['layers', 'head'] as const)) {
         const t0 = performance.now();
         built.push(await build(f, part, c, s, root));
         log(
@@ -260,12 +265,13 @@ async function main(): Promise<void> {
         const b = built[(i + rep) % built.length]!;
         decode.get(b)!.push(await timeRun(b, 1, s.steps));
         if (b.part === 'layers') prefill.get(b)!.push(await timeRun(b, s.prefill, 1));
+        if (b.part === 'probe') decode.get(b)!.push(await timeRun(b, 1, 4 * s.steps));
       }
       log(`rep ${rep + 1}/${s.reps} (loadavg ${os.loadavg()[0]!.toFixed(2)})`);
     }
     // on a shared machine the least-disturbed rep is the best estimate of each formulation's own cost
     const best = (b: Built) => Math.min(...decode.get(b)!);
-    // the faster of the two fp32 graphs (bytes ÷ best M=1 time): both only stream their weights
+    // the fastest of the fp32 graphs (bytes ÷ best M=1 time): they only stream their weights
     const bandwidthGBs = Math.max(...built.filter((b) => b.formulation === 'fp32 MatMul').map((b) => b.weightBytes / (best(b) / 1000) / 1e9));
     const perLayer = c.numLayers / s.layers;
     const kvBytes = c.numLayers * 2 * c.numKvHeads * c.headDim * s.context * 4;
