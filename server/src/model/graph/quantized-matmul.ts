@@ -4,21 +4,23 @@
 //   int8  W as int8 per output channel, x quantized per row at run time, ai.onnx MatMulInteger (u8×s8).
 //
 // Measured with `node --import tsx tests/bench/quantized-matmul.bench.ts` at Qwen2.5-Coder-0.5B's shape on
-// this project's 2-thread AMD EPYC (AVX-512 VNNI): M=1 decode of the 24 layers' matmuls / the 151,936×896
-// head, best of 5–9 interleaved reps, on a shared machine at load average 10–23 (absolute times inflated
-// 2–10×; the rankings held in all three runs). Prefill: the layers at M=128, tokens/s.
-//   formulation                      layers ms     head ms     prefill tok/s
-//   MatMulNBits int8, acc 4          42 | 175 | 346   8.2 | 55 | 70     228 | 67 | 34
-//   MatMulInteger int8 per tensor    14 | 112 | 15    7.5 | 42 | 72     527 | 84 | 73
-//   MatMulInteger int8 per row       30 (run 3)       63 (run 3)        48 (run 3)
-//   DynamicQuantizeMatMul int8       39 | 222         6.5 | 47          385 | 92
-//   MatMulNBits int4, acc 0          77 | 309         10.3 | 54         410 | 32
-//   MatMulNBits int4, acc 4          19 | 26 | 41     4.7 | 36 | 62     230 | 37 | 25
-// int8: MatMulInteger decodes 3–12× faster than MatMulNBits' 8-bit kernel and prefills ~2× faster. Per row
-// rather than per tensor (DynamicQuantizeLinear), so a row's result never depends on the other rows of
-// its batch (batched decode equals one slot at a time; a prefill row equals its decode step).
-// int4: accuracy_level 0 (float32 compute on dequantized weights, exact) is 2–12× slower than 4 at this
-// size (the tiny d-512 model once decoded as fast at 0): 4 quantizes x per block of 32 per row.
+// this project's 2-thread AMD EPYC (AVX-512 VNNI): M=1 decode of the 24 layers' matmuls + the 151,936×896
+// head, ms, best of 5–9 interleaved reps, in four runs on a shared machine at load average 9–23 (absolute
+// times inflated 2–10×; the fp32 "bandwidth" read 3–6.5 GB/s against ~50 quiet, so no run could test the
+// 1.3× bound). Prefill: the layers at M=128, tokens/s. Runs 1 | 2 | 3 | 4:
+//   formulation                      decode ms (layers + head)        prefill tok/s
+//   MatMulNBits int8, acc 4          51 | 230 | 416 | 70              228 | 67 | 34 | 82
+//   MatMulInteger int8 per tensor    21 | 154 |  88 | 51              527 | 84 | 73 | 90
+//   MatMulInteger int8 per row        — |   — |  94 | 46                — |  — | 48 | 83
+//   DynamicQuantizeMatMul int8       46 | 269 |   — | 47              385 | 92 |  — | 87
+//   MatMulNBits int4, acc 0          87 | 363 |   — | 167             410 | 32 |  — | 46
+//   MatMulNBits int4, acc 4          23 |  62 | 102 | 35              230 | 37 | 25 | 47
+// int8: MatMulInteger (per row) decodes 1.5–4.4× faster than MatMulNBits' 8-bit kernel, prefill level or
+// better. Per row rather than per tensor (DynamicQuantizeLinear, DynamicQuantizeMatMul), so a row's result
+// never depends on the other rows of its batch (batched decode equals one slot at a time; a prefill row
+// equals its decode step); per row cost nothing measurable in run 4. int4: accuracy_level 0 (float32
+// compute on dequantized weights, exact) decodes 3.8–5.9× slower than 4 at this size (the tiny d-512 model
+// once decoded as fast at 0); 4 quantizes x per block of 32 per row.
 import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannel, type BlockQuantized, type ChannelQuantized } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
 
