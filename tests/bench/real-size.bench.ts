@@ -254,7 +254,9 @@ async function traceFigures(m: CompletionModel, llama: LlamaSide, s: RealSizeSet
   const trace = lastKeystrokes(s.keystrokes);
   const kiln: KilnSample[] = [];
   const peer: Sample[] = [];
-  await kilnKeystroke(engine, rec.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts'); // untimed
+  // untimed: both engines start the trace holding the first prompt, as a warm editor would
+  const warm = await kilnKeystroke(engine, rec.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+  await llamaKeystroke(seq, warm.prompt, 1, -1);
   const BLOCK = 8;
   for (let from = 0; from < trace.length; from += BLOCK) {
     const block: KilnSample[] = [];
