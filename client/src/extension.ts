@@ -8,6 +8,7 @@ import { HubTokenStore } from './hub-token';
 import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
 import { KilnStatusBar } from './status-bar';
+import { reportVisibleRanges } from './visible-ranges';
 
 const ENABLED_KEY = 'kiln.inlineCompletionsEnabled';
 let client: LanguageClient | undefined;
@@ -54,6 +55,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
+    reportVisibleRanges(() => client),
     // The server pulls `kiln` through the client's middleware, which applies the scope rules.
     settings.onDidChange(() => {
       if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });

@@ -166,3 +166,31 @@ export interface TrainingProgress {
 export namespace KilnTrainingProgressNotification {
   export const type = new NotificationType<TrainingProgress>('kiln/trainingProgress');
 }
+
+/** Client → server: the line ranges an editor shows of a document (the "recently viewed" context source). */
+export interface VisibleRangesParams {
+  uri: string;
+  /** 0-based lines [start, end). */
+  ranges: { start: number; end: number }[];
+}
+
+export namespace KilnVisibleRangesNotification {
+  export const type = new NotificationType<VisibleRangesParams>('kiln/visibleRanges');
+}
+
+export interface PromptParams {
+  uri: string;
+  position: { line: number; character: number };
+}
+
+/** The prompt a completion at a position would get: its token ids and the context block's snippets. */
+export interface PromptResult {
+  tokens: number[];
+  /** The block's snippets in block order ({filename, text}, as llama.cpp's `input_extra` takes them), with their source. */
+  snippets: { filename: string; text: string; source: string }[];
+}
+
+/** The prompt at a position, for inspection and for the tests that compare it with `kiln complete --workspace`. */
+export namespace KilnPromptRequest {
+  export const type = new RequestType<PromptParams, PromptResult, void>('kiln/prompt');
+}

@@ -136,7 +136,7 @@ describe('kiln eval', () => {
   });
 
   it('exits 2 with the usage for bad flags', async () => {
-    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--context', '1'], []]) {
+    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--loss-window', '1'], ['--context', 'all'], []]) {
       const r = await kiln('eval', ...(args.length ? [src] : []), ...args, ...onCpu);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^kiln eval: [\s\S]+\nusage: kiln eval <dir>/);

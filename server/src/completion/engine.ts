@@ -4,6 +4,10 @@
 // Policy only: the model, its KV slots and the task loop belong to the runtime's inference server,
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
+import { prefixFor, splitTokenBudget } from '../context/budget';
+import type { ContextBlock } from '../context/block';
+import { ContextBlockKeeper } from '../context/block-keeper';
+import type { ContextSupplier } from '../context/supplier';
 import { InferenceServer } from '../runtime/inference-server';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
@@ -61,6 +65,13 @@ export interface CompletionEngineOptions {
   server?: InferenceServer;
   /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
   lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
+  /** Where the context block's snippets come from (none: the prompt is the current file only). */
+  context?: ContextSupplier;
+}
+
+/** A request's prompt as the engine builds it, with the context block it starts with. */
+export interface EnginePrompt extends HealedPrompt {
+  block: ContextBlock;
 }
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
@@ -112,6 +123,9 @@ export class CompletionEngine {
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
+  private contextSupplier: ContextSupplier | undefined;
+  /** Each document's last context block (kept stable between keystrokes). */
+  readonly blocks = new ContextBlockKeeper();
 
   constructor(
     private current: CompletionModel,
@@ -123,6 +137,13 @@ export class CompletionEngine {
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
+    this.contextSupplier = options.context;
+  }
+
+  /** Where context comes from from now on (the server sets it once it knows the workspace). */
+  setContextSupplier(supplier: ContextSupplier | undefined): void {
+    this.contextSupplier = supplier;
+    this.blocks.clear();
   }
 
   get model(): CompletionModel {
@@ -164,6 +185,7 @@ export class CompletionEngine {
   forgetDocument(uri: string): void {
     this.shown.forget(uri);
     this.lookupSources.delete(uri);
+    this.blocks.forget(uri);
   }
 
   poolStats() {
@@ -191,7 +213,7 @@ export class CompletionEngine {
       if (again) return again;
     }
 
-    const prompt = this.prompt(req.text, offset);
+    const prompt = this.prompt(req.uri, req.text, offset);
     this.rememberForLookup(req.uri, prompt.tokens);
     watch.lap('tokenize');
     const mode = this.modeAt(before, after);
@@ -225,11 +247,25 @@ export class CompletionEngine {
     return rest ? this.finish({ uri, before, after, items: [rest], watch, source: 'typing-through' }) : undefined;
   }
 
-  /** The configured windows, shrunk to fit the model's context with room for the completion. */
-  private promptOptions() {
-    const room = Math.max(32, this.model.contextTokens - this.settings.maxTokens - 8); // FIM markers and BOS
-    const suffix = Math.min(this.settings.maxSuffixTokens, Math.floor(room / 4));
-    return { maxPrefixTokens: Math.max(16, Math.min(this.settings.maxPrefixTokens, room - suffix)), maxSuffixTokens: suffix, order: this.model.order };
+  /** The token budget: context block, suffix and prefix shrunk to fit the model with room for the completion (context/budget.ts). */
+  private budget() {
+    const s = this.settings;
+    const maxContext = s['context.enabled'] && this.contextSupplier !== undefined ? s['context.maxTokens'] : 0;
+    return splitTokenBudget({ modelTokens: this.model.contextTokens, completionTokens: s.maxTokens, maxContext, maxPrefix: s.maxPrefixTokens, maxSuffix: s.maxSuffixTokens });
+  }
+
+  /** This document's context block for a cursor, or the empty block when context is off or finds nothing. */
+  private contextBlock(uri: string, text: string, offset: number, maxTokens: number): ContextBlock {
+    const found = maxTokens > 0 ? this.contextSupplier?.contextFor({ uri, text, offset, sources: this.settings['context.sources'] }) : undefined;
+    const cache = this.promptCache;
+    return this.blocks.blockFor(uri, {
+      candidates: found?.candidates ?? [],
+      currentPath: found?.path ?? '',
+      repoName: found?.repoName ?? '',
+      maxTokens,
+      encode: (piece) => cache.encode(piece),
+      template: this.model.fim,
+    });
   }
 
   /** 'auto': a whole block at the start of an empty line, the rest of the line otherwise. */
@@ -247,11 +283,19 @@ export class CompletionEngine {
     return ids;
   }
 
-  /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
-  private prompt(text: string, offset: number): HealedPrompt {
-    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
-    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
-    return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
+  /** The prompt a request at `offset` of `text` gets: what `kiln complete --workspace` and the server's kiln/prompt show. */
+  promptFor(req: { uri: string; text: string; offset: number }): EnginePrompt {
+    return this.prompt(req.uri, req.text, Math.max(0, Math.min(req.offset, req.text.length)));
+  }
+
+  /** The context block, then the FIM prompt at `offset` with its last prefix token healed (see token-healing.ts). */
+  private prompt(uri: string, text: string, offset: number): EnginePrompt {
+    const budget = this.budget();
+    const block = this.contextBlock(uri, text, offset, budget.context);
+    const options = { maxPrefixTokens: prefixFor(budget, block.tokens.length), maxSuffixTokens: budget.suffix, order: this.model.order };
+    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options, cache: this.promptCache, context: block.tokens });
+    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), block };
+    return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), block };
   }
 
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
@@ -354,7 +398,7 @@ export class CompletionEngine {
    */
   private speculate(uri: string, before: string, after: string): void {
     const text = before + after;
-    const prompt = this.prompt(text, before.length);
+    const prompt = this.prompt(uri, text, before.length);
     const nextMode = this.modeAt(before, after);
     const key = AnswerCache.key(uri, prompt, nextMode);
     if (this.answers.get(key)) return;

@@ -2,7 +2,7 @@
 // rarely saw as a whole: indentation before a word ("\n    " + "return" is trained as "\n   " +
 // " return"), half an identifier. The last prefix token is taken back out of the prompt and the
 // generation is constrained to begin with its bytes, so the model picks the token it knows.
-import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
+import { buildFimPrompt, type FimOrder, type FimTemplate, withContextBlock } from '../model/fim';
 import type { Tokenizer } from '../model/tokenizer';
 import type { BuiltPrompt } from './prompt';
 
@@ -32,7 +32,11 @@ export function healPrompt(prompt: BuiltPrompt, template: FimTemplate, order: Fi
   const parts = prefix.slice(keep).map((id) => tokenizer.tokenBytes(id));
   const bytes = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   parts.reduce((at, p) => (bytes.set(p, at), at + p.length), 0);
-  return { tokens: buildFimPrompt(template, prefix.slice(0, keep), prompt.suffixTokens, order), forcedText: new TextDecoder().decode(bytes), forcedBytes: bytes };
+  return {
+    tokens: withContextBlock(template, prompt.contextTokens, buildFimPrompt(template, prefix.slice(0, keep), prompt.suffixTokens, order)),
+    forcedText: new TextDecoder().decode(bytes),
+    forcedBytes: bytes,
+  };
 }
 
 /** Each token's bytes, computed once per tokenizer: the mask compares bytes, not decoded text. */

@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
+import type { ContextSupplier } from '../context/supplier';
 import type { ServerStatus } from '../protocol';
 import { automaticThreads } from '../runtime/threads';
 import type { LatencyStats } from '../telemetry/latency-stats';
@@ -19,6 +20,8 @@ export interface ModelHostOptions {
   log: (message: string) => void;
   onStatus: (status: ServerStatus) => void;
   onAnswer: (timings: CompletionTimings) => void;
+  /** Where the engine's context block comes from. */
+  context?: ContextSupplier;
 }
 
 /** How finely the event loop's delays are sampled while a model loads (the histogram's timer). */
@@ -109,7 +112,7 @@ export class ModelHost {
       const old = await running.swapModel(model);
       await old.release().catch(() => {});
     } else {
-      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
+      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer, context: this.options.context });
     }
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;

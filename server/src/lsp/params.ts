@@ -1,7 +1,7 @@
 // Request params checked at the boundary: JSON from the client becomes a typed object here, or the
 // request fails with InvalidParams naming the field. Handlers never see a NaN offset or a missing uri.
 import { ErrorCodes, InlineCompletionTriggerKind, ResponseError } from 'vscode-languageserver/node';
-import type { FineTuneParams, ValidateModelParams } from '../protocol';
+import type { FineTuneParams, PromptParams, ValidateModelParams, VisibleRangesParams } from '../protocol';
 
 /** LSP's `uinteger` ends here; positions beyond it are not positions. */
 const MAX_UINTEGER = 2 ** 31 - 1;
@@ -90,4 +90,28 @@ export function parseFineTuneParams(raw: unknown): FineTuneParams {
   for (const name of ['maxSteps', 'maxFiles', 'rank'] as const) optionalPositiveInteger(params[name], name);
   optionalPositiveNumber(params.learningRate, 'learningRate');
   return params as unknown as FineTuneParams;
+}
+
+/** Ranges kept of one kiln/visibleRanges notification (an editor shows a few at most). */
+const MAX_VISIBLE_RANGES = 8;
+
+export function parseVisibleRangesParams(raw: unknown): VisibleRangesParams {
+  const params = object(raw, 'params');
+  const uri = nonEmptyString(params.uri, 'uri');
+  if (!Array.isArray(params.ranges)) throw invalidParams(`ranges must be a list, got ${describe(params.ranges)}`);
+  const ranges = params.ranges.slice(0, MAX_VISIBLE_RANGES).map((r, i) => {
+    const range = object(r, `ranges[${i}]`);
+    const start = uinteger(range.start, `ranges[${i}].start`);
+    const end = uinteger(range.end, `ranges[${i}].end`);
+    if (end < start) throw invalidParams(`ranges[${i}] ends (${end}) before it starts (${start})`);
+    return { start, end };
+  });
+  return { uri, ranges };
+}
+
+export function parsePromptParams(raw: unknown): PromptParams {
+  const params = object(raw, 'params');
+  const uri = nonEmptyString(params.uri, 'uri');
+  const position = object(params.position, 'position');
+  return { uri, position: { line: uinteger(position.line, 'position.line'), character: uinteger(position.character, 'position.character') } };
 }

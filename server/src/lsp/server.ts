@@ -13,6 +13,8 @@ import {
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
   KilnTrainingDataPreviewRequest,
+  KilnPromptRequest,
+  KilnVisibleRangesNotification,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
@@ -23,7 +25,8 @@ import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
 import { ModelHost } from './model-host';
-import { parseFineTuneParams, parseValidateModelParams } from './params';
+import { invalidParams, parseFineTuneParams, parsePromptParams, parseValidateModelParams, parseVisibleRangesParams } from './params';
+import { WorkspaceContext } from './workspace-context';
 import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelInWorker } from './model-worker-client';
@@ -31,7 +34,17 @@ import { validateModelInWorker } from './model-worker-client';
 const STATS_PUSH_MS = 250;
 
 export function startKilnServer(connection: Connection): void {
-  const documents = new TextDocuments(TextDocument);
+  const workspace = new WorkspaceContext();
+  let rootUri: string | undefined;
+  // TextDocument.update sees each change's range: the edited lines the context's recent-edits source records
+  const documents = new TextDocuments({
+    create: TextDocument.create,
+    update: (doc, changes, version) => {
+      const next = TextDocument.update(doc, changes, version);
+      workspace.changed(next.uri, next.getText(), changes);
+      return next;
+    },
+  });
   const stats = new LatencyStats();
   let settings: KilnSettings = DEFAULT_SETTINGS;
   let lastAnswer: CompletionTimings | undefined;
@@ -94,13 +107,20 @@ export function startKilnServer(connection: Connection): void {
     get cacheDir() {
       return init.cacheDir;
     },
+    context: workspace.supplier,
   });
+  let contextStarted = false;
 
   const applySettings = async (raw: unknown, initial: boolean) => {
     const update = parseSettings(raw, settings);
     for (const p of update.problems) tell('warning', `Kiln settings: ${p}`);
     const previous = settings;
     settings = update.settings;
+    if (settings['context.enabled'] && !contextStarted) {
+      contextStarted = true; // indexing starts with the first settings that enable context, and then stays
+      workspace.start(rootUri, log);
+      for (const doc of documents.all()) workspace.opened(doc.uri, doc.getText());
+    }
     if (initial || needsReload(previous, settings)) await host.load(settings);
     else host.engine?.updateSettings(settings);
   };
@@ -110,6 +130,7 @@ export function startKilnServer(connection: Connection): void {
   connection.onInitialize((params) => {
     init = (params.initializationOptions ?? {}) as KilnInitializationOptions;
     canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    rootUri = params.workspaceFolders?.[0]?.uri ?? params.rootUri ?? undefined;
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
@@ -151,9 +172,32 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
-  documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
+  connection.onNotification(KilnVisibleRangesNotification.type, (p) => {
+    try {
+      const { uri, ranges } = parseVisibleRangesParams(p);
+      workspace.viewed(uri, ranges);
+    } catch (err) {
+      log(`kiln/visibleRanges ignored: ${(err as Error).message}`); // a notification has no reply to carry the error
+    }
+  });
+  connection.onRequest(KilnPromptRequest.type, async (p) => {
+    const params = parsePromptParams(p);
+    await workspace.settled(); // the prompt once the context has read what it was waiting to read
+    const doc = documents.get(params.uri);
+    if (!doc) throw invalidParams(`Kiln has no open document ${params.uri}`);
+    const engine = host.engine;
+    if (!engine) return { tokens: [], snippets: [] };
+    const prompt = engine.promptFor({ uri: doc.uri, text: doc.getText(), offset: doc.offsetAt(params.position) });
+    return { tokens: prompt.tokens, snippets: prompt.block.snippets.map((s) => ({ filename: s.path, text: s.text, source: s.source })) };
+  });
+  documents.onDidOpen((e) => workspace.opened(e.document.uri, e.document.getText()));
+  documents.onDidClose((e) => {
+    host.engine?.forgetDocument(e.document.uri);
+    workspace.closed(e.document.uri);
+  });
   connection.onShutdown(async () => {
     pushStats.cancel();
+    workspace.dispose();
     await host.dispose();
   });
 

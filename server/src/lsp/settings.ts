@@ -3,6 +3,7 @@
 import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
+import { CONTEXT_SOURCES } from '../context/snippet';
 
 export type { CompletionMode } from '../completion/completion-settings';
 export type FimOrderSetting = 'auto' | 'psm' | 'spm';
@@ -43,6 +44,10 @@ const oneOf =
     typeof v === 'string' && values.includes(v) ? undefined : `must be one of ${values.join(', ')}`;
 const bool: Rule = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
 const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string');
+const listOf =
+  (values: readonly string[]): Rule =>
+  (v) =>
+    Array.isArray(v) && v.every((x) => typeof x === 'string' && values.includes(x)) ? undefined : `must be a list of ${values.join(', ')}`;
 
 const RULES: { [K in keyof KilnSettings]: Rule } = {
   modelPath: str,
@@ -63,7 +68,18 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   speculate: bool,
   lookupDecoding: bool,
   tokenHealing: bool,
+  'context.enabled': bool,
+  'context.sources': listOf(CONTEXT_SOURCES),
+  'context.maxTokens': int(0, 32768),
 };
+
+/** A dotted key's value: VS Code hands `kiln.context.enabled` over as `{ context: { enabled } }`; a flat key is taken too. */
+function valueAt(raw: Record<string, unknown>, key: string): unknown {
+  if (key in raw) return raw[key];
+  let at: unknown = raw;
+  for (const part of key.split('.')) at = at !== null && typeof at === 'object' && !Array.isArray(at) ? (at as Record<string, unknown>)[part] : undefined;
+  return at;
+}
 
 export interface SettingsUpdate {
   settings: KilnSettings;
@@ -78,11 +94,11 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
   if (raw === null || raw === undefined) return { settings, problems };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln: settings must be an object'] };
   for (const key of Object.keys(RULES) as (keyof KilnSettings)[]) {
-    const value = (raw as Record<string, unknown>)[key];
+    const value = valueAt(raw as Record<string, unknown>, key);
     if (value === undefined || value === null) continue;
     const problem = RULES[key](value);
     if (problem) problems.push(`kiln.${key}: ${problem} (got ${JSON.stringify(value)}); keeping ${JSON.stringify(previous[key])}`);
-    else (settings as unknown as Record<string, unknown>)[key] = value;
+    else (settings as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...(value as unknown[])] : value;
   }
   return { settings, problems };
 }

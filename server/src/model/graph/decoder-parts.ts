@@ -176,7 +176,7 @@ export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boo
 /** RoPE inverse frequencies theta^(-2i/D), i < D/2, as HF computes them. */
 export function ropeInverseFrequencies(c: ModelConfig): number[] {
   const D = c.headDim;
-  return Array.from({ length: D / 2 }, (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / D));
+  return Array.from({ length: D / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / D));
 }
 
 /**
