@@ -53,6 +53,7 @@ export class IdleQueue {
   /** Resolves when no task is queued or running. */
   idle(): Promise<void> {
     if (this.tasks.length === 0 && !this.running) return Promise.resolve();
+    this.timer?.ref(); // someone waits for the work: it must keep the process alive
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -75,7 +76,8 @@ export class IdleQueue {
       this.timer = undefined;
       void this.slice();
     }, wait);
-    this.timer.unref?.();
+    // nobody waiting: queued context work alone does not keep a process (a CLI run, a test) alive
+    if (this.idleWaiters.length === 0) this.timer.unref();
   }
 
   private async slice(): Promise<void> {

@@ -65,6 +65,8 @@ export class SimilarWindowIndex {
 
   /** Bumped by every update and removal: a query's answer is valid while it stays the same. */
   version = 0;
+  /** Queries answered (the storm test bounds this). */
+  queries = 0;
 
   get fileCount(): number {
     return this.files.size;
@@ -140,6 +142,7 @@ export class SimilarWindowIndex {
     const limit = options.limit ?? 4;
     const minScore = options.minScore ?? 0.1;
     if (query.size === 0 || limit <= 0) return [];
+    this.queries++;
     const common = new Map<number, number>();
     for (const word of query) for (const id of this.postings.get(word) ?? []) common.set(id, (common.get(id) ?? 0) + 1);
     const best = new Map<string, { id: number; score: number }>();
