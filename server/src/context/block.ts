@@ -77,7 +77,9 @@ function frameTokens(format: ContextFormat, request: BlockRequest): { head: numb
   return { head: [], tail: [...request.encode(`${commentMarker(request.currentPath)} ${request.currentPath}\n`)] };
 }
 
+/** Two snippets showing the same lines; an import's declarations are gathered from all over their file, so they overlap nothing. */
 function overlaps(a: ContextSnippet, b: ContextSnippet): boolean {
+  if (a.source === 'imports' || b.source === 'imports') return a.source === b.source && a.path === b.path;
   return a.path === b.path && a.startLine < b.endLine && b.startLine < a.endLine;
 }
 
