@@ -132,13 +132,25 @@ describe('kiln eval', () => {
       mkdirSync(join(ws, path, '..'), { recursive: true });
       writeFileSync(join(ws, path), text);
     };
-    put('held/report.ts', "import { formatTotal } from '../src/format';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n");
-    put('src/format.ts', 'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n');
+    put(
+      'held/report.ts',
+      "import { formatTotal } from '../src/format';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
+    );
+    put(
+      'src/format.ts',
+      'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n',
+    );
     const plain = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', ...onCpu);
     const r = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, ...onCpu);
     assert.equal(r.code, 0, r.stderr);
     type WithContext = EvalReport & {
-      context: { sources: string[]; snippetLines: Record<string, number>; none: { exactMatch: number; editSimilarity: number }; contextMinusNone: PairedDifference; withoutSource: Record<string, unknown> };
+      context: {
+        sources: string[];
+        snippetLines: Record<string, number>;
+        none: { exactMatch: number; editSimilarity: number };
+        contextMinusNone: PairedDifference;
+        withoutSource: Record<string, unknown>;
+      };
     };
     const report = JSON.parse(r.stdout) as WithContext;
     const before = JSON.parse(plain.stdout) as EvalReport;
@@ -146,7 +158,11 @@ describe('kiln eval', () => {
     assert.deepEqual(report.context.sources, ['imports', 'edits', 'viewed', 'similar']);
     assert.ok((report.context.snippetLines.imports ?? 0) > 0 && (report.context.snippetLines.similar ?? 0) > 0, JSON.stringify(report.context.snippetLines));
     assert.equal(report.context.contextMinusNone.lines, 3);
-    assert.deepEqual([report.context.none.exactMatch, report.context.none.editSimilarity], [before.exactMatch, before.editSimilarity], 'the run without context is the plain evaluation');
+    assert.deepEqual(
+      [report.context.none.exactMatch, report.context.none.editSimilarity],
+      [before.exactMatch, before.editSimilarity],
+      'the run without context is the plain evaluation',
+    );
     assert.ok(Math.abs(report.context.contextMinusNone.editSimilarity.mean - (report.editSimilarity - before.editSimilarity)) < 1e-9, 'paired on the same lines');
     assert.deepEqual(Object.keys(report.context.withoutSource).sort(), ['imports', 'similar'], 'each source that gave snippets, switched off in turn');
     const none = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, '--context', 'none', ...onCpu);

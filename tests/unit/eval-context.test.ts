@@ -13,13 +13,15 @@ const root = tempDir('kiln-eval-context-');
 after(() => rmSync(root, { recursive: true, force: true }));
 
 it('never takes a snippet from the scored file or a near-duplicate of it', async () => {
-  const scored = 'export function mergeRanges(ranges: Range[], gap: number): Range[] {\n  const sorted = ranges.sort((a, b) => a.start - b.start);\n  return sorted.filter((r) => r.end - r.start > gap);\n}\n';
+  const scored =
+    'export function mergeRanges(ranges: Range[], gap: number): Range[] {\n  const sorted = ranges.sort((a, b) => a.start - b.start);\n  return sorted.filter((r) => r.end - r.start > gap);\n}\n';
   const files: Record<string, string> = {
     'src/ranges.ts': scored,
     'lib/ranges.js': 'function mergeRanges(ranges, gap) {\n  const sorted = ranges.sort((a, b) => a.start - b.start);\n  return sorted.filter((r) => r.end - r.start > gap);\n}\n',
     'types/ranges.d.ts': 'export declare function mergeRanges(ranges: Range[], gap: number): Range[];\n',
     'copies/merge-copy.ts': `${scored}\n`,
-    'src/spans.ts': 'export function widen(ranges: Range[], gap: number): Range[] {\n  const sorted = ranges.sort((a, b) => a.start - b.start);\n  return sorted.map((r) => ({ start: r.start - gap, end: r.end + gap }));\n}\n',
+    'src/spans.ts':
+      'export function widen(ranges: Range[], gap: number): Range[] {\n  const sorted = ranges.sort((a, b) => a.start - b.start);\n  return sorted.map((r) => ({ start: r.start - gap, end: r.end + gap }));\n}\n',
   };
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(root, path, '..'), { recursive: true });

@@ -10,7 +10,7 @@ import { DEFAULT_SETTINGS, parseSettings } from '../lsp/settings';
 import { automaticThreads } from '../runtime/threads';
 import { LatencyStats } from '../telemetry/latency-stats';
 import { parseContextSources } from '../context/snippet';
-import { commandContext } from './workspace-context';
+import { commandContext } from '../dataset/workspace-context';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =

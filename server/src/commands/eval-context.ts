@@ -1,41 +1,21 @@
 // `kiln eval --workspace`: the context the editor would build, drawn from the rest of the workspace,
 // and what it is worth — the same lines scored without context, and with each source switched off
 // in turn, each as a paired per-line difference with its 95% interval.
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { CompletionModel } from '../completion/completion-model';
 import type { ContextSourceName } from '../context/snippet';
-import { type EvalContext, type EvalFile, type EvalOptions, type EvalReport, evaluateModelPerLine, type LineScore, type SnippetLines } from '../evaluation/evaluate';
+import { type EvalFile, type EvalOptions, type EvalReport, evaluateModelPerLine, type LineScore, type SnippetLines } from '../evaluation/evaluate';
 import { type Difference, type PairedDifference, pairedDifference } from '../evaluation/paired-difference';
-import { commandContext } from './workspace-context';
+import { evalContextFor, type WorkspaceEvalContext } from '../dataset/workspace-context';
 import { UsageError } from './cli-args';
 
-export interface WorkspaceEval {
-  context: EvalContext;
-  dispose(): void;
-}
-
-/** Indexes the workspace and returns the evaluation's context: scored files are named by their workspace paths, and their near-duplicates are never used. */
-export async function workspaceEvalContext(request: { root: string; dir: string; files: readonly EvalFile[]; sources: readonly ContextSourceName[] }): Promise<WorkspaceEval> {
-  const cc = await commandContext(request.root);
-  const pathByUri = new Map<string, string>();
-  for (const file of request.files) {
-    const path = cc.pathOf(join(request.dir, file.path));
-    if (path === undefined) {
-      cc.dispose();
-      throw new UsageError(`${resolve(request.dir)} is not inside the workspace ${cc.root}`);
-    }
-    cc.duplicates.note(path, file.text); // the scored text's key, whether or not the workspace scan admitted it
-    pathByUri.set(file.path, pathToFileURL(join(cc.root, path)).href);
+/** Indexes the workspace; a scored folder outside it is a usage error. */
+export async function workspaceEvalContext(request: Parameters<typeof evalContextFor>[0]): Promise<WorkspaceEvalContext> {
+  try {
+    return await evalContextFor(request);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
   }
-  return {
-    context: {
-      supplier: cc.supplier((current, candidate) => cc.duplicates.isNearDuplicate(current, candidate)),
-      sources: request.sources,
-      uriOf: (path) => pathByUri.get(path) ?? pathToFileURL(resolve(request.dir, path)).href,
-    },
-    dispose: () => cc.dispose(),
-  };
 }
 
 interface ContextRun {

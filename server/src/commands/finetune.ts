@@ -1,6 +1,7 @@
 // `kiln finetune <workspace>`: adapt a model to a repository (LoRA or full-parameter) in a child
 // process at lower priority, printing progress; ends with the measured before/after gain.
 import { resolve } from 'node:path';
+import { parseContextSources } from '../context/snippet';
 import { defaultModelPath } from '../default-model';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
@@ -15,11 +16,13 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
          [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
-         [--in-process]
+         [--in-process] [--context all|none|SOURCE,…] [--context-rate X]
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
+  --context: the context sources of the examples' blocks and of the before/after evaluation, as kiln.context.sources (default all; none: no context)
+  --context-rate: share of documents whose examples start with a context block (0–1, default ${FINE_TUNE_DEFAULTS.context.rate})
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
 const INT_FLAGS = [
@@ -56,7 +59,9 @@ function fraction(name: string, value: string | undefined): number | undefined {
 
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
+  const stringFlags = Object.fromEntries(
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump', 'context', 'context-rate'].map((f) => [f, { type: 'string' as const }]),
+  );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
     'no-resume': { type: 'boolean' },
@@ -101,6 +106,7 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     evalLines: intOrUnset('eval-lines', 0),
     seed: intOrUnset('seed', 0),
     lineSpanRate: fraction('line-spans', str('line-spans')),
+    context: exampleContext(str('context'), fraction('context-rate', str('context-rate'))),
     maxFiles: intOrUnset('max-files', 1),
     threads: intOrUnset('threads', 0),
     executionProvider: str('ep') === undefined ? undefined : parseExecutionProvider(str('ep')),
@@ -172,4 +178,16 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
   if (json) out(JSON.stringify(result));
   else out(summary(result));
   return 0;
+}
+
+/** The examples' context from --context and --context-rate over the defaults. */
+function exampleContext(spec: string | undefined, rate: number | undefined): FineTuneOptions['context'] | undefined {
+  if (spec === undefined && rate === undefined) return undefined;
+  let sources = FINE_TUNE_DEFAULTS.context.sources;
+  try {
+    if (spec !== undefined) sources = parseContextSources(spec);
+  } catch (err) {
+    throw new UsageError(`--context: ${(err as Error).message}`);
+  }
+  return { ...FINE_TUNE_DEFAULTS.context, sources, ...(rate === undefined ? {} : { rate }) };
 }

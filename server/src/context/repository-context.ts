@@ -210,6 +210,21 @@ export class RepositoryContext {
     return snippets;
   }
 
+  /**
+   * Candidates for a whole document, for a training example whose cursor may be anywhere in it: its
+   * imports and the windows most like its text (first 8 KiB); recent edits and views do not exist there.
+   */
+  documentCandidates(request: Omit<CandidateRequest, 'offset'>): ContextSnippet[] {
+    const excluded = (p: string) => request.exclude?.(p) === true;
+    const out: ContextSnippet[] = [];
+    if (request.sources.includes('imports')) out.push(...this.importSnippets(request.path, excluded));
+    if (request.sources.includes('similar')) {
+      const query = identifierSet(request.text.slice(0, 8192));
+      out.push(...this.index.query(query, { exclude: (p) => p === request.path || excluded(p), limit: SIMILAR_LIMIT }));
+    }
+    return out;
+  }
+
   private importSnippets(path: string, excluded: (p: string) => boolean): ContextSnippet[] {
     const found = (this.imports.get(path) ?? []).filter((d) => !excluded(d.path));
     return found.map((d, i) => ({ source: 'imports', path: d.path, startLine: 0, endLine: d.text.split('\n').length, text: d.text, score: found.length - i }));

@@ -2,6 +2,8 @@
 // and kiln/trainingDataPreview: the user's choices in, every unset field from the table below.
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
+import { DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
+import { CONTEXT_SOURCES } from '../context/snippet';
 import { SCAN_DEFAULTS } from '../dataset/scan';
 import type { LoraTarget, TrainingMode } from '../model/graph/training-graph';
 import { automaticThreads } from '../runtime/threads';
@@ -33,6 +35,7 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   fimRate: 0.9,
   spmRate: 0.5,
   lineSpanRate: 0.5,
+  context: { sources: [...CONTEXT_SOURCES], maxTokens: DEFAULT_COMPLETION_SETTINGS['context.maxTokens'], rate: 0.5 },
   maxFiles: SCAN_DEFAULTS.maxFiles,
   resume: true,
   dryRun: false,

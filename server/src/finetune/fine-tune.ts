@@ -7,6 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
 import type { DatasetReport } from '../dataset/build-dataset';
 import { buildWorkspaceDataset, datasetChoices } from '../dataset/training-preview';
+import type { ExampleContextOptions } from '../dataset/example-context';
+import { evalContextFor } from '../dataset/workspace-context';
 import type { FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
@@ -44,6 +46,8 @@ export interface FineTuneOptions {
   fimRate: number;
   spmRate: number;
   lineSpanRate: number;
+  /** The editor's context: the training examples' blocks and the before/after evaluations use it. */
+  context: ExampleContextOptions;
   /** Files the workspace scan reads at most (the rest are excluded as 'limit' and reported). */
   maxFiles: number;
   resume: boolean;
@@ -76,9 +80,9 @@ export interface FineTuneResult {
 }
 
 function runId(o: FineTuneOptions, datasetHash: string): string {
-  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate } = o;
+  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, context } = o;
   return createHash('sha256')
-    .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, datasetHash }))
+    .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, context, datasetHash }))
     .digest('hex');
 }
 
@@ -94,125 +98,133 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const loadOptions = { executionProvider: 'cpu' as const, threads: o.threads, cacheDir: o.cacheDir };
   // before and after are both measured unquantized: the trained weights carry no quantization measurement
   const choices = { fimOrder: 'auto', quantization: 'none' } as const;
-  const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal };
-
-  emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
-  const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
-  const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
-
-  emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
-  const trainer = await TrainerSession.create({
-    modelDir: o.modelDir,
-    mode: o.mode,
-    hyper: DEFAULT_ADAMW,
-    accumulation: o.accumulation,
-    threads: o.threads,
-    cacheDir: o.cacheDir,
-    seed: o.seed,
-    executionProvider: o.executionProvider,
-    log: (m) => emit({ type: 'log', message: m }),
-  });
-  const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
-  const checkpointDir = join(o.outDir, 'checkpoint');
-  const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
-  const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
-  // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
-  const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
-  const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
-  let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
-  let stale = 0;
-  let tokensSeen = 0;
-  let resumedFrom: number | undefined;
-  let stoppedEarly = false;
-  if (o.resume && existsSync(checkpointDir)) {
-    // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
-    const {
-      state,
-      best: bestValues,
-      meta,
-    } = loadCheckpoint(
-      checkpointDir,
-      run,
-      trainer.params.map((p) => p.name),
-    );
-    trainer.restore(state);
-    best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
-    stale = meta.stepsWithoutImprovement;
-    stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
-    tokensSeen = meta.tokensSeen;
-    resumedFrom = meta.step;
-    emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
-  }
-  const t0 = performance.now();
-  let cancelled = false;
+  // the editor's context, from the rest of the workspace (never a held-out file's near-duplicates)
+  const evalContext =
+    o.context.sources.length === 0
+      ? undefined
+      : await evalContextFor({ root: o.workspace, dir: o.workspace, files: dataset.validationFiles, sources: o.context.sources, maxTokens: o.context.maxTokens });
+  const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal, ...(evalContext === undefined ? {} : { context: evalContext.context }) };
   try {
-    for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
-      // Let pending messages (a cancel from the parent) run before the next step starts.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (signal?.aborted) {
-        cancelled = true;
-        break;
-      }
-      const lr = learningRate(schedule, step + 1);
-      const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
-      const { loss, gradNorm } = await trainer.trainStep(micro, lr);
-      tokensSeen += micro.length * o.batchSize * o.seqLen;
-      const elapsed = (performance.now() - t0) / 1000;
-      const done = trainer.step - (resumedFrom ?? 0);
-      emit({
-        type: 'step',
-        step: trainer.step,
-        totalSteps,
-        loss,
-        lr,
-        gradNorm,
-        tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
-        etaSeconds: (elapsed / done) * (totalSteps - trainer.step),
-      });
-      const last = trainer.step === totalSteps;
-      if (trainer.step % o.evalEvery === 0 || last) {
-        const valLoss = await trainer.loss(validation);
-        const improved = valLoss < best.loss;
-        if (improved) best = { step: trainer.step, loss: valLoss, values: trainer.snapshot().values };
-        stale = improved ? 0 : stale + 1;
-        emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
-        if (stale >= o.patience) stoppedEarly = true;
-      }
-      if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) {
-        saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen });
-      }
-      if (stoppedEarly) break;
+    emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
+    const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
+    const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
+
+    emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
+    const trainer = await TrainerSession.create({
+      modelDir: o.modelDir,
+      mode: o.mode,
+      hyper: DEFAULT_ADAMW,
+      accumulation: o.accumulation,
+      threads: o.threads,
+      cacheDir: o.cacheDir,
+      seed: o.seed,
+      executionProvider: o.executionProvider,
+      log: (m) => emit({ type: 'log', message: m }),
+    });
+    const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
+    const checkpointDir = join(o.outDir, 'checkpoint');
+    const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
+    const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
+    // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
+    const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
+    const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
+    let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
+    let stale = 0;
+    let tokensSeen = 0;
+    let resumedFrom: number | undefined;
+    let stoppedEarly = false;
+    if (o.resume && existsSync(checkpointDir)) {
+      // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
+      const {
+        state,
+        best: bestValues,
+        meta,
+      } = loadCheckpoint(
+        checkpointDir,
+        run,
+        trainer.params.map((p) => p.name),
+      );
+      trainer.restore(state);
+      best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
+      stale = meta.stepsWithoutImprovement;
+      stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
+      tokensSeen = meta.tokensSeen;
+      resumedFrom = meta.step;
+      emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
     }
+    const t0 = performance.now();
+    let cancelled = false;
+    try {
+      for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
+        // Let pending messages (a cancel from the parent) run before the next step starts.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+        const lr = learningRate(schedule, step + 1);
+        const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
+        const { loss, gradNorm } = await trainer.trainStep(micro, lr);
+        tokensSeen += micro.length * o.batchSize * o.seqLen;
+        const elapsed = (performance.now() - t0) / 1000;
+        const done = trainer.step - (resumedFrom ?? 0);
+        emit({
+          type: 'step',
+          step: trainer.step,
+          totalSteps,
+          loss,
+          lr,
+          gradNorm,
+          tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
+          etaSeconds: (elapsed / done) * (totalSteps - trainer.step),
+        });
+        const last = trainer.step === totalSteps;
+        if (trainer.step % o.evalEvery === 0 || last) {
+          const valLoss = await trainer.loss(validation);
+          const improved = valLoss < best.loss;
+          if (improved) best = { step: trainer.step, loss: valLoss, values: trainer.snapshot().values };
+          stale = improved ? 0 : stale + 1;
+          emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
+          if (stale >= o.patience) stoppedEarly = true;
+        }
+        if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) {
+          saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen });
+        }
+        if (stoppedEarly) break;
+      }
+    } finally {
+      await trainer.release();
+    }
+    const trainSeconds = (performance.now() - t0) / 1000;
+
+    emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
+    const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
+    saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
+
+    let after: EvalReport | undefined;
+    if (!cancelled) {
+      emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
+      const tuned =
+        o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
+      after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
+    }
+    const result: FineTuneResult = {
+      ...empty,
+      output,
+      before,
+      after,
+      steps: trainer.step,
+      bestStep: best.step,
+      bestValidationLoss: best.loss,
+      tokensSeen,
+      trainSeconds,
+      cancelled,
+      stoppedEarly,
+      resumedFrom,
+    };
+    writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
+    return result;
   } finally {
-    await trainer.release();
+    evalContext?.dispose(); // the workspace's index is not kept past the run
   }
-  const trainSeconds = (performance.now() - t0) / 1000;
-
-  emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
-  const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
-  saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
-
-  let after: EvalReport | undefined;
-  if (!cancelled) {
-    emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
-    const tuned =
-      o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
-    after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
-  }
-  const result: FineTuneResult = {
-    ...empty,
-    output,
-    before,
-    after,
-    steps: trainer.step,
-    bestStep: best.step,
-    bestValidationLoss: best.loss,
-    tokensSeen,
-    trainSeconds,
-    cancelled,
-    stoppedEarly,
-    resumedFrom,
-  };
-  writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
-  return result;
 }

@@ -162,6 +162,7 @@ export function startKilnServer(connection: Connection): void {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
       executionProvider: settings.executionProvider,
+      context: { sources: settings['context.enabled'] ? settings['context.sources'] : [], maxTokens: settings['context.maxTokens'] },
       progress: (p) => {
         training = { ...training, ...p, state: p.state };
         void connection.sendNotification(KilnTrainingProgressNotification.type, p);
