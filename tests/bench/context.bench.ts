@@ -27,7 +27,14 @@ const REPO = join(__dirname, '..', '..');
 
 function parseArgs(argv: readonly string[]) {
   const a = new BenchArgs(argv);
-  const o = { model: join(REPO, 'models', 'kiln-code-4m'), workspace: join(REPO, 'server', 'src'), keystrokes: Infinity, block: 32, threads: 1, out: undefined as string | undefined };
+  const o = {
+    model: join(REPO, 'models', 'kiln-code-4m'),
+    workspace: join(REPO, 'server', 'src'),
+    keystrokes: Infinity,
+    block: 32,
+    threads: 1,
+    out: undefined as string | undefined,
+  };
   for (let f = a.flag(); f !== undefined; f = a.flag()) {
     if (f === '--model') o.model = a.value();
     else if (f === '--workspace') o.workspace = a.value();
@@ -104,7 +111,10 @@ async function main(): Promise<void> {
   };
   const [off, on] = result.rows;
   log(`loadavg ${result.loadavg.join(' ')}; ${trace.length} keystrokes, ${o.threads} thread(s)`);
-  for (const r of result.rows) log(`${r.name.padEnd(12)} p50 ${r.ms.p50} ms, p95 ${r.ms.p95} ms; ≤4 tokens prefilled on ${(100 * r.shareAtMost4Prefilled).toFixed(1)}%; block ${r.blockTokens.p50} tokens (p50), changed ${r.blockChanges} times`);
+  for (const r of result.rows)
+    log(
+      `${r.name.padEnd(12)} p50 ${r.ms.p50} ms, p95 ${r.ms.p95} ms; ≤4 tokens prefilled on ${(100 * r.shareAtMost4Prefilled).toFixed(1)}%; block ${r.blockTokens.p50} tokens (p50), changed ${r.blockChanges} times`,
+    );
   log(`p50 with context / without: ${round(on!.ms.p50 / off!.ms.p50, 3)}`);
   emitJson(result, o.out);
   workspace.dispose();

@@ -3,10 +3,10 @@
 // prompt the engine built before context existed; and typing at the cursor still only appends
 // tokens after the block, so the KV cache of the block and the suffix survives every keystroke.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
+import { type CompletionModel, loadCompletionModel, readTrainedFacts } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { buildPrompt } from '../../server/src/completion/prompt';
 import { healPrompt } from '../../server/src/completion/token-healing';
@@ -70,6 +70,24 @@ describe('the prompt with context', () => {
     assert.deepEqual(prompt.tokens, withContextBlock(model.fim, prompt.block.tokens, healed.tokens));
     assert.ok(prompt.tokens.length + 16 <= model.contextTokens);
     ctx.dispose();
+  });
+
+  it("writes comment headers for a model whose kiln.json says contextFormat 'comment', and refuses another value", async () => {
+    const dir = writeTinyCodeModel(join(root, 'comment-model'), { maxPositions: 1024 });
+    writeFileSync(join(dir, 'kiln.json'), JSON.stringify({ fimOrders: ['spm'], contextFormat: 'comment' }));
+    const commented = await loadCompletionModel(dir, { fimOrder: 'auto', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    const { ctx, supplier } = await contextOver({ 'src/format.ts': helper, 'src/report.ts': current });
+    try {
+      const engine = new CompletionEngine(commented, settings, new LatencyStats(), { context: supplier });
+      const block = engine.promptFor({ uri: 'file:///shop/src/report.ts', text: current, offset: current.length }).block;
+      const text = commented.tokenizer.decode(block.tokens);
+      assert.ok(text.startsWith('// src/format.ts\nexport function formatTotal(') && text.endsWith('// src/report.ts\n') && !text.includes('<|file_sep|>'), text);
+      writeFileSync(join(dir, 'kiln.json'), JSON.stringify({ contextFormat: 'xml' }));
+      assert.throws(() => readTrainedFacts(dir), /"contextFormat" must be "repo" or "comment"/);
+    } finally {
+      ctx.dispose();
+      await commented.loaded.session.release();
+    }
   });
 
   it('without a supplier, or with kiln.context.enabled off, is the prompt the engine built before context', async () => {

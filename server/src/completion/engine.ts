@@ -265,6 +265,7 @@ export class CompletionEngine {
       maxTokens,
       encode: (piece) => cache.encode(piece),
       template: this.model.fim,
+      ...(this.model.contextFormat === undefined ? {} : { format: this.model.contextFormat }),
     });
   }
 

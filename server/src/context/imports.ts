@@ -123,12 +123,15 @@ function isMember(line: string, lang: ImportLanguage): boolean {
 
 /**
  * The declarations of `names` (all top-level ones when undefined) in `text`, as signature lines, a
- * class's or interface's members included, at most `maxLines` lines. Private names (leading _ in
- * Python) are left out of a whole-module import.
+ * class's or interface's members included, at most `maxLines` lines. A whole-module import takes
+ * the exported declarations (every top-level one of a CommonJS module), private names (leading _
+ * in Python) left out.
  */
 export function declarationsOf(text: string, lang: ImportLanguage, names: readonly string[] | undefined, maxLines = 24): string {
   const lines = splitLines(text);
   const wanted = names === undefined ? undefined : new Set(names);
+  // a CommonJS module exports through module.exports: its top-level declarations are what it offers
+  const esm = lang === 'js' && /^export\b/m.test(text);
   const out: string[] = [];
   for (let i = 0; i < lines.length && out.length < maxLines; i++) {
     const line = lines[i]!;
@@ -137,7 +140,7 @@ export function declarationsOf(text: string, lang: ImportLanguage, names: readon
     if (m === null) continue;
     const kind = m[1] ?? 'assign';
     const name = m[2] ?? m[3]!;
-    if (wanted !== undefined ? !wanted.has(name) : lang === 'python' ? name.startsWith('_') : !/^export\b/.test(line)) continue;
+    if (wanted !== undefined ? !wanted.has(name) : lang === 'python' ? name.startsWith('_') : esm && !/^export\b/.test(line)) continue;
     out.push(signature(line, lang, kind));
     if (kind !== 'class' && kind !== 'interface') continue;
     let indent: string | undefined;
