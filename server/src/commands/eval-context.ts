@@ -85,6 +85,6 @@ export function formatContextComparisons(c: ContextComparisons): string {
     `context          ${c.sources.join(', ')} (lines with snippets: ${used || 'none'})`,
     `without context  exact ${pct(c.none.exactMatch)}, edit sim ${Number.isNaN(c.none.editSimilarity) ? 'n/a' : c.none.editSimilarity.toFixed(3)}`,
     `context minus none, same lines (mean [95% interval]): ${gap(c.contextMinusNone)}`,
-    ...Object.entries(c.withoutSource).map(([s, r]) => `  minus without ${s.padEnd(8)} ${gap(r!.contextMinusThis)}`),
+    ...Object.entries(c.withoutSource).map(([s, r]) => `  all minus without ${s.padEnd(8)} ${gap(r!.contextMinusThis)}`),
   ].join('\n');
 }
