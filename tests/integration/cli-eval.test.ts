@@ -165,6 +165,11 @@ describe('kiln eval', () => {
     );
     assert.ok(Math.abs(report.context.contextMinusNone.editSimilarity.mean - (report.editSimilarity - before.editSimilarity)) < 1e-9, 'paired on the same lines');
     assert.deepEqual(Object.keys(report.context.withoutSource).sort(), ['imports', 'similar'], 'each source that gave snippets, switched off in turn');
+    // the same model compared without context: its difference is exactly context minus none
+    const vsBare = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, '--compare', modelDir, '--compare-context', 'none', ...onCpu);
+    assert.equal(vsBare.code, 0, vsBare.stderr);
+    const compared = (JSON.parse(vsBare.stdout) as WithContext & { compared: { modelMinusCompared: PairedDifference } }).compared;
+    assert.deepEqual(compared.modelMinusCompared, report.context.contextMinusNone);
     const none = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, '--context', 'none', ...onCpu);
     const off = JSON.parse(none.stdout) as WithContext;
     assert.equal(off.context, undefined);
@@ -181,7 +186,7 @@ describe('kiln eval', () => {
   });
 
   it('exits 2 with the usage for bad flags', async () => {
-    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--loss-window', '1'], ['--context', 'all'], []]) {
+    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--loss-window', '1'], ['--context', 'all'], ['--compare-context', 'none'], []]) {
       const r = await kiln('eval', ...(args.length ? [src] : []), ...args, ...onCpu);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^kiln eval: [\s\S]+\nusage: kiln eval <dir>/);

@@ -14,12 +14,13 @@ import { contextComparisons, type ContextComparisons, formatContextComparisons, 
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…]]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…] [--compare-context all|none|SOURCE,…]]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   "  with the model's per-line difference to each (mean and 95% interval);\n" +
   '  --workspace scores with the context block the editor would build from the rest of the workspace ROOT (never from the scored file or its\n' +
   '  near-duplicates), on the same lines as without it, with the paired difference and each source switched off in turn (sources: imports, edits, viewed, similar);\n' +
+  '  --compare-context scores the --compare model with other context sources (none: without context), still paired on the same lines;\n' +
   '  --loss-window sets the validation loss window in tokens (default 512);\n' +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
@@ -37,6 +38,7 @@ function parse(args: string[]) {
     context: { type: 'string' },
     baselines: { type: 'string' },
     compare: { type: 'string' },
+    'compare-context': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -44,6 +46,14 @@ function parse(args: string[]) {
   const context = parseNonNegativeInt('loss-window', values['loss-window'], 512);
   if (context < 2) throw new UsageError('--loss-window must be at least 2 tokens');
   if (values.context !== undefined && values.workspace === undefined) throw new UsageError('--context needs --workspace (the files context is drawn from)');
+  if (values['compare-context'] !== undefined && (values.workspace === undefined || values.compare === undefined))
+    throw new UsageError('--compare-context needs --compare and --workspace');
+  let compareSources: ContextSourceName[] | undefined;
+  try {
+    if (values['compare-context'] !== undefined) compareSources = parseContextSources(values['compare-context']);
+  } catch (err) {
+    throw new UsageError(`--compare-context: ${(err as Error).message}`);
+  }
   let sources: ContextSourceName[] = [...CONTEXT_SOURCES];
   try {
     if (values.context !== undefined) sources = parseContextSources(values.context);
@@ -60,6 +70,7 @@ function parse(args: string[]) {
     contextTokens: context,
     baselinesFrom: values.baselines,
     compareWith: values.compare,
+    compareSources,
     workspace: values.workspace,
     sources,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
@@ -108,7 +119,11 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   }
   const { report, perLine } = measured;
   // loaded after the first is released: two models' memory is never held at once
-  const scored = { files, options, modelLines: perLine };
+  // --compare-context: the compared model draws context from other sources (none: e.g. a fine-tune with context against the base without)
+  const compareContext = options.context === undefined || parsed.compareSources === undefined ? options.context : { ...options.context, sources: parsed.compareSources };
+  const { context: _, ...withoutContext } = options;
+  const compareOptions = compareContext === undefined || compareContext.sources.length === 0 ? withoutContext : { ...options, context: compareContext };
+  const scored = { files, options: compareOptions, modelLines: perLine };
   const compared =
     parsed.compareWith === undefined
       ? undefined
