@@ -14,13 +14,14 @@ import { contextComparisons, type ContextComparisons, formatContextComparisons, 
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…] [--compare-context all|none|SOURCE,…]]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…] [--compare-context all|none|SOURCE,…] [--context-tokens N]]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   "  with the model's per-line difference to each (mean and 95% interval);\n" +
   '  --workspace scores with the context block the editor would build from the rest of the workspace ROOT (never from the scored file or its\n' +
   '  near-duplicates), on the same lines as without it, with the paired difference and each source switched off in turn (sources: imports, edits, viewed, similar);\n' +
   '  --compare-context scores the --compare model with other context sources (none: without context), still paired on the same lines;\n' +
+  '  --context-tokens N sets kiln.context.maxTokens for the run (default 512; a short-context model gets less);\n' +
   '  --loss-window sets the validation loss window in tokens (default 512);\n' +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
   '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
@@ -39,6 +40,7 @@ function parse(args: string[]) {
     baselines: { type: 'string' },
     compare: { type: 'string' },
     'compare-context': { type: 'string' },
+    'context-tokens': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -46,6 +48,7 @@ function parse(args: string[]) {
   const context = parseNonNegativeInt('loss-window', values['loss-window'], 512);
   if (context < 2) throw new UsageError('--loss-window must be at least 2 tokens');
   if (values.context !== undefined && values.workspace === undefined) throw new UsageError('--context needs --workspace (the files context is drawn from)');
+  if (values['context-tokens'] !== undefined && values.workspace === undefined) throw new UsageError('--context-tokens needs --workspace');
   if (values['compare-context'] !== undefined && (values.workspace === undefined || values.compare === undefined))
     throw new UsageError('--compare-context needs --compare and --workspace');
   let compareSources: ContextSourceName[] | undefined;
@@ -67,10 +70,11 @@ function parse(args: string[]) {
     maxLines: parseNonNegativeInt('max-lines', values['max-lines'], 200),
     maxFiles: parseNonNegativeInt('max-files', values['max-files'], 200),
     seed: parseNonNegativeInt('seed', values.seed, 0),
-    contextTokens: context,
+    lossWindow: context,
     baselinesFrom: values.baselines,
     compareWith: values.compare,
     compareSources,
+    contextTokens: values['context-tokens'] === undefined ? undefined : parseNonNegativeInt('context-tokens', values['context-tokens'], 0),
     workspace: values.workspace,
     sources,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
@@ -97,9 +101,9 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const threads = parsed.runtime.threads || automaticThreads();
-  const workspace = parsed.workspace === undefined ? undefined : await workspaceEvalContext({ root: parsed.workspace, dir: parsed.dir, files, sources: parsed.sources });
+  const workspace = parsed.workspace === undefined ? undefined : await workspaceEvalContext({ root: parsed.workspace, dir: parsed.dir, files, sources: parsed.sources, ...(parsed.contextTokens === undefined ? {} : { maxTokens: parsed.contextTokens }) });
   const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
-  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens, ...(workspace === undefined ? {} : { context: workspace.context }) };
+  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.lossWindow, ...(workspace === undefined ? {} : { context: workspace.context }) };
   let measured: { report: EvalReport; perLine: LineScore[] };
   let baselines: BaselineScores | undefined;
   let comparisons: ContextComparisons | undefined;
