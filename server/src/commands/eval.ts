@@ -101,7 +101,16 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const threads = parsed.runtime.threads || automaticThreads();
-  const workspace = parsed.workspace === undefined ? undefined : await workspaceEvalContext({ root: parsed.workspace, dir: parsed.dir, files, sources: parsed.sources, ...(parsed.contextTokens === undefined ? {} : { maxTokens: parsed.contextTokens }) });
+  const workspace =
+    parsed.workspace === undefined
+      ? undefined
+      : await workspaceEvalContext({
+          root: parsed.workspace,
+          dir: parsed.dir,
+          files,
+          sources: parsed.sources,
+          ...(parsed.contextTokens === undefined ? {} : { maxTokens: parsed.contextTokens }),
+        });
   const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
   const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.lossWindow, ...(workspace === undefined ? {} : { context: workspace.context }) };
   let measured: { report: EvalReport; perLine: LineScore[] };
