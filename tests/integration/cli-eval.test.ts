@@ -138,7 +138,7 @@ describe('kiln eval', () => {
     );
     put(
       'src/format.ts',
-      'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n',
+      'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n',
     );
     const plain = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', ...onCpu);
     const r = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, ...onCpu);

@@ -20,7 +20,7 @@ const ws = join(root, 'shop');
 const awsKey = `AKIA${'ABCDEFGH'.repeat(2).slice(0, 15)}7`;
 const files: Record<string, string> = {
   'src/format.ts':
-    'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n',
+    'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n',
   'src/orders.ts': `export interface Order {\n  id: string;\n  amount: number;\n}\nexport const accessKeyId = "${awsKey}";\nexport function totalOf(orders: Order[]): number {\n  return orders.reduce((a, o) => a + o.amount, 0);\n}\n`,
   'src/report.ts':
     "import { formatTotal } from './format';\nimport type { Order } from './orders';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",

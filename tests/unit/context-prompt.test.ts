@@ -24,7 +24,7 @@ let model: CompletionModel;
 const settings = { ...parseSettings({ maxTokens: 16, tokenHealing: true, completionMode: 'line', temperature: 0 }).settings, speculate: false };
 
 const helper =
-  'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n';
+  'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n';
 const current = "import { formatTotal } from './format';\n\nexport function report(orders: Order[]) {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return ";
 
 before(async () => {

@@ -57,7 +57,16 @@ describe('no snippet holds the cursor line', () => {
 describe('typing storms stay bounded', () => {
   it('5,000 keystrokes record edits in a bounded ring, queue one refresh, and admit (scrub) nothing until the typing stops', async () => {
     let admitted = 0;
-    const ctx = new RepositoryContext({ policy: { admit: (_p, t) => (admitted++, t) }, idle: { quietMs: 60_000 }, index: { maxWindows: 500 } });
+    const ctx = new RepositoryContext({
+      policy: {
+        admit: (_p, t) => {
+          admitted++;
+          return t;
+        },
+      },
+      idle: { quietMs: 60_000 },
+      index: { maxWindows: 500 },
+    });
     let text = codeLines(3, 100, 'storm').join('\n');
     ctx.openDocument('src/storm.ts', text);
     for (let i = 0; i < 5_000; i++) {

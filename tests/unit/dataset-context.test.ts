@@ -23,7 +23,7 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 const files: Record<string, string> = {
   'src/format.ts':
-    'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return `${sum} ${currency}`;\n}\n',
+    'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n',
   'src/report.ts':
     "import { formatTotal } from './format';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
   'lib/report.js': "function report(orders) {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
