@@ -156,3 +156,25 @@ describe('the automatic precision', () => {
     );
   });
 });
+
+describe('loaded weight bytes from the config', () => {
+  it('equal the bytes the built graph holds, at every precision', async () => {
+    const { loadedWeightBytes } = await import('../../server/src/model/model-size');
+    const { loadModel } = await import('../../server/src/runtime/load-model');
+    const cache = fresh();
+    for (const c of [TINY_LLAMA, TINY_QWEN2]) {
+      const dir = join(root, `size-${c.modelType}`);
+      writeTinyCheckpoint(dir, makeTinyWeights(c, 4));
+      for (const [p, o] of [
+        ['fp32', {}],
+        ['fp16', { weightType: 'float16' }],
+        ['int8', { quantization: 8 }],
+        ['int4', { quantization: 4 }],
+      ] as const) {
+        const model = await loadModel(dir, { executionProvider: 'cpu', threads: 1, cacheDir: cache, ...o });
+        assert.equal(loadedWeightBytes(c, p), model.session.weightBytes, `${c.modelType} ${p}`);
+        await model.session.release();
+      }
+    }
+  });
+});
