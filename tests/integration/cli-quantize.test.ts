@@ -89,7 +89,7 @@ describe('kiln.quantization auto', () => {
     for (const m of [auto, none, unmeasured]) await m.session.release();
   });
 
-  it('does not quantize under a merged adapter (the measurement covered the base weights only)', async () => {
+  it('an adapter runs on the recommended quantized base (side products on the int4 graph, in its folder)', async () => {
     const adapterDir = join(root, 'adapter');
     const d = 64;
     const tensors = new Map([
@@ -102,10 +102,14 @@ describe('kiln.quantization auto', () => {
     ]);
     saveLoraAdapter(adapterDir, { baseModel: modelDir, mode: { rank: 2, alpha: 4, targets: ['q_proj'] }, tensors, shapes });
     const adapted = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
-    assert.equal(adapted.quantization, undefined);
+    assert.equal(adapted.quantization, 4);
+    const base = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache });
+    assert.equal(adapted.graphDir, base.graphDir, "the adapter graph sits in the int4 base graph's folder");
+    assert.equal(adapted.session.weightBytes, base.session.weightBytes + 2 * 2 * d * 4, 'the base weights plus the two factors');
     await adapted.session.release();
-    const explicit = await loadWithQuantization(modelDir, 'int4', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
-    assert.equal(explicit.quantization, 4, 'an explicit setting still applies');
+    await base.session.release();
+    const explicit = await loadWithQuantization(modelDir, 'none', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
+    assert.equal(explicit.quantization, undefined, 'an explicit setting still applies');
     await explicit.session.release();
   });
 
