@@ -13,6 +13,8 @@ import { LORA_TARGETS } from '../../server/src/model/graph/training-graph';
 import { halfBitsToFloat, floatToHalfBits } from '../../server/src/model/half';
 import { dequantizeBlockwise, type QuantBits, quantizeBlockwise } from '../../server/src/model/quantize';
 import type { AttentionPath } from '../../server/src/model/graph/decoder';
+import { InferenceServer } from '../../server/src/runtime/inference-server';
+import { ModelSwappedError } from '../../server/src/runtime/cancellation';
 import { loadModel } from '../../server/src/runtime/load-model';
 import { randomNormal, seededRandom } from '../helpers/random';
 import { referenceForward } from '../helpers/reference-forward';
@@ -186,5 +188,45 @@ describe('LoRA side products on the base graph', () => {
       assert.equal(adapted.weightBytes, first.weightBytes + loraBytes, 'weight bytes: the base plus the factors');
       assert.equal((await run({ cacheDir: cache, adapter: true, quantization })).cacheHit, true, 'the adapter graph is cached');
     }
+  });
+
+  it('the inference server swaps an int8 base for int8 + adapter between steps; batched decode equals the adapter model alone', async () => {
+    const cache = join(root, 'cache-swap');
+    const load = (adapter: boolean) => loadModel(baseDir, { executionProvider: 'cpu', threads: 1, cacheDir: cache, quantization: 8, adapterDir: adapter ? adapterDir : undefined });
+    const base = await load(false);
+    const adapted = await load(true);
+    const server = new InferenceServer(base.session, { kvBudgetBytes: 16 * 2 ** 20 });
+    const before = (await server.open(TOKENS)).slot;
+    await server.extend(before, TOKENS);
+    assert.equal(await server.swap(adapted.session), base.session);
+    await assert.rejects(server.step([before], [7]), ModelSwappedError);
+    const prompts = [TOKENS, TOKENS.slice(0, 4)];
+    const slots = [];
+    for (const p of prompts) {
+      const { slot, reused } = await server.open(p);
+      assert.equal(reused, 0, 'no KV of the base weights is reused');
+      await server.extend(slot, p);
+      slots.push(slot);
+    }
+    const steps = [
+      [11, 12],
+      [13, 14],
+    ];
+    const batched = [];
+    for (const tokens of steps) batched.push(await server.step(slots, tokens));
+    for (const [b, p] of prompts.entries()) {
+      const alone = adapted.session.newState();
+      await adapted.session.prefill(alone, p);
+      const baseAlone = base.session.newState();
+      await base.session.prefill(baseAlone, p);
+      for (const [t, tokens] of steps.entries()) {
+        const expected = await adapted.session.decode(alone, tokens[b]!);
+        const baseLogits = await base.session.decode(baseAlone, tokens[b]!);
+        assert.ok(maxAbsDiff(batched[t]![b]!, expected) <= 1e-4, `slot ${b} step ${t}`);
+        assert.ok(maxAbsDiff(batched[t]![b]!, baseLogits) > 1e-2, `slot ${b} step ${t}: the adapter is in use`);
+      }
+    }
+    await base.session.release();
+    await adapted.session.release();
   });
 });
