@@ -7,6 +7,9 @@
 //
 // The same code builds the inference graph (A, B frozen initializers) and, under a recording
 // DiffGraph, the training graph (A, B trainable inputs): the ops are the differentiable ones.
+// Training on a quantized base (QLoRA) also needs the base's backward with respect to x
+// (grad_x = grad_y · W, W dequantized): quantized-matmul.ts emits MatMulNBits with g.op, outside
+// the DiffGraph's rules, so that rule has to be added there before a recording graph may use it.
 import type { DecoderContext, LoraPair, ParamSource } from './decoder-parts';
 import type { DiffGraph, Value } from './diff-graph';
 import { add, mul } from './ops-elementwise';
