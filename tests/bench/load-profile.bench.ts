@@ -90,7 +90,8 @@ async function main(): Promise<void> {
             'cpu',
             cached.weightBytes,
           );
-          const entry = (speed[name] ??= { prefill256Ms: [], decodeMs: [] });
+          speed[name] ??= { prefill256Ms: [], decodeMs: [] };
+          const entry = speed[name]!;
           const state = s.newState();
           const t0 = performance.now();
           await s.prefill(state, PROMPT);
