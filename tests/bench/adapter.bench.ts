@@ -102,6 +102,7 @@ async function main(): Promise<void> {
       baseMs.push(...(await decodeMs(base, prompt, args.steps)));
       adapterMs.push(...(await decodeMs(adapted, prompt, args.steps)));
     }
+    await adapted.session.release(); // one adapter session at a time keeps the full shape's RSS down
     const cachedAdapter = await load(true);
     const row = {
       precision: quantization ? `int${quantization}` : 'fp32',
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
     };
     rows.push(row);
     log(JSON.stringify(row));
-    for (const m of [base, adapted, cachedAdapter]) await m.session.release();
+    for (const m of [base, cachedAdapter]) await m.session.release();
   }
   const result = { shape: `Qwen2.5-Coder-0.5B, ${args.layers}/24 layers`, rank: args.rank, threads: args.threads, loadavg: os.loadavg().map((x) => round(x, 2)), rows };
   log(`load average ${result.loadavg.join(' ')}`);
