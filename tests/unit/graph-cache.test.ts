@@ -76,8 +76,16 @@ describe('graph cache pruning', () => {
       utimesSync(dir, new Date(now - age), new Date(now - age));
     }
     assert.equal(listGraphCache(cache, now).leftovers.length, 2);
+    const oldTmp = join(cache, 'graphs', 'recent', 'lora-ab.onnx.data.tmp-1-z');
+    const newTmp = join(cache, 'graphs', 'recent', 'lora-cd.onnx.data.tmp-2-w');
+    writeFileSync(oldTmp, new Uint8Array(10));
+    writeFileSync(newTmp, new Uint8Array(10));
+    utimesSync(oldTmp, new Date(now - 2 * HOUR), new Date(now - 2 * HOUR));
+    utimesSync(join(cache, 'graphs', 'recent'), new Date(now - 1000), new Date(now - 1000));
     pruneGraphCache(cache, { limitBytes: 0, now });
     assert.deepEqual(readdirSync(join(cache, 'graphs')).sort(), ['f01.tmp-2-y', 'recent'], 'a build in progress and a recent graph stay');
+    assert.equal(existsSync(oldTmp), false, "a crashed adapter build's temporary file goes");
+    assert.equal(existsSync(newTmp), true, 'an adapter build in progress keeps its file');
     pruneGraphCache(cache, { limitBytes: 0, recentMs: 0, now });
     assert.deepEqual(readdirSync(join(cache, 'graphs')), ['f01.tmp-2-y']);
   });

@@ -156,7 +156,8 @@ function removeFolder(dir: string): void {
 
 /**
  * Brings the cache under `limitBytes`, least recently used first, never touching a kept or recent
- * graph. Leftovers of crashed builds older than an hour always go. Failures (a file held open on
+ * graph. Leftovers of crashed builds older than an hour always go (folders, and an adapter graph's
+ * temporary files inside a graph folder). Failures (a file held open on
  * Windows, a permission) skip that graph and are logged; pruning never fails a load.
  */
 export function pruneGraphCache(cacheDir: string, o: PruneOptions): PruneResult {
@@ -170,6 +171,30 @@ export function pruneGraphCache(cacheDir: string, o: PruneOptions): PruneResult 
       total -= l.bytes;
     } catch (err) {
       o.log?.(`graph cache: could not remove ${l.dir}: ${(err as Error).message}`);
+    }
+  }
+  // an adapter graph's temporary files left inside a graph folder by a crash
+  for (const g of listing.graphs) {
+    const crashed = readdirSync(g.dir).filter((f) => f.includes('.tmp-'));
+    for (const name of crashed) {
+      const path = join(g.dir, name);
+      try {
+        const st = statSync(path);
+        if (now - st.mtimeMs < LEFTOVER_AGE_MS) continue;
+        rmSync(path, { force: true });
+        total -= st.size;
+        g.bytes -= st.size;
+      } catch {
+        // gone already
+      }
+    }
+    if (crashed.length > 0) {
+      // removing a file touches the folder: keep its time, which is its last use
+      try {
+        utimesSync(g.dir, new Date(g.lastUsedMs), new Date(g.lastUsedMs));
+      } catch {
+        // a read-only cache only ages
+      }
     }
   }
   const keep = new Set((o.keep ?? []).map((d) => join(d)));
