@@ -136,6 +136,9 @@ export class ModelHost {
           threads: settings.threads || automaticThreads(),
           cacheDir: this.options.cacheDir,
           adapterDir: missingAdapter ? undefined : adapterDir,
+          cacheLimitBytes: settings.graphCacheLimitGB * 2 ** 30,
+          // the model serving until the swap must survive the cache pruning after this build
+          keepGraphDirs: this.current ? [this.current.model.loaded.graphDir] : [],
           log: this.options.log,
           // validation, graph build, quantization, hashing and the cache write run in a worker thread
           prepare: prepareGraphInWorker,

@@ -11,10 +11,11 @@ export type FimOrderSetting = 'auto' | 'psm' | 'spm';
 /** The completion engine's settings plus how the model is found, loaded and prompted. */
 export interface KilnSettings extends CompletionSettings {
   modelPath: string; // '' = the embedded default model
-  adapterPath: string; // '' = none; a PEFT LoRA adapter merged into the model (set after a fine-tune)
+  adapterPath: string; // '' = none; a PEFT LoRA adapter applied on the model (set after a fine-tune)
   executionProvider: ExecutionProviderChoice;
   quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
+  graphCacheLimitGB: number; // the built-graph cache's size cap (least recently used go first)
   fimOrder: FimOrderSetting;
   /** `kiln.backend.*`: the local model (default) or a remote inference server the user chose. */
   backend: BackendSettings;
@@ -26,6 +27,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   executionProvider: 'auto',
   quantization: 'auto',
   threads: 0,
+  graphCacheLimitGB: 16,
   fimOrder: 'auto',
   backend: DEFAULT_BACKEND_SETTINGS,
   ...DEFAULT_COMPLETION_SETTINGS,
@@ -54,6 +56,7 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
   quantization: oneOf(QUANTIZATION_SETTINGS),
   threads: int(0, 256),
+  graphCacheLimitGB: int(1, 4096),
   maxTokens: int(1, 1024),
   temperature: real(0, 5),
   topP: real(0.01, 1),

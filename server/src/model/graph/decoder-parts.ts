@@ -8,7 +8,8 @@ import type { DiffGraph, Value } from './diff-graph';
 import type { ElemType } from './onnx-graph';
 import { add, cast, mul, reciprocal, silu, sqrt } from './ops-elementwise';
 import { matmul, meanLastAxis } from './ops-nn';
-import { split, transpose } from './ops-shape';
+import { addLoraSideProducts } from './lora-side-product';
+import { split } from './ops-shape';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Where the builder gets HF weights from: one tensor at a time, as float32. */
@@ -104,7 +105,8 @@ export interface LinearSpec {
 
 /**
  *   x [B,S,in] ─(Cast f16)─ MatMul(W [in,out]) ─(Cast f32)─ (+ bias) (+ x·Aᵀ·Bᵀ·scale) ─> [B,S,out]
- * `hfNames` lists the HF weights fused side by side; LoRA applies only to an unfused projection.
+ * (MatMulNBits on int8/int4 codes in place of the MatMul when quantized). `hfNames` lists the HF
+ * weights fused side by side; LoRA is a side product per HF module (lora-side-product.ts).
  */
 export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, inDim, outDims, biasNames }: LinearSpec): Value {
   const { dg } = ctx;
@@ -123,13 +125,14 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
   }
   if (biasNames) y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames) }));
-  const lora = hfNames.length === 1 ? ctx.params.lora?.(ctx, hfNames[0]!.replace(/\.weight$/, ''), inDim, total) : undefined;
-  if (lora) {
-    const down = matmul(dg, x, transpose(dg, lora.a, [1, 0])); // [B,S,r]
-    const up = matmul(dg, down, transpose(dg, lora.b, [1, 0])); // [B,S,out]
-    y = add(dg, y, mul(dg, up, dg.scalar(lora.scale)));
-  }
-  return y;
+  return addLoraSideProducts(
+    ctx,
+    x,
+    y,
+    hfNames.map((n) => n.replace(/\.weight$/, '')),
+    inDim,
+    outDims,
+  );
 }
 
 /**
@@ -176,7 +179,7 @@ export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boo
 /** RoPE inverse frequencies theta^(-2i/D), i < D/2, as HF computes them. */
 export function ropeInverseFrequencies(c: ModelConfig): number[] {
   const D = c.headDim;
-  return Array.from({ length: D / 2 }, (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / D));
+  return Array.from({ length: D / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / D));
 }
 
 /**
