@@ -12,10 +12,12 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process]
+  --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
+             short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
@@ -56,7 +58,9 @@ function fraction(name: string, value: string | undefined): number | undefined {
 
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
+  const stringFlags = Object.fromEntries(
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'minutes', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]),
+  );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
     'no-resume': { type: 'boolean' },
@@ -90,6 +94,7 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     alpha: intOrUnset('alpha', 0),
     targets,
     lr: positiveFloat('lr', str('lr')),
+    minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),
     epochs: intOrUnset('epochs', 0),
     batchSize: intOrUnset('batch', 1),
@@ -142,8 +147,9 @@ function describe(e: FineTuneEvent): string {
 
 function summary(r: FineTuneResult): string {
   const lines = [
-    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`,
+    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
+  if (r.budget) lines.push(`time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps planned at ${r.budget.secondsPerStep.toFixed(3)} s a step`);
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));

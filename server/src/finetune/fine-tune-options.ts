@@ -17,6 +17,7 @@ export const FULL_PARAMETER_LR = 3e-4;
 export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'outDir' | 'cacheDir'> = {
   mode: DEFAULT_LORA,
   lr: 1e-3,
+  minutes: 0,
   maxSteps: 200,
   epochs: 3,
   batchSize: 4,
@@ -37,6 +38,12 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   resume: true,
   dryRun: false,
 };
+
+/**
+ * Caps a time budget leaves when the user sets none: the budget decides how long training runs,
+ * and early stopping on validation loss ends a run that starts to overfit.
+ */
+export const BUDGET_CAPS = { maxSteps: 100_000, epochs: 100 };
 
 type Tunable = Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'cacheDir' | 'outDir' | 'mode'>;
 
@@ -82,6 +89,7 @@ export function buildFineTuneOptions(choices: FineTuneChoices): FineTuneOptions 
     lr: modeName === 'full' ? FULL_PARAMETER_LR : FINE_TUNE_DEFAULTS.lr,
     // a checkpoint as often as validation runs, unless chosen apart
     checkpointEvery: chosen.evalEvery ?? FINE_TUNE_DEFAULTS.checkpointEvery,
+    ...(chosen.minutes ? BUDGET_CAPS : {}),
     ...chosen,
     threads: chosen.threads || trainingThreads(),
     workspace,
