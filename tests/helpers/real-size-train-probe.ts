@@ -1,17 +1,20 @@
 // Run as a child process (its peak RSS is its own): builds the LoRA training step of a real-size
 // shape with a few layers from lazily generated random weights (never all held in JS), runs a few
 // steps and prints one JSON line: peak RSS, the analytic state bytes, the step time, the losses.
+// With --serve it stays up and answers one JSON line per `{"steps": n}` line on stdin (the bench).
 //
-//   node --import tsx tests/helpers/real-size-train-probe.ts '{"layers":2,"seq":256,"steps":2}'
+//   node --import tsx tests/helpers/real-size-train-probe.ts '{"layers":2,"seq":256,"steps":2}' [--serve]
 import * as ort from 'onnxruntime-node';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { expectedTensors } from '../../server/src/model/checkpoint';
 import type { ModelConfig } from '../../server/src/model/config';
 import { DEFAULT_ADAMW } from '../../server/src/model/graph/adamw';
 import { buildTrainStepGraph, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { writeModel } from '../../server/src/model/graph/write-model';
+import { sessionOptions } from '../../server/src/runtime/execution-provider';
 import { trainingStateBytes } from '../../server/src/training/state-bytes';
 import { tempDir } from './tiny-session';
 
@@ -46,6 +49,8 @@ export interface ProbeOptions {
   lossChunks?: number;
   /** ORT session config entries (e.g. session.disable_prepacking). */
   sessionConfig?: Record<string, string>;
+  /** LoRA on the top this-many layers only (default: all). */
+  loraLayers?: number;
 }
 
 export interface ProbeResult {
@@ -79,16 +84,34 @@ function lazyWeights(config: ModelConfig, seed: number): { readFloat32(name: str
   };
 }
 
+/** A prepared training step: run steps, read the peak, release. */
+export interface Stepper {
+  step(): Promise<{ seconds: number; loss: number }>;
+  result(): ProbeResult;
+  release(): Promise<void>;
+}
+
 export async function probe(o: ProbeOptions): Promise<ProbeResult> {
+  const stepper = await prepare(o);
+  try {
+    for (let i = 0; i < (o.steps ?? 2); i++) await stepper.step();
+    return stepper.result();
+  } finally {
+    await stepper.release();
+  }
+}
+
+export async function prepare(o: ProbeOptions): Promise<Stepper> {
   const config = { ...QWEN25_05B, numLayers: o.layers };
   const B = o.batch ?? 1;
   const S = o.seq;
-  const mode: TrainingMode = { kind: 'lora', rank: o.rank ?? 8, alpha: 2 * (o.rank ?? 8), targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
+  const mode: TrainingMode = { kind: 'lora', rank: o.rank ?? 8, alpha: 2 * (o.rank ?? 8), targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], layers: o.loraLayers };
   const dir = tempDir('kiln-real-size-');
   try {
     const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, 1), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });
     const written = writeModel(graph, join(dir, 'step'), TRAINING_OPSETS);
-    const session = await ort.InferenceSession.create(written.modelPath, { intraOpNumThreads: o.threads ?? 2, interOpNumThreads: 1, extra: o.sessionConfig ?? {} });
+    // the trainer's session options; sessionConfig adds (or, empty, leaves out) its config entries
+    const session = await ort.InferenceSession.create(written.modelPath, { ...sessionOptions('cpu', o.threads ?? 2), extra: o.sessionConfig ?? {} });
     const values = new Map<string, Float32Array>(params.map((p) => [p.name, Float32Array.from(p.init())]));
     const m = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
     const v = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
@@ -100,12 +123,12 @@ export async function probe(o: ProbeOptions): Promise<ProbeResult> {
     });
     const stepSeconds: number[] = [];
     const losses: number[] = [];
-    for (let step = 1; step <= (o.steps ?? 2); step++) {
+    const step = async () => {
       const feeds: Record<string, ort.Tensor> = {
         [TrainIO.inputIds]: new ort.Tensor('int64', ids, [B, S]),
         [TrainIO.labels]: new ort.Tensor('int64', labels, [B, S]),
         [TrainIO.lr]: new ort.Tensor('float32', Float32Array.of(1e-3), []),
-        [TrainIO.step]: new ort.Tensor('float32', Float32Array.of(step), []),
+        [TrainIO.step]: new ort.Tensor('float32', Float32Array.of(stepSeconds.length + 1), []),
       };
       for (const p of params) {
         feeds[p.name] = new ort.Tensor('float32', values.get(p.name)!, p.shape);
@@ -114,30 +137,53 @@ export async function probe(o: ProbeOptions): Promise<ProbeResult> {
       }
       const t0 = performance.now();
       const out = await session.run(feeds);
-      stepSeconds.push((performance.now() - t0) / 1000);
-      losses.push((out[TrainIO.loss]!.data as Float32Array)[0]!);
+      const seconds = (performance.now() - t0) / 1000;
+      const loss = (out[TrainIO.loss]!.data as Float32Array)[0]!;
+      stepSeconds.push(seconds);
+      losses.push(loss);
       for (const p of params) {
         values.set(p.name, out[TrainIO.updated(p.name)]!.data as Float32Array);
         m.set(p.name, out[TrainIO.updatedM(p.name)]!.data as Float32Array);
         v.set(p.name, out[TrainIO.updatedV(p.name)]!.data as Float32Array);
       }
-    }
-    await session.release();
-    return {
-      peakRssBytes: process.resourceUsage().maxRSS * 1024,
-      stateBytes: trainingStateBytes(config, { mode, batch: B, seq: S, lossChunks: o.lossChunks }),
-      weightFileBytes: written.weightBytes,
-      stepSeconds,
-      losses,
+      return { seconds, loss };
     };
-  } finally {
+    return {
+      step,
+      result: () => ({
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        stateBytes: trainingStateBytes(config, { mode, batch: B, seq: S, lossChunks: o.lossChunks }),
+        weightFileBytes: written.weightBytes,
+        stepSeconds,
+        losses,
+      }),
+      release: async () => {
+        await session.release();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
     rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
 }
 
+async function serve(o: ProbeOptions): Promise<void> {
+  const stepper = await prepare(o);
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+  for await (const line of createInterface({ input: process.stdin })) {
+    const { steps } = JSON.parse(line) as { steps: number };
+    const seconds: number[] = [];
+    for (let i = 0; i < steps; i++) seconds.push((await stepper.step()).seconds);
+    process.stdout.write(`${JSON.stringify({ seconds, ...stepper.result() })}\n`);
+  }
+  await stepper.release();
+}
+
 if (require.main === module) {
-  probe(JSON.parse(process.argv[2] ?? '{}') as ProbeOptions).then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
+  const options = JSON.parse(process.argv[2] ?? '{}') as ProbeOptions;
+  (process.argv.includes('--serve') ? serve(options) : probe(options).then((r) => void process.stdout.write(`${JSON.stringify(r)}\n`))).then(
+    () => {},
     (err) => {
       process.stderr.write(`${(err as Error).stack}\n`);
       process.exit(1);

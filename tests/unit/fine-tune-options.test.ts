@@ -52,6 +52,12 @@ describe('fine-tune request options', () => {
     });
   }
 
+  it('--lora-layers adapts the top layers only (every layer unless set)', () => {
+    const parsed = parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', '--lora-layers', '6']).options.mode;
+    assert.deepEqual(parsed, { ...DEFAULT_LORA, alpha: 2 * DEFAULT_LORA.rank, layers: 6 });
+    assert.equal('layers' in options({}).mode, false);
+  });
+
   it('maxSteps is checked the same way', () => {
     assert.throws(() => options({ maxSteps: 0 }), /maxSteps must be a positive integer, got 0/);
   });

@@ -129,3 +129,47 @@ for (const [label, config] of [
     }
   });
 }
+
+/** Node names and inputs of a built graph (its ModelProto, weights left unwritten). */
+function nodesOf(graph: ReturnType<typeof buildGradientGraph>['graph']): { name: string; input: string[] }[] {
+  const offsets = new Map(graph.initializers.map((w) => [w.name, [0, 0] as [number, number]]));
+  return graph.toModelProto('none', offsets, { '': 23 }).graph!.node!.map((n) => ({ name: n.name!, input: n.input! }));
+}
+
+describe('LoRA on the top layers only', () => {
+  const config = TINY_QWEN2;
+  const w = makeTinyWeights(config, 4, 0.2);
+  const source = { readFloat32: (n: string) => Float32Array.from(w.tensors.get(n)!) };
+  const targets = ['q_proj', 'v_proj', 'down_proj'] as const;
+  const top: TrainingMode = { kind: 'lora', rank: 4, alpha: 8, targets, layers: 1 };
+  const all: TrainingMode = { kind: 'lora', rank: 4, alpha: 8, targets };
+
+  it('adapts the top layer alone, and no backward node reads anything of the layers below', () => {
+    const built = buildGradientGraph(config, source, top);
+    assert.deepEqual([...new Set(built.params.map((p) => /layers\.(\d+)\./.exec(p.name)![1]))], [String(config.numLayers - 1)]);
+    const below = (n: { name: string; input: string[] }) => n.name.startsWith('/backward') && n.input.some((i) => /layers[._]0[./]/.test(i));
+    assert.equal(nodesOf(built.graph).filter(below).length, 0, 'backward work in layer 0');
+    assert.ok(nodesOf(buildGradientGraph(config, source, all).graph).some(below), 'with every layer adapted, the backward does reach layer 0');
+  });
+
+  it("the top layer's gradients equal those of the every-layer graph whose lower LoRA is still zero", async () => {
+    const a = buildGradientGraph(config, source, top);
+    const b = buildGradientGraph(config, source, all);
+    const rand = seededRandom(3);
+    const topFeeds = batchFeeds(a.params, rand);
+    const allFeeds = batchFeeds(b.params, rand);
+    // the lower layers' LoRA at its initial values (B = 0): the same forward as the top-only graph
+    for (const p of b.params) allFeeds[p.name] = topFeeds[p.name] ?? new ort.Tensor('float32', Float32Array.from(p.init()), p.shape);
+    const [ra, rb] = [await (await sessionFor(a.graph)).run(topFeeds), await (await sessionFor(b.graph)).run(allFeeds)];
+    assert.ok(Math.abs((ra[TrainIO.loss]!.data as Float32Array)[0]! - (rb[TrainIO.loss]!.data as Float32Array)[0]!) <= 1e-6);
+    for (const p of a.params) {
+      const ga = ra[TrainIO.grad(p.name)]!.data as Float32Array;
+      const gb = rb[TrainIO.grad(p.name)]!.data as Float32Array;
+      const scale = Math.max(1e-6, ...Array.from(gb, Math.abs));
+      assert.ok(
+        ga.every((x, i) => Math.abs(x - gb[i]!) <= 1e-5 * scale),
+        p.name,
+      );
+    }
+  });
+});

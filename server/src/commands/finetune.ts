@@ -12,10 +12,11 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process]
+  --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
   --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
              short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
@@ -39,6 +40,7 @@ const INT_FLAGS = [
   'seed',
   'threads',
   'max-files',
+  'lora-layers',
 ] as const;
 
 /** Flags left out return undefined: the builder fills them from its table. */
@@ -93,6 +95,7 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     rank,
     alpha: intOrUnset('alpha', 0),
     targets,
+    loraLayers: intOrUnset('lora-layers', 1),
     lr: positiveFloat('lr', str('lr')),
     minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),

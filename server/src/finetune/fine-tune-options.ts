@@ -59,6 +59,8 @@ export interface FineTuneChoices extends Partial<Tunable> {
   /** Default: 2 × rank. */
   alpha?: number;
   targets?: readonly LoraTarget[];
+  /** LoRA on the top this-many layers only (no backward below them); default all. */
+  loraLayers?: number;
 }
 
 /**
@@ -79,11 +81,23 @@ function defaultOutDir(cacheDir: string, workspace: string, modelDir: string, mo
 }
 
 export function buildFineTuneOptions(choices: FineTuneChoices): FineTuneOptions {
-  const { workspace: chosenWorkspace, modelDir, cacheDir, outDir, mode: modeName = 'lora', rank = DEFAULT_LORA.rank, alpha, targets = DEFAULT_LORA.targets, ...tunable } = choices;
+  const {
+    workspace: chosenWorkspace,
+    modelDir,
+    cacheDir,
+    outDir,
+    mode: modeName = 'lora',
+    rank = DEFAULT_LORA.rank,
+    alpha,
+    targets = DEFAULT_LORA.targets,
+    loraLayers,
+    ...tunable
+  } = choices;
   const chosen = Object.fromEntries(Object.entries(tunable).filter(([, value]) => value !== undefined)) as Partial<Tunable>;
   const workspace = resolve(chosenWorkspace);
   // alpha = 2 × rank keeps LoRA's scale (alpha / rank) at 2 for every rank, so one learning rate fits them all
-  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: alpha ?? 2 * rank, targets };
+  const lora = { kind: 'lora', rank, alpha: alpha ?? 2 * rank, targets } as const;
+  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : loraLayers === undefined ? lora : { ...lora, layers: loraLayers };
   return {
     ...FINE_TUNE_DEFAULTS,
     lr: modeName === 'full' ? FULL_PARAMETER_LR : FINE_TUNE_DEFAULTS.lr,
