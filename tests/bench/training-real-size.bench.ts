@@ -4,11 +4,14 @@
 //   before   logits and their gradient for every position, ORT's pre-packed copies of the base
 //   after    the chunked loss head over loss positions, the base held once (the trainer's settings)
 //   top-half after, plus LoRA on the top half of the layers only (no backward below them)
+//   qlora    after, on an int8 base (MatMulNBits, exact compute; the backward through dequantized codes)
 // Every variant is a long-lived child (tests/helpers/real-size-train-probe.ts --serve), so its peak
 // RSS is its own; each rep runs `--steps` steps on every variant in turn (order rotated per rep).
 //
 //   node --import tsx tests/bench/training-real-size.bench.ts [--layers 4] [--seq 256] [--batch 1]
-//        [--reps 3] [--steps 2] [--threads 2] [--out FILE]
+//        [--reps 3] [--steps 2] [--threads 2] [--variants before,after,top-half,qlora] [--out FILE]
+//
+// Every variant is alive at once (about 1.3–3 GB each at 2–4 layers): pick fewer with --variants.
 //
 // MFU: FLOPs per token counted over matmuls only, against the fp32 MatMul peak measured each rep:
 //   LM head (tied, V×d):                    4·V·d   (forward + the activation gradient; no weight gradient)
@@ -34,11 +37,12 @@ interface Settings {
   reps: number;
   steps: number;
   threads: number;
+  variants: string[];
   out?: string;
 }
 
 function parseArgs(argv: string[]): Settings {
-  const s: Settings = { layers: 4, seq: 256, batch: 1, reps: 3, steps: 2, threads: 2 };
+  const s: Settings = { layers: 4, seq: 256, batch: 1, reps: 3, steps: 2, threads: 2, variants: ['before', 'after', 'top-half'] };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--layers') s.layers = args.positiveInt();
@@ -48,8 +52,11 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--steps') s.steps = args.positiveInt();
     else if (a === '--threads') s.threads = args.positiveInt();
     else if (a === '--out') s.out = args.value();
+    else if (a === '--variants') s.variants = args.value().split(',');
     else throw new Error(`unknown argument ${a}`);
   }
+  const unknown = s.variants.filter((v) => !VARIANTS.includes(v));
+  if (unknown.length) throw new Error(`unknown --variants ${unknown.join(', ')} (choose from ${VARIANTS.join(', ')})`);
   return s;
 }
 
@@ -61,8 +68,11 @@ function variants(s: Settings): { name: string; options: ProbeOptions }[] {
     { name: 'before', options: { ...base, lossChunks: 0, sessionConfig: {} } },
     { name: 'after', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG } },
     { name: 'top-half', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG, loraLayers: Math.ceil(s.layers / 2) } },
-  ];
+    { name: 'qlora', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG, baseBits: 8 as const } },
+  ].filter((v) => s.variants.includes(v.name));
 }
+
+const VARIANTS = ['before', 'after', 'top-half', 'qlora'];
 
 /** Training FLOPs per token (see the header). */
 export function realSizeFlopsPerToken(c: ModelConfig, S: number, loraLayers: number): number {

@@ -14,6 +14,7 @@ import type { ModelConfig } from '../../server/src/model/config';
 import { DEFAULT_ADAMW } from '../../server/src/model/graph/adamw';
 import { buildTrainStepGraph, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { writeModel } from '../../server/src/model/graph/write-model';
+import type { QuantBits } from '../../server/src/model/quantize';
 import { sessionOptions } from '../../server/src/runtime/execution-provider';
 import { trainingStateBytes } from '../../server/src/training/state-bytes';
 import { tempDir } from './tiny-session';
@@ -51,6 +52,8 @@ export interface ProbeOptions {
   sessionConfig?: Record<string, string>;
   /** LoRA on the top this-many layers only (default: all). */
   loraLayers?: number;
+  /** QLoRA: the frozen base projections as int8 or int4 blocks. */
+  baseBits?: QuantBits;
 }
 
 export interface ProbeResult {
@@ -105,7 +108,14 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
   const config = { ...QWEN25_05B, numLayers: o.layers };
   const B = o.batch ?? 1;
   const S = o.seq;
-  const mode: TrainingMode = { kind: 'lora', rank: o.rank ?? 8, alpha: 2 * (o.rank ?? 8), targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], layers: o.loraLayers };
+  const mode: TrainingMode = {
+    kind: 'lora',
+    rank: o.rank ?? 8,
+    alpha: 2 * (o.rank ?? 8),
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+    layers: o.loraLayers,
+    baseBits: o.baseBits,
+  };
   const dir = tempDir('kiln-real-size-');
   try {
     const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, 1), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });

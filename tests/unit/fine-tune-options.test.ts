@@ -58,6 +58,12 @@ describe('fine-tune request options', () => {
     assert.equal('layers' in options({}).mode, false);
   });
 
+  it('--base-bits trains LoRA on a quantized base; anything but 8 or 4 is refused', () => {
+    const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options.mode;
+    assert.deepEqual(cli('--base-bits', '8'), { ...DEFAULT_LORA, alpha: 2 * DEFAULT_LORA.rank, baseBits: 8 });
+    assert.throws(() => cli('--base-bits', '16'), /--base-bits must be 8 or 4, got "16"/);
+  });
+
   it('maxSteps is checked the same way', () => {
     assert.throws(() => options({ maxSteps: 0 }), /maxSteps must be a positive integer, got 0/);
   });

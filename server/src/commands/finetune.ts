@@ -5,6 +5,7 @@ import { defaultModelPath } from '../default-model';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
@@ -12,11 +13,12 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process]
   --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
+  --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
   --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
              short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
@@ -58,10 +60,16 @@ function fraction(name: string, value: string | undefined): number | undefined {
   return x;
 }
 
+function baseBits(value: string | undefined): QuantBits | undefined {
+  if (value === undefined) return undefined;
+  if (value !== '8' && value !== '4') throw new UsageError(`--base-bits must be 8 or 4, got "${value}"`);
+  return Number(value) as QuantBits;
+}
+
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
   const stringFlags = Object.fromEntries(
-    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'minutes', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]),
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'minutes', 'base-bits', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]),
   );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
@@ -96,6 +104,7 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     alpha: intOrUnset('alpha', 0),
     targets,
     loraLayers: intOrUnset('lora-layers', 1),
+    baseBits: baseBits(str('base-bits')),
     lr: positiveFloat('lr', str('lr')),
     minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),

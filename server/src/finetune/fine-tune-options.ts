@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { SCAN_DEFAULTS } from '../dataset/scan';
 import type { LoraTarget, TrainingMode } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { automaticThreads } from '../runtime/threads';
 import type { FineTuneOptions } from './fine-tune';
 
@@ -61,6 +62,8 @@ export interface FineTuneChoices extends Partial<Tunable> {
   targets?: readonly LoraTarget[];
   /** LoRA on the top this-many layers only (no backward below them); default all. */
   loraLayers?: number;
+  /** QLoRA: the frozen base projections as int8 or int4 blocks; default float32. */
+  baseBits?: QuantBits;
 }
 
 /**
@@ -91,13 +94,21 @@ export function buildFineTuneOptions(choices: FineTuneChoices): FineTuneOptions 
     alpha,
     targets = DEFAULT_LORA.targets,
     loraLayers,
+    baseBits,
     ...tunable
   } = choices;
   const chosen = Object.fromEntries(Object.entries(tunable).filter(([, value]) => value !== undefined)) as Partial<Tunable>;
   const workspace = resolve(chosenWorkspace);
   // alpha = 2 × rank keeps LoRA's scale (alpha / rank) at 2 for every rank, so one learning rate fits them all
-  const lora = { kind: 'lora', rank, alpha: alpha ?? 2 * rank, targets } as const;
-  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : loraLayers === undefined ? lora : { ...lora, layers: loraLayers };
+  const lora = {
+    kind: 'lora',
+    rank,
+    alpha: alpha ?? 2 * rank,
+    targets,
+    ...(loraLayers === undefined ? {} : { layers: loraLayers }),
+    ...(baseBits === undefined ? {} : { baseBits }),
+  } as const;
+  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : lora;
   return {
     ...FINE_TUNE_DEFAULTS,
     lr: modeName === 'full' ? FULL_PARAMETER_LR : FINE_TUNE_DEFAULTS.lr,

@@ -15,7 +15,7 @@ export interface StateBytesSpec {
 }
 
 export interface StateBytes {
-  /** The frozen base as the graph holds it (fp32 initializers). */
+  /** The frozen base as the graph holds it: fp32, or with a quantized base (QLoRA) its projections as codes, scales and zero points. */
   frozenWeights: number;
   /** Trainable parameters with their gradients and both AdamW moments. */
   trainable: number;
@@ -47,10 +47,16 @@ function loraParamCount(c: ModelConfig, mode: Extract<TrainingMode, { kind: 'lor
 export function trainingStateBytes(c: ModelConfig, { mode, batch, seq, lossChunks }: StateBytesSpec): StateBytes {
   const baseParams = expectedTensors(c).reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
   const trainableParams = mode.kind === 'full' ? baseParams : loraParamCount(c, mode);
-  const frozenWeights = mode.kind === 'full' ? 0 : baseParams * F32;
+  const projections = expectedTensors(c)
+    .filter((t) => /_proj\.weight$/.test(t.name))
+    .reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+  // per weight: its code, and per block of 32 a float32 scale and a zero point of `bits`
+  const bitsPerWeight = mode.kind === 'lora' && mode.baseBits ? mode.baseBits + (32 + mode.baseBits) / 32 : 32;
+  const frozenWeights = mode.kind === 'full' ? 0 : (baseParams - projections) * F32 + (projections * bitsPerWeight) / 8;
   const trainable = 4 * trainableParams * F32;
   const rows = batch * seq;
-  const chunkRows = Math.ceil(rows / (lossChunks ?? lossChunkCount(c.vocabSize)));
+  // lossChunks 0 is the reference path: logits for every position at once
+  const chunkRows = Math.ceil(rows / Math.max(1, lossChunks ?? lossChunkCount(c.vocabSize)));
   // the chunk's logits and their gradient (softmax − one-hot)
   const lossChunk = 2 * chunkRows * c.vocabSize * F32;
   const perLayer = rows * (8 * c.hiddenSize + 3 * c.intermediateSize) + 2 * batch * c.numHeads * seq * seq;

@@ -9,6 +9,7 @@
 // No backward runs below the lowest layer with trainable parameters: the tape records only ops a
 // trainable value flows into, so LoRA on the top layers (`layers`) differentiates those alone.
 import type { ModelConfig } from '../config';
+import type { QuantBits } from '../quantize';
 import { type AdamWHyper, makeAdamW } from './adamw';
 import { type DecoderContext, INITIALIZER_PARAMS, makeRmsNorm, type ParamSource, type WeightSource } from './decoder-parts';
 import { makeDecoderBody } from './decoder';
@@ -19,13 +20,18 @@ import { chunkedLmHeadLoss, lossChunkCount } from './loss-head';
 import { crossEntropy, matmul } from './ops-nn';
 import { reshape, transpose } from './ops-shape';
 
-export const TRAINING_OPSETS = { '': 23 };
+/** com.microsoft for MatMulNBits, the quantized base's product (QLoRA). */
+export const TRAINING_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
 export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-/** LoRA's `layers`: adapt only the top this-many layers (all when unset). */
-export type TrainingMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: readonly LoraTarget[]; layers?: number };
+/**
+ * LoRA's `layers`: adapt only the top this-many layers (all when unset). `baseBits` (QLoRA): the
+ * frozen base projections as int8/int4 blocks in the inference quantizer's layout, multiplied by
+ * MatMulNBits with exact compute; embedding, head, norms, LoRA factors and AdamW stay float32.
+ */
+export type TrainingMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: readonly LoraTarget[]; layers?: number; baseBits?: QuantBits };
 
 /** Whether LoRA adapts layer `index` of `numLayers`. */
 export function loraAdaptsLayer(mode: Extract<TrainingMode, { kind: 'lora' }>, index: number, numLayers: number): boolean {
@@ -115,7 +121,9 @@ function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, reco
   const dg = new DiffGraph(g, recording);
   const params: TrainableParam[] = [];
   const source = mode.kind === 'full' ? fullParams(params) : loraParams(params, mode, seed);
-  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32' };
+  const baseBits = mode.kind === 'lora' ? mode.baseBits : undefined;
+  const quantized = baseBits ? { quantization: baseBits, quantizedAccuracyLevel: 0, embeddingElem: 'float32' as const } : {};
+  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32', ...quantized };
   const inputIds = dg.value(g.input(TrainIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const labels = dg.value(g.input(TrainIO.labels, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const body = makeDecoderBody(ctx, inputIds, undefined, false);
