@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fineTuneLength } from '../../client/src/fine-tune-text';
 import { learningRate } from '../../server/src/training/lr-schedule';
-import { BUDGET_MEASURE_STEPS, fitSchedule, measuredEnough, stepsThatFit } from '../../server/src/training/time-budget';
+import { BUDGET_MEASURE_STEPS, budgetWarmup, fitSchedule, measuredEnough, stepsThatFit } from '../../server/src/training/time-budget';
 
 const costs = { secondsLeft: 100, secondsPerStep: 0.5, secondsPerValidation: 2, evalEvery: 10, reserveSeconds: 8 };
 
@@ -28,6 +28,13 @@ describe('time budget', () => {
     assert.equal(measuredEnough(1, 0.1, 60), false);
     assert.equal(measuredEnough(BUDGET_MEASURE_STEPS, 0.1, 60), true);
     assert.equal(measuredEnough(1, 10, 60), true, 'one slow step of a short budget is enough');
+  });
+
+  it('a budgeted warm-up spans the measured steps, so their rates do not depend on the total fitted after them', () => {
+    assert.equal(budgetWarmup(0), BUDGET_MEASURE_STEPS + 1);
+    assert.equal(budgetWarmup(10), 10);
+    const warm = { peak: 1e-3, warmupSteps: budgetWarmup(2) };
+    for (let s = 1; s <= BUDGET_MEASURE_STEPS + 1; s++) assert.equal(learningRate({ ...warm, totalSteps: 100_000 }, s), learningRate({ ...warm, totalSteps: 17 }, s), `step ${s}`);
   });
 
   it('the fitted schedule keeps the warm-up and the learning rates already used, and never ends before the steps done', () => {

@@ -16,7 +16,7 @@ import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
 import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
 import { learningRate, type LrSchedule } from '../training/lr-schedule';
-import { type BudgetFit, fitSchedule, measuredEnough } from '../training/time-budget';
+import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
 
@@ -150,7 +150,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
   const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
   // Without a budget this is the schedule; with one, its warm-up length holds and its total is fitted.
-  let schedule: LrSchedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(cap / 4)), totalSteps: cap };
+  const warmupSteps = Math.min(o.warmupSteps, Math.floor(cap / 4));
+  let schedule: LrSchedule = { peak: o.lr, warmupSteps: budgetSeconds > 0 ? budgetWarmup(warmupSteps) : warmupSteps, totalSteps: cap };
   let fit: BudgetFit | undefined;
   const validationStarted = performance.now();
   let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
@@ -178,7 +179,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     tokensSeen = meta.tokensSeen;
     resumedFrom = meta.step;
     if (budgetSeconds > 0 && meta.budget && meta.schedule) {
-      // The plan the interrupted run fitted, not a new one: the resumed run takes the same steps at the same rates.
+      // The plan the interrupted run fitted, not a new one: the resumed run takes the same steps at the
+      // same rates; this invocation's minutes only bound this invocation.
       schedule = meta.schedule;
       fit = meta.budget;
     }

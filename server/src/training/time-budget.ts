@@ -9,6 +9,15 @@ export const BUDGET_MEASURE_STEPS = 3;
 /** Fitting starts earlier when the timed steps already took this share of the budget. */
 export const BUDGET_MEASURE_SHARE = 0.05;
 
+/**
+ * A budgeted schedule's warm-up spans at least the steps measured before the fit (the untimed first
+ * and the timed ones): the learning rate of a warm-up step does not depend on the total, so the
+ * steps taken before the total was known ran at the fitted schedule's rates.
+ */
+export function budgetWarmup(warmupSteps: number): number {
+  return Math.max(warmupSteps, BUDGET_MEASURE_STEPS + 1);
+}
+
 /** What a budgeted schedule was fitted from, persisted beside it. */
 export interface BudgetFit {
   minutes: number;
