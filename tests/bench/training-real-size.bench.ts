@@ -8,7 +8,7 @@
 // Every variant is a long-lived child (tests/helpers/real-size-train-probe.ts --serve), so its peak
 // RSS is its own; each rep runs `--steps` steps on every variant in turn (order rotated per rep).
 //
-//   node --import tsx tests/bench/training-real-size.bench.ts [--layers 4] [--seq 256] [--batch 1]
+//   npm run bench:training-real-size -- [--layers 4] [--seq 256] [--batch 1]
 //        [--reps 3] [--steps 2] [--threads 2] [--variants before,after,top-half,qlora] [--out FILE]
 //
 // Every variant is alive at once (about 1.3–3 GB each at 2–4 layers): pick fewer with --variants.
