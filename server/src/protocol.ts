@@ -104,6 +104,8 @@ export namespace KilnValidateModelRequest {
 export interface FineTuneParams {
   workspace: string;
   mode?: 'lora' | 'full';
+  /** Wall-time budget of the whole run, evaluations included (`kiln.fineTune.minutes`); supersedes maxSteps, which then only caps it. */
+  minutes?: number;
   maxSteps?: number;
   /** Files read from the workspace at most; the rest are reported as left out. */
   maxFiles?: number;
@@ -124,6 +126,8 @@ export interface FineTuneSummary {
   output?: string;
   kind: 'adapter' | 'model';
   cancelled: boolean;
+  /** Why training ended: its schedule ran out, the time budget did, validation stopped improving, or a cancel. */
+  endReason?: 'completed' | 'time' | 'early-stop' | 'cancelled';
   steps: number;
   bestStep: number;
   trainSeconds: number;

@@ -6,6 +6,7 @@ import { exportDataset } from '../dataset/export-dataset';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
 import { exportChoices, exportSummary } from '../finetune/export-choices';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
@@ -14,10 +15,14 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process] [--export-dataset OUT [--overwrite]]
+  --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
+  --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
+  --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
+             short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --export-dataset: write the dataset training would use (scrubbed, FIM-transformed examples as JSONL
@@ -42,6 +47,7 @@ const INT_FLAGS = [
   'seed',
   'threads',
   'max-files',
+  'lora-layers',
 ] as const;
 
 /** Flags left out return undefined: the builder fills them from its table. */
@@ -59,6 +65,12 @@ function fraction(name: string, value: string | undefined): number | undefined {
   return x;
 }
 
+function baseBits(value: string | undefined): QuantBits | undefined {
+  if (value === undefined) return undefined;
+  if (value !== '8' && value !== '4') throw new UsageError(`--base-bits must be 8 or 4, got "${value}"`);
+  return Number(value) as QuantBits;
+}
+
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export interface FinetuneArgs {
   options: FineTuneOptions;
@@ -72,7 +84,10 @@ export interface FinetuneArgs {
 
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   const stringFlags = Object.fromEntries(
-    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump', 'export-dataset'].map((f) => [f, { type: 'string' as const }]),
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'minutes', 'base-bits', 'line-spans', 'dump', 'export-dataset'].map((f) => [
+      f,
+      { type: 'string' as const },
+    ]),
   );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
@@ -107,7 +122,10 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     rank,
     alpha: intOrUnset('alpha', 0),
     targets,
+    loraLayers: intOrUnset('lora-layers', 1),
+    baseBits: baseBits(str('base-bits')),
     lr: positiveFloat('lr', str('lr')),
+    minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),
     epochs: intOrUnset('epochs', 0),
     batchSize: intOrUnset('batch', 1),
@@ -188,8 +206,9 @@ function describe(e: FineTuneEvent): string {
 
 function summary(r: FineTuneResult): string {
   const lines = [
-    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`,
+    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
+  if (r.budget) lines.push(`time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps planned at ${r.budget.secondsPerStep.toFixed(3)} s a step`);
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));

@@ -89,5 +89,6 @@ export function parseFineTuneParams(raw: unknown): FineTuneParams {
   if (params.mode !== undefined && !FINE_TUNE_MODES.includes(params.mode)) throw invalidParams(`mode must be "lora" or "full", got ${describe(params.mode)}`);
   for (const name of ['maxSteps', 'maxFiles', 'rank'] as const) optionalPositiveInteger(params[name], name);
   optionalPositiveNumber(params.learningRate, 'learningRate');
+  optionalPositiveNumber(params.minutes, 'minutes');
   return params as unknown as FineTuneParams;
 }

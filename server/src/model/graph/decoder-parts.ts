@@ -46,13 +46,17 @@ export interface DecoderContext {
   params: ParamSource;
   /** Element type of the big matrices in the graph; norms, biases and activations stay float32. */
   weightType: ElemType;
-  /** Inference only: Linear weights (and the LM head) as block-quantized MatMulNBits codes. */
+  /** Linear weights (and, for inference, the LM head) as block-quantized MatMulNBits codes; frozen. */
   quantization?: QuantBits;
+  /** MatMulNBits' accuracy_level for the quantized Linear weights (default: by bits; 0 is exact). */
+  quantizedAccuracyLevel?: number;
+  /** The embedding table's type when set (training keeps it float32: it is the tied LM head too). */
+  embeddingElem?: ElemType;
 }
 
 /** The embedding table's type: float16 beside quantized matrices, where float32 would dominate memory. */
 export function embeddingType(ctx: DecoderContext): ElemType {
-  return ctx.quantization ? 'float16' : ctx.weightType;
+  return ctx.embeddingElem ?? (ctx.quantization ? 'float16' : ctx.weightType);
 }
 
 /** Inference: every weight is a frozen initializer. */
@@ -114,7 +118,14 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
   let y: Value;
   if (ctx.quantization) {
     // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
-    y = quantizedMatMul(dg, x, { graphName, bits: ctx.quantization, n: total, k: inDim, rows: () => concatenated(ctx.weights, hfNames) });
+    y = quantizedMatMul(dg, x, {
+      graphName,
+      bits: ctx.quantization,
+      n: total,
+      k: inDim,
+      rows: () => concatenated(ctx.weights, hfNames),
+      accuracyLevel: ctx.quantizedAccuracyLevel,
+    });
   } else {
     const w = ctx.params.weight(ctx, {
       graphName: `${graphName}.weight`,

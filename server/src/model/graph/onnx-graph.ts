@@ -124,6 +124,11 @@ export class GraphBuilder {
     return this.constant('int64', shape, toBytes(BigInt64Array.from(values, BigInt)), `i64:${shape}:${values}`);
   }
 
+  /** A uint8 scalar constant. */
+  uint8Scalar(value: number): string {
+    return this.constant('uint8', [], Uint8Array.of(value), `u8::${value}`);
+  }
+
   float32(values: number[], shape: number[] = [values.length]): string {
     const data = Float32Array.from(values);
     return this.constant('float32', shape, toBytes(data), `f32:${shape}:${Array.from(data)}`);
