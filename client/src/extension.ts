@@ -4,6 +4,7 @@ import * as vscode from 'vscode';
 import { DidChangeConfigurationNotification, type LanguageClient } from 'vscode-languageclient/node';
 import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
 import { registerCommands } from './commands';
+import { registerCursorEvents } from './cursor-events';
 import { HubTokenStore } from './hub-token';
 import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
@@ -54,6 +55,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
+    registerCursorEvents({ client: () => client, isEnabled, settings }),
     // The server pulls `kiln` through the client's middleware, which applies the scope rules.
     settings.onDidChange(() => {
       if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });

@@ -163,6 +163,23 @@ export interface TrainingProgress {
   etaSeconds?: number;
 }
 
+/** Why the client reports a cursor: a document became the active editor, or its cursor moved and the user paused. */
+export type CursorReason = 'focus' | 'move';
+
+export interface CursorParams {
+  textDocument: { uri: string };
+  position: { line: number; character: number };
+  reason: CursorReason;
+}
+
+/**
+ * The user is at `position` and may type there (sent debounced, never per keystroke). The server
+ * decides what to do with it: it pre-warms the prompt at that cursor as background work.
+ */
+export namespace KilnCursorNotification {
+  export const type = new NotificationType<CursorParams>('kiln/cursor');
+}
+
 export namespace KilnTrainingProgressNotification {
   export const type = new NotificationType<TrainingProgress>('kiln/trainingProgress');
 }

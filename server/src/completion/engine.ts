@@ -5,6 +5,7 @@
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
 import { InferenceServer } from '../runtime/inference-server';
+import type { TaskOptions } from '../runtime/generator';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings } from '../telemetry/timings';
@@ -14,7 +15,10 @@ import type { CompletionModel } from './completion-model';
 import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats, prefillPrompt } from './generation';
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { RequestScheduler } from './scheduler';
+import { buildAtLeastMinimum, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
+import { Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
+import { buildTypedMiddlePrompt } from './psm-middle';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
 import { createStopRules, type StopMode } from './stop-rules';
@@ -67,11 +71,17 @@ export interface CompletionEngineOptions {
 const LOOKUP_DOCUMENTS = 8;
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
-type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number };
+type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; shortWindowTokens?: number };
+
+/** A prompt and the size of its prefix window (what a shorter window cuts). */
+type WindowedPrompt = HealedPrompt & { prefixTokens: number };
+
+/** Where a document's cursor is (a pre-warm request): the same fields a completion request has. */
+export type CursorPlace = Pick<CompletionRequest, 'uri' | 'text' | 'offset'>;
 
 /** One generation for the scheduler to run: a request's prompt, or a speculated next one. */
 interface GenerationJob {
-  prompt: HealedPrompt;
+  prompt: WindowedPrompt;
   before: string;
   after: string;
   mode: StopMode;
@@ -112,6 +122,9 @@ export class CompletionEngine {
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
+  /** The runtime's measured prefill and decode rates: what the prefill budget plans with. */
+  readonly throughput = new ThroughputMeter();
+  private readonly prewarmer: Prewarmer;
 
   constructor(
     private current: CompletionModel,
@@ -123,6 +136,18 @@ export class CompletionEngine {
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
+    this.server.observeForwards((run) => this.throughput.observe(run));
+    this.prewarmer = new Prewarmer(this.server, this.scheduler);
+  }
+
+  /**
+   * The user moved to `place` (opened or focused a document, clicked, jumped) and may type there:
+   * prefill the prompt a request there would build, as background work that any request preempts.
+   */
+  prewarm(place: CursorPlace): Promise<WarmOutcome> {
+    if (!this.settings.prewarm) return Promise.resolve({ computed: 0, reused: 0, preempted: false });
+    const offset = Math.max(0, Math.min(place.offset, place.text.length));
+    return this.prewarmer.warm(place.uri, this.prompt(place.text, offset).tokens);
   }
 
   get model(): CompletionModel {
@@ -204,8 +229,9 @@ export class CompletionEngine {
     const epoch = this.modelEpoch;
     const result = this.scheduler
       .run(req.uri, (signal) => this.run({ prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
-      .then(({ items, gen }) => {
+      .then(({ items, gen, deferred }) => {
         if (epoch === this.modelEpoch) this.answers.set(key, { items, source: 'answer-cache' });
+        if (deferred) void this.prewarmer.warm(req.uri, deferred); // the full window, for the next keystroke
         const answer = this.finish({ uri: req.uri, before, after, items, watch, source: 'model', gen });
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -247,11 +273,23 @@ export class CompletionEngine {
     return ids;
   }
 
-  /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
-  private prompt(text: string, offset: number): HealedPrompt {
-    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
-    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
-    return healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer);
+  /**
+   * The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts); under PSM with
+   * `psmTypedMiddle`, the cursor line's typed text in the middle (see psm-middle.ts). `maxPrefixTokens`
+   * narrows the prefix window (the prefill budget's shorter window).
+   */
+  private prompt(text: string, offset: number, maxPrefixTokens?: number): WindowedPrompt {
+    const configured = this.promptOptions();
+    const options = maxPrefixTokens === undefined ? configured : { ...configured, maxPrefixTokens: Math.min(configured.maxPrefixTokens, maxPrefixTokens) };
+    const request = { tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options, cache: this.promptCache };
+    if (options.order === 'psm' && this.settings.psmTypedMiddle) {
+      const typed = buildTypedMiddlePrompt({ ...request, heal: this.settings.tokenHealing });
+      return { ...typed, prefixTokens: typed.built.prefixTokens.length };
+    }
+    const built = buildPrompt(request);
+    const prefixTokens = built.prefixTokens.length;
+    if (!this.settings.tokenHealing) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), prefixTokens };
+    return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), prefixTokens };
   }
 
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
@@ -267,18 +305,30 @@ export class CompletionEngine {
   }
 
   /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing. */
-  private async run({ prompt, before, after, mode, explicit, signal, watch, progress }: GenerationJob) {
+  private async run({ prompt: full, before, after, mode, explicit, signal, watch, progress }: GenerationJob) {
     watch.lap('queue');
+    const started = Date.now();
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
-    const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
+    const reserveTokens = Math.min(this.settings.maxTokens, LINE_RESERVE_TOKENS);
+    // The time limit counts from here, prefill included; decode keeps time for a full line, and the
+    // limit never cuts before LINE_FLOOR_TOKENS, however long the prefill took.
+    const makeStop = () =>
+      createStopRules({
+        mode,
+        lineBefore,
+        textAfter,
+        maxTokens: this.settings.maxTokens,
+        deadline: Math.max(started + this.settings.timeLimitMs, Date.now() + this.throughput.decodeMs(reserveTokens)),
+        minTokensBeforeDeadline: LINE_FLOOR_TOKENS,
+      });
+    const task = { signal, priority } as const;
+    const gen = this.server;
+    const { slot, prompt, window } = await this.openBudgeted(full, { before, after, task, reserveTokens });
     const onText = progress && ((text: string) => (progress.text = text));
     const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
     const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
-    const task = { signal, priority } as const;
-    const gen = this.server;
-    const { slot } = await gen.open(prompt.tokens, task);
     const slots = [slot];
     try {
       const pre = await prefillPrompt(gen, slot, prompt.tokens, task);
@@ -292,6 +342,7 @@ export class CompletionEngine {
         prefillReused: pre.reused,
         decodeMs: performance.now() - t0,
         tokens: rows.reduce((n, r) => n + r.tokens.length, 0),
+        ...(window === undefined ? {} : { shortWindowTokens: prompt.prefixTokens }),
       };
       return {
         items: this.postProcess(
@@ -300,11 +351,35 @@ export class CompletionEngine {
           textAfter,
         ),
         gen: cost,
+        deferred: window === undefined ? undefined : full.tokens,
       };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
       for (const [i, s] of slots.entries()) gen.release(s, { keep: i === 0 });
     }
+  }
+
+  /**
+   * A slot for `full`, or — for a request whose uncached part of `full` would not prefill within the
+   * time limit — for the same cursor's prompt with a shorter prefix window. Decided once the slot is
+   * open: a pre-warm this request preempted has pooled what it computed by then.
+   */
+  private async openBudgeted(full: WindowedPrompt, at: { before: string; after: string; task: TaskOptions; reserveTokens: number }) {
+    const opened = await this.server.open(full.tokens, at.task);
+    const window = at.task.priority === 'foreground' ? this.shortWindow(full, opened.reused, at.reserveTokens) : undefined;
+    if (window === undefined) return { slot: opened.slot, prompt: full, window };
+    this.server.release(opened.slot, { keep: true });
+    const text = at.before + at.after;
+    const prompt = buildAtLeastMinimum(window, full.prefixTokens, (budget) => this.prompt(text, at.before.length, budget));
+    return { slot: (await this.server.open(prompt.tokens, at.task)).slot, prompt, window };
+  }
+
+  /** The shorter prefix window to answer from when the rest of `full` would not prefill in time. */
+  private shortWindow(full: WindowedPrompt, cached: number, reserveTokens: number): number | undefined {
+    return shortWindowTokens(
+      { promptTokens: full.tokens.length, prefixTokens: full.prefixTokens, cachedTokens: cached, timeLimitMs: this.settings.timeLimitMs, reserveTokens },
+      this.throughput,
+    );
   }
 
   private rememberForLookup(uri: string, tokens: readonly number[]): void {
@@ -342,6 +417,7 @@ export class CompletionEngine {
       decodeTokens: gen?.tokens ?? 0,
       totalMs: watch.elapsed(),
       source,
+      ...(gen?.shortWindowTokens === undefined ? {} : { shortWindowTokens: gen.shortWindowTokens }),
     };
     this.stats.record(timings);
     this.onAnswer(timings);

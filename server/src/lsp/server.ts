@@ -4,6 +4,7 @@ import { type Connection, MessageType, ShowMessageNotification, TextDocuments, T
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   type KilnInitializationOptions,
+  KilnCursorNotification,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
   type KilnStats,
@@ -19,6 +20,7 @@ import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
+import { handleCursor } from './cursor-handler';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
@@ -151,6 +153,7 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
+  connection.onNotification(KilnCursorNotification.type, (params) => void handleCursor(params, { documents, host, log }));
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();

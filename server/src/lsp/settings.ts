@@ -63,6 +63,8 @@ const RULES: { [K in keyof KilnSettings]: Rule } = {
   speculate: bool,
   lookupDecoding: bool,
   tokenHealing: bool,
+  prewarm: bool,
+  psmTypedMiddle: bool,
 };
 
 export interface SettingsUpdate {

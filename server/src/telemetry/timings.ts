@@ -21,6 +21,8 @@ export interface CompletionTimings {
   /** Request received to answer sent. */
   totalMs: number;
   source: CompletionSource;
+  /** Set when the full prompt would not prefill within the time limit: the shorter prefix window answered from. */
+  shortWindowTokens?: number;
 }
 
 /** Split times: each `lap(name)` adds the time since the previous lap (or the start) to `name`. */
