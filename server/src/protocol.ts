@@ -54,6 +54,8 @@ export interface KilnStats {
   /** The most recent answer's timings: its source and prefill (computed vs reused) and decode counts. */
   last?: CompletionTimings;
   memory?: MemoryFigures;
+  /** Pre-warms (prompts prefilled at a cursor the client reported, before a keystroke) since the model loaded. */
+  prewarm?: { started: number; finished: number; preempted: number; tokens: number };
   training?: { state: string; step?: number; totalSteps?: number; loss?: number };
 }
 

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { loadCompletionModel } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { buildPrompt, type PromptOptions } from '../../server/src/completion/prompt';
-import { buildTypedMiddlePrompt, MIDDLE_RESERVE_TOKENS } from '../../server/src/completion/psm-middle';
+import { buildTypedMiddlePrompt, MIDDLE_JUMP_CHARS, MIDDLE_RESERVE_TOKENS } from '../../server/src/completion/psm-middle';
 import { type FimTemplate, resolveFimTemplate } from '../../server/src/model/fim';
 import { Tokenizer } from '../../server/src/model/tokenizer';
 import { parseSettings } from '../../server/src/lsp/settings';
@@ -36,14 +36,15 @@ const at = (typed: number, heal = false) =>
   buildTypedMiddlePrompt({ tokenizer: tok, template, text: before + line.slice(0, typed) + after, offset: before.length + typed, options, heal, cache: null });
 
 describe('a PSM prompt with a typed middle', () => {
-  it('is <pre> prefix <suf> suffix <mid> typed part, the prefix ending at the cursor line start', () => {
+  it('is <pre> prefix <suf> suffix <mid> typed part, the prefix ending at a line start at or before the cursor line', () => {
     const typed = 20;
     const p = at(typed);
-    assert.equal(p.middle, line.slice(0, typed));
-    assert.ok(p.built.prefix.endsWith('\n') && before.endsWith(p.built.prefix), 'the prefix window ends at the cursor line start');
+    assert.ok(p.built.prefix.endsWith('\n'), 'the prefix window ends at a line start');
+    assert.ok(p.middle.endsWith(line.slice(0, typed)) && p.middle.length < MIDDLE_JUMP_CHARS + typed, 'the middle is at most a jump of lines and the typed part');
     assert.equal(p.built.suffix, after.slice(0, p.built.suffix.length), 'the suffix starts at the cursor');
     const text = tok.decode(p.tokens);
-    assert.equal(text, `<|fim_prefix|>${p.built.prefix}<|fim_suffix|>${p.built.suffix}<|fim_middle|>${line.slice(0, typed)}`);
+    assert.equal(text, `<|fim_prefix|>${p.built.prefix}<|fim_suffix|>${p.built.suffix}<|fim_middle|>${p.middle}`);
+    assert.equal(p.built.prefix + p.middle, (before + line.slice(0, typed)).slice(-(p.built.prefix.length + p.middle.length)), 'prefix and middle are the text before the cursor');
     assert.ok(p.built.prefixTokens.length <= options.maxPrefixTokens - MIDDLE_RESERVE_TOKENS, 'the middle has its room in the context');
   });
 
@@ -65,6 +66,23 @@ describe('a PSM prompt with a typed middle', () => {
     assert.ok(typedKept / keystrokes > plainKept / keystrokes, `kept ${typedKept / keystrokes} vs plain ${plainKept / keystrokes}`);
   });
 
+  it('moves its anchor in jumps: typing several lines keeps the prompt up to the middle until the cursor line crosses a jump', () => {
+    const lines = Array.from({ length: 24 }, (_, i) => `  sum += values[${i}] * ${i + 1};\n`).join('');
+    let kept = 0;
+    let recomputed = 0;
+    for (let n = 1; n <= lines.length; n++) {
+      const [prev, next] = [n - 1, n].map((k) =>
+        buildTypedMiddlePrompt({ tokenizer: tok, template, text: before + lines.slice(0, k) + after, offset: before.length + k, options, heal: false, cache: null }),
+      );
+      const fixed = prev!.tokens.length - tok.encode(prev!.middle).length;
+      if (lcp(prev!.tokens, next!.tokens) >= fixed) kept++;
+      else recomputed++;
+    }
+    assert.ok(recomputed > 0, 'the anchor does move');
+    assert.ok(recomputed <= Math.ceil(lines.length / MIDDLE_JUMP_CHARS) + 1, `the suffix was computed again ${recomputed} times over ${lines.split('\n').length - 1} lines typed`);
+    assert.ok(kept > recomputed * 50);
+  });
+
   it('heals the last middle token: the prompt plus the forced text is the unhealed prompt', () => {
     const plain = at(25);
     const healed = at(25, true);
@@ -74,8 +92,8 @@ describe('a PSM prompt with a typed middle', () => {
     assert.ok(healed.tokens.length >= plain.tokens.length - tok.encode(plain.middle).length);
   });
 
-  it('at a line start has no middle and heals nothing (the prefix ends at a line break)', () => {
-    const p = at(0, true);
+  it('with nothing typed since the anchor has no middle and heals nothing', () => {
+    const p = buildTypedMiddlePrompt({ tokenizer: tok, template, text: after, offset: 0, options, heal: true, cache: null });
     assert.equal(p.middle, '');
     assert.equal(p.forcedText, '');
     assert.equal(p.tokens.at(-1), template.middleId);

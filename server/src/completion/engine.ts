@@ -16,7 +16,7 @@ import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats,
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { RequestScheduler } from './scheduler';
 import { buildAtLeastMinimum, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
-import { Prewarmer, type WarmOutcome } from './prewarm';
+import { type PrewarmCounters, Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { buildTypedMiddlePrompt } from './psm-middle';
 import { type HealedPrompt, healPrompt } from './token-healing';
@@ -138,6 +138,11 @@ export class CompletionEngine {
     this.promptCache = promptTokenCacheFor(current.tokenizer);
     this.server.observeForwards((run) => this.throughput.observe(run));
     this.prewarmer = new Prewarmer(this.server, this.scheduler);
+  }
+
+  /** What pre-warming did since the engine started. */
+  prewarmStats(): PrewarmCounters {
+    return { ...this.prewarmer.counters };
   }
 
   /**

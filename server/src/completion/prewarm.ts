@@ -35,8 +35,21 @@ export async function warmPrompt(gen: WarmGenerator, tokens: readonly number[], 
   }
 }
 
+/** Counters over every warm since the engine started (what kiln/stats reports). */
+export interface PrewarmCounters {
+  /** Warms started (a prompt the cache already held is not one). */
+  started: number;
+  /** Of them, those that prefilled their whole prompt. */
+  finished: number;
+  /** Those a request (or a newer warm) cut short. */
+  preempted: number;
+  /** Prompt tokens computed by finished warms. */
+  tokens: number;
+}
+
 export class Prewarmer {
   private current: AbortController | undefined;
+  readonly counters: PrewarmCounters = { started: 0, finished: 0, preempted: 0, tokens: 0 };
 
   constructor(
     private readonly gen: WarmGenerator,
@@ -54,11 +67,19 @@ export class Prewarmer {
     if (tokens.length === 0 || cached >= tokens.length - 1) return Promise.resolve({ computed: 0, reused: cached, preempted: false });
     const controller = new AbortController();
     this.current = controller;
+    this.counters.started++;
     return this.scheduler
       .run(uri, (signal) => warmPrompt(this.gen, tokens, signal), { priority: 'background', external: controller.signal })
       .then(
-        (done) => ({ ...done, preempted: false }),
-        () => ({ computed: 0, reused: cached, preempted: true }), // yielded, replaced, or the model swapped
+        (done) => {
+          this.counters.finished++;
+          this.counters.tokens += done.computed;
+          return { ...done, preempted: false };
+        },
+        () => {
+          this.counters.preempted++; // yielded, replaced, or the model swapped
+          return { computed: 0, reused: cached, preempted: true };
+        },
       )
       .finally(() => {
         if (this.current === controller) this.current = undefined;

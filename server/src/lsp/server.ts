@@ -41,6 +41,7 @@ export function startKilnServer(connection: Connection): void {
   let init: KilnInitializationOptions = {};
   let training: TrainingProgress | undefined;
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
+  let lastCursor: unknown; // the last kiln/cursor: warmed again once a (re)loaded model is ready
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -71,6 +72,7 @@ export function startKilnServer(connection: Connection): void {
       training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
       memory: engine ? await engine.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+      prewarm: engine?.prewarmStats(),
     };
   };
   const pushStats = throttle(() => {
@@ -83,6 +85,7 @@ export function startKilnServer(connection: Connection): void {
     onStatus: (status) => {
       void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
       if (status.state === 'error' && status.message) tell('error', status.message);
+      if (status.state === 'ready' && lastCursor !== undefined) void handleCursor(lastCursor, { documents, host, log });
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
     },
@@ -153,7 +156,10 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
-  connection.onNotification(KilnCursorNotification.type, (params) => void handleCursor(params, { documents, host, log }));
+  connection.onNotification(KilnCursorNotification.type, (params) => {
+    lastCursor = params;
+    void handleCursor(params, { documents, host, log });
+  });
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();
