@@ -9,7 +9,10 @@
 //     typed middle, with SPM as the reference; every variant's keystroke k runs before any k + 1.
 //
 //   node --import tsx tests/bench/prewarm.bench.ts [--reps 5] [--keystrokes 240] [--threads 2]
-//        [--slow-ms-per-token 2] [--model DIR] [--out FILE]
+//        [--slow-ms-per-token 2] [--model DIR [--quantization none|int8|int4]] [--only cold|trace] [--out FILE]
+//
+// With --model (e.g. a real-size checkpoint) the model runs in its own FIM order only, unslowed,
+// and the trace compares PSM's plain and typed-middle prompts when that order is PSM.
 //
 // Timings are medians and nearest-rank p95 of one run; the machine's load is printed with them.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,11 +38,15 @@ interface Settings {
   threads: number;
   slowMsPerToken: number;
   model?: string;
+  quantization: QuantBitsSetting;
+  only?: 'cold' | 'trace';
   out?: string;
 }
 
+type QuantBitsSetting = 'none' | 'int8' | 'int4';
+
 function parseArgs(argv: string[]): Settings {
-  const s: Settings = { reps: 5, keystrokes: 240, threads: 2, slowMsPerToken: 2 };
+  const s: Settings = { reps: 5, keystrokes: 240, threads: 2, slowMsPerToken: 2, quantization: 'none' };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--reps') s.reps = args.positiveInt();
@@ -47,6 +54,8 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--threads') s.threads = args.positiveInt();
     else if (a === '--slow-ms-per-token') s.slowMsPerToken = Number(args.value());
     else if (a === '--model') s.model = args.value();
+    else if (a === '--quantization') s.quantization = args.oneOf(['none', 'int8', 'int4'] as const);
+    else if (a === '--only') s.only = args.oneOf(['cold', 'trace'] as const);
     else if (a === '--out') s.out = args.value();
     else if (a === '--quick') {
       s.reps = 2;
@@ -121,7 +130,7 @@ async function coldCase(model: CompletionModel, s: Settings, slow: number, which
 }
 
 async function coldRows(model: CompletionModel, s: Settings) {
-  const speeds = [0, ...(s.slowMsPerToken > 0 ? [s.slowMsPerToken] : [])];
+  const speeds = [0, ...(s.slowMsPerToken > 0 && !s.model ? [s.slowMsPerToken] : [])];
   const samples = new Map<string, Answer[]>();
   await coldCase(model, s, 0, 'cold'); // warm-up (untimed): the session's first runs
   for (let rep = 0; rep < s.reps; rep++) {
@@ -159,10 +168,11 @@ const VARIANTS: Variant[] = [
   ...[256, 64].map((suffix) => ({ name: `PSM typed middle, suffix ≤ ${suffix}`, order: 'psm' as const, settings: { maxSuffixTokens: suffix, psmTypedMiddle: true } })),
 ];
 
-async function traceRows(models: Record<FimOrder, CompletionModel>, s: Settings) {
+async function traceRows(models: Partial<Record<FimOrder, CompletionModel>>, s: Settings) {
   const trace = typingTrace().slice(0, s.keystrokes);
-  const rows = VARIANTS.map((v) => {
-    const rec = recordingModel(models[v.order]);
+  const variants = s.model ? VARIANTS.filter((v) => models[v.order] && (v.order === 'spm' || v.settings.maxSuffixTokens === 256)) : VARIANTS;
+  const rows = variants.map((v) => {
+    const rec = recordingModel(models[v.order]!);
     const settings = { ...settingsFor(s.threads), ...v.settings, prewarm: false };
     return { v, rec, engine: new CompletionEngine(rec.model, settings, new LatencyStats(), { server: rec.serverFor(settings) }), samples: [] as Answer[] };
   });
@@ -188,17 +198,22 @@ async function main(): Promise<void> {
   const models: CompletionModel[] = [];
   try {
     const dir = s.model ?? writeTinyCodeModel(join(root, 'model'), { seed: WEIGHTS_SEED, config: REFERENCE, fimOrders: ['spm', 'psm'] });
-    const load = (fimOrder: FimOrder) =>
-      loadCompletionModel(dir, { fimOrder, quantization: 'none' }, { executionProvider: 'cpu', threads: s.threads, cacheDir: join(root, 'graph-cache') }).then((m) => {
+    // a given model keeps its graph in Kiln's own cache (a real-size build takes a while)
+    const cacheDir = s.model ? undefined : join(root, 'graph-cache');
+    const load = (fimOrder: FimOrder | 'auto') =>
+      loadCompletionModel(dir, { fimOrder, quantization: s.quantization }, { executionProvider: 'cpu', threads: s.threads, cacheDir }).then((m) => {
         models.push(m);
         return m;
       });
-    const spm = await load('spm');
-    const psm = await load('psm');
-    const fileTokens = spm.tokenizer.encode(OPENED.text).length;
-    log(`file: ${fileTokens} tokens; ${s.reps} reps; ${s.keystrokes} trace keystrokes; loadavg ${loadavgBefore.join(' ')}`);
-    const cold = await coldRows(spm, s);
-    const trace = await traceRows({ spm, psm }, s);
+    const first = await load(s.model ? 'auto' : 'spm');
+    const byOrder: Partial<Record<FimOrder, CompletionModel>> = { [first.order]: first };
+    if (!s.model) byOrder.psm = await load('psm');
+    const fileTokens = first.tokenizer.encode(OPENED.text).length;
+    log(
+      `model ${s.model ?? 'reference'} (${first.order}, ${s.quantization}); file: ${fileTokens} tokens; ${s.reps} reps; ${s.keystrokes} trace keystrokes; loadavg ${loadavgBefore.join(' ')}`,
+    );
+    const cold = s.only === 'trace' ? [] : await coldRows(first, s);
+    const trace = s.only === 'cold' ? [] : await traceRows(byOrder, s);
     const result = {
       settings: s,
       model: s.model ?? { ...REFERENCE, weightsSeed: WEIGHTS_SEED },

@@ -36,6 +36,9 @@ describe('the prefill budget', () => {
     assert.equal(shortWindowTokens(question, meter(2.4, 30)), 533);
     assert.equal(shortWindowTokens(question, meter(20, 30)), MIN_SHORT_WINDOW_TOKENS);
     assert.equal(shortWindowTokens({ ...question, prefixTokens: 200, promptTokens: 300 }, meter(20, 30)), undefined, 'already shorter than the minimum');
+    // decode alone eats the limit (a loaded machine): 3 uncached tokens are still cheaper than any window
+    assert.equal(shortWindowTokens({ ...question, cachedTokens: 1097 }, meter(2.4, 200)), undefined, 'nothing to gain from a window');
+    assert.equal(shortWindowTokens({ ...question, cachedTokens: 800 }, meter(20, 30)), undefined, '300 uncached tokens: cheaper than 256 + 100');
   });
 
   it('grows a window cut short by its jump points until it holds the minimum, up to the full window', () => {

@@ -85,5 +85,6 @@ export function shortWindowTokens(q: PrefillQuestion, meter: ThroughputMeter): n
   const affordable = meter.tokensWithin(Math.max(0, budgetMs)) ?? 0;
   const around = q.promptTokens - q.prefixTokens; // suffix and markers, computed whatever the window
   const window = Math.max(MIN_SHORT_WINDOW_TOKENS, affordable - around);
-  return window < q.prefixTokens ? window : undefined;
+  // a window no shorter than the full one, or no cheaper than what the cache lacks of it, gains nothing
+  return window < q.prefixTokens && window + around < q.promptTokens - q.cachedTokens ? window : undefined;
 }
