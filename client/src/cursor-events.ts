@@ -17,7 +17,12 @@ export interface CursorEventDeps {
   settings: KilnSettings;
 }
 
-export function registerCursorEvents(deps: CursorEventDeps): vscode.Disposable {
+/** The listeners, and `refresh` to report the active editor's cursor again (a server that just started has none). */
+export interface CursorEvents extends vscode.Disposable {
+  refresh(): void;
+}
+
+export function registerCursorEvents(deps: CursorEventDeps): CursorEvents {
   const reporter = new CursorReporter((place) => {
     const client = deps.client();
     if (!client?.isRunning()) return;
@@ -32,13 +37,20 @@ export function registerCursorEvents(deps: CursorEventDeps): vscode.Disposable {
     const at = editor.selection.active;
     reporter.moved({ uri: editor.document.uri.toString(), line: at.line, character: at.character, reason });
   };
-  report(vscode.window.activeTextEditor, 'focus');
-  return vscode.Disposable.from(
+  const listeners = vscode.Disposable.from(
     reporter,
     vscode.window.onDidChangeActiveTextEditor((editor) => report(editor, 'focus')),
     vscode.window.onDidChangeTextEditorSelection((e) => report(e.textEditor, 'move')),
     vscode.workspace.onDidChangeTextDocument((e) => reporter.forget(e.document.uri.toString())),
   );
+  return {
+    refresh: () => {
+      const editor = vscode.window.activeTextEditor;
+      if (editor) reporter.forget(editor.document.uri.toString());
+      report(editor, 'focus');
+    },
+    dispose: () => listeners.dispose(),
+  };
 }
 
 function wanted(editor: vscode.TextEditor, deps: CursorEventDeps): boolean {

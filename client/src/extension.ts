@@ -23,12 +23,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
   statusBar.setEnabled(isEnabled());
 
+  const cursorEvents = registerCursorEvents({ client: () => client, isEnabled, settings });
+  context.subscriptions.push(cursorEvents);
   const start = async () => {
     const c = createLanguageClient({ context, output, isEnabled, settings });
     c.onNotification(KilnStatusNotification.type, (s) => statusBar.setStatus(s));
     c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
     client = c;
     await c.start();
+    cursorEvents.refresh(); // the new server learns where the user is (it warms there once its model is ready)
   };
   const restart = async () => {
     const old = client;
@@ -55,7 +58,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
-    registerCursorEvents({ client: () => client, isEnabled, settings }),
     // The server pulls `kiln` through the client's middleware, which applies the scope rules.
     settings.onDidChange(() => {
       if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });
