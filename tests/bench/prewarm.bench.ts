@@ -89,9 +89,19 @@ function settingsFor(threads: number, extra: Partial<CompletionSettings> = {}): 
 type ColdCase = 'cold' | 'cold, rate known' | 'pre-warmed' | 'pre-warm interrupted';
 const COLD_CASES: ColdCase[] = ['cold', 'cold, rate known', 'pre-warmed', 'pre-warm interrupted'];
 
-/** The first keystroke of the trace, typed into the freshly opened file. */
-const OPENED = { text: FILE_BEFORE + FILE_AFTER, offset: FILE_BEFORE.length };
-const FIRST_KEY = { text: FILE_BEFORE + TYPED_FUNCTION[0] + FILE_AFTER, offset: FILE_BEFORE.length + 1 };
+/**
+ * The file opened and its first keystroke (the trace's first character). The trace's module is ~1,000
+ * tokens for the reference model's tokenizer; a real model's (Qwen2's) packs it into ~450, so with
+ * --model the module also holds the typed function above the cursor (~1,000 Qwen2 tokens).
+ */
+function openedFile(realModel: boolean) {
+  const head = realModel
+    ? `${FILE_BEFORE}${TYPED_FUNCTION.replaceAll('runQueue', 'runQueueOnce')}
+`
+    : FILE_BEFORE;
+  return { opened: { text: head + FILE_AFTER, offset: head.length }, firstKey: { text: head + TYPED_FUNCTION[0] + FILE_AFTER, offset: head.length + 1 } };
+}
+let { opened: OPENED, firstKey: FIRST_KEY } = openedFile(false);
 /** Another file, for measuring the prefill rate before the cold request ('cold, rate known'). */
 const OTHER_FILE = `${FILE_AFTER.repeat(6)}\nexport const z = `;
 
@@ -205,6 +215,7 @@ async function main(): Promise<void> {
         models.push(m);
         return m;
       });
+    ({ opened: OPENED, firstKey: FIRST_KEY } = openedFile(s.model !== undefined));
     const first = await load(s.model ? 'auto' : 'spm');
     const byOrder: Partial<Record<FimOrder, CompletionModel>> = { [first.order]: first };
     if (!s.model) byOrder.psm = await load('psm');
