@@ -5,6 +5,7 @@ import { DidChangeConfigurationNotification, type LanguageClient } from 'vscode-
 import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
 import { registerCommands } from './commands';
 import { BackendKeyStore } from './backend-key';
+import { registerCursorEvents } from './cursor-events';
 import { HubTokenStore } from './hub-token';
 import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
@@ -24,6 +25,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
   statusBar.setEnabled(isEnabled());
 
+  const cursorEvents = registerCursorEvents({ client: () => client, isEnabled, settings });
+  context.subscriptions.push(cursorEvents);
   const start = async () => {
     const backendApiKey = await backendKey.get().catch(() => undefined);
     const c = createLanguageClient({ context, output, isEnabled, settings, backendApiKey });
@@ -31,6 +34,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
     client = c;
     await c.start();
+    cursorEvents.refresh(); // the new server learns where the user is (it warms there once its model is ready)
   };
   const restart = async () => {
     const old = client;

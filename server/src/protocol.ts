@@ -66,6 +66,8 @@ export interface KilnStats {
   /** The most recent answer's timings: its source and prefill (computed vs reused) and decode counts. */
   last?: CompletionTimings;
   memory?: MemoryFigures;
+  /** Pre-warms (prompts prefilled at a cursor the client reported, before a keystroke) since the model loaded. */
+  prewarm?: { started: number; finished: number; preempted: number; tokens: number };
   training?: { state: string; step?: number; totalSteps?: number; loss?: number };
 }
 
@@ -204,6 +206,23 @@ export interface TrainingProgress {
   validationLoss?: number;
   tokensPerSecond?: number;
   etaSeconds?: number;
+}
+
+/** Why the client reports a cursor: a document became the active editor, or its cursor moved and the user paused. */
+export type CursorReason = 'focus' | 'move';
+
+export interface CursorParams {
+  textDocument: { uri: string };
+  position: { line: number; character: number };
+  reason: CursorReason;
+}
+
+/**
+ * The user is at `position` and may type there (sent debounced, never per keystroke). The server
+ * decides what to do with it: it pre-warms the prompt at that cursor as background work.
+ */
+export namespace KilnCursorNotification {
+  export const type = new NotificationType<CursorParams>('kiln/cursor');
 }
 
 export namespace KilnTrainingProgressNotification {

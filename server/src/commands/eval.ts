@@ -6,18 +6,20 @@ import { automaticThreads } from '../runtime/threads';
 import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
 import { collectEvalFiles } from '../evaluation/eval-files';
 import { NgramModel, previousLinePrediction } from '../evaluation/baselines';
-import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
+import { type EvalFile, type EvalOptions, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
 import { type Difference, type PairedDifference, pairedDifference } from '../evaluation/paired-difference';
 import type { CompletionModel } from '../completion/completion-model';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
   'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR]\n' +
+  '       [--max-prefix-tokens N] [--max-suffix-tokens N] [--fim-order auto|psm|spm] [--psm-typed-middle on|off]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   "  with the model's per-line difference to each (mean and 95% interval);\n" +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
-  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
+  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first;\n' +
+  '  the prompt flags score other windows and layouts than the defaults (e.g. the shorter window a slow prefill answers from)';
 
 function parse(args: string[]) {
   const { values, positionals } = parseCommandArgs(args, {
@@ -30,6 +32,10 @@ function parse(args: string[]) {
     context: { type: 'string' },
     baselines: { type: 'string' },
     compare: { type: 'string' },
+    'max-prefix-tokens': { type: 'string' },
+    'max-suffix-tokens': { type: 'string' },
+    'fim-order': { type: 'string' },
+    'psm-typed-middle': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -48,7 +54,22 @@ function parse(args: string[]) {
     compareWith: values.compare,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
     quantization: parseQuantization(values.quantization),
+    ...parsePromptFlags(values),
   };
+}
+
+/** The prompt overrides: windows, the FIM order, PSM's typed middle. */
+function parsePromptFlags(values: Record<string, string | boolean | undefined>) {
+  const str = (name: string) => values[name] as string | undefined;
+  const order = str('fim-order') ?? 'auto';
+  if (order !== 'auto' && order !== 'psm' && order !== 'spm') throw new UsageError(`--fim-order must be auto, psm or spm, got ${order}`);
+  const middle = str('psm-typed-middle');
+  if (middle !== undefined && middle !== 'on' && middle !== 'off') throw new UsageError(`--psm-typed-middle must be on or off, got ${middle}`);
+  const prompt: NonNullable<EvalOptions['prompt']> = {};
+  if (str('max-prefix-tokens') !== undefined) prompt.maxPrefixTokens = Math.max(16, parseNonNegativeInt('max-prefix-tokens', str('max-prefix-tokens'), 0));
+  if (str('max-suffix-tokens') !== undefined) prompt.maxSuffixTokens = parseNonNegativeInt('max-suffix-tokens', str('max-suffix-tokens'), 0);
+  if (middle !== undefined) prompt.psmTypedMiddle = middle === 'on';
+  return { fimOrder: order as 'auto' | 'psm' | 'spm', prompt };
 }
 
 const percent = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)}%`);
@@ -70,8 +91,8 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const threads = parsed.runtime.threads || automaticThreads();
-  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
-  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
+  const model = await loadCompletionModel(parsed.model, { fimOrder: parsed.fimOrder, quantization: parsed.quantization }, { ...parsed.runtime, threads });
+  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens, prompt: parsed.prompt };
   let measured: { report: EvalReport; perLine: LineScore[] };
   let baselines: BaselineScores | undefined;
   try {
@@ -112,7 +133,7 @@ interface BaselineScores {
 /** This run's model as scored: the files, how lines were sampled, and the score of every line. */
 interface ScoredRun {
   files: EvalFile[];
-  options: { maxLines: number; seed: number; contextTokens: number };
+  options: { maxLines: number; seed: number; contextTokens: number; prompt: NonNullable<EvalOptions['prompt']> };
   modelLines: LineScore[];
 }
 

@@ -16,6 +16,8 @@ export interface CompletionSettings {
   speculate: boolean; // prepare the next suggestion while idle
   lookupDecoding: boolean; // greedy rows draft from matching context and verify drafts in one forward
   tokenHealing: boolean; // re-generate the prompt's last token (see token-healing.ts)
+  prewarm: boolean; // prefill the prompt at a cursor the user moved to, before the first keystroke (see prewarm.ts)
+  psmTypedMiddle: boolean; // PSM prompts put the cursor line's typed text in the middle, so typing only appends (see psm-middle.ts)
 }
 
 export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
@@ -31,4 +33,6 @@ export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
   speculate: true,
   lookupDecoding: false, // measured no faster on the embedded model's one-line suggestions (see lookup-rows.ts)
   tokenHealing: true,
+  prewarm: true,
+  psmTypedMiddle: true,
 };

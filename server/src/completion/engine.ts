@@ -5,6 +5,7 @@
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
 import { InferenceServer } from '../runtime/inference-server';
+import type { TaskOptions } from '../runtime/generator';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings, type RemoteTimings } from '../telemetry/timings';
@@ -15,7 +16,10 @@ import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats,
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { fimPromptText, generateRemote, indentOf, type RemoteBackendChoice } from './remote-generation';
 import { RequestScheduler } from './scheduler';
+import { buildAtLeastMinimum, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
+import { type PrewarmCounters, Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
+import { buildTypedMiddlePrompt } from './psm-middle';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
 import { createStopRules, type StopMode } from './stop-rules';
@@ -70,10 +74,16 @@ export interface CompletionEngineOptions {
 const LOOKUP_DOCUMENTS = 8;
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
-type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; remote?: RemoteTimings };
+type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; shortWindowTokens?: number; remote?: RemoteTimings };
 
-/** The prompt and the text windows it was built from (a remote backend takes the text). */
-type EnginePrompt = HealedPrompt & { prefix: string; suffix: string };
+/**
+ * A prompt, the text windows it was built from (a remote backend takes the text) and the size of its
+ * prefix window (what a shorter window cuts).
+ */
+type EnginePrompt = HealedPrompt & { prefix: string; suffix: string; prefixTokens: number };
+
+/** Where a document's cursor is (a pre-warm request): the same fields a completion request has. */
+export type CursorPlace = Pick<CompletionRequest, 'uri' | 'text' | 'offset'>;
 
 /** One generation for the scheduler to run: a request's prompt, or a speculated next one. */
 interface GenerationJob {
@@ -119,6 +129,9 @@ export class CompletionEngine {
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
   private remote: RemoteBackendChoice | undefined;
+  /** The runtime's measured prefill and decode rates: what the prefill budget plans with. */
+  readonly throughput = new ThroughputMeter();
+  private readonly prewarmer: Prewarmer;
 
   constructor(
     private current: CompletionModel,
@@ -130,6 +143,8 @@ export class CompletionEngine {
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
+    this.server.observeForwards((run) => this.throughput.observe(run));
+    this.prewarmer = new Prewarmer(this.server, this.scheduler);
     this.remote = options.remote;
   }
 
@@ -144,6 +159,21 @@ export class CompletionEngine {
     this.modelEpoch++;
     this.answers.clear();
     this.shown.clear();
+  }
+
+  /** What pre-warming did since the engine started. */
+  prewarmStats(): PrewarmCounters {
+    return { ...this.prewarmer.counters };
+  }
+
+  /**
+   * The user moved to `place` (opened or focused a document, clicked, jumped) and may type there:
+   * prefill the prompt a request there would build, as background work that any request preempts.
+   */
+  prewarm(place: CursorPlace): Promise<WarmOutcome> {
+    if (!this.settings.prewarm || this.remote) return Promise.resolve({ computed: 0, reused: 0, preempted: false });
+    const offset = Math.max(0, Math.min(place.offset, place.text.length));
+    return this.prewarmer.warm(place.uri, this.prompt(place.text, offset).tokens);
   }
 
   get model(): CompletionModel {
@@ -225,8 +255,9 @@ export class CompletionEngine {
     const epoch = this.modelEpoch;
     const result = this.scheduler
       .run(req.uri, (signal) => this.run({ prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
-      .then(({ items, gen, failed }) => {
+      .then(({ items, gen, failed, deferred }) => {
         if (epoch === this.modelEpoch && !failed) this.answers.set(key, { items, source: 'answer-cache' });
+        if (deferred) void this.prewarmer.warm(req.uri, deferred); // the full window, for the next keystroke
         const answer = this.finish({ uri: req.uri, before, after, items, watch, source: 'model', gen });
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -268,11 +299,22 @@ export class CompletionEngine {
     return ids;
   }
 
-  /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
-  private prompt(text: string, offset: number): EnginePrompt {
-    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
-    const windows = { prefix: built.prefix, suffix: built.suffix };
-    // healing constrains sampled tokens, which a remote API does not let Kiln do
+  /**
+   * The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts); under PSM with
+   * `psmTypedMiddle`, the cursor line's typed text in the middle (see psm-middle.ts). `maxPrefixTokens`
+   * narrows the prefix window (the prefill budget's shorter window).
+   */
+  private prompt(text: string, offset: number, maxPrefixTokens?: number): EnginePrompt {
+    const configured = this.promptOptions();
+    const options = maxPrefixTokens === undefined ? configured : { ...configured, maxPrefixTokens: Math.min(configured.maxPrefixTokens, maxPrefixTokens) };
+    const request = { tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options, cache: this.promptCache };
+    // a remote backend builds its own FIM text from the windows: neither a typed middle nor healing
+    if (options.order === 'psm' && this.settings.psmTypedMiddle && !this.remote) {
+      const typed = buildTypedMiddlePrompt({ ...request, heal: this.settings.tokenHealing });
+      return { ...typed, prefix: typed.built.prefix, suffix: typed.built.suffix, prefixTokens: typed.built.prefixTokens.length };
+    }
+    const built = buildPrompt(request);
+    const windows = { prefix: built.prefix, suffix: built.suffix, prefixTokens: built.prefixTokens.length };
     if (!this.settings.tokenHealing || this.remote) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), ...windows };
     return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), ...windows };
   }
@@ -290,13 +332,25 @@ export class CompletionEngine {
   }
 
   /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing; or the remote backend. */
-  private async run(job: GenerationJob): Promise<{ items: string[]; gen?: GenerationCost; failed?: boolean }> {
-    const { prompt, before, after, mode, explicit, signal, watch, progress } = job;
+  private async run(job: GenerationJob): Promise<{ items: string[]; gen?: GenerationCost; failed?: boolean; deferred?: readonly number[] }> {
+    const { prompt: full, before, after, mode, explicit, signal, watch, progress } = job;
     watch.lap('queue');
+    const started = Date.now();
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
-    const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
+    const reserveTokens = Math.min(this.settings.maxTokens, LINE_RESERVE_TOKENS);
+    // The time limit counts from here, prefill included; decode keeps time for a full line, and the
+    // limit never cuts before LINE_FLOOR_TOKENS, however long the prefill took.
+    const makeStop = () =>
+      createStopRules({
+        mode,
+        lineBefore,
+        textAfter,
+        maxTokens: this.settings.maxTokens,
+        deadline: Math.max(started + this.settings.timeLimitMs, Date.now() + this.throughput.decodeMs(reserveTokens)),
+        minTokensBeforeDeadline: LINE_FLOOR_TOKENS,
+      });
     const onText = progress && ((text: string) => (progress.text = text));
     const remote = this.remote;
     if (remote) {
@@ -304,9 +358,9 @@ export class CompletionEngine {
         const r = await generateRemote({
           choice: remote,
           request: {
-            prefix: prompt.prefix,
-            suffix: prompt.suffix,
-            prompt: fimPromptText(this.model.fim, this.model.tokenizer, prompt.prefix, prompt.suffix, this.model.order),
+            prefix: full.prefix,
+            suffix: full.suffix,
+            prompt: fimPromptText(this.model.fim, this.model.tokenizer, full.prefix, full.suffix, this.model.order),
             maxTokens: this.settings.maxTokens,
             timeLimitMs: this.settings.timeLimitMs,
             indent: indentOf(lineBefore),
@@ -326,11 +380,11 @@ export class CompletionEngine {
         if (!remote.fallbackToLocal) return { items: [], failed: true };
       }
     }
-    const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const task = { signal, priority } as const;
     const gen = this.server;
-    const { slot } = await gen.open(prompt.tokens, task);
+    const { slot, prompt, window } = await this.openBudgeted(full, { before, after, task, reserveTokens });
+    const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const slots = [slot];
     try {
       const pre = await prefillPrompt(gen, slot, prompt.tokens, task);
@@ -344,6 +398,7 @@ export class CompletionEngine {
         prefillReused: pre.reused,
         decodeMs: performance.now() - t0,
         tokens: rows.reduce((n, r) => n + r.tokens.length, 0),
+        ...(window === undefined ? {} : { shortWindowTokens: prompt.prefixTokens }),
       };
       return {
         items: this.postProcess(
@@ -354,11 +409,35 @@ export class CompletionEngine {
         gen: cost,
         // a local fallback's answer is not cached: the remote one is wanted once the backend is back
         failed: remote !== undefined,
+        deferred: window === undefined ? undefined : full.tokens,
       };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
       for (const [i, s] of slots.entries()) gen.release(s, { keep: i === 0 });
     }
+  }
+
+  /**
+   * A slot for `full`, or — for a request whose uncached part of `full` would not prefill within the
+   * time limit — for the same cursor's prompt with a shorter prefix window. Decided once the slot is
+   * open: a pre-warm this request preempted has pooled what it computed by then.
+   */
+  private async openBudgeted(full: EnginePrompt, at: { before: string; after: string; task: TaskOptions; reserveTokens: number }) {
+    const opened = await this.server.open(full.tokens, at.task);
+    const window = at.task.priority === 'foreground' ? this.shortWindow(full, opened.reused, at.reserveTokens) : undefined;
+    if (window === undefined) return { slot: opened.slot, prompt: full, window };
+    this.server.release(opened.slot, { keep: true });
+    const text = at.before + at.after;
+    const prompt = buildAtLeastMinimum(window, full.prefixTokens, (budget) => this.prompt(text, at.before.length, budget));
+    return { slot: (await this.server.open(prompt.tokens, at.task)).slot, prompt, window };
+  }
+
+  /** The shorter prefix window to answer from when the rest of `full` would not prefill in time. */
+  private shortWindow(full: EnginePrompt, cached: number, reserveTokens: number): number | undefined {
+    return shortWindowTokens(
+      { promptTokens: full.tokens.length, prefixTokens: full.prefixTokens, cachedTokens: cached, timeLimitMs: this.settings.timeLimitMs, reserveTokens },
+      this.throughput,
+    );
   }
 
   private rememberForLookup(uri: string, tokens: readonly number[]): void {
@@ -397,6 +476,7 @@ export class CompletionEngine {
       totalMs: watch.elapsed(),
       source,
       ...(gen?.remote ? { remote: gen.remote } : {}),
+      ...(gen?.shortWindowTokens === undefined ? {} : { shortWindowTokens: gen.shortWindowTokens }),
     };
     this.stats.record(timings);
     this.onAnswer(timings);

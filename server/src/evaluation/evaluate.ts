@@ -34,6 +34,8 @@ export interface EvalOptions {
   contextTokens?: number;
   /** Tokens scored for the validation loss over all files, shared evenly (default 32,768). */
   maxLossTokens?: number;
+  /** Prompt windows and layout other than the defaults (e.g. the prefill budget's shorter window). */
+  prompt?: Partial<Pick<CompletionSettings, 'maxPrefixTokens' | 'maxSuffixTokens' | 'psmTypedMiddle'>>;
   signal?: AbortSignal;
   onProgress?: (progress: EvalProgress) => void;
 }
@@ -279,7 +281,7 @@ export async function evaluateModelPerLine(model: CompletionModel, files: readon
   const { loss, tokens } = await validationLoss(model, files, options);
   const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
   // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
-  const engine = new CompletionEngine(model, EVAL_SETTINGS, new LatencyStats());
+  const engine = new CompletionEngine(model, { ...EVAL_SETTINGS, ...options.prompt }, new LatencyStats());
   const scores = await scoreLines(
     files,
     lines,

@@ -5,6 +5,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   BACKEND_API_KEY_ENV,
   type KilnInitializationOptions,
+  KilnCursorNotification,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
   type KilnStats,
@@ -21,6 +22,7 @@ import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
+import { handleCursor } from './cursor-handler';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
@@ -53,6 +55,7 @@ export function startKilnServer(connection: Connection): void {
     const backend = host.remoteLabel;
     return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
   };
+  let lastCursor: unknown; // the last kiln/cursor: warmed again once a (re)loaded model is ready
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -84,6 +87,7 @@ export function startKilnServer(connection: Connection): void {
       training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
       memory: engine ? await engine.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+      prewarm: engine?.prewarmStats(),
     };
   };
   const pushStats = throttle(() => {
@@ -96,6 +100,7 @@ export function startKilnServer(connection: Connection): void {
     onStatus: (status) => {
       void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (status.state === 'error' && status.message) tell('error', status.message);
+      if (status.state === 'ready' && lastCursor !== undefined) void handleCursor(lastCursor, { documents, host, log });
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
     },
@@ -183,6 +188,10 @@ export function startKilnServer(connection: Connection): void {
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
   connection.onRequest(KilnExportDatasetRequest.type, (params, token) => handleExportDataset(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
+  connection.onNotification(KilnCursorNotification.type, (params) => {
+    lastCursor = params;
+    void handleCursor(params, { documents, host, log });
+  });
   documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
   connection.onShutdown(async () => {
     pushStats.cancel();

@@ -70,6 +70,8 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   speculate: bool,
   lookupDecoding: bool,
   tokenHealing: bool,
+  prewarm: bool,
+  psmTypedMiddle: bool,
 };
 
 export interface SettingsUpdate {
