@@ -10,7 +10,7 @@
 // into a temp folder beside OUT that is renamed into place whole, so OUT is either absent, the old
 // export, or the complete new one. A non-empty OUT is refused unless `overwrite` is set.
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { openCheckpoint } from '../model/checkpoint';
@@ -123,14 +123,31 @@ function sha256OfFile(path: string): string {
 
 const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
 
-/** OUT is replaced whole with --overwrite: it must never be, hold, or sit inside the workspace or the model. */
-function checkPlacement(out: string, workspace: string, modelDir: string): void {
+/** The path with every symlink in its existing part resolved (the part not yet created cannot be a link). */
+function canonicalPath(path: string): string {
+  const abs = resolve(path);
+  for (let head = abs, tail = ''; ; ) {
+    try {
+      return join(realpathSync(head), tail);
+    } catch {
+      const up = dirname(head);
+      if (up === head) return abs;
+      tail = join(basename(head), tail);
+      head = up;
+    }
+  }
+}
+
+/** OUT is replaced whole with --overwrite: it must never be, hold, or sit inside the workspace or the model,
+ *  compared with symlinks resolved (a linked parent of OUT would otherwise let --overwrite remove the workspace). */
+export function checkPlacement(out: string, workspace: string, modelDir: string): void {
+  const real = canonicalPath(out);
   for (const [what, dir] of [
-    ['the workspace', resolve(workspace)],
-    ['the model folder', resolve(modelDir)],
+    ['the workspace', canonicalPath(workspace)],
+    ['the model folder', canonicalPath(modelDir)],
   ] as const) {
-    if (within(dir, out)) throw new Error(`${out} holds ${what} (${dir}); export to a folder of its own`);
-    if (within(out, dir)) throw new Error(`${out} is inside ${what} (${dir}); export outside it, or the next scan would read the export`);
+    if (within(dir, real)) throw new Error(`${out} holds ${what} (${dir}); export to a folder of its own`);
+    if (within(real, dir)) throw new Error(`${out} is inside ${what} (${dir}); export outside it, or the next scan would read the export`);
   }
 }
 
