@@ -294,9 +294,10 @@ def main(argv):
     world, rank, device, backend = setup_distributed(args.backend)
     log = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
     out = os.path.abspath(args.out)
+    real_out = os.path.realpath(out)  # a linked parent of --out must not hide that it is --data or --model
     for what, path in (("--data", args.data), ("--model", args.model)):
-        path = os.path.abspath(path)
-        if os.path.commonpath([out, path]) in (out, path):
+        path = os.path.realpath(path)
+        if os.path.commonpath([real_out, path]) in (real_out, path):
             fail(f"--out {out} overlaps {what} {path}: the adapter folder is replaced whole, so give it a folder of its own")
     if rank == 0 and os.path.isdir(out) and os.listdir(out) and not args.overwrite:
         fail(f"{out} is not empty; choose another folder or pass --overwrite")

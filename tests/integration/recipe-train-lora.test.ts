@@ -7,7 +7,7 @@
 // by the recipe in one process and compared the same way.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { DatasetManifest } from '../../server/src/dataset/export-dataset';
@@ -306,6 +306,12 @@ describe('recipes/train_lora.py', () => {
     const overlapping = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', join(qwen2, 'adapter'), '--overwrite', '--steps', '1']);
     assert.notEqual(overlapping.code, 0);
     assert.match(overlapping.stderr, /overlaps --model/);
+    // through a link to their parent, --out is still the export: --overwrite would move it aside and delete it
+    symlinkSync(root, join(root, 'link-to-root'));
+    const linked = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', join(root, 'link-to-root', 'export-qwen2'), '--overwrite', '--steps', '1']);
+    assert.notEqual(linked.code, 0);
+    assert.match(linked.stderr, /overlaps --data/);
+    assert.ok(existsSync(join(data, 'manifest.json')), 'the export is kept');
     const first = readFileSync(join(adapter, 'adapter_model.safetensors'));
     const again = await run(PYTHON, [
       RECIPE,
