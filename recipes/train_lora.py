@@ -36,11 +36,19 @@ import sys
 import tempfile
 import time
 
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-
-from lora_decoder import LORA_TARGETS, adapter_config, fail, have_transformers, load_own_model, load_transformers_model, write_safetensors
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+except ImportError as err:  # a clear message, not a traceback: the usual cause is a python without torch first on PATH
+    raise SystemExit(f"train_lora.py needs PyTorch, which {sys.executable} cannot import ({err}); "
+                     "install it (pip install torch, or Debian's python3-torch) or run the python that has it") from None
+try:
+    from lora_decoder import LORA_TARGETS, adapter_config, fail, have_transformers, load_own_model, load_transformers_model, write_safetensors
+except ModuleNotFoundError as err:
+    if err.name != "lora_decoder":
+        raise
+    raise SystemExit("train_lora.py needs lora_decoder.py in the same folder: copy both files from Kiln's recipes/") from None
 
 DATASET_FORMAT = "kiln-dataset"
 DATASET_FORMAT_VERSION = 1

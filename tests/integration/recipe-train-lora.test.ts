@@ -228,6 +228,13 @@ describe('kiln finetune --export-dataset', () => {
 });
 
 describe('recipes/train_lora.py', () => {
+  it('says what to install when its python has no torch (python -S: no site-packages), without a traceback', async () => {
+    const r = await run(PYTHON, ['-S', RECIPE, '--data', root, '--model', llama, '--out', join(root, 'never')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /train_lora\.py needs PyTorch, which .* cannot import/);
+    assert.doesNotMatch(r.stderr, /Traceback/);
+  });
+
   it('trains under torchrun on 2 CPU processes (gloo): both ranks learn, Kiln loads the adapter and matches PyTorch', async () => {
     const data = join(root, 'export-llama');
     if (!existsSync(join(data, 'manifest.json'))) assert.equal((await exportTo(llama, data)).code, 0);
