@@ -210,11 +210,20 @@ def logits_of(model, ids):
     return out if torch.is_tensor(out) else out.logits
 
 
-def batch_loss(model, ids, labels, ignore_index):
+def batch_loss(model, ids, labels, ignore_index, world):
+    """The loss to backpropagate, and this process's mean loss per target token (for the log).
+
+    DDP averages the processes' gradients, so each process returns (its summed loss) · world / (the
+    step's targets on all processes): the averaged gradient is then that of the mean over every target
+    of the step, as one process with the whole batch computes it, however the targets fall on ranks.
+    """
     logits = logits_of(model, ids)  # [B, T, V]
-    if (labels != ignore_index).sum() == 0:
-        return logits.sum() * 0.0  # nothing to learn in this batch; keeps DDP's all-reduce in step
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index)
+    summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index, reduction="sum")
+    mine = (labels != ignore_index).sum()
+    targets = mine.clone().float()
+    if world > 1:
+        dist.all_reduce(targets)
+    return summed * world / targets.clamp(min=1), (summed.detach() / mine.clamp(min=1)).item()
 
 
 @torch.no_grad()
@@ -358,12 +367,12 @@ def main(argv):
             lr = learning_rate(peak, step, args.warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = batch_loss(trained, train_ids[rows].to(device), train_labels[rows].to(device), ignore)
+            loss, mean_loss = batch_loss(trained, train_ids[rows].to(device), train_labels[rows].to(device), ignore, world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(mean_loss)
             if step % max(1, args.log_every) == 0 or step == total:
                 print(f"rank {rank} step {step}/{total} loss {losses[-1]:.6f} lr {lr:.3e}", flush=True)
         epoch += 1

@@ -13,6 +13,7 @@ import { before, describe, it } from 'node:test';
 import type { DatasetManifest } from '../../server/src/dataset/export-dataset';
 import { buildWorkspaceDataset, datasetChoices } from '../../server/src/dataset/training-preview';
 import { buildFineTuneOptions } from '../../server/src/finetune/fine-tune-options';
+import { SafetensorsFile } from '../../server/src/model/safetensors';
 import { loadModel } from '../../server/src/runtime/load-model';
 import { writeOverfitRepo } from '../fixtures/overfit-repo';
 import { ensureBuilt, REPO, runKiln } from '../helpers/built-cli';
@@ -95,6 +96,16 @@ async function torchLogits(modelDir: string, adapterDir: string, tokens: number[
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as { logits: number[][] };
   return Float64Array.from(doc.logits.flat());
+}
+
+/** An adapter folder's tensors by name. */
+function adapterTensors(dir: string): Map<string, Float32Array> {
+  const st = SafetensorsFile.open(join(dir, 'adapter_model.safetensors'));
+  try {
+    return new Map([...st.tensors.keys()].map((name) => [name, st.readFloat32(name)]));
+  } finally {
+    st.close();
+  }
 }
 
 /** Kiln and the recipe agree with the adapter (≤ 1e-4), and the adapter moved the logits. */
@@ -261,6 +272,17 @@ describe('recipes/train_lora.py', () => {
     assert.ok(report.validation_loss_after < report.validation_loss_before, JSON.stringify(report));
     const tokens = readLines(join(data, 'validation.jsonl'))[0]!.input_ids.slice(0, 40);
     await checkAdapterInKiln(llama, adapter, tokens);
+
+    // DDP is the one-process run with the whole batch: 2 ranks x 2 sequences train the adapter 1 process x 4 does
+    // (each step's rows split between the ranks, not repeated; gradients averaged over every target of the step)
+    const alone = join(root, 'adapter-llama-one-process');
+    const one = await run(PYTHON, [RECIPE, '--data', data, '--model', llama, '--out', alone, '--steps', '30', '--batch', '4', '--lr', '1e-2', '--warmup', '2', '--seed', '3']);
+    assert.equal(one.code, 0, one.stderr);
+    const [ddp, single] = [adapter, alone].map((d) => adapterTensors(d));
+    assert.deepEqual([...ddp!.keys()].sort(), [...single!.keys()].sort());
+    let diff = 0;
+    for (const [name, values] of ddp!) diff = Math.max(diff, maxAbsDiff(Float64Array.from(values), Float64Array.from(single!.get(name)!)));
+    assert.ok(diff <= 1e-4, `2 processes x 2 vs 1 process x 4: max |Δ| of the adapter tensors ${diff}`);
   });
 
   it('trains a Qwen2 checkpoint (biases, tied embeddings, GQA, RoPE scaling; F16, sharded) in one process; Kiln matches PyTorch with it', async () => {
