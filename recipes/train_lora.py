@@ -382,7 +382,13 @@ def main(argv):
         finite = lambda x: x if math.isfinite(x) else None  # no validation files: JSON has no NaN
         report = {"steps": total, "processes": world, "validation_loss_before": finite(before), "validation_loss_after": finite(after),
                   "train_losses_rank0": losses, "dataset_manifest_sha256": sha256_file(os.path.join(args.data, "manifest.json")),
-                  "kiln_version": manifest["kiln_version"]}
+                  "kiln_version": manifest["kiln_version"],
+                  # every choice the adapter depends on, resolved (defaults included), to train it again
+                  "training": {"rank": r, "alpha": alpha, "target_modules": [t for t in LORA_TARGETS if t in targets], "learning_rate": peak,
+                               "warmup": args.warmup, "steps": total, "batch_per_process": args.batch, "sequence_length": seq_len,
+                               "seed": args.seed, "packing_seed": manifest["seed"], "dtype": str(dtype).replace("torch.", ""),
+                               "forward": "transformers+peft" if use_hf else "own", "backend": backend, "device": device.type,
+                               "torch_version": torch.__version__, "python_version": sys.version.split()[0]}}
         save_adapter(model, out, os.path.abspath(args.model), r, alpha, targets, report)
         log(f"saved the adapter to {out}")
     if world > 1:

@@ -195,6 +195,7 @@ describe('kiln finetune --export-dataset', () => {
     assert.equal(manifest.format, 'kiln-dataset');
     assert.equal(manifest.kiln_version, JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version);
     assert.equal(manifest.sequence_length, Number(SEQ_LEN));
+    assert.equal(manifest.workspace.max_files, options.maxFiles);
     assert.deepEqual(manifest.rates, { fim: options.fimRate, spm: options.spmRate, line_span: options.lineSpanRate });
     assert.equal(manifest.fim?.family, 'qwen');
     assert.equal(manifest.base_model.model_type, 'llama');
@@ -329,6 +330,13 @@ describe('recipes/train_lora.py', () => {
     assert.match(r.stdout, /1 processes, backend gloo/);
     const config = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'));
     assert.deepEqual([config.r, config.lora_alpha, config.target_modules], [4, 8, targets.split(',')]);
+    // the report names every choice the adapter depends on, so it can be trained again
+    const { torch_version, python_version, ...training } = JSON.parse(readFileSync(join(adapter, 'training_report.json'), 'utf8')).training;
+    assert.deepEqual(training, {
+      ...{ rank: 4, alpha: 8, target_modules: targets.split(','), learning_rate: 0.01, warmup: 10, steps: 6, batch_per_process: 2 },
+      ...{ sequence_length: Number(SEQ_LEN), seed: 0, packing_seed: readManifest(data).seed, dtype: 'float32', forward: 'own', backend: 'gloo', device: 'cpu' },
+    });
+    assert.match(`${torch_version} ${python_version}`, /^\d+\.\d+\S* 3\.\d+\.\d+$/);
     const refused = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', adapter, '--steps', '1']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /is not empty; choose another folder or pass --overwrite/);

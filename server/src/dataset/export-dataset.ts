@@ -58,7 +58,8 @@ export interface DatasetManifest {
   format_version: number;
   kiln_version: string;
   created: string;
-  workspace: { root: string; scan: 'git' | 'walk'; truncated: boolean; warnings: string[] };
+  /** max_files: the scan's bound (a truncated scan read the first max_files files), to build the same dataset again. */
+  workspace: { root: string; scan: 'git' | 'walk'; truncated: boolean; warnings: string[]; max_files: number };
   base_model: { path: string; model_type: string; config: unknown; weights: { file: string; bytes: number; sha256: string }[] };
   tokenizer: { files: Record<string, string>; vocab_size: number; eos_id: number | null };
   fim: { family: string; prefix_id: number; suffix_id: number; middle_id: number; pad_id: number | null; bos_id: number | null; orders: readonly string[] } | null;
@@ -242,7 +243,7 @@ function manifestOf({ o, report, base, split, fim, tokenizer }: ManifestParts): 
     format_version: DATASET_FORMAT_VERSION,
     kiln_version: o.kilnVersion,
     created: new Date().toISOString(),
-    workspace: { root: report.root, scan: report.mode, truncated: report.truncated, warnings: report.warnings },
+    workspace: { root: report.root, scan: report.mode, truncated: report.truncated, warnings: report.warnings, max_files: o.maxFiles },
     base_model: base,
     tokenizer: { files: tokenizerFiles, vocab_size: tokenizer.vocabSize, eos_id: tokenizer.eosId ?? null },
     fim: fim
