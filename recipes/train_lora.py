@@ -342,6 +342,8 @@ def main(argv):
     use_hf = have_transformers() and not args.own_forward
     load = load_transformers_model if use_hf else load_own_model
     model = load(args.model, targets, r, alpha, dtype, device)
+    if not use_hf:
+        model.c.check_window(seq_len)
     log(f"model {args.model} ({'transformers + peft' if use_hf else 'own forward pass'}, {dtype}), LoRA r={r} alpha={alpha} on {','.join(targets)}; "
         f"{world} processes, backend {backend}, device {device.type}")
     train_ids, train_labels = pack(splits["train"], seq_len, manifest["pad_id"], ignore, manifest["seed"], "train")

@@ -274,6 +274,15 @@ describe('recipes/train_lora.py', () => {
     const tokens = readLines(join(data, 'validation.jsonl'))[0]!.input_ids.slice(0, 40);
     await checkAdapterInKiln(llama, adapter, tokens);
 
+    // a sliding window shorter than the sequences is refused: the own forward pass attends to every earlier position
+    const windowed = join(root, 'mistral-windowed');
+    cpSync(llama, windowed, { recursive: true });
+    writeFileSync(join(windowed, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(llama, 'config.json'), 'utf8')), model_type: 'mistral', sliding_window: 16 }));
+    const window = await run(PYTHON, [RECIPE, '--data', data, '--model', windowed, '--out', join(root, 'never'), '--steps', '1']);
+    assert.notEqual(window.code, 0);
+    assert.match(window.stderr, /longer than the model's sliding_window 16/);
+    assert.ok(!existsSync(join(root, 'never')));
+
     // DDP is the one-process run with the whole batch: 2 ranks x 2 sequences train the adapter 1 process x 4 does
     // (each step's rows split between the ranks, not repeated; gradients averaged over every target of the step)
     const alone = join(root, 'adapter-llama-one-process');
