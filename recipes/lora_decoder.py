@@ -101,6 +101,9 @@ def load_checkpoint_tensors(model_dir):
     if os.path.exists(index):
         with open(index) as f:
             shards = sorted(set(json.load(f)["weight_map"].values()))
+        for s in shards:  # as Kiln's loader: a shard is a file of this folder, never a path out of it
+            if not isinstance(s, str) or "/" in s or "\\" in s or s in ("", ".", ".."):
+                fail(f"{index} names an invalid shard file {s!r}: shards are file names inside {model_dir}")
         files = [os.path.join(model_dir, s) for s in shards]
     else:
         files = [os.path.join(model_dir, "model.safetensors")]

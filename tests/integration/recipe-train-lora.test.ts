@@ -283,6 +283,15 @@ describe('recipes/train_lora.py', () => {
     assert.match(window.stderr, /longer than the model's sliding_window 16/);
     assert.ok(!existsSync(join(root, 'never')));
 
+    // a shard index pointing out of the model folder is refused, as Kiln's loader refuses it
+    const escaping = join(root, 'llama-escaping-index');
+    cpSync(llama, escaping, { recursive: true });
+    writeFileSync(join(escaping, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.norm.weight': '../llama/model.safetensors' } }));
+    const escaped = await run(PYTHON, [RECIPE, '--data', data, '--model', escaping, '--out', join(root, 'never'), '--steps', '1']);
+    assert.notEqual(escaped.code, 0);
+    assert.match(escaped.stderr, /names an invalid shard file '\.\.\/llama\/model\.safetensors'/);
+    assert.ok(!existsSync(join(root, 'never')));
+
     // DDP is the one-process run with the whole batch: 2 ranks x 2 sequences train the adapter 1 process x 4 does
     // (each step's rows split between the ranks, not repeated; gradients averaged over every target of the step)
     const alone = join(root, 'adapter-llama-one-process');
