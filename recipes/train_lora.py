@@ -272,10 +272,10 @@ def parse_args(argv):
     p.add_argument("--alpha", type=float, help="LoRA alpha (default: the manifest's)")
     p.add_argument("--targets", help="comma-separated projections (default: the manifest's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the manifest's)")
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training sequences (default 3, as Kiln)")
+    p.add_argument("--epochs", type=float, help="passes over the training sequences (default: the manifest's, Kiln's 3)")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--batch", type=int, default=4, help="sequences per process per step")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--batch", type=int, help="sequences per process per step (default: the manifest's batch x accumulation, Kiln's 4)")
+    p.add_argument("--warmup", type=int, help="warmup steps (default: the manifest's, Kiln's 10)")
     p.add_argument("--seq-len", type=int, help="packed sequence length (default: the manifest's)")
     p.add_argument("--seed", type=int, default=0, help="LoRA initialisation and batch order (packing follows the export's seed, as Kiln's)")
     p.add_argument("--log-every", type=int, default=1, help="print each process's loss every N steps (and at the last)")
@@ -287,7 +287,7 @@ def parse_args(argv):
     for name in ("rank", "steps", "seq_len"):
         if getattr(args, name) is not None and getattr(args, name) < (2 if name == "seq_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'seq_len' else 1}")
-    if args.batch < 1 or args.log_every < 1 or args.warmup < 0 or not args.epochs > 0:
+    if (args.batch is not None and args.batch < 1) or args.log_every < 1 or (args.warmup is not None and args.warmup < 0) or (args.epochs is not None and not args.epochs > 0):
         p.error("--batch and --log-every must be at least 1, --warmup at least 0, --epochs above 0")
     return args
 
@@ -334,6 +334,11 @@ def main(argv):
     if unknown:
         fail(f"unknown --targets {', '.join(unknown)} (choose from {', '.join(LORA_TARGETS)})")
     peak = args.lr or lora["learning_rate"]
+    # Kiln's schedule from the export (older exports: Kiln's defaults); a flag overrides it
+    schedule = manifest.get("training") or {"batch_size": 4, "accumulation": 1, "warmup_steps": 10, "epochs": 3}
+    args.batch = args.batch or schedule["batch_size"] * schedule["accumulation"]
+    args.warmup = args.warmup if args.warmup is not None else schedule["warmup_steps"]
+    args.epochs = args.epochs or schedule["epochs"]
     seq_len = args.seq_len or manifest["sequence_length"]
     ignore = manifest["ignore_index"]
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)

@@ -5,7 +5,8 @@
 //   OUT/train.jsonl        one example per line: split, path, piece, kind, input_ids, loss_mask, text
 //   OUT/validation.jsonl   the held-out files' examples, same shape
 //   OUT/manifest.json      tokenizer, FIM template, rates, split, sequence length, file counts,
-//                          Kiln's version, the base model's config and weight hashes, the files' sha256
+//                          Kiln's version, the base model's config and weight hashes, the files' sha256,
+//                          the LoRA and schedule Kiln would train with (the recipe's defaults)
 //
 // into a temp folder beside OUT that is renamed into place whole, so OUT is either absent, the old
 // export, or the complete new one. A non-empty OUT is refused unless `overwrite` is set.
@@ -37,6 +38,8 @@ export interface ExportDatasetOptions extends DatasetChoices, Omit<DatasetRun, '
   kilnVersion: string;
   /** The LoRA Kiln would train with, recorded as the recipe's defaults. */
   lora: { rank: number; alpha: number; targets: readonly string[]; lr: number };
+  /** The rest of the schedule Kiln would train with, recorded as the recipe's defaults. */
+  schedule: { batchSize: number; accumulation: number; warmupSteps: number; epochs: number; maxSteps: number };
 }
 
 export interface ExportDatasetResult {
@@ -75,6 +78,8 @@ export interface DatasetManifest {
   files: { read: number; excluded: number; excluded_by_reason: Record<string, number>; scrubbed_lines: number; scrubbed_by_kind: Record<string, number> };
   examples_by_kind: Record<string, number>;
   lora: { rank: number; alpha: number; target_modules: readonly string[]; learning_rate: number };
+  /** Kiln's schedule for this fine-tune (sequences per step = batch_size · accumulation; at most max_steps). */
+  training: { batch_size: number; accumulation: number; warmup_steps: number; epochs: number; max_steps: number };
 }
 
 /** Throws unless `out` is absent, an empty folder, or `overwrite` is set (then it must be a folder). */
@@ -267,5 +272,12 @@ function manifestOf({ o, report, base, split, fim, tokenizer }: ManifestParts): 
     },
     examples_by_kind: report.examples,
     lora: { rank: o.lora.rank, alpha: o.lora.alpha, target_modules: o.lora.targets, learning_rate: o.lora.lr },
+    training: {
+      batch_size: o.schedule.batchSize,
+      accumulation: o.schedule.accumulation,
+      warmup_steps: o.schedule.warmupSteps,
+      epochs: o.schedule.epochs,
+      max_steps: o.schedule.maxSteps,
+    },
   };
 }
