@@ -2,9 +2,9 @@
 // sit inside the workspace or the model folder — also when a symlink hides it: a linked parent of OUT
 // (or a workspace opened through a link) must not let the export move the workspace aside and delete it.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { exportDataset } from '../../server/src/dataset/export-dataset';
 import { datasetChoices } from '../../server/src/dataset/training-preview';
 import { exportChoices } from '../../server/src/finetune/export-choices';
@@ -31,6 +31,8 @@ function exportTo(out: string, workspace = repo) {
 }
 
 describe('export placement with symlinks', () => {
+  after(() => rmSync(root, { recursive: true, force: true }));
+
   for (const [name, out, workspace, why] of [
     ['OUT is the workspace through a linked parent', join(root, 'link-to-parent', 'repo'), repo, /holds the workspace/],
     ['OUT is a folder inside the workspace through a link', join(root, 'link-to-repo', 'export'), repo, /is inside the workspace/],
