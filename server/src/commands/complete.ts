@@ -7,6 +7,8 @@ import { loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
 import { defaultModelPath } from '../default-model';
 import { DEFAULT_SETTINGS, parseSettings } from '../lsp/settings';
+import { BACKEND_API_KEY_ENV } from '../protocol';
+import { createTextBackend } from '../remote/backend-settings';
 import { automaticThreads } from '../runtime/threads';
 import { LatencyStats } from '../telemetry/latency-stats';
 import { parseContextSources } from '../context/snippet';
@@ -15,9 +17,11 @@ import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt
 
 const USAGE =
   'usage: kiln complete <file> --line L --col C [--model DIR] [--json] [--mode line|block|auto] [--max-tokens N] [--candidates N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--workspace ROOT [--context all|none|SOURCE,…]]\n' +
+  '                     [--backend local|openai|llamacpp|ollama --backend-url URL [--backend-model NAME]]\n' +
   '  L and C are 1-based; C counts UTF-16 code units, as VS Code does;\n' +
   '  --workspace adds the context block the editor builds for the file opened in that workspace (sources: imports, edits, viewed, similar);\n' +
-  "  --json also prints the prompt's token ids and the block's snippets";
+  "  --json also prints the prompt's token ids and the block's snippets. A remote backend gets the prompt\n" +
+  `  Kiln builds with --model's tokenizer and FIM template; its API key is read from ${BACKEND_API_KEY_ENV}`;
 
 export async function runComplete(args: string[], out: (text: string) => void): Promise<number> {
   const parsed = withUsage(USAGE, () => {
@@ -31,6 +35,9 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       candidates: { type: 'string' },
       workspace: { type: 'string' },
       context: { type: 'string' },
+      backend: { type: 'string' },
+      'backend-url': { type: 'string' },
+      'backend-model': { type: 'string' },
     });
     if (positionals.length !== 1) throw new UsageError('expected one file');
     const line = parseNonNegativeInt('line', values.line, 0);
@@ -47,8 +54,17 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       raw['context.sources'] = sources;
       raw['context.enabled'] = sources.length > 0;
     }
+    if (values.backend !== undefined || values['backend-url'] !== undefined || values['backend-model'] !== undefined) {
+      raw.backend = { kind: values.backend ?? 'local', url: values['backend-url'] ?? '', model: values['backend-model'] ?? '' };
+    }
     const update = parseSettings(raw, DEFAULT_SETTINGS);
     if (update.problems.length) throw new UsageError(update.problems.join('\n'));
+    let remote: ReturnType<typeof createTextBackend>;
+    try {
+      remote = createTextBackend(update.settings.backend, { apiKey: process.env[BACKEND_API_KEY_ENV] });
+    } catch (err) {
+      throw new UsageError((err as Error).message.replace(/"kiln\.backend\.(\w+)"/g, (_, k: string) => `--backend${k === 'kind' ? '' : `-${k}`}`));
+    }
     return {
       file: positionals[0]!,
       line,
@@ -59,6 +75,7 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       quantization: parseQuantization(values.quantization),
       settings: { ...update.settings, speculate: false },
       workspace: values.workspace,
+      remote,
     };
   });
   const text = readFileSync(parsed.file, 'utf8');
@@ -80,9 +97,12 @@ export async function runComplete(args: string[], out: (text: string) => void): 
       workspace.context.openDocument(path, text);
       await workspace.context.settled();
     }
-    const engine = new CompletionEngine(model, parsed.settings, new LatencyStats(), workspace === undefined ? {} : { context: workspace.supplier() });
+    let failure: unknown;
+    const remote = parsed.remote && { backend: parsed.remote, fallbackToLocal: false, onOutcome: (err: unknown) => (failure = err) };
+    const engine = new CompletionEngine(model, parsed.settings, new LatencyStats(), { remote, ...(workspace === undefined ? {} : { context: workspace.supplier() }) });
     const prompt = engine.promptFor({ uri: doc.uri, text, offset });
     const answer = await engine.complete({ uri: doc.uri, text, offset, explicit: parsed.settings.candidates > 1 });
+    if (failure) throw new Error(`the remote backend ${parsed.remote!.label} ${(failure as Error).message}`);
     if (parsed.json) {
       const snippets = prompt.block.snippets.map((s) => ({ filename: s.path, text: s.text, source: s.source }));
       out(
@@ -93,6 +113,7 @@ export async function runComplete(args: string[], out: (text: string) => void): 
           model: parsed.model,
           executionProvider: model.loaded.session.provider,
           prompt: { tokens: prompt.tokens, snippets },
+          ...(parsed.remote ? { backend: parsed.remote.label } : {}),
         }),
       );
     } else {

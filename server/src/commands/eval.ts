@@ -6,7 +6,7 @@ import { automaticThreads } from '../runtime/threads';
 import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
 import { collectEvalFiles } from '../evaluation/eval-files';
 import { NgramModel, previousLinePrediction } from '../evaluation/baselines';
-import { type EvalContext, type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
+import { type EvalContext, type EvalFile, type EvalOptions, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
 import { type Difference, type PairedDifference, pairedDifference } from '../evaluation/paired-difference';
 import type { CompletionModel } from '../completion/completion-model';
 import { CONTEXT_SOURCES, type ContextSourceName, parseContextSources } from '../context/snippet';
@@ -15,6 +15,7 @@ import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt
 
 const USAGE =
   'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…] [--compare-context all|none|SOURCE,…] [--context-tokens N]]\n' +
+  '       [--max-prefix-tokens N] [--max-suffix-tokens N] [--fim-order auto|psm|spm] [--psm-typed-middle on|off]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   "  with the model's per-line difference to each (mean and 95% interval);\n" +
@@ -24,7 +25,8 @@ const USAGE =
   '  --context-tokens N sets kiln.context.maxTokens for the run (default 512; a short-context model gets less);\n' +
   '  --loss-window sets the validation loss window in tokens (default 512);\n' +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
-  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
+  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first;\n' +
+  '  the prompt flags score other windows and layouts than the defaults (e.g. the shorter window a slow prefill answers from)';
 
 function parse(args: string[]) {
   const { values, positionals } = parseCommandArgs(args, {
@@ -41,6 +43,10 @@ function parse(args: string[]) {
     compare: { type: 'string' },
     'compare-context': { type: 'string' },
     'context-tokens': { type: 'string' },
+    'max-prefix-tokens': { type: 'string' },
+    'max-suffix-tokens': { type: 'string' },
+    'fim-order': { type: 'string' },
+    'psm-typed-middle': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
@@ -79,7 +85,22 @@ function parse(args: string[]) {
     sources,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
     quantization: parseQuantization(values.quantization),
+    ...parsePromptFlags(values),
   };
+}
+
+/** The prompt overrides: windows, the FIM order, PSM's typed middle. */
+function parsePromptFlags(values: Record<string, string | boolean | undefined>) {
+  const str = (name: string) => values[name] as string | undefined;
+  const order = str('fim-order') ?? 'auto';
+  if (order !== 'auto' && order !== 'psm' && order !== 'spm') throw new UsageError(`--fim-order must be auto, psm or spm, got ${order}`);
+  const middle = str('psm-typed-middle');
+  if (middle !== undefined && middle !== 'on' && middle !== 'off') throw new UsageError(`--psm-typed-middle must be on or off, got ${middle}`);
+  const prompt: NonNullable<EvalOptions['prompt']> = {};
+  if (str('max-prefix-tokens') !== undefined) prompt.maxPrefixTokens = Math.max(16, parseNonNegativeInt('max-prefix-tokens', str('max-prefix-tokens'), 0));
+  if (str('max-suffix-tokens') !== undefined) prompt.maxSuffixTokens = parseNonNegativeInt('max-suffix-tokens', str('max-suffix-tokens'), 0);
+  if (middle !== undefined) prompt.psmTypedMiddle = middle === 'on';
+  return { fimOrder: order as 'auto' | 'psm' | 'spm', prompt };
 }
 
 const percent = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)}%`);
@@ -111,8 +132,14 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
           sources: parsed.sources,
           ...(parsed.contextTokens === undefined ? {} : { maxTokens: parsed.contextTokens }),
         });
-  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
-  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.lossWindow, ...(workspace === undefined ? {} : { context: workspace.context }) };
+  const model = await loadCompletionModel(parsed.model, { fimOrder: parsed.fimOrder, quantization: parsed.quantization }, { ...parsed.runtime, threads });
+  const options = {
+    maxLines: parsed.maxLines,
+    seed: parsed.seed,
+    contextTokens: parsed.lossWindow,
+    prompt: parsed.prompt,
+    ...(workspace === undefined ? {} : { context: workspace.context }),
+  };
   let measured: { report: EvalReport; perLine: LineScore[] };
   let baselines: BaselineScores | undefined;
   let comparisons: ContextComparisons | undefined;
@@ -169,7 +196,7 @@ interface BaselineScores {
 /** This run's model as scored: the files, how lines were sampled, and the score of every line. */
 interface ScoredRun {
   files: EvalFile[];
-  options: { maxLines: number; seed: number; contextTokens: number; context?: EvalContext };
+  options: { maxLines: number; seed: number; contextTokens: number; prompt: NonNullable<EvalOptions['prompt']>; context?: EvalContext };
   modelLines: LineScore[];
 }
 

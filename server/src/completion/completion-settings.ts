@@ -22,6 +22,8 @@ export interface CompletionSettings {
   'context.sources': ContextSourceName[];
   /** The block's token limit; a short-context model gets less (context/budget.ts). */
   'context.maxTokens': number;
+  prewarm: boolean; // prefill the prompt at a cursor the user moved to, before the first keystroke (see prewarm.ts)
+  psmTypedMiddle: boolean; // PSM prompts put the cursor line's typed text in the middle, so typing only appends (see psm-middle.ts)
 }
 
 export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
@@ -40,4 +42,6 @@ export const DEFAULT_COMPLETION_SETTINGS: CompletionSettings = {
   'context.enabled': true,
   'context.sources': [...CONTEXT_SOURCES],
   'context.maxTokens': 512,
+  prewarm: true,
+  psmTypedMiddle: true,
 };

@@ -36,6 +36,8 @@ export interface EvalOptions {
   contextTokens?: number;
   /** Tokens scored for the validation loss over all files, shared evenly (default 32,768). */
   maxLossTokens?: number;
+  /** Prompt windows and layout other than the defaults (e.g. the prefill budget's shorter window). */
+  prompt?: Partial<Pick<CompletionSettings, 'maxPrefixTokens' | 'maxSuffixTokens' | 'psmTypedMiddle'>>;
   signal?: AbortSignal;
   onProgress?: (progress: EvalProgress) => void;
   /** Context from the rest of the workspace, as the editor builds it (none: the file alone). */
@@ -311,7 +313,7 @@ export async function evaluateModelPerLine(
           'context.maxTokens': ctx.maxTokens ?? EVAL_SETTINGS['context.maxTokens'],
         };
   // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
-  const engine = new CompletionEngine(model, settings, new LatencyStats(), ctx === undefined ? {} : { context: ctx.supplier });
+  const engine = new CompletionEngine(model, { ...settings, ...options.prompt }, new LatencyStats(), ctx === undefined ? {} : { context: ctx.supplier });
   const snippetLines: SnippetLines = {};
   const scores = await scoreLines(
     files,

@@ -1,5 +1,6 @@
 // "Fine-tune on this repository": dataset → measure before → train (warmup + cosine, validation,
-// early stop, atomic checkpoints, resume, cancel) → save the best → measure after.
+// early stop, atomic checkpoints, resume, cancel) → save the best → measure after. With a time
+// budget (`minutes`), the step count is fitted to it after a short warm-up (training/time-budget.ts).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +17,8 @@ import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
 import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
-import { learningRate } from '../training/lr-schedule';
+import { learningRate, type LrSchedule } from '../training/lr-schedule';
+import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
 
@@ -27,6 +29,11 @@ export interface FineTuneOptions {
   outDir: string;
   mode: TrainingMode;
   lr: number;
+  /**
+   * Wall-time budget of the whole run, evaluations included; 0 for none. When set, the step count is
+   * fitted to it and `maxSteps` and `epochs` only cap it.
+   */
+  minutes: number;
   maxSteps: number;
   epochs: number;
   batchSize: number;
@@ -63,6 +70,9 @@ export type FineTuneEvent =
   | { type: 'validation'; step: number; loss: number; best: boolean }
   | { type: 'log'; message: string };
 
+/** Why training ended: its schedule ran out, the time budget did, validation stopped improving, or the user cancelled. */
+export type FineTuneEndReason = 'completed' | 'time' | 'early-stop' | 'cancelled';
+
 export interface FineTuneResult {
   dataset: DatasetReport;
   /** Where the adapter (LoRA) or model (full) was written; undefined for a dry run. */
@@ -76,6 +86,11 @@ export interface FineTuneResult {
   trainSeconds: number;
   cancelled: boolean;
   stoppedEarly: boolean;
+  endReason: FineTuneEndReason;
+  /** The learning-rate schedule trained under (fitted to the budget when there is one). */
+  schedule?: LrSchedule;
+  /** What the schedule was fitted from, for a budgeted run. */
+  budget?: BudgetFit;
   resumedFrom?: number;
 }
 
@@ -87,11 +102,24 @@ function runId(o: FineTuneOptions, datasetHash: string): string {
 }
 
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
+  const started = performance.now();
+  const budgetSeconds = o.minutes > 0 ? o.minutes * 60 : 0;
+  const secondsLeft = () => budgetSeconds - (performance.now() - started) / 1000;
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const { dataset } = await buildWorkspaceDataset({ ...datasetChoices(o), signal, onLog: (message: string) => emit({ type: 'log', message }) });
   const report = dataset.report;
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
-  const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
+  const empty = {
+    dataset: report,
+    steps: 0,
+    bestStep: 0,
+    bestValidationLoss: NaN,
+    tokensSeen: 0,
+    trainSeconds: 0,
+    cancelled: false,
+    stoppedEarly: false,
+    endReason: 'completed' as FineTuneEndReason,
+  };
   if (o.dryRun) return empty;
   if (dataset.train.length === 0) throw new Error(`nothing to train on in ${o.workspace}: every file was excluded or empty (run with --dry-run to see why)`);
   mkdirSync(o.outDir, { recursive: true });
@@ -106,8 +134,11 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
   const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal, ...(evalContext === undefined ? {} : { context: evalContext.context }) };
   try {
     emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
+    const evalStarted = performance.now();
     const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
     const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
+    // The evaluation after training reads the same files: a budgeted run keeps this long back for it.
+    const evalSeconds = (performance.now() - evalStarted) / 1000;
 
     emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
     const trainer = await TrainerSession.create({
@@ -124,11 +155,17 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
     const checkpointDir = join(o.outDir, 'checkpoint');
     const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
-    const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
+    const cap = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
     // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
     const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
-    const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
+    // Without a budget this is the schedule; with one, its warm-up length holds and its total is fitted.
+    const warmupSteps = Math.min(o.warmupSteps, Math.floor(cap / 4));
+    let schedule: LrSchedule = { peak: o.lr, warmupSteps: budgetSeconds > 0 ? budgetWarmup(warmupSteps) : warmupSteps, totalSteps: cap };
+    let fit: BudgetFit | undefined;
+    const validationStarted = performance.now();
     let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
+    // The first validation also opens the loss graph's session: an overestimate, on the safe side.
+    const secondsPerValidation = (performance.now() - validationStarted) / 1000;
     let stale = 0;
     let tokensSeen = 0;
     let resumedFrom: number | undefined;
@@ -150,35 +187,75 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
       stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
       tokensSeen = meta.tokensSeen;
       resumedFrom = meta.step;
+      if (budgetSeconds > 0 && meta.budget && meta.schedule) {
+        // The plan the interrupted run fitted, not a new one: the resumed run takes the same steps at the
+        // same rates; this invocation's minutes only bound this invocation.
+        schedule = meta.schedule;
+        fit = meta.budget;
+      }
       emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
     }
     const t0 = performance.now();
     let cancelled = false;
+    let outOfTime = false;
+    let timed = 0;
+    let timedSeconds = 0;
+    let stepsThisProcess = 0;
+    let checkpointed = trainer.step;
+    const checkpoint = () => {
+      const meta = { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen, schedule, ...(fit ? { budget: fit } : {}) };
+      saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, meta);
+      checkpointed = trainer.step;
+    };
     try {
-      for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
+      for (let step = trainer.step; step < schedule.totalSteps && !stoppedEarly; step++) {
         // Let pending messages (a cancel from the parent) run before the next step starts.
         await new Promise((resolve) => setImmediate(resolve));
         if (signal?.aborted) {
           cancelled = true;
           break;
         }
+        // Slower steps than measured have eaten into the time kept for the end: stop with the best so far.
+        if (fit && secondsLeft() < fit.reserveSeconds) {
+          outOfTime = true;
+          emit({ type: 'log', message: `time budget spent at step ${trainer.step} of ${schedule.totalSteps}; keeping the best so far` });
+          if (checkpointed !== trainer.step) checkpoint(); // run again, it goes on from here
+          break;
+        }
         const lr = learningRate(schedule, step + 1);
         const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
+        const stepStarted = performance.now();
         const { loss, gradNorm } = await trainer.trainStep(micro, lr);
+        // The first step of a process pays for allocation and is never timed.
+        if (stepsThisProcess++ > 0) {
+          timed++;
+          timedSeconds += (performance.now() - stepStarted) / 1000;
+        }
+        if (budgetSeconds > 0 && !fit && measuredEnough(timed, timedSeconds, budgetSeconds)) {
+          // Kept back: the evaluation after (as long as the one before) and saving, about one validation.
+          const reserveSeconds = evalSeconds + secondsPerValidation;
+          const costs = { secondsLeft: secondsLeft(), secondsPerStep: timedSeconds / timed, secondsPerValidation, evalEvery: o.evalEvery, reserveSeconds };
+          schedule = fitSchedule(schedule, trainer.step, cap, costs);
+          fit = { minutes: o.minutes, fittedAtStep: trainer.step, secondsPerStep: costs.secondsPerStep, secondsPerValidation, reserveSeconds };
+          emit({
+            type: 'log',
+            message: `time budget ${o.minutes} min: ${schedule.totalSteps} steps (${costs.secondsPerStep.toFixed(3)} s a step, ${secondsPerValidation.toFixed(2)} s a validation, ${reserveSeconds.toFixed(1)} s kept for the end)`,
+          });
+        }
         tokensSeen += micro.length * o.batchSize * o.seqLen;
         const elapsed = (performance.now() - t0) / 1000;
         const done = trainer.step - (resumedFrom ?? 0);
         emit({
           type: 'step',
           step: trainer.step,
-          totalSteps,
+          totalSteps: schedule.totalSteps,
           loss,
           lr,
           gradNorm,
           tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
-          etaSeconds: (elapsed / done) * (totalSteps - trainer.step),
+          etaSeconds: (elapsed / done) * (schedule.totalSteps - trainer.step),
         });
-        const last = trainer.step === totalSteps;
+        const last = trainer.step >= schedule.totalSteps;
         if (trainer.step % o.evalEvery === 0 || last) {
           const valLoss = await trainer.loss(validation);
           const improved = valLoss < best.loss;
@@ -187,9 +264,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
           emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
           if (stale >= o.patience) stoppedEarly = true;
         }
-        if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) {
-          saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen });
-        }
+        if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) checkpoint();
         if (stoppedEarly) break;
       }
     } finally {
@@ -220,6 +295,9 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
       trainSeconds,
       cancelled,
       stoppedEarly,
+      endReason: cancelled ? 'cancelled' : stoppedEarly ? 'early-stop' : outOfTime ? 'time' : 'completed',
+      schedule,
+      budget: fit,
       resumedFrom,
     };
     writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));

@@ -48,6 +48,14 @@ function positiveCount(name: string, value: unknown): number | undefined {
   return value;
 }
 
+/** A duration the client may leave unset; anything but a positive finite number is refused. */
+function positiveMinutes(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw new ResponseError(LSPErrorCodes.RequestFailed, `minutes must be a positive number, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** A kiln/fineTune (or preview) request's choices, checked, through the builder `kiln finetune` uses too. */
 export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string, executionProvider: ExecutionProviderChoice = 'cpu'): FineTuneOptions {
   return buildFineTuneOptions({
@@ -57,6 +65,7 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
     mode: params.mode === 'full' ? 'full' : 'lora',
     rank: params.rank,
     lr: params.learningRate,
+    minutes: positiveMinutes(params.minutes),
     maxSteps: positiveCount('maxSteps', params.maxSteps),
     maxFiles: positiveCount('maxFiles', params.maxFiles),
     executionProvider,
@@ -80,6 +89,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
       output: r.output,
       kind: options.mode.kind === 'lora' ? 'adapter' : 'model',
       cancelled: r.cancelled,
+      endReason: r.endReason,
       steps: r.steps,
       bestStep: r.bestStep,
       trainSeconds: r.trainSeconds,

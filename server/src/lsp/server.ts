@@ -3,7 +3,9 @@
 import { type Connection, MessageType, ShowMessageNotification, TextDocuments, TextDocumentSyncKind } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
+  BACKEND_API_KEY_ENV,
   type KilnInitializationOptions,
+  KilnCursorNotification,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
   type KilnStats,
@@ -15,15 +17,18 @@ import {
   KilnTrainingDataPreviewRequest,
   KilnPromptRequest,
   KilnVisibleRangesNotification,
+  KilnExportDatasetRequest,
   type TrainingProgress,
 } from '../protocol';
 import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
+import { handleCursor } from './cursor-handler';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
+import { handleExportDataset } from './export-dataset-handler';
 import { ModelHost } from './model-host';
 import { invalidParams, parseFineTuneParams, parsePromptParams, parseValidateModelParams, parseVisibleRangesParams } from './params';
 import { WorkspaceContext } from './workspace-context';
@@ -52,6 +57,18 @@ export function startKilnServer(connection: Connection): void {
   let init: KilnInitializationOptions = {};
   let training: TrainingProgress | undefined;
   const reported = new Set<string>(); // messages already shown to the user, so errors never loop
+  let remoteProblem: string | undefined; // the remote backend's current failure, if any
+  // The client passes the remote API key in the environment (from SecretStorage): read once and
+  // removed, so no child process (git, the fine-tune) inherits it; never logged, never in settings.
+  const backendApiKey = process.env[BACKEND_API_KEY_ENV] || undefined;
+  delete process.env[BACKEND_API_KEY_ENV];
+  const currentStatus = () => {
+    // the backend in use now (it changes with the settings, not only with a load)
+    const { backend: _, ...status } = explainStatus(host.serverStatus);
+    const backend = host.remoteLabel;
+    return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
+  };
+  let lastCursor: unknown; // the last kiln/cursor: warmed again once a (re)loaded model is ready
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -64,7 +81,7 @@ export function startKilnServer(connection: Connection): void {
 
   const collectStats = async (): Promise<KilnStats> => {
     const snap = stats.snapshot();
-    const status = explainStatus(host.serverStatus);
+    const status = currentStatus();
     const engine = host.engine;
     return {
       state: status.state,
@@ -72,6 +89,7 @@ export function startKilnServer(connection: Connection): void {
       model: status.model,
       adapter: status.adapter,
       executionProvider: status.executionProvider,
+      backend: status.backend,
       lastLatencyMs: snap.lastMs ?? undefined,
       p50Ms: snap.p50Ms ?? undefined,
       p95Ms: snap.p95Ms ?? undefined,
@@ -82,6 +100,7 @@ export function startKilnServer(connection: Connection): void {
       training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
       memory: engine ? await engine.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+      prewarm: engine?.prewarmStats(),
     };
   };
   const pushStats = throttle(() => {
@@ -92,8 +111,9 @@ export function startKilnServer(connection: Connection): void {
     stats,
     log,
     onStatus: (status) => {
-      void connection.sendNotification(KilnStatusNotification.type, explainStatus(status));
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (status.state === 'error' && status.message) tell('error', status.message);
+      if (status.state === 'ready' && lastCursor !== undefined) void handleCursor(lastCursor, { documents, host, log });
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
     },
@@ -108,6 +128,17 @@ export function startKilnServer(connection: Connection): void {
       return init.cacheDir;
     },
     context: workspace.supplier,
+    backendApiKey,
+    onRemoteHealth: (message) => {
+      if (message === remoteProblem) return;
+      remoteProblem = message;
+      void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+      if (message) {
+        tell('warning', message);
+        log(`remote backend: ${message}`);
+      } else if (host.remoteLabel) log(`remote backend ${host.remoteLabel} answers`);
+      pushStats();
+    },
   });
   let contextStarted = false;
 
@@ -122,7 +153,12 @@ export function startKilnServer(connection: Connection): void {
       for (const doc of documents.all()) workspace.opened(doc.uri, doc.getText());
     }
     if (initial || needsReload(previous, settings)) await host.load(settings);
-    else host.engine?.updateSettings(settings);
+    else {
+      host.engine?.updateSettings(settings);
+      const backend = host.remoteLabel;
+      host.applyBackend(settings);
+      if (host.remoteLabel !== backend) void connection.sendNotification(KilnStatusNotification.type, currentStatus());
+    }
   };
 
   const pullSettings = async (): Promise<unknown> => (canPullConfiguration ? connection.workspace.getConfiguration('kiln') : undefined);
@@ -195,6 +231,11 @@ export function startKilnServer(connection: Connection): void {
   documents.onDidClose((e) => {
     host.engine?.forgetDocument(e.document.uri);
     workspace.closed(e.document.uri);
+  });
+  connection.onRequest(KilnExportDatasetRequest.type, (params, token) => handleExportDataset(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
+  connection.onNotification(KilnCursorNotification.type, (params) => {
+    lastCursor = params;
+    void handleCursor(params, { documents, host, log });
   });
   connection.onShutdown(async () => {
     pushStats.cancel();
