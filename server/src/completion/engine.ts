@@ -363,11 +363,12 @@ export class CompletionEngine {
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
   private samplers(explicit: boolean) {
     const rows = explicit ? this.settings.candidates : 1;
+    const vocabSize = this.model.tokenizer.vocabSize; // the model's padding ids beyond it are never picked
     return Array.from({ length: rows }, (_, b) =>
       createSampler(
         b === 0
-          ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 }
-          : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b },
+          ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1, vocabSize }
+          : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b, vocabSize },
       ),
     );
   }
