@@ -11,7 +11,7 @@ import { createVSIX } from '@vscode/vsce';
 
 const REPO = resolve(__dirname, '..');
 const BINARY_LINE = /^!node_modules\/onnxruntime-node\/bin\/napi-v6\/[^/]+\/[^/]+\/\*\*$/m;
-/** The top-level entries a VSIX draws from (`.vscodeignore` picks files among them). */
+/** The top-level entries a VSIX draws from (`.vscodeignore` picks files among them); recipes/ (Python, for clusters) is left out on purpose. */
 const SOURCES = ['package.json', 'README.md', 'LICENSE', 'dist', 'models', 'node_modules'];
 
 /** The VS Code target (`linux-x64`, `darwin-arm64`, `win32-x64`, …) of this machine. */

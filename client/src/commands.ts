@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { KilnGetStatsRequest, KilnValidateModelRequest } from '../../server/src/protocol';
+import { type BackendKeyStore, setBackendApiKeyCommand } from './backend-key';
 import { downloadModelCommand } from './download-command';
 import { fineTuneRepository } from './fine-tune-command';
 import { type HubTokenStore, setHubTokenCommand } from './hub-token';
@@ -19,6 +20,7 @@ export interface CommandDeps {
   storageUri: vscode.Uri;
   settings: KilnSettings;
   hubToken: HubTokenStore;
+  backendKey: BackendKeyStore;
 }
 
 async function showStats(deps: CommandDeps): Promise<void> {
@@ -61,6 +63,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     vscode.commands.registerCommand('kiln.restartServer', () => deps.restart()),
     vscode.commands.registerCommand('kiln.fineTune', () => fineTuneRepository(deps)),
     vscode.commands.registerCommand('kiln.setHubToken', () => setHubTokenCommand(deps.hubToken)),
+    vscode.commands.registerCommand('kiln.setBackendApiKey', () => setBackendApiKeyCommand(deps.backendKey, deps.restart)),
     registerShowTrainingData(deps),
     vscode.commands.registerCommand('kiln.toggleInlineCompletions', () => {
       const on = deps.toggle();

@@ -4,10 +4,13 @@ import * as vscode from 'vscode';
 import { DidChangeConfigurationNotification, type LanguageClient } from 'vscode-languageclient/node';
 import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
 import { registerCommands } from './commands';
+import { BackendKeyStore } from './backend-key';
+import { registerCursorEvents } from './cursor-events';
 import { HubTokenStore } from './hub-token';
 import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
 import { KilnStatusBar } from './status-bar';
+import { reportVisibleRanges } from './visible-ranges';
 
 const ENABLED_KEY = 'kiln.inlineCompletionsEnabled';
 let client: LanguageClient | undefined;
@@ -17,17 +20,22 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const statusBar = new KilnStatusBar();
   const settings = new KilnSettings(context, output);
   const hubToken = new HubTokenStore(context.secrets, output);
+  const backendKey = new BackendKeyStore(context.secrets);
   context.subscriptions.push(output, statusBar, settings);
   await hubToken.migrateFromSettings(settings).catch((err: unknown) => output.appendLine(`Kiln: moving kiln.hubToken into secret storage failed: ${(err as Error).message}`));
   const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
   statusBar.setEnabled(isEnabled());
 
+  const cursorEvents = registerCursorEvents({ client: () => client, isEnabled, settings });
+  context.subscriptions.push(cursorEvents);
   const start = async () => {
-    const c = createLanguageClient({ context, output, isEnabled, settings });
+    const backendApiKey = await backendKey.get().catch(() => undefined);
+    const c = createLanguageClient({ context, output, isEnabled, settings, backendApiKey });
     c.onNotification(KilnStatusNotification.type, (s) => statusBar.setStatus(s));
     c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
     client = c;
     await c.start();
+    cursorEvents.refresh(); // the new server learns where the user is (it warms there once its model is ready)
   };
   const restart = async () => {
     const old = client;
@@ -46,6 +54,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       storageUri: context.globalStorageUri,
       settings,
       hubToken,
+      backendKey,
       toggle: () => {
         const next = !isEnabled();
         void context.globalState.update(ENABLED_KEY, next);
@@ -54,6 +63,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
+    reportVisibleRanges(() => client),
     // The server pulls `kiln` through the client's middleware, which applies the scope rules.
     settings.onDidChange(() => {
       if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });

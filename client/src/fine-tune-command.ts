@@ -1,11 +1,15 @@
 // "Kiln: Fine-tune on This Repository": offers to show what will be trained, then a cancellable
 // progress notification over the server's kiln/fineTune request; at the end it reports the
 // headline gain, remembers the result in the workspace's storage and switches completions to it.
-// Unavailable in Restricted Mode: training reads the whole repository.
+// With a remote backend (`kiln.backend.kind` other than local) it offers to export the training data
+// for a cluster instead (export-dataset-command.ts). Unavailable in Restricted Mode: training reads
+// the whole repository.
 import * as vscode from 'vscode';
 import { KilnFineTuneRequest, KilnTrainingProgressNotification } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
-import { finishedText, gainText, progressText } from './fine-tune-text';
+import { backendKind, exportTrainingData } from './export-dataset-command';
+import { fineTuneLength, finishedText, gainText, progressText } from './fine-tune-text';
+import { levelOf } from './setting-scopes';
 import { refuseInRestrictedMode } from './workspace-trust';
 
 async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
@@ -17,6 +21,18 @@ async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
 const START = 'Start';
 const SHOW = 'Show What Will Be Trained';
 const SHOW_TRAINING_DATA = 'kiln.showTrainingData';
+const EXPORT = 'Export Training Data';
+const HERE = 'Fine-tune Here';
+
+/** With a remote backend: export for a cluster, fine-tune here anyway, or nothing (dismissed). */
+async function chooseWhere(kind: string): Promise<'export' | 'here' | undefined> {
+  const choice = await vscode.window.showInformationMessage(
+    `Kiln: completions come from a remote ${kind} backend. Export this repository's training data to fine-tune on a cluster (recipes/train_lora.py), or fine-tune here on this machine?`,
+    EXPORT,
+    HERE,
+  );
+  return choice === EXPORT ? 'export' : choice === HERE ? 'here' : undefined;
+}
 
 /** Asks before training; "Show What Will Be Trained" opens the dry-run report and asks again. */
 async function confirmStart(folder: vscode.WorkspaceFolder, output: vscode.OutputChannel): Promise<boolean> {
@@ -48,6 +64,12 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
     void vscode.window.showWarningMessage('Kiln: open a folder to fine-tune on it.');
     return;
   }
+  const kind = backendKind(deps);
+  if (kind !== 'local') {
+    const where = await chooseWhere(kind);
+    if (where === 'export') return exportTrainingData(deps, folder);
+    if (where !== 'here') return;
+  }
   if (!(await confirmStart(folder, deps.output))) return;
   const output = deps.output;
   const base = deps.settings.get<string>('modelPath') ?? '';
@@ -63,7 +85,11 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
         {
           workspace: folder.uri.fsPath,
           mode: deps.settings.get<'lora' | 'full'>('fineTune.mode') ?? 'lora',
-          maxSteps: deps.settings.get<number>('fineTune.maxSteps') ?? 200,
+          ...fineTuneLength(
+            deps.settings.get<number>('fineTune.minutes'),
+            deps.settings.get<number>('fineTune.maxSteps'),
+            levelOf(deps.settings.inspect('fineTune.maxSteps'), deps.settings.rules) !== undefined,
+          ),
           maxFiles: deps.settings.get<number>('fineTune.maxFiles') ?? 20000,
         },
         token,

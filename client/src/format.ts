@@ -1,5 +1,5 @@
 // Status-bar and stats text, kept free of `vscode` so it is unit-testable.
-import type { KilnStats, ServerStatus } from '../../server/src/protocol';
+import type { KilnStats, RemoteTimings, ServerStatus } from '../../server/src/protocol';
 
 export function formatBytes(bytes: number): string {
   if (bytes >= 10 * 2 ** 30) return `${(bytes / 2 ** 30).toFixed(0)} GB`;
@@ -44,19 +44,23 @@ export function statusBarText(status: ServerStatus, stats: KilnStats | undefined
     const step = training.totalSteps ? `${training.step ?? 0}/${training.totalSteps}` : `${training.step ?? 0}`;
     return `$(flame) step ${step}${training.loss !== undefined ? ` · loss ${training.loss.toFixed(3)}` : ''}`;
   }
-  const parts = ['$(zap)'];
   // Typing-through answers take ~0 ms and are left out of p50Ms, so the figure is what the model costs.
   const latency = stats?.p50Ms;
   const head = latency !== undefined ? formatMs(latency) : 'ready';
+  // A remote backend: its latency, and "remote" where local memory and the provider would be (they say nothing about it).
+  if (status.backend) return `${status.message ? '$(warning)' : '$(zap)'} ${head} · remote`;
   const memory = stats ? memoryLabel(stats) : undefined;
-  return `${parts[0]} ${[head, memory, providerLabel(status.executionProvider)].filter(Boolean).join(' · ')}`;
+  return `$(zap) ${[head, memory, providerLabel(status.executionProvider)].filter(Boolean).join(' · ')}`;
 }
 
 /** Lines of the stats view and the tooltip. */
 export function statsLines(status: ServerStatus, stats: KilnStats | undefined): string[] {
   const lines = [`State: ${status.state}${status.message ? ` — ${status.message}` : ''}`];
   if (status.model) lines.push(`Model: ${status.model}${stats?.adapter ? ` + adapter ${stats.adapter}` : ''}${status.weights ? ` (${status.weights} weights)` : ''}`);
-  if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
+  if (status.backend) lines.push(`Backend: remote — ${status.backend} (the prompt window is sent there; the local model builds the prompt)`);
+  else if (status.executionProvider) lines.push(`Execution provider: ${providerLabel(status.executionProvider)}`);
+  const remote = stats?.last?.remote;
+  if (status.backend && remote) lines.push(remoteLine(remote));
   if (stats) {
     const modelAnswers = stats.answersBySource.model ?? 0;
     if (stats.p50Ms !== undefined)
@@ -69,7 +73,7 @@ export function statsLines(status: ServerStatus, stats: KilnStats | undefined): 
     if (stats.decodeTokensPerSecond !== undefined) lines.push(`Decode: ${stats.decodeTokensPerSecond.toFixed(0)} tokens/s`);
     const sources = Object.entries(stats.answersBySource).filter(([, n]) => n > 0);
     if (sources.length) lines.push(`Answers: ${sources.map(([s, n]) => `${s} ${n}`).join(', ')}`);
-    const m = stats.memory;
+    const m = status.backend ? undefined : stats.memory;
     if (m) {
       const vram = m.vramBytes !== undefined ? `, VRAM ${formatBytes(m.vramBytes)}` : '';
       lines.push(`Memory: weights ${formatBytes(m.weightBytes)}, KV ${formatBytes(m.kvBytes)}, RSS ${formatBytes(m.rssBytes)}${vram}`);
@@ -81,4 +85,18 @@ export function statsLines(status: ServerStatus, stats: KilnStats | undefined): 
       );
   }
   return lines;
+}
+
+/** The last remote answer: the request's wall time and, where the server reports them, its own timings. */
+export function remoteLine(remote: RemoteTimings): string {
+  const parts = [`request ${formatMs(remote.requestMs)}`];
+  if (remote.firstPieceMs !== undefined) parts.push(`first piece ${formatMs(remote.firstPieceMs)}`);
+  if (remote.stoppedEarly) parts.push('stopped early by Kiln');
+  const s = remote.server;
+  const server: string[] = [];
+  if (s?.promptMs !== undefined) server.push(`prompt ${s.promptTokens !== undefined ? `${s.promptTokens} tokens ` : ''}${formatMs(s.promptMs)}`);
+  if (s?.cachedTokens !== undefined) server.push(`${s.cachedTokens} cached`);
+  if (s?.predictedMs !== undefined) server.push(`generated ${s.predictedTokens !== undefined ? `${s.predictedTokens} tokens ` : ''}${formatMs(s.predictedMs)}`);
+  if (s?.totalMs !== undefined) server.push(`total ${formatMs(s.totalMs)}`);
+  return `Remote (last answer): ${parts.join(', ')}${server.length ? `; server: ${server.join(', ')}` : ''}`;
 }

@@ -12,7 +12,7 @@ import {
   type ServerOptions,
   TransportKind,
 } from 'vscode-languageclient/node';
-import type { KilnInitializationOptions } from '../../server/src/protocol';
+import { BACKEND_API_KEY_ENV, type KilnInitializationOptions } from '../../server/src/protocol';
 import { enabledForLanguage, type EnableMap } from './enablement';
 import type { KilnSettings } from './kiln-settings';
 
@@ -26,6 +26,8 @@ export interface ClientDeps {
   isEnabled: () => boolean;
   /** Answers the server's `workspace/configuration` pulls for `kiln` (scoped values only). */
   settings: KilnSettings;
+  /** The remote backend's API key from SecretStorage, passed in the server's environment. */
+  backendApiKey?: string;
 }
 
 /** Restarts a crashed server up to MAX_RESTARTS times in RESTART_WINDOW_MS, then tells the user once. */
@@ -56,9 +58,11 @@ export function createLanguageClient(deps: ClientDeps): LanguageClient {
   // it starts by name must not be found in a repository's files.
   const cwd = deps.context.globalStorageUri.fsPath;
   mkdirSync(cwd, { recursive: true });
+  // The key goes in the environment, not in an LSP message (a trace setting could log those); the server removes it once read.
+  const env = deps.backendApiKey ? { ...process.env, [BACKEND_API_KEY_ENV]: deps.backendApiKey } : undefined;
   const serverOptions: ServerOptions = {
-    run: { module, transport: TransportKind.ipc, options: { cwd } },
-    debug: { module, transport: TransportKind.ipc, options: { cwd, execArgv: ['--nolazy', '--inspect=6019'] } },
+    run: { module, transport: TransportKind.ipc, options: { cwd, env } },
+    debug: { module, transport: TransportKind.ipc, options: { cwd, env, execArgv: ['--nolazy', '--inspect=6019'] } },
   };
   // The server finds the embedded model under models/ itself; the client only says where to cache.
   const initializationOptions: KilnInitializationOptions = {

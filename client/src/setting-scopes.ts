@@ -5,7 +5,16 @@
 // No `vscode` import: the client passes in what `WorkspaceConfiguration.inspect()` returned.
 
 /** Settings (under `kiln.`) that only user or machine settings may set: package.json says `"scope": "machine"`. */
-export const MACHINE_SCOPED_SETTINGS: readonly string[] = ['modelPath', 'hubUrl', 'adapterPath'];
+export const MACHINE_SCOPED_SETTINGS: readonly string[] = [
+  'modelPath',
+  'hubUrl',
+  'adapterPath',
+  // a workspace must not send the user's code to a server of its choosing
+  'backend.kind',
+  'backend.url',
+  'backend.model',
+  'backend.fallbackToLocal',
+];
 
 /** The levels `WorkspaceConfiguration.inspect()` reports (language-specific levels are not used by Kiln). */
 export interface SettingLevels<T = unknown> {

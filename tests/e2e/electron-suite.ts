@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import { waitUntil } from '../helpers/wait';
 
-const COMMANDS = ['kiln.fineTune', 'kiln.selectModel', 'kiln.setHubToken', 'kiln.showStats', 'kiln.showTrainingData', 'kiln.restartServer', 'kiln.toggleInlineCompletions'];
+const COMMANDS = [
+  'kiln.fineTune',
+  'kiln.selectModel',
+  'kiln.setHubToken',
+  'kiln.setBackendApiKey',
+  'kiln.showStats',
+  'kiln.showTrainingData',
+  'kiln.restartServer',
+  'kiln.toggleInlineCompletions',
+];
 
 function env(name: string): string {
   const value = process.env[name];

@@ -5,7 +5,8 @@
 // equals `kiln complete` for the same text and position, Tab accepts it, the status bar reports
 // latency, memory and provider, and every palette command does its job (Fine-tune runs a few real
 // steps on the workspace and its adapter lands in the extension's storage, not in the workspace's
-// settings). A second run keeps workspace trust on with the folder untrusted: in Restricted Mode
+// settings; with `kiln.backend.kind` set to a remote backend it offers to export the training data
+// instead, and the export lands in the folder picked). A second run keeps workspace trust on with the folder untrusted: in Restricted Mode
 // completions still come (from user-level settings only) and fine-tuning is not offered.
 // code-server is installed into .kiln-dev/ on first use (2.5–4 minutes, once).
 import assert from 'node:assert/strict';
@@ -39,6 +40,7 @@ import {
   writeE2eFixture,
   writeWorkspace,
 } from '../helpers/e2e-fixture';
+import { scriptedEngine, startFakeInferenceServer } from '../helpers/fake-inference-server';
 import { tempDir } from '../helpers/tiny-session';
 import { waitUntil } from '../helpers/wait';
 import { launchChromium, requireChromium, type StatusItem, StepRecorder, Workbench } from '../helpers/workbench';
@@ -308,6 +310,105 @@ describe('Kiln packaged as a VSIX, in code-server', () => {
         (t) => t.includes(`+ adapter ${basename(adapter)}`),
         30_000,
       );
+    }));
+
+  it('with a remote backend, Kiln: Fine-tune on This Repository offers to export the training data instead, into the folder picked', () =>
+    steps.step('export for a cluster', async () => {
+      const file = machineSettingsFile(session!.dirs);
+      const machine = readFileSync(file, 'utf8');
+      const out = join(root, 'cluster-export');
+      mkdirSync(out, { recursive: true });
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(machine), 'kiln.backend.kind': 'openai' }, null, 2));
+      try {
+        // the settings file is watched: until the change arrives the command still asks to train here
+        await waitUntil(
+          'the export offer',
+          async () => {
+            await wb.runCommand('Notifications: Clear All Notifications');
+            await wb.runCommand('Kiln: Fine-tune on This Repository');
+            await waitUntil(
+              'a fine-tune toast',
+              () => wb.notifications(),
+              (n) => n.some((m) => /remote openai backend|fine-tune on workspace\?/.test(m)),
+              15_000,
+            );
+            return (await wb.notifications()).some((m) => m.includes('remote openai backend'));
+          },
+          (offered) => offered,
+          60_000,
+        );
+        assert.deepEqual(await wb.notificationButtons('remote openai backend'), ['Export Training Data', 'Fine-tune Here']);
+        await wb.clickNotificationButton('remote openai backend', 'Export Training Data');
+        // In the browser, VS Code's open dialog is its own file picker in the quick input: type the folder, take it.
+        const input = wb.page.locator('.quick-input-widget .quick-input-box input');
+        await input.waitFor({ state: 'visible', timeout: 15_000 });
+        // the dialog fills in its starting folder once it has listed it, which would overwrite a path typed before
+        await waitUntil(
+          'the dialog to start',
+          () => input.inputValue(),
+          (v) => v !== '',
+          15_000,
+        );
+        const typed = `${out}/`;
+        await waitUntil(
+          'the dialog to be in the export folder',
+          async () => {
+            if ((await input.inputValue()) !== typed) await input.fill(typed);
+            await new Promise((r) => setTimeout(r, 300));
+            return input.inputValue();
+          },
+          (v) => v === typed,
+          15_000,
+        );
+        await wb.page.locator('.quick-input-widget .quick-input-action .monaco-button', { hasText: 'Export Here' }).click();
+        await waitUntil(
+          'the "exported" notification',
+          () => wb.notifications(),
+          (n) => n.some((m) => /exported \d+ examples from \d+ files/.test(m)),
+          60_000,
+        );
+        assert.deepEqual(readdirSync(out).sort(), ['manifest.json', 'train.jsonl', 'validation.jsonl']);
+        assert.equal(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).workspace.root, fixture.workspace);
+      } finally {
+        writeFileSync(file, machine);
+      }
+    }));
+
+  it('a remote backend chosen in the machine settings: the status bar says remote, the key command restarts the server with the key, the ghost text comes from that server', () =>
+    steps.step('remote backend', async () => {
+      const remote = await startFakeInferenceServer({ engine: scriptedEngine(['remote', 'Answer', '()', '\n', 'never']), modelName: 'served' });
+      const machine = machineSettingsFile(session!.dirs);
+      try {
+        writeFileSync(machine, JSON.stringify({ ...fixture.machineSettings, 'kiln.backend.kind': 'llamacpp', 'kiln.backend.url': remote.url }, null, 2));
+        await waitUntil('the status bar to say remote', kilnStatus, (s) => !!s && /^(ready|\d+ ms) · remote$/.test(s.text), 30_000);
+        const key = `e2e-${Date.now()}`;
+        await wb.runCommand('Kiln: Set Remote Backend API Key…');
+        await waitUntil(
+          'the key input box',
+          () => wb.quickInputVisible(),
+          (v) => v,
+          10_000,
+        );
+        await wb.page.keyboard.type(key);
+        await wb.page.keyboard.press('Enter');
+        await waitUntil('the restarted server to be ready with the remote backend', kilnStatus, (s) => !!s && /^ready · remote$/.test(s.text), 60_000);
+        await wb.openFile(FILE);
+        await wb.page.keyboard.press('Control+End');
+        await wb.page.keyboard.press('Enter');
+        await wb.page.keyboard.type('z = ', { delay: 80 });
+        await waitUntil(
+          'the ghost text from the remote server',
+          () => wb.ghostText(),
+          (t) => t === 'remoteAnswer()',
+          30_000,
+        );
+        assert.equal(remote.counts.bodies.at(-1)?.authorization, `Bearer ${key}`, 'the key from secret storage reached the server');
+        await waitUntil('a remote latency in the status bar', kilnStatus, (s) => !!s && /^\d+ ms · remote$/.test(s.text), 15_000);
+      } finally {
+        writeFileSync(machine, JSON.stringify(fixture.machineSettings, null, 2));
+        await remote.close();
+      }
+      await waitUntil('the status bar back to the local model', kilnStatus, (s) => !!s && READY.test(s.text), 30_000);
     }));
 });
 

@@ -36,6 +36,26 @@ describe('scopedValue', () => {
     }
   });
 
+  it("a workspace cannot choose a remote backend or redirect the user's one: kiln.backend.* come from user settings only", () => {
+    const planted = (user: unknown, workspace: unknown): SettingLevels => ({
+      defaultValue: user === undefined ? '' : undefined,
+      globalValue: user,
+      workspaceValue: workspace,
+      workspaceFolderValue: workspace,
+    });
+    const levels: Record<string, SettingLevels> = {
+      'backend.kind': { defaultValue: 'local', workspaceValue: 'openai' },
+      'backend.url': planted(undefined, `http://${randomName()}.invalid`),
+      'backend.model': planted(undefined, randomName()),
+      'backend.fallbackToLocal': { defaultValue: false, workspaceFolderValue: true },
+    };
+    assert.deepEqual(serverSettings(input(levels)).section.backend, { kind: 'local', url: '', model: '', fallbackToLocal: false });
+    const user = `http://${randomName()}:8000`;
+    levels['backend.kind'] = { defaultValue: 'local', globalValue: 'llamacpp', workspaceValue: 'openai' };
+    levels['backend.url'] = { defaultValue: '', globalValue: user, workspaceValue: 'http://evil.invalid' };
+    assert.deepEqual(serverSettings(input(levels)).section.backend, { kind: 'llamacpp', url: user, model: '', fallbackToLocal: false });
+  });
+
   it('takes the most specific level of other settings when trusted, the user level in Restricted Mode', () => {
     const levels = { defaultValue: 64, globalValue: 32, workspaceValue: 16, workspaceFolderValue: 8 };
     assert.equal(scopedValue('maxTokens', levels, TRUSTED), 8);

@@ -31,8 +31,21 @@ interface Manifest {
 const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as Manifest;
 const declared = manifest.contributes.configuration.properties;
 
+/** The server's defaults under VS Code's dotted names (`backend.kind`, …). */
+const FLAT_DEFAULTS: Record<string, unknown> = Object.fromEntries(
+  Object.entries(DEFAULT_SETTINGS).flatMap(([key, value]) =>
+    typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.entries(value).map(([k, v]) => [`${key}.${k}`, v]) : [[key, value]],
+  ),
+);
+
+/** A raw `kiln` section setting one dotted key, nested as VS Code sends it. */
+const nested = (key: string, value: unknown): Record<string, unknown> => {
+  const [head, ...rest] = key.split('.');
+  return rest.length ? { [head!]: nested(rest.join('.'), value) } : { [head!]: value };
+};
+
 it('every server setting is declared in package.json with the server default', () => {
-  for (const [key, value] of Object.entries(DEFAULT_SETTINGS)) {
+  for (const [key, value] of Object.entries(FLAT_DEFAULTS)) {
     const d = declared[`kiln.${key}`];
     assert.ok(d, `kiln.${key} is not declared`);
     assert.deepEqual(d.default, value, `kiln.${key} default`);
@@ -42,9 +55,9 @@ it('every server setting is declared in package.json with the server default', (
 it('each declared enum value is accepted by the server, and nothing else is', () => {
   for (const [name, d] of Object.entries(declared)) {
     const key = name.slice('kiln.'.length);
-    if (!d.enum || !(key in DEFAULT_SETTINGS)) continue;
-    for (const v of d.enum) assert.deepEqual(parseSettings({ [key]: v }).problems, [], `${name} = ${String(v)}`);
-    assert.equal(parseSettings({ [key]: 'not-a-choice' }).problems.length, 1, `${name} rejects other values`);
+    if (!d.enum || !(key in FLAT_DEFAULTS)) continue;
+    for (const v of d.enum) assert.deepEqual(parseSettings(nested(key, v)).problems, [], `${name} = ${String(v)}`);
+    assert.equal(parseSettings(nested(key, 'not-a-choice')).problems.length, 1, `${name} rejects other values`);
   }
 });
 

@@ -51,3 +51,43 @@ describe('typedThroughShare and the tooltip lines', () => {
     assert.ok(!lines.some((l) => l.startsWith('Latency') || l.startsWith('Typed through')), lines.join('\n'));
   });
 });
+
+describe('a remote backend in the status bar', () => {
+  const REMOTE: ServerStatus = { ...READY, backend: 'llamacpp http://gpu-box:8080' };
+  const last = {
+    queueMs: 0,
+    tokenizeMs: 1,
+    prefillMs: 0,
+    prefillComputed: 0,
+    prefillReused: 0,
+    decodeMs: 80,
+    decodeTokens: 6,
+    totalMs: 85,
+    source: 'model' as const,
+    remote: {
+      backend: 'llamacpp',
+      requestMs: 80,
+      firstPieceMs: 31,
+      stoppedEarly: true,
+      server: { promptMs: 12.4, promptTokens: 300, cachedTokens: 290, predictedMs: 40, predictedTokens: 6 },
+    },
+  };
+
+  it('says "remote" with the remote latency, instead of local memory and the execution provider', () => {
+    assert.equal(statusBarText(REMOTE, stats({ p50Ms: 85, backend: REMOTE.backend, last }), true), '$(zap) 85 ms · remote');
+    assert.equal(statusBarText({ ...REMOTE, message: "Kiln's remote backend … is unreachable" }, stats({ p50Ms: 85 }), true), '$(warning) 85 ms · remote');
+  });
+
+  it("lists the backend and the server's own timings, and no local memory", () => {
+    const lines = statsLines(REMOTE, stats({ p50Ms: 85, backend: REMOTE.backend, last }));
+    assert.ok(
+      lines.some((l) => l.startsWith('Backend: remote — llamacpp http://gpu-box:8080')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.includes('Remote (last answer): request 80 ms, first piece 31 ms, stopped early by Kiln; server: prompt 300 tokens 12 ms, 290 cached, generated 6 tokens 40 ms'),
+      lines.join('\n'),
+    );
+    assert.ok(!lines.some((l) => l.startsWith('Memory') || l.startsWith('Execution provider')), lines.join('\n'));
+  });
+});

@@ -1,25 +1,38 @@
 // `kiln finetune <workspace>`: adapt a model to a repository (LoRA or full-parameter) in a child
 // process at lower priority, printing progress; ends with the measured before/after gain.
 import { resolve } from 'node:path';
+import { parseContextSources } from '../context/snippet';
 import { defaultModelPath } from '../default-model';
+import { exportDataset } from '../dataset/export-dataset';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
+import { exportChoices, exportSummary } from '../finetune/export-choices';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
 import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
-         [--in-process]
+         [--in-process] [--context all|none|SOURCE,…] [--context-rate X] [--export-dataset OUT [--overwrite]]
+  --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
+  --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
+  --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
+             short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
+  --export-dataset: write the dataset training would use (scrubbed, FIM-transformed examples as JSONL
+    plus manifest.json) to the folder OUT, for recipes/train_lora.py on another machine; no training.
+    A non-empty OUT is refused unless --overwrite is given
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
+  --context: the context sources of the examples' blocks and of the before/after evaluation, as kiln.context.sources (default all; none: no context)
+  --context-rate: share of documents whose examples start with a context block (0–1, default ${FINE_TUNE_DEFAULTS.context.rate})
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
 const INT_FLAGS = [
@@ -37,6 +50,7 @@ const INT_FLAGS = [
   'seed',
   'threads',
   'max-files',
+  'lora-layers',
 ] as const;
 
 /** Flags left out return undefined: the builder fills them from its table. */
@@ -54,15 +68,37 @@ function fraction(name: string, value: string | undefined): number | undefined {
   return x;
 }
 
+function baseBits(value: string | undefined): QuantBits | undefined {
+  if (value === undefined) return undefined;
+  if (value !== '8' && value !== '4') throw new UsageError(`--base-bits must be 8 or 4, got "${value}"`);
+  return Number(value) as QuantBits;
+}
+
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
-export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; json: boolean; inProcess: boolean; dump: string | undefined } {
-  const stringFlags = Object.fromEntries([...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump'].map((f) => [f, { type: 'string' as const }]));
+export interface FinetuneArgs {
+  options: FineTuneOptions;
+  json: boolean;
+  inProcess: boolean;
+  dump: string | undefined;
+  /** --export-dataset OUT, resolved. */
+  exportTo: string | undefined;
+  overwrite: boolean;
+}
+
+export function parseFinetuneArgs(args: string[]): FinetuneArgs {
+  const stringFlags = Object.fromEntries(
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'minutes', 'base-bits', 'line-spans', 'dump', 'export-dataset', 'context', 'context-rate'].map((f) => [
+      f,
+      { type: 'string' as const },
+    ]),
+  );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
     'no-resume': { type: 'boolean' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
     'in-process': { type: 'boolean' },
+    overwrite: { type: 'boolean' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one workspace folder');
   const v = values as Record<string, string | boolean | undefined>;
@@ -89,7 +125,10 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     rank,
     alpha: intOrUnset('alpha', 0),
     targets,
+    loraLayers: intOrUnset('lora-layers', 1),
+    baseBits: baseBits(str('base-bits')),
     lr: positiveFloat('lr', str('lr')),
+    minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),
     epochs: intOrUnset('epochs', 0),
     batchSize: intOrUnset('batch', 1),
@@ -101,6 +140,7 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
     evalLines: intOrUnset('eval-lines', 0),
     seed: intOrUnset('seed', 0),
     lineSpanRate: fraction('line-spans', str('line-spans')),
+    context: exampleContext(str('context'), fraction('context-rate', str('context-rate'))),
     maxFiles: intOrUnset('max-files', 1),
     threads: intOrUnset('threads', 0),
     executionProvider: str('ep') === undefined ? undefined : parseExecutionProvider(str('ep')),
@@ -110,7 +150,18 @@ export function parseFinetuneArgs(args: string[]): { options: FineTuneOptions; j
   const dump = str('dump');
   if (dump !== undefined && !options.dryRun) throw new UsageError('--dump needs --dry-run');
   if (dump !== undefined && dump.trim() === '') throw new UsageError('--dump needs a file name');
-  return { options, json: v.json === true, inProcess: v['in-process'] === true, dump: dump === undefined ? undefined : resolve(dump) };
+  const exportTo = str('export-dataset');
+  if (exportTo !== undefined && exportTo.trim() === '') throw new UsageError('--export-dataset needs a folder name');
+  if (exportTo !== undefined && options.dryRun) throw new UsageError('--export-dataset and --dry-run are two different runs: choose one');
+  if (v.overwrite === true && exportTo === undefined) throw new UsageError('--overwrite needs --export-dataset');
+  return {
+    options,
+    json: v.json === true,
+    inProcess: v['in-process'] === true,
+    dump: dump === undefined ? undefined : resolve(dump),
+    exportTo: exportTo === undefined ? undefined : resolve(exportTo),
+    overwrite: v.overwrite === true,
+  };
 }
 
 /** The dry run: the same dataset build as training, reported (and dumped) without training. */
@@ -128,6 +179,23 @@ async function dryRun(options: FineTuneOptions, dump: string | undefined, json: 
   return 0;
 }
 
+/** --export-dataset: the same dataset build as training, written for a trainer elsewhere. */
+async function exportForCluster(options: FineTuneOptions, o: { out: string; overwrite: boolean; json: boolean }, out: (text: string) => void): Promise<number> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort(new Error('interrupted')));
+  const result = await exportDataset({
+    ...datasetChoices(options),
+    ...exportChoices(options),
+    out: o.out,
+    overwrite: o.overwrite,
+    signal: abort.signal,
+    onLog: (message) => process.stderr.write(`${message}\n`),
+  });
+  if (o.json) out(JSON.stringify(result));
+  else out(exportSummary(result));
+  return 0;
+}
+
 function describe(e: FineTuneEvent): string {
   switch (e.type) {
     case 'phase':
@@ -142,8 +210,9 @@ function describe(e: FineTuneEvent): string {
 
 function summary(r: FineTuneResult): string {
   const lines = [
-    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`,
+    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
+  if (r.budget) lines.push(`time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps planned at ${r.budget.secondsPerStep.toFixed(3)} s a step`);
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));
@@ -156,8 +225,9 @@ function summary(r: FineTuneResult): string {
 }
 
 export async function runFinetuneCommand(args: string[], out: (text: string) => void): Promise<number> {
-  const { options, json, inProcess, dump } = withUsage(USAGE, () => parseFinetuneArgs(args));
+  const { options, json, inProcess, dump, exportTo, overwrite } = withUsage(USAGE, () => parseFinetuneArgs(args));
   if (options.dryRun) return dryRun(options, dump, json, out);
+  if (exportTo !== undefined) return exportForCluster(options, { out: exportTo, overwrite, json }, out);
   const onEvent = (e: FineTuneEvent) => process.stderr.write(`${describe(e)}\n`);
   let result: FineTuneResult;
   if (inProcess) {
@@ -172,4 +242,16 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
   if (json) out(JSON.stringify(result));
   else out(summary(result));
   return 0;
+}
+
+/** The examples' context from --context and --context-rate over the defaults. */
+function exampleContext(spec: string | undefined, rate: number | undefined): FineTuneOptions['context'] | undefined {
+  if (spec === undefined && rate === undefined) return undefined;
+  let sources = FINE_TUNE_DEFAULTS.context.sources;
+  try {
+    if (spec !== undefined) sources = parseContextSources(spec);
+  } catch (err) {
+    throw new UsageError(`--context: ${(err as Error).message}`);
+  }
+  return { ...FINE_TUNE_DEFAULTS.context, sources, ...(rate === undefined ? {} : { rate }) };
 }

@@ -5,11 +5,14 @@ import { basename } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
+import type { ContextSupplier } from '../context/supplier';
 import type { ServerStatus } from '../protocol';
 import { automaticThreads } from '../runtime/threads';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
+import { type BackendSettings, createTextBackend } from '../remote/backend-settings';
 import { prepareGraphInWorker } from './model-worker-client';
+import { RemoteHealth } from './remote-health';
 import type { KilnSettings } from './settings';
 
 export interface ModelHostOptions {
@@ -19,6 +22,12 @@ export interface ModelHostOptions {
   log: (message: string) => void;
   onStatus: (status: ServerStatus) => void;
   onAnswer: (timings: CompletionTimings) => void;
+  /** Where the engine's context block comes from. */
+  context?: ContextSupplier;
+  /** The remote backend's API key (from the client's SecretStorage), if one was given. */
+  backendApiKey?: string;
+  /** A remote backend started failing (the message) or works again (undefined). */
+  onRemoteHealth?: (message: string | undefined) => void;
 }
 
 /** How finely the event loop's delays are sampled while a model loads (the histogram's timer). */
@@ -28,8 +37,50 @@ export class ModelHost {
   private current: CompletionEngine | undefined;
   private status: ServerStatus = { state: 'starting' };
   private generation = 0;
+  /** The backend settings the engine was last given, and the problem with them if they cannot work. */
+  private backend: { settings: BackendSettings; problem?: string } | undefined;
+  private readonly health: RemoteHealth;
 
-  constructor(private readonly options: ModelHostOptions) {}
+  constructor(private readonly options: ModelHostOptions) {
+    this.health = new RemoteHealth((message) => this.options.onRemoteHealth?.(message));
+  }
+
+  /** The remote backend's label when one computes the completions. */
+  get remoteLabel(): string | undefined {
+    return this.current?.remoteBackend?.backend.label;
+  }
+
+  /**
+   * Points the engine at the backend `settings.backend` chooses (or back at the local model). A
+   * choice that cannot work (no URL, no model name) is reported and completions stay off rather than
+   * silently local: the user asked for that server.
+   */
+  applyBackend(settings: KilnSettings): string | undefined {
+    const engine = this.current;
+    const wanted = settings.backend;
+    const same = this.backend !== undefined && JSON.stringify(this.backend.settings) === JSON.stringify(wanted);
+    if (!engine || same) return this.backend?.problem;
+    this.health.reset();
+    this.options.onRemoteHealth?.(undefined);
+    let problem: string | undefined;
+    try {
+      const backend = createTextBackend(wanted, { apiKey: this.options.backendApiKey });
+      engine.setRemote(
+        backend && {
+          backend,
+          fallbackToLocal: wanted.fallbackToLocal,
+          onOutcome: (err) => this.health.outcome(backend.label, wanted.fallbackToLocal, err),
+        },
+      );
+      if (backend) this.options.log(`completions from the remote backend ${backend.label}${wanted.fallbackToLocal ? ', the local model as fallback' : ''}`);
+    } catch (err) {
+      problem = `Kiln's remote backend is not usable: ${(err as Error).message}.`;
+      engine.setRemote({ backend: unusableBackend(wanted, problem), fallbackToLocal: wanted.fallbackToLocal });
+      this.options.onRemoteHealth?.(problem);
+    }
+    this.backend = { settings: { ...wanted }, problem };
+    return problem;
+  }
 
   get engine(): CompletionEngine | undefined {
     return this.current;
@@ -88,6 +139,9 @@ export class ModelHost {
           threads: settings.threads || automaticThreads(),
           cacheDir: this.options.cacheDir,
           adapterDir: missingAdapter ? undefined : adapterDir,
+          cacheLimitBytes: settings.graphCacheLimitGB * 2 ** 30,
+          // the model serving until the swap must survive the cache pruning after this build
+          keepGraphDirs: this.current ? [this.current.model.loaded.graphDir] : [],
           log: this.options.log,
           // validation, graph build, quantization, hashing and the cache write run in a worker thread
           prepare: prepareGraphInWorker,
@@ -109,8 +163,10 @@ export class ModelHost {
       const old = await running.swapModel(model);
       await old.release().catch(() => {});
     } else {
-      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
+      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer, context: this.options.context });
+      this.backend = undefined; // a new engine starts local until told otherwise
     }
+    this.applyBackend(settings);
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
     reportLoad(
@@ -147,4 +203,13 @@ export class ModelHost {
     this.options.onStatus(status);
     return status;
   }
+}
+
+/** A remote choice whose settings cannot work: every request fails with the settings' problem (no request is sent). */
+function unusableBackend(settings: BackendSettings, problem: string) {
+  return {
+    kind: settings.kind === 'local' ? ('openai' as const) : settings.kind,
+    label: `${settings.kind} (not configured)`,
+    complete: () => Promise.reject(new Error(problem)),
+  };
 }

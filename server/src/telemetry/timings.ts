@@ -21,6 +21,33 @@ export interface CompletionTimings {
   /** Request received to answer sent. */
   totalMs: number;
   source: CompletionSource;
+  /** Set when the full prompt would not prefill within the time limit: the shorter prefix window answered from. */
+  shortWindowTokens?: number;
+  /** Set when a remote backend computed the answer (then prefill and decode are the server's business). */
+  remote?: RemoteTimings;
+}
+
+/** What a remote inference server said its own work took, where its API reports it (ms, tokens). */
+export interface ServerReportedTimings {
+  promptMs?: number;
+  promptTokens?: number;
+  /** Prompt tokens the server took from its own cache (llama.cpp's `cache_n`). */
+  cachedTokens?: number;
+  predictedMs?: number;
+  predictedTokens?: number;
+  /** The whole request as the server measured it (Ollama's `total_duration`). */
+  totalMs?: number;
+}
+
+/** One remote answer: the backend, the HTTP request's wall time and the server's own figures. */
+export interface RemoteTimings {
+  backend: string;
+  /** Request sent to the last byte read (or to Kiln's early stop). */
+  requestMs: number;
+  firstPieceMs?: number;
+  /** Ended by Kiln's stop rules (the connection was closed early) rather than by the server. */
+  stoppedEarly: boolean;
+  server?: ServerReportedTimings;
 }
 
 /** Split times: each `lap(name)` adds the time since the previous lap (or the start) to `name`. */

@@ -21,6 +21,8 @@
 // equals its decode step); per row cost nothing measurable in run 4. int4: accuracy_level 0 (float32
 // compute on dequantized weights, exact) decodes 3.8–5.9× slower than 4 at this size (the tiny d-512 model
 // once decoded as fast at 0); 4 quantizes x per block of 32 per row.
+// A training graph (QLoRA) asks for an accuracy level (0: exact) and gets MatMulNBits for both widths,
+// the gradient flowing to x through the same codes dequantized in the graph one weight at a time: dx = dy · W.
 import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannel, type BlockQuantized, type ChannelQuantized } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
 
@@ -34,17 +36,20 @@ export interface QuantizedWeight {
   n: number;
   k: number;
   rows: () => Float32Array;
+  /** Set by training graphs: MatMulNBits at this accuracy_level (0 computes exactly on the dequantized weights), with a backward to x. */
+  accuracyLevel?: number;
 }
 
 /** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
 export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
-  return w.bits === 8 ? int8MatMul(dg, x, w) : int4MatMul(dg, x, w);
+  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, w, w.accuracyLevel); // a training graph's frozen base
+  return w.bits === 8 ? int8MatMul(dg, x, w) : nbitsMatMul(dg, x, w, INT4_ACCURACY_LEVEL);
 }
 
 /**
- *   x [.., K] ─ MatMulNBits(codes [N, K/32, 16], scales [N·K/32], zero points, accuracy_level 4) ─> [.., N]
+ *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points, accuracy_level) ─> [.., N]
  */
-function int4MatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight): Value {
+function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight, level: number): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
@@ -57,9 +62,51 @@ function int4MatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: Qu
     quantized = undefined;
     return z;
   });
-  const attrs = { K: k, N: n, bits, block_size: QUANT_BLOCK_SIZE, accuracy_level: INT4_ACCURACY_LEVEL };
-  const y = g.op('MatMulNBits', [x.name, codes, scales, zeroPoints], attrs, 'com.microsoft');
-  return dg.value(y, [...x.shape.slice(0, -1), n]);
+  const attrs = { K: k, N: n, bits, block_size: QUANT_BLOCK_SIZE, accuracy_level: level };
+  const y = dg.value(g.op('MatMulNBits', [x.name, codes, scales, zeroPoints], attrs, 'com.microsoft'), [...x.shape.slice(0, -1), n]);
+  dg.record([x], [y], ([gy]) => [dg.value(g.op('MatMul', [gy!.name, dequantized(dg, gy!, { codes, scales, zeroPoints, bits, n, k, blocks })]), x.shape)]);
+  return y;
+}
+
+interface QuantizedParts {
+  codes: string;
+  scales: string;
+  zeroPoints: string;
+  bits: QuantBits;
+  n: number;
+  k: number;
+  blocks: number;
+}
+
+/** uint8 [..., m] packed 4-bit codes → uint8 [..., 2m], the even element from the low nibble. */
+function unpackNibbles(dg: DiffGraph, packed: string, lead: number[], m: number): string {
+  const { g } = dg;
+  const low = g.op('BitwiseAnd', [packed, g.uint8Scalar(0x0f)]);
+  const high = g.op('BitShift', [packed, g.uint8Scalar(4)], { direction: 'RIGHT' });
+  const pairs = g.op('Concat', [g.op('Unsqueeze', [low, g.int64([-1])]), g.op('Unsqueeze', [high, g.int64([-1])])], { axis: -1 }); // [..., m, 2]
+  return g.op('Reshape', [pairs, g.int64([...lead, 2 * m])]);
+}
+
+/**
+ *   W [N, K] = (codes − zero point) · scale, per block of 32 along K, as float32 (the layout of quantize.ts)
+ * Every op reads a value computed at run time from `gy` (a zero or a one), so ORT cannot fold the
+ * dequantization into a float32 copy of the weight at session start: it exists during its product only.
+ */
+function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits, n, k, blocks }: QuantizedParts): string {
+  const { g } = dg;
+  const nonEmpty = g.op('Greater', [g.op('Size', [gy.name]), g.int64([0], [])]); // bool [], true at run time
+  const zero = g.op('Cast', [g.op('Not', [nonEmpty])], { to: 2 }); // uint8 0
+  const one = g.op('Cast', [nonEmpty], { to: 1 }); // float 1
+  const codeBytes = g.op('BitwiseOr', [codes, zero]); // uint8 [N, blocks, 32·bits/8]
+  const zpBytes = g.op('BitwiseOr', [zeroPoints, zero]); // uint8 [N·⌈blocks·bits/8⌉]
+  const perRowZp = Math.ceil((blocks * bits) / 8);
+  const codes8 = bits === 8 ? codeBytes : unpackNibbles(dg, codeBytes, [n, blocks], QUANT_BLOCK_SIZE / 2); // [N, blocks, 32]
+  let zp8 = bits === 8 ? g.op('Reshape', [zpBytes, g.int64([n, blocks])]) : unpackNibbles(dg, g.op('Reshape', [zpBytes, g.int64([n, perRowZp])]), [n], perRowZp);
+  if (bits === 4 && 2 * perRowZp !== blocks) zp8 = g.op('Slice', [zp8, g.int64([0]), g.int64([blocks]), g.int64([1])]); // [N, blocks]
+  const centred = g.op('Sub', [g.op('Cast', [codes8], { to: 1 }), g.op('Unsqueeze', [g.op('Cast', [zp8], { to: 1 }), g.int64([-1])])]); // [N, blocks, 32]
+  const scale = g.op('Reshape', [g.op('Mul', [scales, one]), g.int64([n, blocks, 1])]);
+  const padded = g.op('Reshape', [g.op('Mul', [centred, scale]), g.int64([n, blocks * QUANT_BLOCK_SIZE])]); // [N, blocks·32]
+  return blocks * QUANT_BLOCK_SIZE === k ? padded : g.op('Slice', [padded, g.int64([0]), g.int64([k]), g.int64([1])]); // [N, K]
 }
 
 /**
