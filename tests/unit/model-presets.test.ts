@@ -35,9 +35,10 @@ describe('model presets', () => {
       assert.ok(m.int4 < m.int8 && m.int8 < m.fp16 && m.fp16 < m.fp32, `${p.id}: ${JSON.stringify(m)}`);
       assert.ok(m.fp32 > 4 * s.parameters && m.fp32 < 4 * s.parameters + s.kvBytes + 1e8, `${p.id}: fp32 is about 4 bytes per parameter plus the KV`);
     }
-    // the 0.5B's int8 graph measured 0.84 GB on disk (issue 14): the same computation
+    // the 0.5B's int8 graph: 0.84 GB on disk with MatMulNBits blocks (issue 14); MatMulInteger's per-channel
+    // codes hold 1 byte a weight, so ~0.77 GB (graph-cache.test.ts checks the formula against built graphs)
     const q05 = presetSizes(findPreset('qwen2.5-coder-0.5b')!);
-    assert.ok(Math.abs(q05.memoryBytes.int8 - q05.kvBytes - 0.84e9) < 0.03e9, `${q05.memoryBytes.int8 - q05.kvBytes}`);
+    assert.ok(Math.abs(q05.memoryBytes.int8 - q05.kvBytes - 0.77e9) < 0.03e9, `${q05.memoryBytes.int8 - q05.kvBytes}`);
   });
 
   it('describe latency from the one table, or say it was not measured', () => {

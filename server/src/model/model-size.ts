@@ -14,8 +14,8 @@ export function parameterCount(c: ModelConfig): number {
   return c.vocabSize * d + c.numLayers * perLayer + d + (c.tieWordEmbeddings ? 0 : c.vocabSize * d);
 }
 
-/** Bytes per weight of each stored precision; int8/int4 add one fp32 scale and one zero point per block of 32. */
-export const BYTES_PER_PARAMETER = { fp32: 4, fp16: 2, bf16: 2, int8: 1 + 5 / 32, int4: 0.5 + 4.5 / 32 } as const;
+/** Bytes per weight of each stored precision; int4 adds one fp32 scale and one zero point per block of 32 (int8's per-channel scale is negligible). */
+export const BYTES_PER_PARAMETER = { fp32: 4, fp16: 2, bf16: 2, int8: 1, int4: 0.5 + 4.5 / 32 } as const;
 export type StoredPrecision = keyof typeof BYTES_PER_PARAMETER;
 
 /** Float32 KV cache of one sequence of `tokens` positions: keys and values of every layer. */
@@ -23,11 +23,13 @@ export function kvCacheBytes(c: Pick<ModelConfig, 'numLayers' | 'numKvHeads' | '
   return 2 * c.numLayers * c.numKvHeads * c.headDim * tokens * 4;
 }
 
-/** How Kiln loads the weights: float32, float16, or int8/int4 MatMulNBits (blocks of 32) with an fp16 embedding. */
+/** How Kiln loads the weights: float32, float16, int8 (MatMulInteger, per channel) or int4 (MatMulNBits, blocks of 32) with an fp16 embedding. */
 export type LoadPrecision = 'fp32' | 'fp16' | 'int8' | 'int4';
 
 /** MatMulNBits storage of a weight [n, k]: codes, one fp32 scale per block, packed zero points (quantized-matmul.ts). */
 function quantizedBytes(n: number, k: number, bits: 4 | 8): number {
+  // int8: MatMulInteger's int8 codes [K, N], one fp32 scale per output channel and the activations' zero point
+  if (bits === 8) return n * k + 4 * n + 1;
   const blocks = Math.ceil(k / 32);
   return n * blocks * ((32 * bits) / 8) + n * blocks * 4 + n * Math.ceil((blocks * bits) / 8);
 }
