@@ -101,6 +101,9 @@ def load_checkpoint_tensors(model_dir):
     if os.path.exists(index):
         with open(index) as f:
             shards = sorted(set(json.load(f)["weight_map"].values()))
+        for s in shards:  # as Kiln's loader: a shard is a file of this folder, never a path out of it
+            if not isinstance(s, str) or "/" in s or "\\" in s or s in ("", ".", ".."):
+                fail(f"{index} names an invalid shard file {s!r}: shards are file names inside {model_dir}")
         files = [os.path.join(model_dir, s) for s in shards]
     else:
         files = [os.path.join(model_dir, "model.safetensors")]
@@ -138,6 +141,16 @@ class Config:
         self.tied = j.get("tie_word_embeddings", False) is True
         # qwen2 always has q/k/v biases; llama and mistral only when attention_bias says so
         self.qkv_bias = self.model_type == "qwen2" or j.get("attention_bias", False) is True
+        # the forward pass attends to every earlier position: a sliding window (Mistral's, or Qwen2's when
+        # use_sliding_window is set) is only the same when no sequence is longer than it (check_window)
+        windowed = self.model_type == "mistral" or (self.model_type == "qwen2" and j.get("use_sliding_window") is True)
+        self.sliding_window = j.get("sliding_window") if windowed else None
+
+    def check_window(self, seq_len):
+        if self.sliding_window is not None and seq_len > self.sliding_window:
+            fail(f"sequences of {seq_len} tokens are longer than the model's sliding_window {self.sliding_window}, "
+                 "which this forward pass does not apply (it attends to every earlier position); pass --seq-len "
+                 f"{self.sliding_window} or less, or install transformers and peft")
 
 
 def rms_norm(x, weight, eps):

@@ -36,11 +36,19 @@ import sys
 import tempfile
 import time
 
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-
-from lora_decoder import LORA_TARGETS, adapter_config, fail, have_transformers, load_own_model, load_transformers_model, write_safetensors
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+except ImportError as err:  # a clear message, not a traceback: the usual cause is a python without torch first on PATH
+    raise SystemExit(f"train_lora.py needs PyTorch, which {sys.executable} cannot import ({err}); "
+                     "install it (pip install torch, or Debian's python3-torch) or run the python that has it") from None
+try:
+    from lora_decoder import LORA_TARGETS, adapter_config, fail, have_transformers, load_own_model, load_transformers_model, write_safetensors
+except ModuleNotFoundError as err:
+    if err.name != "lora_decoder":
+        raise
+    raise SystemExit("train_lora.py needs lora_decoder.py in the same folder: copy both files from Kiln's recipes/") from None
 
 DATASET_FORMAT = "kiln-dataset"
 DATASET_FORMAT_VERSION = 1
@@ -202,11 +210,20 @@ def logits_of(model, ids):
     return out if torch.is_tensor(out) else out.logits
 
 
-def batch_loss(model, ids, labels, ignore_index):
+def batch_loss(model, ids, labels, ignore_index, world):
+    """The loss to backpropagate, and this process's mean loss per target token (for the log).
+
+    DDP averages the processes' gradients, so each process returns (its summed loss) · world / (the
+    step's targets on all processes): the averaged gradient is then that of the mean over every target
+    of the step, as one process with the whole batch computes it, however the targets fall on ranks.
+    """
     logits = logits_of(model, ids)  # [B, T, V]
-    if (labels != ignore_index).sum() == 0:
-        return logits.sum() * 0.0  # nothing to learn in this batch; keeps DDP's all-reduce in step
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index)
+    summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index, reduction="sum")
+    mine = (labels != ignore_index).sum()
+    targets = mine.clone().float()
+    if world > 1:
+        dist.all_reduce(targets)
+    return summed * world / targets.clamp(min=1), (summed.detach() / mine.clamp(min=1)).item()
 
 
 @torch.no_grad()
@@ -255,10 +272,10 @@ def parse_args(argv):
     p.add_argument("--alpha", type=float, help="LoRA alpha (default: the manifest's)")
     p.add_argument("--targets", help="comma-separated projections (default: the manifest's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the manifest's)")
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training sequences (default 3, as Kiln)")
+    p.add_argument("--epochs", type=float, help="passes over the training sequences (default: the manifest's, Kiln's 3)")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--batch", type=int, default=4, help="sequences per process per step")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--batch", type=int, help="sequences per process per step (default: the manifest's batch x accumulation, Kiln's 4)")
+    p.add_argument("--warmup", type=int, help="warmup steps (default: the manifest's, Kiln's 10)")
     p.add_argument("--seq-len", type=int, help="packed sequence length (default: the manifest's)")
     p.add_argument("--seed", type=int, default=0, help="LoRA initialisation and batch order (packing follows the export's seed, as Kiln's)")
     p.add_argument("--log-every", type=int, default=1, help="print each process's loss every N steps (and at the last)")
@@ -270,7 +287,7 @@ def parse_args(argv):
     for name in ("rank", "steps", "seq_len"):
         if getattr(args, name) is not None and getattr(args, name) < (2 if name == "seq_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'seq_len' else 1}")
-    if args.batch < 1 or args.log_every < 1 or args.warmup < 0 or not args.epochs > 0:
+    if (args.batch is not None and args.batch < 1) or args.log_every < 1 or (args.warmup is not None and args.warmup < 0) or (args.epochs is not None and not args.epochs > 0):
         p.error("--batch and --log-every must be at least 1, --warmup at least 0, --epochs above 0")
     return args
 
@@ -294,9 +311,10 @@ def main(argv):
     world, rank, device, backend = setup_distributed(args.backend)
     log = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
     out = os.path.abspath(args.out)
+    real_out = os.path.realpath(out)  # a linked parent of --out must not hide that it is --data or --model
     for what, path in (("--data", args.data), ("--model", args.model)):
-        path = os.path.abspath(path)
-        if os.path.commonpath([out, path]) in (out, path):
+        path = os.path.realpath(path)
+        if os.path.commonpath([real_out, path]) in (real_out, path):
             fail(f"--out {out} overlaps {what} {path}: the adapter folder is replaced whole, so give it a folder of its own")
     if rank == 0 and os.path.isdir(out) and os.listdir(out) and not args.overwrite:
         fail(f"{out} is not empty; choose another folder or pass --overwrite")
@@ -316,6 +334,11 @@ def main(argv):
     if unknown:
         fail(f"unknown --targets {', '.join(unknown)} (choose from {', '.join(LORA_TARGETS)})")
     peak = args.lr or lora["learning_rate"]
+    # Kiln's schedule from the export (older exports: Kiln's defaults); a flag overrides it
+    schedule = manifest.get("training") or {"batch_size": 4, "accumulation": 1, "warmup_steps": 10, "epochs": 3}
+    args.batch = args.batch or schedule["batch_size"] * schedule["accumulation"]
+    args.warmup = args.warmup if args.warmup is not None else schedule["warmup_steps"]
+    args.epochs = args.epochs or schedule["epochs"]
     seq_len = args.seq_len or manifest["sequence_length"]
     ignore = manifest["ignore_index"]
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -324,6 +347,8 @@ def main(argv):
     use_hf = have_transformers() and not args.own_forward
     load = load_transformers_model if use_hf else load_own_model
     model = load(args.model, targets, r, alpha, dtype, device)
+    if not use_hf:
+        model.c.check_window(seq_len)
     log(f"model {args.model} ({'transformers + peft' if use_hf else 'own forward pass'}, {dtype}), LoRA r={r} alpha={alpha} on {','.join(targets)}; "
         f"{world} processes, backend {backend}, device {device.type}")
     train_ids, train_labels = pack(splits["train"], seq_len, manifest["pad_id"], ignore, manifest["seed"], "train")
@@ -349,12 +374,12 @@ def main(argv):
             lr = learning_rate(peak, step, args.warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = batch_loss(trained, train_ids[rows].to(device), train_labels[rows].to(device), ignore)
+            loss, mean_loss = batch_loss(trained, train_ids[rows].to(device), train_labels[rows].to(device), ignore, world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(mean_loss)
             if step % max(1, args.log_every) == 0 or step == total:
                 print(f"rank {rank} step {step}/{total} loss {losses[-1]:.6f} lr {lr:.3e}", flush=True)
         epoch += 1
@@ -364,7 +389,13 @@ def main(argv):
         finite = lambda x: x if math.isfinite(x) else None  # no validation files: JSON has no NaN
         report = {"steps": total, "processes": world, "validation_loss_before": finite(before), "validation_loss_after": finite(after),
                   "train_losses_rank0": losses, "dataset_manifest_sha256": sha256_file(os.path.join(args.data, "manifest.json")),
-                  "kiln_version": manifest["kiln_version"]}
+                  "kiln_version": manifest["kiln_version"],
+                  # every choice the adapter depends on, resolved (defaults included), to train it again
+                  "training": {"rank": r, "alpha": alpha, "target_modules": [t for t in LORA_TARGETS if t in targets], "learning_rate": peak,
+                               "warmup": args.warmup, "steps": total, "batch_per_process": args.batch, "sequence_length": seq_len,
+                               "seed": args.seed, "packing_seed": manifest["seed"], "dtype": str(dtype).replace("torch.", ""),
+                               "forward": "transformers+peft" if use_hf else "own", "backend": backend, "device": device.type,
+                               "torch_version": torch.__version__, "python_version": sys.version.split()[0]}}
         save_adapter(model, out, os.path.abspath(args.model), r, alpha, targets, report)
         log(f"saved the adapter to {out}")
     if world > 1:

@@ -1,10 +1,12 @@
-// "Kiln: Download Model…": a Hugging Face checkpoint into the extension's global storage under a
+// "Kiln: Download Model…": a preset code model (sizes, memory, measured latency; model/download/
+// presets.ts) or any Hugging Face checkpoint into the extension's global storage under a
 // cancellable progress notification, then the server's model check and an offer to switch to it.
 // The download runs here in the extension host: the downloader is Node-only code shared with the
 // CLI, VS Code's proxy settings apply to it, and it works while the server has no usable model.
 import * as vscode from 'vscode';
 import { describeProgress, describeVerification, downloadModel, type DownloadResult } from '../../server/src/model/download/download-model';
 import { HubError, repoIdProblem } from '../../server/src/model/download/hub';
+import { describePreset, MODEL_PRESETS, type ModelPreset } from '../../server/src/model/download/presets';
 import { KilnValidateModelRequest } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
 
@@ -18,6 +20,30 @@ export function parseModelRequest(text: string): ModelRequest | string {
   const [repo = '', revision, ...rest] = text.trim().split('@');
   if (rest.length > 0 || revision === '') return 'Write owner/name, or owner/name@revision';
   return repoIdProblem(repo) ?? { repo, revision };
+}
+
+/** The presets (with sizes, memory and measured latency) and a free-form repository id. */
+async function pickModel(): Promise<ModelRequest | undefined> {
+  type Item = vscode.QuickPickItem & { preset?: ModelPreset };
+  const items: Item[] = [
+    ...MODEL_PRESETS.map((preset) => ({ ...describePreset(preset), preset })),
+    { label: '', kind: vscode.QuickPickItemKind.Separator },
+    { label: 'Another model…', description: 'any Hugging Face model id (owner/name[@revision])' },
+  ];
+  const picked = await vscode.window.showQuickPick(items, {
+    title: 'Kiln: Download Model',
+    placeHolder: 'A code model to download',
+    matchOnDescription: true,
+    matchOnDetail: true,
+    ignoreFocusOut: true,
+  });
+  if (!picked) return undefined;
+  if (!picked.preset) return askModel();
+  if (picked.preset.unsupported) {
+    void vscode.window.showErrorMessage(`Kiln: ${picked.preset.unsupported}.`);
+    return undefined;
+  }
+  return { repo: picked.preset.repo };
 }
 
 async function askModel(): Promise<ModelRequest | undefined> {
@@ -96,7 +122,7 @@ async function offer(deps: CommandDeps, request: ModelRequest, result: DownloadR
 }
 
 export async function downloadModelCommand(deps: CommandDeps): Promise<void> {
-  const request = await askModel();
+  const request = await pickModel();
   if (!request) return;
   let token = await deps.hubToken.get();
   try {

@@ -5,10 +5,12 @@ import { DidChangeConfigurationNotification, type LanguageClient } from 'vscode-
 import { KilnStatsNotification, KilnStatusNotification } from '../../server/src/protocol';
 import { registerCommands } from './commands';
 import { BackendKeyStore } from './backend-key';
+import { registerCursorEvents } from './cursor-events';
 import { HubTokenStore } from './hub-token';
 import { KilnSettings } from './kiln-settings';
 import { createLanguageClient } from './language-client';
 import { KilnStatusBar } from './status-bar';
+import { reportVisibleRanges } from './visible-ranges';
 
 const ENABLED_KEY = 'kiln.inlineCompletionsEnabled';
 let client: LanguageClient | undefined;
@@ -24,6 +26,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const isEnabled = () => context.globalState.get<boolean>(ENABLED_KEY, true);
   statusBar.setEnabled(isEnabled());
 
+  const cursorEvents = registerCursorEvents({ client: () => client, isEnabled, settings });
+  context.subscriptions.push(cursorEvents);
   const start = async () => {
     const backendApiKey = await backendKey.get().catch(() => undefined);
     const c = createLanguageClient({ context, output, isEnabled, settings, backendApiKey });
@@ -31,6 +35,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     c.onNotification(KilnStatsNotification.type, (s) => statusBar.setStats(s));
     client = c;
     await c.start();
+    cursorEvents.refresh(); // the new server learns where the user is (it warms there once its model is ready)
   };
   const restart = async () => {
     const old = client;
@@ -58,6 +63,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       },
     }),
     { dispose: () => void client?.stop() },
+    reportVisibleRanges(() => client),
     // The server pulls `kiln` through the client's middleware, which applies the scope rules.
     settings.onDidChange(() => {
       if (client?.isRunning()) void client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });

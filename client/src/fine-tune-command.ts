@@ -8,7 +8,8 @@ import * as vscode from 'vscode';
 import { KilnFineTuneRequest, KilnTrainingProgressNotification } from '../../server/src/protocol';
 import type { CommandDeps } from './commands';
 import { backendKind, exportTrainingData } from './export-dataset-command';
-import { finishedText, gainText, progressText } from './fine-tune-text';
+import { fineTuneLength, finishedText, gainText, progressText } from './fine-tune-text';
+import { levelOf } from './setting-scopes';
 import { refuseInRestrictedMode } from './workspace-trust';
 
 async function pickWorkspace(): Promise<vscode.WorkspaceFolder | undefined> {
@@ -84,7 +85,11 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
         {
           workspace: folder.uri.fsPath,
           mode: deps.settings.get<'lora' | 'full'>('fineTune.mode') ?? 'lora',
-          maxSteps: deps.settings.get<number>('fineTune.maxSteps') ?? 200,
+          ...fineTuneLength(
+            deps.settings.get<number>('fineTune.minutes'),
+            deps.settings.get<number>('fineTune.maxSteps'),
+            levelOf(deps.settings.inspect('fineTune.maxSteps'), deps.settings.rules) !== undefined,
+          ),
           maxFiles: deps.settings.get<number>('fineTune.maxFiles') ?? 20000,
         },
         token,

@@ -27,6 +27,15 @@ export function gainText(before: FineTuneEvalFigures | undefined, after: FineTun
   );
 }
 
+/**
+ * How long the palette's run trains: `kiln.fineTune.minutes` bounds it (the steps fitted to it) and
+ * `kiln.fineTune.maxSteps` caps it only when the user set it; with minutes 0 the steps decide alone.
+ */
+export function fineTuneLength(minutes: number | undefined, maxSteps: number | undefined, maxStepsChosen: boolean): { minutes?: number; maxSteps?: number } {
+  if (minutes !== undefined && minutes > 0) return maxStepsChosen && maxSteps !== undefined ? { minutes, maxSteps } : { minutes };
+  return maxSteps === undefined ? {} : { maxSteps };
+}
+
 /** Longest toast text: a collapsed VS Code toast shows one line of about this many characters. */
 export const TOAST_CHARS = 80;
 

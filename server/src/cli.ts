@@ -3,6 +3,7 @@
 import { runComplete } from './commands/complete';
 import { runFinetuneCommand } from './commands/finetune';
 import { runEval } from './commands/eval';
+import { runModelCache } from './commands/model-cache';
 import { runModelDownload } from './commands/model-download';
 import { runModelInfo } from './commands/model-info';
 import { runModelInit } from './commands/model-init';
@@ -23,6 +24,7 @@ const USAGE = `usage: kiln <command>
   model download <owner/name> [--revision R]   fetch a Hugging Face checkpoint (resumable, verified)
   model init <dir> --tokenizer DIR [--hidden N]  a freshly initialised model to pretrain
   model quantize <dir> [--eval DIR] [--bits 4,8] int4/int8 weights; measures the quality cost, records it in kiln.json
+  model cache [--clean | --max-gb N]           the built graphs (sizes, adapters, last use); remove them
   export <dir> --format gguf --out FILE         GGUF v3 for llama.cpp and Ollama
   tokenizer train <corpus> --vocab N --out DIR  train Kiln's byte-level BPE (tokenizer.json); --measure <dir> for bytes/token`;
 
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, Command> = {
   'model download': runModelDownload,
   'model init': runModelInit,
   'model quantize': runModelQuantize,
+  'model cache': runModelCache,
   export: (args) => runExportCommand(args),
   'tokenizer train': runTokenizerTrain,
 };

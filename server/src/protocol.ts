@@ -66,6 +66,8 @@ export interface KilnStats {
   /** The most recent answer's timings: its source and prefill (computed vs reused) and decode counts. */
   last?: CompletionTimings;
   memory?: MemoryFigures;
+  /** Pre-warms (prompts prefilled at a cursor the client reported, before a keystroke) since the model loaded. */
+  prewarm?: { started: number; finished: number; preempted: number; tokens: number };
   training?: { state: string; step?: number; totalSteps?: number; loss?: number };
 }
 
@@ -104,6 +106,8 @@ export namespace KilnValidateModelRequest {
 export interface FineTuneParams {
   workspace: string;
   mode?: 'lora' | 'full';
+  /** Wall-time budget of the whole run, evaluations included (`kiln.fineTune.minutes`); supersedes maxSteps, which then only caps it. */
+  minutes?: number;
   maxSteps?: number;
   /** Files read from the workspace at most; the rest are reported as left out. */
   maxFiles?: number;
@@ -124,6 +128,8 @@ export interface FineTuneSummary {
   output?: string;
   kind: 'adapter' | 'model';
   cancelled: boolean;
+  /** Why training ended: its schedule ran out, the time budget did, validation stopped improving, or a cancel. */
+  endReason?: 'completed' | 'time' | 'early-stop' | 'cancelled';
   steps: number;
   bestStep: number;
   trainSeconds: number;
@@ -202,6 +208,51 @@ export interface TrainingProgress {
   etaSeconds?: number;
 }
 
+/** Why the client reports a cursor: a document became the active editor, or its cursor moved and the user paused. */
+export type CursorReason = 'focus' | 'move';
+
+export interface CursorParams {
+  textDocument: { uri: string };
+  position: { line: number; character: number };
+  reason: CursorReason;
+}
+
+/**
+ * The user is at `position` and may type there (sent debounced, never per keystroke). The server
+ * decides what to do with it: it pre-warms the prompt at that cursor as background work.
+ */
+export namespace KilnCursorNotification {
+  export const type = new NotificationType<CursorParams>('kiln/cursor');
+}
+
 export namespace KilnTrainingProgressNotification {
   export const type = new NotificationType<TrainingProgress>('kiln/trainingProgress');
+}
+
+/** Client → server: the line ranges an editor shows of a document (the "recently viewed" context source). */
+export interface VisibleRangesParams {
+  uri: string;
+  /** 0-based lines [start, end). */
+  ranges: { start: number; end: number }[];
+}
+
+export namespace KilnVisibleRangesNotification {
+  export const type = new NotificationType<VisibleRangesParams>('kiln/visibleRanges');
+}
+
+export interface PromptParams {
+  uri: string;
+  position: { line: number; character: number };
+}
+
+/** The prompt a completion at a position would get: its token ids and the context block's snippets. */
+export interface PromptResult {
+  tokens: number[];
+  /** The block's snippets in block order ({filename, text}, as llama.cpp's `input_extra` takes them), with their source. */
+  snippets: { filename: string; text: string; source: string }[];
+}
+
+/** The prompt at a position, for inspection and for the tests that compare it with `kiln complete --workspace`. */
+export namespace KilnPromptRequest {
+  export const type = new RequestType<PromptParams, PromptResult, void>('kiln/prompt');
 }

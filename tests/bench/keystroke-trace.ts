@@ -226,6 +226,43 @@ export async function kilnKeystroke(engine: CompletionEngine, takePrompt: () => 
   const firstTokenMs = t.queueMs + t.tokenizeMs + t.prefillMs;
   return { keystroke, ms, firstTokenMs, computed: t.prefillComputed, reused: t.prefillReused, decodeTokens: t.decodeTokens, prompt, suggestion: answer.items[0] ?? '' };
 }
+// ---------- the same prompt through llama.cpp ----------
+
+// node-llama-cpp's sequence and context, the subset used here (its .d.ts is outside the typecheck)
+export interface TraceSequence {
+  readonly nextTokenIndex: number;
+  adaptStateToTokens(tokens: number[], allowShift: boolean): Promise<void>;
+  eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
+  clearHistory(): Promise<void>;
+  evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number, void, void | number>;
+}
+export interface TraceContext {
+  readonly flashAttention: boolean | 'auto';
+  readonly kvCacheKeyType: unknown;
+  readonly batchSize: number;
+  getSequence(): TraceSequence;
+  dispose(): Promise<void>;
+}
+
+/**
+ * The prompt on top of whatever the sequence holds: keep the common prefix (at most all but one
+ * token: the last one must be evaluated for logits), evaluate the rest, take `decodeTokens` greedy tokens.
+ */
+export async function llamaKeystroke(seq: TraceSequence, prompt: readonly number[], decodeTokens: number, keystroke: number): Promise<Sample> {
+  const t0 = performance.now();
+  await seq.adaptStateToTokens([...prompt], false);
+  if (seq.nextTokenIndex >= prompt.length) await seq.eraseContextTokenRanges([{ start: prompt.length - 1, end: seq.nextTokenIndex }]);
+  const reused = seq.nextTokenIndex;
+  const tokens = seq.evaluate(prompt.slice(reused), { temperature: 0, yieldEogToken: true });
+  let firstTokenMs = 0;
+  for (let n = 0; n < decodeTokens; n++) {
+    if ((await tokens.next()).done) throw new Error(`keystroke ${keystroke}: llama.cpp stopped after ${n} tokens`);
+    if (n === 0) firstTokenMs = performance.now() - t0;
+  }
+  await tokens.return(undefined); // the last token is sampled, never evaluated (as in Kiln)
+  return { keystroke, ms: performance.now() - t0, firstTokenMs, computed: prompt.length - reused, reused, decodeTokens };
+}
+
 export interface Distribution {
   p50: number;
   p95: number;

@@ -5,6 +5,8 @@
 //   npm run bench:keystroke -- [--reps 1] [--keystrokes N] [--block 32] [--cold-every K] [--max-tokens 16] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--out FILE]
 //                              [--model DIR] [--quantization none|auto|int8|int4] [--lookup [--lookup-drafts 4:1,6:2,...]]
 //
+//   npm run bench:keystroke -- --size 0.5b|1.5b [real-size.bench.ts flags]   (real-size Qwen2.5-Coder shapes vs llama.cpp at the same precision)
+//
 // --model replays the trace on a real model folder (e.g. models/kiln-code-4m, its own tokenizer; llama.cpp gets
 // its GGUF export) instead of the random reference model; --quantization applies to the Kiln rows (default none).
 //
@@ -58,6 +60,7 @@ import { writeTinyCodeModel } from '../helpers/tiny-code-model';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, round, summarize } from './bench-stats';
 import { lookupRows } from './lookup-rows';
+import { parseRealSizeArgs, runRealSize } from './real-size.bench';
 import {
   distribution,
   type Distribution,
@@ -66,9 +69,12 @@ import {
   type Keystroke,
   type KilnSample,
   kilnKeystroke,
+  llamaKeystroke,
   recordingModel,
   REFERENCE,
   type Sample,
+  type TraceContext,
+  type TraceSequence,
   TYPED_FUNCTION,
   typingTrace,
   WEIGHTS_SEED,
@@ -90,6 +96,8 @@ interface Settings {
   quantization: QuantizationSetting;
   lookup: boolean;
   lookupDrafts: { maxDraft: number; minNgram: number }[];
+  /** The prompt order the model loaded with (set after loading). */
+  fimOrder?: string;
 } // prettier-ignore
 
 function parseArgs(argv: string[]): Settings {
@@ -138,22 +146,6 @@ function parseArgs(argv: string[]): Settings {
 
 // ---------- rows ----------
 
-// node-llama-cpp's sequence and context, the subset used here (its .d.ts is outside the typecheck)
-interface TraceSequence {
-  readonly nextTokenIndex: number;
-  adaptStateToTokens(tokens: number[], allowShift: boolean): Promise<void>;
-  eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
-  clearHistory(): Promise<void>;
-  evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number, void, void | number>;
-}
-interface TraceContext {
-  readonly flashAttention: boolean | 'auto';
-  readonly kvCacheKeyType: unknown;
-  readonly batchSize: number;
-  getSequence(): TraceSequence;
-  dispose(): Promise<void>;
-}
-
 interface LlamaRow {
   name: string;
   context: TraceContext;
@@ -163,25 +155,6 @@ interface LlamaRow {
 async function llamaRow(name: string, model: PeerModel, s: Settings, contextSize: number): Promise<LlamaRow> {
   const context = (await model.createContext({ contextSize, sequences: 1, threads: s.threads })) as unknown as TraceContext;
   return { name, context, sequence: context.getSequence() };
-}
-
-/**
- * The prompt on top of whatever the sequence holds: keep the common prefix (at most all but one
- * token: the last one must be evaluated for logits), evaluate the rest, take `decodeTokens` greedy tokens.
- */
-async function llamaKeystroke(seq: TraceSequence, prompt: readonly number[], decodeTokens: number, keystroke: number): Promise<Sample> {
-  const t0 = performance.now();
-  await seq.adaptStateToTokens([...prompt], false);
-  if (seq.nextTokenIndex >= prompt.length) await seq.eraseContextTokenRanges([{ start: prompt.length - 1, end: seq.nextTokenIndex }]);
-  const reused = seq.nextTokenIndex;
-  const tokens = seq.evaluate(prompt.slice(reused), { temperature: 0, yieldEogToken: true });
-  let firstTokenMs = 0;
-  for (let n = 0; n < decodeTokens; n++) {
-    if ((await tokens.next()).done) throw new Error(`keystroke ${keystroke}: llama.cpp stopped after ${n} tokens`);
-    if (n === 0) firstTokenMs = performance.now() - t0;
-  }
-  await tokens.return(undefined); // the last token is sampled, never evaluated (as in Kiln)
-  return { keystroke, ms: performance.now() - t0, firstTokenMs, computed: prompt.length - reused, reused, decodeTokens };
 }
 
 // ---------- the run ----------
@@ -264,6 +237,8 @@ async function replay(trace: Keystroke[], kiln: Kiln, llama: LlamaRow[], s: Sett
 }
 
 async function main(): Promise<void> {
+  // --size 0.5b|1.5b: the real-size rows (real-size.bench.ts): its keystroke trace and the product-defaults row
+  if (process.argv.includes('--size')) return runRealSize(parseRealSizeArgs(['--parts', 'trace,defaults', ...process.argv.slice(2)]));
   const s = parseArgs(process.argv.slice(2));
   const started = performance.now();
   const loadavgBefore = os.loadavg().map((x) => round(x));
@@ -284,7 +259,10 @@ async function main(): Promise<void> {
     );
     kilnSession = loaded.loaded.session;
     if (s.ep !== 'cpu' && loaded.loaded.session.provider !== s.ep) log(`--ep ${s.ep} not available: the Kiln rows run on ${loaded.loaded.session.provider}`);
-    if (loaded.order !== 'spm') throw new Error(`expected the SPM prompt order, got ${loaded.order}`);
+    // the model's own FIM order: SPM for the reference model (kiln.json), PSM for Qwen2.5-Coder-style
+    // models, where a keystroke re-prefills the suffix tokens after the cursor
+    s.fimOrder = loaded.order;
+    log(`FIM order: ${loaded.order}`);
     const update = parseSettings({
       executionProvider: s.ep,
       threads: s.threads,
@@ -497,7 +475,7 @@ function report(s: Settings, replays: Replay[], llama: LlamaRow[], trace: TraceF
       executionProvider: { asked: s.ep, used: kilnProvider },
       quick: s.quick,
     },
-    config: s.model ? { model: s.model, quantization: s.quantization } : { ...REFERENCE, weightsSeed: WEIGHTS_SEED, quantization: s.quantization },
+    config: { ...(s.model ? { model: s.model } : { ...REFERENCE, weightsSeed: WEIGHTS_SEED }), quantization: s.quantization, fimOrder: s.fimOrder },
     machine: {
       cpu: `${os.cpus()[0]?.model} (${os.cpus().length} logical CPUs, ${s.threads} threads used)`,
       loadavg: { before: loadavgBefore, after: os.loadavg().map((x) => round(x)) },

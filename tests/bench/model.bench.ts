@@ -2,6 +2,7 @@
 // on the same seeded random weights, in the same process and the same run, A/B interleaved.
 //
 //   npm run bench:model -- [--reps 5] [--steps 32] [--threads 2] [--ep cpu|webgpu|cuda|auto] [--quick] [--slots-only] [--out FILE]
+//   npm run bench:model -- --size 0.5b|1.5b [real-size.bench.ts flags]   (real-size Qwen2.5-Coder shapes vs llama.cpp at the same precision)
 //
 // Reference config: d 512, 8 layers, 8 heads (MHA), vocab 8192, SiLU MLP 1536, tied head.
 // Figures: prefill tokens/s (512 tokens), decode ms/token at context 50 and 1000, session creation ms,
@@ -50,6 +51,7 @@ import { getPeerLlama } from '../helpers/llama-cpp-peer';
 import { writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
+import { parseRealSizeArgs, runRealSize } from './real-size.bench';
 import { measureSlotDecode } from './slot-decode';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
 import { randomTokens, REFERENCE, referenceWeights } from './reference-model';
@@ -385,6 +387,8 @@ interface RowFigures {
 }
 
 async function main(): Promise<void> {
+  // --size 0.5b|1.5b: the real-size core figures (real-size.bench.ts): loads, prefill, decode at 50 and 1,000
+  if (process.argv.includes('--size')) return runRealSize(parseRealSizeArgs(['--parts', 'core', ...process.argv.slice(2)]));
   const s = parseArgs(process.argv.slice(2));
   const started = performance.now();
   const loadavgBefore = os.loadavg().map((x) => round(x, 2));

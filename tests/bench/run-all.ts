@@ -4,6 +4,9 @@
 //
 //   npm run bench -- [--quick] [--ep cpu|webgpu|cuda|auto] [--threads 2] [--out DIR] [--only keystroke,model,training]
 //                    [--summary-only]   (rebuild summary and chart from the JSON already in DIR)
+//   npm run bench -- --size 0.5b|1.5b [--quick] [--threads 2] [--out DIR]
+//                    (instead: the real-size rows, real-size.bench.ts — a random-weight Qwen2.5-Coder checkpoint of that
+//                    shape, cached in ~/.cache/kiln-bench, against llama.cpp at the same precision; DIR/real-size-<size>.json)
 //
 // Results go to DIR (default bench-results/latest): keystroke.json, model.json, training.json,
 // summary.json, summary.md, keystroke-latency.svg. Each benchmark interleaves its own A/B rows and
@@ -16,6 +19,7 @@ import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../
 import { BenchArgs } from './bench-args';
 import { log, round } from './bench-stats';
 import { latencyChartSvg, rollingMedian, type Series } from './latency-chart';
+import { REAL_SIZE_CHOICES, type RealSize } from './real-size-model';
 
 /** Keystrokes per rolling median in the chart. */
 const SMOOTHING = 25;
@@ -30,6 +34,7 @@ interface Settings {
   out: string;
   only: Bench[];
   summaryOnly: boolean;
+  size?: RealSize;
 }
 
 function parseArgs(argv: string[]): Settings {
@@ -41,6 +46,7 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--out') s.out = args.value();
     else if (a === '--threads') s.threads = args.positiveInt();
     else if (a === '--ep') s.ep = args.oneOf(EXECUTION_PROVIDER_CHOICES);
+    else if (a === '--size') s.size = args.oneOf(REAL_SIZE_CHOICES);
     else if (a === '--only') {
       const only = args.value().split(',') as Bench[];
       const unknown = only.filter((b) => !BENCHES.includes(b));
@@ -213,10 +219,76 @@ function markdown(lines: Line[], memory: string[], machine: Json, s: Settings): 
 
 const COLORS: Record<string, string> = { 'kiln reuse': '#d9480f', 'kiln cold': '#868e96', 'llama.cpp F16': '#1c7ed6', 'llama.cpp F32': '#37b24d' };
 
+/** The real-size rows against the issue's targets (int8 keystroke p50 ≤ 150 ms and ≤ 0.6× llama.cpp Q8_0; 1.5B int4 p50 ≤ 300 ms). */
+function realSizeLines(r: Json): Line[] {
+  const out: Line[] = [];
+  for (const [p, x] of Object.entries(r.pairs as Record<string, Json>)) {
+    const t = x.trace;
+    if (t) {
+      const ratio = round(t.kiln.latencyMs.p50 / t.llama.latencyMs.p50);
+      const target = p === 'int8' ? '<= 0.6' : '<= 1';
+      out.push({
+        figure: `${r.size} keystroke p50 ms (${p}, ${r.settings.decodeTokens}-token suggestions)`,
+        kiln: t.kiln.latencyMs.p50,
+        peer: t.llama.latencyMs.p50,
+        peerName: x.peer,
+        ratio,
+        target,
+        met: ratio <= Number(target.slice(3)),
+      });
+      if (p === 'int8' || (p === 'int4' && r.size === '1.5b')) {
+        const limit = p === 'int8' ? 150 : 300;
+        out.push({
+          figure: `${r.size} keystroke p50 ms (${p}) absolute`,
+          kiln: t.kiln.latencyMs.p50,
+          ratio: t.kiln.latencyMs.p50,
+          target: `<= ${limit}`,
+          met: t.kiln.latencyMs.p50 <= limit,
+        });
+      }
+    }
+    const c = x.core;
+    if (c) {
+      for (const [n, d] of Object.entries(c.kiln.decodeMsPerToken as Record<string, Json>)) {
+        const peer = c.llama.decodeMsPerToken[n].median as number;
+        const ratio = round(d.median / peer);
+        out.push({ figure: `${r.size} decode ms/token @${n} (${p})`, kiln: d.median, peer, peerName: x.peer, ratio, target: '<= 1', met: ratio <= 1 });
+      }
+    }
+  }
+  return out;
+}
+
+function runRealSizeBench(s: Settings, out: string): void {
+  const file = join(out, `real-size-${s.size}.json`);
+  const args = ['--import', 'tsx', join(__dirname, 'real-size.bench.ts'), '--size', s.size!, '--threads', String(s.threads), '--out', file];
+  if (s.quick) args.push('--quick');
+  if (!s.summaryOnly) {
+    log(`\n=== real-size benchmark: node ${args.slice(2).join(' ')}`);
+    const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) throw new Error(`the real-size benchmark failed (exit ${r.status ?? r.signal})`);
+  }
+  const result = JSON.parse(readFileSync(file, 'utf8')) as Json;
+  const machine = {
+    cpu: os.cpus()[0]?.model,
+    logicalCpus: os.cpus().length,
+    loadavgBefore: result.machine.loadavg.before,
+    loadavgAfter: result.machine.loadavg.after,
+    date: result.machine.date,
+  };
+  const table = markdown(realSizeLines(result), [], machine, s);
+  writeFileSync(join(out, `real-size-${s.size}.md`), table);
+  process.stdout.write(`\n${table}\nresults in ${out}\n`);
+}
+
 function main(): void {
   const s = parseArgs(process.argv.slice(2));
   const out = resolve(s.out);
   mkdirSync(out, { recursive: true });
+  if (s.size) {
+    runRealSizeBench(s, out);
+    return;
+  }
   const loadavgBefore = os.loadavg().map((x) => round(x, 2));
   if (!s.summaryOnly) for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
   const read = (bench: Bench): Json | undefined =>

@@ -46,17 +46,16 @@ import { createInterface } from 'node:readline';
 import type { ModelConfig } from '../../server/src/model/config';
 import { expectedTensors, openCheckpoint } from '../../server/src/model/checkpoint';
 import { DEFAULT_ADAMW } from '../../server/src/model/graph/adamw';
-import { GraphBuilder } from '../../server/src/model/graph/onnx-graph';
 import { buildTrainStepGraph, type LoraTarget, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { MODEL_FILE, writeModel } from '../../server/src/model/graph/write-model';
 import { writeSafetensors } from '../../server/src/model/safetensors';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice, sessionOptions } from '../../server/src/runtime/execution-provider';
 import { TrainerSession, type Batch } from '../../server/src/training/trainer-session';
-import { randomNormal, seededRandom } from '../helpers/random';
 import { writeTinyCheckpoint } from '../helpers/tiny-model';
 import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
+import { ortPeakSession, PEAK } from './matmul-peak';
 import { REFERENCE as MODEL_REFERENCE, randomBatches, trainingReferenceWeights } from './reference-model';
 
 // ---------- settings ----------
@@ -71,7 +70,6 @@ const MODES = ['lora', 'full'] as const;
 type ModeName = (typeof MODES)[number];
 /** Distinct batches, cycled: every row sees the same sequence, so losses are comparable step by step. */
 const BATCH_COUNT = 4;
-const PEAK = { n: 1024, chain: 8, runs: 3 };
 /** Profiled training steps (after one warm-up); per node the shortest is kept. */
 const PROFILE_RUNS = 3;
 const TARGETS = { overTorch: 2, mfu: 0.6 };
@@ -482,34 +480,6 @@ async function kilnProfileWorker(argv: string[]): Promise<void> {
     .slice(0, 12)
     .map((e) => ({ node: e.name, op: e.op, ms: round(e.us / 1000, 2) }));
   reply({ stepMs: summarize(stepMs), runsMs: runs.map((r) => round(r.dur / 1000, 1)), kernelMsSumOfBest: round(kernelMs, 1), nodes: nodes.length, scopes, topOps, topNodes });
-}
-
-// ---------- the fp32 MatMul peak in onnxruntime ----------
-
-/** x ← x·W eight times in one graph (W ~ N(0, 1/n) keeps magnitudes stable), output Σx: one cheap fetch. */
-async function ortPeakSession(dir: string, threads: number): Promise<{ run: () => Promise<{ gflops: number; bestMs: number }>; release: () => Promise<void> }> {
-  const { n, chain, runs } = PEAK;
-  const g = new GraphBuilder('matmul_peak');
-  let x = g.input('a', 'float32', [n, n]);
-  const w = g.weight('w', 'float32', [n, n], () => randomNormal(seededRandom(7), n * n, 1 / Math.sqrt(n)));
-  for (let i = 0; i < chain; i++) x = g.op('MatMul', [x, w]);
-  g.output(g.op('ReduceSum', [x], { keepdims: 0 }), 'total', 'float32', []);
-  writeModel(g, dir, { '': 17 });
-  const session = await ort.InferenceSession.create(join(dir, MODEL_FILE), sessionOptions('cpu', threads));
-  const feeds = { a: new ort.Tensor('float32', randomNormal(seededRandom(8), n * n, 1), [n, n]) };
-  await session.run(feeds);
-  return {
-    async run() {
-      let best = Infinity;
-      for (let r = 0; r < runs; r++) {
-        const t = performance.now();
-        await session.run(feeds);
-        best = Math.min(best, performance.now() - t);
-      }
-      return { gflops: (2 * n ** 3 * chain) / (best / 1000) / 1e9, bestMs: best };
-    },
-    release: () => session.release(),
-  };
 }
 
 // ---------- fine-tune minutes on a ~1 MB TypeScript repository ----------

@@ -39,6 +39,9 @@ import {
   KilnStatsNotification,
   KilnStatusNotification,
   KilnTrainingProgressNotification,
+  KilnPromptRequest,
+  KilnVisibleRangesNotification,
+  type PromptResult,
   type ServerStatus,
   type TrainingProgress,
 } from '../../server/src/protocol';
@@ -48,6 +51,8 @@ export interface KilnClientOptions {
   /** The `kiln` configuration section, answered to workspace/configuration; change it with `configure`. */
   settings?: Record<string, unknown>;
   initializationOptions?: KilnInitializationOptions;
+  /** The workspace folder's file URI (default none). */
+  rootUri?: string;
 }
 
 /** Something the server sent, kept in arrival order; `waitFor` resolves on the first match. */
@@ -117,7 +122,8 @@ export class KilnClient {
     connection.listen();
     await connection.sendRequest(InitializeRequest.type, {
       processId: process.pid,
-      rootUri: null,
+      rootUri: options.rootUri ?? null,
+      ...(options.rootUri === undefined ? {} : { workspaceFolders: [{ uri: options.rootUri, name: 'workspace' }] }),
       capabilities: {
         workspace: { configuration: true, didChangeConfiguration: { dynamicRegistration: false } },
         textDocument: { synchronization: { dynamicRegistration: false }, inlineCompletion: { dynamicRegistration: false } },
@@ -177,6 +183,16 @@ export class KilnClient {
     const triggerKind = options.explicit ? InlineCompletionTriggerKind.Invoked : InlineCompletionTriggerKind.Automatic;
     const params = { textDocument: { uri }, position, context: { triggerKind } };
     return this.connection.sendRequest(InlineCompletionRequest.type, params, options.token) as Promise<InlineCompletionList | null>;
+  }
+
+  /** kiln/prompt: the prompt a completion at `position` would get (the server waits for its context to settle). */
+  prompt(uri: string, position: Position): Promise<PromptResult> {
+    return this.connection.sendRequest(KilnPromptRequest.type, { uri, position });
+  }
+
+  /** kiln/visibleRanges, as the extension sends it on scrolling. */
+  async showRanges(uri: string, ranges: { start: number; end: number }[]): Promise<void> {
+    await this.connection.sendNotification(KilnVisibleRangesNotification.type, { uri, ranges });
   }
 
   getStats(): Promise<KilnStats> {

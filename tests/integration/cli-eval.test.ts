@@ -126,6 +126,56 @@ describe('kiln eval', () => {
     assert.equal(missing.stderr.trimEnd().split('\n').length, 1, missing.stderr);
   });
 
+  it('--workspace scores the same lines with and without context, with the paired difference and each source switched off', async () => {
+    const ws = join(root, 'ws');
+    const put = (path: string, text: string) => {
+      mkdirSync(join(ws, path, '..'), { recursive: true });
+      writeFileSync(join(ws, path), text);
+    };
+    put(
+      'held/report.ts',
+      "import { formatTotal } from '../src/format';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
+    );
+    put(
+      'src/format.ts',
+      'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n',
+    );
+    const plain = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', ...onCpu);
+    const r = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, ...onCpu);
+    assert.equal(r.code, 0, r.stderr);
+    type WithContext = EvalReport & {
+      context: {
+        sources: string[];
+        snippetLines: Record<string, number>;
+        none: { exactMatch: number; editSimilarity: number };
+        contextMinusNone: PairedDifference;
+        withoutSource: Record<string, unknown>;
+      };
+    };
+    const report = JSON.parse(r.stdout) as WithContext;
+    const before = JSON.parse(plain.stdout) as EvalReport;
+    assert.equal(report.lines, 3);
+    assert.deepEqual(report.context.sources, ['imports', 'edits', 'viewed', 'similar']);
+    assert.ok((report.context.snippetLines.imports ?? 0) > 0 && (report.context.snippetLines.similar ?? 0) > 0, JSON.stringify(report.context.snippetLines));
+    assert.equal(report.context.contextMinusNone.lines, 3);
+    assert.deepEqual(
+      [report.context.none.exactMatch, report.context.none.editSimilarity],
+      [before.exactMatch, before.editSimilarity],
+      'the run without context is the plain evaluation',
+    );
+    assert.ok(Math.abs(report.context.contextMinusNone.editSimilarity.mean - (report.editSimilarity - before.editSimilarity)) < 1e-9, 'paired on the same lines');
+    assert.deepEqual(Object.keys(report.context.withoutSource).sort(), ['imports', 'similar'], 'each source that gave snippets, switched off in turn');
+    // the same model compared without context: its difference is exactly context minus none
+    const vsBare = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, '--compare', modelDir, '--compare-context', 'none', ...onCpu);
+    assert.equal(vsBare.code, 0, vsBare.stderr);
+    const compared = (JSON.parse(vsBare.stdout) as WithContext & { compared: { modelMinusCompared: PairedDifference } }).compared;
+    assert.deepEqual(compared.modelMinusCompared, report.context.contextMinusNone);
+    const none = await kiln('eval', join(ws, 'held'), '--json', '--max-lines', '3', '--workspace', ws, '--context', 'none', ...onCpu);
+    const off = JSON.parse(none.stdout) as WithContext;
+    assert.equal(off.context, undefined);
+    assert.deepEqual([off.exactMatch, off.editSimilarity], [before.exactMatch, before.editSimilarity]);
+  });
+
   it('prints a table without --json', async () => {
     const r = await kiln('eval', src, '--max-lines', '2', ...onCpu);
     assert.equal(r.code, 0, r.stderr);
@@ -136,7 +186,7 @@ describe('kiln eval', () => {
   });
 
   it('exits 2 with the usage for bad flags', async () => {
-    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--context', '1'], []]) {
+    for (const args of [['--max-lines', 'many'], ['--bogus'], ['--adapter'], ['--loss-window', '1'], ['--context', 'all'], ['--compare-context', 'none'], []]) {
       const r = await kiln('eval', ...(args.length ? [src] : []), ...args, ...onCpu);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^kiln eval: [\s\S]+\nusage: kiln eval <dir>/);

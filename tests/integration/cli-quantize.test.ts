@@ -67,6 +67,40 @@ describe('kiln model quantize', () => {
     assert.equal(readTrainedFacts(modelDir).quantization?.recommended, 'int4', '--no-record leaves kiln.json as it was');
   });
 
+  it('--adapter measures the adapter on each precision of the base, and never records it', async () => {
+    const adapterDir = join(root, 'quantize-adapter');
+    const d = 64;
+    const rand = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 0.5);
+    const name = (which: string) => `model.layers.0.self_attn.q_proj.lora_${which}.weight`;
+    saveLoraAdapter(adapterDir, {
+      baseModel: modelDir,
+      mode: { rank: 2, alpha: 16, targets: ['q_proj'] },
+      tensors: new Map([
+        [name('A'), rand(2 * d, 1)],
+        [name('B'), rand(d * 2, 2)],
+      ]),
+      shapes: new Map([
+        [name('A'), [2, d]],
+        [name('B'), [d, 2]],
+      ]),
+    });
+    const recordBefore = readFileSync(join(modelDir, 'kiln.json'), 'utf8');
+    const plain = await kiln('model', 'quantize', modelDir, '--eval', heldOut, '--max-lines', '2', '--bits', '8', '--no-record', '--json', ...onCpu);
+    const adapted = await kiln('model', 'quantize', modelDir, '--eval', heldOut, '--max-lines', '2', '--bits', '8', '--adapter', adapterDir, '--json', ...onCpu);
+    assert.equal(adapted.code, 0, adapted.stderr);
+    const [p, a] = [JSON.parse(plain.stdout), JSON.parse(adapted.stdout)] as [QuantizeJson, QuantizeJson & { adapter: string }];
+    assert.equal(a.adapter, adapterDir);
+    assert.deepEqual(
+      a.rows.map((x) => x.precision),
+      ['none', 'int8'],
+    );
+    for (const [i, row] of a.rows.entries()) {
+      assert.notEqual(row.report!.validationLoss, p.rows[i]!.report!.validationLoss, `${row.precision}: the adapter changes the loss`);
+      assert.ok(row.weightBytes > p.rows[i]!.weightBytes, `${row.precision}: the base's weights plus the factors`);
+    }
+    assert.equal(readFileSync(join(modelDir, 'kiln.json'), 'utf8'), recordBefore, "kiln.json is the base model's record");
+  });
+
   it('without --eval builds the graphs and reports their sizes; bad flags exit 2', async () => {
     const r = await kiln('model', 'quantize', modelDir, '--bits', '8', ...onCpu);
     assert.equal(r.code, 0, r.stderr);
@@ -89,7 +123,7 @@ describe('kiln.quantization auto', () => {
     for (const m of [auto, none, unmeasured]) await m.session.release();
   });
 
-  it('does not quantize under a merged adapter (the measurement covered the base weights only)', async () => {
+  it('an adapter runs on the recommended quantized base (side products on the int4 graph, in its folder)', async () => {
     const adapterDir = join(root, 'adapter');
     const d = 64;
     const tensors = new Map([
@@ -102,10 +136,14 @@ describe('kiln.quantization auto', () => {
     ]);
     saveLoraAdapter(adapterDir, { baseModel: modelDir, mode: { rank: 2, alpha: 4, targets: ['q_proj'] }, tensors, shapes });
     const adapted = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
-    assert.equal(adapted.quantization, undefined);
+    assert.equal(adapted.quantization, 4);
+    const base = await loadWithQuantization(modelDir, 'auto', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache });
+    assert.equal(adapted.graphDir, base.graphDir, "the adapter graph sits in the int4 base graph's folder");
+    assert.equal(adapted.session.weightBytes, base.session.weightBytes + 2 * 2 * d * 4, 'the base weights plus the two factors');
     await adapted.session.release();
-    const explicit = await loadWithQuantization(modelDir, 'int4', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
-    assert.equal(explicit.quantization, 4, 'an explicit setting still applies');
+    await base.session.release();
+    const explicit = await loadWithQuantization(modelDir, 'none', 'int4', { executionProvider: 'cpu', threads: 1, cacheDir: cache, adapterDir });
+    assert.equal(explicit.quantization, undefined, 'an explicit setting still applies');
     await explicit.session.release();
   });
 

@@ -50,6 +50,10 @@ async function finetune(out: string, steps: number, ...flags: string[]): Promise
     '25',
     '--eval-lines',
     String(EVAL_LINES),
+    // no context: `kiln eval` below reproduces "after" on a copy of the held-out files outside the
+    // workspace, where the block (which names workspace paths) could not be the same
+    '--context',
+    'none',
     ...finetuneFlags(modelDir, cacheDir),
     ...flags,
   );

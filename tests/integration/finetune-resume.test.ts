@@ -2,7 +2,9 @@
 // process together) after a checkpoint, the same command resumes and ends exactly where an
 // uninterrupted run with the same seed ends — same steps, same losses, same adapter tensors, same
 // optimizer state. A diverging run that stopped early, run again, trains no further. A corrupt, partial
-// or foreign checkpoint is refused with a message naming it (exit 1), and nothing is trained.
+// or foreign checkpoint is refused with a message naming it (exit 1), and nothing is trained. A run
+// under a time budget (--minutes) persists the schedule it fitted; killed and resumed (with any
+// budget), it trains exactly that schedule, ending where a run told the fitted step count ends.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -11,6 +13,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SafetensorsFile } from '../../server/src/model/safetensors';
+import type { CheckpointMeta } from '../../server/src/training/checkpoint-store';
+import { BUDGET_MEASURE_STEPS } from '../../server/src/training/time-budget';
 import type { FineTuneResult } from '../../server/src/finetune/fine-tune';
 import { finetuneFlags, parseResult, writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
 import { CLI, type CliRun, ensureBuilt, runKiln } from '../helpers/built-cli';
@@ -26,8 +30,21 @@ const reference = join(root, 'reference');
 let uninterrupted: { result: FineTuneResult; stderr: string };
 const groups: number[] = []; // process groups started here, killed in `after` whatever happens
 
-/** The command line of every run: LoRA, 40 steps, a checkpoint every 5, no line evaluation. */
+/** A fraction of a minute: the tiny model fits a few hundred steps in it. */
+const BUDGET_MINUTES = '0.2';
+/** A short warm-up (a slow machine fits few steps): a budgeted run's shortest, covering its measured steps. */
+const WARMUP = BUDGET_MEASURE_STEPS + 1;
+
+/** The command line of every run: LoRA, 40 steps (or a time budget), a checkpoint every 5, no line evaluation. */
 function args(out: string, ...extra: string[]): string[] {
+  return baseArgs(out, '--steps', String(STEPS), ...extra);
+}
+
+function budgetArgs(out: string, minutes = BUDGET_MINUTES): string[] {
+  return baseArgs(out, '--minutes', minutes, '--warmup', String(WARMUP));
+}
+
+function baseArgs(out: string, ...extra: string[]): string[] {
   return [
     'finetune',
     repo,
@@ -40,8 +57,6 @@ function args(out: string, ...extra: string[]): string[] {
     '8',
     '--lr',
     '5e-3',
-    '--steps',
-    String(STEPS),
     '--eval-every',
     String(EVERY),
     '--eval-lines',
@@ -51,7 +66,11 @@ function args(out: string, ...extra: string[]): string[] {
 }
 
 async function finetune(out: string, ...extra: string[]): Promise<{ result: FineTuneResult; stderr: string }> {
-  const r = await runKiln(...args(out, ...extra));
+  return finetuneWith(args(out, ...extra));
+}
+
+async function finetuneWith(argv: string[]): Promise<{ result: FineTuneResult; stderr: string }> {
+  const r = await runKiln(...argv);
   assert.equal(r.code, 0, r.stderr);
   return { result: parseResult(r.stdout), stderr: r.stderr };
 }
@@ -96,15 +115,26 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-/** Starts the run in a process group of its own, waits for its first checkpoint, then SIGKILLs the group. */
-async function startAndKill(out: string): Promise<string> {
-  const child = spawn(process.execPath, [CLI, ...args(out)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KILN_DEBUG: '' } });
+/** The checkpoint's loop state, or undefined while none is complete (the swap is by rename). */
+function checkpointMeta(out: string): CheckpointMeta | undefined {
+  try {
+    return JSON.parse(readFileSync(join(out, 'checkpoint', 'state.json'), 'utf8')) as CheckpointMeta;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts the run in a process group of its own, waits for a checkpoint `ready` accepts (default: the first), then SIGKILLs the group. */
+async function startAndKill(out: string, argv = args(out), ready: (meta: CheckpointMeta) => boolean = () => true): Promise<string> {
+  const child = spawn(process.execPath, [CLI, ...argv], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KILN_DEBUG: '' } });
   groups.push(child.pid!);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = once(child, 'exit');
   const deadline = Date.now() + 60_000;
-  while (!existsSync(join(out, 'checkpoint', 'state.json'))) {
+  for (;;) {
+    const meta = checkpointMeta(out);
+    if (meta && ready(meta)) break;
     assert.equal(child.exitCode, null, `the run ended before its first checkpoint:\n${stderr}`);
     assert.ok(Date.now() < deadline, `no checkpoint after 60 s:\n${stderr}`);
     await sleep(10);
@@ -155,6 +185,45 @@ describe('kiln finetune resumes after a kill', () => {
     assert.ok(adapterDiff <= 1e-6 && stateDiff <= 1e-6, `adapter max |difference| ${adapterDiff}, training state ${stateDiff}`);
     t.diagnostic(
       `killed after the step-${from} checkpoint; resumed for ${STEPS - from} steps; adapter max |difference| ${adapterDiff}, training state max |difference| ${stateDiff}; best validation loss ${resumed.result.bestValidationLoss.toFixed(4)} at step ${resumed.result.bestStep}`,
+    );
+  });
+
+  it('a time-budgeted run, killed after half its fitted steps, resumes its persisted schedule and ends where a run told that step count ends', async (t) => {
+    const out = join(root, 'budget-killed');
+    const argv = budgetArgs(out);
+    // Killed once the schedule is fitted and at least half of it trained: the resumed run has time to spare.
+    const killed = await startAndKill(out, argv, (m) => m.budget !== undefined && m.schedule !== undefined && m.step >= m.schedule.totalSteps / 2);
+    assert.match(killed, /^time budget 0\.2 min: \d+ steps /m);
+    const meta = checkpointMeta(out)!;
+    const planned = meta.schedule!;
+    assert.equal(meta.budget!.minutes, Number(BUDGET_MINUTES));
+    // fitted after the untimed first step and the timed warm-up ones, far below the 100,000-step cap
+    assert.ok(meta.budget!.fittedAtStep >= 2 && meta.budget!.fittedAtStep <= BUDGET_MEASURE_STEPS + 1, `fitted at step ${meta.budget!.fittedAtStep}`);
+    assert.ok(planned.totalSteps >= 4 * WARMUP && planned.totalSteps < 100_000, `${planned.totalSteps} steps planned`);
+    assert.deepEqual({ peak: planned.peak, warmupSteps: planned.warmupSteps }, { peak: 5e-3, warmupSteps: WARMUP });
+
+    // Resumed with a roomier budget (a loaded machine may be slower the second time): the plan is the
+    // persisted one whatever this invocation's minutes, which only bound this invocation.
+    const resumed = await finetuneWith(budgetArgs(out, '5'));
+    assert.equal(resumed.result.resumedFrom, meta.step);
+    assert.deepEqual(resumed.result.schedule, planned, 'the resumed run follows the persisted schedule');
+    assert.deepEqual(resumed.result.budget, meta.budget);
+    assert.equal(resumed.result.endReason, 'completed');
+    assert.equal(resumed.result.steps, planned.totalSteps);
+    assert.doesNotMatch(resumed.stderr, /^time budget \S+ min/m, 'no refit on resume');
+    assert.deepEqual(checkpointMeta(out)!.schedule, planned);
+
+    // The same training told the fitted step count: the same losses step by step, the same adapter and state.
+    const told = join(root, 'budget-reference');
+    const reference = await finetuneWith(baseArgs(told, '--steps', String(planned.totalSteps), '--warmup', String(WARMUP)));
+    assert.deepEqual(reference.result.schedule, planned);
+    assert.deepEqual(progressAfter(resumed.stderr, meta.step), progressAfter(reference.stderr, meta.step));
+    assert.equal(progressAfter(resumed.stderr, meta.step).filter((l) => l.startsWith('step')).length, planned.totalSteps - meta.step);
+    const adapterDiff = maxDifference(join(out, 'adapter', 'adapter_model.safetensors'), join(told, 'adapter', 'adapter_model.safetensors'));
+    const stateDiff = maxDifference(join(out, 'checkpoint', 'state.safetensors'), join(told, 'checkpoint', 'state.safetensors'));
+    assert.ok(adapterDiff <= 1e-6 && stateDiff <= 1e-6, `adapter max |difference| ${adapterDiff}, training state ${stateDiff}`);
+    t.diagnostic(
+      `budget ${BUDGET_MINUTES} min: ${planned.totalSteps} steps fitted at step ${meta.budget!.fittedAtStep}; killed at step ${meta.step}; resumed to the end, max |difference| ${adapterDiff} / ${stateDiff}`,
     );
   });
 

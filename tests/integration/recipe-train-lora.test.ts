@@ -7,12 +7,13 @@
 // by the recipe in one process and compared the same way.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { DatasetManifest } from '../../server/src/dataset/export-dataset';
 import { buildWorkspaceDataset, datasetChoices } from '../../server/src/dataset/training-preview';
 import { buildFineTuneOptions } from '../../server/src/finetune/fine-tune-options';
+import { SafetensorsFile } from '../../server/src/model/safetensors';
 import { loadModel } from '../../server/src/runtime/load-model';
 import { writeOverfitRepo } from '../fixtures/overfit-repo';
 import { ensureBuilt, REPO, runKiln } from '../helpers/built-cli';
@@ -95,6 +96,16 @@ async function torchLogits(modelDir: string, adapterDir: string, tokens: number[
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as { logits: number[][] };
   return Float64Array.from(doc.logits.flat());
+}
+
+/** An adapter folder's tensors by name. */
+function adapterTensors(dir: string): Map<string, Float32Array> {
+  const st = SafetensorsFile.open(join(dir, 'adapter_model.safetensors'));
+  try {
+    return new Map([...st.tensors.keys()].map((name) => [name, st.readFloat32(name)]));
+  } finally {
+    st.close();
+  }
 }
 
 /** Kiln and the recipe agree with the adapter (≤ 1e-4), and the adapter moved the logits. */
@@ -184,6 +195,14 @@ describe('kiln finetune --export-dataset', () => {
     assert.equal(manifest.format, 'kiln-dataset');
     assert.equal(manifest.kiln_version, JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version);
     assert.equal(manifest.sequence_length, Number(SEQ_LEN));
+    assert.equal(manifest.workspace.max_files, options.maxFiles);
+    assert.deepEqual(manifest.training, {
+      batch_size: options.batchSize,
+      accumulation: options.accumulation,
+      warmup_steps: options.warmupSteps,
+      epochs: options.epochs,
+      max_steps: options.maxSteps,
+    });
     assert.deepEqual(manifest.rates, { fim: options.fimRate, spm: options.spmRate, line_span: options.lineSpanRate });
     assert.equal(manifest.fim?.family, 'qwen');
     assert.equal(manifest.base_model.model_type, 'llama');
@@ -228,6 +247,13 @@ describe('kiln finetune --export-dataset', () => {
 });
 
 describe('recipes/train_lora.py', () => {
+  it('says what to install when its python has no torch (python -S: no site-packages), without a traceback', async () => {
+    const r = await run(PYTHON, ['-S', RECIPE, '--data', root, '--model', llama, '--out', join(root, 'never')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /train_lora\.py needs PyTorch, which .* cannot import/);
+    assert.doesNotMatch(r.stderr, /Traceback/);
+  });
+
   it('trains under torchrun on 2 CPU processes (gloo): both ranks learn, Kiln loads the adapter and matches PyTorch', async () => {
     const data = join(root, 'export-llama');
     if (!existsSync(join(data, 'manifest.json'))) assert.equal((await exportTo(llama, data)).code, 0);
@@ -254,11 +280,40 @@ describe('recipes/train_lora.py', () => {
     assert.ok(report.validation_loss_after < report.validation_loss_before, JSON.stringify(report));
     const tokens = readLines(join(data, 'validation.jsonl'))[0]!.input_ids.slice(0, 40);
     await checkAdapterInKiln(llama, adapter, tokens);
+
+    // a sliding window shorter than the sequences is refused: the own forward pass attends to every earlier position
+    const windowed = join(root, 'mistral-windowed');
+    cpSync(llama, windowed, { recursive: true });
+    writeFileSync(join(windowed, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(llama, 'config.json'), 'utf8')), model_type: 'mistral', sliding_window: 16 }));
+    const window = await run(PYTHON, [RECIPE, '--data', data, '--model', windowed, '--out', join(root, 'never'), '--steps', '1']);
+    assert.notEqual(window.code, 0);
+    assert.match(window.stderr, /longer than the model's sliding_window 16/);
+    assert.ok(!existsSync(join(root, 'never')));
+
+    // a shard index pointing out of the model folder is refused, as Kiln's loader refuses it
+    const escaping = join(root, 'llama-escaping-index');
+    cpSync(llama, escaping, { recursive: true });
+    writeFileSync(join(escaping, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.norm.weight': '../llama/model.safetensors' } }));
+    const escaped = await run(PYTHON, [RECIPE, '--data', data, '--model', escaping, '--out', join(root, 'never'), '--steps', '1']);
+    assert.notEqual(escaped.code, 0);
+    assert.match(escaped.stderr, /names an invalid shard file '\.\.\/llama\/model\.safetensors'/);
+    assert.ok(!existsSync(join(root, 'never')));
+
+    // DDP is the one-process run with the whole batch: 2 ranks x 2 sequences train the adapter 1 process x 4 does
+    // (each step's rows split between the ranks, not repeated; gradients averaged over every target of the step)
+    const alone = join(root, 'adapter-llama-one-process');
+    const one = await run(PYTHON, [RECIPE, '--data', data, '--model', llama, '--out', alone, '--steps', '30', '--batch', '4', '--lr', '1e-2', '--warmup', '2', '--seed', '3']);
+    assert.equal(one.code, 0, one.stderr);
+    const [ddp, single] = [adapter, alone].map((d) => adapterTensors(d));
+    assert.deepEqual([...ddp!.keys()].sort(), [...single!.keys()].sort());
+    let diff = 0;
+    for (const [name, values] of ddp!) diff = Math.max(diff, maxAbsDiff(Float64Array.from(values), Float64Array.from(single!.get(name)!)));
+    assert.ok(diff <= 1e-4, `2 processes x 2 vs 1 process x 4: max |Δ| of the adapter tensors ${diff}`);
   });
 
   it('trains a Qwen2 checkpoint (biases, tied embeddings, GQA, RoPE scaling; F16, sharded) in one process; Kiln matches PyTorch with it', async () => {
     const data = join(root, 'export-qwen2');
-    assert.equal((await exportTo(qwen2, data)).code, 0);
+    assert.equal((await exportTo(qwen2, data, '--warmup', '3')).code, 0); // the recipe takes Kiln's schedule from the manifest
     assert.deepEqual(
       readManifest(data).base_model.weights.map((w) => w.file),
       ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'],
@@ -300,12 +355,25 @@ describe('recipes/train_lora.py', () => {
     assert.match(r.stdout, /1 processes, backend gloo/);
     const config = JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'));
     assert.deepEqual([config.r, config.lora_alpha, config.target_modules], [4, 8, targets.split(',')]);
+    // the report names every choice the adapter depends on, so it can be trained again
+    const { torch_version, python_version, ...training } = JSON.parse(readFileSync(join(adapter, 'training_report.json'), 'utf8')).training;
+    assert.deepEqual(training, {
+      ...{ rank: 4, alpha: 8, target_modules: targets.split(','), learning_rate: 0.01, warmup: 3, steps: 6, batch_per_process: 2 },
+      ...{ sequence_length: Number(SEQ_LEN), seed: 0, packing_seed: readManifest(data).seed, dtype: 'float32', forward: 'own', backend: 'gloo', device: 'cpu' },
+    });
+    assert.match(`${torch_version} ${python_version}`, /^\d+\.\d+\S* 3\.\d+\.\d+$/);
     const refused = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', adapter, '--steps', '1']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /is not empty; choose another folder or pass --overwrite/);
     const overlapping = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', join(qwen2, 'adapter'), '--overwrite', '--steps', '1']);
     assert.notEqual(overlapping.code, 0);
     assert.match(overlapping.stderr, /overlaps --model/);
+    // through a link to their parent, --out is still the export: --overwrite would move it aside and delete it
+    symlinkSync(root, join(root, 'link-to-root'));
+    const linked = await run(PYTHON, [RECIPE, '--data', data, '--model', qwen2, '--out', join(root, 'link-to-root', 'export-qwen2'), '--overwrite', '--steps', '1']);
+    assert.notEqual(linked.code, 0);
+    assert.match(linked.stderr, /overlaps --data/);
+    assert.ok(existsSync(join(data, 'manifest.json')), 'the export is kept');
     const first = readFileSync(join(adapter, 'adapter_model.safetensors'));
     const again = await run(PYTHON, [
       RECIPE,

@@ -13,21 +13,40 @@ const REPO = join(__dirname, '..', '..');
 /**
  * The layers of server/src (a folder, or a file at the top) and the other layers each may import.
  * The arrows of docs/ARCHITECTURE.md: lsp → completion → runtime → kvcache → model (the runtime owns
- * the KV slots, so the KV states and their pool sit below it); training (the
+ * the KV slots, so the KV states and their pool sit below it); completion → context and dataset →
+ * context (the snippets of other files; context reads them through interfaces dataset implements,
+ * so it imports only model); training (the
  * trainer) → dataset, model, runtime; evaluation → completion; finetune (the "fine-tune on this
  * repository" run) → dataset, evaluation, training; commands and lsp above them all.
  */
 const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   main: ['commands'],
   cli: ['commands', 'model'], // model/export owns `kiln export`
-  commands: ['lsp', 'finetune', 'evaluation', 'training', 'completion', 'dataset', 'kvcache', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model', 'random'],
-  lsp: ['finetune', 'evaluation', 'completion', 'dataset', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model'],
-  finetune: ['evaluation', 'training', 'completion', 'dataset', 'runtime', 'model', 'telemetry'],
-  evaluation: ['completion', 'runtime', 'model', 'telemetry'],
+  commands: [
+    'lsp',
+    'finetune',
+    'evaluation',
+    'training',
+    'completion',
+    'context',
+    'dataset',
+    'kvcache',
+    'runtime',
+    'remote',
+    'model',
+    'telemetry',
+    'protocol',
+    'default-model',
+    'random',
+  ],
+  lsp: ['finetune', 'evaluation', 'completion', 'context', 'dataset', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model'],
+  finetune: ['evaluation', 'training', 'completion', 'context', 'dataset', 'runtime', 'model', 'telemetry'],
+  evaluation: ['completion', 'context', 'runtime', 'model', 'telemetry'],
   training: ['dataset', 'runtime', 'model'],
-  completion: ['kvcache', 'runtime', 'remote', 'model', 'telemetry', 'random'],
+  completion: ['kvcache', 'context', 'runtime', 'remote', 'model', 'telemetry', 'random'],
   kvcache: ['model'],
-  dataset: ['model', 'find-executable'],
+  dataset: ['context', 'model', 'find-executable'],
+  context: ['model'],
   runtime: ['kvcache', 'model', 'find-executable'],
   remote: ['telemetry'], // text-level remote backends: beside the runtime, below completion
   model: ['random'],
@@ -107,6 +126,8 @@ describe('dependency direction', () => {
       ['lsp', 'completion', 'runtime', 'kvcache', 'model'],
       ['finetune', 'training', 'dataset', 'model'],
       ['finetune', 'evaluation', 'completion'],
+      ['completion', 'context', 'model'],
+      ['dataset', 'context', 'model'],
     ]) {
       const positions = chain.map((layer) => order.indexOf(layer));
       assert.deepEqual(
@@ -125,6 +146,7 @@ describe('dependency direction', () => {
       ['server/src/completion/planted.ts', ['server/src/lsp/settings', './same-layer', 'node:fs']],
       ['server/src/kvcache/planted.ts', ['server/src/dataset/pack']],
       ['server/src/lsp/planted.ts', ['server/src/completion/engine']],
+      ['server/src/context/planted.ts', ['server/src/dataset/secrets', 'server/src/model/tokenizer']],
     ]);
     assert.deepEqual(wrongWayImports(planted, MAY_IMPORT), [
       'server/src/runtime/planted.ts -> server/src/completion/engine',
@@ -132,6 +154,7 @@ describe('dependency direction', () => {
       'server/src/evaluation/planted.ts -> server/src/finetune/fine-tune',
       'server/src/completion/planted.ts -> server/src/lsp/settings',
       'server/src/kvcache/planted.ts -> server/src/dataset/pack',
+      'server/src/context/planted.ts -> server/src/dataset/secrets',
     ]);
   });
 

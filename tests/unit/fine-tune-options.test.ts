@@ -35,6 +35,35 @@ describe('fine-tune request options', () => {
     });
   }
 
+  it('a time budget supersedes the default steps and epochs; a chosen step count still caps it', () => {
+    const budgeted = options({ minutes: 3 });
+    assert.equal(budgeted.minutes, 3);
+    assert.ok(budgeted.maxSteps > FINE_TUNE_DEFAULTS.maxSteps && budgeted.epochs > FINE_TUNE_DEFAULTS.epochs, `${budgeted.maxSteps} steps, ${budgeted.epochs} epochs`);
+    assert.equal(options({ minutes: 3, maxSteps: 40 }).maxSteps, 40);
+    assert.deepEqual([options({}).minutes, options({}).maxSteps], [0, FINE_TUNE_DEFAULTS.maxSteps], 'no budget: the steps decide as before');
+  });
+
+  for (const bad of [0, -1, Number.POSITIVE_INFINITY, '5']) {
+    it(`minutes = ${String(bad)} is refused with a message naming it`, () => {
+      assert.throws(
+        () => options({ minutes: bad }),
+        (err: Error) => /^minutes must be a positive number/.test(err.message),
+      );
+    });
+  }
+
+  it('--lora-layers adapts the top layers only (every layer unless set)', () => {
+    const parsed = parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', '--lora-layers', '6']).options.mode;
+    assert.deepEqual(parsed, { ...DEFAULT_LORA, alpha: 2 * DEFAULT_LORA.rank, layers: 6 });
+    assert.equal('layers' in options({}).mode, false);
+  });
+
+  it('--base-bits trains LoRA on a quantized base; anything but 8 or 4 is refused', () => {
+    const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options.mode;
+    assert.deepEqual(cli('--base-bits', '8'), { ...DEFAULT_LORA, alpha: 2 * DEFAULT_LORA.rank, baseBits: 8 });
+    assert.throws(() => cli('--base-bits', '16'), /--base-bits must be 8 or 4, got "16"/);
+  });
+
   it('maxSteps is checked the same way', () => {
     assert.throws(() => options({ maxSteps: 0 }), /maxSteps must be a positive integer, got 0/);
   });
@@ -51,6 +80,8 @@ describe('one fine-tune options builder for the CLI and the LSP', () => {
     ['a LoRA rank', ['--rank', '4'], { rank: 4 }],
     ['steps, files and a learning rate', ['--steps', '7', '--max-files', '50', '--lr', '0.01'], { maxSteps: 7, maxFiles: 50, learningRate: 0.01 }],
     ['full-parameter training', ['--mode', 'full', '--steps', '3'], { mode: 'full', maxSteps: 3 }],
+    ['a time budget', ['--minutes', '2.5'], { minutes: 2.5 }],
+    ['a time budget capped by steps', ['--minutes', '1', '--steps', '40'], { minutes: 1, maxSteps: 40 }],
   ];
   for (const [what, flags, params] of same) {
     it(`${what}: the CLI and the LSP build the same options`, () => {

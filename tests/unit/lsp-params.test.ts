@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
-import { parseFineTuneParams, parseInlineCompletionParams, parseValidateModelParams } from '../../server/src/lsp/params';
+import { parseCursorParams, parseFineTuneParams, parseInlineCompletionParams, parseValidateModelParams } from '../../server/src/lsp/params';
 
 function invalid(message: RegExp): (err: unknown) => boolean {
   return (err) => {
@@ -53,6 +53,21 @@ describe('inline completion params', () => {
   it('shows a long value shortened', () => {
     assert.throws(() => parseInlineCompletionParams({ ...good, position: { line: 'x'.repeat(500), character: 0 } }), invalid(/got "x{59}…$/));
   });
+});
+
+describe('kiln/cursor params', () => {
+  const good = { textDocument: { uri: 'file:///a.ts' }, position: { line: 3, character: 7 }, reason: 'move' };
+  it('accepts a cursor place and its reason', () => {
+    assert.deepEqual(parseCursorParams(good), good);
+    assert.equal(parseCursorParams({ ...good, reason: 'focus', extra: 1 }).reason, 'focus');
+  });
+  for (const [label, params, message] of [
+    ['no uri', { ...good, textDocument: {} }, /^textDocument\.uri must be a non-empty string/],
+    ['a negative line', { ...good, position: { line: -1, character: 0 } }, /^position\.line must be an integer/],
+    ['an unknown reason', { ...good, reason: 'typed' }, /^reason must be "focus" or "move", got "typed"/],
+  ] as const) {
+    it(`${label}: InvalidParams`, () => assert.throws(() => parseCursorParams(params), invalid(message)));
+  }
 });
 
 describe('kiln/validateModel and kiln/fineTune params', () => {

@@ -149,6 +149,23 @@ describe('PEFT adapter files', () => {
     );
   });
 
+  it('LoRA on the top layers records them in layers_to_transform (null when every layer is adapted), and loads back', () => {
+    const topOnly = makeAdapter(5, ['q_proj', 'v_proj']);
+    const top = CONFIG.numLayers - 1;
+    for (const name of [...topOnly.tensors.keys()]) {
+      if (!name.startsWith(`model.layers.${top}.`)) {
+        topOnly.tensors.delete(name);
+        topOnly.shapes.delete(name);
+      }
+    }
+    const dir = join(root, 'adapter-top');
+    saveLoraAdapter(dir, { baseModel: baseDir, ...topOnly, mode: { ...topOnly.mode, layers: 1 } });
+    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    assert.deepEqual(config.layers_to_transform, [top]);
+    assert.equal(JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8')).layers_to_transform, null);
+    assert.deepEqual([...loadLoraAdapter(dir, CONFIG).tensors.keys()].sort(), [...topOnly.tensors.keys()].sort());
+  });
+
   it('saving over an adapter folder replaces both files and keeps the others', () => {
     const dir = save(fresh('resave'), makeAdapter(1, ['q_proj'], 2, 4));
     writeFileSync(join(dir, 'README.md'), 'kept');
@@ -224,7 +241,8 @@ describe('models with a PEFT adapter', () => {
     assert.equal((await run(baseDir, cache, adapterDir)).cacheHit, true);
     assert.equal((await run(baseDir, cache, other)).cacheHit, false);
     assert.equal((await run(baseDir, cache, adapterDir)).cacheHit, true);
-    assert.equal((await run(baseDir, cache)).cacheHit, false, 'the base alone is a graph of its own');
+    // an adapter graph is written beside its base graph and shares its weights: the base was built with it
+    assert.equal((await run(baseDir, cache)).cacheHit, true, 'the base alone is the graph the adapters share');
 
     const alpha = save(fresh('alpha'), { ...ADAPTER, mode: { ...ADAPTER.mode, alpha: 16 } });
     const rebuilt = await run(baseDir, cache, alpha);

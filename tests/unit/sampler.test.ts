@@ -96,6 +96,14 @@ test('banned ids are never sampled and a large vocabulary works', () => {
   }
 });
 
+test("ids beyond the tokenizer's vocabulary (a model's padding rows) are never picked, greedy or sampled", () => {
+  const logits = Float32Array.from({ length: 151_936 }, (_, i) => (i >= 151_669 ? 50 : Math.sin(i)));
+  assert.ok(createSampler({ temperature: 0, topP: 1 })(logits) >= 151_669, 'without the bound a padding id wins');
+  assert.ok(createSampler({ temperature: 0, topP: 1, vocabSize: 151_669 })(logits) < 151_669);
+  const sample = createSampler({ temperature: 1, topP: 1, seed: 3, vocabSize: 151_669 });
+  for (let i = 0; i < 20; i++) assert.ok(sample(logits) < 151_669);
+});
+
 test('options are checked', () => {
   assert.throws(() => createSampler({ temperature: -1, topP: 1 }), RangeError);
   assert.throws(() => createSampler({ temperature: 1, topP: 0 }), RangeError);

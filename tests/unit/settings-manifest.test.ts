@@ -34,7 +34,7 @@ const declared = manifest.contributes.configuration.properties;
 /** The server's defaults under VS Code's dotted names (`backend.kind`, …). */
 const FLAT_DEFAULTS: Record<string, unknown> = Object.fromEntries(
   Object.entries(DEFAULT_SETTINGS).flatMap(([key, value]) =>
-    typeof value === 'object' && value !== null ? Object.entries(value).map(([k, v]) => [`${key}.${k}`, v]) : [[key, value]],
+    typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.entries(value).map(([k, v]) => [`${key}.${k}`, v]) : [[key, value]],
   ),
 );
 

@@ -183,3 +183,11 @@ test('before any rule fires, check keeps everything and does not stop', () => {
   assert.deepEqual(rules.check('a();\nb', 2), { stop: false, text: 'a();\nb' });
   assert.throws(() => createStopRules({ mode: 'lines' as StopMode, lineBefore: '', textAfter: '', maxTokens: 1, deadline: 0 }), RangeError);
 });
+
+test('time: a deadline already past when decoding starts cuts nothing shorter than minTokensBeforeDeadline', () => {
+  const floor = createStopRules({ mode: 'line', lineBefore: '', textAfter: '', maxTokens: 64, deadline: 0, minTokensBeforeDeadline: 3, now: () => 1 });
+  assert.deepEqual(floor.check('ab', 2), { stop: false, text: 'ab' }, 'two tokens: the floor holds');
+  assert.deepEqual(floor.check('abc', 3), { stop: true, reason: 'time', text: 'abc' });
+  const none = createStopRules({ mode: 'line', lineBefore: '', textAfter: '', maxTokens: 64, deadline: 0, now: () => 1 });
+  assert.equal(none.check('a', 1).reason, 'time', 'without a floor the first token is cut');
+});

@@ -1,5 +1,5 @@
 // The trainer's validation loss (a forward-only graph) equals the loss its training step reports for
-// the same parameters and batch, full-parameter and LoRA, with and without gradient accumulation.
+// the same parameters and batch, full-parameter, LoRA and QLoRA, with and without gradient accumulation.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ function batch(seed: number): Batch {
 const MODES: [string, TrainingMode][] = [
   ['full', { kind: 'full' }],
   ['LoRA', { kind: 'lora', rank: 2, alpha: 4, targets: ['q_proj', 'v_proj'] }],
+  ['QLoRA on an int8 base, top layer only', { kind: 'lora', rank: 2, alpha: 4, targets: ['q_proj', 'v_proj', 'down_proj'], layers: 1, baseBits: 8 }],
 ];
 
 for (const [label, mode] of MODES) {

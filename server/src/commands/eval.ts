@@ -6,18 +6,27 @@ import { automaticThreads } from '../runtime/threads';
 import { encodeDocuments, type ParallelTokenizing } from '../dataset/tokenize-pool';
 import { collectEvalFiles } from '../evaluation/eval-files';
 import { NgramModel, previousLinePrediction } from '../evaluation/baselines';
-import { type EvalFile, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
+import { type EvalContext, type EvalFile, type EvalOptions, type EvalReport, evaluateModelPerLine, type LineScore, sampleLines, scoreLines } from '../evaluation/evaluate';
 import { type Difference, type PairedDifference, pairedDifference } from '../evaluation/paired-difference';
 import type { CompletionModel } from '../completion/completion-model';
+import { CONTEXT_SOURCES, type ContextSourceName, parseContextSources } from '../context/snippet';
+import { contextComparisons, type ContextComparisons, formatContextComparisons, workspaceEvalContext } from './eval-context';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, parseQuantization, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--context N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR]\n' +
+  'usage: kiln eval <dir> [--model DIR] [--adapter DIR] [--json] [--max-lines N] [--max-files N] [--seed N] [--loss-window N] [--ep auto|cpu|webgpu|cuda] [--threads N] [--cache DIR] [--quantization auto|none|int8|int4] [--baselines TRAIN_DIR] [--compare MODEL_DIR] [--workspace ROOT [--context all|none|SOURCE,…] [--compare-context all|none|SOURCE,…] [--context-tokens N]]\n' +
+  '       [--max-prefix-tokens N] [--max-suffix-tokens N] [--fim-order auto|psm|spm] [--psm-typed-middle on|off]\n' +
   '  evaluates on the source files under <dir>: next-token loss, and next-line exact match and edit similarity;\n' +
   '  --baselines scores "repeat the previous line" and a token 3-gram trained on TRAIN_DIR on the same lines,\n' +
   "  with the model's per-line difference to each (mean and 95% interval);\n" +
+  '  --workspace scores with the context block the editor would build from the rest of the workspace ROOT (never from the scored file or its\n' +
+  '  near-duplicates), on the same lines as without it, with the paired difference and each source switched off in turn (sources: imports, edits, viewed, similar);\n' +
+  '  --compare-context scores the --compare model with other context sources (none: without context), still paired on the same lines;\n' +
+  '  --context-tokens N sets kiln.context.maxTokens for the run (default 512; a short-context model gets less);\n' +
+  '  --loss-window sets the validation loss window in tokens (default 512);\n' +
   '  --compare scores a second model (e.g. the previous version) the same way on the same lines, with the same difference;\n' +
-  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first';
+  '  --adapter merges a PEFT LoRA adapter folder (what a LoRA fine-tune writes) into the model first;\n' +
+  '  the prompt flags score other windows and layouts than the defaults (e.g. the shorter window a slow prefill answers from)';
 
 function parse(args: string[]) {
   const { values, positionals } = parseCommandArgs(args, {
@@ -27,15 +36,39 @@ function parse(args: string[]) {
     'max-lines': { type: 'string' },
     'max-files': { type: 'string' },
     seed: { type: 'string' },
+    'loss-window': { type: 'string' },
+    workspace: { type: 'string' },
     context: { type: 'string' },
     baselines: { type: 'string' },
     compare: { type: 'string' },
+    'compare-context': { type: 'string' },
+    'context-tokens': { type: 'string' },
+    'max-prefix-tokens': { type: 'string' },
+    'max-suffix-tokens': { type: 'string' },
+    'fim-order': { type: 'string' },
+    'psm-typed-middle': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('expected one folder of source files');
   const model = values.model ?? defaultModelPath();
   if (!model) throw new UsageError('no --model given and no embedded model under models/');
-  const context = parseNonNegativeInt('context', values.context, 512);
-  if (context < 2) throw new UsageError('--context must be at least 2 tokens');
+  const context = parseNonNegativeInt('loss-window', values['loss-window'], 512);
+  if (context < 2) throw new UsageError('--loss-window must be at least 2 tokens');
+  if (values.context !== undefined && values.workspace === undefined) throw new UsageError('--context needs --workspace (the files context is drawn from)');
+  if (values['context-tokens'] !== undefined && values.workspace === undefined) throw new UsageError('--context-tokens needs --workspace');
+  if (values['compare-context'] !== undefined && (values.workspace === undefined || values.compare === undefined))
+    throw new UsageError('--compare-context needs --compare and --workspace');
+  let compareSources: ContextSourceName[] | undefined;
+  try {
+    if (values['compare-context'] !== undefined) compareSources = parseContextSources(values['compare-context']);
+  } catch (err) {
+    throw new UsageError(`--compare-context: ${(err as Error).message}`);
+  }
+  let sources: ContextSourceName[] = [...CONTEXT_SOURCES];
+  try {
+    if (values.context !== undefined) sources = parseContextSources(values.context);
+  } catch (err) {
+    throw new UsageError(`--context: ${(err as Error).message}${/^\d+$/.test(values.context ?? '') ? ' (the loss window is --loss-window N)' : ''}`);
+  }
   return {
     dir: positionals[0]!,
     model,
@@ -43,12 +76,31 @@ function parse(args: string[]) {
     maxLines: parseNonNegativeInt('max-lines', values['max-lines'], 200),
     maxFiles: parseNonNegativeInt('max-files', values['max-files'], 200),
     seed: parseNonNegativeInt('seed', values.seed, 0),
-    contextTokens: context,
+    lossWindow: context,
     baselinesFrom: values.baselines,
     compareWith: values.compare,
+    compareSources,
+    contextTokens: values['context-tokens'] === undefined ? undefined : parseNonNegativeInt('context-tokens', values['context-tokens'], 0),
+    workspace: values.workspace,
+    sources,
     runtime: { ...parseModelOptions(values), adapterDir: values.adapter },
     quantization: parseQuantization(values.quantization),
+    ...parsePromptFlags(values),
   };
+}
+
+/** The prompt overrides: windows, the FIM order, PSM's typed middle. */
+function parsePromptFlags(values: Record<string, string | boolean | undefined>) {
+  const str = (name: string) => values[name] as string | undefined;
+  const order = str('fim-order') ?? 'auto';
+  if (order !== 'auto' && order !== 'psm' && order !== 'spm') throw new UsageError(`--fim-order must be auto, psm or spm, got ${order}`);
+  const middle = str('psm-typed-middle');
+  if (middle !== undefined && middle !== 'on' && middle !== 'off') throw new UsageError(`--psm-typed-middle must be on or off, got ${middle}`);
+  const prompt: NonNullable<EvalOptions['prompt']> = {};
+  if (str('max-prefix-tokens') !== undefined) prompt.maxPrefixTokens = Math.max(16, parseNonNegativeInt('max-prefix-tokens', str('max-prefix-tokens'), 0));
+  if (str('max-suffix-tokens') !== undefined) prompt.maxSuffixTokens = parseNonNegativeInt('max-suffix-tokens', str('max-suffix-tokens'), 0);
+  if (middle !== undefined) prompt.psmTypedMiddle = middle === 'on';
+  return { fimOrder: order as 'auto' | 'psm' | 'spm', prompt };
 }
 
 const percent = (x: number) => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(1)}%`);
@@ -70,12 +122,31 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
   const files = collectEvalFiles(parsed.dir, { maxFiles: parsed.maxFiles });
   if (files.length === 0) throw new Error(`no source files to evaluate under ${parsed.dir}`);
   const threads = parsed.runtime.threads || automaticThreads();
-  const model = await loadCompletionModel(parsed.model, { fimOrder: 'auto', quantization: parsed.quantization }, { ...parsed.runtime, threads });
-  const options = { maxLines: parsed.maxLines, seed: parsed.seed, contextTokens: parsed.contextTokens };
+  const workspace =
+    parsed.workspace === undefined
+      ? undefined
+      : await workspaceEvalContext({
+          root: parsed.workspace,
+          dir: parsed.dir,
+          files,
+          sources: parsed.sources,
+          ...(parsed.contextTokens === undefined ? {} : { maxTokens: parsed.contextTokens }),
+        });
+  const model = await loadCompletionModel(parsed.model, { fimOrder: parsed.fimOrder, quantization: parsed.quantization }, { ...parsed.runtime, threads });
+  const options = {
+    maxLines: parsed.maxLines,
+    seed: parsed.seed,
+    contextTokens: parsed.lossWindow,
+    prompt: parsed.prompt,
+    ...(workspace === undefined ? {} : { context: workspace.context }),
+  };
   let measured: { report: EvalReport; perLine: LineScore[] };
   let baselines: BaselineScores | undefined;
+  let comparisons: ContextComparisons | undefined;
   try {
-    measured = await evaluateModelPerLine(model, files, options);
+    const run = await evaluateModelPerLine(model, files, options);
+    measured = run;
+    if (workspace !== undefined) comparisons = await contextComparisons(model, files, { options, measured: run });
     if (parsed.baselinesFrom)
       baselines = await scoreBaselines(
         model,
@@ -83,17 +154,30 @@ export async function runEval(args: string[], out: (text: string) => void): Prom
         { trainDir: parsed.baselinesFrom, parallel: { tokenizerDir: parsed.model, workers: threads } },
       );
   } finally {
+    workspace?.dispose();
     await model.loaded.session.release();
   }
   const { report, perLine } = measured;
   // loaded after the first is released: two models' memory is never held at once
-  const scored = { files, options, modelLines: perLine };
+  // --compare-context: the compared model draws context from other sources (none: e.g. a fine-tune with context against the base without)
+  const compareContext = options.context === undefined || parsed.compareSources === undefined ? options.context : { ...options.context, sources: parsed.compareSources };
+  const { context: _, ...withoutContext } = options;
+  const compareOptions = compareContext === undefined || compareContext.sources.length === 0 ? withoutContext : { ...options, context: compareContext };
+  const scored = { files, options: compareOptions, modelLines: perLine };
   const compared =
     parsed.compareWith === undefined
       ? undefined
       : await compareWith(scored, { dir: parsed.compareWith, runtime: { ...parsed.runtime, adapterDir: undefined, threads }, quantization: parsed.quantization });
-  if (parsed.json) out(JSON.stringify({ ...report, ...(baselines ? { baselines } : {}), ...(compared ? { compared } : {}) }));
-  else out([formatReport(report), ...(baselines ? [formatBaselines(report, baselines)] : []), ...(compared ? [formatCompared(report, compared)] : [])].join('\n'));
+  if (parsed.json) out(JSON.stringify({ ...report, ...(comparisons ? { context: comparisons } : {}), ...(baselines ? { baselines } : {}), ...(compared ? { compared } : {}) }));
+  else
+    out(
+      [
+        formatReport(report),
+        ...(comparisons ? [formatContextComparisons(comparisons)] : []),
+        ...(baselines ? [formatBaselines(report, baselines)] : []),
+        ...(compared ? [formatCompared(report, compared)] : []),
+      ].join('\n'),
+    );
   return 0;
 }
 
@@ -112,7 +196,7 @@ interface BaselineScores {
 /** This run's model as scored: the files, how lines were sampled, and the score of every line. */
 interface ScoredRun {
   files: EvalFile[];
-  options: { maxLines: number; seed: number; contextTokens: number };
+  options: { maxLines: number; seed: number; contextTokens: number; prompt: NonNullable<EvalOptions['prompt']>; context?: EvalContext };
   modelLines: LineScore[];
 }
 

@@ -1,11 +1,13 @@
 // `kiln finetune <workspace>`: adapt a model to a repository (LoRA or full-parameter) in a child
 // process at lower priority, printing progress; ends with the measured before/after gain.
 import { resolve } from 'node:path';
+import { parseContextSources } from '../context/snippet';
 import { defaultModelPath } from '../default-model';
 import { exportDataset } from '../dataset/export-dataset';
 import { datasetChoices, previewTrainingData } from '../dataset/training-preview';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
 import { exportChoices, exportSummary } from '../finetune/export-choices';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
@@ -14,10 +16,14 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lr X] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
-         [--in-process] [--export-dataset OUT [--overwrite]]
+         [--in-process] [--context all|none|SOURCE,…] [--context-rate X] [--export-dataset OUT [--overwrite]]
+  --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
+  --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
+  --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
+             short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
   --dump: with --dry-run, write the decoded text of every training and validation example to FILE
   --export-dataset: write the dataset training would use (scrubbed, FIM-transformed examples as JSONL
@@ -25,6 +31,8 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
     A non-empty OUT is refused unless --overwrite is given
   --max-files: files read from the workspace at most (default ${FINE_TUNE_DEFAULTS.maxFiles}; the rest are reported as left out)
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
+  --context: the context sources of the examples' blocks and of the before/after evaluation, as kiln.context.sources (default all; none: no context)
+  --context-rate: share of documents whose examples start with a context block (0–1, default ${FINE_TUNE_DEFAULTS.context.rate})
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
 const INT_FLAGS = [
@@ -42,6 +50,7 @@ const INT_FLAGS = [
   'seed',
   'threads',
   'max-files',
+  'lora-layers',
 ] as const;
 
 /** Flags left out return undefined: the builder fills them from its table. */
@@ -59,6 +68,12 @@ function fraction(name: string, value: string | undefined): number | undefined {
   return x;
 }
 
+function baseBits(value: string | undefined): QuantBits | undefined {
+  if (value === undefined) return undefined;
+  if (value !== '8' && value !== '4') throw new UsageError(`--base-bits must be 8 or 4, got "${value}"`);
+  return Number(value) as QuantBits;
+}
+
 /** The command line as fine-tune options (through the builder the editor's requests use too). */
 export interface FinetuneArgs {
   options: FineTuneOptions;
@@ -72,7 +87,10 @@ export interface FinetuneArgs {
 
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   const stringFlags = Object.fromEntries(
-    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'line-spans', 'dump', 'export-dataset'].map((f) => [f, { type: 'string' as const }]),
+    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'minutes', 'base-bits', 'line-spans', 'dump', 'export-dataset', 'context', 'context-rate'].map((f) => [
+      f,
+      { type: 'string' as const },
+    ]),
   );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
@@ -107,7 +125,10 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     rank,
     alpha: intOrUnset('alpha', 0),
     targets,
+    loraLayers: intOrUnset('lora-layers', 1),
+    baseBits: baseBits(str('base-bits')),
     lr: positiveFloat('lr', str('lr')),
+    minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),
     epochs: intOrUnset('epochs', 0),
     batchSize: intOrUnset('batch', 1),
@@ -119,6 +140,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     evalLines: intOrUnset('eval-lines', 0),
     seed: intOrUnset('seed', 0),
     lineSpanRate: fraction('line-spans', str('line-spans')),
+    context: exampleContext(str('context'), fraction('context-rate', str('context-rate'))),
     maxFiles: intOrUnset('max-files', 1),
     threads: intOrUnset('threads', 0),
     executionProvider: str('ep') === undefined ? undefined : parseExecutionProvider(str('ep')),
@@ -188,8 +210,9 @@ function describe(e: FineTuneEvent): string {
 
 function summary(r: FineTuneResult): string {
   const lines = [
-    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}`,
+    `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
+  if (r.budget) lines.push(`time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps planned at ${r.budget.secondsPerStep.toFixed(3)} s a step`);
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));
@@ -219,4 +242,16 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
   if (json) out(JSON.stringify(result));
   else out(summary(result));
   return 0;
+}
+
+/** The examples' context from --context and --context-rate over the defaults. */
+function exampleContext(spec: string | undefined, rate: number | undefined): FineTuneOptions['context'] | undefined {
+  if (spec === undefined && rate === undefined) return undefined;
+  let sources = FINE_TUNE_DEFAULTS.context.sources;
+  try {
+    if (spec !== undefined) sources = parseContextSources(spec);
+  } catch (err) {
+    throw new UsageError(`--context: ${(err as Error).message}`);
+  }
+  return { ...FINE_TUNE_DEFAULTS.context, sources, ...(rate === undefined ? {} : { rate }) };
 }

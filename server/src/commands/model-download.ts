@@ -2,14 +2,18 @@
 // verified), then the same check "Select Model…" makes. Progress goes to stderr, the result to stdout.
 import { describeProgress, type DownloadProgress, describeVerification, downloadModel, type DownloadResult } from '../model/download/download-model';
 import { repoIdProblem, resolveHubOptions } from '../model/download/hub';
+import { PRESET_LATENCY } from '../model/download/preset-latency';
+import { describePreset, findPreset, MODEL_PRESETS, presetSizes } from '../model/download/presets';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { validateModelFolder } from '../lsp/validate-model';
 import type { ValidateModelResult } from '../protocol';
 import { parseCommandArgs, UsageError, withUsage } from './cli-args';
 
-const USAGE = `usage: kiln model download <owner/name> [--revision R] [--dest DIR] [--base-url URL] [--token T] [--json]
+const USAGE = `usage: kiln model download <owner/name | preset> [--revision R] [--dest DIR] [--base-url URL] [--token T] [--json]
+       kiln model download --list-presets [--json]
   the model goes to DIR/models/<owner>--<name> (DIR defaults to ~/.cache/kiln); the Hub URL defaults to
-  $KILN_HUB_URL, $HF_ENDPOINT or https://huggingface.co, the token to $HF_TOKEN; run it again to resume`;
+  $KILN_HUB_URL, $HF_ENDPOINT or https://huggingface.co, the token to $HF_TOKEN; run it again to resume.
+  A preset id (see --list-presets) stands for its repository`;
 
 function parse(args: string[]) {
   const { values, positionals } = parseCommandArgs(args, {
@@ -18,9 +22,16 @@ function parse(args: string[]) {
     'base-url': { type: 'string' },
     token: { type: 'string' },
     json: { type: 'boolean' },
+    'list-presets': { type: 'boolean' },
   });
-  if (positionals.length !== 1) throw new UsageError('expected one Hub model id (owner/name)');
-  const repo = positionals[0]!;
+  if (values['list-presets']) {
+    if (positionals.length > 0) throw new UsageError('--list-presets takes no model id');
+    return { listPresets: true as const, json: values.json === true };
+  }
+  if (positionals.length !== 1) throw new UsageError('expected one Hub model id (owner/name) or a preset id (--list-presets)');
+  const preset = findPreset(positionals[0]!);
+  if (preset?.unsupported) throw new Error(`${preset.repo}: ${preset.unsupported}`);
+  const repo = preset?.repo ?? positionals[0]!;
   const problem = repoIdProblem(repo);
   if (problem) throw new UsageError(problem);
   try {
@@ -28,7 +39,15 @@ function parse(args: string[]) {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  return { repo, revision: values.revision, storageDir: values.dest ?? defaultCacheDir(), baseUrl: values['base-url'], token: values.token, json: values.json === true };
+  return {
+    listPresets: false as const,
+    repo,
+    revision: values.revision,
+    storageDir: values.dest ?? defaultCacheDir(),
+    baseUrl: values['base-url'],
+    token: values.token,
+    json: values.json === true,
+  };
 }
 
 /** Progress on stderr: one rewritten line on a terminal, a line per finished file otherwise. */
@@ -66,8 +85,30 @@ function summary(r: DownloadResult, v: ValidateModelResult): string {
   ].join('\n');
 }
 
+/** The presets with their sizes, memory and measured latency. */
+function listPresets(json: boolean, out: (text: string) => void): number {
+  if (json) {
+    out(
+      JSON.stringify(
+        MODEL_PRESETS.map((p) => ({ ...p, sizes: presetSizes(p), latency: PRESET_LATENCY[p.id] ?? null })),
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  for (const p of MODEL_PRESETS) {
+    const d = describePreset(p);
+    out(`${p.id.padEnd(26)} ${d.label}\n  ${d.description}\n  ${d.detail}`);
+  }
+  out(`latency: ${PRESET_LATENCY[MODEL_PRESETS[0]!.id]?.source ?? 'not measured'}`);
+  return 0;
+}
+
 export async function runModelDownload(args: string[], out: (text: string) => void): Promise<number> {
-  const o = withUsage(USAGE, () => parse(args));
+  const parsed = withUsage(USAGE, () => parse(args));
+  if (parsed.listPresets) return listPresets(parsed.json, out);
+  const { listPresets: _, ...o } = parsed;
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once('SIGINT', onSigint);

@@ -14,10 +14,11 @@ import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
 import { MODEL_OPTIONS, parseCommandArgs, parseModelOptions, parseNonNegativeInt, UsageError, withUsage } from './cli-args';
 
 const USAGE =
-  'usage: kiln model quantize [<model-dir>] [--bits 4|8|4,8] [--eval <held-out dir>] [--max-lines N] [--max-files N] [--bound X] [--no-record] [--json] [--threads N] [--cache DIR]\n' +
+  'usage: kiln model quantize [<model-dir>] [--bits 4|8|4,8] [--eval <held-out dir>] [--adapter DIR] [--max-lines N] [--max-files N] [--bound X] [--no-record] [--json] [--threads N] [--cache DIR]\n' +
   '  builds the block-quantized (32) graphs; with --eval, measures validation loss and next-line scores\n' +
   '  against the unquantized model and records them in <model-dir>/kiln.json, recommending the smallest\n' +
-  '  precision whose relative validation-loss increase is within --bound (default 0.01)';
+  '  precision whose relative validation-loss increase is within --bound (default 0.01). --adapter measures\n' +
+  '  a LoRA adapter on each precision of the base (it runs on the quantized base); that is never recorded';
 
 /** The default bound on the relative validation-loss increase a recommended precision may cost. */
 export const DEFAULT_LOSS_BOUND = 0.01;
@@ -31,6 +32,7 @@ function parse(args: string[]) {
     'max-files': { type: 'string' },
     bound: { type: 'string' },
     'no-record': { type: 'boolean' },
+    adapter: { type: 'string' },
   });
   if (positionals.length > 1) throw new UsageError('expected at most one model folder');
   const model = positionals[0] ?? defaultModelPath();
@@ -47,9 +49,10 @@ function parse(args: string[]) {
     maxLines: parseNonNegativeInt('max-lines', values['max-lines'], 200),
     maxFiles: parseNonNegativeInt('max-files', values['max-files'], 200),
     bound,
-    record: values['no-record'] !== true,
+    // the recommendation in kiln.json is the base model's: a measurement with an adapter is not it
+    record: values['no-record'] !== true && values.adapter === undefined,
     json: values.json === true,
-    runtime: { ...parseModelOptions(values), executionProvider: 'cpu' as const },
+    runtime: { ...parseModelOptions(values), executionProvider: 'cpu' as const, ...(values.adapter === undefined ? {} : { adapterDir: resolve(values.adapter) }) },
   };
 }
 
@@ -67,7 +70,7 @@ export async function runModelQuantize(args: string[], out: (text: string) => vo
   const rows = parsed.evalDir ? await measure(parsed, parsed.evalDir) : await buildOnly(parsed);
   const record = parsed.evalDir ? recordOf(rows, parsed, parsed.evalDir) : undefined;
   if (record && parsed.record) writeRecord(parsed.model, record);
-  if (parsed.json) out(JSON.stringify({ model: parsed.model, rows, recommended: record?.recommended }, null, 2));
+  if (parsed.json) out(JSON.stringify({ model: parsed.model, adapter: parsed.runtime.adapterDir, rows, recommended: record?.recommended }, null, 2));
   else out(formatRows(rows, record, parsed));
   return 0;
 }
@@ -140,6 +143,7 @@ function formatRows(rows: Row[], record: QuantizationRecord | undefined, parsed:
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const measured = rows.some((r) => r.report);
   const lines = [
+    ...(parsed.runtime.adapterDir ? [`with the adapter ${parsed.runtime.adapterDir} on each precision of the base (not recorded in kiln.json)`] : []),
     `${'precision'.padEnd(10)} ${'weights'.padStart(10)}${measured ? ` ${'val loss'.padStart(9)} ${'Δ loss'.padStart(8)} ${'exact'.padStart(7)} ${'edit sim'.padStart(8)}` : ''}`,
   ];
   for (const r of rows) {

@@ -2,6 +2,7 @@
 // and the fill-in-the-middle template with the prompt order to use.
 import { statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import type { ContextFormat } from '../context/block';
 import { ModelFileError } from '../model/errors';
 import { ROPE_TABLE_POSITIONS } from '../model/graph/decoder-parts';
 import { type FimOrder, type FimTemplate, resolveFimTemplate } from '../model/fim';
@@ -20,6 +21,8 @@ export interface CompletionModel {
   contextTokens: number;
   /** The tokenizer files as they were read: a reload of the same folder with them unchanged reuses the tokenizer. */
   tokenizerStamp?: string;
+  /** How the context block is written for this model (kiln.json); default: repo-level where the template has its tokens. */
+  contextFormat?: ContextFormat;
 }
 
 /** What Kiln's trainer records beside a model it trained (`kiln.json`). */
@@ -30,6 +33,8 @@ export interface TrainedFacts {
   contextTokens?: number;
   /** What `kiln model quantize` measured; `recommended` is what `auto` loads on the CPU. */
   quantization?: QuantizationRecord;
+  /** The context block's format the model does best with (a model with the repo-level tokens but never trained on that format may do better with comments). */
+  contextFormat?: ContextFormat;
 }
 
 export interface QuantizationRecord {
@@ -54,7 +59,8 @@ export function readTrainedFacts(dir: string): TrainedFacts {
   const file = join(dir, 'kiln.json');
   if (!pathExists(file)) return {};
   const json = readModelJsonObject(file, { maxBytes: MODEL_FILE_CAPS.kiln });
-  const { fimOrders, contextTokens, quantization } = json;
+  const { fimOrders, contextTokens, quantization, contextFormat } = json;
+  if (contextFormat !== undefined && contextFormat !== 'repo' && contextFormat !== 'comment') throw new ModelFileError(file, '"contextFormat" must be "repo" or "comment"');
   if (fimOrders !== undefined && !(Array.isArray(fimOrders) && fimOrders.length > 0 && fimOrders.every((o) => o === 'psm' || o === 'spm'))) {
     throw new ModelFileError(file, '"fimOrders" must be a non-empty list of "psm" / "spm"');
   }
@@ -63,7 +69,12 @@ export function readTrainedFacts(dir: string): TrainedFacts {
   const recommended = (quantization as { recommended?: unknown } | undefined)?.recommended;
   if (quantization !== undefined && !PRECISIONS.includes(recommended as Precision))
     throw new ModelFileError(file, `"quantization.recommended" must be one of ${PRECISIONS.join(', ')}`);
-  return { fimOrders: fimOrders as FimOrder[] | undefined, contextTokens: contextTokens as number | undefined, quantization: quantization as QuantizationRecord | undefined };
+  return {
+    fimOrders: fimOrders as FimOrder[] | undefined,
+    contextTokens: contextTokens as number | undefined,
+    quantization: quantization as QuantizationRecord | undefined,
+    ...(contextFormat === undefined ? {} : { contextFormat: contextFormat as ContextFormat }),
+  };
 }
 
 /** SPM when the model knows it: typing at the cursor then only appends prompt tokens. */
@@ -119,5 +130,6 @@ export async function loadCompletionModel(dir: string, choices: CompletionModelC
     order,
     contextTokens: Math.min(facts.contextTokens ?? Infinity, loaded.config.maxPositions, ROPE_TABLE_POSITIONS),
     tokenizerStamp: stamp,
+    ...(facts.contextFormat === undefined ? {} : { contextFormat: facts.contextFormat }),
   };
 }

@@ -4,7 +4,13 @@
 // Policy only: the model, its KV slots and the task loop belong to the runtime's inference server,
 // reached through the Generator interface.
 import { performance } from 'node:perf_hooks';
+import { prefixFor, splitTokenBudget } from '../context/budget';
+import type { ContextBlock } from '../context/block';
+import { ContextBlockKeeper } from '../context/block-keeper';
+import { toChunks } from '../context/snippet';
+import type { ContextSupplier } from '../context/supplier';
 import { InferenceServer } from '../runtime/inference-server';
+import type { TaskOptions } from '../runtime/generator';
 import type { MemoryReport } from '../runtime/memory';
 import type { LatencyStats } from '../telemetry/latency-stats';
 import { Stopwatch, type CompletionSource, type CompletionTimings, type RemoteTimings } from '../telemetry/timings';
@@ -15,10 +21,13 @@ import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats,
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { fimPromptText, generateRemote, indentOf, type RemoteBackendChoice } from './remote-generation';
 import { RequestScheduler } from './scheduler';
+import { buildAtLeastMinimum, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
+import { type PrewarmCounters, Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
+import { buildTypedMiddlePrompt } from './psm-middle';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
-import { createStopRules, type StopMode } from './stop-rules';
+import { createStopRules, type StopContext, type StopMode, type StopRules } from './stop-rules';
 import { applyTransforms } from './transforms';
 import { ShownSuggestions, typeThrough } from './typing-through';
 
@@ -62,21 +71,32 @@ export interface CompletionEngineOptions {
   server?: InferenceServer;
   /** Lookup drafting's n-gram range and draft length (the bench compares draft lengths). */
   lookupDraft?: Partial<Omit<LookupDraftOptions, 'sources'>>;
+  /** The stop rules of each request (default createStopRules; the real-size bench fixes the decoded length with its own). */
+  stopRules?: (ctx: StopContext) => StopRules;
   /** A remote backend computes the completions (see setRemote); the local model stays for the prompt's tokens and the fallback. */
   remote?: RemoteBackendChoice;
+  /** Where the context block's snippets come from (none: the prompt is the current file only). */
+  context?: ContextSupplier;
 }
 
 /** Documents whose last prompt tokens lookup decoding drafts from, most recent kept. */
 const LOOKUP_DOCUMENTS = 8;
 
 /** What one model answer cost, for telemetry: prefill split, decode time and every row's tokens. */
-type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; remote?: RemoteTimings };
+type GenerationCost = Omit<GenerationResult, 'rows'> & { tokens: number; shortWindowTokens?: number; remote?: RemoteTimings };
 
-/** The prompt and the text windows it was built from (a remote backend takes the text). */
-type EnginePrompt = HealedPrompt & { prefix: string; suffix: string };
+/**
+ * A request's prompt as the engine builds it: the context block it starts with, the text windows it was
+ * built from (a remote backend takes the text) and the size of its prefix window (what a shorter window cuts).
+ */
+export type EnginePrompt = HealedPrompt & { block: ContextBlock; prefix: string; suffix: string; prefixTokens: number };
+
+/** Where a document's cursor is (a pre-warm request): the same fields a completion request has. */
+export type CursorPlace = Pick<CompletionRequest, 'uri' | 'text' | 'offset'>;
 
 /** One generation for the scheduler to run: a request's prompt, or a speculated next one. */
 interface GenerationJob {
+  uri: string;
   prompt: EnginePrompt;
   before: string;
   after: string;
@@ -118,7 +138,14 @@ export class CompletionEngine {
   /** Per document, its last prompt's tokens: what other documents' rows may draft from. */
   private readonly lookupSources = new Map<string, readonly number[]>();
   private readonly lookupDraft: Omit<LookupDraftOptions, 'sources'>;
+  private readonly stopRules: (ctx: StopContext) => StopRules;
   private remote: RemoteBackendChoice | undefined;
+  private contextSupplier: ContextSupplier | undefined;
+  /** Each document's last context block (kept stable between keystrokes). */
+  readonly blocks = new ContextBlockKeeper();
+  /** The runtime's measured prefill and decode rates: what the prefill budget plans with. */
+  readonly throughput = new ThroughputMeter();
+  private readonly prewarmer: Prewarmer;
 
   constructor(
     private current: CompletionModel,
@@ -128,9 +155,19 @@ export class CompletionEngine {
   ) {
     this.onAnswer = options.onAnswer ?? (() => {});
     this.lookupDraft = { ...DEFAULT_LOOKUP_DRAFT, ...options.lookupDraft };
+    this.stopRules = options.stopRules ?? createStopRules;
     this.server = options.server ?? new InferenceServer(current.loaded.session, { kvBudgetBytes: settings.kvBudgetMB * 2 ** 20 });
     this.promptCache = promptTokenCacheFor(current.tokenizer);
+    this.server.observeForwards((run) => this.throughput.observe(run));
+    this.prewarmer = new Prewarmer(this.server, this.scheduler);
     this.remote = options.remote;
+    this.contextSupplier = options.context;
+  }
+
+  /** Where context comes from from now on (the server sets it once it knows the workspace). */
+  setContextSupplier(supplier: ContextSupplier | undefined): void {
+    this.contextSupplier = supplier;
+    this.blocks.clear();
   }
 
   /** The remote backend in use, if any. */
@@ -144,6 +181,21 @@ export class CompletionEngine {
     this.modelEpoch++;
     this.answers.clear();
     this.shown.clear();
+  }
+
+  /** What pre-warming did since the engine started. */
+  prewarmStats(): PrewarmCounters {
+    return { ...this.prewarmer.counters };
+  }
+
+  /**
+   * The user moved to `place` (opened or focused a document, clicked, jumped) and may type there:
+   * prefill the prompt a request there would build, as background work that any request preempts.
+   */
+  prewarm(place: CursorPlace): Promise<WarmOutcome> {
+    if (!this.settings.prewarm || this.remote) return Promise.resolve({ computed: 0, reused: 0, preempted: false });
+    const offset = Math.max(0, Math.min(place.offset, place.text.length));
+    return this.prewarmer.warm(place.uri, this.prompt(place.uri, place.text, offset).tokens);
   }
 
   get model(): CompletionModel {
@@ -185,6 +237,7 @@ export class CompletionEngine {
   forgetDocument(uri: string): void {
     this.shown.forget(uri);
     this.lookupSources.delete(uri);
+    this.blocks.forget(uri);
   }
 
   poolStats() {
@@ -212,7 +265,7 @@ export class CompletionEngine {
       if (again) return again;
     }
 
-    const prompt = this.prompt(req.text, offset);
+    const prompt = this.prompt(req.uri, req.text, offset);
     this.rememberForLookup(req.uri, prompt.tokens);
     watch.lap('tokenize');
     const mode = this.modeAt(before, after);
@@ -224,9 +277,10 @@ export class CompletionEngine {
     const progress = { text: '' };
     const epoch = this.modelEpoch;
     const result = this.scheduler
-      .run(req.uri, (signal) => this.run({ prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
-      .then(({ items, gen, failed }) => {
+      .run(req.uri, (signal) => this.run({ uri: req.uri, prompt, before, after, mode, explicit, signal, watch, progress }), { external: req.signal })
+      .then(({ items, gen, failed, deferred }) => {
         if (epoch === this.modelEpoch && !failed) this.answers.set(key, { items, source: 'answer-cache' });
+        if (deferred) void this.prewarmer.warm(req.uri, deferred); // the full window, for the next keystroke
         const answer = this.finish({ uri: req.uri, before, after, items, watch, source: 'model', gen });
         if (this.settings.speculate && items[0]) this.speculate(req.uri, before + items[0], after);
         return answer;
@@ -246,11 +300,26 @@ export class CompletionEngine {
     return rest ? this.finish({ uri, before, after, items: [rest], watch, source: 'typing-through' }) : undefined;
   }
 
-  /** The configured windows, shrunk to fit the model's context with room for the completion. */
-  private promptOptions() {
-    const room = Math.max(32, this.model.contextTokens - this.settings.maxTokens - 8); // FIM markers and BOS
-    const suffix = Math.min(this.settings.maxSuffixTokens, Math.floor(room / 4));
-    return { maxPrefixTokens: Math.max(16, Math.min(this.settings.maxPrefixTokens, room - suffix)), maxSuffixTokens: suffix, order: this.model.order };
+  /** The token budget: context block, suffix and prefix shrunk to fit the model with room for the completion (context/budget.ts). */
+  private budget() {
+    const s = this.settings;
+    const maxContext = s['context.enabled'] && this.contextSupplier !== undefined ? s['context.maxTokens'] : 0;
+    return splitTokenBudget({ modelTokens: this.model.contextTokens, completionTokens: s.maxTokens, maxContext, maxPrefix: s.maxPrefixTokens, maxSuffix: s.maxSuffixTokens });
+  }
+
+  /** This document's context block for a cursor, or the empty block when context is off or finds nothing. */
+  private contextBlock(uri: string, text: string, offset: number, maxTokens: number): ContextBlock {
+    const found = maxTokens > 0 ? this.contextSupplier?.contextFor({ uri, text, offset, sources: this.settings['context.sources'] }) : undefined;
+    const cache = this.promptCache;
+    return this.blocks.blockFor(uri, {
+      candidates: found?.candidates ?? [],
+      currentPath: found?.path ?? '',
+      repoName: found?.repoName ?? '',
+      maxTokens,
+      encode: (piece) => cache.encode(piece),
+      template: this.model.fim,
+      ...(this.model.contextFormat === undefined ? {} : { format: this.model.contextFormat }),
+    });
   }
 
   /** 'auto': a whole block at the start of an empty line, the rest of the line otherwise. */
@@ -268,11 +337,29 @@ export class CompletionEngine {
     return ids;
   }
 
-  /** The FIM prompt at `offset`, its last prefix token healed (see token-healing.ts). */
-  private prompt(text: string, offset: number): EnginePrompt {
-    const built = buildPrompt({ tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options: this.promptOptions(), cache: this.promptCache });
-    const windows = { prefix: built.prefix, suffix: built.suffix };
-    // healing constrains sampled tokens, which a remote API does not let Kiln do
+  /** The prompt a request at `offset` of `text` gets: what `kiln complete --workspace` and the server's kiln/prompt show. */
+  promptFor(req: { uri: string; text: string; offset: number }): EnginePrompt {
+    return this.prompt(req.uri, req.text, Math.max(0, Math.min(req.offset, req.text.length)));
+  }
+
+  /**
+   * The context block, then the FIM prompt at `offset` with its last prefix token healed (see
+   * token-healing.ts); under PSM with `psmTypedMiddle`, the cursor line's typed text in the middle (see
+   * psm-middle.ts). `maxPrefixTokens` narrows the prefix window (the prefill budget's shorter window).
+   */
+  private prompt(uri: string, text: string, offset: number, maxPrefixTokens?: number): EnginePrompt {
+    const budget = this.budget();
+    const block = this.contextBlock(uri, text, offset, budget.context);
+    const fitted = prefixFor(budget, block.tokens.length);
+    const options = { maxPrefixTokens: maxPrefixTokens === undefined ? fitted : Math.min(fitted, maxPrefixTokens), maxSuffixTokens: budget.suffix, order: this.model.order };
+    const request = { tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options, cache: this.promptCache, context: block.tokens };
+    // a remote backend builds its own FIM text from the windows: neither a typed middle nor healing
+    if (options.order === 'psm' && this.settings.psmTypedMiddle && !this.remote) {
+      const typed = buildTypedMiddlePrompt({ ...request, heal: this.settings.tokenHealing });
+      return { ...typed, block, prefix: typed.built.prefix, suffix: typed.built.suffix, prefixTokens: typed.built.prefixTokens.length };
+    }
+    const built = buildPrompt(request);
+    const windows = { block, prefix: built.prefix, suffix: built.suffix, prefixTokens: built.prefixTokens.length };
     if (!this.settings.tokenHealing || this.remote) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), ...windows };
     return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), ...windows };
   }
@@ -280,23 +367,36 @@ export class CompletionEngine {
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
   private samplers(explicit: boolean) {
     const rows = explicit ? this.settings.candidates : 1;
+    const vocabSize = this.model.tokenizer.vocabSize; // the model's padding ids beyond it are never picked
     return Array.from({ length: rows }, (_, b) =>
       createSampler(
         b === 0
-          ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1 }
-          : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b },
+          ? { temperature: this.settings.temperature, topP: this.settings.topP, seed: 1, vocabSize }
+          : { temperature: Math.max(0.7, this.settings.temperature), topP: 0.95, seed: 1 + b, vocabSize },
       ),
     );
   }
 
   /** KV reuse, prefill, decode (one slot, or one per candidate), post-processing; or the remote backend. */
-  private async run(job: GenerationJob): Promise<{ items: string[]; gen?: GenerationCost; failed?: boolean }> {
-    const { prompt, before, after, mode, explicit, signal, watch, progress } = job;
+  private async run(job: GenerationJob): Promise<{ items: string[]; gen?: GenerationCost; failed?: boolean; deferred?: readonly number[] }> {
+    const { uri, prompt: full, before, after, mode, explicit, signal, watch, progress } = job;
     watch.lap('queue');
+    const started = Date.now();
     const priority = progress ? 'foreground' : 'background';
     const lineBefore = before.slice(Math.max(before.lastIndexOf('\n') + 1, before.length - LINE_BEFORE_WINDOW));
     const textAfter = after.slice(0, AFTER_WINDOW);
-    const makeStop = () => createStopRules({ mode, lineBefore, textAfter, maxTokens: this.settings.maxTokens, deadline: Date.now() + this.settings.timeLimitMs });
+    const reserveTokens = Math.min(this.settings.maxTokens, LINE_RESERVE_TOKENS);
+    // The time limit counts from here, prefill included; decode keeps time for a full line, and the
+    // limit never cuts before LINE_FLOOR_TOKENS, however long the prefill took.
+    const makeStop = () =>
+      this.stopRules({
+        mode,
+        lineBefore,
+        textAfter,
+        maxTokens: this.settings.maxTokens,
+        deadline: Math.max(started + this.settings.timeLimitMs, Date.now() + this.throughput.decodeMs(reserveTokens)),
+        minTokensBeforeDeadline: LINE_FLOOR_TOKENS,
+      });
     const onText = progress && ((text: string) => (progress.text = text));
     const remote = this.remote;
     if (remote) {
@@ -304,14 +404,15 @@ export class CompletionEngine {
         const r = await generateRemote({
           choice: remote,
           request: {
-            prefix: prompt.prefix,
-            suffix: prompt.suffix,
-            prompt: fimPromptText(this.model.fim, this.model.tokenizer, prompt.prefix, prompt.suffix, this.model.order),
+            prefix: full.prefix,
+            suffix: full.suffix,
+            prompt: fimPromptText(this.model.fim, this.model.tokenizer, full.prefix, full.suffix, this.model.order),
             maxTokens: this.settings.maxTokens,
             timeLimitMs: this.settings.timeLimitMs,
             indent: indentOf(lineBefore),
             temperature: this.settings.temperature,
             topP: this.settings.topP,
+            extra: toChunks(full.block.snippets), // llama.cpp's input_extra; the other APIs take the FIM text only
           },
           makeStop,
           signal,
@@ -326,11 +427,11 @@ export class CompletionEngine {
         if (!remote.fallbackToLocal) return { items: [], failed: true };
       }
     }
-    const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
-    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const task = { signal, priority } as const;
     const gen = this.server;
-    const { slot } = await gen.open(prompt.tokens, task);
+    const { slot, prompt, window } = await this.openBudgeted(full, { uri, before, after, task, reserveTokens });
+    const healing = { bytes: prompt.forcedBytes, text: prompt.forcedText };
+    const options = { maxTokens: this.settings.maxTokens, stopIds: this.stopIds(), signal, priority, onText, healing, lookup: this.lookup(explicit, prompt.tokens, mode) } as const;
     const slots = [slot];
     try {
       const pre = await prefillPrompt(gen, slot, prompt.tokens, task);
@@ -344,6 +445,7 @@ export class CompletionEngine {
         prefillReused: pre.reused,
         decodeMs: performance.now() - t0,
         tokens: rows.reduce((n, r) => n + r.tokens.length, 0),
+        ...(window === undefined ? {} : { shortWindowTokens: prompt.prefixTokens }),
       };
       return {
         items: this.postProcess(
@@ -354,11 +456,35 @@ export class CompletionEngine {
         gen: cost,
         // a local fallback's answer is not cached: the remote one is wanted once the backend is back
         failed: remote !== undefined,
+        deferred: window === undefined ? undefined : full.tokens,
       };
     } finally {
       // row 0 extends the prompt the next keystroke most likely shares; candidates' tails are noise
       for (const [i, s] of slots.entries()) gen.release(s, { keep: i === 0 });
     }
+  }
+
+  /**
+   * A slot for `full`, or — for a request whose uncached part of `full` would not prefill within the
+   * time limit — for the same cursor's prompt with a shorter prefix window. Decided once the slot is
+   * open: a pre-warm this request preempted has pooled what it computed by then.
+   */
+  private async openBudgeted(full: EnginePrompt, at: { uri: string; before: string; after: string; task: TaskOptions; reserveTokens: number }) {
+    const opened = await this.server.open(full.tokens, at.task);
+    const window = at.task.priority === 'foreground' ? this.shortWindow(full, opened.reused, at.reserveTokens) : undefined;
+    if (window === undefined) return { slot: opened.slot, prompt: full, window };
+    this.server.release(opened.slot, { keep: true });
+    const text = at.before + at.after;
+    const prompt = buildAtLeastMinimum(window, full.prefixTokens, (budget) => this.prompt(at.uri, text, at.before.length, budget));
+    return { slot: (await this.server.open(prompt.tokens, at.task)).slot, prompt, window };
+  }
+
+  /** The shorter prefix window to answer from when the rest of `full` would not prefill in time. */
+  private shortWindow(full: EnginePrompt, cached: number, reserveTokens: number): number | undefined {
+    return shortWindowTokens(
+      { promptTokens: full.tokens.length, prefixTokens: full.prefixTokens, cachedTokens: cached, timeLimitMs: this.settings.timeLimitMs, reserveTokens },
+      this.throughput,
+    );
   }
 
   private rememberForLookup(uri: string, tokens: readonly number[]): void {
@@ -397,6 +523,7 @@ export class CompletionEngine {
       totalMs: watch.elapsed(),
       source,
       ...(gen?.remote ? { remote: gen.remote } : {}),
+      ...(gen?.shortWindowTokens === undefined ? {} : { shortWindowTokens: gen.shortWindowTokens }),
     };
     this.stats.record(timings);
     this.onAnswer(timings);
@@ -409,14 +536,14 @@ export class CompletionEngine {
    */
   private speculate(uri: string, before: string, after: string): void {
     const text = before + after;
-    const prompt = this.prompt(text, before.length);
+    const prompt = this.prompt(uri, text, before.length);
     const nextMode = this.modeAt(before, after);
     const key = AnswerCache.key(uri, prompt, nextMode);
     if (this.answers.get(key)) return;
     const watch = new Stopwatch();
     const epoch = this.modelEpoch;
     this.scheduler
-      .run(uri, (signal) => this.run({ prompt, before, after, mode: nextMode, explicit: false, signal, watch }), { priority: 'background' })
+      .run(uri, (signal) => this.run({ uri, prompt, before, after, mode: nextMode, explicit: false, signal, watch }), { priority: 'background' })
       .then(({ items, failed }) => {
         // a remote failure (or the local fallback's stand-in answer) is not kept, as in complete()
         if (epoch === this.modelEpoch && !failed) this.answers.set(key, { items, source: 'speculation' });

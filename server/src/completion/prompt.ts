@@ -1,6 +1,6 @@
 // The FIM prompt around the cursor: token windows chosen so that consecutive keystrokes share a long
 // token prefix (DESIGN.md, "The keystroke path", steps 3 and 4).
-import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
+import { buildFimPrompt, type FimOrder, type FimTemplate, withContextBlock } from '../model/fim';
 
 /** What prompt building needs from a tokenizer (model/tokenizer.ts's Tokenizer fits). */
 export interface PromptTokenizer {
@@ -22,6 +22,8 @@ export const DEFAULT_PROMPT_OPTIONS: Readonly<PromptOptions> = Object.freeze({ m
 /** A prompt and the windows it was made from; `prefix` is text[prefixStart, cursor), `suffix` text[cursor, suffixEnd). */
 export interface BuiltPrompt {
   tokens: number[];
+  /** The context block's tokens at the front (empty without one). */
+  contextTokens: readonly number[];
   prefixTokens: number[];
   suffixTokens: number[];
   /** Char offset where the prefix window starts. */
@@ -78,7 +80,7 @@ export function loadItems(root: string, limit = 10): Item[] {
 }
 
 def load_items(root, limit=10):
-    \"\"\"Largest files first.\"\"\"
+    """Largest files first."""
     items = [os.path.join(root, name) for name in os.listdir(root)][:limit]
     return sorted(items, key=os.path.getsize, reverse=True)
 `;
@@ -128,6 +130,8 @@ export interface PromptRequest {
   options?: PromptOptions;
   /** The piece cache (default: the tokenizer's shared one); null tokenizes without it. */
   cache?: PromptTokenCache | null;
+  /** A context block's tokens (context/block.ts), put before the FIM part. */
+  context?: readonly number[];
 }
 
 /**
@@ -147,8 +151,10 @@ export function buildPrompt(request: PromptRequest): BuiltPrompt {
   const suf = chooseSuffix({ text, cursor, maxTokens: options.maxSuffixTokens, charsPerToken, cached });
   const prefixTokens = [...pre.tokens];
   const suffixTokens = [...suf.tokens];
+  const contextTokens = request.context ?? [];
   return {
-    tokens: buildFimPrompt(template, prefixTokens, suffixTokens, options.order),
+    tokens: withContextBlock(template, contextTokens, buildFimPrompt(template, prefixTokens, suffixTokens, options.order)),
+    contextTokens,
     prefixTokens,
     suffixTokens,
     prefixStart: pre.start,

@@ -10,6 +10,11 @@ export interface SamplerOptions {
   seed?: number;
   /** Ids never chosen (FIM markers, padding). */
   banned?: readonly number[];
+  /**
+   * Ids at or above it are never chosen: the tokenizer's size, where the model's vocabulary outgrows it
+   * (Qwen2.5-Coder: 151,936 logits, 151,669 tokens) and the padding rows' ids cannot be decoded.
+   */
+  vocabSize?: number;
 }
 
 /** Logits of the last position, [V], to a token id. */
@@ -27,6 +32,7 @@ export function createSampler(options: SamplerOptions): Sampler {
   const allowedMask = (size: number): Uint8Array => {
     if (mask?.length !== size) {
       mask = new Uint8Array(size).fill(1);
+      if (options.vocabSize !== undefined) mask.fill(0, Math.max(0, options.vocabSize));
       for (const id of banned) if (Number.isInteger(id) && id >= 0 && id < size) mask[id] = 0;
     }
     return mask;

@@ -21,7 +21,8 @@
 //               LOOP_COPIES times or more, as small models do greedily ("0, 0, 0, 0, 0, …") → keep
 //               the line up to the end of the unit's first copy; in block mode a later line that loops
 //               is dropped with what follows ('repetition').
-//   limits      tokenCount ≥ maxTokens ('max-tokens') or now() ≥ deadline ('time'); block mode then
+//   limits      tokenCount ≥ maxTokens ('max-tokens') or now() ≥ deadline once tokenCount ≥
+//               minTokensBeforeDeadline ('time'); block mode then
 //               keeps the complete lines (or the partial line 0 when there is no complete line yet).
 
 export type StopMode = 'line' | 'block';
@@ -37,6 +38,8 @@ export interface StopContext {
   maxTokens: number;
   /** Millisecond timestamp (same clock as `now`). */
   deadline: number;
+  /** The deadline cuts nothing shorter than this many tokens (default 0). */
+  minTokensBeforeDeadline?: number;
   now?: () => number;
 }
 
@@ -66,7 +69,7 @@ export function createStopRules(ctx: StopContext): StopRules {
       if (verdict.reason !== undefined) return { stop: true, reason: verdict.reason, text: generated.slice(0, verdict.keep) };
       const kept = generated.slice(0, verdict.keep);
       if (tokenCount >= ctx.maxTokens) return { stop: true, reason: 'max-tokens', text: kept };
-      if (now() >= ctx.deadline) return { stop: true, reason: 'time', text: kept };
+      if (tokenCount >= (ctx.minTokensBeforeDeadline ?? 0) && now() >= ctx.deadline) return { stop: true, reason: 'time', text: kept };
       return { stop: false, text: generated };
     },
     finish(generated) {

@@ -2,7 +2,7 @@
 // rarely saw as a whole: indentation before a word ("\n    " + "return" is trained as "\n   " +
 // " return"), half an identifier. The last prefix token is taken back out of the prompt and the
 // generation is constrained to begin with its bytes, so the model picks the token it knows.
-import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
+import { buildFimPrompt, type FimOrder, type FimTemplate, withContextBlock } from '../model/fim';
 import type { Tokenizer } from '../model/tokenizer';
 import type { BuiltPrompt } from './prompt';
 
@@ -22,17 +22,27 @@ const isBlank = (bytes: Uint8Array) => bytes.length > 0 && bytes.every((b) => b 
  */
 export function healPrompt(prompt: BuiltPrompt, template: FimTemplate, order: FimOrder, tokenizer: Tokenizer): HealedPrompt {
   const prefix = prompt.prefixTokens;
-  let keep = prefix.length;
+  const healed = healTail(prefix, tokenizer);
+  if (healed.keep === prefix.length) return { tokens: prompt.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
+  return {
+    tokens: withContextBlock(template, prompt.contextTokens, buildFimPrompt(template, prefix.slice(0, healed.keep), prompt.suffixTokens, order)),
+    forcedText: healed.forcedText,
+    forcedBytes: healed.forcedBytes,
+  };
+}
+
+/** How many of `tokens` (text ending at the cursor) to keep, and the bytes of those taken back (see healPrompt). */
+export function healTail(tokens: readonly number[], tokenizer: Tokenizer): { keep: number; forcedText: string; forcedBytes: Uint8Array } {
+  let keep = tokens.length;
   const removable = (id: number | undefined) => id !== undefined && !tokenizer.isControl(id);
-  if (removable(prefix[keep - 1])) {
+  if (removable(tokens[keep - 1])) {
     keep--;
-    if (isBlank(tokenizer.tokenBytes(prefix[keep]!)) && removable(prefix[keep - 1]) && isBlank(tokenizer.tokenBytes(prefix[keep - 1]!))) keep--;
+    if (isBlank(tokenizer.tokenBytes(tokens[keep]!)) && removable(tokens[keep - 1]) && isBlank(tokenizer.tokenBytes(tokens[keep - 1]!))) keep--;
   }
-  if (keep === prefix.length) return { tokens: prompt.tokens, forcedText: '', forcedBytes: new Uint8Array(0) };
-  const parts = prefix.slice(keep).map((id) => tokenizer.tokenBytes(id));
+  const parts = tokens.slice(keep).map((id) => tokenizer.tokenBytes(id));
   const bytes = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   parts.reduce((at, p) => (bytes.set(p, at), at + p.length), 0);
-  return { tokens: buildFimPrompt(template, prefix.slice(0, keep), prompt.suffixTokens, order), forcedText: new TextDecoder().decode(bytes), forcedBytes: bytes };
+  return { keep, forcedText: new TextDecoder().decode(bytes), forcedBytes: bytes };
 }
 
 /** Each token's bytes, computed once per tokenizer: the mask compares bytes, not decoded text. */

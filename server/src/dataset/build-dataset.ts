@@ -2,6 +2,7 @@
 // content filters → dedupe → hold out whole files → tokenize → FIM → pack. Deterministic for a seed.
 import type { FimTemplate } from '../model/fim';
 import { dedupeByContent } from './dedupe';
+import { chooseExampleContexts, type ExampleContextOptions } from './example-context';
 import { countByReason, type ExcludedFile, type ExclusionReason } from './exclusions';
 import type { Example, ExampleContext, ExampleKind, ExampleTokenizer, FimLoss } from './fim-transform';
 import { packExamples, type PackedSequence } from './pack';
@@ -30,6 +31,8 @@ export interface DatasetOptions extends ScanOptions {
   parallel?: ParallelTokenizing;
   /** Reads a file by absolute path instead of the checked reader (a test spy). Never called for excluded paths. */
   readFile?: (absPath: string) => Promise<Uint8Array>;
+  /** Context blocks before a share of the documents' examples, as the editor builds them (default none). */
+  context?: ExampleContextOptions;
   /** Keep every example, in file order, for a dump of what the model would see (costs memory). */
   keepExamples?: boolean;
   signal?: AbortSignal;
@@ -76,6 +79,8 @@ export interface DatasetReport {
   scrubbedLines: number;
   scrubbedByKind: Partial<Record<SecretKind, number>>;
   examples: Record<ExampleKind, number>;
+  /** Documents whose examples start with a context block, and the mean tokens of their blocks. */
+  context: { documents: number; meanTokens: number };
   tokens: { train: number; validation: number };
   sequences: { train: number; validation: number };
   /** Over train and validation sequences. */
@@ -91,6 +96,11 @@ export interface Dataset {
   /** With `keepExamples`: every example, files in path order, pieces in order. */
   examples?: DatasetExample[];
   report: DatasetReport;
+}
+
+function contextSummary(blocks: readonly number[]): { documents: number; meanTokens: number } {
+  const used = blocks.filter((n) => n > 0);
+  return { documents: used.length, meanTokens: used.length === 0 ? 0 : used.reduce((a, n) => a + n, 0) / used.length };
 }
 
 /** The token that ends every example. */
@@ -134,7 +144,10 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const files: DatasetFile[] = [];
   const kept: DatasetExample[] | undefined = options.keepExamples ? [] : undefined;
   const total = deduped.kept.length;
-  const documents = await tokenizeDocuments(deduped.kept, ctx, {
+  const contexts =
+    options.context === undefined ? [] : await chooseExampleContexts(deduped.kept, options.context, { root: scan.root, seqLen: options.seqLen, seed, signal: options.signal });
+  const withContext = deduped.kept.map((source, i) => (contexts[i] === undefined ? source : { ...source, context: contexts[i] }));
+  const documents = await tokenizeDocuments(withContext, ctx, {
     seqLen: options.seqLen,
     seed,
     parallel: options.parallel,
@@ -176,6 +189,7 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
     scrubbedLines: read.scrubbedLines,
     scrubbedByKind: read.scrubbedByKind,
     examples: kinds,
+    context: contextSummary(documents.map((d) => d.contextTokens)),
     tokens,
     sequences: { train: train.sequences.length, validation: validation.sequences.length },
     paddingTokens: train.paddingTokens + validation.paddingTokens,

@@ -5,12 +5,13 @@
 //   OUT/train.jsonl        one example per line: split, path, piece, kind, input_ids, loss_mask, text
 //   OUT/validation.jsonl   the held-out files' examples, same shape
 //   OUT/manifest.json      tokenizer, FIM template, rates, split, sequence length, file counts,
-//                          Kiln's version, the base model's config and weight hashes, the files' sha256
+//                          Kiln's version, the base model's config and weight hashes, the files' sha256,
+//                          the LoRA and schedule Kiln would train with (the recipe's defaults)
 //
 // into a temp folder beside OUT that is renamed into place whole, so OUT is either absent, the old
 // export, or the complete new one. A non-empty OUT is refused unless `overwrite` is set.
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { openCheckpoint } from '../model/checkpoint';
@@ -37,6 +38,8 @@ export interface ExportDatasetOptions extends DatasetChoices, Omit<DatasetRun, '
   kilnVersion: string;
   /** The LoRA Kiln would train with, recorded as the recipe's defaults. */
   lora: { rank: number; alpha: number; targets: readonly string[]; lr: number };
+  /** The rest of the schedule Kiln would train with, recorded as the recipe's defaults. */
+  schedule: { batchSize: number; accumulation: number; warmupSteps: number; epochs: number; maxSteps: number };
 }
 
 export interface ExportDatasetResult {
@@ -58,7 +61,8 @@ export interface DatasetManifest {
   format_version: number;
   kiln_version: string;
   created: string;
-  workspace: { root: string; scan: 'git' | 'walk'; truncated: boolean; warnings: string[] };
+  /** max_files: the scan's bound (a truncated scan read the first max_files files), to build the same dataset again. */
+  workspace: { root: string; scan: 'git' | 'walk'; truncated: boolean; warnings: string[]; max_files: number };
   base_model: { path: string; model_type: string; config: unknown; weights: { file: string; bytes: number; sha256: string }[] };
   tokenizer: { files: Record<string, string>; vocab_size: number; eos_id: number | null };
   fim: { family: string; prefix_id: number; suffix_id: number; middle_id: number; pad_id: number | null; bos_id: number | null; orders: readonly string[] } | null;
@@ -74,6 +78,8 @@ export interface DatasetManifest {
   files: { read: number; excluded: number; excluded_by_reason: Record<string, number>; scrubbed_lines: number; scrubbed_by_kind: Record<string, number> };
   examples_by_kind: Record<string, number>;
   lora: { rank: number; alpha: number; target_modules: readonly string[]; learning_rate: number };
+  /** Kiln's schedule for this fine-tune (sequences per step = batch_size · accumulation; at most max_steps). */
+  training: { batch_size: number; accumulation: number; warmup_steps: number; epochs: number; max_steps: number };
 }
 
 /** Throws unless `out` is absent, an empty folder, or `overwrite` is set (then it must be a folder). */
@@ -123,14 +129,31 @@ function sha256OfFile(path: string): string {
 
 const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
 
-/** OUT is replaced whole with --overwrite: it must never be, hold, or sit inside the workspace or the model. */
-function checkPlacement(out: string, workspace: string, modelDir: string): void {
+/** The path with every symlink in its existing part resolved (the part not yet created cannot be a link). */
+function canonicalPath(path: string): string {
+  const abs = resolve(path);
+  for (let head = abs, tail = ''; ; ) {
+    try {
+      return join(realpathSync(head), tail);
+    } catch {
+      const up = dirname(head);
+      if (up === head) return abs;
+      tail = join(basename(head), tail);
+      head = up;
+    }
+  }
+}
+
+/** OUT is replaced whole with --overwrite: it must never be, hold, or sit inside the workspace or the model,
+ *  compared with symlinks resolved (a linked parent of OUT would otherwise let --overwrite remove the workspace). */
+export function checkPlacement(out: string, workspace: string, modelDir: string): void {
+  const real = canonicalPath(out);
   for (const [what, dir] of [
-    ['the workspace', resolve(workspace)],
-    ['the model folder', resolve(modelDir)],
+    ['the workspace', canonicalPath(workspace)],
+    ['the model folder', canonicalPath(modelDir)],
   ] as const) {
-    if (within(dir, out)) throw new Error(`${out} holds ${what} (${dir}); export to a folder of its own`);
-    if (within(out, dir)) throw new Error(`${out} is inside ${what} (${dir}); export outside it, or the next scan would read the export`);
+    if (within(dir, real)) throw new Error(`${out} holds ${what} (${dir}); export to a folder of its own`);
+    if (within(real, dir)) throw new Error(`${out} is inside ${what} (${dir}); export outside it, or the next scan would read the export`);
   }
 }
 
@@ -225,7 +248,7 @@ function manifestOf({ o, report, base, split, fim, tokenizer }: ManifestParts): 
     format_version: DATASET_FORMAT_VERSION,
     kiln_version: o.kilnVersion,
     created: new Date().toISOString(),
-    workspace: { root: report.root, scan: report.mode, truncated: report.truncated, warnings: report.warnings },
+    workspace: { root: report.root, scan: report.mode, truncated: report.truncated, warnings: report.warnings, max_files: o.maxFiles },
     base_model: base,
     tokenizer: { files: tokenizerFiles, vocab_size: tokenizer.vocabSize, eos_id: tokenizer.eosId ?? null },
     fim: fim
@@ -249,5 +272,12 @@ function manifestOf({ o, report, base, split, fim, tokenizer }: ManifestParts): 
     },
     examples_by_kind: report.examples,
     lora: { rank: o.lora.rank, alpha: o.lora.alpha, target_modules: o.lora.targets, learning_rate: o.lora.lr },
+    training: {
+      batch_size: o.schedule.batchSize,
+      accumulation: o.schedule.accumulation,
+      warmup_steps: o.schedule.warmupSteps,
+      epochs: o.schedule.epochs,
+      max_steps: o.schedule.maxSteps,
+    },
   };
 }

@@ -4,7 +4,7 @@
 // a uniform character span (Bavarian et al. 2022) or, with probability `lineSpanRate`, the rest of a
 // line (or of a few lines) — what the editor asks for at a cursor — so the model also learns to end
 // a middle where a line ends.
-import { buildFimPrompt, type FimOrder, type FimTemplate } from '../model/fim';
+import { buildFimPrompt, type FimOrder, type FimTemplate, withContextBlock } from '../model/fim';
 import { charBoundary } from './chunk';
 import { randomInt } from './random';
 
@@ -47,6 +47,8 @@ export interface ExampleContext {
   /** Ends every example: the tokenizer's EOS, else the template's first stop id. */
   endId: number;
   options: FimOptions;
+  /** A context block (context/block.ts) put before this document's examples, as the editor puts it before its prompt; never a target. */
+  contextIds?: readonly number[];
 }
 
 /** The text cut into prefix, middle and suffix at two uniform character positions. */
@@ -100,18 +102,25 @@ export function fimLineSplit(text: string, random: () => number): [string, strin
  */
 export function makeExample(text: string, ctx: ExampleContext, random: () => number, plainIds?: readonly number[]): Example {
   const { tokenizer, template, endId, options } = ctx;
+  const contextIds = template === undefined ? [] : (ctx.contextIds ?? []);
   const fim = template !== undefined && random() < options.fimRate;
   if (!fim) {
     const head = template?.bosId === undefined ? [] : [template.bosId];
-    const tokens = [...head, ...(plainIds ?? tokenizer.encode(text)), endId];
-    return { tokens, loss: new Uint8Array(tokens.length).fill(1), kind: 'plain' };
+    const tokens = [...head, ...contextIds, ...(plainIds ?? tokenizer.encode(text)), endId];
+    const loss = new Uint8Array(tokens.length).fill(1);
+    loss.fill(0, head.length, head.length + contextIds.length);
+    return { tokens, loss, kind: 'plain' };
   }
   const lineSpan = options.lineSpanRate > 0 && random() < options.lineSpanRate;
   const [prefix, middle, suffix] = lineSpan ? fimLineSplit(text, random) : fimSplit(text, random);
   const order: FimOrder = random() < options.spmRate ? 'spm' : 'psm';
-  const prompt = buildFimPrompt(template, tokenizer.encode(prefix), tokenizer.encode(suffix), order);
+  const prompt = withContextBlock(template, contextIds, buildFimPrompt(template, tokenizer.encode(prefix), tokenizer.encode(suffix), order));
   const tokens = [...prompt, ...tokenizer.encode(middle), endId];
   const loss = new Uint8Array(tokens.length).fill(1);
   if (options.loss === 'middle') loss.fill(0, 0, prompt.length);
+  else if (contextIds.length > 0) {
+    const head = template.bosId === undefined ? 0 : 1;
+    loss.fill(0, head, head + contextIds.length);
+  }
   return { tokens, loss, kind: order };
 }

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { FimTemplate } from '../model/fim';
-import { type DocumentExamples, documentExamples } from './document-examples';
+import { type DocumentContext, type DocumentExamples, documentExamples } from './document-examples';
 import type { ExampleContext, ExampleTokenizer, FimOptions } from './fim-transform';
 
 export interface ParallelTokenizing {
@@ -38,7 +38,7 @@ export interface TokenizeClose {
 }
 export type TokenizeReply = { batch: number; results: unknown[] } | { batch: number; error: string };
 
-type Source = { path: string; text: string };
+type Source = { path: string; text: string; context?: DocumentContext };
 
 /** Below this much text, starting workers (each loads the tokenizer) costs more than it saves. */
 const MIN_PARALLEL_CHARS = 2 * 2 ** 20;
@@ -90,8 +90,8 @@ function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatc
   const batches: TokenizeBatch[] = [];
   let current: Source[] = [];
   let chars = 0;
-  for (const { path, text } of sources) {
-    current.push({ path, text });
+  for (const { path, text, context } of sources) {
+    current.push(context === undefined ? { path, text } : { path, text, context });
     chars += text.length;
     if (chars >= batchChars) {
       batches.push({ type: 'batch', batch: batches.length, sources: current });

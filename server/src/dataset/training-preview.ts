@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { resolveFimTemplate } from '../model/fim';
 import { Tokenizer } from '../model/tokenizer';
 import { buildDataset, type Dataset, type DatasetReport } from './build-dataset';
+import type { ExampleContextOptions } from './example-context';
 import { formatDryRun, scanBoundsMessage } from './dry-run';
 import { type DumpSummary, writeTrainingDump } from './dump';
 
@@ -17,6 +18,8 @@ export interface TrainingPreviewOptions {
   fimRate: number;
   spmRate: number;
   lineSpanRate: number;
+  /** Context blocks before a share of the examples, with the editor's sources and limit. */
+  context: ExampleContextOptions;
   maxFiles: number;
   /** Tokenizing threads; 0 for one per core. */
   threads: number;
@@ -30,10 +33,13 @@ export interface TrainingPreviewOptions {
 }
 
 /** The dataset's own options, picked from any options object that has them (a fine-tune's). */
-export type DatasetChoices = Pick<TrainingPreviewOptions, 'workspace' | 'modelDir' | 'seqLen' | 'seed' | 'fimRate' | 'spmRate' | 'lineSpanRate' | 'maxFiles' | 'threads'>;
+export type DatasetChoices = Pick<
+  TrainingPreviewOptions,
+  'workspace' | 'modelDir' | 'seqLen' | 'seed' | 'fimRate' | 'spmRate' | 'lineSpanRate' | 'context' | 'maxFiles' | 'threads'
+>;
 export function datasetChoices(o: DatasetChoices): DatasetChoices {
-  const { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, maxFiles, threads } = o;
-  return { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, maxFiles, threads };
+  const { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, context, maxFiles, threads } = o;
+  return { workspace, modelDir, seqLen, seed, fimRate, spmRate, lineSpanRate, context, maxFiles, threads };
 }
 
 export interface TrainingPreview {
@@ -68,6 +74,7 @@ export async function buildWorkspaceDataset(o: DatasetChoices & DatasetRun): Pro
     fimRate: fim ? o.fimRate : 0,
     spmRate: o.spmRate,
     lineSpanRate: o.lineSpanRate,
+    context: o.context,
     maxFiles: o.maxFiles,
     parallel,
     ...(o.keepExamples ? { keepExamples: true } : {}),

@@ -4,6 +4,8 @@
 import type { CompletionModel } from '../completion/completion-model';
 import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { CompletionEngine } from '../completion/engine';
+import type { ContextSourceName } from '../context/snippet';
+import type { ContextSupplier } from '../context/supplier';
 import type { DecoderSession } from '../runtime/decoder-session';
 import { LatencyStats } from '../telemetry/latency-stats';
 
@@ -34,8 +36,22 @@ export interface EvalOptions {
   contextTokens?: number;
   /** Tokens scored for the validation loss over all files, shared evenly (default 32,768). */
   maxLossTokens?: number;
+  /** Prompt windows and layout other than the defaults (e.g. the prefill budget's shorter window). */
+  prompt?: Partial<Pick<CompletionSettings, 'maxPrefixTokens' | 'maxSuffixTokens' | 'psmTypedMiddle'>>;
   signal?: AbortSignal;
   onProgress?: (progress: EvalProgress) => void;
+  /** Context from the rest of the workspace, as the editor builds it (none: the file alone). */
+  context?: EvalContext;
+}
+
+/** What the engine's context block is drawn from when lines are scored. */
+export interface EvalContext {
+  supplier: ContextSupplier;
+  sources: readonly ContextSourceName[];
+  /** The document URI of an evaluated file's path (what the supplier maps back to a workspace path). */
+  uriOf: (path: string) => string;
+  /** kiln.context.maxTokens (default the editor's). */
+  maxTokens?: number;
 }
 
 /** NaN marks a figure with nothing to measure (no lines, or no tokens); JSON writes it as null. */
@@ -208,6 +224,7 @@ export async function sequenceLoss(session: DecoderSession, tokens: readonly num
 }
 
 async function validationLoss(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions): Promise<{ loss: number; tokens: number }> {
+  if (options.maxLossTokens === 0) return { loss: NaN, tokens: 0 }; // asked for line scores only
   const session = model.loaded.session;
   const context = Math.max(2, Math.min(options.contextTokens ?? 512, session.config.maxPositions));
   const encoded = files.map((f) => model.tokenizer.encode(f.text));
@@ -274,22 +291,43 @@ export async function evaluateModel(model: CompletionModel, files: readonly Eval
   return (await evaluateModelPerLine(model, files, options)).report;
 }
 
+/** Per context source: lines whose block held one of its snippets. */
+export type SnippetLines = Partial<Record<ContextSourceName, number>>;
+
 /** evaluateModel, with the score of every sampled line (in sampleLines order) beside the report. */
-export async function evaluateModelPerLine(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<{ report: EvalReport; perLine: LineScore[] }> {
+export async function evaluateModelPerLine(
+  model: CompletionModel,
+  files: readonly EvalFile[],
+  options: EvalOptions = {},
+): Promise<{ report: EvalReport; perLine: LineScore[]; snippetLines: SnippetLines }> {
   const { loss, tokens } = await validationLoss(model, files, options);
   const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
+  const ctx = options.context;
+  const settings: CompletionSettings =
+    ctx === undefined
+      ? EVAL_SETTINGS
+      : {
+          ...EVAL_SETTINGS,
+          'context.enabled': ctx.sources.length > 0,
+          'context.sources': [...ctx.sources],
+          'context.maxTokens': ctx.maxTokens ?? EVAL_SETTINGS['context.maxTokens'],
+        };
   // One engine for the run: KV reuse across lines gives the same greedy answers as cold prompts.
-  const engine = new CompletionEngine(model, EVAL_SETTINGS, new LatencyStats());
+  const engine = new CompletionEngine(model, { ...settings, ...options.prompt }, new LatencyStats(), ctx === undefined ? {} : { context: ctx.supplier });
+  const snippetLines: SnippetLines = {};
   const scores = await scoreLines(
     files,
     lines,
     async (task, line) => {
-      const answer = await engine.complete({ uri: line.path, text: task.text, offset: task.offset, signal: options.signal });
-      engine.forgetDocument(line.path); // each line is a fresh document: no typing-through between them
+      const uri = ctx?.uriOf(line.path) ?? line.path;
+      if (ctx !== undefined)
+        for (const source of new Set(engine.promptFor({ uri, ...task }).block.snippets.map((s) => s.source))) snippetLines[source] = (snippetLines[source] ?? 0) + 1;
+      const answer = await engine.complete({ uri, text: task.text, offset: task.offset, signal: options.signal });
+      engine.forgetDocument(uri); // each line is a fresh document: no typing-through between them
       return answer.items[0] ?? '';
     },
     options,
   );
   const { perLine, ...figures } = scores;
-  return { report: { files: files.length, lines: lines.length, ...figures, validationLoss: loss, tokens }, perLine };
+  return { report: { files: files.length, lines: lines.length, ...figures, validationLoss: loss, tokens }, perLine, snippetLines };
 }

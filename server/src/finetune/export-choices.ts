@@ -12,12 +12,13 @@ import { DEFAULT_LORA, FINE_TUNE_DEFAULTS } from './fine-tune-options';
 export const KILN_VERSION: string = version;
 
 /** The recipe trains LoRA only: a full-parameter choice exports Kiln's default LoRA as the recipe's defaults. */
-export function exportChoices(options: FineTuneOptions): Pick<ExportDatasetOptions, 'cacheDir' | 'kilnVersion' | 'lora'> {
+export function exportChoices(options: FineTuneOptions): Pick<ExportDatasetOptions, 'cacheDir' | 'kilnVersion' | 'lora' | 'schedule'> {
   const lora = options.mode.kind === 'lora' ? options.mode : DEFAULT_LORA;
   return {
     cacheDir: options.cacheDir,
     kilnVersion: KILN_VERSION,
     lora: { rank: lora.rank, alpha: lora.alpha, targets: lora.targets, lr: options.mode.kind === 'lora' ? options.lr : FINE_TUNE_DEFAULTS.lr },
+    schedule: { batchSize: options.batchSize, accumulation: options.accumulation, warmupSteps: options.warmupSteps, epochs: options.epochs, maxSteps: options.maxSteps },
   };
 }
 

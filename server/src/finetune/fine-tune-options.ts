@@ -2,8 +2,11 @@
 // and kiln/trainingDataPreview: the user's choices in, every unset field from the table below.
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
+import { DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
+import { CONTEXT_SOURCES } from '../context/snippet';
 import { SCAN_DEFAULTS } from '../dataset/scan';
 import type { LoraTarget, TrainingMode } from '../model/graph/training-graph';
+import type { QuantBits } from '../model/quantize';
 import { automaticThreads } from '../runtime/threads';
 import type { FineTuneOptions } from './fine-tune';
 
@@ -17,6 +20,7 @@ export const FULL_PARAMETER_LR = 3e-4;
 export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'outDir' | 'cacheDir'> = {
   mode: DEFAULT_LORA,
   lr: 1e-3,
+  minutes: 0,
   maxSteps: 200,
   epochs: 3,
   batchSize: 4,
@@ -33,10 +37,17 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   fimRate: 0.9,
   spmRate: 0.5,
   lineSpanRate: 0.5,
+  context: { sources: [...CONTEXT_SOURCES], maxTokens: DEFAULT_COMPLETION_SETTINGS['context.maxTokens'], rate: 0.5 },
   maxFiles: SCAN_DEFAULTS.maxFiles,
   resume: true,
   dryRun: false,
 };
+
+/**
+ * Caps a time budget leaves when the user sets none: the budget decides how long training runs,
+ * and early stopping on validation loss ends a run that starts to overfit.
+ */
+export const BUDGET_CAPS = { maxSteps: 100_000, epochs: 100 };
 
 type Tunable = Omit<FineTuneOptions, 'workspace' | 'modelDir' | 'cacheDir' | 'outDir' | 'mode'>;
 
@@ -52,6 +63,10 @@ export interface FineTuneChoices extends Partial<Tunable> {
   /** Default: 2 × rank. */
   alpha?: number;
   targets?: readonly LoraTarget[];
+  /** LoRA on the top this-many layers only (no backward below them); default all. */
+  loraLayers?: number;
+  /** QLoRA: the frozen base projections as int8 or int4 blocks; default float32. */
+  baseBits?: QuantBits;
 }
 
 /**
@@ -72,16 +87,37 @@ function defaultOutDir(cacheDir: string, workspace: string, modelDir: string, mo
 }
 
 export function buildFineTuneOptions(choices: FineTuneChoices): FineTuneOptions {
-  const { workspace: chosenWorkspace, modelDir, cacheDir, outDir, mode: modeName = 'lora', rank = DEFAULT_LORA.rank, alpha, targets = DEFAULT_LORA.targets, ...tunable } = choices;
+  const {
+    workspace: chosenWorkspace,
+    modelDir,
+    cacheDir,
+    outDir,
+    mode: modeName = 'lora',
+    rank = DEFAULT_LORA.rank,
+    alpha,
+    targets = DEFAULT_LORA.targets,
+    loraLayers,
+    baseBits,
+    ...tunable
+  } = choices;
   const chosen = Object.fromEntries(Object.entries(tunable).filter(([, value]) => value !== undefined)) as Partial<Tunable>;
   const workspace = resolve(chosenWorkspace);
   // alpha = 2 × rank keeps LoRA's scale (alpha / rank) at 2 for every rank, so one learning rate fits them all
-  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : { kind: 'lora', rank, alpha: alpha ?? 2 * rank, targets };
+  const lora = {
+    kind: 'lora',
+    rank,
+    alpha: alpha ?? 2 * rank,
+    targets,
+    ...(loraLayers === undefined ? {} : { layers: loraLayers }),
+    ...(baseBits === undefined ? {} : { baseBits }),
+  } as const;
+  const mode: TrainingMode = modeName === 'full' ? { kind: 'full' } : lora;
   return {
     ...FINE_TUNE_DEFAULTS,
     lr: modeName === 'full' ? FULL_PARAMETER_LR : FINE_TUNE_DEFAULTS.lr,
     // a checkpoint as often as validation runs, unless chosen apart
     checkpointEvery: chosen.evalEvery ?? FINE_TUNE_DEFAULTS.checkpointEvery,
+    ...(chosen.minutes ? BUDGET_CAPS : {}),
     ...chosen,
     threads: chosen.threads || trainingThreads(),
     workspace,

@@ -1,5 +1,6 @@
 // "Fine-tune on this repository": dataset → measure before → train (warmup + cosine, validation,
-// early stop, atomic checkpoints, resume, cancel) → save the best → measure after.
+// early stop, atomic checkpoints, resume, cancel) → save the best → measure after. With a time
+// budget (`minutes`), the step count is fitted to it after a short warm-up (training/time-budget.ts).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,6 +8,8 @@ import { performance } from 'node:perf_hooks';
 import { loadCompletionModel } from '../completion/completion-model';
 import type { DatasetReport } from '../dataset/build-dataset';
 import { buildWorkspaceDataset, datasetChoices } from '../dataset/training-preview';
+import type { ExampleContextOptions } from '../dataset/example-context';
+import { evalContextFor } from '../dataset/workspace-context';
 import type { FimOrder } from '../model/fim';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
@@ -14,7 +17,8 @@ import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
 import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
-import { learningRate } from '../training/lr-schedule';
+import { learningRate, type LrSchedule } from '../training/lr-schedule';
+import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
 
@@ -25,6 +29,11 @@ export interface FineTuneOptions {
   outDir: string;
   mode: TrainingMode;
   lr: number;
+  /**
+   * Wall-time budget of the whole run, evaluations included; 0 for none. When set, the step count is
+   * fitted to it and `maxSteps` and `epochs` only cap it.
+   */
+  minutes: number;
   maxSteps: number;
   epochs: number;
   batchSize: number;
@@ -44,6 +53,8 @@ export interface FineTuneOptions {
   fimRate: number;
   spmRate: number;
   lineSpanRate: number;
+  /** The editor's context: the training examples' blocks and the before/after evaluations use it. */
+  context: ExampleContextOptions;
   /** Files the workspace scan reads at most (the rest are excluded as 'limit' and reported). */
   maxFiles: number;
   resume: boolean;
@@ -59,6 +70,9 @@ export type FineTuneEvent =
   | { type: 'validation'; step: number; loss: number; best: boolean }
   | { type: 'log'; message: string };
 
+/** Why training ended: its schedule ran out, the time budget did, validation stopped improving, or the user cancelled. */
+export type FineTuneEndReason = 'completed' | 'time' | 'early-stop' | 'cancelled';
+
 export interface FineTuneResult {
   dataset: DatasetReport;
   /** Where the adapter (LoRA) or model (full) was written; undefined for a dry run. */
@@ -72,147 +86,223 @@ export interface FineTuneResult {
   trainSeconds: number;
   cancelled: boolean;
   stoppedEarly: boolean;
+  endReason: FineTuneEndReason;
+  /** The learning-rate schedule trained under (fitted to the budget when there is one). */
+  schedule?: LrSchedule;
+  /** What the schedule was fitted from, for a budgeted run. */
+  budget?: BudgetFit;
   resumedFrom?: number;
 }
 
 function runId(o: FineTuneOptions, datasetHash: string): string {
-  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate } = o;
+  const { workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, context } = o;
   return createHash('sha256')
-    .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, datasetHash }))
+    .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, context, datasetHash }))
     .digest('hex');
 }
 
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
+  const started = performance.now();
+  const budgetSeconds = o.minutes > 0 ? o.minutes * 60 : 0;
+  const secondsLeft = () => budgetSeconds - (performance.now() - started) / 1000;
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const { dataset } = await buildWorkspaceDataset({ ...datasetChoices(o), signal, onLog: (message: string) => emit({ type: 'log', message }) });
   const report = dataset.report;
   const fimOrders: FimOrder[] = o.spmRate >= 0.5 ? ['spm', 'psm'] : ['psm', 'spm'];
-  const empty = { dataset: report, steps: 0, bestStep: 0, bestValidationLoss: NaN, tokensSeen: 0, trainSeconds: 0, cancelled: false, stoppedEarly: false };
+  const empty = {
+    dataset: report,
+    steps: 0,
+    bestStep: 0,
+    bestValidationLoss: NaN,
+    tokensSeen: 0,
+    trainSeconds: 0,
+    cancelled: false,
+    stoppedEarly: false,
+    endReason: 'completed' as FineTuneEndReason,
+  };
   if (o.dryRun) return empty;
   if (dataset.train.length === 0) throw new Error(`nothing to train on in ${o.workspace}: every file was excluded or empty (run with --dry-run to see why)`);
   mkdirSync(o.outDir, { recursive: true });
   const loadOptions = { executionProvider: 'cpu' as const, threads: o.threads, cacheDir: o.cacheDir };
   // before and after are both measured unquantized: the trained weights carry no quantization measurement
   const choices = { fimOrder: 'auto', quantization: 'none' } as const;
-  const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal };
-
-  emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
-  const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
-  const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
-
-  emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
-  const trainer = await TrainerSession.create({
-    modelDir: o.modelDir,
-    mode: o.mode,
-    hyper: DEFAULT_ADAMW,
-    accumulation: o.accumulation,
-    threads: o.threads,
-    cacheDir: o.cacheDir,
-    seed: o.seed,
-    executionProvider: o.executionProvider,
-    log: (m) => emit({ type: 'log', message: m }),
-  });
-  const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
-  const checkpointDir = join(o.outDir, 'checkpoint');
-  const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
-  const totalSteps = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
-  // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
-  const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
-  const schedule = { peak: o.lr, warmupSteps: Math.min(o.warmupSteps, Math.floor(totalSteps / 4)), totalSteps };
-  let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
-  let stale = 0;
-  let tokensSeen = 0;
-  let resumedFrom: number | undefined;
-  let stoppedEarly = false;
-  if (o.resume && existsSync(checkpointDir)) {
-    // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
-    const {
-      state,
-      best: bestValues,
-      meta,
-    } = loadCheckpoint(
-      checkpointDir,
-      run,
-      trainer.params.map((p) => p.name),
-    );
-    trainer.restore(state);
-    best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
-    stale = meta.stepsWithoutImprovement;
-    stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
-    tokensSeen = meta.tokensSeen;
-    resumedFrom = meta.step;
-    emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
-  }
-  const t0 = performance.now();
-  let cancelled = false;
+  // the editor's context, from the rest of the workspace (never a held-out file's near-duplicates)
+  const evalContext =
+    o.context.sources.length === 0
+      ? undefined
+      : await evalContextFor({ root: o.workspace, dir: o.workspace, files: dataset.validationFiles, sources: o.context.sources, maxTokens: o.context.maxTokens });
+  const evalOptions = { maxLines: o.evalLines, seed: o.seed, signal, ...(evalContext === undefined ? {} : { context: evalContext.context }) };
   try {
-    for (let step = trainer.step; step < totalSteps && !stoppedEarly; step++) {
-      // Let pending messages (a cancel from the parent) run before the next step starts.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (signal?.aborted) {
-        cancelled = true;
-        break;
+    emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
+    const evalStarted = performance.now();
+    const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
+    const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
+    // The evaluation after training reads the same files: a budgeted run keeps this long back for it.
+    const evalSeconds = (performance.now() - evalStarted) / 1000;
+
+    emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
+    const trainer = await TrainerSession.create({
+      modelDir: o.modelDir,
+      mode: o.mode,
+      hyper: DEFAULT_ADAMW,
+      accumulation: o.accumulation,
+      threads: o.threads,
+      cacheDir: o.cacheDir,
+      seed: o.seed,
+      executionProvider: o.executionProvider,
+      log: (m) => emit({ type: 'log', message: m }),
+    });
+    const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
+    const checkpointDir = join(o.outDir, 'checkpoint');
+    const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
+    const cap = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
+    // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
+    const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
+    // Without a budget this is the schedule; with one, its warm-up length holds and its total is fitted.
+    const warmupSteps = Math.min(o.warmupSteps, Math.floor(cap / 4));
+    let schedule: LrSchedule = { peak: o.lr, warmupSteps: budgetSeconds > 0 ? budgetWarmup(warmupSteps) : warmupSteps, totalSteps: cap };
+    let fit: BudgetFit | undefined;
+    const validationStarted = performance.now();
+    let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
+    // The first validation also opens the loss graph's session: an overestimate, on the safe side.
+    const secondsPerValidation = (performance.now() - validationStarted) / 1000;
+    let stale = 0;
+    let tokensSeen = 0;
+    let resumedFrom: number | undefined;
+    let stoppedEarly = false;
+    if (o.resume && existsSync(checkpointDir)) {
+      // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
+      const {
+        state,
+        best: bestValues,
+        meta,
+      } = loadCheckpoint(
+        checkpointDir,
+        run,
+        trainer.params.map((p) => p.name),
+      );
+      trainer.restore(state);
+      best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
+      stale = meta.stepsWithoutImprovement;
+      stoppedEarly = stale >= o.patience; // the run had stopped early: resuming must not train further
+      tokensSeen = meta.tokensSeen;
+      resumedFrom = meta.step;
+      if (budgetSeconds > 0 && meta.budget && meta.schedule) {
+        // The plan the interrupted run fitted, not a new one: the resumed run takes the same steps at the
+        // same rates; this invocation's minutes only bound this invocation.
+        schedule = meta.schedule;
+        fit = meta.budget;
       }
-      const lr = learningRate(schedule, step + 1);
-      const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
-      const { loss, gradNorm } = await trainer.trainStep(micro, lr);
-      tokensSeen += micro.length * o.batchSize * o.seqLen;
-      const elapsed = (performance.now() - t0) / 1000;
-      const done = trainer.step - (resumedFrom ?? 0);
-      emit({
-        type: 'step',
-        step: trainer.step,
-        totalSteps,
-        loss,
-        lr,
-        gradNorm,
-        tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
-        etaSeconds: (elapsed / done) * (totalSteps - trainer.step),
-      });
-      const last = trainer.step === totalSteps;
-      if (trainer.step % o.evalEvery === 0 || last) {
-        const valLoss = await trainer.loss(validation);
-        const improved = valLoss < best.loss;
-        if (improved) best = { step: trainer.step, loss: valLoss, values: trainer.snapshot().values };
-        stale = improved ? 0 : stale + 1;
-        emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
-        if (stale >= o.patience) stoppedEarly = true;
-      }
-      if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) {
-        saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen });
-      }
-      if (stoppedEarly) break;
+      emit({ type: 'log', message: `resumed from step ${meta.step} (best step ${meta.bestStep}, validation loss ${meta.bestValLoss.toFixed(4)})` });
     }
+    const t0 = performance.now();
+    let cancelled = false;
+    let outOfTime = false;
+    let timed = 0;
+    let timedSeconds = 0;
+    let stepsThisProcess = 0;
+    let checkpointed = trainer.step;
+    const checkpoint = () => {
+      const meta = { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen, schedule, ...(fit ? { budget: fit } : {}) };
+      saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, meta);
+      checkpointed = trainer.step;
+    };
+    try {
+      for (let step = trainer.step; step < schedule.totalSteps && !stoppedEarly; step++) {
+        // Let pending messages (a cancel from the parent) run before the next step starts.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+        // Slower steps than measured have eaten into the time kept for the end: stop with the best so far.
+        if (fit && secondsLeft() < fit.reserveSeconds) {
+          outOfTime = true;
+          emit({ type: 'log', message: `time budget spent at step ${trainer.step} of ${schedule.totalSteps}; keeping the best so far` });
+          if (checkpointed !== trainer.step) checkpoint(); // run again, it goes on from here
+          break;
+        }
+        const lr = learningRate(schedule, step + 1);
+        const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
+        const stepStarted = performance.now();
+        const { loss, gradNorm } = await trainer.trainStep(micro, lr);
+        // The first step of a process pays for allocation and is never timed.
+        if (stepsThisProcess++ > 0) {
+          timed++;
+          timedSeconds += (performance.now() - stepStarted) / 1000;
+        }
+        if (budgetSeconds > 0 && !fit && measuredEnough(timed, timedSeconds, budgetSeconds)) {
+          // Kept back: the evaluation after (as long as the one before) and saving, about one validation.
+          const reserveSeconds = evalSeconds + secondsPerValidation;
+          const costs = { secondsLeft: secondsLeft(), secondsPerStep: timedSeconds / timed, secondsPerValidation, evalEvery: o.evalEvery, reserveSeconds };
+          schedule = fitSchedule(schedule, trainer.step, cap, costs);
+          fit = { minutes: o.minutes, fittedAtStep: trainer.step, secondsPerStep: costs.secondsPerStep, secondsPerValidation, reserveSeconds };
+          emit({
+            type: 'log',
+            message: `time budget ${o.minutes} min: ${schedule.totalSteps} steps (${costs.secondsPerStep.toFixed(3)} s a step, ${secondsPerValidation.toFixed(2)} s a validation, ${reserveSeconds.toFixed(1)} s kept for the end)`,
+          });
+        }
+        tokensSeen += micro.length * o.batchSize * o.seqLen;
+        const elapsed = (performance.now() - t0) / 1000;
+        const done = trainer.step - (resumedFrom ?? 0);
+        emit({
+          type: 'step',
+          step: trainer.step,
+          totalSteps: schedule.totalSteps,
+          loss,
+          lr,
+          gradNorm,
+          tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
+          etaSeconds: (elapsed / done) * (schedule.totalSteps - trainer.step),
+        });
+        const last = trainer.step >= schedule.totalSteps;
+        if (trainer.step % o.evalEvery === 0 || last) {
+          const valLoss = await trainer.loss(validation);
+          const improved = valLoss < best.loss;
+          if (improved) best = { step: trainer.step, loss: valLoss, values: trainer.snapshot().values };
+          stale = improved ? 0 : stale + 1;
+          emit({ type: 'validation', step: trainer.step, loss: valLoss, best: improved });
+          if (stale >= o.patience) stoppedEarly = true;
+        }
+        if (trainer.step % o.checkpointEvery === 0 || last || stoppedEarly) checkpoint();
+        if (stoppedEarly) break;
+      }
+    } finally {
+      await trainer.release();
+    }
+    const trainSeconds = (performance.now() - t0) / 1000;
+
+    emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
+    const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
+    saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
+
+    let after: EvalReport | undefined;
+    if (!cancelled) {
+      emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
+      const tuned =
+        o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
+      after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
+    }
+    const result: FineTuneResult = {
+      ...empty,
+      output,
+      before,
+      after,
+      steps: trainer.step,
+      bestStep: best.step,
+      bestValidationLoss: best.loss,
+      tokensSeen,
+      trainSeconds,
+      cancelled,
+      stoppedEarly,
+      endReason: cancelled ? 'cancelled' : stoppedEarly ? 'early-stop' : outOfTime ? 'time' : 'completed',
+      schedule,
+      budget: fit,
+      resumedFrom,
+    };
+    writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
+    return result;
   } finally {
-    await trainer.release();
+    evalContext?.dispose(); // the workspace's index is not kept past the run
   }
-  const trainSeconds = (performance.now() - t0) / 1000;
-
-  emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
-  const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
-  saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
-
-  let after: EvalReport | undefined;
-  if (!cancelled) {
-    emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
-    const tuned =
-      o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
-    after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
-  }
-  const result: FineTuneResult = {
-    ...empty,
-    output,
-    before,
-    after,
-    steps: trainer.step,
-    bestStep: best.step,
-    bestValidationLoss: best.loss,
-    tokensSeen,
-    trainSeconds,
-    cancelled,
-    stoppedEarly,
-    resumedFrom,
-  };
-  writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
-  return result;
 }

@@ -84,6 +84,14 @@ export class KvPool {
    * unshared tail is still worth keeping for the request it came from.
    * With no match the caller gets a fresh state and `reused` 0.
    */
+  /** How many leading tokens of `tokens` an acquire would reuse now (at most `tokens.length - 1`), without acquiring. */
+  peek(tokens: readonly number[]): number {
+    const limit = Math.max(0, tokens.length - 1);
+    let best = 0;
+    for (const entry of this.entries) best = Math.max(best, Math.min(commonPrefixLength(entry.state.tokens(), tokens), limit));
+    return best;
+  }
+
   acquire(tokens: readonly number[]): KvAcquired {
     this.counters.requestedTokens += tokens.length;
     const limit = Math.max(0, tokens.length - 1);

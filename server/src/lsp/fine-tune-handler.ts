@@ -6,6 +6,7 @@ import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import type { FineTuneEvent, FineTuneOptions } from '../finetune/fine-tune';
+import type { ContextSourceName } from '../context/snippet';
 import { buildFineTuneOptions } from '../finetune/fine-tune-options';
 import type { EvalReport } from '../evaluation/evaluate';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
@@ -15,6 +16,8 @@ export interface FineTuneContext {
   cacheDir: string | undefined;
   /** The `kiln.executionProvider` setting: training runs where completions run. */
   executionProvider: ExecutionProviderChoice;
+  /** The editor's kiln.context.* (sources empty when context is off): the examples' blocks and the evaluations use them. */
+  context?: { sources: readonly ContextSourceName[]; maxTokens: number };
   progress: (p: TrainingProgress) => void;
 }
 
@@ -45,6 +48,14 @@ function positiveCount(name: string, value: unknown): number | undefined {
   return value;
 }
 
+/** A duration the client may leave unset; anything but a positive finite number is refused. */
+function positiveMinutes(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw new ResponseError(LSPErrorCodes.RequestFailed, `minutes must be a positive number, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** A kiln/fineTune (or preview) request's choices, checked, through the builder `kiln finetune` uses too. */
 export function fineTuneOptions(params: FineTuneParams, modelPath: string, cacheDir: string, executionProvider: ExecutionProviderChoice = 'cpu'): FineTuneOptions {
   return buildFineTuneOptions({
@@ -54,6 +65,7 @@ export function fineTuneOptions(params: FineTuneParams, modelPath: string, cache
     mode: params.mode === 'full' ? 'full' : 'lora',
     rank: params.rank,
     lr: params.learningRate,
+    minutes: positiveMinutes(params.minutes),
     maxSteps: positiveCount('maxSteps', params.maxSteps),
     maxFiles: positiveCount('maxFiles', params.maxFiles),
     executionProvider,
@@ -65,7 +77,8 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
   if (typeof params?.workspace !== 'string' || !params.workspace) throw new ResponseError(LSPErrorCodes.RequestFailed, 'fine-tuning needs a workspace folder');
   if (running) throw new ResponseError(LSPErrorCodes.RequestFailed, 'a fine-tune is already running');
   running = true;
-  const options = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir(), ctx.executionProvider);
+  const built = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir(), ctx.executionProvider);
+  const options = ctx.context === undefined ? built : { ...built, context: { ...built.context, sources: [...ctx.context.sources], maxTokens: ctx.context.maxTokens } };
   const run = startFineTuneProcess(options, (e) => ctx.progress(progressOf(e)));
   const sub = token.onCancellationRequested(() => run.cancel());
   if (token.isCancellationRequested) run.cancel();
@@ -76,6 +89,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
       output: r.output,
       kind: options.mode.kind === 'lora' ? 'adapter' : 'model',
       cancelled: r.cancelled,
+      endReason: r.endReason,
       steps: r.steps,
       bestStep: r.bestStep,
       trainSeconds: r.trainSeconds,

@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../completion/completion-model';
 import { CompletionEngine } from '../completion/engine';
+import type { ContextSupplier } from '../context/supplier';
 import type { ServerStatus } from '../protocol';
 import { automaticThreads } from '../runtime/threads';
 import type { LatencyStats } from '../telemetry/latency-stats';
@@ -21,6 +22,8 @@ export interface ModelHostOptions {
   log: (message: string) => void;
   onStatus: (status: ServerStatus) => void;
   onAnswer: (timings: CompletionTimings) => void;
+  /** Where the engine's context block comes from. */
+  context?: ContextSupplier;
   /** The remote backend's API key (from the client's SecretStorage), if one was given. */
   backendApiKey?: string;
   /** A remote backend started failing (the message) or works again (undefined). */
@@ -136,6 +139,9 @@ export class ModelHost {
           threads: settings.threads || automaticThreads(),
           cacheDir: this.options.cacheDir,
           adapterDir: missingAdapter ? undefined : adapterDir,
+          cacheLimitBytes: settings.graphCacheLimitGB * 2 ** 30,
+          // the model serving until the swap must survive the cache pruning after this build
+          keepGraphDirs: this.current ? [this.current.model.loaded.graphDir] : [],
           log: this.options.log,
           // validation, graph build, quantization, hashing and the cache write run in a worker thread
           prepare: prepareGraphInWorker,
@@ -157,7 +163,7 @@ export class ModelHost {
       const old = await running.swapModel(model);
       await old.release().catch(() => {});
     } else {
-      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer });
+      this.current = new CompletionEngine(model, settings, this.options.stats, { onAnswer: this.options.onAnswer, context: this.options.context });
       this.backend = undefined; // a new engine starts local until told otherwise
     }
     this.applyBackend(settings);

@@ -67,8 +67,8 @@ export function runModelJob<T>(job: ModelWorkerJob, log?: (message: string) => v
 
 /** Validates and builds the graph in a worker (LoadModelOptions.prepare). */
 export const prepareGraphInWorker: GraphPreparer = (modelDir, options) => {
-  const { attention, weightType, quantization, cacheDir, adapterDir } = options;
-  const cloneable: WorkerPrepareOptions = { attention, weightType, quantization, cacheDir, adapterDir };
+  const { attention, weightType, quantization, cacheDir, adapterDir, cacheLimitBytes, keepGraphDirs } = options;
+  const cloneable: WorkerPrepareOptions = { attention, weightType, quantization, cacheDir, adapterDir, cacheLimitBytes, keepGraphDirs };
   return runModelJob<PreparedGraph>({ kind: 'prepare', modelDir, options: cloneable }, options.log);
 };
 

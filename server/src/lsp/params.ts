@@ -1,7 +1,7 @@
 // Request params checked at the boundary: JSON from the client becomes a typed object here, or the
 // request fails with InvalidParams naming the field. Handlers never see a NaN offset or a missing uri.
 import { ErrorCodes, InlineCompletionTriggerKind, ResponseError } from 'vscode-languageserver/node';
-import type { FineTuneParams, ValidateModelParams } from '../protocol';
+import type { CursorParams, CursorReason, FineTuneParams, PromptParams, ValidateModelParams, VisibleRangesParams } from '../protocol';
 
 /** LSP's `uinteger` ends here; positions beyond it are not positions. */
 const MAX_UINTEGER = 2 ** 31 - 1;
@@ -73,6 +73,18 @@ export function parseInlineCompletionParams(raw: unknown): InlineCompletionInput
   return { uri, position: { line, character }, explicit: context.triggerKind === InlineCompletionTriggerKind.Invoked };
 }
 
+const CURSOR_REASONS: unknown[] = ['focus', 'move'] satisfies CursorReason[];
+
+export function parseCursorParams(raw: unknown): CursorParams {
+  const params = object(raw, 'params');
+  const uri = nonEmptyString(object(params.textDocument, 'textDocument').uri, 'textDocument.uri');
+  const position = object(params.position, 'position');
+  const line = uinteger(position.line, 'position.line');
+  const character = uinteger(position.character, 'position.character');
+  if (!CURSOR_REASONS.includes(params.reason)) throw invalidParams(`reason must be "focus" or "move", got ${describe(params.reason)}`);
+  return { textDocument: { uri }, position: { line, character }, reason: params.reason as CursorReason };
+}
+
 export function parseValidateModelParams(raw: unknown): ValidateModelParams {
   return { path: nonEmptyString(object(raw, 'params').path, 'path') };
 }
@@ -89,5 +101,30 @@ export function parseFineTuneParams(raw: unknown): FineTuneParams {
   if (params.mode !== undefined && !FINE_TUNE_MODES.includes(params.mode)) throw invalidParams(`mode must be "lora" or "full", got ${describe(params.mode)}`);
   for (const name of ['maxSteps', 'maxFiles', 'rank'] as const) optionalPositiveInteger(params[name], name);
   optionalPositiveNumber(params.learningRate, 'learningRate');
+  optionalPositiveNumber(params.minutes, 'minutes');
   return params as unknown as FineTuneParams;
+}
+
+/** Ranges kept of one kiln/visibleRanges notification (an editor shows a few at most). */
+const MAX_VISIBLE_RANGES = 8;
+
+export function parseVisibleRangesParams(raw: unknown): VisibleRangesParams {
+  const params = object(raw, 'params');
+  const uri = nonEmptyString(params.uri, 'uri');
+  if (!Array.isArray(params.ranges)) throw invalidParams(`ranges must be a list, got ${describe(params.ranges)}`);
+  const ranges = params.ranges.slice(0, MAX_VISIBLE_RANGES).map((r, i) => {
+    const range = object(r, `ranges[${i}]`);
+    const start = uinteger(range.start, `ranges[${i}].start`);
+    const end = uinteger(range.end, `ranges[${i}].end`);
+    if (end < start) throw invalidParams(`ranges[${i}] ends (${end}) before it starts (${start})`);
+    return { start, end };
+  });
+  return { uri, ranges };
+}
+
+export function parsePromptParams(raw: unknown): PromptParams {
+  const params = object(raw, 'params');
+  const uri = nonEmptyString(params.uri, 'uri');
+  const position = object(params.position, 'position');
+  return { uri, position: { line: uinteger(position.line, 'position.line'), character: uinteger(position.character, 'position.character') } };
 }

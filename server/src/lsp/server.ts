@@ -5,6 +5,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   BACKEND_API_KEY_ENV,
   type KilnInitializationOptions,
+  KilnCursorNotification,
   KilnGetStatsRequest,
   KilnReloadModelRequest,
   type KilnStats,
@@ -14,6 +15,8 @@ import {
   KilnFineTuneRequest,
   KilnTrainingProgressNotification,
   KilnTrainingDataPreviewRequest,
+  KilnPromptRequest,
+  KilnVisibleRangesNotification,
   KilnExportDatasetRequest,
   type TrainingProgress,
 } from '../protocol';
@@ -21,12 +24,14 @@ import { defaultModelPath } from '../default-model';
 import { LatencyStats } from '../telemetry/latency-stats';
 import type { CompletionTimings } from '../telemetry/timings';
 import { throttle } from '../telemetry/throttle';
+import { handleCursor } from './cursor-handler';
 import { handleFineTune } from './fine-tune-handler';
 import { handleInlineCompletion } from './inline-completion';
 import { handleTrainingDataPreview } from './training-data-handler';
 import { handleExportDataset } from './export-dataset-handler';
 import { ModelHost } from './model-host';
-import { parseFineTuneParams, parseValidateModelParams } from './params';
+import { invalidParams, parseFineTuneParams, parsePromptParams, parseValidateModelParams, parseVisibleRangesParams } from './params';
+import { WorkspaceContext } from './workspace-context';
 import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelInWorker } from './model-worker-client';
@@ -34,7 +39,17 @@ import { validateModelInWorker } from './model-worker-client';
 const STATS_PUSH_MS = 250;
 
 export function startKilnServer(connection: Connection): void {
-  const documents = new TextDocuments(TextDocument);
+  const workspace = new WorkspaceContext();
+  let rootUri: string | undefined;
+  // TextDocument.update sees each change's range: the edited lines the context's recent-edits source records
+  const documents = new TextDocuments({
+    create: TextDocument.create,
+    update: (doc, changes, version) => {
+      const next = TextDocument.update(doc, changes, version);
+      workspace.changed(next.uri, next.getText(), changes);
+      return next;
+    },
+  });
   const stats = new LatencyStats();
   let settings: KilnSettings = DEFAULT_SETTINGS;
   let lastAnswer: CompletionTimings | undefined;
@@ -53,6 +68,7 @@ export function startKilnServer(connection: Connection): void {
     const backend = host.remoteLabel;
     return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
   };
+  let lastCursor: unknown; // the last kiln/cursor: warmed again once a (re)loaded model is ready
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -84,6 +100,7 @@ export function startKilnServer(connection: Connection): void {
       training: training && { state: training.state, step: training.step, totalSteps: training.totalSteps, loss: training.loss },
       last: lastAnswer,
       memory: engine ? await engine.memory() : { weightBytes: 0, kvBytes: 0, rssBytes: process.memoryUsage.rss() },
+      prewarm: engine?.prewarmStats(),
     };
   };
   const pushStats = throttle(() => {
@@ -96,6 +113,7 @@ export function startKilnServer(connection: Connection): void {
     onStatus: (status) => {
       void connection.sendNotification(KilnStatusNotification.type, currentStatus());
       if (status.state === 'error' && status.message) tell('error', status.message);
+      if (status.state === 'ready' && lastCursor !== undefined) void handleCursor(lastCursor, { documents, host, log });
       log(`status: ${status.state}${status.message ? ` — ${status.message}` : ''}`);
       pushStats();
     },
@@ -109,6 +127,7 @@ export function startKilnServer(connection: Connection): void {
     get cacheDir() {
       return init.cacheDir;
     },
+    context: workspace.supplier,
     backendApiKey,
     onRemoteHealth: (message) => {
       if (message === remoteProblem) return;
@@ -121,12 +140,18 @@ export function startKilnServer(connection: Connection): void {
       pushStats();
     },
   });
+  let contextStarted = false;
 
   const applySettings = async (raw: unknown, initial: boolean) => {
     const update = parseSettings(raw, settings);
     for (const p of update.problems) tell('warning', `Kiln settings: ${p}`);
     const previous = settings;
     settings = update.settings;
+    if (settings['context.enabled'] && !contextStarted) {
+      contextStarted = true; // indexing starts with the first settings that enable context, and then stays
+      workspace.start(rootUri, log);
+      for (const doc of documents.all()) workspace.opened(doc.uri, doc.getText());
+    }
     if (initial || needsReload(previous, settings)) await host.load(settings);
     else {
       host.engine?.updateSettings(settings);
@@ -141,6 +166,7 @@ export function startKilnServer(connection: Connection): void {
   connection.onInitialize((params) => {
     init = (params.initializationOptions ?? {}) as KilnInitializationOptions;
     canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    rootUri = params.workspaceFolders?.[0]?.uri ?? params.rootUri ?? undefined;
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
@@ -172,6 +198,7 @@ export function startKilnServer(connection: Connection): void {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
       executionProvider: settings.executionProvider,
+      context: { sources: settings['context.enabled'] ? settings['context.sources'] : [], maxTokens: settings['context.maxTokens'] },
       progress: (p) => {
         training = { ...training, ...p, state: p.state };
         void connection.sendNotification(KilnTrainingProgressNotification.type, p);
@@ -182,10 +209,37 @@ export function startKilnServer(connection: Connection): void {
   connection.onRequest(KilnTrainingDataPreviewRequest.type, (params, token) =>
     handleTrainingDataPreview(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }),
   );
+  connection.onNotification(KilnVisibleRangesNotification.type, (p) => {
+    try {
+      const { uri, ranges } = parseVisibleRangesParams(p);
+      workspace.viewed(uri, ranges);
+    } catch (err) {
+      log(`kiln/visibleRanges ignored: ${(err as Error).message}`); // a notification has no reply to carry the error
+    }
+  });
+  connection.onRequest(KilnPromptRequest.type, async (p) => {
+    const params = parsePromptParams(p);
+    await workspace.settled(); // the prompt once the context has read what it was waiting to read
+    const doc = documents.get(params.uri);
+    if (!doc) throw invalidParams(`Kiln has no open document ${params.uri}`);
+    const engine = host.engine;
+    if (!engine) return { tokens: [], snippets: [] };
+    const prompt = engine.promptFor({ uri: doc.uri, text: doc.getText(), offset: doc.offsetAt(params.position) });
+    return { tokens: prompt.tokens, snippets: prompt.block.snippets.map((s) => ({ filename: s.path, text: s.text, source: s.source })) };
+  });
+  documents.onDidOpen((e) => workspace.opened(e.document.uri, e.document.getText()));
+  documents.onDidClose((e) => {
+    host.engine?.forgetDocument(e.document.uri);
+    workspace.closed(e.document.uri);
+  });
   connection.onRequest(KilnExportDatasetRequest.type, (params, token) => handleExportDataset(params, token, { modelPath: host.modelPath(settings), cacheDir: init.cacheDir, log }));
-  documents.onDidClose((e) => host.engine?.forgetDocument(e.document.uri));
+  connection.onNotification(KilnCursorNotification.type, (params) => {
+    lastCursor = params;
+    void handleCursor(params, { documents, host, log });
+  });
   connection.onShutdown(async () => {
     pushStats.cancel();
+    workspace.dispose();
     await host.dispose();
   });
 

@@ -3,6 +3,7 @@
 import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
+import { CONTEXT_SOURCES } from '../context/snippet';
 import { type BackendSettings, DEFAULT_BACKEND_SETTINGS, parseBackendSettings } from '../remote/backend-settings';
 
 export type { CompletionMode } from '../completion/completion-settings';
@@ -11,10 +12,11 @@ export type FimOrderSetting = 'auto' | 'psm' | 'spm';
 /** The completion engine's settings plus how the model is found, loaded and prompted. */
 export interface KilnSettings extends CompletionSettings {
   modelPath: string; // '' = the embedded default model
-  adapterPath: string; // '' = none; a PEFT LoRA adapter merged into the model (set after a fine-tune)
+  adapterPath: string; // '' = none; a PEFT LoRA adapter applied on the model (set after a fine-tune)
   executionProvider: ExecutionProviderChoice;
   quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
+  graphCacheLimitGB: number; // the built-graph cache's size cap (least recently used go first)
   fimOrder: FimOrderSetting;
   /** `kiln.backend.*`: the local model (default) or a remote inference server the user chose. */
   backend: BackendSettings;
@@ -26,6 +28,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   executionProvider: 'auto',
   quantization: 'auto',
   threads: 0,
+  graphCacheLimitGB: 16,
   fimOrder: 'auto',
   backend: DEFAULT_BACKEND_SETTINGS,
   ...DEFAULT_COMPLETION_SETTINGS,
@@ -47,6 +50,10 @@ const oneOf =
     typeof v === 'string' && values.includes(v) ? undefined : `must be one of ${values.join(', ')}`;
 const bool: Rule = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
 const str: Rule = (v) => (typeof v === 'string' ? undefined : 'must be a string');
+const listOf =
+  (values: readonly string[]): Rule =>
+  (v) =>
+    Array.isArray(v) && v.every((x) => typeof x === 'string' && values.includes(x)) ? undefined : `must be a list of ${values.join(', ')}`;
 
 const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   modelPath: str,
@@ -54,6 +61,7 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   executionProvider: oneOf(EXECUTION_PROVIDER_CHOICES),
   quantization: oneOf(QUANTIZATION_SETTINGS),
   threads: int(0, 256),
+  graphCacheLimitGB: int(1, 4096),
   maxTokens: int(1, 1024),
   temperature: real(0, 5),
   topP: real(0.01, 1),
@@ -67,7 +75,20 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   speculate: bool,
   lookupDecoding: bool,
   tokenHealing: bool,
+  'context.enabled': bool,
+  'context.sources': listOf(CONTEXT_SOURCES),
+  'context.maxTokens': int(0, 32768),
+  prewarm: bool,
+  psmTypedMiddle: bool,
 };
+
+/** A dotted key's value: VS Code hands `kiln.context.enabled` over as `{ context: { enabled } }`; a flat key is taken too. */
+function valueAt(raw: Record<string, unknown>, key: string): unknown {
+  if (key in raw) return raw[key];
+  let at: unknown = raw;
+  for (const part of key.split('.')) at = at !== null && typeof at === 'object' && !Array.isArray(at) ? (at as Record<string, unknown>)[part] : undefined;
+  return at;
+}
 
 export interface SettingsUpdate {
   settings: KilnSettings;
@@ -82,11 +103,11 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
   if (raw === null || raw === undefined) return { settings, problems };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { settings, problems: ['kiln: settings must be an object'] };
   for (const key of Object.keys(RULES) as (keyof typeof RULES)[]) {
-    const value = (raw as Record<string, unknown>)[key];
+    const value = valueAt(raw as Record<string, unknown>, key);
     if (value === undefined || value === null) continue;
     const problem = RULES[key](value);
     if (problem) problems.push(`kiln.${key}: ${problem} (got ${JSON.stringify(value)}); keeping ${JSON.stringify(previous[key])}`);
-    else (settings as unknown as Record<string, unknown>)[key] = value;
+    else (settings as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...(value as unknown[])] : value;
   }
   const backend = parseBackendSettings((raw as Record<string, unknown>).backend, previous.backend);
   settings.backend = backend.settings;

@@ -134,3 +134,14 @@ export function buildFimPrompt(template: FimTemplate, prefixIds: readonly number
   }
   return [...head, template.prefixId, template.suffixId, ...suffixIds, template.middleId, ...prefixIds];
 }
+
+/**
+ * A FIM prompt with a context block (snippets of other files, context/block.ts) in front of it,
+ * after BOS where the family has one: `[bos] context <pre> …`. The block comes first so that it,
+ * like the suffix in SPM order, is a stable token prefix the KV cache keeps across keystrokes.
+ */
+export function withContextBlock(template: FimTemplate, context: readonly number[], fimIds: number[]): number[] {
+  if (context.length === 0) return fimIds;
+  const head = template.bosId === undefined ? 0 : 1;
+  return [...fimIds.slice(0, head), ...context, ...fimIds.slice(head)];
+}

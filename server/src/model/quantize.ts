@@ -100,3 +100,67 @@ function readCode(bytes: Uint8Array, base: number, index: number, bits: QuantBit
   const byte = bytes[base + (index >> 1)]!;
   return index & 1 ? byte >> 4 : byte & 0x0f;
 }
+
+// ---------- int8 per output channel, for MatMulInteger ----------
+
+/**
+ * Largest |code| of a per-channel int8 weight: 63, not 127 (ORT's "reduce range"). x86 CPUs without
+ * VNNI multiply u8 activations by s8 weights with VPMADDUBSW, which saturates a pair's sum at 32,767;
+ * 255·63·2 = 32,130 never does, 255·127·2 would. One bit of the weight's precision buys exact results on
+ * every CPU.
+ */
+export const INT8_CHANNEL_MAX = 63;
+
+/** Side of the square tiles the [n, k] ↔ [k, n] transposes walk in. */
+const TILE = 64;
+
+/** A weight [n, k] as symmetric per-output-channel codes, laid out as MatMulInteger's B. */
+export interface ChannelQuantized {
+  n: number;
+  k: number;
+  /** int8 [k, n] (transposed: B of y = x · B); |code| ≤ INT8_CHANNEL_MAX. */
+  codes: Int8Array;
+  /** float32 [n]: value ≈ code · scale of its output channel. */
+  scales: Float32Array;
+}
+
+/** Quantizes an HF Linear weight `w` [n, k] (row-major) per output channel (row). */
+export function quantizePerChannel(w: Float32Array, { n, k }: { n: number; k: number }): ChannelQuantized {
+  if (w.length !== n * k) throw new Error(`quantize: ${w.length} values is not ${n}×${k}`);
+  const codes = new Int8Array(n * k);
+  const scales = new Float32Array(n);
+  for (let row = 0; row < n; row++) {
+    let max = 0;
+    for (let i = row * k; i < (row + 1) * k; i++) max = Math.max(max, Math.abs(w[i]!));
+    scales[row] = Math.fround(max > 0 ? max / INT8_CHANNEL_MAX : 1);
+  }
+  // transposed in tiles: a plain column walk over a 151,936-row head misses the cache on every write
+  for (let r0 = 0; r0 < n; r0 += TILE) {
+    for (let i0 = 0; i0 < k; i0 += TILE) {
+      for (let row = r0; row < Math.min(n, r0 + TILE); row++) {
+        const scale = scales[row]!;
+        for (let i = i0; i < Math.min(k, i0 + TILE); i++) codes[i * n + row] = Math.max(-INT8_CHANNEL_MAX, Math.min(INT8_CHANNEL_MAX, Math.round(w[row * k + i]! / scale)));
+      }
+    }
+  }
+  return { n, k, codes, scales };
+}
+
+/** The float32 weight [n, k] per-channel codes stand for. */
+export function dequantizePerChannel(q: ChannelQuantized): Float32Array {
+  const out = new Float32Array(q.n * q.k);
+  for (let r0 = 0; r0 < q.n; r0 += TILE) {
+    for (let i0 = 0; i0 < q.k; i0 += TILE) {
+      for (let row = r0; row < Math.min(q.n, r0 + TILE); row++) {
+        const scale = q.scales[row]!;
+        for (let i = i0; i < Math.min(q.k, i0 + TILE); i++) out[row * q.k + i] = Math.fround(q.codes[i * q.n + row]! * scale);
+      }
+    }
+  }
+  return out;
+}
+
+/** The float32 weight [n, k] a quantized matmul of `bits` computes with (int4 block-wise, int8 per channel). */
+export function roundTripQuantized(w: Float32Array, { n, k, bits }: { n: number; k: number; bits: QuantBits }): Float32Array {
+  return bits === 8 ? dequantizePerChannel(quantizePerChannel(w, { n, k })) : dequantizeBlockwise(quantizeBlockwise(w, { n, k, bits }));
+}

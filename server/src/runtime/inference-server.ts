@@ -2,12 +2,14 @@
 // back to the prefix-matching pool, under its byte budget), and a queue of tasks as data (open,
 // fork, prefill chunks, decode steps; drops and weight swaps applied between steps). One loop runs
 // them. Every decode task due at a step, from any caller, advances in one batched forward; a prefill
-// runs a chunk at a time so decodes of other slots interleave. A task whose signal aborts is dropped
+// runs a chunk at a time so decodes of other slots interleave (background prefill in small chunks,
+// so a request never waits for a whole background prompt). A task whose signal aborts is dropped
 // if queued and rejected after the step it is in.
+import { performance } from 'node:perf_hooks';
 import { KvPool, type KvPoolStats } from '../kvcache/kv-pool';
 import { CancelledError, ModelSwappedError } from './cancellation';
 import type { DecoderSession } from './decoder-session';
-import type { Generator, OpenedSlot, Slot, TaskOptions } from './generator';
+import type { Generator, OpenedSlot, Slot, TaskOptions, TaskPriority } from './generator';
 import type { BoundaryTask, DecodeTask, ForkTask, OpenTask, PrefillTask, QueuedTask, SlotRecord, VerifyTask } from './inference-tasks';
 import { KvBatch } from './kv-batch';
 import type { MemoryReport } from './memory';
@@ -19,11 +21,27 @@ export interface InferenceServerOptions {
   prefillChunk?: number;
   /** Most slots one batched decode step advances. */
   maxBatch?: number;
+  /**
+   * Prompt tokens per prefill run of background work (pre-warm, speculation): a request arriving
+   * meanwhile waits for one such run at most, never for a whole background prompt.
+   */
+  backgroundPrefillChunk?: number;
+}
+
+/** One forward of the loop: its kind, the tokens it computed (all rows) and how long it took. */
+export interface ForwardRun {
+  kind: 'prefill' | 'decode' | 'verify';
+  priority: TaskPriority;
+  tokens: number;
+  ms: number;
 }
 
 // A cold keystroke prompt (~1,000 tokens) in one run: splitting it measured slower on the CPU
 const DEFAULT_PREFILL_CHUNK = 1024;
 const DEFAULT_MAX_BATCH = 8;
+// 64 tokens: ~20 ms on the 25M reference model and ~150 ms on a 0.5B one (2 CPU threads) — what a
+// keystroke may wait behind a pre-warm; larger runs are barely faster per token there
+const DEFAULT_BACKGROUND_PREFILL_CHUNK = 64;
 
 export class InferenceServer implements Generator {
   private readonly queue: QueuedTask[] = [];
@@ -37,6 +55,8 @@ export class InferenceServer implements Generator {
   private idleWaiters: (() => void)[] = [];
   private readonly prefillChunk: number;
   private readonly maxBatch: number;
+  private readonly backgroundPrefillChunk: number;
+  private readonly forwardListeners = new Set<(run: ForwardRun) => void>();
 
   constructor(
     private current: DecoderSession,
@@ -44,6 +64,7 @@ export class InferenceServer implements Generator {
   ) {
     this.prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
     this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.backgroundPrefillChunk = options.backgroundPrefillChunk ?? DEFAULT_BACKGROUND_PREFILL_CHUNK;
     this.pool = new KvPool({ budgetBytes: options.kvBudgetBytes, newState: () => this.current.newState(1), track: (s) => this.current.track(s) });
   }
 
@@ -141,6 +162,17 @@ export class InferenceServer implements Generator {
 
   clearCache(): void {
     this.pool.clear();
+  }
+
+  /** Calls `listener` after every forward (what the engine's prefill budget measures rates from); returns its removal. */
+  observeForwards(listener: (run: ForwardRun) => void): () => void {
+    this.forwardListeners.add(listener);
+    return () => this.forwardListeners.delete(listener);
+  }
+
+  /** Leading tokens of `tokens` a slot opened now would reuse from the prefix cache (nothing is taken). */
+  cachedPrefix(tokens: readonly number[]): number {
+    return this.pool.peek(tokens);
   }
 
   cacheStats(): KvPoolStats & { bytes: number; states: number } {
@@ -317,10 +349,20 @@ export class InferenceServer implements Generator {
     return record;
   }
 
+  /** Runs one forward and tells the observer what it computed and how long it took. */
+  private async timed<T>(kind: ForwardRun['kind'], priority: TaskPriority, tokens: number, run: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    const out = await run();
+    const ms = performance.now() - t0;
+    for (const listener of this.forwardListeners) listener({ kind, priority, tokens, ms });
+    return out;
+  }
+
   /** One chunk of a prefill; an unfinished prefill goes to the back of the queue. */
   private async runPrefillChunk(task: PrefillTask): Promise<void> {
-    const chunk = task.tokens.slice(task.done, task.done + this.prefillChunk);
-    const { logits } = await this.current.forward(task.slot.state, [chunk as number[]], 'last');
+    const size = task.priority === 'background' ? Math.min(this.prefillChunk, this.backgroundPrefillChunk) : this.prefillChunk;
+    const chunk = task.tokens.slice(task.done, task.done + size);
+    const { logits } = await this.timed('prefill', task.priority, chunk.length, () => this.current.forward(task.slot.state, [chunk as number[]], 'last'));
     task.done += chunk.length;
     if (task.done < task.tokens.length && !task.signal?.aborted) this.queue.push(task);
     else this.settle(task, logits);
@@ -329,7 +371,7 @@ export class InferenceServer implements Generator {
   /** The draft in one forward with logits at every position: [S, V] -> S rows of [V]. */
   private async runVerify(task: VerifyTask): Promise<void> {
     const V = this.current.config.vocabSize;
-    const { logits } = await this.current.forward(task.slot.state, [task.tokens as number[]], 'all');
+    const { logits } = await this.timed('verify', task.priority, task.tokens.length, () => this.current.forward(task.slot.state, [task.tokens as number[]], 'all'));
     this.settle(
       task,
       task.tokens.map((_, i) => logits.slice(i * V, (i + 1) * V)),
@@ -341,7 +383,7 @@ export class InferenceServer implements Generator {
     const V = this.current.config.vocabSize;
     if (tasks.length === 1) {
       const t = tasks[0]!;
-      const { logits } = await this.current.forward(t.slot.state, [[t.token]], 'last');
+      const { logits } = await this.timed('decode', t.priority, 1, () => this.current.forward(t.slot.state, [[t.token]], 'last'));
       return this.settle(t, logits);
     }
     const tokens = tasks.map((t) => [t.token]);
@@ -349,8 +391,9 @@ export class InferenceServer implements Generator {
       tasks.map((t) => t.slot.state),
       this.batch,
     );
-    const out = await this.current.run(this.batch.input(tokens));
-    this.batch.append(tokens, out.newKeys, out.newValues);
+    const batch = this.batch;
+    const out = await this.timed('decode', tasks[0]!.priority, tasks.length, () => this.current.run(batch.input(tokens)));
+    batch.append(tokens, out.newKeys, out.newValues);
     for (const [b, t] of tasks.entries()) this.settle(t, out.logits.slice(b * V, (b + 1) * V)); // [B,1,V] -> [V] each
   }
 }

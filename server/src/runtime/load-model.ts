@@ -3,9 +3,7 @@
 // from the graph file on the best execution provider that works.
 import * as ort from 'onnxruntime-node';
 import { performance } from 'node:perf_hooks';
-import { join } from 'node:path';
 import type { ModelConfig } from '../model/config';
-import { MODEL_FILE } from '../model/graph/write-model';
 import type { QuantBits } from '../model/quantize';
 import { DecoderSession } from './decoder-session';
 import { createWithFallback, type ExecutionProviderChoice, type ProviderAttempt } from './execution-provider';
@@ -32,7 +30,9 @@ export interface LoadedModel {
   cacheHit: boolean;
   buildMs: number;
   sessionCreateMs: number;
-  /** The merged adapter, when one was given. */
+  /** The graph's cache folder (an adapter graph sits in its base's): kept when the cache is pruned while this model serves. */
+  graphDir: string;
+  /** The adapter applied on the base graph, when one was given. */
   adapter?: AdapterIdentity;
   /** Bits of the quantized Linear layers; absent when unquantized. */
   quantization?: QuantBits;
@@ -43,7 +43,7 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
   const t0 = performance.now();
   const { session, provider, attempts } = await createWithFallback(
     { executionProvider: options.executionProvider ?? 'auto', threads: options.threads ?? 0, log: options.log },
-    (_provider, sessionOptions) => ort.InferenceSession.create(join(prepared.graphDir, MODEL_FILE), sessionOptions),
+    (_provider, sessionOptions) => ort.InferenceSession.create(prepared.modelPath, sessionOptions),
   );
   return {
     dir: modelDir,
@@ -51,6 +51,7 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     session: new DecoderSession(session, prepared.config, provider, prepared.weightBytes),
     attempts,
     cacheHit: prepared.cacheHit,
+    graphDir: prepared.graphDir,
     buildMs: prepared.buildMs,
     sessionCreateMs: performance.now() - t0,
     adapter: prepared.adapter,

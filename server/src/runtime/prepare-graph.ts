@@ -2,14 +2,21 @@
 // all synchronous JavaScript and file work, kept free of onnxruntime so it can run in a worker thread
 // (lsp/model-worker.ts) and only the session creation stays with the caller.
 import { performance } from 'node:perf_hooks';
-import { openCheckpoint } from '../model/checkpoint';
+import { join } from 'node:path';
+import { type Checkpoint, openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
-import { loadLoraAdapter } from '../model/export/peft';
+import { loadLoraAdapter, splitLoraName } from '../model/export/peft';
+import { adapterGraphFiles, readAdapterGraphRecord, writeAdapterGraph } from '../model/graph/adapter-graph';
 import { cachedGraph, defaultCacheDir, graphCacheKey, isCompleteBuild, weightsFileHash, writeBuildMeta } from '../model/graph/build-cache';
-import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type WeightType } from '../model/graph/decoder';
-import { writeModel } from '../model/graph/write-model';
-import { MergedWeightSource } from '../model/merged-weights';
+import { INITIALIZER_PARAMS } from '../model/graph/decoder-parts';
+import { type AttentionPath, buildDecoderGraph, DECODER_BUILDER_VERSION, DECODER_OPSETS, type DecoderGraphOptions, type WeightType } from '../model/graph/decoder';
+import { DEFAULT_GRAPH_CACHE_LIMIT_BYTES, markGraphUsed, pruneGraphCache } from '../model/graph/graph-cache';
+import { adapterParams } from '../model/graph/lora-side-product';
+import { MODEL_FILE, writeModel } from '../model/graph/write-model';
 import type { QuantBits } from '../model/quantize';
+
+/** Bump when an adapter graph changes while the base graph does not (it joins the adapter's cache key). */
+const ADAPTER_GRAPH_VERSION = 1;
 
 export const DEFAULT_ATTENTION: AttentionPath = 'plain';
 
@@ -20,8 +27,15 @@ export interface PrepareGraphOptions {
   quantization?: QuantBits;
   /** Where built graphs are cached (the extension passes its global storage). */
   cacheDir?: string;
-  /** A PEFT LoRA adapter folder merged into the weights as the graph is built (the adapter's hash joins the cache key). */
+  /**
+   * A PEFT LoRA adapter folder, applied as side products on the base graph (any precision) and
+   * written beside it, sharing its weights (the adapter's hash joins the cache key).
+   */
   adapterDir?: string;
+  /** The graph cache's size cap: after a build, least recently used graphs go until it fits. */
+  cacheLimitBytes?: number;
+  /** Graph folders in use elsewhere in this process (the model being replaced): never pruned. */
+  keepGraphDirs?: string[];
   log?: (message: string) => void;
 }
 
@@ -33,14 +47,17 @@ export interface AdapterIdentity {
 
 export interface PreparedGraph {
   config: ModelConfig;
+  /** The cache folder: the base graph's, which an adapter graph's files sit in. */
   graphDir: string;
+  /** The .onnx file to create the session from (model.onnx, or the adapter's lora-<key>.onnx). */
+  modelPath: string;
   weightBytes: number;
   cacheHit: boolean;
   buildMs: number;
   adapter?: AdapterIdentity;
 }
 
-/** Builds (or finds in the cache) the decoder graph for a checkpoint (and adapter); returns its folder. */
+/** Builds (or finds in the cache) the decoder graph for a checkpoint (and adapter); returns its folder and model file. */
 export function prepareGraph(modelDir: string, options: PrepareGraphOptions = {}): PreparedGraph {
   const t0 = performance.now();
   const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -54,38 +71,69 @@ export function prepareGraph(modelDir: string, options: PrepareGraphOptions = {}
   const checkpoint = openCheckpoint(modelDir);
   try {
     const adapter = options.adapterDir === undefined ? undefined : loadLoraAdapter(options.adapterDir, checkpoint.config);
-    const identity = adapter && { dir: adapter.dir, hash: adapter.hash };
-    const prepared = (graphDir: string, weightBytes: number, cacheHit: boolean): PreparedGraph => ({
-      config: checkpoint.config,
-      graphDir,
-      weightBytes,
-      cacheHit,
-      buildMs: performance.now() - t0,
-      adapter: identity,
-    });
+    const weightHashes = checkpoint.weights.files.map((f) => weightsFileHash(f.path, cacheDir));
+    const base = prepareBaseGraph({ modelDir, checkpoint, cacheDir, graphOptions, weightHashes, log: options.log });
+    const finish = (modelPath: string, weightBytes: number, cacheHit: boolean, identity?: AdapterIdentity): PreparedGraph => {
+      markGraphUsed(modelPath);
+      if (!cacheHit)
+        pruneGraphCache(cacheDir, { limitBytes: options.cacheLimitBytes ?? DEFAULT_GRAPH_CACHE_LIMIT_BYTES, keep: [base.dir, ...(options.keepGraphDirs ?? [])], log: options.log });
+      return { config: checkpoint.config, graphDir: base.dir, modelPath, weightBytes, cacheHit, buildMs: performance.now() - t0, adapter: identity };
+    };
+    if (!adapter) return finish(join(base.dir, MODEL_FILE), base.weightBytes, base.cacheHit);
+    const identity = { dir: adapter.dir, hash: adapter.hash };
     const key = graphCacheKey({
-      weightHashes: checkpoint.weights.files.map((f) => weightsFileHash(f.path, cacheDir)),
+      weightHashes,
       config: checkpoint.config,
       // the scale too: lora_alpha lives in adapter_config.json, outside the hashed tensors
-      options: adapter ? { ...graphOptions, adapter: { hash: adapter.hash, scale: adapter.scale } } : graphOptions,
-      builderVersion: DECODER_BUILDER_VERSION,
+      options: { ...graphOptions, adapter: { hash: adapter.hash, scale: adapter.scale } },
+      builderVersion: DECODER_BUILDER_VERSION * 1000 + ADAPTER_GRAPH_VERSION,
     });
-    const cached = cachedGraph(cacheDir, key);
-    if (cached.meta) return prepared(cached.dir, cached.meta.weightBytes, true);
-    const adapted = adapter ? ` with the adapter ${adapter.dir}` : '';
-    const precision = options.quantization ? `int${options.quantization}` : graphOptions.weightType;
-    options.log?.(`building the ${graphOptions.attention}/${precision} graph for ${modelDir}${adapted}`);
-    const weights = adapter ? new MergedWeightSource(checkpoint.weights, adapter) : checkpoint.weights;
-    const graph = buildDecoderGraph(checkpoint.config, weights, graphOptions);
-    // The build record goes in before the folder is published, so a complete-looking folder is complete.
-    const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
-      finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions, ...(identity ? { adapter: identity } : {}) }),
-      isComplete: isCompleteBuild,
+    const found = readAdapterGraphRecord(base.dir, key);
+    if (found) return finish(join(base.dir, adapterGraphFiles(key).model), base.weightBytes + found.loraBytes, base.cacheHit, identity);
+    options.log?.(`adding the adapter ${adapter.dir} to the ${describeGraph(graphOptions)} graph of ${modelDir} (LoRA side products; the base weights are shared)`);
+    // No base weight is read here: the adapter graph references the base graph's stored weights.
+    const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, graphOptions, adapterParams(INITIALIZER_PARAMS, adapter));
+    const written = writeAdapterGraph(graph, {
+      baseDir: base.dir,
+      key,
+      opsets: DECODER_OPSETS,
+      isAdapterWeight: (name) => splitLoraName(name) !== undefined,
+      describe: { modelDir, ...graphOptions, adapter: identity },
     });
-    return prepared(cached.dir, written.weightBytes, false);
+    return finish(written.modelPath, base.weightBytes + written.loraBytes, false, identity);
   } finally {
     checkpoint.weights.close();
   }
+}
+
+type GraphOptions = Pick<DecoderGraphOptions, 'attention' | 'weightType' | 'quantization'>;
+
+function describeGraph(o: GraphOptions): string {
+  return `${o.attention}/${o.quantization ? `int${o.quantization}` : o.weightType}`;
+}
+
+interface BaseGraphSpec {
+  modelDir: string;
+  checkpoint: Checkpoint;
+  cacheDir: string;
+  graphOptions: GraphOptions;
+  weightHashes: string[];
+  log?: (message: string) => void;
+}
+
+/** The checkpoint's own graph (no adapter), from the cache or built and published now. */
+function prepareBaseGraph({ modelDir, checkpoint, cacheDir, graphOptions, weightHashes, log }: BaseGraphSpec): { dir: string; weightBytes: number; cacheHit: boolean } {
+  const key = graphCacheKey({ weightHashes, config: checkpoint.config, options: graphOptions, builderVersion: DECODER_BUILDER_VERSION });
+  const cached = cachedGraph(cacheDir, key);
+  if (cached.meta) return { dir: cached.dir, weightBytes: cached.meta.weightBytes, cacheHit: true };
+  log?.(`building the ${describeGraph(graphOptions)} graph for ${modelDir}`);
+  const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, graphOptions);
+  // The build record goes in before the folder is published, so a complete-looking folder is complete.
+  const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
+    finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions }),
+    isComplete: isCompleteBuild,
+  });
+  return { dir: cached.dir, weightBytes: written.weightBytes, cacheHit: false };
 }
 
 /** Prepares a graph somewhere (this thread, or a worker) and resolves to where it was written. */

@@ -21,6 +21,8 @@ export interface CompletionTimings {
   /** Request received to answer sent. */
   totalMs: number;
   source: CompletionSource;
+  /** Set when the full prompt would not prefill within the time limit: the shorter prefix window answered from. */
+  shortWindowTokens?: number;
   /** Set when a remote backend computed the answer (then prefill and decode are the server's business). */
   remote?: RemoteTimings;
 }

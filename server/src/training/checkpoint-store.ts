@@ -6,6 +6,8 @@ import { existsSync, readFileSync, renameSync, rmSync, mkdirSync, writeFileSync 
 import { join } from 'node:path';
 import { ModelFileError } from '../model/errors';
 import { SafetensorsFile, writeSafetensors } from '../model/safetensors';
+import type { LrSchedule } from './lr-schedule';
+import type { BudgetFit } from './time-budget';
 import type { TrainerState } from './trainer-session';
 
 const TENSORS = 'state.safetensors';
@@ -22,6 +24,10 @@ export interface CheckpointMeta {
   bestStep: number;
   stepsWithoutImprovement: number;
   tokensSeen: number;
+  /** The learning-rate schedule the run follows; a budgeted run resumes it rather than refitting. */
+  schedule?: LrSchedule;
+  /** Set once a budgeted run has fitted its schedule to the time budget. */
+  budget?: BudgetFit;
   sha256: string;
   savedAt: string;
 }

@@ -56,6 +56,17 @@ function tensorOf(rows: Int32Array[]): ort.Tensor {
   return new ort.Tensor('int64', flat, [rows.length, S]);
 }
 
+/**
+ * ORT pre-packs every constant MatMul/Gemm operand into a second copy per node using it: for a frozen
+ * base that doubles its memory (the 0.5B shape's tied head is 544 MB, used by several nodes). At the
+ * hundreds of rows a training step multiplies, packing on the fly costs little next to the product.
+ */
+export const TRAINING_SESSION_CONFIG = { 'session.disable_prepacking': '1' };
+
+function withoutPrepacking(opts: ort.InferenceSession.SessionOptions): ort.InferenceSession.SessionOptions {
+  return { ...opts, extra: { ...(opts.extra ?? {}), ...TRAINING_SESSION_CONFIG } };
+}
+
 const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
 
 /** What create() assembles a trainer from. */
@@ -114,7 +125,9 @@ export class TrainerSession {
       const mainPath = writeModel(built.graph, join(dir, 'step'), TRAINING_OPSETS).modelPath;
       const optimizerPath = optimizerGraph ? writeModel(optimizerGraph, join(dir, 'optimizer'), TRAINING_OPSETS).modelPath : undefined;
       const create = (path: string) =>
-        createWithFallback({ executionProvider: o.executionProvider ?? 'cpu', threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(path, opts));
+        createWithFallback({ executionProvider: o.executionProvider ?? 'cpu', threads: o.threads, log: o.log }, (_p, opts) =>
+          ort.InferenceSession.create(path, withoutPrepacking(opts)),
+        );
       const main = await create(mainPath);
       const optimizer = optimizerPath ? (await create(optimizerPath)).session : undefined;
       const zeros = () => new Map(built.params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
@@ -128,7 +141,11 @@ export class TrainerSession {
         } finally {
           source.weights.close();
         }
-        return (await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) => ort.InferenceSession.create(lossPath, opts))).session;
+        return (
+          await createWithFallback({ executionProvider: main.provider, threads: o.threads, log: o.log }, (_p, opts) =>
+            ort.InferenceSession.create(lossPath, withoutPrepacking(opts)),
+          )
+        ).session;
       };
       return new TrainerSession({
         config: checkpoint.config,

@@ -45,7 +45,7 @@ export interface LoraAdapter {
 export interface SaveLoraAdapterOptions {
   /** base_model_name_or_path: a folder or a hub name. */
   baseModel: string;
-  mode: Pick<LoraMode, 'rank' | 'alpha' | 'targets'>;
+  mode: Pick<LoraMode, 'rank' | 'alpha' | 'targets' | 'layers'>;
   /** Kiln names (`<module>.lora_A.weight`) -> values. */
   tensors: ReadonlyMap<string, Float32Array>;
   shapes: ReadonlyMap<string, readonly number[]>;
@@ -100,6 +100,15 @@ export function publishFolder(dir: string, write: (tmp: string) => string[]): vo
   }
 }
 
+function adaptedLayers(names: Iterable<string>): number[] {
+  const layers = new Set<number>();
+  for (const n of names) {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    if (m) layers.add(Number(m[1]));
+  }
+  return [...layers].sort((a, b) => a - b);
+}
+
 /** adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (keys sorted, every field it reads). */
 function adapterConfigJson(o: SaveLoraAdapterOptions): Record<string, unknown> {
   return {
@@ -112,7 +121,8 @@ function adapterConfigJson(o: SaveLoraAdapterOptions): Record<string, unknown> {
     init_lora_weights: true,
     layer_replication: null,
     layers_pattern: null,
-    layers_to_transform: null,
+    // LoRA on the top layers only: the layer indices its tensors adapt, as PEFT records them
+    layers_to_transform: o.mode.layers === undefined ? null : adaptedLayers(o.tensors.keys()),
     loftq_config: {},
     lora_alpha: o.mode.alpha,
     lora_dropout: 0,

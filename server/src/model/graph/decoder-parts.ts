@@ -8,7 +8,8 @@ import type { DiffGraph, Value } from './diff-graph';
 import type { ElemType } from './onnx-graph';
 import { add, cast, mul, reciprocal, silu, sqrt } from './ops-elementwise';
 import { matmul, meanLastAxis } from './ops-nn';
-import { split, transpose } from './ops-shape';
+import { addLoraSideProducts } from './lora-side-product';
+import { split } from './ops-shape';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Where the builder gets HF weights from: one tensor at a time, as float32. */
@@ -45,13 +46,17 @@ export interface DecoderContext {
   params: ParamSource;
   /** Element type of the big matrices in the graph; norms, biases and activations stay float32. */
   weightType: ElemType;
-  /** Inference only: Linear weights (and the LM head) as block-quantized MatMulNBits codes. */
+  /** Linear weights (and, for inference, the LM head) as block-quantized MatMulNBits codes; frozen. */
   quantization?: QuantBits;
+  /** MatMulNBits' accuracy_level for the quantized Linear weights (default: by bits; 0 is exact). */
+  quantizedAccuracyLevel?: number;
+  /** The embedding table's type when set (training keeps it float32: it is the tied LM head too). */
+  embeddingElem?: ElemType;
 }
 
 /** The embedding table's type: float16 beside quantized matrices, where float32 would dominate memory. */
 export function embeddingType(ctx: DecoderContext): ElemType {
-  return ctx.quantization ? 'float16' : ctx.weightType;
+  return ctx.embeddingElem ?? (ctx.quantization ? 'float16' : ctx.weightType);
 }
 
 /** Inference: every weight is a frozen initializer. */
@@ -104,7 +109,8 @@ export interface LinearSpec {
 
 /**
  *   x [B,S,in] ─(Cast f16)─ MatMul(W [in,out]) ─(Cast f32)─ (+ bias) (+ x·Aᵀ·Bᵀ·scale) ─> [B,S,out]
- * `hfNames` lists the HF weights fused side by side; LoRA applies only to an unfused projection.
+ * (MatMulNBits on int8/int4 codes in place of the MatMul when quantized). `hfNames` lists the HF
+ * weights fused side by side; LoRA is a side product per HF module (lora-side-product.ts).
  */
 export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, inDim, outDims, biasNames }: LinearSpec): Value {
   const { dg } = ctx;
@@ -112,7 +118,14 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
   let y: Value;
   if (ctx.quantization) {
     // HF weights [out_k, in] stacked row-wise are the fused [total, in] MatMulNBits wants
-    y = quantizedMatMul(dg, x, { graphName, bits: ctx.quantization, n: total, k: inDim, rows: () => concatenated(ctx.weights, hfNames) });
+    y = quantizedMatMul(dg, x, {
+      graphName,
+      bits: ctx.quantization,
+      n: total,
+      k: inDim,
+      rows: () => concatenated(ctx.weights, hfNames),
+      accuracyLevel: ctx.quantizedAccuracyLevel,
+    });
   } else {
     const w = ctx.params.weight(ctx, {
       graphName: `${graphName}.weight`,
@@ -123,13 +136,14 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
   }
   if (biasNames) y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames) }));
-  const lora = hfNames.length === 1 ? ctx.params.lora?.(ctx, hfNames[0]!.replace(/\.weight$/, ''), inDim, total) : undefined;
-  if (lora) {
-    const down = matmul(dg, x, transpose(dg, lora.a, [1, 0])); // [B,S,r]
-    const up = matmul(dg, down, transpose(dg, lora.b, [1, 0])); // [B,S,out]
-    y = add(dg, y, mul(dg, up, dg.scalar(lora.scale)));
-  }
-  return y;
+  return addLoraSideProducts(
+    ctx,
+    x,
+    y,
+    hfNames.map((n) => n.replace(/\.weight$/, '')),
+    inDim,
+    outDims,
+  );
 }
 
 /**
@@ -176,7 +190,7 @@ export function makeMlp(ctx: DecoderContext, h: Value, layer: number, fused: boo
 /** RoPE inverse frequencies theta^(-2i/D), i < D/2, as HF computes them. */
 export function ropeInverseFrequencies(c: ModelConfig): number[] {
   const D = c.headDim;
-  return Array.from({ length: D / 2 }, (_, i) => 1 / Math.pow(c.ropeTheta, (2 * i) / D));
+  return Array.from({ length: D / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / D));
 }
 
 /**

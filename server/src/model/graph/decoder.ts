@@ -27,7 +27,7 @@ import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 4;
+export const DECODER_BUILDER_VERSION = 5; // 5: int4 MatMulNBits at accuracy_level 4, int8 as MatMulInteger
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';
@@ -42,7 +42,7 @@ export interface DecoderGraphOptions {
    * the benchmark builds it to measure exactly that cost.
    */
   emitPresent?: boolean;
-  /** Linear layers and the LM head as int4/int8 MatMulNBits (block 32); the embedding then float16. */
+  /** Linear layers and the LM head quantized (int4 MatMulNBits block 32, int8 MatMulInteger per channel; quantized-matmul.ts); the embedding then float16. */
   quantization?: QuantBits;
 }
 

@@ -4,20 +4,21 @@
 // weights are initializers whose bytes are produced lazily, one tensor at a time, when saved.
 import { onnx } from 'onnx-proto';
 
-export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
+export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
 export type Dim = number | string;
 export type AttrValue = number | string | number[] | { floats: number[] } | { float: number };
 
-const ELEM: Record<ElemType, onnx.TensorProto.DataType> = {
+export const ELEM: Record<ElemType, onnx.TensorProto.DataType> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
   uint8: onnx.TensorProto.DataType.UINT8,
+  int8: onnx.TensorProto.DataType.INT8,
 };
 
-export const ELEM_BYTES: Record<ElemType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, bool: 1, uint8: 1 };
+export const ELEM_BYTES: Record<ElemType, number> = { float32: 4, float16: 2, int64: 8, int32: 4, bool: 1, uint8: 1, int8: 1 };
 
 /** A weight whose bytes are produced only when the model is written. */
 export interface LazyInitializer {
@@ -124,6 +125,11 @@ export class GraphBuilder {
     return this.constant('int64', shape, toBytes(BigInt64Array.from(values, BigInt)), `i64:${shape}:${values}`);
   }
 
+  /** A uint8 scalar constant. */
+  uint8Scalar(value: number): string {
+    return this.constant('uint8', [], Uint8Array.of(value), `u8::${value}`);
+  }
+
   float32(values: number[], shape: number[] = [values.length]): string {
     const data = Float32Array.from(values);
     return this.constant('float32', shape, toBytes(data), `f32:${shape}:${Array.from(data)}`);
@@ -137,9 +143,10 @@ export class GraphBuilder {
 
   /**
    * The ModelProto with weights stored as external data in `dataFile`, at the offsets given by
-   * `offsets` (name -> [offset, length]); see `writeModel`.
+   * `offsets` (name -> [offset, length], or [offset, length, file] for a weight kept in another file
+   * of the same folder, as an adapter graph keeps its base weights); see `writeModel`.
    */
-  toModelProto(dataFile: string, offsets: ReadonlyMap<string, [number, number]>, opsets: Record<string, number>): onnx.IModelProto {
+  toModelProto(dataFile: string, offsets: ReadonlyMap<string, [number, number] | [number, number, string]>, opsets: Record<string, number>): onnx.IModelProto {
     const valueInfo = (v: ValueInfo): onnx.IValueInfoProto => ({
       name: v.name,
       type: { tensorType: { elemType: ELEM[v.elemType], shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
@@ -153,7 +160,7 @@ export class GraphBuilder {
         dims: w.shape,
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [
-          { key: 'location', value: dataFile },
+          { key: 'location', value: at[2] ?? dataFile },
           { key: 'offset', value: String(at[0]) },
           { key: 'length', value: String(at[1]) },
         ],

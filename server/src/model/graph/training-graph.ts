@@ -3,24 +3,40 @@
 // Two shapes: a train step with AdamW inside, and a gradient-only graph (for accumulation) paired
 // with an optimizer-only graph.
 //
-//  input_ids, labels ─ decoder ─ logits [B·S,V] ─ cross-entropy ─ loss
+//  input_ids, labels ─ decoder ─ LM head + cross-entropy (loss positions, in chunks) ─ loss
 //  params ────────────┘                                   └─ backward ─ grads ─ AdamW ─ updated params, m, v
+//
+// No backward runs below the lowest layer with trainable parameters: the tape records only ops a
+// trainable value flows into, so LoRA on the top layers (`layers`) differentiates those alone.
 import type { ModelConfig } from '../config';
+import type { QuantBits } from '../quantize';
 import { type AdamWHyper, makeAdamW } from './adamw';
 import { type DecoderContext, INITIALIZER_PARAMS, makeRmsNorm, type ParamSource, type WeightSource } from './decoder-parts';
 import { makeDecoderBody } from './decoder';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
 import { randomUniform, seededRandom } from '../../random';
+import { chunkedLmHeadLoss, lossChunkCount } from './loss-head';
 import { crossEntropy, matmul } from './ops-nn';
 import { reshape, transpose } from './ops-shape';
 
-export const TRAINING_OPSETS = { '': 23 };
+/** com.microsoft for MatMulNBits, the quantized base's product (QLoRA). */
+export const TRAINING_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
 export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-export type TrainingMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: readonly LoraTarget[] };
+/**
+ * LoRA's `layers`: adapt only the top this-many layers (all when unset). `baseBits` (QLoRA): the
+ * frozen base projections as int8/int4 blocks in the inference quantizer's layout, multiplied by
+ * MatMulNBits with exact compute; embedding, head, norms, LoRA factors and AdamW stay float32.
+ */
+export type TrainingMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: readonly LoraTarget[]; layers?: number; baseBits?: QuantBits };
+
+/** Whether LoRA adapts layer `index` of `numLayers`. */
+export function loraAdaptsLayer(mode: Extract<TrainingMode, { kind: 'lora' }>, index: number, numLayers: number): boolean {
+  return mode.layers === undefined || index >= numLayers - mode.layers;
+}
 
 /** A parameter the training graph takes as an input and updates. */
 export interface TrainableParam {
@@ -68,6 +84,8 @@ function loraParams(list: TrainableParam[], mode: Extract<TrainingMode, { kind: 
     weight: INITIALIZER_PARAMS.weight,
     lora(ctx, module, inDim, outDim) {
       if (!mode.targets.some((t) => module.endsWith(`.${t}`))) return undefined;
+      const layer = Number(/\.layers\.(\d+)\./.exec(module)?.[1]);
+      if (!loraAdaptsLayer(mode, layer, ctx.c.numLayers)) return undefined;
       const input = (name: string, shape: number[], init: () => Float32Array) => {
         list.push({ name, shape, hfName: name, transposed: false, decay: true, init });
         return ctx.dg.trainable(ctx.dg.value(ctx.dg.g.input(name, 'float32', shape), shape));
@@ -93,15 +111,19 @@ interface LossGraphSpec {
   mode: TrainingMode;
   seed: number;
   recording: boolean;
+  /** Chunks of loss positions the LM head works in; 0 materialises logits for every position (the reference). */
+  lossChunks?: number;
 }
 
 /** The decoder forward on [B,S] tokens with the mean next-token cross-entropy. */
-function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, recording }: LossGraphSpec): LossGraph {
+function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, recording, lossChunks = lossChunkCount(c.vocabSize) }: LossGraphSpec): LossGraph {
   const g = new GraphBuilder('kiln_training');
   const dg = new DiffGraph(g, recording);
   const params: TrainableParam[] = [];
   const source = mode.kind === 'full' ? fullParams(params) : loraParams(params, mode, seed);
-  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32' };
+  const baseBits = mode.kind === 'lora' ? mode.baseBits : undefined;
+  const quantized = baseBits ? { quantization: baseBits, quantizedAccuracyLevel: 0, embeddingElem: 'float32' as const } : {};
+  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32', ...quantized };
   const inputIds = dg.value(g.input(TrainIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const labels = dg.value(g.input(TrainIO.labels, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const body = makeDecoderBody(ctx, inputIds, undefined, false);
@@ -110,6 +132,7 @@ function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, reco
     const head = c.tieWordEmbeddings
       ? body.embedTable
       : source.weight(ctx, { graphName: 'lm_head.weight', elem: 'float32', shape: [c.vocabSize, c.hiddenSize], values: () => weights.readFloat32('lm_head.weight') });
+    if (lossChunks > 0) return chunkedLmHeadLoss(dg, { hidden: normed, head, labels, chunks: lossChunks });
     const logits = matmul(dg, normed, transpose(dg, head, [1, 0])); // [B,S,V]
     const flatLogits = reshape(dg, logits, [-1, c.vocabSize]); // [B·S,V]
     const flatLabels = dg.value(g.op('Reshape', [labels.name, g.int64([-1])]), ['tokens'], 'int64');
@@ -126,15 +149,15 @@ export interface BuiltTrainingGraph {
 }
 
 /** The loss alone (validation): the same inputs as the training graphs, no backward pass. */
-export function buildLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
-  const { g, params, loss } = makeLossGraph(c, weights, { mode, seed, recording: false });
+export function buildLossGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1, lossChunks?: number): BuiltTrainingGraph {
+  const { g, params, loss } = makeLossGraph(c, weights, { mode, seed, recording: false, lossChunks });
   g.output(loss.name, TrainIO.loss, 'float32', []);
   return { graph: g, params };
 }
 
 /** loss and grad.<p> for every trainable parameter (accumulation happens outside). */
-export function buildGradientGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true });
+export function buildGradientGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1, lossChunks?: number): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks });
   const grads = dg.backward(loss, [...values.values()]);
   g.output(loss.name, TrainIO.loss, 'float32', []);
   for (const p of params) g.output(grads.get(p.name)!.name, TrainIO.grad(p.name), 'float32', p.shape);
@@ -164,11 +187,13 @@ export interface TrainStepSpec {
   hyper: AdamWHyper;
   /** Seeds LoRA's initial values (default 1). */
   seed?: number;
+  /** See LossGraphSpec.lossChunks (default: by vocabulary size). */
+  lossChunks?: number;
 }
 
 /** One training step in one graph: forward, backward, clipping and AdamW. */
-export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, { mode, hyper, seed = 1 }: TrainStepSpec): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true });
+export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, { mode, hyper, seed = 1, lossChunks }: TrainStepSpec): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks });
   const grads = dg.backward(loss, [...values.values()]);
   const io = optimizerInputs(g, params);
   const slots = params.map((p, i) => ({ param: p.name, grad: grads.get(p.name)!.name, m: io.moments[i]!.m, v: io.moments[i]!.v, decay: p.decay }));

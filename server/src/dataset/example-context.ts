@@ -1,0 +1,51 @@
+// The context block of the fine-tune's examples: for a share of the documents, snippets of the
+// workspace's other files — the declarations the document imports and the windows most like it —
+// chosen with the same sources and block format the editor uses, so the model trains on prompts
+// shaped like those it completes. The files are the dataset's own (already read, filtered and
+// scrubbed); a document's near-duplicates never give it context.
+import { posix } from 'node:path';
+import { CONTEXT_SHARE } from '../context/budget';
+import { RepositoryContext } from '../context/repository-context';
+import type { ContextSourceName } from '../context/snippet';
+import type { DocumentContext } from './document-examples';
+import { NearDuplicates } from './near-duplicates';
+import { keyedRandom } from './random';
+
+export interface ExampleContextOptions {
+  /** The editor's kiln.context.sources (edits and views do not exist in a dataset: imports and similar count). */
+  sources: readonly ContextSourceName[];
+  /** The editor's kiln.context.maxTokens; a sequence gives the block at most CONTEXT_SHARE of itself. */
+  maxTokens: number;
+  /** Share of documents whose examples get a block (the rest teach completing without one). */
+  rate: number;
+}
+
+/** Per file (in order): its context, or undefined when it was not drawn or nothing was found. */
+export async function chooseExampleContexts(
+  files: readonly { path: string; text: string }[],
+  options: ExampleContextOptions,
+  run: { root: string; seqLen: number; seed: number; signal?: AbortSignal },
+): Promise<(DocumentContext | undefined)[]> {
+  if (!(options.rate >= 0 && options.rate <= 1)) throw new RangeError(`the context rate must be in [0, 1], got ${options.rate}`);
+  const maxTokens = Math.min(options.maxTokens, Math.floor(run.seqLen * CONTEXT_SHARE));
+  if (options.rate === 0 || maxTokens <= 0 || options.sources.length === 0) return files.map(() => undefined);
+  // the texts passed the dataset's rules already: admitted as they are
+  const context = new RepositoryContext({ policy: { admit: (_path, text) => text }, idle: { quietMs: 0, sliceMs: 50 } });
+  const duplicates = new NearDuplicates();
+  try {
+    for (const f of files) {
+      context.openDocument(f.path, f.text);
+      duplicates.note(f.path, f.text);
+    }
+    await context.settled();
+    const repoName = posix.basename(run.root.split('\\').join('/'));
+    return files.map((f) => {
+      run.signal?.throwIfAborted();
+      if (keyedRandom(run.seed, `context\0${f.path}`)() >= options.rate) return undefined;
+      const snippets = context.documentCandidates({ path: f.path, text: f.text, sources: options.sources, exclude: (p) => duplicates.isNearDuplicate(f.path, p) });
+      return snippets.length === 0 ? undefined : { repoName, snippets, maxTokens };
+    });
+  } finally {
+    context.dispose();
+  }
+}

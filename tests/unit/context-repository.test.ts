@@ -1,0 +1,154 @@
+// The context sources together over a workspace: no snippet ever holds the cursor's line (random
+// documents, edits and cursors), a typing storm costs a bounded amount of work and memory, nothing
+// the fine-tune would refuse (secret files and lines, generated, vendored, linked files) reaches a
+// snippet, imports resolve to the imported declarations, and the evaluation's near-duplicate rule.
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { RepositoryContext } from '../../server/src/context/repository-context';
+import { CONTEXT_SOURCES, lineAt } from '../../server/src/context/snippet';
+import { datasetContextPolicy, workspaceContextFiles } from '../../server/src/dataset/context-files';
+import { moduleStem, NearDuplicates } from '../../server/src/dataset/near-duplicates';
+import { seededRandom } from '../helpers/random';
+import { tempDir } from '../helpers/tiny-session';
+
+const root = tempDir('kiln-context-');
+after(() => rmSync(root, { recursive: true, force: true }));
+
+/** A policy that admits everything (the storm and cursor tests are about the sources, not the rules). */
+const admitAll = { admit: (_path: string, text: string) => text };
+
+function codeLines(seed: number, n: number, tag: string): string[] {
+  const rand = seededRandom(seed);
+  return Array.from({ length: n }, (_, i) => `  const ${tag}${i} = compute(items${Math.floor(rand() * 9)}, limit${Math.floor(rand() * 5)}); // ${tag} line ${i}`);
+}
+
+describe('no snippet holds the cursor line', () => {
+  it('over random documents, edits everywhere, views of the current document and cursors anywhere', async () => {
+    const rand = seededRandom(11);
+    const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 } });
+    const main = codeLines(1, 200, 'main');
+    ctx.openDocument('src/main.ts', main.join('\n'));
+    ctx.openDocument('src/other.ts', codeLines(2, 80, 'main').join('\n')); // similar identifiers on purpose
+    for (let i = 0; i < 40; i++) {
+      const line = Math.floor(rand() * 200);
+      ctx.changeDocument('src/main.ts', main.join('\n'), [{ startLine: line, endLine: line, insertedLines: 0 }]);
+    }
+    ctx.viewDocument('src/main.ts', [{ start: 0, end: 200 }]);
+    ctx.viewDocument('src/other.ts', [{ start: 10, end: 60 }]);
+    await ctx.settled();
+    const text = main.join('\n');
+    let seen = 0;
+    for (let trial = 0; trial < 300; trial++) {
+      const offset = Math.floor(rand() * text.length);
+      const cursorLine = lineAt(text, offset);
+      for (const s of ctx.candidates({ path: 'src/main.ts', text, offset, sources: CONTEXT_SOURCES })) {
+        seen++;
+        assert.ok(!(s.path === 'src/main.ts' && s.startLine <= cursorLine && cursorLine < s.endLine), `${s.source} ${s.startLine}-${s.endLine} holds line ${cursorLine}`);
+        assert.ok(!s.text.includes(`main line ${cursorLine} `) || s.path !== 'src/main.ts', 'nor its text');
+      }
+    }
+    assert.ok(seen > 300, `the sources did find snippets (${seen})`);
+    ctx.dispose();
+  });
+});
+
+describe('typing storms stay bounded', () => {
+  it('5,000 keystrokes record edits in a bounded ring, queue one refresh, and admit (scrub) nothing until the typing stops', async () => {
+    let admitted = 0;
+    const ctx = new RepositoryContext({
+      policy: {
+        admit: (_p, t) => {
+          admitted++;
+          return t;
+        },
+      },
+      idle: { quietMs: 60_000 },
+      index: { maxWindows: 500 },
+    });
+    let text = codeLines(3, 100, 'storm').join('\n');
+    ctx.openDocument('src/storm.ts', text);
+    for (let i = 0; i < 5_000; i++) {
+      const newline = i % 50 === 49;
+      text += newline ? '\n' : `v${i % 7}`;
+      const line = 99 + Math.floor(i / 50);
+      ctx.changeDocument('src/storm.ts', text, [{ startLine: line, endLine: line, insertedLines: newline ? 1 : 0 }]);
+      ctx.candidates({ path: 'src/storm.ts', text, offset: text.length, sources: CONTEXT_SOURCES });
+    }
+    assert.equal(admitted, 0, 'nothing was scrubbed or indexed while typing');
+    assert.ok(ctx.idle.pending <= 2, `${ctx.idle.pending} idle tasks queued`);
+    assert.ok(ctx.activity.edits().length <= 16);
+    assert.ok(ctx.index.queries <= 5_000 / 50 + 2, `the similar query ran ${ctx.index.queries} times: once per finished line, not per keystroke`);
+    ctx.dispose();
+  });
+
+  it('the workspace index stays within its window bound however many files the workspace has', async () => {
+    const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 }, index: { maxWindows: 300 } });
+    for (let f = 0; f < 200; f++) ctx.openDocument(`src/f${f}.ts`, codeLines(f, 60, `f${f}_`).join('\n'));
+    await ctx.settled();
+    assert.ok(ctx.index.windowCount <= 300, `${ctx.index.windowCount} windows`);
+    ctx.dispose();
+  });
+});
+
+describe('what the fine-tune refuses never becomes a snippet', () => {
+  const ws = join(root, 'ws');
+  const awsKey = `AKIA${'ABCDEFGH'.repeat(2).slice(0, 15)}7`;
+  const shared = 'export function computeTotals(orders, taxRate) {\n  return orders.map((order) => order.amount * taxRate);\n}\n';
+  mkdirSync(join(ws, 'src'), { recursive: true });
+  mkdirSync(join(ws, 'node_modules', 'dep'), { recursive: true });
+  mkdirSync(join(ws, 'dist'), { recursive: true });
+  writeFileSync(join(ws, '.env'), `AWS_KEY=${awsKey}\ncomputeTotals orders taxRate amount\n`);
+  writeFileSync(join(ws, 'src', 'keys.ts'), `${shared}const awsAccessKeyId = "${awsKey}";\n`);
+  writeFileSync(join(ws, 'src', 'gen.ts'), `// @generated by a tool\n${shared}`);
+  writeFileSync(join(ws, 'dist', 'bundle.js'), shared);
+  writeFileSync(join(ws, 'node_modules', 'dep', 'index.js'), shared);
+  writeFileSync(join(root, 'outside.ts'), `${shared}// outside the workspace\n`);
+  symlinkSync(join(root, 'outside.ts'), join(ws, 'src', 'link.ts'));
+  writeFileSync(join(ws, 'src', 'orders.ts'), `import { computeTotals } from './keys';\nexport const totals = computeTotals(orders, taxRate);\n`);
+
+  it('secret files, secret lines, generated, vendored and linked files are left out of every source', async () => {
+    const ctx = new RepositoryContext({ policy: datasetContextPolicy, files: workspaceContextFiles(ws, { useGit: false }), idle: { quietMs: 0 } });
+    await ctx.indexWorkspace();
+    ctx.openDocument('.env', `AWS_KEY=${awsKey}\n`); // opened in the editor: still refused
+    ctx.viewDocument('.env', [{ start: 0, end: 2 }]);
+    await ctx.settled();
+    const text = 'const x = computeTotals(orders, taxRate);\nconst y = order.amount;\n';
+    const snippets = ctx.candidates({ path: 'src/new.ts', text, offset: text.length, sources: CONTEXT_SOURCES });
+    const paths = snippets.map((s) => s.path).sort();
+    assert.ok(paths.includes('src/keys.ts'), `the scrubbed file still gives context: ${paths.join(', ')}`);
+    for (const refused of ['.env', 'src/gen.ts', 'dist/bundle.js', 'node_modules/dep/index.js', 'src/link.ts'])
+      assert.ok(!paths.includes(refused), `${refused} in ${paths.join(', ')}`);
+    for (const s of snippets) assert.ok(!s.text.includes(awsKey), `a secret in ${s.path}`);
+    const imports = ctx.candidates({ path: 'src/orders.ts', text: 'import { computeTotals } from "./keys";\n', offset: 0, sources: ['imports'] });
+    assert.deepEqual(
+      imports.map((s) => [s.path, s.text]),
+      [['src/keys.ts', 'export function computeTotals(orders, taxRate) { … }']],
+    );
+    ctx.dispose();
+  });
+});
+
+describe("the evaluation's near-duplicates", () => {
+  const stems: [string, string][] = [
+    ['src/a.ts', 'a'],
+    ['lib/a.js', 'a'],
+    ['dist/a.d.ts', 'a'],
+    ['dist/esm/a.mjs', 'a'],
+    ['src/util/a.ts', 'util/a'],
+    ['node_modules/pkg/src/a.ts', 'pkg/a'], // a vendored copy: matched by its last segments
+    ['pkg/mod.py', 'pkg/mod'],
+    ['a.js.map', 'a'],
+  ];
+  for (const [path, stem] of stems) it(`${path} is module ${stem}`, () => assert.equal(moduleStem(path), stem));
+
+  it('excludes compiled and declaration twins and same-content copies, and nothing else', () => {
+    const d = new NearDuplicates();
+    d.note('src/a.ts', 'export const a = 1;\n');
+    d.note('vendor/copy-of-a.ts', 'export const a = 1;   \n\n');
+    d.note('src/b.ts', 'export const b = 2;\n');
+    for (const twin of ['lib/a.js', 'src/a.d.ts', 'dist/a.js', 'vendor/copy-of-a.ts', 'src/a.ts']) assert.ok(d.isNearDuplicate('src/a.ts', twin), twin);
+    for (const other of ['src/b.ts', 'src/ab.ts', 'src/util/b.js']) assert.ok(!d.isNearDuplicate('src/a.ts', other), other);
+  });
+});

@@ -1,0 +1,85 @@
+// The fine-tune's examples with the editor's context block: a drawn document's every example starts
+// with the block (after BOS), in the repo-level format, holding what it imports and windows of
+// other files — never of itself or a near-duplicate — with no loss on the block's tokens and every
+// example within the sequence length; rate 0 builds exactly the examples of a dataset without context.
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { buildDataset, type DatasetOptions } from '../../server/src/dataset/build-dataset';
+import { type FimTemplate, resolveFimTemplate } from '../../server/src/model/fim';
+import { Tokenizer } from '../../server/src/model/tokenizer';
+import { tempDir } from '../helpers/tiny-session';
+import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
+
+const root = tempDir('kiln-ds-context-');
+const ws = join(root, 'shop');
+const tokDir = join(root, 'tok');
+mkdirSync(tokDir);
+writeTinyTokenizer(tokDir, { vocabSize: 512 });
+const tokenizer = Tokenizer.load(tokDir);
+const template = resolveFimTemplate(tokenizer) as FimTemplate;
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const files: Record<string, string> = {
+  'src/format.ts':
+    'export function formatTotal(orders: Order[], currency: string): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return sum.toFixed(2) + currency;\n}\n',
+  'src/report.ts':
+    "import { formatTotal } from './format';\n\nexport function report(orders: Order[]): string {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
+  'lib/report.js': "function report(orders) {\n  const sum = orders.reduce((a, o) => a + o.amount, 0);\n  return formatTotal(orders, 'EUR');\n}\n",
+  'src/stock.ts': 'export function restock(items: Item[], limit: number): Item[] {\n  return items.filter((i) => i.count < limit);\n}\n',
+};
+for (const [path, text] of Object.entries(files)) {
+  mkdirSync(join(ws, path, '..'), { recursive: true });
+  writeFileSync(join(ws, path), text);
+}
+
+const build = (extra: Partial<DatasetOptions>) =>
+  buildDataset(ws, tokenizer, template, { seqLen: 256, seed: 3, useGit: false, validationFraction: 0, keepExamples: true, ...extra });
+
+describe('training examples with context', () => {
+  it('start with the block of what the document imports and the windows like it, never itself or its twin, with no loss on the block', async () => {
+    const ds = await build({ context: { sources: ['imports', 'edits', 'viewed', 'similar'], maxTokens: 512, rate: 1 } });
+    assert.ok(ds.report.context.documents >= 2, JSON.stringify(ds.report.context));
+    const report = ds.examples!.filter((e) => e.path === 'src/report.ts');
+    assert.ok(report.length > 0);
+    for (const e of report) {
+      const text = tokenizer.decode(e.tokens);
+      assert.ok(
+        text.startsWith('<|repo_name|>shop\n<|file_sep|>src/format.ts\nexport function formatTotal(orders: Order[], currency: string): string { … }\n'),
+        text.slice(0, 200),
+      );
+      assert.ok(!text.includes('<|file_sep|>lib/report.js'), 'the compiled twin never gives context');
+      assert.ok(!text.slice(0, text.indexOf('<|file_sep|>src/report.ts\n')).includes("return formatTotal(orders, 'EUR')"), 'nor the document itself');
+      const blockEnd = e.tokens.indexOf(template.prefixId);
+      assert.ok(blockEnd > 0);
+      assert.ok(
+        e.loss.subarray(0, blockEnd).every((x) => x === 0),
+        'the block is never a target',
+      );
+      assert.ok(e.tokens.length <= 256);
+      assert.equal(tokenizer.decode(e.tokens.slice(0, blockEnd)).endsWith('<|file_sep|>src/report.ts\n'), true, 'the block names the document last');
+    }
+  });
+
+  it('keeps every example within a short sequence by cutting the document into shorter pieces', async () => {
+    const ds = await build({ seqLen: 64, context: { sources: ['imports', 'similar'], maxTokens: 512, rate: 1 } });
+    for (const e of ds.examples!) assert.ok(e.tokens.length <= 64, `${e.path}: ${e.tokens.length}`);
+    assert.ok(ds.report.context.meanTokens <= Math.floor(64 * 0.4), `the block takes at most 40% of a sequence: ${ds.report.context.meanTokens}`);
+  });
+
+  it('rate 0, or no sources, builds exactly the examples of a dataset without context', async () => {
+    const plain = await build({});
+    for (const context of [
+      { sources: ['imports', 'similar'] as const, maxTokens: 512, rate: 0 },
+      { sources: [] as const, maxTokens: 512, rate: 1 },
+    ]) {
+      const none = await build({ context: { ...context, sources: [...context.sources] } });
+      assert.deepEqual(
+        none.examples!.map((e) => e.tokens),
+        plain.examples!.map((e) => e.tokens),
+      );
+      assert.equal(none.report.context.documents, 0);
+    }
+  });
+});
