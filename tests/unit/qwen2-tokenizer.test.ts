@@ -32,9 +32,9 @@ test('Kiln tokenizes real source files to the ids of Hugging Face tokenizers (Qw
   const added = kiln.addedTokens().map((t) => t.content);
   let tokens = 0;
   for (const file of SOURCE_FILES) {
-    const text = readFileSync(join(ROOT, file), 'utf8');
-    // HF matches added-token text inside input; Kiln (on purpose) does not: such files would differ by design
-    assert.ok(!added.some((a) => text.includes(a)), `${file} contains added-token text`);
+    // HF matches added-token text inside input; Kiln (on purpose) does not, so the docs' mentions of
+    // `<|file_sep|>` and the like are taken out: they would differ by design, not by a bug
+    const text = added.reduce((t, a) => t.split(a).join(''), readFileSync(join(ROOT, file), 'utf8'));
     const ids = kiln.encode(text);
     assert.deepEqual(ids, (await hf.encode(text, null, { addSpecialTokens: false })).getIds(), file);
     assert.equal(kiln.decode(ids), text, `${file} round-trips`);
