@@ -10,11 +10,11 @@
 //                     lora-<key>.onnx.data              the LoRA factors A [r,in], B·scale [out,r]
 //                     lora-<key>.json                   written last: the build record
 import { randomUUID } from 'node:crypto';
-import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { ELEM, ELEM_BYTES, type GraphBuilder } from './onnx-graph';
-import { DATA_FILE, MODEL_FILE } from './write-model';
+import { DATA_FILE, MODEL_FILE, writeAligned } from './write-model';
 
 /** The prefix of an adapter graph's files in its base's folder. */
 export const ADAPTER_GRAPH_PREFIX = 'lora-';
@@ -104,12 +104,9 @@ export function writeAdapterGraph(builder: GraphBuilder, o: WriteAdapterGraphOpt
           continue;
         }
         const bytes = w.bytes();
-        const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
-        if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
-        offset += pad;
-        writeSync(fd, bytes, 0, bytes.byteLength, offset);
-        offsets.set(w.name, [offset, bytes.byteLength]);
-        offset += bytes.byteLength;
+        const at = writeAligned(fd, bytes, offset, ALIGN);
+        offsets.set(w.name, [at, bytes.byteLength]);
+        offset = at + bytes.byteLength;
         loraBytes += bytes.byteLength;
       }
     } finally {

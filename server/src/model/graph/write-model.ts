@@ -39,12 +39,9 @@ export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<st
     try {
       for (const w of builder.initializers) {
         const bytes = w.bytes();
-        const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
-        if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
-        offset += pad;
-        writeSync(fd, bytes, 0, bytes.byteLength, offset);
-        offsets.set(w.name, [offset, bytes.byteLength]);
-        offset += bytes.byteLength;
+        const at = writeAligned(fd, bytes, offset, ALIGN);
+        offsets.set(w.name, [at, bytes.byteLength]);
+        offset = at + bytes.byteLength;
         weightBytes += bytes.byteLength;
       }
     } finally {
@@ -92,4 +89,12 @@ function moveIntoPlace(tmp: string, dir: string, isComplete: (dir: string) => bo
     }
     rmSync(aside, { recursive: true, force: true });
   }
+}
+
+/** Writes `bytes` into `fd` at the first multiple of `align` at or after `offset` (zero padding before); returns that position. */
+export function writeAligned(fd: number, bytes: Uint8Array, offset: number, align: number): number {
+  const pad = (align - (offset % align)) % align;
+  if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
+  writeSync(fd, bytes, 0, bytes.byteLength, offset + pad);
+  return offset + pad;
 }
