@@ -4,7 +4,7 @@
 // /infill: https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md).
 import type { ServerReportedTimings } from '../telemetry/timings';
 import { RemoteError } from './http-stream';
-import { eventError, figure, sseEvent } from './stream-events';
+import { figure, sseEventOrThrow } from './stream-events';
 import { type BackendProtocol, expectString, type StreamPiece } from './streamed-backend';
 import type { InfillRequest } from './text-backend';
 
@@ -43,11 +43,9 @@ export class LlamaCppProtocol implements BackendProtocol {
   }
 
   parse(line: string): StreamPiece | undefined {
-    const event = sseEvent(line);
+    const event = sseEventOrThrow(line);
     if (event === undefined) return undefined;
     if (event === 'done') return { done: true };
-    const error = eventError(event);
-    if (error) throw error;
     const content = expectString(event, 'content', 'llama.cpp');
     if (typeof event.stop !== 'boolean') throw new RemoteError('sent a llama.cpp event whose "stop" is not true or false', 'protocol');
     const server = llamaCppTimings(event.timings);

@@ -5,7 +5,7 @@
 // `timings` object to the stream; other servers report none.
 import { RemoteError } from './http-stream';
 import { llamaCppTimings } from './llamacpp';
-import { eventError, sseEvent } from './stream-events';
+import { sseEventOrThrow } from './stream-events';
 import type { BackendProtocol, StreamPiece } from './streamed-backend';
 import type { InfillRequest } from './text-backend';
 
@@ -26,11 +26,9 @@ export class OpenAiProtocol implements BackendProtocol {
   }
 
   parse(line: string): StreamPiece | undefined {
-    const event = sseEvent(line);
+    const event = sseEventOrThrow(line);
     if (event === undefined) return undefined;
     if (event === 'done') return { done: true };
-    const error = eventError(event);
-    if (error) throw error;
     const choices = event.choices;
     if (!Array.isArray(choices)) throw new RemoteError('sent a completion event without a "choices" list', 'protocol');
     const choice = choices.find((c) => (c as { index?: unknown })?.index === 0 || choices.length === 1) as Record<string, unknown> | undefined;

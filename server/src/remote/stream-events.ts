@@ -50,3 +50,12 @@ export function eventError(event: Record<string, unknown>): RemoteError | undefi
 export function figure(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
+
+/** One SSE line read as sseEvent does, except that an event carrying an error throws it. */
+export function sseEventOrThrow(line: string): Record<string, unknown> | 'done' | undefined {
+  const event = sseEvent(line);
+  if (event === undefined || event === 'done') return event;
+  const error = eventError(event);
+  if (error) throw error;
+  return event;
+}
