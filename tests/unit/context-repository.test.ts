@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import { RepositoryContext } from '../../server/src/context/repository-context';
 import { CONTEXT_SOURCES, lineAt } from '../../server/src/context/snippet';
 import { datasetContextPolicy, workspaceContextFiles } from '../../server/src/dataset/context-files';
+import { SCAN_DEFAULTS } from '../../server/src/dataset/scan';
 import { moduleStem, NearDuplicates } from '../../server/src/dataset/near-duplicates';
 import { seededRandom } from '../helpers/random';
 import { tempDir } from '../helpers/tiny-session';
@@ -126,6 +127,24 @@ describe('what the fine-tune refuses never becomes a snippet', () => {
       imports.map((s) => [s.path, s.text]),
       [['src/keys.ts', 'export function computeTotals(orders, taxRate) { … }']],
     );
+    ctx.dispose();
+  });
+});
+
+describe('an open document the fine-tune would refuse', () => {
+  it('a document over the scan size bound is refused unscrubbed, and gives no snippet', async () => {
+    const huge = codeLines(5, 40_000, 'huge').join('\n'); // ~3 MB, over the scan's 1 MiB
+    assert.ok(huge.length > SCAN_DEFAULTS.maxFileBytes);
+    assert.equal(datasetContextPolicy.admit('src/huge.ts', huge), undefined);
+    const small = codeLines(5, 100, 'huge').join('\n');
+    assert.ok(datasetContextPolicy.admit('src/small.ts', small) !== undefined, 'an ordinary document is admitted');
+    const ctx = new RepositoryContext({ policy: datasetContextPolicy, idle: { quietMs: 0 } });
+    ctx.openDocument('src/huge.ts', huge);
+    ctx.changeDocument('src/huge.ts', huge, [{ startLine: 5, endLine: 5, insertedLines: 0 }]);
+    ctx.viewDocument('src/huge.ts', [{ start: 0, end: 12 }]);
+    await ctx.settled();
+    const text = codeLines(5, 12, 'huge').join('\n');
+    assert.deepEqual(ctx.candidates({ path: 'src/new.ts', text, offset: text.length, sources: CONTEXT_SOURCES }), []);
     ctx.dispose();
   });
 });

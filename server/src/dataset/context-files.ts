@@ -10,10 +10,12 @@ import { readRegularFile } from './safe-read';
 import { SCAN_DEFAULTS, type ScannedFile, scanWorkspace, type ScanOptions } from './scan';
 import { scrubSecrets } from './secrets';
 
-/** Open documents' text (already decoded) through the path and content rules, secrets blanked. */
+/** Open documents' text (already decoded) through the path, size and content rules, secrets blanked. */
 export const datasetContextPolicy: ContextPolicy = {
   admit(path, text) {
     if (classifyPath(path) !== undefined) return undefined;
+    // the scan's size bound: a huge open document (a log, a data dump) is refused before it is scrubbed, which would stall the server
+    if (text.length > SCAN_DEFAULTS.maxFileBytes || Buffer.byteLength(text) > SCAN_DEFAULTS.maxFileBytes) return undefined;
     if (text.includes('\u0000') || text.trim() === '' || generatedMarker(text) !== undefined || minifiedReason(text) !== undefined) return undefined;
     const scrubbed = scrubSecrets(text, { path }).text;
     return scrubbed.trim() === '' ? undefined : scrubbed;
