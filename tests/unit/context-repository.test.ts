@@ -149,6 +149,51 @@ describe('an open document the fine-tune would refuse', () => {
   });
 });
 
+describe('an open document the workspace rules refuse', () => {
+  it('an ignored file, a file through a linked folder and a linked file give no snippet when open; new and unsaved files still do', async () => {
+    const ws = join(root, 'ws-open');
+    mkdirSync(join(ws, 'src'), { recursive: true });
+    mkdirSync(join(ws, 'private'), { recursive: true });
+    mkdirSync(join(root, 'elsewhere'), { recursive: true });
+    const body = (tag: string) => `export function computeTotals_${tag}(orders, taxRate) {\n  return orders.map((order) => order.amount * taxRate); // ${tag}\n}\n`;
+    writeFileSync(join(ws, '.gitignore'), 'private/\n');
+    writeFileSync(join(ws, 'private', 'notes.ts'), body('IGNORED'));
+    writeFileSync(join(root, 'elsewhere', 'other.ts'), body('LINKED_FOLDER'));
+    writeFileSync(join(root, 'elsewhere', 'file.ts'), body('LINKED_FILE'));
+    symlinkSync(join(root, 'elsewhere'), join(ws, 'linked'));
+    symlinkSync(join(root, 'elsewhere', 'file.ts'), join(ws, 'src', 'file-link.ts'));
+    writeFileSync(join(ws, 'src', 'listed.ts'), body('LISTED'));
+    const ctx = new RepositoryContext({ policy: datasetContextPolicy, files: workspaceContextFiles(ws, { useGit: false }), idle: { quietMs: 0 } });
+    await ctx.indexWorkspace();
+    await ctx.settled();
+    writeFileSync(join(ws, 'src', 'created.ts'), body('CREATED')); // saved after the scan
+    const opened: [string, string][] = [
+      ['private/notes.ts', 'IGNORED'],
+      ['linked/other.ts', 'LINKED_FOLDER'],
+      ['src/file-link.ts', 'LINKED_FILE'],
+      ['src/created.ts', 'CREATED'],
+      ['src/unsaved.ts', 'UNSAVED'],
+      ['src/listed.ts', 'LISTED'],
+    ];
+    for (const [path, tag] of opened) ctx.openDocument(path, body(tag));
+    await ctx.settled();
+    for (const [path] of opened) {
+      ctx.changeDocument(path, body(path), [{ startLine: 1, endLine: 1, insertedLines: 0 }]);
+      ctx.viewDocument(path, [{ start: 0, end: 3 }]);
+    }
+    for (const [path, tag] of opened) ctx.changeDocument(path, body(tag), [{ startLine: 1, endLine: 1, insertedLines: 0 }]);
+    await ctx.settled();
+    const text = 'const x = computeTotals(orders, taxRate);\nconst y = order.amount * taxRate;\n';
+    const found = ctx
+      .candidates({ path: 'src/new.ts', text, offset: text.length, sources: CONTEXT_SOURCES })
+      .map((s) => s.text)
+      .join('\n');
+    for (const tag of ['IGNORED', 'LINKED_FOLDER', 'LINKED_FILE']) assert.ok(!found.includes(tag), `the ${tag} document gave a snippet`);
+    for (const tag of ['CREATED', 'UNSAVED', 'LISTED']) assert.ok(found.includes(tag), `the ${tag} document still gives snippets`);
+    ctx.dispose();
+  });
+});
+
 describe("the evaluation's near-duplicates", () => {
   const stems: [string, string][] = [
     ['src/a.ts', 'a'],

@@ -130,10 +130,17 @@ export class RepositoryContext {
   }
 
   private refreshLater(path: string): void {
-    this.idle.add(`doc:${path}`, () => {
+    this.idle.add(`doc:${path}`, async () => {
       const doc = this.documents.get(path);
       if (doc === undefined || !doc.dirty) return;
       doc.dirty = false;
+      // the workspace's rules first (ignored, linked out of it): the editor opens such files too
+      if (this.options.files?.refuses !== undefined && (await this.options.files.refuses(path))) {
+        doc.lines = undefined;
+        this.index.remove(path);
+        return;
+      }
+      if (this.documents.get(path) !== doc) return; // closed meanwhile
       this.admissions++;
       const admitted = this.options.policy.admit(path, doc.text);
       doc.lines = admitted === undefined ? undefined : splitLines(admitted);
