@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { RepositoryContext } from '../../server/src/context/repository-context';
+import { linesBefore, RepositoryContext } from '../../server/src/context/repository-context';
 import { CONTEXT_SOURCES, lineAt } from '../../server/src/context/snippet';
 import { datasetContextPolicy, workspaceContextFiles } from '../../server/src/dataset/context-files';
 import { SCAN_DEFAULTS } from '../../server/src/dataset/scan';
@@ -52,6 +52,71 @@ describe('no snippet holds the cursor line', () => {
     }
     assert.ok(seen > 300, `the sources did find snippets (${seen})`);
     ctx.dispose();
+  });
+  it('while typing, before the document is admitted again: edits, pastes and deletions move lines under the admitted text', async () => {
+    const rand = seededRandom(3);
+    let checked = 0;
+    for (let trial = 0; trial < 60; trial++) {
+      const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 } });
+      let uid = 0;
+      const fresh = () => `  const line_${uid++} = compute(a, b);`; // every line unique: its text names it
+      const lines = Array.from({ length: 150 }, fresh);
+      ctx.openDocument('src/m.ts', lines.join('\n'));
+      await ctx.settled();
+      // one burst: nothing is admitted between these changes (the idle queue never runs inside it)
+      for (let op = 0; op < 12; op++) {
+        const at = Math.floor(rand() * lines.length);
+        const kind = rand();
+        if (kind < 0.4) {
+          const n = 1 + Math.floor(rand() * 50);
+          lines.splice(at, 0, ...Array.from({ length: n }, fresh));
+          ctx.changeDocument('src/m.ts', lines.join('\n'), [{ startLine: at, endLine: at, insertedLines: n }]);
+        } else if (kind < 0.7 && lines.length > 60) {
+          const end = Math.min(lines.length - 1, at + 1 + Math.floor(rand() * 40));
+          lines.splice(at, end - at); // the range (at, 0)-(end, 0) deleted
+          ctx.changeDocument('src/m.ts', lines.join('\n'), [{ startLine: at, endLine: end, insertedLines: 0 }]);
+        } else {
+          lines[at] = fresh();
+          ctx.changeDocument('src/m.ts', lines.join('\n'), [{ startLine: at, endLine: at, insertedLines: 0 }]);
+        }
+        const text = lines.join('\n');
+        for (let c = 0; c < 5; c++) {
+          const cursorLine = Math.floor(rand() * lines.length);
+          const offset = lines.slice(0, cursorLine).join('\n').length + (cursorLine > 0 ? 1 : 0);
+          for (const s of ctx.candidates({ path: 'src/m.ts', text, offset, sources: CONTEXT_SOURCES })) {
+            checked++;
+            assert.ok(!s.text.split('\n').includes(lines[cursorLine]!), `${s.source} ${s.startLine}-${s.endLine} holds the cursor line ${cursorLine}'s text`);
+          }
+        }
+      }
+      ctx.dispose();
+    }
+    assert.ok(checked > 1_000, `the edits gave snippets (${checked})`);
+  });
+});
+
+describe('linesBefore maps live lines back to the admitted text', () => {
+  it('a line no change wrote maps to its admitted line exactly (random replacements, a reference by line identity)', () => {
+    const rand = seededRandom(17);
+    for (let trial = 0; trial < 200; trial++) {
+      // each line is its admitted index, or -1 once a change wrote it
+      let live = Array.from({ length: 40 }, (_, i) => i);
+      const changes: { startLine: number; endLine: number; insertedLines: number }[] = [];
+      for (let k = 0; k < 6; k++) {
+        const startLine = Math.floor(rand() * live.length);
+        const endLine = Math.min(live.length - 1, startLine + Math.floor(rand() * 5));
+        const insertedLines = Math.floor(rand() * 4);
+        // lines startLine..endLine replaced by insertedLines + 1 lines; the first keeps the start line's head, the last the end line's tail
+        const written = Array.from({ length: insertedLines + 1 }, () => -1);
+        live = [...live.slice(0, startLine), ...written, ...live.slice(endLine + 1)];
+        changes.push({ startLine, endLine, insertedLines });
+        for (let l = 0; l < live.length; l++) {
+          const { first, last } = linesBefore(l, l, changes);
+          assert.ok(first <= last, `${first} > ${last}`);
+          if (live[l]! >= 0) assert.deepEqual([first, last], [live[l], live[l]], `trial ${trial}: line ${l} (admitted ${live[l]})`);
+        }
+      }
+    }
   });
 });
 
