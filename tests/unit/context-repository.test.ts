@@ -11,6 +11,7 @@ import { CONTEXT_SOURCES, lineAt } from '../../server/src/context/snippet';
 import { datasetContextPolicy, workspaceContextFiles } from '../../server/src/dataset/context-files';
 import { SCAN_DEFAULTS } from '../../server/src/dataset/scan';
 import { moduleStem, NearDuplicates } from '../../server/src/dataset/near-duplicates';
+import { commandContext } from '../../server/src/dataset/workspace-context';
 import { seededRandom } from '../helpers/random';
 import { tempDir } from '../helpers/tiny-session';
 
@@ -215,19 +216,19 @@ describe('an open document the fine-tune would refuse', () => {
 });
 
 describe('an open document the workspace rules refuse', () => {
+  const ws = join(root, 'ws-open');
+  mkdirSync(join(ws, 'src'), { recursive: true });
+  mkdirSync(join(ws, 'private'), { recursive: true });
+  mkdirSync(join(root, 'elsewhere'), { recursive: true });
+  const body = (tag: string) => `export function computeTotals_${tag}(orders, taxRate) {\n  return orders.map((order) => order.amount * taxRate); // ${tag}\n}\n`;
+  writeFileSync(join(ws, '.gitignore'), 'private/\n');
+  writeFileSync(join(ws, 'private', 'notes.ts'), body('IGNORED'));
+  writeFileSync(join(root, 'elsewhere', 'other.ts'), body('LINKED_FOLDER'));
+  writeFileSync(join(root, 'elsewhere', 'file.ts'), body('LINKED_FILE'));
+  symlinkSync(join(root, 'elsewhere'), join(ws, 'linked'));
+  symlinkSync(join(root, 'elsewhere', 'file.ts'), join(ws, 'src', 'file-link.ts'));
+  writeFileSync(join(ws, 'src', 'listed.ts'), body('LISTED'));
   it('an ignored file, a file through a linked folder and a linked file give no snippet when open; new and unsaved files still do', async () => {
-    const ws = join(root, 'ws-open');
-    mkdirSync(join(ws, 'src'), { recursive: true });
-    mkdirSync(join(ws, 'private'), { recursive: true });
-    mkdirSync(join(root, 'elsewhere'), { recursive: true });
-    const body = (tag: string) => `export function computeTotals_${tag}(orders, taxRate) {\n  return orders.map((order) => order.amount * taxRate); // ${tag}\n}\n`;
-    writeFileSync(join(ws, '.gitignore'), 'private/\n');
-    writeFileSync(join(ws, 'private', 'notes.ts'), body('IGNORED'));
-    writeFileSync(join(root, 'elsewhere', 'other.ts'), body('LINKED_FOLDER'));
-    writeFileSync(join(root, 'elsewhere', 'file.ts'), body('LINKED_FILE'));
-    symlinkSync(join(root, 'elsewhere'), join(ws, 'linked'));
-    symlinkSync(join(root, 'elsewhere', 'file.ts'), join(ws, 'src', 'file-link.ts'));
-    writeFileSync(join(ws, 'src', 'listed.ts'), body('LISTED'));
     const ctx = new RepositoryContext({ policy: datasetContextPolicy, files: workspaceContextFiles(ws, { useGit: false }), idle: { quietMs: 0 } });
     await ctx.indexWorkspace();
     await ctx.settled();
@@ -256,6 +257,22 @@ describe('an open document the workspace rules refuse', () => {
     for (const tag of ['IGNORED', 'LINKED_FOLDER', 'LINKED_FILE']) assert.ok(!found.includes(tag), `the ${tag} document gave a snippet`);
     for (const tag of ['CREATED', 'UNSAVED', 'LISTED']) assert.ok(found.includes(tag), `the ${tag} document still gives snippets`);
     ctx.dispose();
+  });
+
+  it('the commands (kiln complete --workspace, kiln eval --workspace) judge an open document the same way', async () => {
+    const cc = await commandContext(ws);
+    cc.context.openDocument('private/notes.ts', 'export function computeTotals_IGNORED(orders, taxRate) {\n  return orders; // IGNORED\n}\n');
+    cc.context.openDocument('src/unsaved.ts', 'export function computeTotals_UNSAVED(orders, taxRate) {\n  return orders; // UNSAVED\n}\n');
+    await cc.context.settled();
+    for (const path of ['private/notes.ts', 'src/unsaved.ts']) cc.context.viewDocument(path, [{ start: 0, end: 3 }]);
+    const text = 'const x = computeTotals(orders, taxRate);\n';
+    const found = cc.context
+      .candidates({ path: 'src/new.ts', text, offset: text.length, sources: CONTEXT_SOURCES })
+      .map((s) => s.text)
+      .join('\n');
+    assert.ok(!found.includes('IGNORED'), found);
+    assert.ok(found.includes('UNSAVED'), found);
+    cc.dispose();
   });
 });
 
