@@ -150,6 +150,26 @@ describe('typing storms stay bounded', () => {
     ctx.dispose();
   });
 
+  it('a long burst typed within lines keeps the edit snippets of its document (only changes that move lines are remembered)', async () => {
+    const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 } });
+    const lines = codeLines(4, 200, 'burst');
+    ctx.openDocument('src/burst.ts', lines.join('\n'));
+    await ctx.settled();
+    ctx.changeDocument('src/burst.ts', lines.join('\n'), [{ startLine: 120, endLine: 120, insertedLines: 0 }]);
+    for (let i = 0; i < 1_000; i++) {
+      lines[10] += 'x';
+      ctx.changeDocument('src/burst.ts', lines.join('\n'), [{ startLine: 10, endLine: 10, insertedLines: 0 }]);
+    }
+    const text = lines.join('\n');
+    const offset = lines.slice(0, 11).join('\n').length;
+    const edits = ctx.candidates({ path: 'src/burst.ts', text, offset, sources: ['edits'] });
+    assert.ok(
+      edits.some((s) => s.startLine <= 120 && 120 < s.endLine),
+      JSON.stringify(edits.map((s) => [s.startLine, s.endLine])),
+    );
+    ctx.dispose();
+  });
+
   it('the workspace index stays within its window bound however many files the workspace has', async () => {
     const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 }, index: { maxWindows: 300 } });
     for (let f = 0; f < 200; f++) ctx.openDocument(`src/f${f}.ts`, codeLines(f, 60, `f${f}_`).join('\n'));

@@ -131,7 +131,9 @@ export class RepositoryContext {
       return;
     }
     for (const c of changes) this.activity.noteChange(path, c);
-    if (doc.since !== undefined) doc.since = doc.since.length + changes.length > MAX_PENDING_CHANGES ? undefined : [...doc.since, ...changes];
+    // a change within one line moves no line (linesBefore maps it to itself): only the others are kept
+    const moving = changes.filter((c) => c.insertedLines !== 0 || c.endLine !== c.startLine);
+    if (doc.since !== undefined && moving.length > 0) doc.since = doc.since.length + moving.length > MAX_PENDING_CHANGES ? undefined : [...doc.since, ...moving];
     doc.text = text;
     doc.dirty = true;
     this.idle.touch();
