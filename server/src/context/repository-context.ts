@@ -123,11 +123,23 @@ export class RepositoryContext {
     this.refreshLater(path);
   }
 
-  /** Keystroke path: records the edited lines and marks the document for refreshing when idle. */
-  changeDocument(path: string, text: string, changes: readonly LineChange[]): void {
+  /**
+   * Keystroke path: records the edited lines and marks the document for refreshing when idle.
+   * `changes` undefined: the whole text was replaced, so its lines map to nothing admitted.
+   */
+  changeDocument(path: string, text: string, changes: readonly LineChange[] | undefined): void {
     const doc = this.documents.get(path);
     if (doc === undefined) {
       this.openDocument(path, text);
+      return;
+    }
+    if (changes === undefined) {
+      doc.since = undefined; // no snippet from its admitted lines until it is admitted again
+      this.activity.forget(path);
+      doc.text = text;
+      doc.dirty = true;
+      this.idle.touch();
+      this.refreshLater(path);
       return;
     }
     for (const c of changes) this.activity.noteChange(path, c);
