@@ -7,7 +7,9 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { linesBefore, RepositoryContext } from '../../server/src/context/repository-context';
+import { ContextBlockKeeper } from '../../server/src/context/block-keeper';
 import { CONTEXT_SOURCES, lineAt } from '../../server/src/context/snippet';
+import type { FimTemplate } from '../../server/src/model/fim';
 import { datasetContextPolicy, workspaceContextFiles } from '../../server/src/dataset/context-files';
 import { SCAN_DEFAULTS } from '../../server/src/dataset/scan';
 import { moduleStem, NearDuplicates } from '../../server/src/dataset/near-duplicates';
@@ -167,6 +169,51 @@ describe('typing storms stay bounded', () => {
       edits.some((s) => s.startLine <= 120 && 120 < s.endLine),
       JSON.stringify(edits.map((s) => [s.startLine, s.endLine])),
     );
+    ctx.dispose();
+  });
+
+  it('typing lines (Enter included) before the document is admitted again keeps the block: its edit snippets do not move', async () => {
+    const rand = seededRandom(5);
+    const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 } });
+    for (let f = 0; f < 4; f++) ctx.openDocument(`src/o${f}.ts`, codeLines(20 + f, 80, `o${f}_`).join('\n'));
+    const lines = codeLines(9, 200, 'main');
+    ctx.openDocument('src/main.ts', lines.join('\n'));
+    await ctx.settled();
+    for (let f = 0; f < 4; f++) ctx.changeDocument(`src/o${f}.ts`, codeLines(20 + f, 80, `o${f}_`).join('\n'), [{ startLine: 10 + f, endLine: 10 + f, insertedLines: 0 }]);
+    ctx.changeDocument('src/main.ts', lines.join('\n'), [{ startLine: 180, endLine: 180, insertedLines: 0 }]); // far below the cursor
+    await ctx.settled();
+    const keeper = new ContextBlockKeeper();
+    const encode = (text: string) => [...text].map((c) => c.charCodeAt(0));
+    const keys = new Set<string>();
+    let line = 40;
+    for (let k = 0; k < 600; k++) {
+      // no admission inside the burst: the idle queue does not run between these synchronous keystrokes
+      if (k % 30 === 29) {
+        lines.splice(line + 1, 0, '  ');
+        ctx.changeDocument('src/main.ts', lines.join('\n'), [{ startLine: line, endLine: line, insertedLines: 1 }]);
+        line++;
+      } else {
+        lines[line] += String.fromCharCode(97 + Math.floor(rand() * 26));
+        ctx.changeDocument('src/main.ts', lines.join('\n'), [{ startLine: line, endLine: line, insertedLines: 0 }]);
+      }
+      const text = lines.join('\n');
+      const candidates = ctx.candidates({ path: 'src/main.ts', text, offset: lines.slice(0, line + 1).join('\n').length, sources: CONTEXT_SOURCES });
+      const block = keeper.blockFor('src/main.ts', {
+        candidates,
+        currentPath: 'src/main.ts',
+        repoName: 'r',
+        maxTokens: 400,
+        encode,
+        template: {} as FimTemplate,
+        format: 'comment',
+      });
+      assert.ok(
+        block.snippets.some((s) => s.path === 'src/main.ts'),
+        'the far edit of the typed document is in the block',
+      );
+      keys.add(block.key);
+    }
+    assert.equal(keys.size, 1, `the block changed ${keys.size - 1} times in 600 keystrokes`);
     ctx.dispose();
   });
 
