@@ -182,6 +182,9 @@ describe('relative imports', () => {
       ],
     ],
     ['pkg/mod.py', 'from . import helpers, views', [{ spec: '.helpers' }, { spec: '.views' }]],
+    ['pkg/__init__.py', 'from .models import *\nfrom .views import index', [{ spec: '.models' }, { spec: '.views', names: ['index'] }]], // a star import wants the whole module
+    ['pkg/mod.py', 'from .models import User; import os', [{ spec: '.models', names: ['User'] }]],
+    ['pkg/mod.py', 'from .models import User, \\\n    Group', [{ spec: '.models', names: ['User', 'Group'] }]], // a backslash continues the line
     ['notes.md', "import { x } from './x'", []],
   ];
   for (const [path, text, expected] of parses) {

@@ -82,4 +82,21 @@ describe('training examples with context', () => {
       assert.equal(none.report.context.documents, 0);
     }
   });
+
+  it('a held-out file never gives context to a training example (the evaluation after scores it)', async () => {
+    let checked = 0;
+    for (const fraction of [0.3, 0.5, 0.7]) {
+      const ds = await build({ validationFraction: fraction, context: { sources: ['imports', 'similar'], maxTokens: 512, rate: 1 } });
+      const heldOut = ds.validationFiles.map((f) => f.path);
+      assert.ok(heldOut.length > 0 && heldOut.length < Object.keys(files).length);
+      for (const e of ds.examples!.filter((x) => x.split === 'train')) {
+        const text = tokenizer.decode(e.tokens);
+        for (const path of heldOut) {
+          checked++;
+          assert.ok(!text.includes(`<|file_sep|>${path}\n`) || path === e.path, `training example of ${e.path} shows held-out ${path}`);
+        }
+      }
+    }
+    assert.ok(checked > 0);
+  });
 });

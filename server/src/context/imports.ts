@@ -24,7 +24,8 @@ export function languageOf(path: string): ImportLanguage | undefined {
 
 const JS_FROM = /\b(?:import|export)\s+(?:type\s+)?([\s\S]{0,400}?)\s+from\s+['"](\.{1,2}\/[^'"\n]*)['"]/g;
 const JS_BARE = /(?:\bimport\s*\(?\s*|\brequire\s*\(\s*)['"](\.{1,2}\/[^'"\n]*)['"]/g;
-const PY_FROM = /^[ \t]*from[ \t]+(\.+[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)/gm;
+/** The names run to the line's end, a comment or a `;` (a backslash continues the line), or are parenthesised. */
+const PY_FROM = /^[ \t]*from[ \t]+(\.+[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|(?:[^\n#;\\]|\\\r?\n)+)/gm;
 
 /** Names bound by a JS import clause: `{ a, b as c, type d }` gives a, b, d; a default or namespace import gives none. */
 function jsNames(clause: string): string[] | undefined {
@@ -62,8 +63,14 @@ export function parseRelativeImports(path: string, text: string): RelativeImport
     for (const m of head.matchAll(JS_BARE)) if (!found.has(m[1]!)) add(m[1]!, undefined);
   } else if (lang === 'python') {
     for (const m of head.matchAll(PY_FROM)) {
+      const spec = m[1]!;
+      // `from .x import *` takes the whole module
+      if (m[2]!.trim() === '*') {
+        add(spec, undefined);
+        continue;
+      }
       const names = m[2]!
-        .replace(/[()]/g, '')
+        .replace(/[()\\]/g, '')
         .split(',')
         .map((p) =>
           p
@@ -72,7 +79,6 @@ export function parseRelativeImports(path: string, text: string): RelativeImport
             .trim(),
         )
         .filter((n) => /^\w+$/.test(n));
-      const spec = m[1]!;
       // `from . import mod` imports modules, not names: each is its own module
       if (/^\.+$/.test(spec)) for (const n of names) add(`${spec}${n}`, undefined);
       else add(spec, names);

@@ -42,8 +42,34 @@ const SIMILAR_LIMIT = 6;
 interface OpenDocument {
   /** The admitted (scrubbed) lines; undefined when the policy refused the file or it is not admitted yet. */
   lines?: string[];
+  /**
+   * The changes since `lines` were admitted, oldest first (undefined past MAX_PENDING_CHANGES): the
+   * edits' ranges and the cursor move with the live text, `lines` do not, so they are mapped back.
+   */
+  since?: LineChange[];
   text: string;
   dirty: boolean;
+}
+
+/** Changes remembered between admissions; past this a document's edits give no snippet until it is admitted again. */
+const MAX_PENDING_CHANGES = 256;
+
+/**
+ * Lines [first, last] (inclusive) of the live text in the coordinates of the text before `changes`:
+ * a line a change wrote maps to all the lines that change replaced (its text may hold any of them).
+ */
+export function linesBefore(first: number, last: number, changes: readonly LineChange[]): { first: number; last: number } {
+  let lo = first;
+  let hi = last;
+  for (let i = changes.length - 1; i >= 0; i--) {
+    const c = changes[i]!;
+    const delta = c.insertedLines - (c.endLine - c.startLine);
+    if (lo > c.startLine + c.insertedLines) lo -= delta;
+    else if (lo >= c.startLine) lo = c.startLine;
+    if (hi > c.startLine + c.insertedLines) hi -= delta;
+    else if (hi >= c.startLine) hi = c.endLine;
+  }
+  return { first: lo, last: hi };
 }
 
 interface ImportedDeclarations {
@@ -97,14 +123,29 @@ export class RepositoryContext {
     this.refreshLater(path);
   }
 
-  /** Keystroke path: records the edited lines and marks the document for refreshing when idle. */
-  changeDocument(path: string, text: string, changes: readonly LineChange[]): void {
+  /**
+   * Keystroke path: records the edited lines and marks the document for refreshing when idle.
+   * `changes` undefined: the whole text was replaced, so its lines map to nothing admitted.
+   */
+  changeDocument(path: string, text: string, changes: readonly LineChange[] | undefined): void {
     const doc = this.documents.get(path);
     if (doc === undefined) {
       this.openDocument(path, text);
       return;
     }
+    if (changes === undefined) {
+      doc.since = undefined; // no snippet from its admitted lines until it is admitted again
+      this.activity.forget(path);
+      doc.text = text;
+      doc.dirty = true;
+      this.idle.touch();
+      this.refreshLater(path);
+      return;
+    }
     for (const c of changes) this.activity.noteChange(path, c);
+    // a change within one line moves no line (linesBefore maps it to itself): only the others are kept
+    const moving = changes.filter((c) => c.insertedLines !== 0 || c.endLine !== c.startLine);
+    if (doc.since !== undefined && moving.length > 0) doc.since = doc.since.length + moving.length > MAX_PENDING_CHANGES ? undefined : [...doc.since, ...moving];
     doc.text = text;
     doc.dirty = true;
     this.idle.touch();
@@ -130,13 +171,21 @@ export class RepositoryContext {
   }
 
   private refreshLater(path: string): void {
-    this.idle.add(`doc:${path}`, () => {
+    this.idle.add(`doc:${path}`, async () => {
       const doc = this.documents.get(path);
       if (doc === undefined || !doc.dirty) return;
       doc.dirty = false;
+      // the workspace's rules first (ignored, linked out of it): the editor opens such files too
+      if (this.options.files?.refuses !== undefined && (await this.options.files.refuses(path))) {
+        doc.lines = undefined;
+        this.index.remove(path);
+        return;
+      }
+      if (this.documents.get(path) !== doc) return; // closed meanwhile
       this.admissions++;
       const admitted = this.options.policy.admit(path, doc.text);
       doc.lines = admitted === undefined ? undefined : splitLines(admitted);
+      doc.since = [];
       if (admitted === undefined) this.index.remove(path);
       else {
         this.index.update(path, admitted);
@@ -181,20 +230,23 @@ export class RepositoryContext {
   /** Every source's candidates for a cursor, each source's best first; no snippet holds the cursor's line. */
   candidates(request: CandidateRequest): ContextSnippet[] {
     const cursorLine = lineAt(request.text, request.offset);
+    // own-file snippets come from its admitted lines: the cursor is compared in their coordinates
+    const own = this.documents.get(request.path);
+    const near = own?.since === undefined ? { first: cursorLine, last: cursorLine } : linesBefore(cursorLine, cursorLine, own.since);
     const want = new Set(request.sources);
     const excluded = (p: string) => request.exclude?.(p) === true;
     const out: ContextSnippet[] = [];
     for (const source of CONTEXT_SOURCES) {
       if (!want.has(source)) continue;
       if (source === 'imports') out.push(...this.importSnippets(request.path, excluded));
-      if (source === 'edits') out.push(...this.editSnippets(request.path, cursorLine, excluded));
+      if (source === 'edits') out.push(...this.editSnippets(request.path, near, excluded));
       if (source === 'viewed') out.push(...this.viewSnippets(request.path, excluded));
       if (source === 'similar') {
         out.push(...this.similarSnippets(request, excluded));
       }
     }
     // the guard every source passes: never the cursor's own line, never near it in its own file
-    return out.filter((s) => s.path !== request.path || s.endLine <= cursorLine - NEAR_LINES || s.startLine > cursorLine + NEAR_LINES);
+    return out.filter((s) => s.path !== request.path || s.endLine <= near.first - NEAR_LINES || s.startLine > near.last + NEAR_LINES);
   }
 
   /** The similar windows for the whole lines before the cursor's line; the same query on the same index answers from the last result. */
@@ -230,15 +282,20 @@ export class RepositoryContext {
     return found.map((d, i) => ({ source: 'imports', path: d.path, startLine: 0, endLine: d.text.split('\n').length, text: d.text, score: found.length - i }));
   }
 
-  private editSnippets(path: string, cursorLine: number, excluded: (p: string) => boolean): ContextSnippet[] {
+  /** `cursor`: the cursor's lines in the current document's admitted coordinates; snippets' lines are in their document's. */
+  private editSnippets(path: string, cursor: { first: number; last: number }, excluded: (p: string) => boolean): ContextSnippet[] {
     const out: ContextSnippet[] = [];
     for (const edit of this.activity.edits()) {
-      const lines = this.documents.get(edit.path)?.lines;
-      if (lines === undefined || excluded(edit.path)) continue;
-      const mid = Math.floor((edit.start + edit.end) / 2);
-      const start = Math.max(0, Math.min(edit.start - 1, mid - MAX_SNIPPET_LINES / 2));
-      const end = Math.min(lines.length, start + MAX_SNIPPET_LINES, Math.max(edit.end + 1, start + 1));
-      if (edit.path === path && start <= cursorLine && cursorLine < end) continue;
+      const doc = this.documents.get(edit.path);
+      const lines = doc?.lines;
+      if (lines === undefined || doc?.since === undefined || excluded(edit.path)) continue;
+      const mapped = linesBefore(edit.start, edit.end - 1, doc.since);
+      const first = mapped.first;
+      const last = mapped.last + 1;
+      const mid = Math.floor((first + last) / 2);
+      const start = Math.max(0, Math.min(first - 1, mid - MAX_SNIPPET_LINES / 2));
+      const end = Math.min(lines.length, start + MAX_SNIPPET_LINES, Math.max(last + 1, start + 1));
+      if (edit.path === path && start <= cursor.last && cursor.first < end) continue;
       const text = linesOf(lines, start, end);
       if (text.trim() !== '') out.push({ source: 'edits', path: edit.path, startLine: start, endLine: end, text, score: edit.seq });
     }
@@ -248,9 +305,12 @@ export class RepositoryContext {
   private viewSnippets(path: string, excluded: (p: string) => boolean): ContextSnippet[] {
     const out: ContextSnippet[] = [];
     for (const view of this.activity.viewed()) {
-      const lines = this.documents.get(view.path)?.lines;
-      if (view.path === path || lines === undefined || excluded(view.path)) continue;
-      for (const r of view.ranges) {
+      const doc = this.documents.get(view.path);
+      const lines = doc?.lines;
+      if (view.path === path || lines === undefined || doc?.since === undefined || excluded(view.path)) continue;
+      for (const shown of view.ranges) {
+        const mapped = linesBefore(shown.start, shown.end - 1, doc.since);
+        const r = { start: mapped.first, end: mapped.last + 1 };
         const mid = Math.floor((r.start + r.end) / 2);
         const start = Math.max(0, Math.min(r.start, mid - MAX_SNIPPET_LINES / 2));
         const end = Math.min(lines.length, r.end, start + MAX_SNIPPET_LINES);

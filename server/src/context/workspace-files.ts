@@ -15,4 +15,10 @@ export interface WorkspaceFiles {
   list(signal?: AbortSignal): Promise<string[]>;
   /** A file's admitted text (read safely, checked and scrubbed), or undefined when refused or gone. */
   read(path: string): Promise<string | undefined>;
+  /**
+   * Whether the workspace's rules refuse a file at `path` whatever its text — ignored by git or an
+   * ignore file, a link (or under a linked folder) out of the workspace, not a regular file — so an
+   * open document there gives no context either.
+   */
+  refuses?(path: string): Promise<boolean>;
 }

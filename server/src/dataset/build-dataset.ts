@@ -145,7 +145,15 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const kept: DatasetExample[] | undefined = options.keepExamples ? [] : undefined;
   const total = deduped.kept.length;
   const contexts =
-    options.context === undefined ? [] : await chooseExampleContexts(deduped.kept, options.context, { root: scan.root, seqLen: options.seqLen, seed, signal: options.signal });
+    options.context === undefined
+      ? []
+      : await chooseExampleContexts(deduped.kept, options.context, {
+          root: scan.root,
+          seqLen: options.seqLen,
+          seed,
+          signal: options.signal,
+          heldOut: new Set(split.validation.map((f) => f.path)),
+        });
   const withContext = deduped.kept.map((source, i) => (contexts[i] === undefined ? source : { ...source, context: contexts[i] }));
   const documents = await tokenizeDocuments(withContext, ctx, {
     seqLen: options.seqLen,

@@ -2,7 +2,7 @@
 // workspace's other files — the declarations the document imports and the windows most like it —
 // chosen with the same sources and block format the editor uses, so the model trains on prompts
 // shaped like those it completes. The files are the dataset's own (already read, filtered and
-// scrubbed); a document's near-duplicates never give it context.
+// scrubbed); a document's near-duplicates never give it context, nor held-out files a training document.
 import { posix } from 'node:path';
 import { CONTEXT_SHARE } from '../context/budget';
 import { RepositoryContext } from '../context/repository-context';
@@ -24,7 +24,7 @@ export interface ExampleContextOptions {
 export async function chooseExampleContexts(
   files: readonly { path: string; text: string }[],
   options: ExampleContextOptions,
-  run: { root: string; seqLen: number; seed: number; signal?: AbortSignal },
+  run: { root: string; seqLen: number; seed: number; signal?: AbortSignal; heldOut?: ReadonlySet<string> },
 ): Promise<(DocumentContext | undefined)[]> {
   if (!(options.rate >= 0 && options.rate <= 1)) throw new RangeError(`the context rate must be in [0, 1], got ${options.rate}`);
   const maxTokens = Math.min(options.maxTokens, Math.floor(run.seqLen * CONTEXT_SHARE));
@@ -42,7 +42,10 @@ export async function chooseExampleContexts(
     return files.map((f) => {
       run.signal?.throwIfAborted();
       if (keyedRandom(run.seed, `context\0${f.path}`)() >= options.rate) return undefined;
-      const snippets = context.documentCandidates({ path: f.path, text: f.text, sources: options.sources, exclude: (p) => duplicates.isNearDuplicate(f.path, p) });
+      // a training document never shows a held-out file: the evaluation after training scores those
+      const training = run.heldOut !== undefined && !run.heldOut.has(f.path);
+      const exclude = (p: string) => duplicates.isNearDuplicate(f.path, p) || (training && run.heldOut!.has(p));
+      const snippets = context.documentCandidates({ path: f.path, text: f.text, sources: options.sources, exclude });
       return snippets.length === 0 ? undefined : { repoName, snippets, maxTokens };
     });
   } finally {

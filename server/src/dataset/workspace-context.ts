@@ -34,6 +34,7 @@ export async function commandContext(root: string, signal?: AbortSignal): Promis
       if (text !== undefined) duplicates.note(path, text);
       return text;
     },
+    refuses: (path) => base.refuses?.(path) ?? Promise.resolve(false), // an open document is judged as the editor's server judges it
   };
   const context = new RepositoryContext({ policy: datasetContextPolicy, files, idle: { quietMs: 0, sliceMs: 50 } });
   await context.indexWorkspace(signal);

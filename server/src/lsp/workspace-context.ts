@@ -9,11 +9,11 @@ import { RepositoryContext } from '../context/repository-context';
 import { type ContextSupplier, repositorySupplier, workspacePath } from '../context/supplier';
 import { datasetContextPolicy, workspaceContextFiles } from '../dataset/context-files';
 
-/** The changed line ranges of one didChange's content changes (a whole-text change has none). */
-export function lineChanges(changes: readonly TextDocumentContentChangeEvent[]): LineChange[] {
+/** The changed line ranges of one didChange's content changes; undefined when one replaced the whole text (no range). */
+export function lineChanges(changes: readonly TextDocumentContentChangeEvent[]): LineChange[] | undefined {
   const out: LineChange[] = [];
   for (const c of changes) {
-    if (!('range' in c)) continue;
+    if (!('range' in c)) return undefined;
     let inserted = 0;
     for (let i = c.text.indexOf('\n'); i >= 0; i = c.text.indexOf('\n', i + 1)) inserted++;
     out.push({ startLine: c.range.start.line, endLine: c.range.end.line, insertedLines: inserted });
