@@ -128,6 +128,29 @@ describe('speculation with a remote backend', () => {
   }
 });
 
+describe('repository context with a remote backend', () => {
+  test('a raw-prompt API gets the context block spelled out before the FIM prompt; llama.cpp gets the snippets as input_extra', async () => {
+    const snippet = { source: 'imports' as const, path: 'lib.py', startLine: 0, endLine: 1, text: 'def helper_fn(): pass\n', score: 1 };
+    const context = { contextFor: () => ({ path: 'p.py', repoName: 'repo', candidates: [snippet] }) };
+    const withContext = (kind: 'openai' | 'llamacpp') =>
+      new CompletionEngine(model, settings, new LatencyStats(), {
+        context,
+        remote: { backend: createTextBackend({ kind, url: fast.url, model: 'm', fallbackToLocal: false })!, fallbackToLocal: false },
+      });
+    const text = 'x = ';
+    const openai = withContext('openai');
+    await openai.complete({ uri: 'file:///p.py', text, offset: 4 });
+    const block = openai.promptFor({ uri: 'file:///p.py', text, offset: 4 }).block;
+    assert.ok(block.snippets.length === 1, 'the block holds the snippet');
+    const sent = fast.counts.bodies.at(-1)!.body;
+    const fim = fimPromptText(model.fim, model.tokenizer, text, '', model.order);
+    assert.equal(sent.prompt, model.tokenizer.decode(block.tokens) + fim);
+    assert.ok(String(sent.prompt).includes('def helper_fn(): pass'), 'the snippet reached the prompt');
+    await withContext('llamacpp').complete({ uri: 'file:///p.py', text, offset: 4 });
+    assert.deepEqual(fast.counts.bodies.at(-1)!.body.input_extra, [{ filename: 'lib.py', text: snippet.text }]);
+  });
+});
+
 describe('fimPromptText', () => {
   test("spells the template's markers in its order, without BOS (servers add their own)", () => {
     const names = new Map([

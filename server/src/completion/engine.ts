@@ -406,13 +406,16 @@ export class CompletionEngine {
           request: {
             prefix: full.prefix,
             suffix: full.suffix,
-            prompt: fimPromptText(this.model.fim, this.model.tokenizer, full.prefix, full.suffix, this.model.order),
+            // the context block spelled out (its markers as text) before the FIM prompt, as the local prompt's tokens have it
+            prompt:
+              (full.block.tokens.length ? this.model.tokenizer.decode(full.block.tokens) : '') +
+              fimPromptText(this.model.fim, this.model.tokenizer, full.prefix, full.suffix, this.model.order),
             maxTokens: this.settings.maxTokens,
             timeLimitMs: this.settings.timeLimitMs,
             indent: indentOf(lineBefore),
             temperature: this.settings.temperature,
             topP: this.settings.topP,
-            extra: toChunks(full.block.snippets), // llama.cpp's input_extra; the other APIs take the FIM text only
+            extra: toChunks(full.block.snippets), // llama.cpp's input_extra (its /infill builds the rest itself)
           },
           makeStop,
           signal,
