@@ -11,13 +11,13 @@
 // into a temp folder beside OUT that is renamed into place whole, so OUT is either absent, the old
 // export, or the complete new one. A non-empty OUT is refused unless `overwrite` is set.
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { openCheckpoint } from '../model/checkpoint';
 import { resolveFimTemplate } from '../model/fim';
 import { weightsFileHash } from '../model/graph/build-cache';
-import { MODEL_FILE_CAPS, openRegularFile, readAt, readModelJsonObject } from '../model/read-model-file';
+import { MODEL_FILE_CAPS, readModelJsonObject, sha256OfRegularFile } from '../model/read-model-file';
 import type { DatasetExample, DatasetReport } from './build-dataset';
 import { IGNORE_INDEX } from './pack';
 import { type DatasetChoices, type DatasetRun, buildWorkspaceDataset } from './training-preview';
@@ -112,19 +112,6 @@ async function writeSplit(file: string, examples: readonly DatasetExample[], dec
     await handle.close();
   }
   return { bytes, sha256: hash.digest('hex') };
-}
-
-/** sha256 of a regular file, read in chunks through a non-blocking descriptor (a FIFO in a model folder is refused, never waited on). */
-function sha256OfFile(path: string): string {
-  const { fd, size } = openRegularFile(path, 'tokenizer file');
-  try {
-    const hash = createHash('sha256');
-    const chunk = 8 * 2 ** 20;
-    for (let at = 0; at < size; at += chunk) hash.update(readAt(fd, Math.min(chunk, size - at), at));
-    return hash.digest('hex');
-  } finally {
-    closeSync(fd);
-  }
 }
 
 const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
@@ -241,7 +228,9 @@ interface ManifestParts {
 }
 
 function manifestOf({ o, report, base, split, fim, tokenizer }: ManifestParts): DatasetManifest {
-  const tokenizerFiles = Object.fromEntries(TOKENIZER_FILES.filter((f) => existsSync(join(o.modelDir, f))).map((f) => [f, sha256OfFile(join(o.modelDir, f))]));
+  const tokenizerFiles = Object.fromEntries(
+    TOKENIZER_FILES.filter((f) => existsSync(join(o.modelDir, f))).map((f) => [f, sha256OfRegularFile(join(o.modelDir, f), 'tokenizer file')]),
+  );
   const endId = tokenizer.eosId ?? fim?.stopIds[0];
   return {
     format: DATASET_FORMAT,

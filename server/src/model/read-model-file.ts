@@ -3,6 +3,7 @@
 // only (decided on the opened descriptor, so a swap after a check cannot slip through), and a
 // non-blocking open, so a FIFO or a device named config.json is refused at once instead of hanging
 // the reader or streaming an endless /dev/zero into memory.
+import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { ModelFileError } from './errors';
 
@@ -113,4 +114,17 @@ export function readModelJsonObject(file: string, options: ReadModelFileOptions 
 /** Whether a path names anything, a dangling link included: it then gets the reader's clear error instead of being skipped. */
 export function pathExists(file: string): boolean {
   return lstatSync(file, { throwIfNoEntry: false }) !== undefined;
+}
+
+/** sha256 of a regular file, read in chunks through a non-blocking descriptor (a FIFO is refused, never waited on). */
+export function sha256OfRegularFile(file: string, what = 'file'): string {
+  const { fd, size } = openRegularFile(file, what);
+  try {
+    const hash = createHash('sha256');
+    const chunk = 8 * 2 ** 20;
+    for (let at = 0; at < size; at += chunk) hash.update(readAt(fd, Math.min(chunk, size - at), at));
+    return hash.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
 }

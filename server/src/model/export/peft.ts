@@ -8,13 +8,13 @@
 // `<module>.lora_A.weight` (the training graph's inputs). delta W [out, in] = scale · B @ A, where
 // scale = lora_alpha / r, or lora_alpha / √r when `use_rslora` is set (rank-stabilised LoRA, as PEFT
 // computes it). Kiln writes plain LoRA (use_rslora false) and reads both.
-import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { expectedTensors } from '../checkpoint';
 import type { ModelConfig } from '../config';
 import { ModelFileError } from '../errors';
-import { MODEL_FILE_CAPS, openRegularFile, readAt, readModelJsonObject } from '../read-model-file';
+import { MODEL_FILE_CAPS, readModelJsonObject, sha256OfRegularFile } from '../read-model-file';
 import { LORA_TARGETS, type LoraTarget, type TrainingMode } from '../graph/training-graph';
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../safetensors';
 
@@ -270,19 +270,6 @@ function readAdapterTensors(file: string, config: ModelConfig, ac: AdapterConfig
   }
 }
 
-/** sha256 of a regular file, read in chunks through a non-blocking descriptor (a FIFO is refused, never waited on). */
-function sha256(file: string): string {
-  const { fd, size } = openRegularFile(file, 'adapter file');
-  try {
-    const hash = createHash('sha256');
-    const chunk = 8 * 2 ** 20;
-    for (let at = 0; at < size; at += chunk) hash.update(readAt(fd, Math.min(chunk, size - at), at));
-    return hash.digest('hex');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Reads and validates a PEFT LoRA adapter folder against the base model's config. */
 export function loadLoraAdapter(dir: string, config: ModelConfig): LoraAdapter {
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new ModelFileError(dir, 'adapter folder does not exist');
@@ -298,9 +285,9 @@ export function loadLoraAdapter(dir: string, config: ModelConfig): LoraAdapter {
     );
   }
   // hashed before and after reading: a file replaced meanwhile (a trainer saving) never pairs a hash with other tensors
-  const hash = sha256(file);
+  const hash = sha256OfRegularFile(file, 'adapter file');
   const tensors = readAdapterTensors(file, config, ac);
-  if (sha256(file) !== hash) throw new ModelFileError(file, 'changed while it was being read; load it again');
+  if (sha256OfRegularFile(file, 'adapter file') !== hash) throw new ModelFileError(file, 'changed while it was being read; load it again');
   const modules = [...tensors.keys()].map((n) => shortName(splitLoraName(n)!.module));
   return {
     dir,
