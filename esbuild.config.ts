@@ -9,6 +9,7 @@ const entryPoints: Record<string, string> = {
   'train-worker': 'server/src/finetune/worker.ts',
   'dataset-worker': 'server/src/dataset/tokenize-worker.ts',
   'model-worker': 'server/src/lsp/model-worker.ts',
+  'session-worker': 'server/src/runtime/session-worker.ts',
 };
 
 build({

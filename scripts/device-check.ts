@@ -40,7 +40,7 @@ import type { ModelConfig } from '../server/src/model/config';
 import { DEFAULT_ADAMW } from '../server/src/model/graph/adamw';
 import { GraphBuilder } from '../server/src/model/graph/onnx-graph';
 import { MODEL_FILE, writeModel } from '../server/src/model/graph/write-model';
-import { DecoderSession } from '../server/src/runtime/decoder-session';
+import { DecoderSession, threadRunner } from '../server/src/runtime/decoder-session';
 import { type ExecutionProvider, type ProviderAttempt, sessionOptions } from '../server/src/runtime/execution-provider';
 import { webgpuUnavailableReason } from '../server/src/runtime/gpu-probe';
 import type { KvState } from '../server/src/kvcache/kv-state';
@@ -416,7 +416,7 @@ async function nodePlacement(graphDir: string, config: ModelConfig, provider: Ex
   mkdirSync(profileDir, { recursive: true });
   const prefix = join(profileDir, `placement-${provider}`);
   const session = await ort.InferenceSession.create(join(graphDir, MODEL_FILE), { ...sessionOptions(provider, threads), enableProfiling: true, profileFilePrefix: prefix });
-  const decoder = new DecoderSession(session, config, provider, 0);
+  const decoder = new DecoderSession(threadRunner(session), config, provider, 0);
   await decoder.prefill(decoder.newState(), tokens);
   session.endProfiling();
   await session.release();

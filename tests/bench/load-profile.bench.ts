@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { openCheckpoint } from '../../server/src/model/checkpoint';
 import type { ModelConfig } from '../../server/src/model/config';
 import { weightsFileHash } from '../../server/src/model/graph/build-cache';
-import { DecoderSession } from '../../server/src/runtime/decoder-session';
+import { DecoderSession, threadRunner } from '../../server/src/runtime/decoder-session';
 import { sessionOptions } from '../../server/src/runtime/execution-provider';
 import { prepareGraph } from '../../server/src/runtime/prepare-graph';
 import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < args.runs; r++) {
         for (const name of ['kiln', 'no-prepacking']) {
           const s = new DecoderSession(
-            await ort.InferenceSession.create(cached.modelPath, VARIANTS[name]!(sessionOptions('cpu', args.threads))),
+            threadRunner(await ort.InferenceSession.create(cached.modelPath, VARIANTS[name]!(sessionOptions('cpu', args.threads)))),
             cached.config,
             'cpu',
             cached.weightBytes,

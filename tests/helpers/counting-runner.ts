@@ -11,9 +11,9 @@ export function countRuns(session: DecoderSession): CountedSession {
   const counted: CountedSession = { session, runs: [] };
   counted.session = session.wrap(
     (inner): SessionRunner => ({
-      run: (feeds) => {
+      run: (feeds, lent) => {
         counted.runs.push(Number(feeds.input_ids!.dims[0]));
-        return inner.run(feeds);
+        return inner.run(feeds, lent);
       },
       release: () => inner.release(),
     }),

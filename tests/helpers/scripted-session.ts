@@ -16,11 +16,11 @@ export interface ScriptOptions {
 export function scriptedSession(session: DecoderSession, options: ScriptOptions): DecoderSession {
   return session.wrap(
     (inner): SessionRunner => ({
-      run: async (feeds) => {
+      run: async (feeds, lent) => {
         const ids = feeds[DecoderIO.inputIds]!;
         const [B, S] = ids.dims as [number, number];
         await new Promise((r) => setTimeout(r, options.msPerToken * B * S));
-        const out = await inner.run(feeds);
+        const out = await inner.run(feeds, lent);
         if (options.next) script(out[DecoderIO.logits] as ort.Tensor, ids.data as BigInt64Array, S, feeds[DecoderIO.logitsIndex]!.data as BigInt64Array, options.next);
         return out;
       },

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config';
 import { DecoderIO } from '../model/graph/decoder';
 import type { ExecutionProvider } from './execution-provider';
+import type { KvBuffers } from '../kvcache/kv-layout';
 import { KvState } from '../kvcache/kv-state';
 import { type MemoryReport, nvidiaProcessVram } from './memory';
 
@@ -18,16 +19,29 @@ export interface ForwardResult {
   positions: number;
 }
 
-/** What a DecoderSession needs of an ORT session; tests wrap it (e.g. to count `run` calls). */
+/**
+ * What a DecoderSession needs of an ORT session; tests wrap it (e.g. to count `run` calls). `lent`
+ * names the KV buffers among the feeds that the runner may move elsewhere for the run (a session in a
+ * worker thread takes them without a copy): when the run settles, each entry's `key` and `value`
+ * are arrays with the same contents, possibly new objects, which the owner reads from then on.
+ */
 export interface SessionRunner {
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.OnnxValue>>;
+  run(feeds: Record<string, ort.Tensor>, lent?: readonly KvBuffers[]): Promise<Record<string, ort.OnnxValue>>;
   release(): Promise<void>;
+}
+
+/** An ORT session in this thread as a runner (its own `run` takes fetches second, not lent buffers). */
+export function threadRunner(session: ort.InferenceSession): SessionRunner {
+  return { run: (feeds) => session.run(feeds), release: () => session.release() };
 }
 
 /** One forward over B rows of padded past: the inputs of `DecoderSession.run`. */
 export interface RowsInput {
-  /** Per layer, keys [B, Hkv, D, P] and values [B, Hkv, P, D]; row b's first `pastLengths[b]` positions are valid. */
-  past: { key: Float32Array; value: Float32Array }[];
+  /**
+   * Per layer, keys [B, Hkv, D, P] and values [B, Hkv, P, D]; row b's first `pastLengths[b]` positions
+   * are valid. Lent to the runner for the run (see SessionRunner): the owner reads them afresh after.
+   */
+  past: KvBuffers[];
   /** P, the padded past length (capacity) every row of `past` has. */
   paddedLength: number;
   pastLengths: readonly number[];
@@ -121,7 +135,7 @@ export class DecoderSession {
       feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', input.past[l]!.key, [B, c.numKvHeads, c.headDim, P]);
       feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', input.past[l]!.value, [B, c.numKvHeads, P, c.headDim]);
     }
-    const out = await this.runner.run(feeds);
+    const out = await this.runner.run(feeds, input.past);
     const newKeys: Float32Array[] = [];
     const newValues: Float32Array[] = [];
     for (let l = 0; l < c.numLayers; l++) {
