@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { InferenceServer } from '../../server/src/runtime/inference-server';
-import { loadModel, type LoadedModel } from '../../server/src/runtime/load-model';
+import { chooseSessionThread, type LoadedModel, loadModel, WORKER_SESSION_MIN_WEIGHT_BYTES } from '../../server/src/runtime/load-model';
 import { createSessionInWorker } from '../../server/src/runtime/worker-session';
 import { countRuns } from '../helpers/counting-runner';
 import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
@@ -30,14 +30,14 @@ function tinyCheckpoint(config = TINY_QWEN2): { modelDir: string; cacheDir: stri
   return { modelDir, cacheDir: join(root, 'cache') };
 }
 
-function load(dir: { modelDir: string; cacheDir: string }, sessionThread: 'this' | 'worker'): Promise<LoadedModel> {
+function load(dir: { modelDir: string; cacheDir: string }, sessionThread: 'main' | 'worker'): Promise<LoadedModel> {
   return loadModel(dir.modelDir, { executionProvider: 'cpu', threads: 1, cacheDir: dir.cacheDir, sessionThread });
 }
 
 describe('a session in a worker thread', () => {
   it('gives the logits of a session in this thread: prefill, decode, and 3 slots decoded in one run per step', async () => {
     const dir = tinyCheckpoint();
-    const here = await load(dir, 'this');
+    const here = await load(dir, 'main');
     const there = await load(dir, 'worker');
     assert.equal(there.sessionThread, 'worker');
     assert.equal(there.session.provider, 'cpu');
@@ -73,7 +73,7 @@ describe('a session in a worker thread', () => {
 
   it('moves the past to the worker and back (the arrays the state held before a step are detached after it, the contents kept)', async () => {
     const dir = tinyCheckpoint();
-    const here = await load(dir, 'this');
+    const here = await load(dir, 'main');
     const there = await load(dir, 'worker');
     const mine = here.session.newState();
     const theirs = there.session.newState();
@@ -108,7 +108,7 @@ describe('a session in a worker thread', () => {
       clearInterval(timer);
       return { ticks, ms };
     };
-    const here = await load(dir, 'this');
+    const here = await load(dir, 'main');
     const there = await load(dir, 'worker');
     const blocked = await ticksDuring(here);
     const free = await ticksDuring(there);
@@ -126,5 +126,14 @@ describe('a session in a worker thread', () => {
     const loaded = await load(tinyCheckpoint(), 'worker');
     await loaded.session.release();
     await assert.rejects(loaded.session.prefill(loaded.session.newState(), [1, 2, 3]), /inference worker ended .*reload the model/);
+  });
+});
+
+describe('kiln.sessionThread auto', () => {
+  it('puts graphs of 64 MiB of weights or more in a worker and smaller ones on the main thread; a named choice always wins', () => {
+    assert.equal(chooseSessionThread('auto', WORKER_SESSION_MIN_WEIGHT_BYTES), 'worker');
+    assert.equal(chooseSessionThread('auto', WORKER_SESSION_MIN_WEIGHT_BYTES - 1), 'main');
+    assert.equal(chooseSessionThread('worker', 1), 'worker');
+    assert.equal(chooseSessionThread('main', 2 ** 40), 'main');
   });
 });

@@ -145,6 +145,7 @@ export class ModelHost {
           log: this.options.log,
           // validation, graph build, quantization, hashing and the cache write run in a worker thread
           prepare: prepareGraphInWorker,
+          sessionThread: settings.sessionThread,
         },
         this.current?.model,
       );
@@ -170,7 +171,7 @@ export class ModelHost {
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
     reportLoad(
-      `loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms on the server thread`,
+      `loaded ${model.name}: graph ${cacheHit ? 'found in the cache' : 'built'} in ${buildMs.toFixed(0)} ms in the model worker; session created in ${sessionCreateMs.toFixed(0)} ms ${model.loaded.sessionThread === 'worker' ? 'in its own worker thread' : 'on the server thread'}`,
     );
     const adapter = model.loaded.adapter ? basename(model.loaded.adapter.dir) : undefined;
     const weights = model.loaded.quantization ? `int${model.loaded.quantization}` : 'fp32';

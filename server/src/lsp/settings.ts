@@ -2,6 +2,7 @@
 // by name and the previous (or default) value is kept, so a typo never stops completions.
 import { type CompletionSettings, DEFAULT_COMPLETION_SETTINGS } from '../completion/completion-settings';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../runtime/execution-provider';
+import { SESSION_THREAD_CHOICES, type SessionThreadChoice } from '../runtime/load-model';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../runtime/quantization-choice';
 import { CONTEXT_SOURCES } from '../context/snippet';
 import { type BackendSettings, DEFAULT_BACKEND_SETTINGS, parseBackendSettings } from '../remote/backend-settings';
@@ -17,6 +18,7 @@ export interface KilnSettings extends CompletionSettings {
   quantization: QuantizationSetting; // auto = what `kiln model quantize` recommended for the model, on the CPU
   threads: number; // 0 = automatic
   graphCacheLimitGB: number; // the built-graph cache's size cap (least recently used go first)
+  sessionThread: SessionThreadChoice; // where the ORT session lives (runtime/worker-session.ts)
   fimOrder: FimOrderSetting;
   /** `kiln.backend.*`: the local model (default) or a remote inference server the user chose. */
   backend: BackendSettings;
@@ -29,6 +31,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   quantization: 'auto',
   threads: 0,
   graphCacheLimitGB: 16,
+  sessionThread: 'auto',
   fimOrder: 'auto',
   backend: DEFAULT_BACKEND_SETTINGS,
   ...DEFAULT_COMPLETION_SETTINGS,
@@ -62,6 +65,7 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   quantization: oneOf(QUANTIZATION_SETTINGS),
   threads: int(0, 256),
   graphCacheLimitGB: int(1, 4096),
+  sessionThread: oneOf(SESSION_THREAD_CHOICES),
   maxTokens: int(1, 1024),
   temperature: real(0, 5),
   topP: real(0.01, 1),
@@ -118,6 +122,11 @@ export function parseSettings(raw: unknown, previous: KilnSettings = DEFAULT_SET
 /** Settings whose change needs the model reloaded (the rest apply to the next request). */
 export function needsReload(a: KilnSettings, b: KilnSettings): boolean {
   return (
-    a.modelPath !== b.modelPath || a.adapterPath !== b.adapterPath || a.executionProvider !== b.executionProvider || a.quantization !== b.quantization || a.threads !== b.threads
+    a.modelPath !== b.modelPath ||
+    a.adapterPath !== b.adapterPath ||
+    a.executionProvider !== b.executionProvider ||
+    a.quantization !== b.quantization ||
+    a.threads !== b.threads ||
+    a.sessionThread !== b.sessionThread
   );
 }

@@ -21,13 +21,29 @@ export interface LoadModelOptions extends PrepareGraphOptions {
    */
   prepare?: GraphPreparer;
   /**
-   * Where the ORT session lives: this thread (default), or its own worker thread (worker-session.ts),
-   * so neither its creation nor its forwards ever stall this thread.
+   * Where the ORT session lives: the main thread (default), its own worker thread (worker-session.ts, so
+   * neither its creation nor its forwards ever stall this thread), or `auto`: by the graph's weights.
    */
-  sessionThread?: SessionThread;
+  sessionThread?: SessionThreadChoice;
 }
 
-export type SessionThread = 'this' | 'worker';
+export type SessionThread = 'main' | 'worker';
+export type SessionThreadChoice = SessionThread | 'auto';
+export const SESSION_THREAD_CHOICES: readonly SessionThreadChoice[] = ['auto', 'main', 'worker'];
+
+/**
+ * `auto`'s line: graphs with at least this many bytes of weights get a worker. A run through the worker
+ * costs ~0.2 ms more (two messages; measured with tests/bench/session-thread.bench.ts: the embedded 4M
+ * model's keystroke p50 ×1.13–1.23 in the worker, its session created in 130–150 ms either way), noise
+ * next to a real-size forward (≥ 20 ms) but not next to a tiny model's (~1 ms); a real-size session's
+ * creation stalls the thread for seconds (ORT prepacking), a tiny one's for ~150 ms.
+ */
+export const WORKER_SESSION_MIN_WEIGHT_BYTES = 64 * 2 ** 20;
+
+export function chooseSessionThread(choice: SessionThreadChoice, weightBytes: number): SessionThread {
+  if (choice !== 'auto') return choice;
+  return weightBytes >= WORKER_SESSION_MIN_WEIGHT_BYTES ? 'worker' : 'main';
+}
 
 export interface LoadedModel {
   dir: string;
@@ -52,7 +68,7 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
   const prepared = options.prepare ? await options.prepare(modelDir, options) : prepareGraph(modelDir, options);
   const t0 = performance.now();
   const runtime = { executionProvider: options.executionProvider ?? 'auto', threads: options.threads ?? 0, log: options.log };
-  const sessionThread = options.sessionThread ?? 'this';
+  const sessionThread = chooseSessionThread(options.sessionThread ?? 'main', prepared.weightBytes);
   const { runner, provider, attempts } =
     sessionThread === 'worker'
       ? await createSessionInWorker(prepared.modelPath, runtime)

@@ -123,7 +123,10 @@ class WorkerSessionRunner implements SessionRunner {
       const back = m.returned[name];
       if (back) owner.buffers[owner.field] = back;
     }
-    if (m.error !== undefined || !m.outputs) return run.reject(new Error(m.error ?? 'the inference worker returned no outputs'));
+    if (m.error !== undefined || !m.outputs) {
+      run.reject(new Error(m.error ?? 'the inference worker returned no outputs'));
+      return;
+    }
     const outputs: Record<string, ort.OnnxValue> = {};
     for (const [name, t] of Object.entries(m.outputs)) outputs[name] = new ort.Tensor(t.type, t.data, t.dims);
     run.resolve(outputs);
