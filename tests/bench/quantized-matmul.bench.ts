@@ -13,8 +13,8 @@
 // Formulations:
 //   fp32 MatMul                           W [K,N] float32: its M=1 time defines the matrix-vector bandwidth
 //   fp16 MatMul                           Cast x → f16, MatMul W [K,N] float16, Cast → f32 (Kiln's fp16 row)
-//   nbits8 acc4 / nbits4 acc0 / nbits4 acc4 / nbits4 acc4 b128
-//                                         com.microsoft MatMulNBits, block 32 (or 128), accuracy_level 0 = fp32
+//   nbits8 acc4 / nbits4 acc0 / nbits4 acc4 / nbits4 acc4 b64 / nbits4 acc4 b128 / nbits8 acc4 b128
+//                                         com.microsoft MatMulNBits, block 32 (or 64, 128), accuracy_level 0 = fp32
 //                                         compute on dequantized weights, 4 = int8 activations per block
 //   dqmm s8                               com.microsoft DynamicQuantizeMatMul: x quantized u8 per tensor at run
 //                                         time, W int8 [K,N] symmetric per output column (u8×s8, VNNI where present)
@@ -118,7 +118,9 @@ const FORMULATIONS = [
   'nbits8 acc4',
   'nbits4 acc0',
   'nbits4 acc4',
+  'nbits4 acc4 b64',
   'nbits4 acc4 b128',
+  'nbits8 acc4 b128',
   'dqmm s8',
   'matmulinteger s8',
   'matmulinteger s8 rowwise',
@@ -135,7 +137,7 @@ function linear(g: GraphBuilder, f: Formulation, x: string, w: Weight): string {
   }
   if (f.startsWith('nbits')) {
     const bits = f.startsWith('nbits8') ? 8 : 4;
-    const blockSize = f.endsWith('b128') ? 128 : 32;
+    const blockSize = f.endsWith('b128') ? 128 : f.endsWith('b64') ? 64 : 32;
     const blocks = Math.ceil(w.k / blockSize);
     let q: ReturnType<typeof quantizeBlockwise> | undefined;
     const get = () => (q ??= quantizeBlockwise(values(w), { n: w.n, k: w.k, bits, blockSize }));

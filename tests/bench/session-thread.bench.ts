@@ -1,6 +1,7 @@
 // Where the ORT session lives, measured: the language server's thread or a worker thread of its own
 // (runtime/worker-session.ts). Per placement, in one run: the longest event-loop stall while the model
-// loads (session creation is synchronous in onnxruntime-node) and the keystroke trace through the real
+// loads as the language server loads it (the graph checked and found in the model worker; session
+// creation is synchronous in onnxruntime-node) and the keystroke trace through the real
 // CompletionEngine (KV reuse, the product's settings, greedy), the two placements interleaved in blocks.
 //
 //   node --import tsx tests/bench/session-thread.bench.ts [--model DIR] [--quantization none|auto|int8|int4] [--keystrokes 200] [--block 8] [--threads 2] [--out FILE]
@@ -12,6 +13,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { defaultModelPath } from '../../server/src/default-model';
+import { prepareGraphInWorker } from '../../server/src/lsp/model-worker-client';
 import { parseSettings } from '../../server/src/lsp/settings';
 import type { SessionThread } from '../../server/src/runtime/load-model';
 import { QUANTIZATION_SETTINGS, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';

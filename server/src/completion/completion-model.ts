@@ -111,9 +111,8 @@ export async function loadCompletionModel(dir: string, choices: CompletionModelC
       tokenizer = previous.tokenizer;
       fim = previous.fim;
     } else {
-      // one turn of the event loop after the (synchronous) session creation: requests that waited on it go first
-      await new Promise((resolve) => setImmediate(resolve));
-      tokenizer = Tokenizer.load(dir);
+      // in steps, each after a turn of the event loop (the first after a session created on this thread): requests that waited go first
+      tokenizer = await Tokenizer.loadInSteps(dir);
       fim = resolveFimTemplate(tokenizer);
     }
     if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');
