@@ -1,20 +1,22 @@
-// `npm run bench`: every benchmark in one command — keystroke trace, model core (prefill/decode, int8/int4),
-// training throughput — each in its own process, one after another, then one summary: a JSON file, a
-// markdown table (figures, peer, ratio, target) and an SVG chart of per-keystroke latency.
+// `npm run bench`: every benchmark in one command — keystroke trace (the 25M reference, and the embedded
+// model), model core (prefill/decode, int8/int4, decode of 1/2/4 slots), lookup decoding on the embedded
+// model, training throughput — each in its own process, one after another, then one summary: a JSON
+// file, a markdown table (figures, peer, ratio, target) and an SVG chart of per-keystroke latency.
 //
-//   npm run bench -- [--quick] [--ep cpu|webgpu|cuda|auto] [--threads 2] [--out DIR] [--only keystroke,model,training]
+//   npm run bench -- [--quick] [--ep cpu|webgpu|cuda|auto] [--threads 2] [--out DIR] [--only keystroke,embedded,model,lookup,training]
 //                    [--summary-only]   (rebuild summary and chart from the JSON already in DIR)
 //   npm run bench -- --size 0.5b|1.5b [--quick] [--threads 2] [--out DIR]
 //                    (instead: the real-size rows, real-size.bench.ts — a random-weight Qwen2.5-Coder checkpoint of that
 //                    shape, cached in ~/.cache/kiln-bench, against llama.cpp at the same precision; DIR/real-size-<size>.json)
 //
-// Results go to DIR (default bench-results/latest): keystroke.json, model.json, training.json,
-// summary.json, summary.md, keystroke-latency.svg. Each benchmark interleaves its own A/B rows and
+// Results go to DIR (default bench-results/latest): keystroke.json, embedded.json, model.json,
+// lookup.json, training.json, summary.json, summary.md, keystroke-latency.svg. Each benchmark interleaves its own A/B rows and
 // prints the machine's load; ratios from one run are the headline, absolute times move with the load.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
+import { defaultModelPath } from '../../server/src/default-model';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '../../server/src/runtime/execution-provider';
 import { BenchArgs } from './bench-args';
 import { log, round } from './bench-stats';
@@ -24,8 +26,22 @@ import { REAL_SIZE_CHOICES, type RealSize } from './real-size-model';
 /** Keystrokes per rolling median in the chart. */
 const SMOOTHING = 25;
 
-const BENCHES = ['keystroke', 'model', 'training'] as const;
+const BENCHES = ['keystroke', 'embedded', 'model', 'lookup', 'training'] as const;
 type Bench = (typeof BENCHES)[number];
+
+/** Each benchmark's script and its own flags (the embedded-model rows are the keystroke bench on models/). */
+function benchCommand(bench: Bench): { script: string; flags: string[] } {
+  const embedded = () => {
+    const dir = defaultModelPath();
+    if (!dir) throw new Error(`the ${bench} rows need the embedded model under models/`);
+    return ['--model', dir, '--quantization', 'auto'];
+  };
+  if (bench === 'embedded') return { script: 'keystroke', flags: embedded() };
+  if (bench === 'lookup') return { script: 'keystroke', flags: ['--lookup', ...embedded()] };
+  // the CLI fine-tune timing of the training bench takes long and has its own command (bench:training)
+  if (bench === 'training') return { script: 'training', flags: ['--no-finetune'] };
+  return { script: bench, flags: [] };
+}
 
 interface Settings {
   quick: boolean;
@@ -59,10 +75,9 @@ function parseArgs(argv: string[]): Settings {
 
 /** Runs one benchmark in its own process; its table and progress stream to this terminal. */
 function runBench(bench: Bench, s: Settings, jsonFile: string): void {
-  const args = ['--import', 'tsx', join(__dirname, `${bench}.bench.ts`), '--out', jsonFile, '--threads', String(s.threads), '--ep', s.ep];
+  const { script, flags } = benchCommand(bench);
+  const args = ['--import', 'tsx', join(__dirname, `${script}.bench.ts`), '--out', jsonFile, '--threads', String(s.threads), '--ep', s.ep, ...flags];
   if (s.quick) args.push('--quick');
-  // the CLI fine-tune timing of the training bench takes long and has its own command (bench:training)
-  if (bench === 'training') args.push('--no-finetune');
   log(`\n=== ${bench} benchmark: node ${args.slice(2).join(' ')}`);
   const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`the ${bench} benchmark failed (exit ${r.status ?? r.signal})`);
@@ -157,6 +172,43 @@ function modelLines(m: Json): Line[] {
     });
   }
   return out;
+}
+
+/** Decode of 4 slots in one batched step against one slot (issue 13: fp32 ≤ 1.6×; int8's kernels are compute-bound, reported). */
+function slotLines(m: Json): Line[] {
+  const rows = m.slotDecode as Record<string, Json> | undefined;
+  if (!rows) return [];
+  return Object.entries(rows).map(([name, r]) => {
+    const fp32 = name.endsWith('fp32');
+    return {
+      figure: `decode ms/step, 4 slots vs 1 (${name.replace('kiln ', '')}, context ${m.slotSettings.context})`,
+      kiln: r.stepMedianMs['4'].median,
+      peer: r.stepMedianMs['1'].median,
+      peerName: '1 slot',
+      ratio: r.fourOverOne,
+      target: fp32 ? '<= 1.6' : 'report',
+      met: fp32 ? r.fourOverOne <= 1.6 : true,
+    };
+  });
+}
+
+/** The embedded model on the keystroke trace: its p50 with reuse against llama.cpp on its GGUF. */
+function embeddedLines(e: Json): Line[] {
+  return keystrokeLines(e).map((l) => ({ ...l, figure: l.figure.replace('keystroke', 'embedded model keystroke') }));
+}
+
+/** Lookup decoding on the embedded model (issue 13: a one-line suggestion's p50 cut by ≥ 25%, identical output). */
+function lookupLines(l: Json): Line[] {
+  const rows = Object.entries(l.rows as Record<string, Json>).filter(([, r]) => r.acceptance !== undefined);
+  return rows.map(([name, r]) => ({
+    figure: `lookup decoding ${name}: p50 on / off (acceptance ${r.acceptance}, ${r.differingSuggestions} differing)`,
+    kiln: r.latencyMs.p50,
+    peer: l.rows.off?.latencyMs.p50 ?? r.latencyMs.p50 / r.p50OverOff,
+    peerName: 'lookup off',
+    ratio: r.p50OverOff,
+    target: '<= 0.75',
+    met: r.p50OverOff <= 0.75 && r.differingSuggestions === 0,
+  }));
 }
 
 function trainingLines(t: Json): Line[] {
@@ -293,8 +345,14 @@ function main(): void {
   if (!s.summaryOnly) for (const bench of s.only) runBench(bench, s, join(out, `${bench}.json`));
   const read = (bench: Bench): Json | undefined =>
     s.only.includes(bench) && existsSync(join(out, `${bench}.json`)) ? JSON.parse(readFileSync(join(out, `${bench}.json`), 'utf8')) : undefined;
-  const [keystroke, model, training] = [read('keystroke'), read('model'), read('training')];
-  const lines = [...(keystroke ? keystrokeLines(keystroke) : []), ...(model ? modelLines(model) : []), ...(training ? trainingLines(training) : [])];
+  const [keystroke, embedded, model, lookup, training] = [read('keystroke'), read('embedded'), read('model'), read('lookup'), read('training')];
+  const lines = [
+    ...(keystroke ? keystrokeLines(keystroke) : []),
+    ...(embedded ? embeddedLines(embedded) : []),
+    ...(model ? [...modelLines(model), ...slotLines(model)] : []),
+    ...(lookup ? lookupLines(lookup) : []),
+    ...(training ? trainingLines(training) : []),
+  ];
   const previous = join(out, 'summary.json');
   // a rebuilt summary keeps the machine and load of the run that produced the figures
   const machine =

@@ -55,7 +55,8 @@ async function watchedLoad(s: Settings, thread: SessionThread, cacheDir: string)
   const model = await loadCompletionModel(
     s.model,
     { fimOrder: 'auto', quantization: s.quantization },
-    { executionProvider: 'cpu', threads: s.threads, cacheDir, sessionThread: thread },
+    // as the language server loads: the checks and the cached build's lookup in the model worker
+    { executionProvider: 'cpu', threads: s.threads, cacheDir, sessionThread: thread, prepare: prepareGraphInWorker },
   );
   const loadMs = performance.now() - t0;
   await new Promise((resolve) => setTimeout(resolve, 20)); // the last stall is recorded at the next tick

@@ -10,6 +10,7 @@ import { MODEL_FILE_CAPS, pathExists, readModelJsonObject } from '../model/read-
 import { Tokenizer } from '../model/tokenizer';
 import type { LoadedModel, LoadModelOptions } from '../runtime/load-model';
 import { loadWithQuantization, type Precision, PRECISIONS, type QuantizationSetting } from '../runtime/quantization-choice';
+import { prepareTokenHealing } from './token-healing';
 
 export interface CompletionModel {
   name: string;
@@ -113,6 +114,8 @@ export async function loadCompletionModel(dir: string, choices: CompletionModelC
     } else {
       // in steps, each after a turn of the event loop (the first after a session created on this thread): requests that waited go first
       tokenizer = await Tokenizer.loadInSteps(dir);
+      await new Promise((resolve) => setImmediate(resolve));
+      prepareTokenHealing(tokenizer); // its byte table, in a step of its own: not on the first keystroke
       fim = resolveFimTemplate(tokenizer);
     }
     if (!fim) throw new ModelFileError(join(dir, 'tokenizer.json'), 'the tokenizer has no fill-in-the-middle tokens; Kiln needs a FIM-trained code model');

@@ -48,6 +48,14 @@ export function healTail(tokens: readonly number[], tokenizer: Tokenizer): { kee
 /** Each token's bytes, computed once per tokenizer: the mask compares bytes, not decoded text. */
 const tokenBytesCache = new WeakMap<Tokenizer, Uint8Array[]>();
 
+/**
+ * Computes the table now (a 151,936-token vocabulary takes ~0.3 s) so that the first completion
+ * after a model load does not pay for it; model loading calls it in a step of its own.
+ */
+export function prepareTokenHealing(tokenizer: Tokenizer): void {
+  allTokenBytes(tokenizer);
+}
+
 function allTokenBytes(tokenizer: Tokenizer): Uint8Array[] {
   let table = tokenBytesCache.get(tokenizer);
   if (!table) {
