@@ -482,7 +482,11 @@ async function main(): Promise<void> {
     const kilnMemory: Record<string, MemoryReport> = {};
     for (const e of engines) if (e.memory) kilnMemory[e.name] = await e.memory();
     const slotDecode = await measureSlotDecode(slotOptions);
-    const result = { ...report(s, engines, figures, sameWeights, kilnMemory, loadavgBefore, started), slotDecode, slotSettings: { context: slotOptions.context, steps: slotOptions.steps, reps: slotOptions.reps } };
+    const result = {
+      ...report(s, engines, figures, sameWeights, kilnMemory, loadavgBefore, started),
+      slotDecode,
+      slotSettings: { context: slotOptions.context, steps: slotOptions.steps, reps: slotOptions.reps },
+    };
     printTable(result);
     emitJson(result, s.out);
   } finally {
