@@ -25,6 +25,7 @@
 // the gradient flowing to x through the same codes dequantized in the graph one weight at a time: dx = dy · W.
 import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannel, type BlockQuantized, type ChannelQuantized } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
+import type { GraphBuilder } from './onnx-graph';
 
 /** MatMulNBits' accuracy_level for int4: int8 activations per block (see the table above). */
 export const INT4_ACCURACY_LEVEL = 4;
@@ -35,21 +36,51 @@ export interface QuantizedWeight {
   bits: QuantBits;
   n: number;
   k: number;
-  rows: () => Float32Array;
+  /** Fills `into` (float32 [N, K], row-major) with the weight; `into` is reused once the codes are made. */
+  rows: (into: Float32Array) => void;
   /** Set by training graphs: MatMulNBits at this accuracy_level (0 computes exactly on the dequantized weights), with a backward to x. */
   accuracyLevel?: number;
 }
 
 /** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
 export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
-  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, w, w.accuracyLevel); // a training graph's frozen base
-  return w.bits === 8 ? int8MatMul(dg, x, w) : nbitsMatMul(dg, x, w, INT4_ACCURACY_LEVEL);
+  const withBuffer = { ...w, rows: rowsBuffer(dg.g, w) };
+  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, withBuffer, w.accuracyLevel); // a training graph's frozen base
+  return w.bits === 8 ? int8MatMul(dg, x, withBuffer) : nbitsMatMul(dg, x, withBuffer, INT4_ACCURACY_LEVEL);
+}
+
+/** The float32 buffer a graph's quantized weights are read into, and how many of them are still to be read. */
+interface RowsBuffer {
+  values: Float32Array;
+  pending: number;
+}
+const rowsBuffers = new WeakMap<GraphBuilder, RowsBuffer>();
+
+/**
+ * `w.rows` read into one float32 buffer shared by the graph's quantized weights: a quantizer keeps only
+ * its codes, so the next weight reuses pages already mapped instead of faulting in fresh ones. The
+ * buffer is dropped once the last of them has been read.
+ */
+function rowsBuffer(g: GraphBuilder, w: QuantizedWeight): () => Float32Array {
+  const buffer = rowsBuffers.get(g) ?? { values: new Float32Array(0), pending: 0 };
+  rowsBuffers.set(g, buffer);
+  buffer.pending++;
+  return () => {
+    if (buffer.values.length < w.n * w.k) buffer.values = new Float32Array(w.n * w.k);
+    const into = buffer.values.subarray(0, w.n * w.k);
+    w.rows(into);
+    if (--buffer.pending <= 0) buffer.values = new Float32Array(0); // a graph written again reads fresh buffers
+    return into;
+  };
 }
 
 /**
  *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points, accuracy_level) ─> [.., N]
  */
-function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight, level: number): Value {
+/** A quantized weight whose rows come back from one call, as the quantizers take them. */
+type ReadWeight = Omit<QuantizedWeight, 'rows'> & { rows: () => Float32Array };
+
+function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: ReadWeight, level: number): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
@@ -114,7 +145,7 @@ function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits
  *   codes int8 [K, N] ──────────────────────────────────── MatMulInteger(xq, codes, 128) int32 [.., N]
  *                                                          ─ Cast ─ · s ─ · scales [N] ─> [.., N]
  */
-function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k, rows }: QuantizedWeight): Value {
+function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k, rows }: ReadWeight): Value {
   const { g } = dg;
   let quantized: ChannelQuantized | undefined;
   const q = () => (quantized ??= quantizePerChannel(rows(), { n, k }));
