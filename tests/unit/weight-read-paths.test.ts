@@ -1,14 +1,18 @@
 // The shorter ways a graph build reads weights give exactly what the plain ones give: 16-bit floats
 // widened in place from the upper half of the float32 buffer, every BF16/F16 pattern straight to half
 // bits (float32ToHalfArray of the float32 values), a tensor read into the caller's buffer (or a part of
-// one) in every stored dtype, and a buffer of the wrong length refused.
+// one) or a range of rows in every stored dtype, a buffer of the wrong length refused, and a graph built
+// through them equal to one built through readFloat32 alone.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { bfloat16ArrayToFloat32, float32ToHalfArray, halfArrayToFloat32, storedToHalfBitsInPlace, widenBfloat16, widenHalf } from '../../server/src/model/half';
+import { WeightStore } from '../../server/src/model/checkpoint';
+import { buildDecoderGraph } from '../../server/src/model/graph/decoder';
 import { SafetensorsFile, writeSafetensors } from '../../server/src/model/safetensors';
 import { seededRandom } from '../helpers/random';
+import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { tempDir } from '../helpers/tiny-session';
 
 const root = tempDir('kiln-weight-read-');
@@ -75,6 +79,22 @@ describe('SafetensorsFile reads into a given buffer', () => {
     }
   });
 
+  it('readRowsInto a range of rows equals that slice of readFloat32; a range that is not whole rows is refused', () => {
+    const f = SafetensorsFile.open(path);
+    try {
+      for (const name of ['f32', 'f16', 'bf16']) {
+        const all = f.readFloat32(name);
+        const rows = new Float32Array(2 * 37);
+        f.readRowsInto(name, 1, rows);
+        assert.deepEqual(bitsOf(rows), bitsOf(all.subarray(37, 3 * 37)), name);
+      }
+      assert.throws(() => f.readRowsInto('f32', 2, new Float32Array(2 * 37)), /not whole rows of \[3,37\]/);
+      assert.throws(() => f.readRowsInto('f32', 0, new Float32Array(36)), /not whole rows/);
+    } finally {
+      f.close();
+    }
+  });
+
   it('readHalfBits equals float32ToHalfArray(readFloat32) for every stored dtype', () => {
     const f = SafetensorsFile.open(path);
     try {
@@ -83,4 +103,26 @@ describe('SafetensorsFile reads into a given buffer', () => {
       f.close();
     }
   });
+});
+
+describe('graph build from a source with and without the shorter reads', () => {
+  for (const quantization of [8, 4] as const) {
+    it(`int${quantization}: every initializer's bytes are the same from a WeightStore and from a readFloat32-only source`, () => {
+      const dir = join(root, `tiny-${quantization}`);
+      writeTinyCheckpoint(dir, makeTinyWeights(TINY_QWEN2, 3), { dtype: 'F16' });
+      const store = WeightStore.open(dir);
+      try {
+        const options = { attention: 'plain', weightType: 'float32', quantization } as const;
+        const fast = buildDecoderGraph(TINY_QWEN2, store, options).initializers;
+        const plain = buildDecoderGraph(TINY_QWEN2, { readFloat32: (n) => store.readFloat32(n) }, options).initializers;
+        assert.deepEqual(
+          plain.map((w) => w.name),
+          fast.map((w) => w.name),
+        );
+        fast.forEach((w, i) => assert.deepEqual(Buffer.from(w.bytes()), Buffer.from(plain[i]!.bytes()), w.name));
+      } finally {
+        store.close();
+      }
+    });
+  }
 });

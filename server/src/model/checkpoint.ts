@@ -106,6 +106,10 @@ export class WeightStore {
     this.fileOf(name).readFloat32Into(name, out);
   }
 
+  readRowsInto(name: string, first: number, out: Float32Array): void {
+    this.fileOf(name).readRowsInto(name, first, out);
+  }
+
   readHalfBits(name: string): Uint16Array {
     return this.fileOf(name).readHalfBits(name);
   }

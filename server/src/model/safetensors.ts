@@ -61,12 +61,12 @@ export class SafetensorsFile {
     return buf;
   }
 
-  /** Reads a tensor's stored bytes into `into` (exactly their length). */
-  private readStored(t: TensorInfo, into: Uint8Array): void {
+  /** Reads a tensor's stored bytes from byte `skip` on into `into` (to its length). */
+  private readStored(t: TensorInfo, into: Uint8Array, skip = 0): void {
     if (this.fd === undefined) throw new ModelFileError(this.path, 'file already closed');
     let done = 0;
     while (done < into.length) {
-      const n = readSync(this.fd, into, done, into.length - done, t.begin + done);
+      const n = readSync(this.fd, into, done, into.length - done, t.begin + skip + done);
       if (n === 0) throw new ModelFileError(this.path, `unexpected end of file reading "${t.name}"`);
       done += n;
     }
@@ -87,26 +87,44 @@ export class SafetensorsFile {
     const t = this.info(name);
     const count = elementCount(t);
     if (out.length !== count) throw new Error(`tensor "${name}": ${count} values do not fit a buffer of ${out.length}`);
+    this.readValuesInto(t, 0, out);
+  }
+
+  /** Rows [first, first + out.length / rowLength) of the tensor (rows along its first axis) as float32 into `out`, like readFloat32Into. */
+  readRowsInto(name: string, first: number, out: Float32Array): void {
+    const t = this.info(name);
+    const rowLength = t.shape.length ? elementCount(t) / t.shape[0]! : 1;
+    const rows = out.length / rowLength;
+    if (!Number.isInteger(rows) || first < 0 || first + rows > (t.shape[0] ?? 1)) {
+      throw new Error(`tensor "${name}": ${out.length} values from row ${first} are not whole rows of ${JSON.stringify(t.shape)}`);
+    }
+    this.readValuesInto(t, first * rowLength, out);
+  }
+
+  /** Values [first, first + out.length) of a tensor, converted to float32 into `out`. */
+  private readValuesInto(t: TensorInfo, first: number, out: Float32Array): void {
+    const count = out.length;
+    const skip = first * DTYPE_BYTES[t.dtype];
     switch (t.dtype) {
       case 'F32':
-        this.readStored(t, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+        this.readStored(t, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), skip);
         return;
       case 'F16':
       case 'BF16': {
         const stored = new Uint16Array(out.buffer, out.byteOffset + 2 * count, count);
-        this.readStored(t, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength));
+        this.readStored(t, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), skip);
         if (t.dtype === 'BF16') widenBfloat16(stored, out);
         else widenHalf(stored, out);
         return;
       }
       case 'F64': {
         const values = new Float64Array(count); // 8 bytes a value do not fit in place
-        this.readStored(t, new Uint8Array(values.buffer));
+        this.readStored(t, new Uint8Array(values.buffer), skip);
         out.set(values);
         return;
       }
       default:
-        throw new ModelFileError(this.path, `tensor "${name}" has dtype ${t.dtype}, expected a floating-point type`);
+        throw new ModelFileError(this.path, `tensor "${t.name}" has dtype ${t.dtype}, expected a floating-point type`);
     }
   }
 

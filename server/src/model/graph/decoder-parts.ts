@@ -19,6 +19,27 @@ export interface WeightSource {
   readFloat32Into?(name: string, out: Float32Array): void;
   /** float32ToHalfArray(readFloat32(name)) bit for bit, for a source that can convert without float32. */
   readHalfBits?(name: string): Uint16Array;
+  /** Rows [first, first + out.length / row length) of a tensor (along its first axis) into `out`, as readFloat32 has them. */
+  readRowsInto?(name: string, first: number, out: Float32Array): void;
+}
+
+/**
+ * Rows of tensors `names` stacked along their first axis (`rows[j]` rows of `rowLength` values each),
+ * read straight from the source a range at a time, or undefined when the source cannot read ranges.
+ */
+export function stackedRowReader(weights: WeightSource, names: string[], rows: number[], rowLength: number): ((first: number, out: Float32Array) => void) | undefined {
+  const readRows = weights.readRowsInto?.bind(weights);
+  if (!readRows) return undefined;
+  return (first, out) => {
+    const count = out.length / rowLength;
+    let start = 0; // the first stacked row of tensor j
+    names.forEach((name, j) => {
+      const from = Math.max(first, start);
+      const to = Math.min(first + count, start + rows[j]!);
+      if (from < to) readRows(name, from - start, out.subarray((from - first) * rowLength, (to - first) * rowLength));
+      start += rows[j]!;
+    });
+  };
 }
 
 /** Tensor `name` of `weights` into `out` (its exact length). */
@@ -147,6 +168,7 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
           outDims.map((o) => o * inDim),
           into,
         ),
+      readRows: stackedRowReader(ctx.weights, hfNames, outDims, inDim),
       accuracyLevel: ctx.quantizedAccuracyLevel,
     });
   } else {

@@ -20,6 +20,7 @@ import {
   ropeInverseFrequencies,
   readWeightHalfBits,
   readWeightInto,
+  stackedRowReader,
   type WeightSource,
 } from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
@@ -259,6 +260,7 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
       n: c.vocabSize,
       k: c.hiddenSize,
       rows: (into) => readWeightInto(ctx.weights, headName, into),
+      readRows: stackedRowReader(ctx.weights, [headName], [c.vocabSize], c.hiddenSize),
     }).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
