@@ -119,7 +119,7 @@ describe('graph build from a source with and without the shorter reads', () => {
           plain.map((w) => w.name),
           fast.map((w) => w.name),
         );
-        fast.forEach((w, i) => assert.deepEqual(Buffer.from(w.bytes()), Buffer.from(plain[i]!.bytes()), w.name));
+        for (const [i, w] of fast.entries()) assert.deepEqual(Buffer.from(w.bytes()), Buffer.from(plain[i]!.bytes()), w.name);
       } finally {
         store.close();
       }
