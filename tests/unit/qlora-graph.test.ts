@@ -21,7 +21,9 @@ describe('quantized matmul backward (dx = dy · dequantized W)', () => {
       it(`int${bits}, K ${k} (${k / 32} blocks): gradients match finite differences`, async () => {
         const n = 12;
         const w = randomNormal(seededRandom(k + bits), n * k, 0.2);
-        const { graph } = opGraph([{ name: 'x', shape: [2, 3, k] }], (dg, [x]) => quantizedMatMul(dg, x!, { graphName: 'proj', bits, n, k, rows: () => w, accuracyLevel: 0 }));
+        const { graph } = opGraph([{ name: 'x', shape: [2, 3, k] }], (dg, [x]) =>
+          quantizedMatMul(dg, x!, { graphName: 'proj', bits, n, k, rows: (into) => into.set(w), accuracyLevel: 0 }),
+        );
         const session = await sessionFor(graph, OPSETS);
         const feeds = { x: new ort.Tensor('float32', randomNormal(seededRandom(3), 2 * 3 * k, 1), [2, 3, k]) };
         const r = await checkGradients(session, feeds, ['x'], { loss: 'loss', grad: (p) => `grad.${p}` }, { perParam: 12 });

@@ -102,6 +102,18 @@ export class WeightStore {
     return this.fileOf(name).readFloat32(name);
   }
 
+  readFloat32Into(name: string, out: Float32Array): void {
+    this.fileOf(name).readFloat32Into(name, out);
+  }
+
+  readRowsInto(name: string, first: number, out: Float32Array): void {
+    this.fileOf(name).readRowsInto(name, first, out);
+  }
+
+  readHalfBits(name: string): Uint16Array {
+    return this.fileOf(name).readHalfBits(name);
+  }
+
   /** The file that holds a tensor, for error messages. */
   pathOf(name: string): string {
     return this.fileOf(name).path;

@@ -66,7 +66,42 @@ export function halfArrayToFloat32(src: Uint16Array): Float32Array {
 
 export function bfloat16ArrayToFloat32(src: Uint16Array): Float32Array {
   const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
+  widenBfloat16(src, out);
   return out;
+}
+
+/**
+ * bfloat16 `src` -> float32 `out` (same length). Front to back, so `src` may be the upper half of
+ * `out`'s own bytes: value i is read before bytes 4i..4i+3 are written, and those lie below value i+1.
+ */
+export function widenBfloat16(src: Uint16Array, out: Float32Array): void {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
+}
+
+/** IEEE half `src` -> float32 `out`, front to back like widenBfloat16 (so in place from the upper half). */
+export function widenHalf(src: Uint16Array, out: Float32Array): void {
+  for (let i = 0; i < src.length; i++) out[i] = halfBitsToFloat(src[i]!);
+}
+
+let bfloat16HalfTable: Uint16Array | undefined;
+let halfHalfTable: Uint16Array | undefined;
+
+/** Every 16-bit pattern through `convert`: 128 KiB, built once, so a conversion is one lookup. */
+function table16(convert: (bits: number) => number): Uint16Array {
+  const t = new Uint16Array(65_536);
+  for (let b = 0; b < t.length; b++) t[b] = convert(b);
+  return t;
+}
+
+/**
+ * Stored 16-bit floats -> the IEEE half bits float32ToHalfArray gives for their float32 values, in
+ * place. Table-built from the very same conversions, so the bits are identical by construction
+ * (F16 is the identity but for NaN payloads, which become the one quiet NaN).
+ */
+export function storedToHalfBitsInPlace(bits: Uint16Array, dtype: 'BF16' | 'F16'): void {
+  if (dtype === 'BF16') bfloat16HalfTable ??= table16((b) => floatToHalfBits(bfloat16BitsToFloat(b)));
+  else halfHalfTable ??= table16((h) => floatToHalfBits(halfBitsToFloat(h)));
+  const t = dtype === 'BF16' ? bfloat16HalfTable! : halfHalfTable!;
+  for (let i = 0; i < bits.length; i++) bits[i] = t[bits[i]!]!;
 }

@@ -124,22 +124,37 @@ export interface ChannelQuantized {
   scales: Float32Array;
 }
 
+/** Rows [first, first + count) of a weight [n, k] as float32 [count, k] row-major, valid until the next call. */
+export type RowReader = (first: number, count: number) => Float32Array;
+
 /** Quantizes an HF Linear weight `w` [n, k] (row-major) per output channel (row). */
 export function quantizePerChannel(w: Float32Array, { n, k }: { n: number; k: number }): ChannelQuantized {
   if (w.length !== n * k) throw new Error(`quantize: ${w.length} values is not ${n}×${k}`);
+  return quantizePerChannelRows((first, count) => w.subarray(first * k, (first + count) * k), { n, k });
+}
+
+/**
+ * quantizePerChannel on a weight read TILE rows at a time: a row's scale and codes depend on that row
+ * alone, so a reader can hand out a small buffer that stays in cache instead of the whole float32 matrix.
+ */
+export function quantizePerChannelRows(readRows: RowReader, { n, k }: { n: number; k: number }): ChannelQuantized {
   const codes = new Int8Array(n * k);
   const scales = new Float32Array(n);
-  for (let row = 0; row < n; row++) {
-    let max = 0;
-    for (let i = row * k; i < (row + 1) * k; i++) max = Math.max(max, Math.abs(w[i]!));
-    scales[row] = Math.fround(max > 0 ? max / INT8_CHANNEL_MAX : 1);
-  }
-  // transposed in tiles: a plain column walk over a 151,936-row head misses the cache on every write
   for (let r0 = 0; r0 < n; r0 += TILE) {
+    const r1 = Math.min(n, r0 + TILE);
+    const w = readRows(r0, r1 - r0); // [r1 - r0, k]
+    if (w.length !== (r1 - r0) * k) throw new Error(`quantize: rows ${r0}..${r1} came as ${w.length} values, not ${(r1 - r0) * k}`);
+    for (let row = r0; row < r1; row++) {
+      let max = 0;
+      for (let i = (row - r0) * k; i < (row - r0 + 1) * k; i++) max = Math.max(max, Math.abs(w[i]!));
+      scales[row] = Math.fround(max > 0 ? max / INT8_CHANNEL_MAX : 1);
+    }
+    // transposed in tiles: a plain column walk over a 151,936-row head misses the cache on every write
     for (let i0 = 0; i0 < k; i0 += TILE) {
-      for (let row = r0; row < Math.min(n, r0 + TILE); row++) {
+      for (let row = r0; row < r1; row++) {
         const scale = scales[row]!;
-        for (let i = i0; i < Math.min(k, i0 + TILE); i++) codes[i * n + row] = Math.max(-INT8_CHANNEL_MAX, Math.min(INT8_CHANNEL_MAX, Math.round(w[row * k + i]! / scale)));
+        const from = (row - r0) * k;
+        for (let i = i0; i < Math.min(k, i0 + TILE); i++) codes[i * n + row] = Math.max(-INT8_CHANNEL_MAX, Math.min(INT8_CHANNEL_MAX, Math.round(w[from + i]! / scale)));
       }
     }
   }

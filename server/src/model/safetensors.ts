@@ -4,7 +4,7 @@
 import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { ModelFileError } from './errors';
 import { MODEL_FILE_CAPS, openRegularFile, readAt } from './read-model-file';
-import { bfloat16ArrayToFloat32, float32ToHalfArray, halfArrayToFloat32 } from './half';
+import { float32ToHalfArray, storedToHalfBitsInPlace, widenBfloat16, widenHalf } from './half';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -56,35 +56,86 @@ export class SafetensorsFile {
   /** The tensor's bytes as stored. */
   readRaw(name: string): Buffer {
     const t = this.info(name);
-    if (this.fd === undefined) throw new ModelFileError(this.path, 'file already closed');
     const buf = Buffer.allocUnsafe(t.end - t.begin);
+    this.readStored(t, buf);
+    return buf;
+  }
+
+  /** Reads a tensor's stored bytes from byte `skip` on into `into` (to its length). */
+  private readStored(t: TensorInfo, into: Uint8Array, skip = 0): void {
+    if (this.fd === undefined) throw new ModelFileError(this.path, 'file already closed');
     let done = 0;
-    while (done < buf.length) {
-      const n = readSync(this.fd, buf, done, buf.length - done, t.begin + done);
-      if (n === 0) throw new ModelFileError(this.path, `unexpected end of file reading "${name}"`);
+    while (done < into.length) {
+      const n = readSync(this.fd, into, done, into.length - done, t.begin + skip + done);
+      if (n === 0) throw new ModelFileError(this.path, `unexpected end of file reading "${t.name}"`);
       done += n;
     }
-    return buf;
   }
 
   /** The tensor as float32 values, converting F16/BF16/F64. */
   readFloat32(name: string): Float32Array {
+    const out = new Float32Array(elementCount(this.info(name)));
+    this.readFloat32Into(name, out);
+    return out;
+  }
+
+  /**
+   * The tensor as float32 values written into `out` (of exactly its element count). A 16-bit tensor is
+   * read into the upper half of `out`'s own bytes and widened in place, so no other buffer is touched.
+   */
+  readFloat32Into(name: string, out: Float32Array): void {
     const t = this.info(name);
-    const raw = this.readRaw(name);
-    const aligned = new Uint8Array(raw.length);
-    aligned.set(raw); // typed views need element alignment; the file gives none
+    const count = elementCount(t);
+    if (out.length !== count) throw new Error(`tensor "${name}": ${count} values do not fit a buffer of ${out.length}`);
+    this.readValuesInto(t, 0, out);
+  }
+
+  /** Rows [first, first + out.length / rowLength) of the tensor (rows along its first axis) as float32 into `out`, like readFloat32Into. */
+  readRowsInto(name: string, first: number, out: Float32Array): void {
+    const t = this.info(name);
+    const rowLength = t.shape.length ? elementCount(t) / t.shape[0]! : 1;
+    const rows = out.length / rowLength;
+    if (!Number.isInteger(rows) || first < 0 || first + rows > (t.shape[0] ?? 1)) {
+      throw new Error(`tensor "${name}": ${out.length} values from row ${first} are not whole rows of ${JSON.stringify(t.shape)}`);
+    }
+    this.readValuesInto(t, first * rowLength, out);
+  }
+
+  /** Values [first, first + out.length) of a tensor, converted to float32 into `out`. */
+  private readValuesInto(t: TensorInfo, first: number, out: Float32Array): void {
+    const count = out.length;
+    const skip = first * DTYPE_BYTES[t.dtype];
     switch (t.dtype) {
       case 'F32':
-        return new Float32Array(aligned.buffer);
+        this.readStored(t, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), skip);
+        return;
       case 'F16':
-        return halfArrayToFloat32(new Uint16Array(aligned.buffer));
-      case 'BF16':
-        return bfloat16ArrayToFloat32(new Uint16Array(aligned.buffer));
-      case 'F64':
-        return Float32Array.from(new Float64Array(aligned.buffer));
+      case 'BF16': {
+        const stored = new Uint16Array(out.buffer, out.byteOffset + 2 * count, count);
+        this.readStored(t, new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), skip);
+        if (t.dtype === 'BF16') widenBfloat16(stored, out);
+        else widenHalf(stored, out);
+        return;
+      }
+      case 'F64': {
+        const values = new Float64Array(count); // 8 bytes a value do not fit in place
+        this.readStored(t, new Uint8Array(values.buffer), skip);
+        out.set(values);
+        return;
+      }
       default:
-        throw new ModelFileError(this.path, `tensor "${name}" has dtype ${t.dtype}, expected a floating-point type`);
+        throw new ModelFileError(this.path, `tensor "${t.name}" has dtype ${t.dtype}, expected a floating-point type`);
     }
+  }
+
+  /** The tensor as IEEE half bits, exactly float32ToHalfArray(readFloat32(name)); a 16-bit tensor never goes through float32. */
+  readHalfBits(name: string): Uint16Array {
+    const t = this.info(name);
+    if (t.dtype !== 'BF16' && t.dtype !== 'F16') return float32ToHalfArray(this.readFloat32(name));
+    const bits = new Uint16Array(elementCount(t));
+    this.readStored(t, new Uint8Array(bits.buffer));
+    storedToHalfBitsInPlace(bits, t.dtype);
+    return bits;
   }
 
   close(): void {
@@ -92,6 +143,8 @@ export class SafetensorsFile {
     this.fd = undefined;
   }
 }
+
+const elementCount = (t: TensorInfo) => t.shape.reduce((a, b) => a * b, 1);
 
 function readHeader(fd: number, path: string, size: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   if (size < 8) throw new ModelFileError(path, `truncated: ${size} bytes is too short for a safetensors header`);

@@ -15,6 +15,42 @@ import { quantizedMatMul } from './quantized-matmul';
 /** Where the builder gets HF weights from: one tensor at a time, as float32. */
 export interface WeightSource {
   readFloat32(name: string): Float32Array;
+  /** readFloat32 into the caller's buffer (exactly the tensor's length), for a source that can skip its own copy. */
+  readFloat32Into?(name: string, out: Float32Array): void;
+  /** float32ToHalfArray(readFloat32(name)) bit for bit, for a source that can convert without float32. */
+  readHalfBits?(name: string): Uint16Array;
+  /** Rows [first, first + out.length / row length) of a tensor (along its first axis) into `out`, as readFloat32 has them. */
+  readRowsInto?(name: string, first: number, out: Float32Array): void;
+}
+
+/**
+ * Rows of tensors `names` stacked along their first axis (`rows[j]` rows of `rowLength` values each),
+ * read straight from the source a range at a time, or undefined when the source cannot read ranges.
+ */
+export function stackedRowReader(weights: WeightSource, names: string[], rows: number[], rowLength: number): ((first: number, out: Float32Array) => void) | undefined {
+  const readRows = weights.readRowsInto?.bind(weights);
+  if (!readRows) return undefined;
+  return (first, out) => {
+    const count = out.length / rowLength;
+    let start = 0; // the first stacked row of tensor j
+    names.forEach((name, j) => {
+      const from = Math.max(first, start);
+      const to = Math.min(first + count, start + rows[j]!);
+      if (from < to) readRows(name, from - start, out.subarray((from - first) * rowLength, (to - first) * rowLength));
+      start += rows[j]!;
+    });
+  };
+}
+
+/** Tensor `name` of `weights` into `out` (its exact length). */
+export function readWeightInto(weights: WeightSource, name: string, out: Float32Array): void {
+  if (weights.readFloat32Into) weights.readFloat32Into(name, out);
+  else out.set(weights.readFloat32(name));
+}
+
+/** Tensor `name` of `weights` as IEEE half bits. */
+export function readWeightHalfBits(weights: WeightSource, name: string): Uint16Array {
+  return weights.readHalfBits ? weights.readHalfBits(name) : float32ToHalfArray(weights.readFloat32(name));
 }
 
 /** A LoRA pair for one projection, PEFT layout: A [r, in], B [out, r], delta = x·Aᵀ·Bᵀ·scale. */
@@ -30,6 +66,8 @@ export interface WeightSpec {
   elem: ElemType;
   shape: number[];
   values: () => Float32Array;
+  /** The float16 bits of values(), by a shorter way (a 16-bit checkpoint converted without float32). */
+  halfBits?: () => Uint16Array;
 }
 
 /** How weights become graph values: initializers for inference, trainable inputs for training. */
@@ -61,8 +99,8 @@ export function embeddingType(ctx: DecoderContext): ElemType {
 
 /** Inference: every weight is a frozen initializer. */
 export const INITIALIZER_PARAMS: ParamSource = {
-  weight(ctx, { graphName, elem, shape, values }) {
-    const bytes = () => (elem === 'float16' ? float32ToHalfArray(values()) : values());
+  weight(ctx, { graphName, elem, shape, values, halfBits }) {
+    const bytes = () => (elem === 'float16' ? (halfBits ? halfBits() : float32ToHalfArray(values())) : values());
     return ctx.dg.value(ctx.dg.g.weight(graphName, elem, shape, bytes), shape, elem);
   },
 };
@@ -86,14 +124,14 @@ export function fusedTransposed(weights: WeightSource, names: string[], inDim: n
   return out;
 }
 
-function concatenated(weights: WeightSource, names: string[]): Float32Array {
-  const parts = names.map((n) => weights.readFloat32(n));
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+/** Tensors `names` of `sizes` values each, end to end in `out`, each read straight into its place. */
+function concatenated(weights: WeightSource, names: string[], sizes: number[], out: Float32Array = new Float32Array(sizes.reduce((a, b) => a + b, 0))): Float32Array {
   let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
+  names.forEach((name, i) => {
+    readWeightInto(weights, name, out.subarray(at, at + sizes[i]!));
+    at += sizes[i]!;
+  });
+  if (at !== out.length) throw new Error(`${names.join(', ')}: ${at} values for a buffer of ${out.length}`);
   return out;
 }
 
@@ -123,7 +161,14 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
       bits: ctx.quantization,
       n: total,
       k: inDim,
-      rows: () => concatenated(ctx.weights, hfNames),
+      rows: (into) =>
+        concatenated(
+          ctx.weights,
+          hfNames,
+          outDims.map((o) => o * inDim),
+          into,
+        ),
+      readRows: stackedRowReader(ctx.weights, hfNames, outDims, inDim),
       accuracyLevel: ctx.quantizedAccuracyLevel,
     });
   } else {
@@ -135,7 +180,8 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
     });
     y = ctx.weightType === 'float16' ? cast(dg, matmul(dg, cast(dg, x, 'float16'), w), 'float32') : matmul(dg, x, w);
   }
-  if (biasNames) y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames) }));
+  if (biasNames)
+    y = add(dg, y, ctx.params.weight(ctx, { graphName: `${graphName}.bias`, elem: 'float32', shape: [total], values: () => concatenated(ctx.weights, biasNames, outDims) }));
   return addLoraSideProducts(
     ctx,
     x,

@@ -18,6 +18,9 @@ import {
   type ParamSource,
   ropeCaches,
   ropeInverseFrequencies,
+  readWeightHalfBits,
+  readWeightInto,
+  stackedRowReader,
   type WeightSource,
 } from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
@@ -96,6 +99,7 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
       elem: embedType,
       shape: [c.vocabSize, c.hiddenSize],
       values: () => ctx.weights.readFloat32('model.embed_tokens.weight'),
+      halfBits: () => readWeightHalfBits(ctx.weights, 'model.embed_tokens.weight'),
     });
     let x = g.scope('embed_tokens', () => {
       const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
@@ -250,7 +254,14 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
   const normed = makeRmsNorm(ctx, selected, 'model.norm.weight', fused);
   const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   if (ctx.quantization)
-    return quantizedMatMul(dg, normed, { graphName: 'lm_head', bits: ctx.quantization, n: c.vocabSize, k: c.hiddenSize, rows: () => ctx.weights.readFloat32(headName) }).name; // [B,K,V]
+    return quantizedMatMul(dg, normed, {
+      graphName: 'lm_head',
+      bits: ctx.quantization,
+      n: c.vocabSize,
+      k: c.hiddenSize,
+      rows: (into) => readWeightInto(ctx.weights, headName, into),
+      readRows: stackedRowReader(ctx.weights, [headName], [c.vocabSize], c.hiddenSize),
+    }).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings
     ? body.embedTable.name

@@ -23,8 +23,9 @@
 // once decoded as fast at 0); 4 quantizes x per block of 32 per row.
 // A training graph (QLoRA) asks for an accuracy level (0: exact) and gets MatMulNBits for both widths,
 // the gradient flowing to x through the same codes dequantized in the graph one weight at a time: dx = dy · W.
-import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannel, type BlockQuantized, type ChannelQuantized } from '../quantize';
+import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannelRows, type BlockQuantized, type ChannelQuantized, type RowReader } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
+import type { GraphBuilder } from './onnx-graph';
 
 /** MatMulNBits' accuracy_level for int4: int8 activations per block (see the table above). */
 export const INT4_ACCURACY_LEVEL = 4;
@@ -35,21 +36,70 @@ export interface QuantizedWeight {
   bits: QuantBits;
   n: number;
   k: number;
-  rows: () => Float32Array;
+  /** Fills `into` (float32 [N, K], row-major) with the weight; `into` is reused once the codes are made. */
+  rows: (into: Float32Array) => void;
+  /** Fills `into` with rows [first, first + into.length / K); when given, int8 reads the weight a tile of rows at a time. */
+  readRows?: (first: number, into: Float32Array) => void;
   /** Set by training graphs: MatMulNBits at this accuracy_level (0 computes exactly on the dequantized weights), with a backward to x. */
   accuracyLevel?: number;
 }
 
 /** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
 export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
-  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, w, w.accuracyLevel); // a training graph's frozen base
-  return w.bits === 8 ? int8MatMul(dg, x, w) : nbitsMatMul(dg, x, w, INT4_ACCURACY_LEVEL);
+  const { readRows } = w;
+  if (w.accuracyLevel === undefined && w.bits === 8 && readRows) return int8MatMul(dg, x, w, () => tileReader(readRows, w.k));
+  const withBuffer = { ...w, rows: rowsBuffer(dg.g, w) };
+  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, withBuffer, w.accuracyLevel); // a training graph's frozen base
+  if (w.bits === 4) return nbitsMatMul(dg, x, withBuffer, INT4_ACCURACY_LEVEL);
+  return int8MatMul(dg, x, w, () => {
+    const all = withBuffer.rows(); // [N, K]
+    return (first, count) => all.subarray(first * w.k, (first + count) * w.k);
+  });
 }
+
+/** The float32 buffer a graph's quantized weights are read into, and how many of them are still to be read. */
+interface RowsBuffer {
+  values: Float32Array;
+  pending: number;
+}
+const rowsBuffers = new WeakMap<GraphBuilder, RowsBuffer>();
+
+/**
+ * `w.rows` read into one float32 buffer shared by the graph's quantized weights: a quantizer keeps only
+ * its codes, so the next weight reuses pages already mapped instead of faulting in fresh ones. The
+ * buffer is dropped once the last of them has been read.
+ */
+function rowsBuffer(g: GraphBuilder, w: QuantizedWeight): () => Float32Array {
+  const buffer = rowsBuffers.get(g) ?? { values: new Float32Array(0), pending: 0 };
+  rowsBuffers.set(g, buffer);
+  buffer.pending++;
+  return () => {
+    if (buffer.values.length < w.n * w.k) buffer.values = new Float32Array(w.n * w.k);
+    const into = buffer.values.subarray(0, w.n * w.k);
+    w.rows(into);
+    if (--buffer.pending <= 0) buffer.values = new Float32Array(0); // a graph written again reads fresh buffers
+    return into;
+  };
+}
+
+/** Rows handed to the int8 quantizer a tile at a time, read into one small buffer that stays in cache. */
+function tileReader(readRows: (first: number, into: Float32Array) => void, k: number): RowReader {
+  let buffer = new Float32Array(0);
+  return (first, count) => {
+    if (buffer.length < count * k) buffer = new Float32Array(count * k);
+    const into = buffer.subarray(0, count * k);
+    readRows(first, into);
+    return into;
+  };
+}
+
+/** A quantized weight whose rows come back from one call, as the block quantizer takes them. */
+type ReadWeight = Omit<QuantizedWeight, 'rows' | 'readRows'> & { rows: () => Float32Array };
 
 /**
  *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points, accuracy_level) ─> [.., N]
  */
-function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: QuantizedWeight, level: number): Value {
+function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: ReadWeight, level: number): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
@@ -114,10 +164,10 @@ function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits
  *   codes int8 [K, N] ──────────────────────────────────── MatMulInteger(xq, codes, 128) int32 [.., N]
  *                                                          ─ Cast ─ · s ─ · scales [N] ─> [.., N]
  */
-function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k, rows }: QuantizedWeight): Value {
+function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k }: QuantizedWeight, reader: () => RowReader): Value {
   const { g } = dg;
   let quantized: ChannelQuantized | undefined;
-  const q = () => (quantized ??= quantizePerChannel(rows(), { n, k }));
+  const q = () => (quantized ??= quantizePerChannelRows(reader(), { n, k }));
   const codes = g.weight(`${graphName}.qweight`, 'int8', [k, n], () => {
     const c = q().codes;
     return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
