@@ -22,7 +22,9 @@ PROTOCOL_PREFIX so stray prints never confuse the driver):
 
 Run it with Debian's interpreter (/usr/bin/python3; `apt-get install python3-torch
 libopenblas0-pthread`): without an optimized BLAS, PyTorch's matmuls fall back to the reference
-BLAS, about 15x slower.
+BLAS, about 15x slower. OpenBLAS picks its kernels by CPU model and falls back to Prescott's (SSE3,
+~4-5x slower than its AVX-512 ones) on a model it does not know, as on a VM that hides it: the benches
+set OPENBLAS_CORETYPE from the CPU's flags (tests/bench/openblas-core.ts); the ready reply names the core.
 """
 import argparse
 import json
