@@ -975,7 +975,15 @@ function report(
       ...machineInfo(s, loadavgBefore, started),
       torch: torchVersion,
       python: tr?.ready.python,
-      torchBlas: tr ? { info: tr.ready.blasInfo, libraries: tr.ready.blasLibraries, openblasCore: tr.ready.openblasCore, threads: tr.ready.threads, openblasThreadsEnv: tr.ready.openblasThreadsEnv } : undefined,
+      torchBlas: tr
+        ? {
+            info: tr.ready.blasInfo,
+            libraries: tr.ready.blasLibraries,
+            openblasCore: tr.ready.openblasCore,
+            threads: tr.ready.threads,
+            openblasThreadsEnv: tr.ready.openblasThreadsEnv,
+          }
+        : undefined,
     },
     notes: [
       'tokens/s per rep = B·S·steps / summed step wall time; median (min–max) over reps. Each row is its own process; rows run one at a time, order rotated per rep.',
