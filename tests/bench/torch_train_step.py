@@ -1,22 +1,30 @@
 #!/usr/bin/python3
-"""PyTorch peer of Kiln's training step, for tests/bench/training.bench.ts.
+"""PyTorch peer of Kiln's training step, for tests/bench/training.bench.ts and the real-size bench's
+torch row (tests/bench/training-real-size.bench.ts).
 
 The same architecture as Kiln's training graph (LLaMA style: RMSNorm, rotate_half RoPE, plain causal
 attention, SwiGLU MLP, tied or untied head), the same weights read from the same model.safetensors,
 the same batches, AdamW (torch.optim.AdamW, PyTorch semantics, decay on matrices only) after
 clip_grad_norm_. LoRA is written by hand: A [r,in] and B [out,r] on the chosen projections, base
 weights frozen, delta = x·Aᵀ·Bᵀ·(alpha/r), A/B initial values read from a file Kiln wrote.
+Weights are read one tensor at a time (a single file or shards listed in model.safetensors.index.json)
+and held in float32 (F16/BF16 checkpoints are widened): the peak is the fp32 weights, never the file
+twice. The LM head runs over every position (--head-rows all) or, as PyTorch code usually does when
+only some positions carry loss, over the rows whose label is not -100 (--head-rows loss): full
+[rows, V] logits then F.cross_entropy, no chunking.
 
 It is a worker driven over stdin/stdout with one JSON object per line (replies are prefixed with
 PROTOCOL_PREFIX so stray prints never confuse the driver):
-  {"cmd": "steps", "n": N}                      N optimizer steps; ms, loss and grad norm of each
+  {"cmd": "steps", "n": N}                      N optimizer steps; ms, loss and grad norm of each, peak RSS
   {"cmd": "matmul", "n": 1024, "chain": 8, "runs": 3}   fp32 MatMul peak, best of runs, GFLOP/s
   {"cmd": "profile"}                            3 steps under torch.autograd.profiler, top ops (best of 3)
   {"cmd": "exit"}                               peak RSS (getrusage), then exit
 
 Run it with Debian's interpreter (/usr/bin/python3; `apt-get install python3-torch
 libopenblas0-pthread`): without an optimized BLAS, PyTorch's matmuls fall back to the reference
-BLAS, about 15x slower.
+BLAS, about 15x slower. OpenBLAS picks its kernels by CPU model and falls back to Prescott's (SSE3,
+~4-5x slower than its AVX-512 ones) on a model it does not know, as on a VM that hides it: the benches
+set OPENBLAS_CORETYPE from the CPU's flags (tests/bench/openblas-core.ts); the ready reply names the core.
 """
 import argparse
 import json
@@ -55,25 +63,44 @@ DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I
 
 
 def read_safetensors(path):
+    """Every tensor of one file as float32, read one at a time into its own buffer (F32 is not copied again)."""
+    out = {}
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
-        data = bytearray(f.read())
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            dtype = DTYPES[info["dtype"]]
+            buf = bytearray(end - begin)
+            f.seek(8 + n + begin)
+            if f.readinto(buf) != len(buf):
+                raise ValueError(f"{path}: tensor {name} is truncated")
+            t = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
+            out[name] = t.reshape(info["shape"]).to(torch.float32)
+    return out
+
+
+def read_checkpoint(folder):
+    """model.safetensors, or every shard model.safetensors.index.json lists."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return read_safetensors(os.path.join(folder, "model.safetensors"))
+    with open(index) as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        t = torch.frombuffer(data, dtype=DTYPES[info["dtype"]], count=(end - begin) // torch.tensor([], dtype=DTYPES[info["dtype"]]).element_size(), offset=begin)
-        out[name] = t.reshape(info["shape"]).to(torch.float32).clone()
+    for shard in shards:
+        out.update(read_safetensors(os.path.join(folder, shard)))
     return out
 
 
 # ---------- the model ----------
 
 class Model:
-    def __init__(self, config, weights, mode, lora_init, rank, alpha, targets):
+    def __init__(self, config, weights, mode, lora_init, rank, alpha, targets, head_rows="all"):
         c = config
+        self.head_rows = head_rows
         self.d = c["hidden_size"]
         self.L = c["num_hidden_layers"]
         self.H = c["num_attention_heads"]
@@ -164,8 +191,12 @@ class Model:
             x = x + self.linear(act, f"{p}.mlp.down_proj")
         x = self.rms(x, "model.norm.weight")
         head = embed if self.tied else self.w["lm_head.weight"]
-        logits = x @ head.t()
-        return F.cross_entropy(logits.reshape(-1, self.V), labels.reshape(-1), ignore_index=-100, reduction="mean")
+        rows, targets = x.reshape(-1, self.d), labels.reshape(-1)  # [B·S,d], [B·S]
+        if self.head_rows == "loss":
+            keep = (targets != -100).nonzero().squeeze(1)  # [M]
+            rows, targets = rows.index_select(0, keep), targets.index_select(0, keep)
+        logits = rows @ head.t()  # [B·S or M, V]
+        return F.cross_entropy(logits, targets, ignore_index=-100, reduction="mean")
 
 
 # ---------- the worker ----------
@@ -182,6 +213,20 @@ def loaded_blas():
     except OSError:
         pass
     return sorted(libs)
+
+
+def openblas_core():
+    """The kernel set OpenBLAS runs (on a CPU model it does not know it falls back to Prescott: SSE3 only)."""
+    import ctypes
+    for path in loaded_blas():
+        if "openblas" in os.path.basename(path):
+            try:
+                lib = ctypes.CDLL(path)
+                lib.openblas_get_corename.restype = ctypes.c_char_p
+                return lib.openblas_get_corename().decode()
+            except (OSError, AttributeError):
+                continue
+    return None
 
 
 def blas_info():
@@ -228,6 +273,7 @@ def main():
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+    ap.add_argument("--head-rows", choices=["all", "loss"], default="all", help="LM head over every position, or the loss positions only")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -238,9 +284,9 @@ def main():
     t0 = time.perf_counter()
     with open(os.path.join(a.model, "config.json")) as f:
         config = json.load(f)
-    weights = read_safetensors(os.path.join(a.model, "model.safetensors"))
+    weights = read_checkpoint(a.model)
     lora_init = read_safetensors(a.lora_init) if a.mode == "lora" else {}
-    model = Model(config, weights, a.mode, lora_init, a.rank, a.alpha, a.targets.split(","))
+    model = Model(config, weights, a.mode, lora_init, a.rank, a.alpha, a.targets.split(","), a.head_rows)
     decay, rest = model.trainable()
     groups = [{"params": decay, "weight_decay": a.weight_decay}]
     if rest:
@@ -273,6 +319,8 @@ def main():
         "python": sys.version.split()[0],
         "blasInfo": blas_info(),
         "blasLibraries": loaded_blas(),
+        "openblasCore": openblas_core(),
+        "openblasCoreTypeEnv": os.environ.get("OPENBLAS_CORETYPE"),
         "threads": torch.get_num_threads(),
         "openblasThreadsEnv": os.environ.get("OPENBLAS_NUM_THREADS"),
         "trainableParams": model.count(),
@@ -292,7 +340,7 @@ def main():
                 ms.append((time.perf_counter() - t) * 1000)
                 losses.append(loss)
                 norms.append(norm)
-            reply({"ms": ms, "loss": losses, "gradNorm": norms, "step": state["step"]})
+            reply({"ms": ms, "loss": losses, "gradNorm": norms, "step": state["step"], "maxRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         elif cmd == "matmul":
             gflops, ms = matmul_peak(int(msg.get("n", 1024)), int(msg.get("chain", 8)), int(msg.get("runs", 3)))
             reply({"gflops": gflops, "bestMs": ms})

@@ -56,6 +56,7 @@ import { writeTinyTokenizer } from '../helpers/tiny-tokenizer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize, type Summary } from './bench-stats';
 import { ortPeakSession, PEAK } from './matmul-peak';
+import { openblasCoreEnv } from './openblas-core';
 import { REFERENCE as MODEL_REFERENCE, randomBatches, trainingReferenceWeights } from './reference-model';
 
 // ---------- settings ----------
@@ -265,9 +266,10 @@ interface StepsReply {
   gradNorm: number[];
 }
 
+/** The BLAS pool sized like torch's, its kernels the CPU's (openblas-core.ts: OpenBLAS's own detection may pick SSE3 ones). */
 function blasThreadsEnv(threads: number): NodeJS.ProcessEnv {
   const n = String(threads);
-  return { ...process.env, OMP_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, MKL_NUM_THREADS: n };
+  return { ...process.env, OMP_NUM_THREADS: n, OPENBLAS_NUM_THREADS: n, MKL_NUM_THREADS: n, ...openblasCoreEnv() };
 }
 
 function startKilnWorker(mode: ModeName, args: string[], s: Settings): Worker {
@@ -973,7 +975,15 @@ function report(
       ...machineInfo(s, loadavgBefore, started),
       torch: torchVersion,
       python: tr?.ready.python,
-      torchBlas: tr ? { info: tr.ready.blasInfo, libraries: tr.ready.blasLibraries, threads: tr.ready.threads, openblasThreadsEnv: tr.ready.openblasThreadsEnv } : undefined,
+      torchBlas: tr
+        ? {
+            info: tr.ready.blasInfo,
+            libraries: tr.ready.blasLibraries,
+            openblasCore: tr.ready.openblasCore,
+            threads: tr.ready.threads,
+            openblasThreadsEnv: tr.ready.openblasThreadsEnv,
+          }
+        : undefined,
     },
     notes: [
       'tokens/s per rep = B·S·steps / summed step wall time; median (min–max) over reps. Each row is its own process; rows run one at a time, order rotated per rep.',
@@ -996,7 +1006,7 @@ function printTable(r: ReturnType<typeof report>): void {
   const m = r.machine;
   log('');
   log(
-    `${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, torch ${m.torch ?? '—'} (${m.torchBlas?.info ?? 'no BLAS info'})`,
+    `${m.cpu} (${m.logicalCpus} logical CPUs), ${m.threadsUsed} threads, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, torch ${m.torch ?? '—'} (${m.torchBlas?.info ?? 'no BLAS info'}, OpenBLAS core ${m.torchBlas?.openblasCore ?? '—'})`,
   );
   log(
     `loadavg before ${m.loadavgBefore.join(' ')}, after ${m.loadavgAfter.join(' ')}; ${r.settings.reps} reps × ${r.settings.stepsPerRep} steps, batch ${r.settings.batch}×${r.settings.seq}; median (min–max)`,

@@ -1,6 +1,8 @@
 // Run as a child process (its peak RSS is its own): builds the LoRA training step of a real-size
 // shape with a few layers from lazily generated random weights (never all held in JS), runs a few
 // steps and prints one JSON line: peak RSS, the analytic state bytes, the step time, the losses.
+// The PyTorch row of the bench reads the same weights (real-size-checkpoint.ts), the same batch
+// (probeBatch) and the LoRA initial values this probe writes (loraInitOut).
 // With --serve it stays up and answers one JSON line per `{"steps": n}` line on stdin (the bench).
 //
 //   node --import tsx tests/helpers/real-size-train-probe.ts '{"layers":2,"seq":256,"steps":2}' [--serve]
@@ -14,6 +16,7 @@ import type { ModelConfig } from '../../server/src/model/config';
 import { DEFAULT_ADAMW } from '../../server/src/model/graph/adamw';
 import { buildTrainStepGraph, TRAINING_OPSETS, TrainIO, type TrainingMode } from '../../server/src/model/graph/training-graph';
 import { writeModel } from '../../server/src/model/graph/write-model';
+import { writeSafetensors } from '../../server/src/model/safetensors';
 import type { QuantBits } from '../../server/src/model/quantize';
 import { sessionOptions } from '../../server/src/runtime/execution-provider';
 import { trainingStateBytes } from '../../server/src/training/state-bytes';
@@ -38,7 +41,10 @@ export const QWEN25_05B: ModelConfig = {
 };
 
 export interface ProbeOptions {
+  /** The first this-many layers of `shape` are built. */
   layers: number;
+  /** The model shape (default Qwen2.5-Coder-0.5B's; tests use small ones). */
+  shape?: ModelConfig;
   seq: number;
   batch?: number;
   steps?: number;
@@ -54,6 +60,8 @@ export interface ProbeOptions {
   loraLayers?: number;
   /** QLoRA: the frozen base projections as int8 or int4 blocks. */
   baseBits?: QuantBits;
+  /** Where to write the LoRA A/B initial values (safetensors, PEFT-style names), for a peer to start from. */
+  loraInitOut?: string;
 }
 
 export interface ProbeResult {
@@ -62,10 +70,23 @@ export interface ProbeResult {
   weightFileBytes: number;
   stepSeconds: number[];
   losses: number[];
+  /** Pre-clip global gradient norm of each step. */
+  gradNorms: number[];
 }
 
-/** Uniform values in ±bound from a 32-bit xorshift: fast enough for ~10⁸ weights, reproducible. */
-function lazyWeights(config: ModelConfig, seed: number): { readFloat32(name: string): Float32Array } {
+/** The seed of the probe's random weights (lazyWeights). */
+export const PROBE_WEIGHT_SEED = 1;
+/** The learning rate of every probe step (the CLI's LoRA default). */
+export const PROBE_LR = 1e-3;
+
+/** The LoRA the probe trains: rank r (default 8), alpha 2r, q/k/v/o. */
+export function probeLoraMode(o: ProbeOptions): Extract<TrainingMode, { kind: 'lora' }> {
+  const rank = o.rank ?? 8;
+  return { kind: 'lora', rank, alpha: 2 * rank, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], layers: o.loraLayers, baseBits: o.baseBits };
+}
+
+/** Uniform values in ±bound from a 32-bit xorshift: fast enough for ~10⁸ weights, reproducible; norms are 1. */
+export function lazyWeights(config: ModelConfig, seed: number): { readFloat32(name: string): Float32Array } {
   const shapes = new Map(expectedTensors(config).map((t) => [t.name, t.shape]));
   return {
     readFloat32(name) {
@@ -87,6 +108,17 @@ function lazyWeights(config: ModelConfig, seed: number): { readFloat32(name: str
   };
 }
 
+/** The probe's batch, the same every step: ids [B·S] in a fixed stride, labels the next id, -100 where no loss. */
+export function probeBatch(vocab: number, B: number, S: number, lossPositions: ProbeOptions['lossPositions'] = 'all'): { ids: BigInt64Array; labels: BigInt64Array } {
+  const ids = BigInt64Array.from({ length: B * S }, (_, i) => BigInt((i * 7919 + 13) % vocab));
+  const labels = BigInt64Array.from({ length: B * S }, (_, i) => {
+    const t = i % S;
+    if (t === S - 1 || (lossPositions === 'quarter' && t < (3 * S) / 4)) return -100n;
+    return ids[i + 1]!;
+  });
+  return { ids, labels };
+}
+
 /** A prepared training step: run steps, read the peak, release. */
 export interface Stepper {
   step(): Promise<{ seconds: number; loss: number }>;
@@ -105,39 +137,33 @@ export async function probe(o: ProbeOptions): Promise<ProbeResult> {
 }
 
 export async function prepare(o: ProbeOptions): Promise<Stepper> {
-  const config = { ...QWEN25_05B, numLayers: o.layers };
+  const config = { ...(o.shape ?? QWEN25_05B), numLayers: o.layers };
   const B = o.batch ?? 1;
   const S = o.seq;
-  const mode: TrainingMode = {
-    kind: 'lora',
-    rank: o.rank ?? 8,
-    alpha: 2 * (o.rank ?? 8),
-    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
-    layers: o.loraLayers,
-    baseBits: o.baseBits,
-  };
+  const mode = probeLoraMode(o);
   const dir = tempDir('kiln-real-size-');
   try {
-    const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, 1), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });
+    const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, PROBE_WEIGHT_SEED), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });
     const written = writeModel(graph, join(dir, 'step'), TRAINING_OPSETS);
     // the trainer's session options; sessionConfig adds (or, empty, leaves out) its config entries
     const session = await ort.InferenceSession.create(written.modelPath, { ...sessionOptions('cpu', o.threads ?? 2), extra: o.sessionConfig ?? {} });
     const values = new Map<string, Float32Array>(params.map((p) => [p.name, Float32Array.from(p.init())]));
     const m = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
     const v = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
-    const ids = BigInt64Array.from({ length: B * S }, (_, i) => BigInt((i * 7919 + 13) % config.vocabSize));
-    const labels = BigInt64Array.from({ length: B * S }, (_, i) => {
-      const t = i % S;
-      if (t === S - 1 || (o.lossPositions === 'quarter' && t < (3 * S) / 4)) return -100n;
-      return ids[i + 1]!;
-    });
+    if (o.loraInitOut)
+      writeSafetensors(
+        o.loraInitOut,
+        params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' as const, data: values.get(p.name)! })),
+      );
+    const { ids, labels } = probeBatch(config.vocabSize, B, S, o.lossPositions);
     const stepSeconds: number[] = [];
     const losses: number[] = [];
+    const gradNorms: number[] = [];
     const step = async () => {
       const feeds: Record<string, ort.Tensor> = {
         [TrainIO.inputIds]: new ort.Tensor('int64', ids, [B, S]),
         [TrainIO.labels]: new ort.Tensor('int64', labels, [B, S]),
-        [TrainIO.lr]: new ort.Tensor('float32', Float32Array.of(1e-3), []),
+        [TrainIO.lr]: new ort.Tensor('float32', Float32Array.of(PROBE_LR), []),
         [TrainIO.step]: new ort.Tensor('float32', Float32Array.of(stepSeconds.length + 1), []),
       };
       for (const p of params) {
@@ -151,6 +177,7 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
       const loss = (out[TrainIO.loss]!.data as Float32Array)[0]!;
       stepSeconds.push(seconds);
       losses.push(loss);
+      gradNorms.push((out[TrainIO.gradNorm]!.data as Float32Array)[0]!);
       for (const p of params) {
         values.set(p.name, out[TrainIO.updated(p.name)]!.data as Float32Array);
         m.set(p.name, out[TrainIO.updatedM(p.name)]!.data as Float32Array);
@@ -166,6 +193,7 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
         weightFileBytes: written.weightBytes,
         stepSeconds,
         losses,
+        gradNorms,
       }),
       release: async () => {
         await session.release();

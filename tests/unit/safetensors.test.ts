@@ -102,6 +102,27 @@ describe('safetensors round trip', () => {
     );
   });
 
+  it('values given as functions are made one tensor at a time, each when its turn to be written comes', () => {
+    const path = newPath();
+    const made: string[] = [];
+    const lazy = (name: string, values: number[], dtype: 'F32' | 'F16') => ({
+      name,
+      shape: [values.length],
+      dtype,
+      data: () => {
+        made.push(name);
+        return Float32Array.from(values);
+      },
+    });
+    writeSafetensors(path, [lazy('a', [1, 2], 'F32'), lazy('b', [0.5, -3], 'F16'), lazy('c', [7], 'F32')]);
+    assert.deepEqual(made, ['a', 'b', 'c']);
+    withFile(path, (f) => {
+      assert.deepEqual(Array.from(f.readFloat32('a')), [1, 2]);
+      assert.deepEqual(Array.from(f.readFloat32('b')), [0.5, -3]);
+      assert.deepEqual(Array.from(f.readFloat32('c')), [7]);
+    });
+  });
+
   it('a zero-size tensor sharing its offset with the next tensor is not an overlap, in any header order', () => {
     const path = rawFile(
       {

@@ -223,17 +223,19 @@ export interface TensorToWrite {
   shape: number[];
   /** F32 writes the floats; F16 converts them; a Uint16Array is written as-is with the given dtype. */
   dtype: 'F32' | 'F16' | 'BF16';
-  data: Float32Array | Uint16Array;
+  /** The values, or a function called when this tensor's turn to be written comes (a large checkpoint is never held whole). */
+  data: Float32Array | Uint16Array | (() => Float32Array | Uint16Array);
 }
 
 function encode(t: TensorToWrite): Uint8Array {
   const count = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== count) throw new Error(`tensor "${t.name}": ${t.data.length} values for shape ${JSON.stringify(t.shape)}`);
+  const data = typeof t.data === 'function' ? t.data() : t.data;
+  if (data.length !== count) throw new Error(`tensor "${t.name}": ${data.length} values for shape ${JSON.stringify(t.shape)}`);
   if (t.dtype === 'F32') {
-    if (!(t.data instanceof Float32Array)) throw new Error(`tensor "${t.name}": F32 needs a Float32Array`);
-    return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (!(data instanceof Float32Array)) throw new Error(`tensor "${t.name}": F32 needs a Float32Array`);
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }
-  const bits = t.data instanceof Float32Array ? (t.dtype === 'F16' ? float32ToHalfArray(t.data) : null) : t.data;
+  const bits = data instanceof Float32Array ? (t.dtype === 'F16' ? float32ToHalfArray(data) : null) : data;
   if (!bits) throw new Error(`tensor "${t.name}": BF16 must be given as raw Uint16Array bits`);
   return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
 }
