@@ -1,5 +1,6 @@
 // kiln/fineTune through the real server over stdio: progress arrives as kiln/trainingProgress,
-// inline completions keep being answered while the training process runs, cancelling the request
+// inline completions keep being answered while the training process runs (held stopped while each
+// is computed and a grace after, running again between keystrokes), cancelling the request
 // stops training within one step and keeps the best adapter so far, and pointing `kiln.adapterPath`
 // at that adapter swaps it in without a restart, with a fresh KV pool (the first answer after the
 // swap reuses no prompt tokens).
@@ -13,6 +14,8 @@ import type { FineTuneSummary, TrainingProgress } from '../../server/src/protoco
 import { OVERFIT_LINES, writeOverfitModel, writeOverfitRepo } from '../fixtures/overfit-repo';
 import { ensureBuilt } from '../helpers/built-cli';
 import { insertTexts, KilnClient } from '../helpers/lsp-client';
+import { TYPING_GRACE_MS } from '../../server/src/finetune/typing-yield';
+import { childProcesses, processState, waitForState } from '../helpers/process-state';
 import { TEST_SETTINGS } from '../helpers/tiny-code-model';
 import { tempDir } from '../helpers/tiny-session';
 
@@ -60,14 +63,20 @@ describe('kiln/fineTune over LSP', () => {
     validated.then(stop, stop);
     const before = (await client.getStats()).answersBySource.model ?? 0;
     const stepsSeen = new Set<number>();
+    // Linux shows whether the training process is stopped: held right after an answer, running again after a pause
+    const [trainer] = process.platform === 'linux' ? childProcesses(client.process.pid!, 'train-worker') : [];
+    const afterPause: string[] = [];
     // Type on the first line (each keystroke changes the prompt) and ask for a completion, until the
     // first validation: every request is answered while the training process runs.
     for (let i = 0; !done; i++) {
       await client.insert(uri, '// options 7'.length, String(i % 10));
       const list = await client.complete(uri, { line: 3, character: 0 });
       assert.ok(list && Array.isArray(list.items), 'an answer');
+      // A thread the stop found waiting for a core shows 'R' until it next gets one (it runs nothing then)
+      if (trainer !== undefined) await waitForState(trainer, (s) => s === 'T', "'T' (stopped) right after the answer", TYPING_GRACE_MS / 2);
       stepsSeen.add(lastStep());
-      await sleep(50); // a typist's pace, not a busy loop
+      await sleep(TYPING_GRACE_MS + 200); // a pause longer than the grace: training runs again before the next keystroke
+      if (trainer !== undefined && !done) afterPause.push(processState(trainer));
     }
     await validated;
     modelAnswers = ((await client.getStats()).answersBySource.model ?? 0) - before;
@@ -76,6 +85,16 @@ describe('kiln/fineTune over LSP', () => {
     assert.ok(first.totalSteps! > FIRST_VALIDATION + 5, `total steps ${first.totalSteps}`);
     assert.ok(modelAnswers >= 3, `${modelAnswers} completions computed by the model during training`);
     assert.ok(stepsSeen.size >= 3, `completions answered across training steps ${[...stepsSeen].join(', ')}`);
+    if (process.platform === 'linux') {
+      assert.ok(trainer !== undefined, 'the training process is a child of the server');
+      assert.ok(!afterPause.includes('T'), `the training process after each pause: ${afterPause.join('')}`);
+      // kiln.fineTune.yieldToTyping off: the training process keeps running while a completion is computed
+      await client.configure({ 'fineTune.yieldToTyping': false });
+      await client.insert(uri, '// options 7'.length, 'x');
+      await client.complete(uri, { line: 3, character: 0 });
+      assert.notEqual(processState(trainer!), 'T', 'not held with yieldToTyping off');
+      await client.configure({ 'fineTune.yieldToTyping': true });
+    }
     t.diagnostic(`${modelAnswers} completions computed by the model during training steps ${Math.min(...stepsSeen)}–${Math.max(...stepsSeen)} of ${first.totalSteps}`);
   });
 

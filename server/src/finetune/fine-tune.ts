@@ -1,6 +1,8 @@
 // "Fine-tune on this repository": dataset → measure before → train (warmup + cosine, validation,
 // early stop, atomic checkpoints, resume, cancel) → save the best → measure after. With a time
-// budget (`minutes`), the step count is fitted to it after a short warm-up (training/time-budget.ts).
+// budget (`minutes`), the step count is fitted to it after a short warm-up (training/time-budget.ts);
+// the time its parent held the process stopped while the user typed counts neither against the budget
+// nor in the step timings.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ import { learningRate, type LrSchedule } from '../training/lr-schedule';
 import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
+import { StoppedTime } from './stopped-time';
 
 export interface FineTuneOptions {
   workspace: string;
@@ -101,10 +104,12 @@ function runId(o: FineTuneOptions, datasetHash: string): string {
     .digest('hex');
 }
 
-export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal): Promise<FineTuneResult> {
+/** `stopped`: the spans the parent held this process stopped, reported as they end (worker.ts). */
+export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal, stopped = new StoppedTime()): Promise<FineTuneResult> {
   const started = performance.now();
   const budgetSeconds = o.minutes > 0 ? o.minutes * 60 : 0;
-  const secondsLeft = () => budgetSeconds - (performance.now() - started) / 1000;
+  const secondsSince = (t: number) => stopped.activeMs(t) / 1000;
+  const secondsLeft = () => budgetSeconds - secondsSince(started);
   emit({ type: 'phase', phase: 'dataset', message: `reading ${o.workspace}` });
   const { dataset } = await buildWorkspaceDataset({ ...datasetChoices(o), signal, onLog: (message: string) => emit({ type: 'log', message }) });
   const report = dataset.report;
@@ -138,7 +143,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
     const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
     // The evaluation after training reads the same files: a budgeted run keeps this long back for it.
-    const evalSeconds = (performance.now() - evalStarted) / 1000;
+    const evalSeconds = secondsSince(evalStarted);
 
     emit({ type: 'phase', phase: 'train', message: `${report.sequences.train} training sequences of ${o.seqLen} tokens` });
     const trainer = await TrainerSession.create({
@@ -165,7 +170,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     const validationStarted = performance.now();
     let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
     // The first validation also opens the loss graph's session: an overestimate, on the safe side.
-    const secondsPerValidation = (performance.now() - validationStarted) / 1000;
+    const secondsPerValidation = secondsSince(validationStarted);
     let stale = 0;
     let tokensSeen = 0;
     let resumedFrom: number | undefined;
@@ -198,8 +203,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     const t0 = performance.now();
     let cancelled = false;
     let outOfTime = false;
-    let timed = 0;
-    let timedSeconds = 0;
+    const timedSteps: [start: number, end: number][] = [];
+    const timedSeconds = () => timedSteps.reduce((sum, [start, end]) => sum + stopped.activeMs(start, end), 0) / 1000;
     let stepsThisProcess = 0;
     let checkpointed = trainer.step;
     const checkpoint = () => {
@@ -227,14 +232,13 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
         const stepStarted = performance.now();
         const { loss, gradNorm } = await trainer.trainStep(micro, lr);
         // The first step of a process pays for allocation and is never timed.
-        if (stepsThisProcess++ > 0) {
-          timed++;
-          timedSeconds += (performance.now() - stepStarted) / 1000;
-        }
-        if (budgetSeconds > 0 && !fit && measuredEnough(timed, timedSeconds, budgetSeconds)) {
+        if (stepsThisProcess++ > 0) timedSteps.push([stepStarted, performance.now()]);
+        // A stop during this step is reported once messages are read: read them before the step times are.
+        if (budgetSeconds > 0 && !fit) await new Promise((resolve) => setImmediate(resolve));
+        if (budgetSeconds > 0 && !fit && measuredEnough(timedSteps.length, timedSeconds(), budgetSeconds)) {
           // Kept back: the evaluation after (as long as the one before) and saving, about one validation.
           const reserveSeconds = evalSeconds + secondsPerValidation;
-          const costs = { secondsLeft: secondsLeft(), secondsPerStep: timedSeconds / timed, secondsPerValidation, evalEvery: o.evalEvery, reserveSeconds };
+          const costs = { secondsLeft: secondsLeft(), secondsPerStep: timedSeconds() / timedSteps.length, secondsPerValidation, evalEvery: o.evalEvery, reserveSeconds };
           schedule = fitSchedule(schedule, trainer.step, cap, costs);
           fit = { minutes: o.minutes, fittedAtStep: trainer.step, secondsPerStep: costs.secondsPerStep, secondsPerValidation, reserveSeconds };
           emit({
@@ -243,7 +247,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
           });
         }
         tokensSeen += micro.length * o.batchSize * o.seqLen;
-        const elapsed = (performance.now() - t0) / 1000;
+        const elapsed = secondsSince(t0);
         const done = trainer.step - (resumedFrom ?? 0);
         emit({
           type: 'step',
@@ -270,7 +274,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     } finally {
       await trainer.release();
     }
-    const trainSeconds = (performance.now() - t0) / 1000;
+    const trainSeconds = secondsSince(t0);
 
     emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
     const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');

@@ -1,6 +1,7 @@
 // kiln/fineTune: runs the training child process for the client, relays its progress, honours
 // cancellation, and summarises the measured before/after figures. Completions keep being served
-// by this process meanwhile: training runs elsewhere at lower priority.
+// by this process meanwhile: training runs elsewhere at lower priority, held stopped while the user
+// types (`typing`, finetune/typing-yield.ts).
 import { type CancellationToken, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { defaultCacheDir } from '../model/graph/build-cache';
 import type { FineTuneEvalFigures, FineTuneParams, FineTuneSummary, TrainingProgress } from '../protocol';
@@ -10,6 +11,7 @@ import type { ContextSourceName } from '../context/snippet';
 import { buildFineTuneOptions } from '../finetune/fine-tune-options';
 import type { EvalReport } from '../evaluation/evaluate';
 import { startFineTuneProcess } from '../finetune/fine-tune-process';
+import type { TypingYield } from '../finetune/typing-yield';
 
 export interface FineTuneContext {
   modelPath: string | undefined;
@@ -19,6 +21,8 @@ export interface FineTuneContext {
   /** The editor's kiln.context.* (sources empty when context is off): the examples' blocks and the evaluations use them. */
   context?: { sources: readonly ContextSourceName[]; maxTokens: number };
   progress: (p: TrainingProgress) => void;
+  /** Holds the training process while completions run; it is attached for the run and detached, resumed, after. */
+  typing?: Pick<TypingYield, 'attach'>;
 }
 
 let running = false;
@@ -80,6 +84,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
   const built = fineTuneOptions(params, ctx.modelPath, ctx.cacheDir ?? defaultCacheDir(), ctx.executionProvider);
   const options = ctx.context === undefined ? built : { ...built, context: { ...built.context, sources: [...ctx.context.sources], maxTokens: ctx.context.maxTokens } };
   const run = startFineTuneProcess(options, (e) => ctx.progress(progressOf(e)));
+  const detach = ctx.typing?.attach(run);
   const sub = token.onCancellationRequested(() => run.cancel());
   if (token.isCancellationRequested) run.cancel();
   try {
@@ -102,6 +107,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
     ctx.progress({ state: 'failed', message: (err as Error).message });
     throw new ResponseError(LSPErrorCodes.RequestFailed, `fine-tuning failed: ${(err as Error).message}`);
   } finally {
+    detach?.();
     sub.dispose();
     running = false;
   }

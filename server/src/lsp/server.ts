@@ -35,6 +35,7 @@ import { WorkspaceContext } from './workspace-context';
 import { explainStatus } from './status-message';
 import { DEFAULT_SETTINGS, type KilnSettings, needsReload, parseSettings } from './settings';
 import { validateModelInWorker } from './model-worker-client';
+import { TypingYield } from '../finetune/typing-yield';
 
 const STATS_PUSH_MS = 250;
 
@@ -69,6 +70,8 @@ export function startKilnServer(connection: Connection): void {
     return { ...status, ...(backend ? { backend } : {}), ...(remoteProblem ? { message: remoteProblem } : {}) };
   };
   let lastCursor: unknown; // the last kiln/cursor: warmed again once a (re)loaded model is ready
+  // A running fine-tune is held stopped while completions are asked for, and a short grace after.
+  const typing = new TypingYield({ enabled: settings['fineTune.yieldToTyping'] });
 
   const log = (message: string) => connection.console.log(message);
   // window/showMessage (a notification): no reply to wait for, so a client that does not answer
@@ -147,6 +150,7 @@ export function startKilnServer(connection: Connection): void {
     for (const p of update.problems) tell('warning', `Kiln settings: ${p}`);
     const previous = settings;
     settings = update.settings;
+    typing.setEnabled(settings['fineTune.yieldToTyping']);
     if (settings['context.enabled'] && !contextStarted) {
       contextStarted = true; // indexing starts with the first settings that enable context, and then stays
       workspace.start(rootUri, log);
@@ -189,7 +193,14 @@ export function startKilnServer(connection: Connection): void {
       .then((raw) => applySettings(raw ?? fromPush, false));
   });
 
-  connection.languages.inlineCompletion.on((params, token) => handleInlineCompletion(params, token, documents, host));
+  connection.languages.inlineCompletion.on(async (params, token) => {
+    const typed = typing.begin();
+    try {
+      return await handleInlineCompletion(params, token, documents, host);
+    } finally {
+      typed();
+    }
+  });
   connection.onRequest(KilnGetStatsRequest.type, () => collectStats());
   connection.onRequest(KilnReloadModelRequest.type, () => host.load(settings));
   connection.onRequest(KilnValidateModelRequest.type, (p) => validateModelInWorker(parseValidateModelParams(p).path));
@@ -198,6 +209,7 @@ export function startKilnServer(connection: Connection): void {
       modelPath: host.modelPath(settings),
       cacheDir: init.cacheDir,
       executionProvider: settings.executionProvider,
+      typing,
       context: { sources: settings['context.enabled'] ? settings['context.sources'] : [], maxTokens: settings['context.maxTokens'] },
       progress: (p) => {
         training = { ...training, ...p, state: p.state };
@@ -239,6 +251,7 @@ export function startKilnServer(connection: Connection): void {
   });
   connection.onShutdown(async () => {
     pushStats.cancel();
+    typing.dispose(); // the training process is never left stopped
     workspace.dispose();
     await host.dispose();
   });

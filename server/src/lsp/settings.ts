@@ -22,6 +22,8 @@ export interface KilnSettings extends CompletionSettings {
   fimOrder: FimOrderSetting;
   /** `kiln.backend.*`: the local model (default) or a remote inference server the user chose. */
   backend: BackendSettings;
+  /** A running fine-tune is held stopped while completions are asked for (finetune/typing-yield.ts). */
+  'fineTune.yieldToTyping': boolean;
 }
 
 export const DEFAULT_SETTINGS: KilnSettings = {
@@ -34,6 +36,7 @@ export const DEFAULT_SETTINGS: KilnSettings = {
   sessionThread: 'auto',
   fimOrder: 'auto',
   backend: DEFAULT_BACKEND_SETTINGS,
+  'fineTune.yieldToTyping': true,
   ...DEFAULT_COMPLETION_SETTINGS,
 };
 
@@ -84,6 +87,7 @@ const RULES: { [K in Exclude<keyof KilnSettings, 'backend'>]: Rule } = {
   'context.maxTokens': int(0, 32768),
   prewarm: bool,
   psmTypedMiddle: bool,
+  'fineTune.yieldToTyping': bool,
 };
 
 /** A dotted key's value: VS Code hands `kiln.context.enabled` over as `{ context: { enabled } }`; a flat key is taken too. */
