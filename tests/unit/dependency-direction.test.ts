@@ -39,15 +39,15 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
     'default-model',
     'random',
   ],
-  lsp: ['finetune', 'evaluation', 'completion', 'context', 'dataset', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model'],
+  lsp: ['finetune', 'evaluation', 'completion', 'context', 'dataset', 'runtime', 'remote', 'model', 'telemetry', 'protocol', 'default-model', 'start-worker'],
   finetune: ['evaluation', 'training', 'completion', 'context', 'dataset', 'runtime', 'model', 'telemetry'],
   evaluation: ['completion', 'context', 'runtime', 'model', 'telemetry'],
   training: ['dataset', 'runtime', 'model'],
   completion: ['kvcache', 'context', 'runtime', 'remote', 'model', 'telemetry', 'random'],
   kvcache: ['model'],
-  dataset: ['context', 'model', 'find-executable'],
+  dataset: ['context', 'model', 'find-executable', 'start-worker'],
   context: ['model'],
-  runtime: ['kvcache', 'model', 'find-executable'],
+  runtime: ['kvcache', 'model', 'find-executable', 'start-worker'],
   remote: ['telemetry'], // text-level remote backends: beside the runtime, below completion
   model: ['random'],
   protocol: ['telemetry'],
@@ -55,6 +55,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   random: [],
   'default-model': [],
   'find-executable': [],
+  'start-worker': [],
 };
 
 function sourceFiles(dir: string): string[] {

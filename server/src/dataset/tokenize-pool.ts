@@ -3,9 +3,9 @@
 // dataset phase (and of the n-gram baseline's corpus); each worker loads its own tokenizer from the
 // same folder, and results are put back in document order, so the output is the same whatever the
 // number of workers.
-import { existsSync } from 'node:fs';
+import { startWorker } from '../start-worker';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { FimTemplate } from '../model/fim';
 import { type DocumentContext, type DocumentExamples, documentExamples } from './document-examples';
 import type { ExampleContext, ExampleTokenizer, FimOptions } from './fim-transform';
@@ -103,13 +103,9 @@ function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatc
   return batches;
 }
 
-/** dist/dataset-worker.js next to the bundle; else the TypeScript source, loaded through tsx's require hook (tests). */
-function startWorker(data: TokenizeWorkerData): Worker {
-  const bundled = join(__dirname, 'dataset-worker.js');
-  if (existsSync(bundled)) return new Worker(bundled, { workerData: data });
-  // Node 20's workers do not take `--import tsx` for a .ts entry, so the entry registers tsx itself
-  const source = join(__dirname, 'tokenize-worker.ts');
-  return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(source)});`, { eval: true, workerData: data });
+/** dist/dataset-worker.js next to the bundle; else the TypeScript source (tests). */
+function startTokenizeWorker(data: TokenizeWorkerData): Worker {
+  return startWorker({ bundled: join(__dirname, 'dataset-worker.js'), source: join(__dirname, 'tokenize-worker.ts') }, data);
 }
 
 /** The batches of `documents` documents, tokenized on `workers` threads started with `data`. */
@@ -146,7 +142,7 @@ function onWorkers({ batches, documents, workers: count, data }: WorkerJob, run:
       if (next < batches.length) w.postMessage(batches[next++]);
     };
     for (let i = 0; i < count; i++) {
-      const w = startWorker(data);
+      const w = startTokenizeWorker(data);
       pool.push(w);
       w.on('message', (reply: TokenizeReply) => {
         if ('error' in reply) return stop(new Error(`tokenizing failed: ${reply.error}`));

@@ -1,9 +1,9 @@
 // Runs model jobs (validating a folder, building a graph) in a worker thread and resolves to their
 // result, so the language server's thread only creates the ORT session from the built file and keeps
 // answering requests while a huge or hostile model is checked. A ModelFileError crosses back whole.
-import { existsSync } from 'node:fs';
+import { startWorker } from '../start-worker';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ModelFileError } from '../model/errors';
 import type { GraphPreparer, PreparedGraph, PrepareGraphOptions } from '../runtime/prepare-graph';
 import type { ValidateModelResult } from '../protocol';
@@ -18,13 +18,9 @@ export type ModelWorkerMessage =
   | { type: 'done'; result: unknown }
   | { type: 'error'; error: { name: string; message: string; file?: string; problem?: string } };
 
-/** dist/model-worker.js next to the bundle; else the TypeScript source through tsx's require hook (tests). */
-function startWorker(job: ModelWorkerJob): Worker {
-  const bundled = join(__dirname, 'model-worker.js');
-  if (existsSync(bundled)) return new Worker(bundled, { workerData: job });
-  // Node 20's workers do not take `--import tsx` for a .ts entry, so the entry registers tsx itself
-  const source = join(__dirname, 'model-worker.ts');
-  return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(source)});`, { eval: true, workerData: job });
+/** dist/model-worker.js next to the bundle; else the TypeScript source (tests). */
+function startModelWorker(job: ModelWorkerJob): Worker {
+  return startWorker({ bundled: join(__dirname, 'model-worker.js'), source: join(__dirname, 'model-worker.ts') }, job);
 }
 
 function toError(e: { name: string; message: string; file?: string; problem?: string }): Error {
@@ -42,7 +38,7 @@ function toError(e: { name: string; message: string; file?: string; problem?: st
 export function runModelJob<T>(job: ModelWorkerJob, log?: (message: string) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
-    const worker = startWorker(job);
+    const worker = startModelWorker(job);
     worker.on('message', (m: ModelWorkerMessage) => {
       if (m.type === 'log') log?.(m.message);
       else if (m.type === 'done') {

@@ -4,9 +4,9 @@
 // for the length of every forward. Here the thread that serves requests only posts feeds and reads
 // results: the KV past is moved to the worker and back without a copy (ArrayBuffer transfer; ORT
 // refuses SharedArrayBuffer-backed tensors), logits and new KV rows are moved back the same way.
-import { existsSync } from 'node:fs';
+import { startWorker } from '../start-worker';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { KvBuffers } from '../kvcache/kv-layout';
 import type { SessionRunner } from './decoder-session';
@@ -49,13 +49,9 @@ export function transferList(arrays: Iterable<ArrayBufferView>): ArrayBuffer[] {
   return [...list];
 }
 
-/** dist/session-worker.js next to the bundle; else the TypeScript source through tsx's require hook (tests). */
+/** dist/session-worker.js next to the bundle; else the TypeScript source (tests). */
 function startSessionWorker(data: SessionWorkerData): Worker {
-  const bundled = join(__dirname, 'session-worker.js');
-  if (existsSync(bundled)) return new Worker(bundled, { workerData: data });
-  // Node 20's workers do not take `--import tsx` for a .ts entry, so the entry registers tsx itself
-  const source = join(__dirname, 'session-worker.ts');
-  return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(source)});`, { eval: true, workerData: data });
+  return startWorker({ bundled: join(__dirname, 'session-worker.js'), source: join(__dirname, 'session-worker.ts') }, data);
 }
 
 interface PendingRun {
