@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import type { AttentionPath } from '../../server/src/model/graph/decoder';
 import { CancelledError, ModelSwappedError } from '../../server/src/runtime/cancellation';
 import { InferenceServer } from '../../server/src/runtime/inference-server';
+import { checkBatchedDecode } from '../helpers/batched-decode-check';
 import { countRuns } from '../helpers/counting-runner';
 import { TINY_LLAMA_GQA, TINY_QWEN2 } from '../helpers/tiny-model';
 import { loadTinyModel, maxAbsDiff } from '../helpers/tiny-session';
@@ -39,24 +40,8 @@ for (const attention of ['plain', 'fused'] as AttentionPath[]) {
           await server.extend(slot, p);
           slots.push(slot);
         }
-        const batched: Float32Array[][] = [];
-        counted.runs.length = 0;
-        for (const tokens of STEPS) batched.push(await server.step(slots, tokens));
-        assert.deepEqual(
-          counted.runs,
-          STEPS.map(() => PROMPTS.length),
-          'one run of batch 3 per step',
-        );
-        for (const [b, prompt] of PROMPTS.entries()) {
-          const alone = model.session.newState();
-          await model.session.prefill(alone, prompt);
-          for (const [t, tokens] of STEPS.entries()) {
-            const logits = await model.session.decode(alone, tokens[b]!);
-            const diff = maxAbsDiff(logits, batched[t]![b]!);
-            assert.ok(diff <= 1e-5, `slot ${b} step ${t}: ${diff}`);
-          }
-          assert.deepEqual(slots[b]!.tokens, [...prompt, ...STEPS.map((s) => s[b]!)]);
-        }
+        await checkBatchedDecode({ server, counted, reference: model.session, slots, prompts: PROMPTS, steps: STEPS });
+        for (const [b, prompt] of PROMPTS.entries()) assert.deepEqual(slots[b]!.tokens, [...prompt, ...STEPS.map((s) => s[b]!)]);
         await model.session.release();
       });
     });

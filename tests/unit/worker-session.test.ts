@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { InferenceServer } from '../../server/src/runtime/inference-server';
 import { chooseSessionThread, type LoadedModel, loadModel, WORKER_SESSION_MIN_WEIGHT_BYTES } from '../../server/src/runtime/load-model';
 import { createSessionInWorker } from '../../server/src/runtime/worker-session';
+import { checkBatchedDecode } from '../helpers/batched-decode-check';
 import { countRuns } from '../helpers/counting-runner';
 import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { maxAbsDiff, tempDir } from '../helpers/tiny-session';
@@ -51,22 +52,7 @@ describe('a session in a worker thread', () => {
       assert.ok(maxAbsDiff(await here.session.prefill(alone, p), logits) <= 1e-6, 'prefill logits');
       slots.push(slot);
     }
-    counted.runs.length = 0;
-    const batched: Float32Array[][] = [];
-    for (const tokens of STEPS) batched.push(await server.step(slots, tokens));
-    assert.deepEqual(
-      counted.runs,
-      STEPS.map(() => PROMPTS.length),
-      'one run of batch 3 per step',
-    );
-    for (const [b, prompt] of PROMPTS.entries()) {
-      const alone = here.session.newState();
-      await here.session.prefill(alone, prompt);
-      for (const [t, tokens] of STEPS.entries()) {
-        const diff = maxAbsDiff(await here.session.decode(alone, tokens[b]!), batched[t]![b]!);
-        assert.ok(diff <= 1e-5, `slot ${b} step ${t}: ${diff}`);
-      }
-    }
+    await checkBatchedDecode({ server, counted, reference: here.session, slots, prompts: PROMPTS, steps: STEPS });
     await here.session.release();
     await there.session.release();
   });
