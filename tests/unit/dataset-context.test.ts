@@ -99,4 +99,37 @@ describe('training examples with context', () => {
     }
     assert.ok(checked > 0);
   });
+
+  it("with repositories 'folders', each top-level folder is its own repository: snippets from its own folder only, named after it", async () => {
+    const corpus = join(root, 'corpus');
+    const pkg = (name: string, body: string) => {
+      mkdirSync(join(corpus, name, 'src'), { recursive: true });
+      writeFileSync(join(corpus, name, 'src/util.ts'), `export function ${body}(values: number[]): number {\n  return values.length;\n}\n`);
+      writeFileSync(join(corpus, name, 'src/main.ts'), `import { ${body} } from './util';\n\nexport const size = ${body}([1, 2, 3]);\n`);
+    };
+    pkg('alpha', 'countAlpha');
+    pkg('beta', 'countBeta');
+    const options = { seqLen: 256, seed: 3, useGit: false, validationFraction: 0, keepExamples: true };
+    const ds = await buildDataset(corpus, tokenizer, template, { ...options, context: { sources: ['imports', 'similar'], maxTokens: 512, rate: 1, repositories: 'folders' } });
+    const shared = await buildDataset(corpus, tokenizer, template, { ...options, context: { sources: ['imports', 'similar'], maxTokens: 512, rate: 1 } });
+    let seen = 0;
+    for (const e of ds.examples!) {
+      const text = tokenizer.decode(e.tokens);
+      const own = e.path.split('/')[0]!;
+      const other = own === 'alpha' ? 'beta' : 'alpha';
+      assert.ok(text.startsWith(`<|repo_name|>${own}\n`), text.slice(0, 80));
+      assert.ok(!text.includes(`<|file_sep|>${other}/`), `${e.path} shows a file of ${other}`);
+      if (e.path.endsWith('main.ts')) {
+        assert.ok(text.includes(`<|file_sep|>${own}/src/util.ts\n`), 'the import of its own package');
+        seen++;
+      }
+    }
+    assert.equal(seen > 0, true);
+    // one repository over both folders: the block is named after the root and may cross them
+    const names = new Set(shared.examples!.map((e) => tokenizer.decode(e.tokens).split('\n')[0]));
+    assert.deepEqual(
+      [...names].filter((n) => n?.startsWith('<|repo_name|>')),
+      ['<|repo_name|>corpus'],
+    );
+  });
 });

@@ -64,6 +64,14 @@ describe('fine-tune request options', () => {
     assert.throws(() => cli('--base-bits', '16'), /--base-bits must be 8 or 4, got "16"/);
   });
 
+  it('--context-repos folders makes each top-level folder a repository of its own; anything but root or folders is refused', () => {
+    const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options.context;
+    assert.equal(cli('--context-repos', 'folders').repositories, 'folders');
+    assert.equal(cli('--context-repos', 'root').repositories, 'root');
+    assert.equal(cli().repositories, undefined);
+    assert.throws(() => cli('--context-repos', 'packages'), /--context-repos must be root or folders, got packages/);
+  });
+
   it('maxSteps is checked the same way', () => {
     assert.throws(() => options({ maxSteps: 0 }), /maxSteps must be a positive integer, got 0/);
   });

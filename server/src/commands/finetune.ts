@@ -19,7 +19,7 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
          [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
-         [--in-process] [--context all|none|SOURCE,…] [--context-rate X] [--export-dataset OUT [--overwrite]]
+         [--in-process] [--context all|none|SOURCE,…] [--context-rate X] [--context-repos root|folders] [--export-dataset OUT [--overwrite]]
   --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
   --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
   --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
@@ -33,6 +33,8 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
   --line-spans: share of FIM examples whose middle is cut at line ends (0–1, default ${FINE_TUNE_DEFAULTS.lineSpanRate})
   --context: the context sources of the examples' blocks and of the before/after evaluation, as kiln.context.sources (default all; none: no context)
   --context-rate: share of documents whose examples start with a context block (0–1, default ${FINE_TUNE_DEFAULTS.context.rate})
+  --context-repos: root (default): the workspace is one repository; folders: each top-level folder is a
+    repository of its own (a corpus of packages), so an example's snippets come from its own folder only
   --alpha: LoRA alpha (default 2 × rank); --threads: training threads (default: up to 4, one core left for the editor)`;
 
 const INT_FLAGS = [
@@ -87,10 +89,24 @@ export interface FinetuneArgs {
 
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   const stringFlags = Object.fromEntries(
-    [...INT_FLAGS, 'model', 'out', 'mode', 'targets', 'lr', 'cache', 'ep', 'minutes', 'base-bits', 'line-spans', 'dump', 'export-dataset', 'context', 'context-rate'].map((f) => [
-      f,
-      { type: 'string' as const },
-    ]),
+    [
+      ...INT_FLAGS,
+      'model',
+      'out',
+      'mode',
+      'targets',
+      'lr',
+      'cache',
+      'ep',
+      'minutes',
+      'base-bits',
+      'line-spans',
+      'dump',
+      'export-dataset',
+      'context',
+      'context-rate',
+      'context-repos',
+    ].map((f) => [f, { type: 'string' as const }]),
   );
   const { values, positionals } = parseCommandArgs(args, {
     ...stringFlags,
@@ -140,7 +156,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     evalLines: intOrUnset('eval-lines', 0),
     seed: intOrUnset('seed', 0),
     lineSpanRate: fraction('line-spans', str('line-spans')),
-    context: exampleContext(str('context'), fraction('context-rate', str('context-rate'))),
+    context: exampleContext(str('context'), fraction('context-rate', str('context-rate')), str('context-repos')),
     maxFiles: intOrUnset('max-files', 1),
     threads: intOrUnset('threads', 0),
     executionProvider: str('ep') === undefined ? undefined : parseExecutionProvider(str('ep')),
@@ -244,14 +260,15 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
   return 0;
 }
 
-/** The examples' context from --context and --context-rate over the defaults. */
-function exampleContext(spec: string | undefined, rate: number | undefined): FineTuneOptions['context'] | undefined {
-  if (spec === undefined && rate === undefined) return undefined;
+/** The examples' context from --context, --context-rate and --context-repos over the defaults. */
+function exampleContext(spec: string | undefined, rate: number | undefined, repos: string | undefined): FineTuneOptions['context'] | undefined {
+  if (spec === undefined && rate === undefined && repos === undefined) return undefined;
+  if (repos !== undefined && repos !== 'root' && repos !== 'folders') throw new UsageError(`--context-repos must be root or folders, got ${repos}`);
   let sources = FINE_TUNE_DEFAULTS.context.sources;
   try {
     if (spec !== undefined) sources = parseContextSources(spec);
   } catch (err) {
     throw new UsageError(`--context: ${(err as Error).message}`);
   }
-  return { ...FINE_TUNE_DEFAULTS.context, sources, ...(rate === undefined ? {} : { rate }) };
+  return { ...FINE_TUNE_DEFAULTS.context, sources, ...(rate === undefined ? {} : { rate }), ...(repos === undefined ? {} : { repositories: repos }) };
 }

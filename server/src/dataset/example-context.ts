@@ -18,6 +18,18 @@ export interface ExampleContextOptions {
   maxTokens: number;
   /** Share of documents whose examples get a block (the rest teach completing without one). */
   rate: number;
+  /**
+   * `root` (default): the dataset is one repository. `folders`: each top-level folder is a
+   * repository of its own, named after it (a corpus of packages, `<source>/…`): snippets then come
+   * only from a document's own package, as they would in that package's editor.
+   */
+  repositories?: 'root' | 'folders';
+}
+
+/** The top-level folder of a dataset path ('' for a file at the root). */
+function topFolder(path: string): string {
+  const slash = path.indexOf('/');
+  return slash < 0 ? '' : path.slice(0, slash);
 }
 
 /** Per file (in order): its context, or undefined when it was not drawn or nothing was found. */
@@ -29,6 +41,34 @@ export async function chooseExampleContexts(
   if (!(options.rate >= 0 && options.rate <= 1)) throw new RangeError(`the context rate must be in [0, 1], got ${options.rate}`);
   const maxTokens = Math.min(options.maxTokens, Math.floor(run.seqLen * CONTEXT_SHARE));
   if (options.rate === 0 || maxTokens <= 0 || options.sources.length === 0) return files.map(() => undefined);
+  const rootName = posix.basename(run.root.split('\\').join('/'));
+  if (options.repositories !== 'folders') return contextsOfRepository(files, rootName, { ...run, options, maxTokens });
+  // one repository at a time: only one package's index is alive at once
+  const groups = new Map<string, number[]>();
+  for (const [i, f] of files.entries()) {
+    const folder = topFolder(f.path);
+    const members = groups.get(folder);
+    if (members === undefined) groups.set(folder, [i]);
+    else members.push(i);
+  }
+  const result: (DocumentContext | undefined)[] = files.map(() => undefined);
+  for (const [folder, members] of groups) {
+    const chosen = await contextsOfRepository(
+      members.map((i) => files[i]!),
+      folder === '' ? rootName : folder,
+      { ...run, options, maxTokens },
+    );
+    for (const [k, i] of members.entries()) result[i] = chosen[k];
+  }
+  return result;
+}
+
+async function contextsOfRepository(
+  files: readonly { path: string; text: string }[],
+  repoName: string,
+  run: { seed: number; signal?: AbortSignal; heldOut?: ReadonlySet<string>; options: ExampleContextOptions; maxTokens: number },
+): Promise<(DocumentContext | undefined)[]> {
+  const { options, maxTokens } = run;
   // the texts passed the dataset's rules already: admitted as they are
   const context = new RepositoryContext({ policy: { admit: (_path, text) => text }, idle: { quietMs: 0, sliceMs: 50 } });
   const duplicates = new NearDuplicates();
@@ -38,7 +78,6 @@ export async function chooseExampleContexts(
       duplicates.note(f.path, f.text);
     }
     await context.settled();
-    const repoName = posix.basename(run.root.split('\\').join('/'));
     return files.map((f) => {
       run.signal?.throwIfAborted();
       if (keyedRandom(run.seed, `context\0${f.path}`)() >= options.rate) return undefined;
