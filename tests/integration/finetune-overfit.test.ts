@@ -3,7 +3,7 @@
 // files rises, the output is a model folder (full) or a PEFT adapter (LoRA), and `kiln eval` on the
 // held-out files with that output reproduces the "after" figures the fine-tune reported.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { SafetensorsFile } from '../../server/src/model/safetensors';
@@ -109,6 +109,9 @@ async function assertLearnt(t: TestContext, run: Run, name: string, evalFlags: s
 before(() => {
   ensureBuilt();
   writeOverfitModel(modelDir);
+  // the facts a full-parameter result must keep (the model's own 512 positions: nothing else changes)
+  const facts = JSON.parse(readFileSync(join(modelDir, 'kiln.json'), 'utf8'));
+  writeFileSync(join(modelDir, 'kiln.json'), JSON.stringify({ ...facts, contextTokens: 512, contextFormat: 'repo' }));
   writeOverfitRepo(repo, 40);
 });
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -119,6 +122,12 @@ describe('kiln finetune overfits a tiny repository', () => {
     const run = await finetune(out, STEPS.full, '--mode', 'full', '--lr', '2e-3');
     assert.equal(run.result.output, join(out, 'model'));
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'kiln.json']) assert.ok(existsSync(join(out, 'model', f)), f);
+    // the trained context and block format carry over; a quantization measurement of the old weights would not
+    const kept = JSON.parse(readFileSync(join(out, 'model', 'kiln.json'), 'utf8'));
+    assert.deepEqual(
+      { contextTokens: kept.contextTokens, contextFormat: kept.contextFormat, quantization: kept.quantization },
+      { contextTokens: 512, contextFormat: 'repo', quantization: undefined },
+    );
     await assertLearnt(t, run, 'full', ['--model', join(out, 'model')]);
   });
 

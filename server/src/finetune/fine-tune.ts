@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { loadCompletionModel } from '../completion/completion-model';
+import { loadCompletionModel, readTrainedFacts } from '../completion/completion-model';
 import type { DatasetReport } from '../dataset/build-dataset';
 import { buildWorkspaceDataset, datasetChoices } from '../dataset/training-preview';
 import type { ExampleContextOptions } from '../dataset/example-context';
@@ -278,7 +278,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
 
     emit({ type: 'phase', phase: 'save', message: `saving the best parameters (step ${best.step})` });
     const output = join(o.outDir, o.mode.kind === 'lora' ? 'adapter' : 'model');
-    saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders });
+    const { contextTokens, contextFormat } = readTrainedFacts(o.modelDir);
+    saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders, keptFacts: { contextTokens, contextFormat } });
 
     let after: EvalReport | undefined;
     if (!cancelled) {

@@ -1,5 +1,5 @@
 // The result of a run: a PEFT adapter (LoRA) or a complete HF checkpoint (full-parameter), plus
-// kiln.json recording the FIM orders the model was trained on.
+// kiln.json recording the FIM orders the model was trained on and the base's facts it keeps.
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectedTensors, openCheckpoint } from '../model/checkpoint';
@@ -30,9 +30,15 @@ export interface TrainedModel {
   values: ReadonlyMap<string, Float32Array>;
   /** The FIM orders the model was trained on (kiln.json). */
   fimOrders: FimOrder[];
+  /**
+   * The base's kiln.json facts a full-parameter result keeps: the context it was trained to (without
+   * it, a model trained at 512 positions gets prompts up to its 1,024 and degenerates) and its
+   * context-block format. Never the quantization measurement: it was taken on the old weights.
+   */
+  keptFacts?: { contextTokens?: number; contextFormat?: string };
 }
 
-export function saveTrainedModel({ outDir, baseDir, mode, params, values, fimOrders }: TrainedModel): void {
+export function saveTrainedModel({ outDir, baseDir, mode, params, values, fimOrders, keptFacts = {} }: TrainedModel): void {
   if (mode.kind === 'lora') {
     saveLoraAdapter(outDir, { baseModel: baseDir, mode, tensors: values, shapes: new Map(params.map((p) => [p.name, p.shape])) });
     return;
@@ -52,7 +58,9 @@ export function saveTrainedModel({ outDir, baseDir, mode, params, values, fimOrd
     writeSafetensors(join(tmp, 'model.safetensors'), tensors);
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(toHfConfigJson(base.config), null, 2));
     for (const f of TOKENIZER_FILES) if (existsSync(join(baseDir, f))) copyFileSync(join(baseDir, f), join(tmp, f));
-    writeFileSync(join(tmp, 'kiln.json'), JSON.stringify({ fimOrders }, null, 2));
+    const { contextTokens, contextFormat } = keptFacts;
+    const facts = { fimOrders, ...(contextTokens === undefined ? {} : { contextTokens }), ...(contextFormat === undefined ? {} : { contextFormat }) };
+    writeFileSync(join(tmp, 'kiln.json'), JSON.stringify(facts, null, 2));
     rmSync(outDir, { recursive: true, force: true });
     renameSync(tmp, outDir);
   } catch (err) {
