@@ -42,11 +42,10 @@ export async function chooseExampleContexts(
   const maxTokens = Math.min(options.maxTokens, Math.floor(run.seqLen * CONTEXT_SHARE));
   if (options.rate === 0 || maxTokens <= 0 || options.sources.length === 0) return files.map(() => undefined);
   const rootName = posix.basename(run.root.split('\\').join('/'));
-  if (options.repositories !== 'folders') return contextsOfRepository(files, rootName, { ...run, options, maxTokens });
-  // one repository at a time: only one package's index is alive at once
+  // one repository at a time (the whole dataset, or each top-level folder): one index alive at once
   const groups = new Map<string, number[]>();
   for (const [i, f] of files.entries()) {
-    const folder = topFolder(f.path);
+    const folder = options.repositories === 'folders' ? topFolder(f.path) : '';
     const members = groups.get(folder);
     if (members === undefined) groups.set(folder, [i]);
     else members.push(i);
