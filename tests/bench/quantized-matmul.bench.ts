@@ -21,6 +21,8 @@
 //   matmulinteger s8                      DynamicQuantizeLinear → MatMulInteger(u8, s8) → Cast → Mul(scales)
 //                                         (x per tensor: a row's result depends on the other rows of its batch)
 //   matmulinteger s8 rowwise              the same with x quantized per row by hand (Abs, ReduceMax, Div, Round, Cast)
+//   matmulinteger s8 rowwise qdq          Kiln's: x per row through QuantizeLinear (one block per row) and the
+//                                         result through DequantizeLinear (per column), the same sums in fewer nodes
 // Figures: per rep, the median of --steps runs; reported, the best rep (least disturbed by other load), with the median over reps in the JSON.
 // Bound: (weight bytes incl. scales and zero points [+ KV bytes at --context for the whole-model line]) ÷
 // the fp32 matrix-vector bandwidth of this run (bytes of an fp32 graph ÷ its best M=1 time, the fastest of a
@@ -124,6 +126,7 @@ const FORMULATIONS = [
   'dqmm s8',
   'matmulinteger s8',
   'matmulinteger s8 rowwise',
+  'matmulinteger s8 rowwise qdq',
 ] as const;
 type Formulation = (typeof FORMULATIONS)[number];
 
@@ -168,6 +171,13 @@ function linear(g: GraphBuilder, f: Formulation, x: string, w: Weight): string {
     const zero = g.weight(`${w.name}.xzp`, 'uint8', [], () => Uint8Array.of(128));
     const acc = g.op('MatMulInteger', [xq, codes, zero]); // int32 [M, n]
     return g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: 1 }), safe]), scales]);
+  }
+  if (f === 'matmulinteger s8 rowwise qdq') {
+    const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [g.op('Abs', [x]), g.int64([-1])], { keepdims: 1 }), g.float32([127])]), g.float32([1e-30])]); // [M, 1]
+    const rowZero = g.op('Expand', [g.uint8Scalar(128), g.op('Shape', [rowScale])]); // Kiln makes it once per step
+    const xq = g.op('QuantizeLinear', [x, rowScale, rowZero], { axis: -1, block_size: w.k }); // uint8 [M, K]
+    const acc = g.op('MatMulInteger', [xq, codes, g.uint8Scalar(128)]); // int32 [M, n]
+    return g.op('Mul', [g.op('DequantizeLinear', [acc, scales], { axis: -1 }), rowScale]);
   }
   const [xq, xScale, xZero] = g.node('DynamicQuantizeLinear', [x], {}, { outputs: 3 }) as [string, string, string];
   const acc = g.op('MatMulInteger', [xq, codes, xZero]); // int32 [M, n]

@@ -54,20 +54,20 @@ const PRECISIONS: Record<string, PrepareGraphOptions> = {
   int4: { quantization: 4 as QuantBits },
 };
 
-/** `<cache key> <model.onnx> <model.onnx.data>` as builder version 5 wrote them. */
+/** `<cache key> <model.onnx> <model.onnx.data>` as builder version 6 wrote them. */
 const EXPECTED: Record<string, string> = {
-  'qwen2/BF16/fp32': 'bf91c9be51fc257409c34fac09783ef4 52976d14685b8408 ab4ec3148bf5e741',
-  'qwen2/BF16/fp16': '3bc7e149c7cb299317eb1948269ed555 91eaba2937b2f82f 00fce2d783e0a293',
-  'qwen2/BF16/int8': '6da7534405f43f1e8e3d038de1463914 20bee5c1538ee269 cca84ffaff2cb48f',
-  'qwen2/BF16/int4': 'd3f5f6cd67700710dae8aab41f19ead0 5d78d350ebd06750 1b3b775643747ac6',
-  'qwen2/F16/fp32': '9789a3d7ccf57aca96eace0ea3aa878c 52976d14685b8408 8ba6a6ef4140b1e2',
-  'qwen2/F16/fp16': 'e5b0a259fac080dc5253a58f48897305 91eaba2937b2f82f c9e67599aa70ff10',
-  'qwen2/F16/int8': '85c28190cab94c045ed19063790adba9 20bee5c1538ee269 370333cb07bf30b8',
-  'qwen2/F16/int4': 'e1056eed5e522558c03174ac4bbcf780 5d78d350ebd06750 15533992fdc8ce0a',
-  'llama/F32/fp32': '59804c479e65dafa40c9ebfcec8a853c 3737c15bcb7748f5 4f4a3b53ff20e0e2',
-  'llama/F32/fp16': '953d7050e8f61379f7702f214d2ce180 d7eb5b0a37c8a2ad 6f0480363d311590',
-  'llama/F32/int8': '7f3de4ef910de863800598bcbef0788b 9efd6edc31cf189d d955a9a22e65405f',
-  'llama/F32/int4': '57508fd124844a145ae1eb2f8cf4d59f ad5a30431a67cc64 1cba9a3da0c9949a',
+  'qwen2/BF16/fp32': 'cfa390e3fe9e70f545f1f736e8cba8fb 69526f11db09e912 ab4ec3148bf5e741',
+  'qwen2/BF16/fp16': 'a7b264304424d4d36022e490291178df 4c0c683b55ab2e64 00fce2d783e0a293',
+  'qwen2/BF16/int8': 'b67a5faa1001308378ce3854b5ebbf92 8ecf91665b4e2f3e 76f76690a69a72d2',
+  'qwen2/BF16/int4': 'cd27415654fc6109742eaa4939f9e3ba c85e6310752ea7d7 1b3b775643747ac6',
+  'qwen2/F16/fp32': '9bc10699c6cbd1383ec9f70e164c6755 69526f11db09e912 8ba6a6ef4140b1e2',
+  'qwen2/F16/fp16': '42faf4f928097d102fc5ba854281df36 4c0c683b55ab2e64 c9e67599aa70ff10',
+  'qwen2/F16/int8': '519c7993e44c6a66eaa16d230a33e704 8ecf91665b4e2f3e 6480c9e5aa6c9bdc',
+  'qwen2/F16/int4': '668dfa02f4b8e16bbc29169c869fda2f c85e6310752ea7d7 15533992fdc8ce0a',
+  'llama/F32/fp32': 'ade75d18db684f59e5a349bc001b88a2 10e2dab0967c829f 4f4a3b53ff20e0e2',
+  'llama/F32/fp16': 'a91644851c436d0b9fa63727400666af d1fca92a8a4dfdeb 6f0480363d311590',
+  'llama/F32/int8': '07f485b02a87c4f4d1ec207efacd4994 21a8b51fc2cd63a4 9d25942b67aea613',
+  'llama/F32/int4': 'd7a9b5abc9f68d138f3bb1dad7eaff4e 4d39c84ccb7d4cc6 1cba9a3da0c9949a',
 };
 
 describe(`built graph bytes (builder version ${DECODER_BUILDER_VERSION})`, () => {

@@ -28,8 +28,8 @@ export type LoadPrecision = 'fp32' | 'fp16' | 'int8' | 'int4';
 
 /** MatMulNBits storage of a weight [n, k]: codes, one fp32 scale per block, packed zero points (quantized-matmul.ts). */
 function quantizedBytes(n: number, k: number, bits: 4 | 8): number {
-  // int8: MatMulInteger's int8 codes [K, N], one fp32 scale per output channel and the activations' zero point
-  if (bits === 8) return n * k + 4 * n + 1;
+  // int8: MatMulInteger's int8 codes [K, N] and one fp32 scale per output channel
+  if (bits === 8) return n * k + 4 * n;
   const blocks = Math.ceil(k / 32);
   return n * blocks * ((32 * bits) / 8) + n * blocks * 4 + n * Math.ceil((blocks * bits) / 8);
 }

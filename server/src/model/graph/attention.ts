@@ -17,8 +17,19 @@ export interface AttentionInputs {
   /** Plain path: RoPE tables [S, D] or per row [B, S, D], and the mask bias [S, P+S] or [B, 1, 1, S, P+S], shared by all layers. */
   rope?: { cos: Value; sin: Value };
   causalBias?: Value;
+  /** Plain path with a past (inference): tables for com.microsoft RotaryEmbedding, in place of `rope`. */
+  rotary?: RotaryTables;
   /** Fused path: RoPE caches [maxPos, D/2], position ids int64 [B,S], seqlens_k int32 [B] = P+S-1, total int32 scalar. */
   fused?: { cosCache: string; sinCache: string; positionIds: string; seqlensK: string; totalLength: string };
+}
+
+/** RotaryEmbedding inputs: position ids int64 [B,S] into cos/sin caches [rows, D/2]; the query's carry 1/√D. */
+export interface RotaryTables {
+  positionIds: string;
+  cos: string;
+  sin: string;
+  cosQuery: string;
+  sinQuery: string;
 }
 
 export interface AttentionOutputs {
@@ -79,6 +90,22 @@ function applyRope(ctx: DecoderContext, x: Value, heads: number, rope: { cos: Va
   return add(dg, mul(dg, x4, cos), mul(dg, rotated, sin));
 }
 
+/** RoPE by plain ops (differentiable): the query pre-scaled by 1/√D [B,S,H,D], the keys [B,S,Hkv*D]. */
+function plainRope(ctx: DecoderContext, q: Value, k: Value, rope: { cos: Value; sin: Value }): { qRot: Value; newKey: Value } {
+  const { dg, c } = ctx;
+  const qRot = mul(dg, applyRope(ctx, q, c.numHeads, rope), dg.scalar(1 / Math.sqrt(c.headDim))); // [B,S,H,D]
+  return { qRot, newKey: reshape(dg, applyRope(ctx, k, c.numKvHeads, rope), [0, 0, c.numKvHeads * c.headDim]) };
+}
+
+/** RoPE by com.microsoft RotaryEmbedding (inference): the query pre-scaled through its tables [B,S,H*D], the keys [B,S,Hkv*D]. */
+function rotaryKernel(ctx: DecoderContext, q: Value, k: Value, t: RotaryTables): { qRot: Value; newKey: Value } {
+  const { g } = ctx.dg;
+  const ms = 'com.microsoft';
+  const qRot = g.op('RotaryEmbedding', [q.name, t.positionIds, t.cosQuery, t.sinQuery], { interleaved: 0 }, ms);
+  const newKey = g.op('RotaryEmbedding', [k.name, t.positionIds, t.cos, t.sin], { interleaved: 0 }, ms);
+  return { qRot: ctx.dg.value(qRot, q.shape), newKey: ctx.dg.value(newKey, k.shape) };
+}
+
 /**
  *  q ─RoPE─ [B,Hkv,G,S,D] ─┐
  *  k ─RoPE──────────────── MatMul ─ + causal bias ─ Softmax ─ MatMul(v) ─ [B,S,H*D]      (no past: training)
@@ -96,9 +123,8 @@ function plainAttention(ctx: DecoderContext, { q, k, v }: Projections, a: Attent
   const Hkv = c.numKvHeads;
   const G = H / Hkv;
   const D = c.headDim;
-  if (!a.rope || !a.causalBias) throw new Error('plain attention needs RoPE tables and a causal bias');
-  const qRot = mul(dg, applyRope(ctx, q, H, a.rope), dg.scalar(1 / Math.sqrt(D))); // [B,S,H,D], pre-scaled
-  const newKey = reshape(dg, applyRope(ctx, k, Hkv, a.rope), [0, 0, Hkv * D]); // [B,S,Hkv*D]
+  if (!(a.rope || a.rotary) || !a.causalBias) throw new Error('plain attention needs RoPE tables and a causal bias');
+  const { qRot, newKey } = a.rotary ? rotaryKernel(ctx, q, k, a.rotary) : plainRope(ctx, q, k, a.rope!);
   const q5 = transpose(dg, reshape(dg, qRot, [0, 0, Hkv, G, D]), [0, 2, 3, 1, 4]); // [B,Hkv,G,S,D]
   const keysT = (x: Value) => unsqueeze(dg, transpose(dg, reshape(dg, x, [0, 0, Hkv, D]), [0, 2, 3, 1]), [2]); // [B,Hkv,1,D,T]
   const values = (x: Value) => unsqueeze(dg, transpose(dg, reshape(dg, x, [0, 0, Hkv, D]), [0, 2, 1, 3]), [2]); // [B,Hkv,1,T,D]

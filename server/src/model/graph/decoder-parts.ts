@@ -208,6 +208,24 @@ export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused
 }
 
 /**
+ * Inference only: sum = residual + delta and RMSNorm(sum) in one com.microsoft
+ * SkipSimplifiedLayerNormalization kernel (a step's ~50 norms and residual adds would be ~300 nodes).
+ */
+export function makeSkipRmsNorm(ctx: DecoderContext, delta: Value, residual: Value, hfName: string): { normed: Value; sum: Value } {
+  const { dg, c } = ctx;
+  const w = ctx.params.weight(ctx, { graphName: hfName, elem: 'float32', shape: [c.hiddenSize], values: () => ctx.weights.readFloat32(hfName) });
+  return dg.g.scope('norm', () => {
+    const [normed, , , sum] = dg.g.node(
+      'SkipSimplifiedLayerNormalization',
+      [delta.name, residual.name, w.name],
+      { epsilon: { float: c.rmsNormEps } },
+      { domain: 'com.microsoft', outputs: 4 },
+    );
+    return { normed: dg.value(normed!, delta.shape), sum: dg.value(sum!, delta.shape) };
+  });
+}
+
+/**
  *   h ─┬─ gate_proj ─ SiLU ─┐
  *      └─ up_proj ─────────Mul ─ down_proj ─> [B,S,d]
  * `fused` runs gate and up as one MatMul (inference); unfused keeps them apart for LoRA.

@@ -8,13 +8,14 @@
 //                                     the past is in the layouts attention reads, so no step transposes it
 import type { ModelConfig } from '../config';
 import type { QuantBits } from '../quantize';
-import { makeAttention } from './attention';
+import { makeAttention, type RotaryTables } from './attention';
 import {
   type DecoderContext,
   embeddingType,
   INITIALIZER_PARAMS,
   makeMlp,
   makeRmsNorm,
+  makeSkipRmsNorm,
   type ParamSource,
   ropeCaches,
   ropeInverseFrequencies,
@@ -30,7 +31,7 @@ import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
 
 /** Bump when the graph a config produces changes: it keys the on-disk cache of built models. */
-export const DECODER_BUILDER_VERSION = 5; // 5: int4 MatMulNBits at accuracy_level 4, int8 as MatMulInteger
+export const DECODER_BUILDER_VERSION = 6; // 6: inference graphs fuse residual adds into norms, RoPE by RotaryEmbedding, int8 by QuantizeLinear/DequantizeLinear
 export const DECODER_OPSETS = { '': 23, 'com.microsoft': 1 };
 
 export type AttentionPath = 'plain' | 'fused';
@@ -106,11 +107,32 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
       return embedType === 'float16' ? cast(dg, rows, 'float32') : rows;
     });
     const newKv: DecoderBody['newKv'] = [];
+    if (past) {
+      // inference: each residual add is fused into the norm that follows it (makeSkipRmsNorm)
+      let residual = x;
+      let pending: Value | undefined; // the last sublayer's output, not yet added to `residual`
+      for (let l = 0; l < c.numLayers; l++) {
+        g.scope(`layers.${l}`, () => {
+          const p = `model.layers.${l}`;
+          const input = g.scope('input_layernorm', () =>
+            pending
+              ? makeSkipRmsNorm(ctx, pending, residual, `${p}.input_layernorm.weight`)
+              : { normed: makeRmsNorm(ctx, residual, `${p}.input_layernorm.weight`, true), sum: residual },
+          );
+          const attn = makeAttention(ctx, l, { h: input.normed, past: past[l], ...shared }, fused);
+          newKv.push({ key: attn.newKey, value: attn.newValue });
+          const post = g.scope('post_attention_layernorm', () => makeSkipRmsNorm(ctx, attn.out, input.sum, `${p}.post_attention_layernorm.weight`));
+          residual = post.sum;
+          pending = makeMlp(ctx, post.normed, l, fused);
+        });
+      }
+      return { hidden: pending ? add(dg, residual, pending) : residual, newKv, embedTable };
+    }
     for (let l = 0; l < c.numLayers; l++) {
       x = g.scope(`layers.${l}`, () => {
         const p = `model.layers.${l}`;
         const h = g.scope('input_layernorm', () => makeRmsNorm(ctx, x, `${p}.input_layernorm.weight`, fused));
-        const attn = makeAttention(ctx, l, { h, past: past?.[l], ...shared }, fused);
+        const attn = makeAttention(ctx, l, { h, ...shared }, fused);
         newKv.push({ key: attn.newKey, value: attn.newValue });
         const afterAttn = add(dg, x, attn.out);
         const h2 = g.scope('post_attention_layernorm', () => makeRmsNorm(ctx, afterAttn, `${p}.post_attention_layernorm.weight`, fused));
@@ -199,13 +221,10 @@ function makeRowPositions(ctx: DecoderContext, pastLengths: string, seqLength: s
  *  key j < P (past):      visible iff j < pastLengths[b]        (right padding is masked)
  *  key j = P+i' (new):    visible iff i' <= i                   (causal among the new tokens)
  */
-function makeRowPlainInputs(ctx: DecoderContext, pastLength: string, seqLength: string, rows: RowPositions): { rope: { cos: Value; sin: Value }; causalBias: Value } {
-  const { dg, c } = ctx;
+function makeRowPlainInputs(ctx: DecoderContext, pastLength: string, seqLength: string, rows: RowPositions): { rotary: RotaryTables; causalBias: Value } {
+  const { dg } = ctx;
   const { g } = dg;
   return g.scope('rotary', () => {
-    const pos = g.op('Div', [g.op('Cast', [rows.positions], { to: TO_FLOAT32 }), g.float32([c.ropeLinearFactor], [])]); // [B,S]
-    const freqs = g.op('Mul', [g.op('Unsqueeze', [pos, g.int64([2])]), g.float32(ropeInverseFrequencies(c))]); // [B,S,D/2]
-    const angles = g.op('Concat', [freqs, freqs], { axis: -1 }); // [B,S,D]
     const keys = g.op('Range', [g.int64([0], []), g.op('Add', [pastLength, seqLength]), g.int64([1], [])]); // [T]
     const queries = g.op('Range', [g.int64([0], []), seqLength, g.int64([1], [])]); // [S]
     const pastVisible = g.op('Less', [g.op('Unsqueeze', [keys, g.int64([0])]), g.op('Unsqueeze', [rows.pastLengths, g.int64([1])])]); // [B,T]
@@ -216,10 +235,35 @@ function makeRowPlainInputs(ctx: DecoderContext, pastLength: string, seqLength: 
     const visible = g.op('Or', [g.op('Unsqueeze', [pastVisible, g.int64([1])]), g.op('Unsqueeze', [newVisible, g.int64([0])])]); // [B,S,T]
     const bias = g.op('Where', [visible, g.float32([0], []), g.float32([-Infinity], [])]); // [B,S,T]
     return {
-      rope: { cos: dg.value(g.op('Cos', [angles]), ['batch', 'sequence', c.headDim]), sin: dg.value(g.op('Sin', [angles]), ['batch', 'sequence', c.headDim]) },
+      rotary: makeStepRotaryTables(ctx, rows.positions),
       causalBias: dg.value(g.op('Unsqueeze', [bias, g.int64([1, 2])]), ['batch', 1, 1, 'sequence', 'total_sequence']), // [B,1,1,S,T]
     };
   });
+}
+
+/**
+ * com.microsoft RotaryEmbedding tables for just this step's B·S positions: row i of the caches is the
+ * angle of flattened position i, and position id [b,s] points at row b·S+s. One kernel per q and k
+ * replaces ~9 plain nodes each, without a [maxPositions, D/2] table in the graph. The query tables
+ * carry attention's 1/√D (RoPE is linear in its input), which saves a Mul per layer.
+ */
+function makeStepRotaryTables(ctx: DecoderContext, positions: string): RotaryTables {
+  const { c } = ctx;
+  const { g } = ctx.dg;
+  const flat = g.op('Reshape', [positions, g.int64([-1])]); // int64 [B·S]
+  const pos = g.op('Div', [g.op('Cast', [flat], { to: TO_FLOAT32 }), g.float32([c.ropeLinearFactor], [])]); // [B·S]
+  const angles = g.op('Mul', [g.op('Unsqueeze', [pos, g.int64([1])]), g.float32(ropeInverseFrequencies(c))]); // [B·S, D/2]
+  const cos = g.op('Cos', [angles]);
+  const sin = g.op('Sin', [angles]);
+  const queryScale = g.float32([1 / Math.sqrt(c.headDim)], []);
+  const ids = g.op('Range', [g.int64([0], []), g.op('Size', [flat]), g.int64([1], [])]); // [B·S]
+  return {
+    positionIds: g.op('Reshape', [ids, g.op('Shape', [positions])]), // int64 [B,S]
+    cos,
+    sin,
+    cosQuery: g.op('Mul', [cos, queryScale]),
+    sinQuery: g.op('Mul', [sin, queryScale]),
+  };
 }
 
 /**

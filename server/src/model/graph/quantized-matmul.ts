@@ -1,7 +1,7 @@
 // x · Wᵀ with W quantized (inference only: the codes are frozen initializers), in the formulation
 // measured fastest on ORT 1.30's CPU kernels for each bit width:
 //   int4  com.microsoft MatMulNBits (block 32, accuracy_level 4), W in the HF [out, in] layout;
-//   int8  W as int8 per output channel, x quantized per row at run time, ai.onnx MatMulInteger (u8×s8).
+//   int8  W as int8 per output channel, x quantized per row at run time (QuantizeLinear), ai.onnx MatMulInteger (u8×s8).
 //
 // Measured with `node --import tsx tests/bench/quantized-matmul.bench.ts` at Qwen2.5-Coder-0.5B's shape on
 // this project's 2-thread AMD EPYC (AVX-512 VNNI): M=1 decode of the 24 layers' matmuls + the 151,936×896
@@ -21,6 +21,12 @@
 // equals its decode step); per row cost nothing measurable in run 4. int4: accuracy_level 0 (float32
 // compute on dequantized weights, exact) decodes 3.8–5.9× slower than 4 at this size (the tiny d-512 model
 // once decoded as fast at 0); 4 quantizes x per block of 32 per row.
+// A quiet run on a 2-thread AMD EPYC with AVX2 only (no VNNI; fp32 matrix-vector 18 GB/s), `--reps 5
+// --steps 15`, decode ms layers + head (× the bound incl. the KV at 1,000) | prefill tok/s: fp32 104 (1.00×)
+// | 92; MatMulInteger per tensor 41.0 (1.51×) | 97; per row by hand 44.2 (1.63×) | 87; DynamicQuantizeMatMul
+// 41.4 | 97; MatMulNBits int8 acc 4 61.6 | 37; int4 acc 4 b32 40.4 | 66, b128 35.0 | 79. The per-row chain's
+// cost over per tensor is its nodes, hence QuantizeLinear/DequantizeLinear below; an s8 × s8 MatMulInteger
+// (no zero points at all) ran ~10× slower there: MLAS has no fast AVX2 kernel for it.
 // A training graph (QLoRA) asks for an accuracy level (0: exact) and gets MatMulNBits for both widths,
 // the gradient flowing to x through the same codes dequantized in the graph one weight at a time: dx = dy · W.
 import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannelRows, type BlockQuantized, type ChannelQuantized, type RowReader } from '../quantize';
@@ -160,9 +166,12 @@ function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits
 }
 
 /**
- *   x [.., K] ─ s = max|x| / 127 per row [.., 1] ─ xq = Round(x / s) + 128 (uint8) ─┐
- *   codes int8 [K, N] ──────────────────────────────────── MatMulInteger(xq, codes, 128) int32 [.., N]
- *                                                          ─ Cast ─ · s ─ · scales [N] ─> [.., N]
+ *   x [.., K] ─ s = max|x| / 127 per row [.., 1] ─ QuantizeLinear(x, s, 128, one block per row) uint8 [.., K] ─┐
+ *   codes int8 [K, N] ───────────────────────────────────────────────────────────── MatMulInteger(·, ·, 128) int32 [.., N]
+ *                                                        ─ DequantizeLinear(scales [N], per column) ─ · s ─> [.., N]
+ * Eight nodes per product (a decode step runs ~100 of them, and each node costs ~5 µs of ORT overhead
+ * at M=1): QuantizeLinear and DequantizeLinear stand for the Div, Round, +128, Cast and Cast, Mul of
+ * a hand-written chain, with the same integer sums.
  */
 function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k }: QuantizedWeight, reader: () => RowReader): Value {
   const { g } = dg;
@@ -177,11 +186,29 @@ function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k }: QuantizedWeigh
     quantized = undefined; // written last: the quantized copy is dropped
     return s;
   });
-  const zero = g.weight(`${graphName}.x_zero_point`, 'uint8', [], () => Uint8Array.of(128));
   // a row of zeros gets scale 1e-30, not 0: its codes stay 128 and its output 0
   const rowScale = g.op('Max', [g.op('Div', [g.op('ReduceMax', [g.op('Abs', [x.name]), g.int64([-1])], { keepdims: 1 }), g.float32([127], [])]), g.float32([1e-30], [])]); // [.., 1]
-  const xq = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [x.name, rowScale])]), g.float32([128], [])])], { to: 2 }); // uint8 [.., K]
-  const acc = g.op('MatMulInteger', [xq, codes, zero]); // int32 [.., N]
-  const y = g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: 1 }), rowScale]), scales]);
+  const xq = g.op('QuantizeLinear', [x.name, rowScale, rowZeroPoints(g, x, rowScale)], { axis: -1, block_size: k }); // uint8 [.., K]
+  const acc = g.op('MatMulInteger', [xq, codes, g.uint8Scalar(128)]); // int32 [.., N]
+  const y = g.op('Mul', [g.op('DequantizeLinear', [acc, scales], { axis: -1 }), rowScale]);
   return dg.value(y, [...x.shape.slice(0, -1), n]);
+}
+
+const zeroPointsByRows = new WeakMap<GraphBuilder, Map<string, string>>();
+
+/**
+ * uint8 128 per row of x, shaped like its row scales [.., 1]: u8 × s8 is the MatMulInteger that
+ * MLAS has fast AVX2/VNNI kernels for (s8 × s8 measured ~10× slower on an AVX2 EPYC). Made once per
+ * leading shape (every projection of a step shares [B,S]) rather than once per product.
+ */
+function rowZeroPoints(g: GraphBuilder, x: Value, rowScale: string): string {
+  const byRows = zeroPointsByRows.get(g) ?? new Map<string, string>();
+  zeroPointsByRows.set(g, byRows);
+  const key = x.shape.slice(0, -1).join(',');
+  let zeroPoints = byRows.get(key);
+  if (!zeroPoints) {
+    zeroPoints = g.op('Expand', [g.uint8Scalar(128), g.op('Shape', [rowScale])]);
+    byRows.set(key, zeroPoints);
+  }
+  return zeroPoints;
 }
