@@ -94,7 +94,9 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
         },
         token,
       );
-      output.appendLine(`fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s on ${summary.trainFiles} files. ${gainText(summary.before, summary.after)}`);
+      output.appendLine(
+        `fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s on ${summary.trainFiles} files. ${gainText(summary.before, summary.after, summary.gain)}`,
+      );
       if (summary.output) {
         output.appendLine(`fine-tune: ${summary.kind} in ${summary.output}, remembered for this workspace.`);
         // Workspace storage, not settings: nothing is written into the repository.

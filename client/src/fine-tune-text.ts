@@ -1,6 +1,6 @@
 // What "Fine-tune on This Repository" writes: the progress line, the full before/after figures
 // for the output channel, and the one short sentence that fits the end toast. No `vscode` import.
-import type { FineTuneEvalFigures, FineTuneSummary, TrainingProgress } from '../../server/src/protocol';
+import type { FineTuneEvalFigures, FineTuneGain, FineTuneSummary, TrainingProgress } from '../../server/src/protocol';
 
 /** e.g. `step 12/200 · loss 2.314 · 40 s left`. */
 export function progressText(p: TrainingProgress): string {
@@ -16,13 +16,17 @@ export function progressText(p: TrainingProgress): string {
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
 const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 
-/** One sentence with before → after figures on the held-out files. */
-export function gainText(before: FineTuneEvalFigures | undefined, after: FineTuneEvalFigures | undefined): string {
+const signed = (x: number, digits: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(digits)}` : 'n/a');
+
+/** One sentence with before → after figures on the held-out files, and the paired 95% intervals when measured. */
+export function gainText(before: FineTuneEvalFigures | undefined, after: FineTuneEvalFigures | undefined, gain?: FineTuneGain): string {
   if (!before || !after) return 'No before/after measurement (the run was cancelled or had no held-out files).';
   const points = 100 * (after.exactMatch - before.exactMatch);
+  const emInterval = gain ? `, 95% interval ${signed(100 * gain.exactMatch.low, 1)} to ${signed(100 * gain.exactMatch.high, 1)}` : '';
+  const esGain = gain ? ` (${signed(gain.editSimilarity.mean, 3)}, 95% interval ${signed(gain.editSimilarity.low, 3)} to ${signed(gain.editSimilarity.high, 3)})` : '';
   return (
     `On ${after.lines} lines of ${after.files} held-out files: next-line exact match ${pct(before.exactMatch)} → ${pct(after.exactMatch)} ` +
-    `(${points >= 0 ? '+' : ''}${Number.isFinite(points) ? points.toFixed(1) : 'n/a'} points), edit similarity ${num(before.editSimilarity)} → ${num(after.editSimilarity)}, ` +
+    `(${signed(points, 1)} points${emInterval}), edit similarity ${num(before.editSimilarity)} → ${num(after.editSimilarity)}${esGain}, ` +
     `validation loss ${num(before.validationLoss)} → ${num(after.validationLoss)}.`
   );
 }

@@ -123,6 +123,19 @@ export interface FineTuneEvalFigures {
   files: number;
 }
 
+/** A paired difference (after − before) over the same held-out lines, with its 95% interval (NaN under two lines). */
+export interface FineTuneGainFigure {
+  mean: number;
+  low: number;
+  high: number;
+}
+
+export interface FineTuneGain {
+  lines: number;
+  exactMatch: FineTuneGainFigure;
+  editSimilarity: FineTuneGainFigure;
+}
+
 export interface FineTuneSummary {
   /** The adapter folder (LoRA) or model folder (full) written, to switch to. */
   output?: string;
@@ -137,6 +150,7 @@ export interface FineTuneSummary {
   validationFiles: number;
   before?: FineTuneEvalFigures;
   after?: FineTuneEvalFigures;
+  gain?: FineTuneGain;
 }
 
 /** Runs "Fine-tune on this repository"; cancel with $/cancelRequest (the best result so far is kept). */

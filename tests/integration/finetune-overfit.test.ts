@@ -91,6 +91,12 @@ async function assertLearnt(t: TestContext, run: Run, name: string, evalFlags: s
   assert.ok(tuned.lines >= 20, `${tuned.lines} held-out lines evaluated`);
   assert.ok(tuned.exactMatch > before.exactMatch, `exact match ${before.exactMatch} → ${tuned.exactMatch}`);
   assert.ok(tuned.validationLoss < before.validationLoss / 10, `validation loss ${before.validationLoss} → ${tuned.validationLoss}`);
+  // the gain is paired line by line: its means are the differences of the means, and it is real
+  const gain = result.gain!;
+  assert.equal(gain.lines, tuned.lines);
+  assert.ok(Math.abs(gain.exactMatch.mean - (tuned.exactMatch - before.exactMatch)) < 1e-12, `${gain.exactMatch.mean}`);
+  assert.ok(Math.abs(gain.editSimilarity.mean - (tuned.editSimilarity - before.editSimilarity)) < 1e-12, `${gain.editSimilarity.mean}`);
+  assert.ok(gain.exactMatch.low > 0, `exact match gain ${JSON.stringify(gain.exactMatch)}: its interval is above zero`);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   t.diagnostic(
     `${name}: training loss ${first.toFixed(3)} → ${last5.toFixed(3)} (last 5 steps); held-out exact match ${pct(before.exactMatch)} → ${pct(tuned.exactMatch)} over ${tuned.lines} lines; validation loss ${before.validationLoss.toFixed(3)} → ${tuned.validationLoss.toFixed(3)} nats; ${result.trainSeconds.toFixed(1)} s of training`,

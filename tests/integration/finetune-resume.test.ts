@@ -212,6 +212,10 @@ describe('kiln finetune resumes after a kill', () => {
     assert.equal(resumed.result.steps, planned.totalSteps);
     assert.doesNotMatch(resumed.stderr, /^time budget \S+ min/m, 'no refit on resume');
     assert.deepEqual(checkpointMeta(out)!.schedule, planned);
+    // a budgeted run's evaluations are bounded by it and paired: after scores the very loss tokens before did (no lines here)
+    const { before: base, after: tuned, gain } = resumed.result;
+    assert.ok(base && tuned && gain && base.tokens > 0, 'before, after and the paired gain are measured');
+    assert.deepEqual([gain.lines, tuned.lines, tuned.tokens], [0, 0, base.tokens]);
 
     // The same training told the fitted step count: the same losses step by step, the same adapter and state.
     const told = join(root, 'budget-reference');

@@ -14,11 +14,13 @@ import {
   editSimilarity,
   type EvalFile,
   evaluateModel,
+  evaluateModelPerLine,
   evenShares,
   isNonTrivialLine,
   levenshtein,
   lineTask,
   sampleLines,
+  spreadOverFiles,
   sequenceLoss,
 } from '../../server/src/evaluation/evaluate';
 import { logSoftmax, referenceForward } from '../helpers/reference-forward';
@@ -221,9 +223,59 @@ describe('evaluateModel on a tiny code model', () => {
     assert.deepEqual(await evaluateModel(model, files, { maxLines: 6, seed: 1 }), report);
   });
 
+  it('a time bound scores two lines spread over the files and a loss sized to it; the same lines and tokens score again alike', async () => {
+    const files = [
+      { path: 'a.ts', text: SOURCE },
+      { path: 'b.py', text: PYTHON },
+    ];
+    const unbounded = await evaluateModelPerLine(model, files, { maxLines: 6, seed: 1 });
+    const bounded = await evaluateModelPerLine(model, files, { maxLines: 6, seed: 1, maxSeconds: 0 });
+    // spent at once: only the two lines every bounded run scores, one from each file
+    assert.deepEqual(
+      bounded.scoredLines.map((l) => l.path),
+      ['a.ts', 'b.py'],
+    );
+    assert.equal(bounded.report.lines, 2);
+    assert.ok(bounded.report.tokens > 0 && bounded.report.tokens <= unbounded.report.tokens, `${bounded.report.tokens} of ${unbounded.report.tokens} loss tokens`);
+    const byLine = new Map(unbounded.scoredLines.map((l, i) => [`${l.path}:${l.line}`, unbounded.perLine[i]]));
+    assert.deepEqual(
+      bounded.perLine,
+      bounded.scoredLines.map((l) => byLine.get(`${l.path}:${l.line}`)),
+    );
+    const again = await evaluateModelPerLine(model, files, { lines: bounded.scoredLines, maxLossTokens: bounded.report.tokens });
+    assert.deepEqual(again.perLine, bounded.perLine);
+    assert.deepEqual(again.report, bounded.report);
+  });
+
   it('stops when its signal is aborted', async () => {
     const controller = new AbortController();
     controller.abort();
     await assert.rejects(evaluateModel(model, [{ path: 'a.ts', text: SOURCE }], { signal: controller.signal }), { name: 'AbortError' });
   });
+});
+
+describe('spreadOverFiles', () => {
+  const line = (file: number, n: number) => ({ file, path: `f${file}`, line: n, cursor: 0, end: 0 });
+  const cases: [string, number[][], string[]][] = [
+    ['one file keeps its order', [[1, 5, 9]], ['0:1', '0:5', '0:9']],
+    [
+      'files take turns',
+      [
+        [1, 2, 3],
+        [7, 8],
+      ],
+      ['0:1', '1:7', '0:2', '1:8', '0:3'],
+    ],
+    ['a file with one line joins the first round only', [[4], [1, 2, 3], [6]], ['0:4', '1:1', '2:6', '1:2', '1:3']],
+    ['nothing', [], []],
+  ];
+  for (const [name, files, expected] of cases) {
+    it(name, () => {
+      const lines = files.flatMap((ns, f) => ns.map((n) => line(f, n)));
+      assert.deepEqual(
+        spreadOverFiles(lines).map((l) => `${l.file}:${l.line}`),
+        expected,
+      );
+    });
+  }
 });

@@ -224,6 +224,10 @@ function describe(e: FineTuneEvent): string {
   }
 }
 
+const signed = (x: number, digits: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(digits)}` : 'n/a');
+/** A fraction's 95% interval in points, e.g. `[+0.9, +3.5]`. */
+const pointsInterval = (d: { low: number; high: number }) => `[${signed(100 * d.low, 1)}, ${signed(100 * d.high, 1)}]`;
+
 function summary(r: FineTuneResult): string {
   const lines = [
     `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
@@ -233,8 +237,10 @@ function summary(r: FineTuneResult): string {
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));
   if (r.before && r.after) {
+    const em = r.gain ? ` ${pointsInterval(r.gain.exactMatch)}` : '';
+    const es = r.gain ? `, edit similarity ${signed(r.gain.editSimilarity.mean, 3)} [${signed(r.gain.editSimilarity.low, 3)}, ${signed(r.gain.editSimilarity.high, 3)}]` : '';
     lines.push(
-      `gain: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`,
+      `gain on ${r.after.lines} paired lines: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points${em}${es}, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`,
     );
   }
   return lines.join('\n');

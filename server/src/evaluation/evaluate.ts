@@ -42,6 +42,16 @@ export interface EvalOptions {
   onProgress?: (progress: EvalProgress) => void;
   /** Context from the rest of the workspace, as the editor builds it (none: the file alone). */
   context?: EvalContext;
+  /**
+   * A wall-clock bound on the whole evaluation, in seconds (a time-budgeted fine-tune of a real-size
+   * model, where 100 lines alone can take many minutes): the validation loss gets at most a third of
+   * it, its token count sized from one timed forward, and lines are scored spread over the files
+   * until it is spent. To score the very same tokens and lines again, pass the report's `tokens` as
+   * `maxLossTokens` and the result's `scoredLines` as `lines`.
+   */
+  maxSeconds?: number;
+  /** Score exactly these lines, in this order (another evaluation's `scoredLines`), instead of sampling. */
+  lines?: readonly EvalLine[];
 }
 
 /** What the engine's context block is drawn from when lines are scored. */
@@ -223,15 +233,20 @@ export async function sequenceLoss(session: DecoderSession, tokens: readonly num
   return { nll, count };
 }
 
+const DEFAULT_LOSS_TOKENS = 32_768;
+
 async function validationLoss(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions): Promise<{ loss: number; tokens: number }> {
   if (options.maxLossTokens === 0) return { loss: NaN, tokens: 0 }; // asked for line scores only
   const session = model.loaded.session;
   const context = Math.max(2, Math.min(options.contextTokens ?? 512, session.config.maxPositions));
   const encoded = files.map((f) => model.tokenizer.encode(f.text));
+  const total =
+    options.maxLossTokens ??
+    (options.maxSeconds === undefined ? DEFAULT_LOSS_TOKENS : Math.min(DEFAULT_LOSS_TOKENS, await affordableLossTokens(session, encoded, options.maxSeconds / 3, options.signal)));
   // a file's share counts scored tokens; it keeps one more (the first token is context only)
   const shares = evenShares(
     encoded.map((t) => Math.max(0, t.length - 1)),
-    options.maxLossTokens ?? 32_768,
+    total,
   );
   let nll = 0;
   let count = 0;
@@ -246,8 +261,40 @@ async function validationLoss(model: CompletionModel, files: readonly EvalFile[]
   return { loss: count > 0 ? nll / count : NaN, tokens: count };
 }
 
+/**
+ * How many loss tokens fit in `seconds`, from one timed forward of a chunk: sliding windows move by
+ * half a window, so a scored token costs up to two positions of forward work.
+ */
+async function affordableLossTokens(session: DecoderSession, encoded: readonly (readonly number[])[], seconds: number, signal?: AbortSignal): Promise<number> {
+  const longest = encoded.reduce<readonly number[]>((a, t) => (t.length > a.length ? t : a), []);
+  const probe = longest.slice(0, LOSS_CHUNK);
+  if (probe.length < 2) return DEFAULT_LOSS_TOKENS;
+  signal?.throwIfAborted();
+  const started = performance.now();
+  await session.forward(session.newState(1), [probe], 'all');
+  const secondsPerToken = (2 * (performance.now() - started)) / 1000 / probe.length;
+  return Math.max(LOSS_CHUNK, Math.floor(seconds / secondsPerToken));
+}
+
+/** Lines taken from each file in turn (first of every file, then second, …), so any prefix is spread over the files. */
+export function spreadOverFiles(lines: readonly EvalLine[]): EvalLine[] {
+  const byFile = new Map<number, EvalLine[]>();
+  for (const l of lines) {
+    const queue = byFile.get(l.file) ?? [];
+    queue.push(l);
+    byFile.set(l.file, queue);
+  }
+  const queues = [...byFile.values()];
+  const out: EvalLine[] = [];
+  for (let round = 0; out.length < lines.length; round++) for (const q of queues) if (round < q.length) out.push(q[round]!);
+  return out;
+}
+
 /** Greedy, single-line, no speculation, no wall-clock stop (a slow machine must not change scores). */
 const EVAL_SETTINGS: CompletionSettings = { ...DEFAULT_COMPLETION_SETTINGS, completionMode: 'line', temperature: 0, speculate: false, candidates: 1, timeLimitMs: 60_000 };
+
+/** Lines a time-bounded evaluation scores even when its time is spent. */
+const MIN_BOUNDED_LINES = 2;
 
 /** One sampled line's score. */
 export interface LineScore {
@@ -268,12 +315,14 @@ export async function scoreLines(
   files: readonly EvalFile[],
   lines: readonly EvalLine[],
   predict: (task: { text: string; offset: number }, line: EvalLine) => Promise<string>,
-  options: Pick<EvalOptions, 'signal' | 'onProgress'> = {},
+  options: Pick<EvalOptions, 'signal' | 'onProgress'> & { deadline?: number } = {},
 ): Promise<LineScores> {
   const samples: EvalSample[] = [];
   const perLine: LineScore[] = [];
   for (const [i, line] of lines.entries()) {
     options.signal?.throwIfAborted();
+    // past the deadline no new line starts, though two always do (a paired interval needs two)
+    if (options.deadline !== undefined && i >= MIN_BOUNDED_LINES && performance.now() > options.deadline) break;
     const task = lineTask(files[line.file]!.text, line);
     const got = await predict(task, line);
     const score = compareLine(task.expected, got);
@@ -299,9 +348,11 @@ export async function evaluateModelPerLine(
   model: CompletionModel,
   files: readonly EvalFile[],
   options: EvalOptions = {},
-): Promise<{ report: EvalReport; perLine: LineScore[]; snippetLines: SnippetLines }> {
+): Promise<{ report: EvalReport; perLine: LineScore[]; scoredLines: EvalLine[]; snippetLines: SnippetLines }> {
+  const deadline = options.maxSeconds === undefined ? undefined : performance.now() + options.maxSeconds * 1000;
   const { loss, tokens } = await validationLoss(model, files, options);
-  const lines = sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
+  const sampled = options.lines ?? sampleLines(files, options.maxLines ?? 200, options.seed ?? 0);
+  const lines = deadline === undefined || options.lines ? sampled : spreadOverFiles(sampled);
   const ctx = options.context;
   const settings: CompletionSettings =
     ctx === undefined
@@ -326,8 +377,8 @@ export async function evaluateModelPerLine(
       engine.forgetDocument(uri); // each line is a fresh document: no typing-through between them
       return answer.items[0] ?? '';
     },
-    options,
+    { ...options, deadline },
   );
   const { perLine, ...figures } = scores;
-  return { report: { files: files.length, lines: lines.length, ...figures, validationLoss: loss, tokens }, perLine, snippetLines };
+  return { report: { files: files.length, lines: perLine.length, ...figures, validationLoss: loss, tokens }, perLine, scoredLines: lines.slice(0, perLine.length), snippetLines };
 }

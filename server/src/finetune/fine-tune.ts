@@ -18,7 +18,8 @@ import type { TrainingMode } from '../model/graph/training-graph';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
-import { evaluateModel, type EvalReport } from '../evaluation/evaluate';
+import { evaluateModelPerLine, type EvalReport } from '../evaluation/evaluate';
+import { pairedDifference, type PairedDifference } from '../evaluation/paired-difference';
 import { learningRate, type LrSchedule } from '../training/lr-schedule';
 import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
@@ -82,6 +83,8 @@ export interface FineTuneResult {
   output?: string;
   before?: EvalReport;
   after?: EvalReport;
+  /** after − before line by line on the same held-out lines, with 95% intervals. */
+  gain?: PairedDifference;
   steps: number;
   bestStep: number;
   bestValidationLoss: number;
@@ -103,6 +106,9 @@ function runId(o: FineTuneOptions, datasetHash: string): string {
     .update(JSON.stringify({ workspace, modelDir, mode, lr, batchSize, seqLen, accumulation, seed, fimRate, spmRate, lineSpanRate, context, datasetHash }))
     .digest('hex');
 }
+
+/** Of a time budget, what the evaluation before training may take (the one after scores the same lines, so about as long). */
+const EVAL_BUDGET_SHARE = 0.2;
 
 /** `stopped`: the spans the parent held this process stopped, reported as they end (worker.ts). */
 export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) => void, signal?: AbortSignal, stopped = new StoppedTime()): Promise<FineTuneResult> {
@@ -141,7 +147,10 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     emit({ type: 'phase', phase: 'evaluate-before', message: `measuring the base model on ${dataset.validationFiles.length} held-out files` });
     const evalStarted = performance.now();
     const baseModel = await loadCompletionModel(o.modelDir, choices, loadOptions);
-    const before = await evaluateModel(baseModel, dataset.validationFiles, evalOptions).finally(() => baseModel.loaded.session.release());
+    // a budget bounds the evaluation too: at real size 100 lines alone can outlast the whole budget
+    const beforeOptions = budgetSeconds > 0 ? { ...evalOptions, maxSeconds: EVAL_BUDGET_SHARE * budgetSeconds } : evalOptions;
+    const beforeRun = await evaluateModelPerLine(baseModel, dataset.validationFiles, beforeOptions).finally(() => baseModel.loaded.session.release());
+    const before = beforeRun.report;
     // The evaluation after training reads the same files: a budgeted run keeps this long back for it.
     const evalSeconds = secondsSince(evalStarted);
 
@@ -282,17 +291,23 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     saveTrainedModel({ outDir: output, baseDir: o.modelDir, mode: o.mode, params: trainer.params, values: best.values, fimOrders, keptFacts: { contextTokens, contextFormat } });
 
     let after: EvalReport | undefined;
+    let gain: PairedDifference | undefined;
     if (!cancelled) {
       emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
       const tuned =
         o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
-      after = await evaluateModel(tuned, dataset.validationFiles, { ...evalOptions, signal: undefined }).finally(() => tuned.loaded.session.release());
+      // the very lines and loss tokens the base model was scored on, however many its bound allowed
+      const same = { ...evalOptions, signal: undefined, lines: beforeRun.scoredLines, maxLossTokens: before.tokens };
+      const afterRun = await evaluateModelPerLine(tuned, dataset.validationFiles, same).finally(() => tuned.loaded.session.release());
+      after = afterRun.report;
+      gain = pairedDifference(afterRun.perLine, beforeRun.perLine);
     }
     const result: FineTuneResult = {
       ...empty,
       output,
       before,
       after,
+      gain,
       steps: trainer.step,
       bestStep: best.step,
       bestValidationLoss: best.loss,

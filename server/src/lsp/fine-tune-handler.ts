@@ -102,6 +102,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
       validationFiles: r.dataset.files.filter((f) => f.split === 'validation').length,
       before: figures(r.before),
       after: figures(r.after),
+      gain: r.gain,
     };
   } catch (err) {
     ctx.progress({ state: 'failed', message: (err as Error).message });
