@@ -36,7 +36,8 @@ it('gives the paired 95% intervals when measured, and n/a where two lines were t
   const after = figures(0.034);
   const gain = { lines: 200, exactMatch: { mean: 0.022, low: 0.009, high: 0.035 }, editSimilarity: { mean: 0.041, low: -0.004, high: 0.086 } };
   const details = gainText(before, after, gain);
-  for (const part of ['+2.2 points, 95% interval +0.9 to +3.5', 'edit similarity 0.123 → 0.123 (+0.041, 95% interval -0.004 to +0.086)']) assert.ok(details.includes(part), `${part} in ${details}`);
+  for (const part of ['+2.2 points, 95% interval +0.9 to +3.5', 'edit similarity 0.123 → 0.123 (+0.041, 95% interval -0.004 to +0.086)'])
+    assert.ok(details.includes(part), `${part} in ${details}`);
   // NaN crosses JSON (LSP) as null
   const thin = JSON.parse(JSON.stringify({ lines: 1, exactMatch: { mean: 0, low: NaN, high: NaN }, editSimilarity: { mean: 0.1, low: NaN, high: NaN } }));
   assert.ok(gainText(before, after, thin).includes('95% interval n/a to n/a'), gainText(before, after, thin));
