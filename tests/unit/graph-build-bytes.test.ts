@@ -54,20 +54,20 @@ const PRECISIONS: Record<string, PrepareGraphOptions> = {
   int4: { quantization: 4 as QuantBits },
 };
 
-/** `<cache key> <model.onnx> <model.onnx.data>` as builder version 6 wrote them. */
+/** `<cache key> <model.onnx> <model.onnx.data>` as builder version 7 wrote them. */
 const EXPECTED: Record<string, string> = {
-  'qwen2/BF16/fp32': 'cfa390e3fe9e70f545f1f736e8cba8fb 69526f11db09e912 ab4ec3148bf5e741',
-  'qwen2/BF16/fp16': 'a7b264304424d4d36022e490291178df 4c0c683b55ab2e64 00fce2d783e0a293',
-  'qwen2/BF16/int8': 'b67a5faa1001308378ce3854b5ebbf92 8ecf91665b4e2f3e 76f76690a69a72d2',
-  'qwen2/BF16/int4': 'cd27415654fc6109742eaa4939f9e3ba c85e6310752ea7d7 1b3b775643747ac6',
-  'qwen2/F16/fp32': '9bc10699c6cbd1383ec9f70e164c6755 69526f11db09e912 8ba6a6ef4140b1e2',
-  'qwen2/F16/fp16': '42faf4f928097d102fc5ba854281df36 4c0c683b55ab2e64 c9e67599aa70ff10',
-  'qwen2/F16/int8': '519c7993e44c6a66eaa16d230a33e704 8ecf91665b4e2f3e 6480c9e5aa6c9bdc',
-  'qwen2/F16/int4': '668dfa02f4b8e16bbc29169c869fda2f c85e6310752ea7d7 15533992fdc8ce0a',
-  'llama/F32/fp32': 'ade75d18db684f59e5a349bc001b88a2 10e2dab0967c829f 4f4a3b53ff20e0e2',
-  'llama/F32/fp16': 'a91644851c436d0b9fa63727400666af d1fca92a8a4dfdeb 6f0480363d311590',
-  'llama/F32/int8': '07f485b02a87c4f4d1ec207efacd4994 21a8b51fc2cd63a4 9d25942b67aea613',
-  'llama/F32/int4': 'd7a9b5abc9f68d138f3bb1dad7eaff4e 4d39c84ccb7d4cc6 1cba9a3da0c9949a',
+  'qwen2/BF16/fp32': 'b0fda7f5e28650e3cacdab5b86270794 66a2552d33bd6510 7190700753457839',
+  'qwen2/BF16/fp16': '4bbc971f68f54b6fba7e31e810e5542f e56c81db734d3474 b95c941a0f91aabd',
+  'qwen2/BF16/int8': '0f4d4d48963656b7c267415c363210be 7cf93786127d25ef 1270e7f5b5935e14',
+  'qwen2/BF16/int4': 'e363322db5e4a2c167feecbb2f4df25a 5bae28d33d64b018 87988e98bf09eb9f',
+  'qwen2/F16/fp32': 'a48d6f25d51dead00eb8b13efc4534fa 66a2552d33bd6510 bcc3bafc91722d5f',
+  'qwen2/F16/fp16': '265d55c106260aff8b8fd902a9aa5c3d e56c81db734d3474 3911793ac5f7b5c2',
+  'qwen2/F16/int8': 'b1f89bb02fa9912b419c9d0d617d4580 7cf93786127d25ef 5af7910757a9980c',
+  'qwen2/F16/int4': 'd75fbd9e618cd755826d72dd7675845b 5bae28d33d64b018 981408f1b0bd3814',
+  'llama/F32/fp32': 'ed18180884a8b244f7e0bc81967120a1 3a45fa371e95526c 8f639c98c443d7bc',
+  'llama/F32/fp16': 'df6a1387640e7a80228211aeb8a02c79 c87768e2d061b895 58babb40e70f34fd',
+  'llama/F32/int8': 'ffa7380c77e16b5cc40270b05e914ad0 aebf1ef49d16f8e1 cc529bb14c754a96',
+  'llama/F32/int4': '02ed05d4efdddb9419da0a89033d3b06 dd60d9c31a3cf933 4c07f43056008f44',
 };
 
 describe(`built graph bytes (builder version ${DECODER_BUILDER_VERSION})`, () => {

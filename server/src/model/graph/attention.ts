@@ -167,11 +167,17 @@ function fusedAttention(ctx: DecoderContext, { q, k, v }: Projections, a: Attent
   return { attn: dg.value(attn!, q.shape), newKey: dg.value(newKey, k.shape) };
 }
 
-export function makeAttention(ctx: DecoderContext, layer: number, a: AttentionInputs, fused: boolean): AttentionOutputs {
+/** How a layer's attention is built: fused kernels (GroupQueryAttention) or plain ops, and q|k|v as one projection or three. */
+export interface AttentionForm {
+  fusedKernels: boolean;
+  fusedProjections: boolean;
+}
+
+export function makeAttention(ctx: DecoderContext, layer: number, a: AttentionInputs, form: AttentionForm): AttentionOutputs {
   const { dg, c } = ctx;
   return dg.g.scope('attn', () => {
-    const projections = qkvProjections(ctx, a.h, layer, fused);
-    const { attn, newKey } = fused ? fusedAttention(ctx, projections, a) : plainAttention(ctx, projections, a);
+    const projections = qkvProjections(ctx, a.h, layer, form.fusedProjections);
+    const { attn, newKey } = form.fusedKernels ? fusedAttention(ctx, projections, a) : plainAttention(ctx, projections, a);
     const p = `model.layers.${layer}.self_attn.o_proj`;
     const out = dg.g.scope('o_proj', () => makeLinear(ctx, attn, { graphName: p, hfNames: [`${p}.weight`], inDim: c.numHeads * c.headDim, outDims: [c.hiddenSize] }));
     return { out, newKey, newValue: projections.v };
