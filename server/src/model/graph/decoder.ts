@@ -102,46 +102,34 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
       values: () => ctx.weights.readFloat32('model.embed_tokens.weight'),
       halfBits: () => readWeightHalfBits(ctx.weights, 'model.embed_tokens.weight'),
     });
-    let x = g.scope('embed_tokens', () => {
+    const x = g.scope('embed_tokens', () => {
       const rows = embedding(dg, embedTable, inputIds); // [B,S,d]
       return embedType === 'float16' ? cast(dg, rows, 'float32') : rows;
     });
+    const inference = past !== undefined;
+    /** residual + delta (none before the first layer) and its RMSNorm; one fused kernel in an inference graph. */
+    const addAndNorm = (delta: Value | undefined, residual: Value, hfName: string): { normed: Value; sum: Value } => {
+      if (delta && inference) return makeSkipRmsNorm(ctx, delta, residual, hfName);
+      const sum = delta ? add(dg, residual, delta) : residual;
+      return { normed: makeRmsNorm(ctx, sum, hfName, fused || inference), sum };
+    };
     const newKv: DecoderBody['newKv'] = [];
-    if (past) {
-      // inference: each residual add is fused into the norm that follows it (makeSkipRmsNorm)
-      let residual = x;
-      let pending: Value | undefined; // the last sublayer's output, not yet added to `residual`
-      for (let l = 0; l < c.numLayers; l++) {
-        g.scope(`layers.${l}`, () => {
-          const p = `model.layers.${l}`;
-          const input = g.scope('input_layernorm', () =>
-            pending
-              ? makeSkipRmsNorm(ctx, pending, residual, `${p}.input_layernorm.weight`)
-              : { normed: makeRmsNorm(ctx, residual, `${p}.input_layernorm.weight`, true), sum: residual },
-          );
-          // q|k|v as one product: its input quantized once, not three times (gate|up stay apart: at prefill
-          // one product and its Split measured slower than two on an AVX2 EPYC)
-          const attn = makeAttention(ctx, l, { h: input.normed, past: past[l], ...shared }, { fusedKernels: fused, fusedProjections: true });
-          newKv.push({ key: attn.newKey, value: attn.newValue });
-          const post = g.scope('post_attention_layernorm', () => makeSkipRmsNorm(ctx, attn.out, input.sum, `${p}.post_attention_layernorm.weight`));
-          residual = post.sum;
-          pending = makeMlp(ctx, post.normed, l, fused);
-        });
-      }
-      return { hidden: pending ? add(dg, residual, pending) : residual, newKv, embedTable };
-    }
+    let residual = x;
+    let pending: Value | undefined; // the last sublayer's output, not yet added to `residual`
     for (let l = 0; l < c.numLayers; l++) {
-      x = g.scope(`layers.${l}`, () => {
+      g.scope(`layers.${l}`, () => {
         const p = `model.layers.${l}`;
-        const h = g.scope('input_layernorm', () => makeRmsNorm(ctx, x, `${p}.input_layernorm.weight`, fused));
-        const attn = makeAttention(ctx, l, { h, ...shared }, { fusedKernels: fused, fusedProjections: fused });
+        const input = g.scope('input_layernorm', () => addAndNorm(pending, residual, `${p}.input_layernorm.weight`));
+        // inference: q|k|v as one product, its input quantized once (gate|up stay apart: at prefill one
+        // product and its Split measured slower than two on an AVX2 EPYC); training keeps each projection for LoRA
+        const attn = makeAttention(ctx, l, { h: input.normed, past: past?.[l], ...shared }, { fusedKernels: fused, fusedProjections: fused || inference });
         newKv.push({ key: attn.newKey, value: attn.newValue });
-        const afterAttn = add(dg, x, attn.out);
-        const h2 = g.scope('post_attention_layernorm', () => makeRmsNorm(ctx, afterAttn, `${p}.post_attention_layernorm.weight`, fused));
-        return add(dg, afterAttn, makeMlp(ctx, h2, l, fused));
+        const post = g.scope('post_attention_layernorm', () => addAndNorm(attn.out, input.sum, `${p}.post_attention_layernorm.weight`));
+        residual = post.sum;
+        pending = makeMlp(ctx, post.normed, l, fused);
       });
     }
-    return { hidden: x, newKv, embedTable };
+    return { hidden: pending ? add(dg, residual, pending) : residual, newKv, embedTable };
   });
 }
 
