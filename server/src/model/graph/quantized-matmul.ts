@@ -169,9 +169,9 @@ function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits
  *   x [.., K] ─ s = max|x| / 127 per row [.., 1] ─ QuantizeLinear(x, s, 128, one block per row) uint8 [.., K] ─┐
  *   codes int8 [K, N] ───────────────────────────────────────────────────────────── MatMulInteger(·, ·, 128) int32 [.., N]
  *                                                        ─ DequantizeLinear(scales [N], per column) ─ · s ─> [.., N]
- * Eight nodes per product (a decode step runs ~100 of them, and each node costs ~5 µs of ORT overhead
- * at M=1): QuantizeLinear and DequantizeLinear stand for the Div, Round, +128, Cast and Cast, Mul of
- * a hand-written chain, with the same integer sums.
+ * Eight nodes per product (a decode step runs ~100 of them, and at M=1 each node costs ORT ~1.5–2 µs
+ * whatever its size): QuantizeLinear and DequantizeLinear stand for the Div, Round, +128, Cast and
+ * Cast, Mul of a hand-written chain, with the same integer sums.
  */
 function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k }: QuantizedWeight, reader: () => RowReader): Value {
   const { g } = dg;
