@@ -192,13 +192,18 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
   );
 }
 
+/** A norm's weight [d], float32 in every precision. */
+function normWeight(ctx: DecoderContext, hfName: string): Value {
+  return ctx.params.weight(ctx, { graphName: hfName, elem: 'float32', shape: [ctx.c.hiddenSize], values: () => ctx.weights.readFloat32(hfName) });
+}
+
 /**
  * RMSNorm over the last axis, HF style: x * rsqrt(mean(x²) + eps) * w.
  * `fused` uses the opset-23 RMSNormalization kernel (inference only); otherwise differentiable ops.
  */
 export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused: boolean): Value {
   const { dg, c } = ctx;
-  const w = ctx.params.weight(ctx, { graphName: hfName, elem: 'float32', shape: [c.hiddenSize], values: () => ctx.weights.readFloat32(hfName) });
+  const w = normWeight(ctx, hfName);
   return dg.g.scope('norm', () => {
     if (fused) return dg.emit({ op: 'RMSNormalization', inputs: [x, w], attrs: { axis: -1, epsilon: { float: c.rmsNormEps } }, outShapes: [x.shape] })[0]!;
     const meanSquare = meanLastAxis(dg, mul(dg, x, x)); // [B,S,1]
@@ -213,7 +218,7 @@ export function makeRmsNorm(ctx: DecoderContext, x: Value, hfName: string, fused
  */
 export function makeSkipRmsNorm(ctx: DecoderContext, delta: Value, residual: Value, hfName: string): { normed: Value; sum: Value } {
   const { dg, c } = ctx;
-  const w = ctx.params.weight(ctx, { graphName: hfName, elem: 'float32', shape: [c.hiddenSize], values: () => ctx.weights.readFloat32(hfName) });
+  const w = normWeight(ctx, hfName);
   return dg.g.scope('norm', () => {
     const [normed, , , sum] = dg.g.node(
       'SkipSimplifiedLayerNormalization',
