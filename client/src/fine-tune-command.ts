@@ -95,7 +95,7 @@ export async function fineTuneRepository(deps: CommandDeps): Promise<void> {
         token,
       );
       output.appendLine(
-        `fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s on ${summary.trainFiles} files. ${gainText(summary.before, summary.after, summary.gain)}`,
+        `fine-tune: ${summary.steps} steps in ${summary.trainSeconds.toFixed(0)} s${summary.runSeconds === undefined ? '' : ` (${summary.runSeconds.toFixed(0)} s in all)`} on ${summary.trainFiles} files. ${gainText(summary.before, summary.after, summary.gain)}`,
       );
       if (summary.output) {
         output.appendLine(`fine-tune: ${summary.kind} in ${summary.output}, remembered for this workspace.`);

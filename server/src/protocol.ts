@@ -146,6 +146,8 @@ export interface FineTuneSummary {
   steps: number;
   bestStep: number;
   trainSeconds: number;
+  /** The whole run's seconds, evaluations included (absent from servers older than it). */
+  runSeconds?: number;
   trainFiles: number;
   validationFiles: number;
   before?: FineTuneEvalFigures;

@@ -221,6 +221,9 @@ describe('kiln finetune resumes after a kill', () => {
     const told = join(root, 'budget-reference');
     const reference = await finetuneWith(baseArgs(told, '--steps', String(planned.totalSteps), '--warmup', String(WARMUP)));
     assert.deepEqual(reference.result.schedule, planned);
+    // the tiny model's steps and validations are short next to their shares: the budget chose the asked sizes
+    assert.deepEqual(meta.sizes, checkpointMeta(told)!.sizes);
+    assert.deepEqual(meta.sizes, { batchSize: 4, validationBatches: meta.sizes!.validationBatches });
     assert.deepEqual(progressAfter(resumed.stderr, meta.step), progressAfter(reference.stderr, meta.step));
     assert.equal(progressAfter(resumed.stderr, meta.step).filter((l) => l.startsWith('step')).length, planned.totalSteps - meta.step);
     const adapterDiff = maxDifference(join(out, 'adapter', 'adapter_model.safetensors'), join(told, 'adapter', 'adapter_model.safetensors'));
@@ -229,6 +232,15 @@ describe('kiln finetune resumes after a kill', () => {
     t.diagnostic(
       `budget ${BUDGET_MINUTES} min: ${planned.totalSteps} steps fitted at step ${meta.budget!.fittedAtStep}; killed at step ${meta.step}; resumed to the end, max |difference| ${adapterDiff} / ${stateDiff}`,
     );
+  });
+
+  it('a budgeted run ends within its minutes, give or take the time it kept back for the evaluation after', async () => {
+    const { result } = await finetuneWith(budgetArgs(join(root, 'budget-whole'), '0.1'));
+    const { budget, runSeconds, trainSeconds } = result;
+    assert.ok(budget && trainSeconds > 0, 'fitted and trained');
+    assert.deepEqual(result.sizes, checkpointMeta(join(root, 'budget-whole'))!.sizes, 'the sizes it trained with are reported');
+    assert.ok(runSeconds <= 6 + budget.reserveSeconds, `the run took ${runSeconds.toFixed(1)} s of a 6 s budget (${budget.reserveSeconds.toFixed(1)} s kept for the end)`);
+    assert.ok(runSeconds > trainSeconds);
   });
 
   it('a diverging run ends cleanly with its best (the base) kept; run again, it trains no further', async () => {
@@ -276,6 +288,15 @@ describe('kiln finetune resumes after a kill', () => {
         message: (dir) => `${dir}: incomplete checkpoint (state.json or state.safetensors missing); refusing to resume from it`,
       },
       {
+        name: 'absurd sizes',
+        spoil: (dir) => {
+          const path = join(dir, 'state.json');
+          writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), sizes: { batchSize: 0, validationBatches: 1 } }));
+        },
+        flags: [],
+        message: (dir) => `${join(dir, 'state.json')}: corrupt checkpoint metadata: batch and validation sizes {"batchSize":0,"validationBatches":1}`,
+      },
+      {
         name: 'foreign',
         spoil: () => {},
         flags: ['--lr', '1e-2'], // another learning rate: another run
@@ -284,7 +305,7 @@ describe('kiln finetune resumes after a kill', () => {
       },
     ];
 
-    // The three runs go together (the graph cache is warm by now): each fails before training.
+    // The runs go together (the graph cache is warm by now): each fails before training.
     const runs = new Map<string, Promise<{ out: string; files: Map<string, Buffer>; r: CliRun }>>();
     before(() => {
       for (const c of cases) {

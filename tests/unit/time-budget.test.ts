@@ -5,7 +5,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fineTuneLength } from '../../client/src/fine-tune-text';
 import { learningRate } from '../../server/src/training/lr-schedule';
-import { BUDGET_MEASURE_STEPS, budgetWarmup, fitSchedule, measuredEnough, stepsThatFit } from '../../server/src/training/time-budget';
+import {
+  BUDGET_MEASURE_STEPS,
+  batchSizeForBudget,
+  budgetWarmup,
+  fitSchedule,
+  MIN_BUDGET_STEPS,
+  measuredEnough,
+  STEP_SECONDS_PER_FORWARD,
+  stepsThatFit,
+  VALIDATION_BUDGET_SHARE,
+  validationHasRoom,
+} from '../../server/src/training/time-budget';
 
 const costs = { secondsLeft: 100, secondsPerStep: 0.5, secondsPerValidation: 2, evalEvery: 10, reserveSeconds: 8 };
 
@@ -44,6 +55,26 @@ describe('time budget', () => {
     for (let s = 1; s <= 4; s++) assert.equal(learningRate(fitted, s), learningRate(provisional, s), `step ${s}`);
     assert.equal(fitSchedule(provisional, 4, 50, costs).totalSteps, 50, 'a cap still caps');
     assert.equal(fitSchedule(provisional, 4, 100_000, { ...costs, secondsLeft: 1 }).totalSteps, 4, 'no time left: the steps done');
+  });
+
+  it('keeps the requested batch while enough steps of it fit, and takes fewer sequences a step when they would not', () => {
+    const forward = 0.01; // s a sequence: a step of 4 sequences is estimated at 4 × 4 × 0.01 = 0.16 s
+    const enough = MIN_BUDGET_STEPS * 4 * STEP_SECONDS_PER_FORWARD * forward;
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: enough, secondsPerSequenceForward: forward }), 4);
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: enough * 0.99, secondsPerSequenceForward: forward }), 3);
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: enough / 2, secondsPerSequenceForward: forward }), 2);
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 2, secondsForTraining: enough, secondsPerSequenceForward: forward }), 2, 'accumulated micro-batches count');
+    // the 0.5B shape on one thread: 3.4 s a sequence's forward, ~2 of 5 minutes left for training
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: 120, secondsPerSequenceForward: 3.4 }), 1, 'never below one sequence');
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: -5, secondsPerSequenceForward: 3.4 }), 1);
+    assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: 100, secondsPerSequenceForward: 0 }), 4, 'an unmeasured cost changes nothing');
+  });
+
+  it('a budgeted validation goes on while the next batch, as long as the last, still fits in its share', () => {
+    const share = VALIDATION_BUDGET_SHARE * 300;
+    assert.equal(validationHasRoom(0.5 * share, 0.5 * share, 300), true);
+    assert.equal(validationHasRoom(0.5 * share, 0.51 * share, 300), false);
+    assert.equal(validationHasRoom(2 * share, 0.1, 300), false);
   });
 });
 

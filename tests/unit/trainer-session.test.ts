@@ -1,5 +1,6 @@
 // The trainer's validation loss (a forward-only graph) equals the loss its training step reports for
-// the same parameters and batch, full-parameter, LoRA and QLoRA, with and without gradient accumulation.
+// the same parameters and batch, full-parameter, LoRA and QLoRA, with and without gradient accumulation;
+// a validation cut short by its caller reads the first batches only.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,3 +47,22 @@ for (const [label, mode] of MODES) {
     });
   }
 }
+
+it('a validation stopped early reads the first batches only: their loss, as loss() gives it over them', async () => {
+  const trainer = await TrainerSession.create({ modelDir, mode: MODES[1]![1], hyper: DEFAULT_ADAMW, accumulation: 1, threads: 1, cacheDir: join(root, 'cache'), seed: 5 });
+  try {
+    const batches = [batch(1), batch(2), batch(3)];
+    const seen: number[] = [];
+    const two = await trainer.lossWhile(batches, (done) => {
+      seen.push(done);
+      return done < 2;
+    });
+    assert.deepEqual(seen, [1, 2], 'asked after every batch, and no further once told to stop');
+    assert.equal(two.used, 2);
+    assert.equal(two.loss, await trainer.loss(batches.slice(0, 2)));
+    assert.notEqual(two.loss, await trainer.loss(batches), 'the third batch is left out');
+    assert.deepEqual(await trainer.lossWhile(batches, () => false).then((r) => r.used), 1, 'at least one batch');
+  } finally {
+    await trainer.release();
+  }
+});

@@ -232,7 +232,12 @@ function summary(r: FineTuneResult): string {
   const lines = [
     `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
-  if (r.budget) lines.push(`time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps planned at ${r.budget.secondsPerStep.toFixed(3)} s a step`);
+  if (r.budget) {
+    const batch = r.sizes ? ` of ${r.sizes.batchSize} sequence${r.sizes.batchSize === 1 ? '' : 's'}` : '';
+    lines.push(
+      `time budget ${r.budget.minutes} min: ${r.schedule?.totalSteps} steps${batch} planned at ${r.budget.secondsPerStep.toFixed(3)} s a step; the whole run took ${(r.runSeconds / 60).toFixed(1)} min`,
+    );
+  }
   if (r.output) lines.push(`saved ${r.output}`);
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));

@@ -21,7 +21,7 @@ import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
 import { evaluateModelPerLine, type EvalReport } from '../evaluation/evaluate';
 import { pairedDifference, type PairedDifference } from '../evaluation/paired-difference';
 import { learningRate, type LrSchedule } from '../training/lr-schedule';
-import { type BudgetFit, budgetWarmup, fitSchedule, measuredEnough } from '../training/time-budget';
+import { type BudgetFit, type BudgetSizes, batchSizeForBudget, budgetWarmup, fitSchedule, MIN_BUDGET_STEPS, measuredEnough, validationHasRoom } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
 import { StoppedTime } from './stopped-time';
@@ -90,6 +90,8 @@ export interface FineTuneResult {
   bestValidationLoss: number;
   tokensSeen: number;
   trainSeconds: number;
+  /** The whole run's seconds, reading the workspace to the evaluation after (the time held stopped left out). */
+  runSeconds: number;
   cancelled: boolean;
   stoppedEarly: boolean;
   endReason: FineTuneEndReason;
@@ -97,6 +99,8 @@ export interface FineTuneResult {
   schedule?: LrSchedule;
   /** What the schedule was fitted from, for a budgeted run. */
   budget?: BudgetFit;
+  /** The sequences a step and validation batches trained with (a budget may have chosen fewer than asked). */
+  sizes?: BudgetSizes;
   resumedFrom?: number;
 }
 
@@ -127,11 +131,12 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     bestValidationLoss: NaN,
     tokensSeen: 0,
     trainSeconds: 0,
+    runSeconds: 0,
     cancelled: false,
     stoppedEarly: false,
     endReason: 'completed' as FineTuneEndReason,
   };
-  if (o.dryRun) return empty;
+  if (o.dryRun) return { ...empty, runSeconds: secondsSince(started) };
   if (dataset.train.length === 0) throw new Error(`nothing to train on in ${o.workspace}: every file was excluded or empty (run with --dry-run to see why)`);
   mkdirSync(o.outDir, { recursive: true });
   const loadOptions = { executionProvider: 'cpu' as const, threads: o.threads, cacheDir: o.cacheDir };
@@ -168,33 +173,65 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     });
     const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));
     const checkpointDir = join(o.outDir, 'checkpoint');
-    const stepsPerEpoch = Math.ceil(dataset.train.length / (o.batchSize * o.accumulation));
-    const cap = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
+    // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
+    const resumed =
+      o.resume && existsSync(checkpointDir)
+        ? loadCheckpoint(
+            checkpointDir,
+            run,
+            trainer.params.map((p) => p.name),
+          )
+        : undefined;
     // A bounded, fixed sample (the packer already shuffled): validation must not outweigh training.
-    const validation = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
+    const validationSample = batchesOf((dataset.validation.length ? dataset.validation : dataset.train.slice(0, o.batchSize)).slice(0, MAX_VALIDATION_SEQUENCES), o.batchSize);
+    // A resumed run keeps the sizes it chose; a checkpoint older than them trained with the run's own.
+    const planned = resumed ? (resumed.meta.sizes ?? { batchSize: o.batchSize, validationBatches: validationSample.length }) : undefined;
+    await trainer.openLoss(); // opened once for every validation: not part of one's time
+    const validationStarted = performance.now();
+    let batchStarted = validationStarted;
+    // Under a budget the first validation reads as many batches as fit in its share of it.
+    const moreValidation = (done: number) => {
+      const lastBatch = stopped.activeMs(batchStarted) / 1000;
+      batchStarted = performance.now();
+      if (planned) return done < planned.validationBatches;
+      return budgetSeconds === 0 || validationHasRoom(secondsSince(validationStarted), lastBatch, budgetSeconds);
+    };
+    const firstValidation = await trainer.lossWhile(validationSample, moreValidation);
+    const validation = validationSample.slice(0, firstValidation.used);
+    const secondsPerValidation = secondsSince(validationStarted);
+    // Kept back for the end: the evaluation after (as long as the one before) and saving, about one validation.
+    const reserveSeconds = evalSeconds + secondsPerValidation;
+    const sizes = planned ?? {
+      validationBatches: validation.length,
+      batchSize:
+        budgetSeconds > 0
+          ? batchSizeForBudget({
+              requested: o.batchSize,
+              accumulation: o.accumulation,
+              secondsForTraining: secondsLeft() - reserveSeconds - secondsPerValidation,
+              secondsPerSequenceForward: secondsPerValidation / validation.reduce((n, b) => n + b.inputIds.length, 0),
+            })
+          : o.batchSize,
+    };
+    if (budgetSeconds > 0 && !planned && (sizes.batchSize < o.batchSize || validation.length < validationSample.length))
+      emit({
+        type: 'log',
+        message: `time budget ${o.minutes} min: ${sizes.batchSize} of ${o.batchSize} sequences a step (at least ${MIN_BUDGET_STEPS} steps must fit), validation on ${validation.length} of ${validationSample.length} batches (${secondsPerValidation.toFixed(1)} s)`,
+      });
+    const { batchSize } = sizes;
+    const stepsPerEpoch = Math.ceil(dataset.train.length / (batchSize * o.accumulation));
+    const cap = Math.max(1, Math.min(o.maxSteps, o.epochs * stepsPerEpoch));
     // Without a budget this is the schedule; with one, its warm-up length holds and its total is fitted.
     const warmupSteps = Math.min(o.warmupSteps, Math.floor(cap / 4));
     let schedule: LrSchedule = { peak: o.lr, warmupSteps: budgetSeconds > 0 ? budgetWarmup(warmupSteps) : warmupSteps, totalSteps: cap };
     let fit: BudgetFit | undefined;
-    const validationStarted = performance.now();
-    let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: await trainer.loss(validation), values: trainer.snapshot().values };
-    // The first validation also opens the loss graph's session: an overestimate, on the safe side.
-    const secondsPerValidation = secondsSince(validationStarted);
+    let best: { step: number; loss: number; values: TrainerState['values'] } = { step: 0, loss: firstValidation.loss, values: trainer.snapshot().values };
     let stale = 0;
     let tokensSeen = 0;
     let resumedFrom: number | undefined;
     let stoppedEarly = false;
-    if (o.resume && existsSync(checkpointDir)) {
-      // A corrupt, partial or foreign checkpoint throws a clear error here: it is never loaded.
-      const {
-        state,
-        best: bestValues,
-        meta,
-      } = loadCheckpoint(
-        checkpointDir,
-        run,
-        trainer.params.map((p) => p.name),
-      );
+    if (resumed) {
+      const { state, best: bestValues, meta } = resumed;
       trainer.restore(state);
       best = { step: meta.bestStep, loss: meta.bestValLoss, values: bestValues };
       stale = meta.stepsWithoutImprovement;
@@ -217,7 +254,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     let stepsThisProcess = 0;
     let checkpointed = trainer.step;
     const checkpoint = () => {
-      const meta = { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen, schedule, ...(fit ? { budget: fit } : {}) };
+      const meta = { run, bestValLoss: best.loss, bestStep: best.step, stepsWithoutImprovement: stale, tokensSeen, schedule, sizes, ...(fit ? { budget: fit } : {}) };
       saveCheckpoint(checkpointDir, trainer.snapshot(), best.values, meta);
       checkpointed = trainer.step;
     };
@@ -229,15 +266,16 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
           cancelled = true;
           break;
         }
-        // Slower steps than measured have eaten into the time kept for the end: stop with the best so far.
-        if (fit && secondsLeft() < fit.reserveSeconds) {
+        // Slower steps than measured (or, before the fit, the first steps) have eaten into the time kept
+        // for the end: stop with the best so far.
+        if (budgetSeconds > 0 && secondsLeft() < (fit?.reserveSeconds ?? reserveSeconds)) {
           outOfTime = true;
           emit({ type: 'log', message: `time budget spent at step ${trainer.step} of ${schedule.totalSteps}; keeping the best so far` });
           if (checkpointed !== trainer.step) checkpoint(); // run again, it goes on from here
           break;
         }
         const lr = learningRate(schedule, step + 1);
-        const micro = stepMicroBatches(dataset.train, step, o.batchSize, o.accumulation);
+        const micro = stepMicroBatches(dataset.train, step, batchSize, o.accumulation);
         const stepStarted = performance.now();
         const { loss, gradNorm } = await trainer.trainStep(micro, lr);
         // The first step of a process pays for allocation and is never timed.
@@ -245,8 +283,6 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
         // A stop during this step is reported once messages are read: read them before the step times are.
         if (budgetSeconds > 0 && !fit) await new Promise((resolve) => setImmediate(resolve));
         if (budgetSeconds > 0 && !fit && measuredEnough(timedSteps.length, timedSeconds(), budgetSeconds)) {
-          // Kept back: the evaluation after (as long as the one before) and saving, about one validation.
-          const reserveSeconds = evalSeconds + secondsPerValidation;
           const costs = { secondsLeft: secondsLeft(), secondsPerStep: timedSeconds() / timedSteps.length, secondsPerValidation, evalEvery: o.evalEvery, reserveSeconds };
           schedule = fitSchedule(schedule, trainer.step, cap, costs);
           fit = { minutes: o.minutes, fittedAtStep: trainer.step, secondsPerStep: costs.secondsPerStep, secondsPerValidation, reserveSeconds };
@@ -255,7 +291,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
             message: `time budget ${o.minutes} min: ${schedule.totalSteps} steps (${costs.secondsPerStep.toFixed(3)} s a step, ${secondsPerValidation.toFixed(2)} s a validation, ${reserveSeconds.toFixed(1)} s kept for the end)`,
           });
         }
-        tokensSeen += micro.length * o.batchSize * o.seqLen;
+        tokensSeen += micro.length * batchSize * o.seqLen;
         const elapsed = secondsSince(t0);
         const done = trainer.step - (resumedFrom ?? 0);
         emit({
@@ -265,7 +301,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
           loss,
           lr,
           gradNorm,
-          tokensPerSecond: (done * o.batchSize * o.accumulation * o.seqLen) / elapsed,
+          tokensPerSecond: (done * batchSize * o.accumulation * o.seqLen) / elapsed,
           etaSeconds: (elapsed / done) * (schedule.totalSteps - trainer.step),
         });
         const last = trainer.step >= schedule.totalSteps;
@@ -318,7 +354,9 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
       endReason: cancelled ? 'cancelled' : stoppedEarly ? 'early-stop' : outOfTime ? 'time' : 'completed',
       schedule,
       budget: fit,
+      sizes,
       resumedFrom,
+      runSeconds: secondsSince(started),
     };
     writeFileSync(join(o.outDir, 'report.json'), JSON.stringify({ ...result, dataset: { ...report, files: report.files.length, excluded: report.excluded.length } }, null, 2));
     return result;

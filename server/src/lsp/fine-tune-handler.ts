@@ -98,6 +98,7 @@ export async function handleFineTune(params: FineTuneParams, token: Cancellation
       steps: r.steps,
       bestStep: r.bestStep,
       trainSeconds: r.trainSeconds,
+      runSeconds: r.runSeconds,
       trainFiles: r.dataset.files.filter((f) => f.split === 'train').length,
       validationFiles: r.dataset.files.filter((f) => f.split === 'validation').length,
       before: figures(r.before),

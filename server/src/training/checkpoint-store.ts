@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ModelFileError } from '../model/errors';
 import { SafetensorsFile, writeSafetensors } from '../model/safetensors';
 import type { LrSchedule } from './lr-schedule';
-import type { BudgetFit } from './time-budget';
+import type { BudgetFit, BudgetSizes } from './time-budget';
 import type { TrainerState } from './trainer-session';
 
 const TENSORS = 'state.safetensors';
@@ -28,6 +28,8 @@ export interface CheckpointMeta {
   schedule?: LrSchedule;
   /** Set once a budgeted run has fitted its schedule to the time budget. */
   budget?: BudgetFit;
+  /** The batch and validation sizes the run chose (absent in checkpoints older than them: the run's own batch, the whole sample). */
+  sizes?: BudgetSizes;
   sha256: string;
   savedAt: string;
 }
@@ -78,6 +80,9 @@ export function loadCheckpoint(dir: string, expectedRun: string, paramNames: str
       metaPath,
       'checkpoint belongs to a different run (model, mode, settings or the workspace changed); resume with the original settings, or start over without resuming',
     );
+  const { sizes } = meta;
+  if (sizes !== undefined && !(Number.isInteger(sizes.batchSize) && sizes.batchSize >= 1 && Number.isInteger(sizes.validationBatches) && sizes.validationBatches >= 1))
+    throw new ModelFileError(metaPath, `corrupt checkpoint metadata: batch and validation sizes ${JSON.stringify(sizes)}`);
   if (sha256(tensorsPath) !== meta.sha256) throw new ModelFileError(tensorsPath, 'checksum mismatch: the checkpoint is corrupt or partially written; refusing to load it');
   const file = SafetensorsFile.open(tensorsPath);
   try {

@@ -65,3 +65,42 @@ export function fitSchedule(provisional: LrSchedule, stepsDone: number, cap: num
   const totalSteps = Math.max(stepsDone, Math.min(cap, stepsDone + stepsThatFit(costs)));
   return { ...provisional, totalSteps: Math.max(1, totalSteps) };
 }
+
+/** Of a time budget, what one validation may take: the loss is measured on as many batches as fit in it, at least one. */
+export const VALIDATION_BUDGET_SHARE = 0.03;
+
+/** A budgeted run trains on fewer sequences a step rather than take fewer optimizer steps than this. */
+export const MIN_BUDGET_STEPS = 24;
+
+/**
+ * A training step's seconds over a forward of the same sequences, for sizing the batch before any step
+ * ran: the LoRA step of the 0.5B shape on one thread measured 3.4× its forward at one sequence and 2.6×
+ * at two (11.4 vs 3.4 s, 17.0 vs 6.7 s); the fit then replaces it with measured steps.
+ */
+export const STEP_SECONDS_PER_FORWARD = 4;
+
+/** The sizes a budgeted run chose before training, persisted so that a resumed run trains and validates alike. */
+export interface BudgetSizes {
+  /** Sequences per micro-batch of every step. */
+  batchSize: number;
+  /** The validation loss is measured on this many batches of the fixed validation sample. */
+  validationBatches: number;
+}
+
+/**
+ * Sequences per step under a budget: the requested count unless fewer than MIN_BUDGET_STEPS steps of
+ * it would fit in `secondsForTraining`; then as many as let them fit, at least one. At real size on a
+ * CPU a step of 4 × 256 tokens takes over a minute, so a five-minute budget would otherwise train one
+ * or two steps.
+ */
+export function batchSizeForBudget(o: { requested: number; accumulation: number; secondsForTraining: number; secondsPerSequenceForward: number }): number {
+  const secondsPerSequenceStep = STEP_SECONDS_PER_FORWARD * o.secondsPerSequenceForward * o.accumulation;
+  if (!(secondsPerSequenceStep > 0)) return o.requested;
+  const fitting = Math.floor(o.secondsForTraining / (MIN_BUDGET_STEPS * secondsPerSequenceStep));
+  return Math.max(1, Math.min(o.requested, fitting));
+}
+
+/** Whether a budgeted validation goes on to another batch: `elapsed` seconds so far, the last batch took `lastBatch`. */
+export function validationHasRoom(elapsed: number, lastBatch: number, budgetSeconds: number): boolean {
+  return elapsed + lastBatch <= VALIDATION_BUDGET_SHARE * budgetSeconds;
+}

@@ -247,19 +247,36 @@ export class TrainerSession {
 
   /** Mean loss over batches, weighting each by its target count, from the forward-only loss graph. */
   async loss(batches: Batch[]): Promise<number> {
+    return (await this.lossWhile(batches, () => true)).loss;
+  }
+
+  /**
+   * The mean loss over the target tokens of the first batches, one batch after another while
+   * `more(done)` holds (checked after each; at least one batch runs). `used`: how many batches it read.
+   */
+  async lossWhile(batches: Batch[], more: (done: number) => boolean): Promise<{ loss: number; used: number }> {
     let total = 0;
     let targets = 0;
+    let used = 0;
     for (const batch of batches) {
+      used++;
       const count = batch.labels.reduce((a, row) => a + row.reduce((n, y) => n + (y >= 0 ? 1 : 0), 0), 0);
-      if (count === 0) continue;
-      const feeds: Record<string, ort.Tensor> = { [TrainIO.inputIds]: tensorOf(batch.inputIds), [TrainIO.labels]: tensorOf(batch.labels) };
-      this.paramFeeds(feeds, false);
-      this.lossSession ??= this.openLossSession();
-      const out = await (await this.lossSession).run(feeds, [TrainIO.loss]);
-      total += (out[TrainIO.loss]!.data as Float32Array)[0]! * count;
-      targets += count;
+      if (count > 0) {
+        const feeds: Record<string, ort.Tensor> = { [TrainIO.inputIds]: tensorOf(batch.inputIds), [TrainIO.labels]: tensorOf(batch.labels) };
+        this.paramFeeds(feeds, false);
+        const out = await (await this.openLoss()).run(feeds, [TrainIO.loss]);
+        total += (out[TrainIO.loss]!.data as Float32Array)[0]! * count;
+        targets += count;
+      }
+      if (!more(used)) break;
     }
-    return targets ? total / targets : NaN;
+    return { loss: targets ? total / targets : NaN, used };
+  }
+
+  /** The loss graph's session, opened on first use (a caller timing validations opens it first). */
+  openLoss(): Promise<ort.InferenceSession> {
+    this.lossSession ??= this.openLossSession();
+    return this.lossSession;
   }
 
   async release(): Promise<void> {
