@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { ModelConfig } from '../../server/src/model/config';
-import { TRAINING_SESSION_CONFIG } from '../../server/src/training/trainer-session';
+import { TRAINING_SESSION_CONFIG, TRAINING_SESSION_OPTIONS } from '../../server/src/training/trainer-session';
 import { PROBE_LR, type ProbeOptions, type ProbeResult, probeLoraMode, QWEN25_05B } from '../helpers/real-size-train-probe';
 import { tempDir } from '../helpers/tiny-session';
 import { PYTHON } from '../helpers/torch-python';
@@ -80,11 +80,12 @@ const RANK = 8;
 
 function kilnVariants(s: Settings): { name: string; options: ProbeOptions }[] {
   const base = { layers: s.layers, seq: s.seq, batch: s.batch, threads: s.threads, rank: RANK };
+  const trainer = { ...base, ...TRAINING_SESSION_OPTIONS }; // the trainer's session settings
   return [
     { name: 'before', options: { ...base, lossChunks: 0, sessionConfig: {} } },
-    { name: 'after', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG } },
-    { name: 'top-half', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG, loraLayers: Math.ceil(s.layers / 2) } },
-    { name: 'qlora', options: { ...base, sessionConfig: TRAINING_SESSION_CONFIG, baseBits: 8 as const } },
+    { name: 'after', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG } },
+    { name: 'top-half', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, loraLayers: Math.ceil(s.layers / 2) } },
+    { name: 'qlora', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, baseBits: 8 as const } },
   ].filter((v) => s.variants.includes(v.name));
 }
 

@@ -56,6 +56,8 @@ export interface ProbeOptions {
   lossChunks?: number;
   /** ORT session config entries (e.g. session.disable_prepacking). */
   sessionConfig?: Record<string, string>;
+  /** ORT's memory pattern (its default: on; the trainer switches it off). */
+  enableMemPattern?: boolean;
   /** LoRA on the top this-many layers only (default: all). */
   loraLayers?: number;
   /** QLoRA: the frozen base projections as int8 or int4 blocks. */
@@ -146,7 +148,8 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
     const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, PROBE_WEIGHT_SEED), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });
     const written = writeModel(graph, join(dir, 'step'), TRAINING_OPSETS);
     // the trainer's session options; sessionConfig adds (or, empty, leaves out) its config entries
-    const session = await ort.InferenceSession.create(written.modelPath, { ...sessionOptions('cpu', o.threads ?? 2), extra: o.sessionConfig ?? {} });
+    const memPattern = o.enableMemPattern === undefined ? {} : { enableMemPattern: o.enableMemPattern };
+    const session = await ort.InferenceSession.create(written.modelPath, { ...sessionOptions('cpu', o.threads ?? 2), ...memPattern, extra: o.sessionConfig ?? {} });
     const values = new Map<string, Float32Array>(params.map((p) => [p.name, Float32Array.from(p.init())]));
     const m = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
     const v = new Map<string, Float32Array>(params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));

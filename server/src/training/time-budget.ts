@@ -74,10 +74,11 @@ export const MIN_BUDGET_STEPS = 24;
 
 /**
  * A training step's seconds over a forward of the same sequences, for sizing the batch before any step
- * ran: the LoRA step of the 0.5B shape on one thread measured 3.4× its forward at one sequence and 2.6×
- * at two (11.4 vs 3.4 s, 17.0 vs 6.7 s); the fit then replaces it with measured steps.
+ * ran, rounded up: the LoRA step of the 0.5B shape on one thread measured 2.4× its forward at one
+ * sequence of 256 tokens and 2.9× at two (8.2 vs 3.4 s, 17.6 vs 6.1 s); the fit then replaces it with
+ * measured steps.
  */
-export const STEP_SECONDS_PER_FORWARD = 4;
+export const STEP_SECONDS_PER_FORWARD = 3;
 
 /** The sizes a budgeted run chose before training, persisted so that a resumed run trains and validates alike. */
 export interface BudgetSizes {

@@ -11,7 +11,9 @@ function swapLast(rank: number): number[] {
 
 /**
  * a [..., M, K] @ b [K, N] or batched b [..., K, N] (broadcast).
- * da = g @ bᵀ; db = aᵀ @ g — for a 2-D weight, over all rows of a flattened to [rows, K].
+ * da = g @ bᵀ; db = aᵀ @ g — for a 2-D weight, over all rows of a flattened to [rows, K], by Gemm's
+ * transposed operands: a Transpose of a frozen weight would be constant-folded by ORT into a second,
+ * transposed copy of it (1.4 GB of the 0.5B shape's projections).
  */
 export function matmul(dg: DiffGraph, a: Value, b: Value): Value {
   const { g } = dg;
@@ -24,18 +26,25 @@ export function matmul(dg: DiffGraph, a: Value, b: Value): Value {
     inputs: [a, b],
     outShapes: [shape],
     rule: ([gy]) => {
-      const ga = dg.needsGrad(a)
-        ? reduceToShape(dg, dg.value(g.op('MatMul', [gy!.name, g.op('Transpose', [b.name], { perm: swapLast(rb) })]), [...batch, a.shape[ra - 2]!, a.shape[ra - 1]!]), a.shape)
-        : undefined;
+      let ga: Value | undefined;
       let gb: Value | undefined;
-      if (dg.needsGrad(b)) {
-        if (rb === 2) {
-          const K = b.shape[0] as number;
-          const N = b.shape[1] as number;
+      if (rb === 2) {
+        const [K, N] = b.shape as [number, number];
+        const gRows = g.op('Reshape', [gy!.name, g.int64([-1, N])]); // [R,N]
+        if (dg.needsGrad(a)) {
+          const gaRows = g.op('Gemm', [gRows, b.name], { transB: 1 }); // [R,N] @ [K,N]ᵀ -> [R,K]
+          ga = dg.value(g.op('Reshape', [gaRows, g.op('Shape', [a.name])]), a.shape); // [..., M, K]
+        }
+        if (dg.needsGrad(b)) {
           const rows = g.op('Reshape', [a.name, g.int64([-1, K])]); // [R,K]
-          const gRows = g.op('Reshape', [gy!.name, g.int64([-1, N])]); // [R,N]
-          gb = dg.value(g.op('MatMul', [g.op('Transpose', [rows], { perm: [1, 0] }), gRows]), b.shape); // [K,N]
-        } else {
+          gb = dg.value(g.op('Gemm', [rows, gRows], { transA: 1 }), b.shape); // [R,K]ᵀ @ [R,N] -> [K,N]
+        }
+      } else {
+        if (dg.needsGrad(a)) {
+          const full = g.op('MatMul', [gy!.name, g.op('Transpose', [b.name], { perm: swapLast(rb) })]);
+          ga = reduceToShape(dg, dg.value(full, [...batch, a.shape[ra - 2]!, a.shape[ra - 1]!]), a.shape);
+        }
+        if (dg.needsGrad(b)) {
           const full = g.op('MatMul', [g.op('Transpose', [a.name], { perm: swapLast(ra) }), gy!.name]);
           gb = reduceToShape(dg, dg.value(full, [...batch, b.shape[rb - 2]!, b.shape[rb - 1]!]), b.shape);
         }
