@@ -3,7 +3,7 @@
 // With gradient accumulation, a gradient graph runs per micro-batch and an optimizer graph once.
 import * as ort from 'onnxruntime-node';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { openCheckpoint } from '../model/checkpoint';
 import type { ModelConfig } from '../model/config';
 import type { AdamWHyper } from '../model/graph/adamw';
@@ -19,6 +19,7 @@ import {
   type TrainingMode,
 } from '../model/graph/training-graph';
 import { writeModel } from '../model/graph/write-model';
+import { writeModelBeside } from '../model/graph/write-beside';
 import { createWithFallback, type ExecutionProvider, type ExecutionProviderChoice } from '../runtime/execution-provider';
 
 export interface Batch {
@@ -139,12 +140,13 @@ export class TrainerSession {
       const optimizer = optimizerPath ? (await create(optimizerPath)).session : undefined;
       const zeros = () => new Map(built.params.map((p) => [p.name, new Float32Array(values.get(p.name)!.length)]));
       // Validation runs the forward pass alone (ORT does not prune a loss-only fetch of the train step's
-      // backward); that graph is built on first use, so runs that never validate never write it.
+      // backward); that graph is built on first use, so runs that never validate never write it, and
+      // beside the step's, so both sessions map one copy of the frozen weights.
       const openLoss = async () => {
         const source = openCheckpoint(o.modelDir);
         let lossPath: string;
         try {
-          lossPath = writeModel(buildLossGraph(source.config, source.weights, o.mode, o.seed).graph, join(dir, 'loss'), TRAINING_OPSETS).modelPath;
+          lossPath = writeModelBeside(buildLossGraph(source.config, source.weights, o.mode, o.seed).graph, dirname(mainPath), 'loss', TRAINING_OPSETS).modelPath;
         } finally {
           source.weights.close();
         }
