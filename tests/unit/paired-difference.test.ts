@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { pairedDifference } from '../../server/src/evaluation/paired-difference';
+import { compareOnCommonLines, pairedDifference } from '../../server/src/evaluation/paired-difference';
 
 const score = (similarity: number, exact = false) => ({ similarity, exact });
 
@@ -27,4 +27,19 @@ test('mismatched or missing lines', () => {
   assert.throws(() => pairedDifference([score(1)], []), /same lines/);
   assert.ok(Number.isNaN(pairedDifference([], []).editSimilarity.mean));
   assert.ok(Number.isNaN(pairedDifference([score(1)], [score(0)]).editSimilarity.low), 'one line has no interval');
+});
+
+test('an evaluation after that stopped early is compared over the lines both scored, the before figures restated over them', () => {
+  const report = { files: 1, lines: 4, exactMatch: 0.5, editSimilarity: 0.6, validationLoss: 2, tokens: 10, samples: [] };
+  const before = { report, perLine: [score(0.2, true), score(0.4), score(0.8, true), score(1)] };
+  const cut = compareOnCommonLines(before, { perLine: [score(0.5), score(0.6)] });
+  assert.equal(cut.cut, true);
+  assert.deepEqual({ ...cut.before, editSimilarity: Math.round(cut.before.editSimilarity * 1e12) / 1e12 }, { ...report, lines: 2, exactMatch: 0.5, editSimilarity: 0.3 });
+  assert.equal(cut.gain.lines, 2);
+  assert.ok(Math.abs(cut.gain.editSimilarity.mean - 0.25) < 1e-12, 'differences 0.3 and 0.2');
+  assert.equal(cut.gain.exactMatch.mean, -0.5);
+  const whole = compareOnCommonLines(before, { perLine: before.perLine });
+  assert.equal(whole.cut, false);
+  assert.equal(whole.before, report, 'nothing cut: the report as it was');
+  assert.equal(whole.gain.editSimilarity.mean, 0);
 });

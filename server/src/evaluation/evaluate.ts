@@ -330,10 +330,15 @@ export async function scoreLines(
     if (samples.length < SAMPLES_KEPT) samples.push({ path: line.path, line: line.line, expected: task.expected.trim(), got: got.trim() });
     options.onProgress?.({ phase: 'lines', done: i + 1, total: lines.length });
   }
+  return { ...lineFigures(perLine), samples, perLine };
+}
+
+/** Exact match and edit similarity over scored lines (NaN for none). */
+export function lineFigures(perLine: readonly LineScore[]): { exactMatch: number; editSimilarity: number } {
   const n = perLine.length;
   const exact = perLine.filter((s) => s.exact).length;
   const similarity = perLine.reduce((a, s) => a + s.similarity, 0);
-  return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN, samples, perLine };
+  return { exactMatch: n ? exact / n : NaN, editSimilarity: n ? similarity / n : NaN };
 }
 
 export async function evaluateModel(model: CompletionModel, files: readonly EvalFile[], options: EvalOptions = {}): Promise<EvalReport> {

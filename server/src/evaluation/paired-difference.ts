@@ -1,7 +1,7 @@
 // How much better one predictor is than another on the same lines: the mean of the per-line
 // differences with a normal-approximation 95% interval. Pairing removes the spread between lines
 // (hard and easy ones), which dominates when two predictors are compared by their separate means.
-import type { LineScore } from './evaluate';
+import { type EvalReport, type LineScore, lineFigures } from './evaluate';
 
 export interface Difference {
   /** Mean of a − b over the lines. */
@@ -35,4 +35,19 @@ export function pairedDifference(a: readonly LineScore[], b: readonly LineScore[
     exactMatch: difference(a.map((x, i) => Number(x.exact) - Number(b[i]!.exact))),
     editSimilarity: difference(a.map((x, i) => x.similarity - b[i]!.similarity)),
   };
+}
+
+/**
+ * `after` against `before` over the lines both scored, in order: a time-bounded `after` may stop
+ * before `before` did. `before`'s line figures are restated over those lines (its loss is unchanged:
+ * both score the same loss tokens); `cut` says whether any line was left out.
+ */
+export function compareOnCommonLines(
+  before: { report: EvalReport; perLine: readonly LineScore[] },
+  after: { perLine: readonly LineScore[] },
+): { before: EvalReport; gain: PairedDifference; cut: boolean } {
+  const n = Math.min(before.perLine.length, after.perLine.length);
+  const common = before.perLine.slice(0, n);
+  const cut = n < before.perLine.length;
+  return { before: cut ? { ...before.report, ...lineFigures(common), lines: n } : before.report, gain: pairedDifference(after.perLine.slice(0, n), common), cut };
 }

@@ -19,7 +19,7 @@ import type { ExecutionProviderChoice } from '../runtime/execution-provider';
 import { batchesOf, stepMicroBatches } from '../training/batches';
 import { loadCheckpoint, saveCheckpoint } from '../training/checkpoint-store';
 import { evaluateModelPerLine, type EvalReport } from '../evaluation/evaluate';
-import { pairedDifference, type PairedDifference } from '../evaluation/paired-difference';
+import { compareOnCommonLines, type PairedDifference } from '../evaluation/paired-difference';
 import { learningRate, type LrSchedule } from '../training/lr-schedule';
 import { type BudgetFit, type BudgetSizes, batchSizeForBudget, budgetWarmup, fitSchedule, MIN_BUDGET_STEPS, measuredEnough, validationHasRoom } from '../training/time-budget';
 import { saveTrainedModel } from '../training/save-result';
@@ -155,7 +155,7 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     // a budget bounds the evaluation too: at real size 100 lines alone can outlast the whole budget
     const beforeOptions = budgetSeconds > 0 ? { ...evalOptions, maxSeconds: EVAL_BUDGET_SHARE * budgetSeconds } : evalOptions;
     const beforeRun = await evaluateModelPerLine(baseModel, dataset.validationFiles, beforeOptions).finally(() => baseModel.loaded.session.release());
-    const before = beforeRun.report;
+    let before = beforeRun.report;
     // The evaluation after training reads the same files: a budgeted run keeps this long back for it.
     const evalSeconds = secondsSince(evalStarted);
 
@@ -330,13 +330,21 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
     let gain: PairedDifference | undefined;
     if (!cancelled) {
       emit({ type: 'phase', phase: 'evaluate-after', message: 'measuring the fine-tuned model on the same held-out files' });
+      const afterStarted = performance.now();
       const tuned =
         o.mode.kind === 'lora' ? await loadCompletionModel(o.modelDir, choices, { ...loadOptions, adapterDir: output }) : await loadCompletionModel(output, choices, loadOptions);
-      // the very lines and loss tokens the base model was scored on, however many its bound allowed
+      // the very lines and loss tokens the base model was scored on, however many its bound allowed;
+      // under a budget the lines stop where it ends (two at least), compared over those both scored
       const same = { ...evalOptions, signal: undefined, lines: beforeRun.scoredLines, maxLossTokens: before.tokens };
-      const afterRun = await evaluateModelPerLine(tuned, dataset.validationFiles, same).finally(() => tuned.loaded.session.release());
+      const bounded = budgetSeconds > 0 ? { ...same, maxSeconds: Math.max(0, secondsLeft()) } : same;
+      const afterRun = await evaluateModelPerLine(tuned, dataset.validationFiles, bounded).finally(() => tuned.loaded.session.release());
       after = afterRun.report;
-      gain = pairedDifference(afterRun.perLine, beforeRun.perLine);
+      const compared = compareOnCommonLines(beforeRun, afterRun);
+      if (compared.cut)
+        emit({ type: 'log', message: `the time budget ended the evaluation after training at ${after.lines} of ${before.lines} lines: both are compared on those` });
+      before = compared.before;
+      gain = compared.gain;
+      emit({ type: 'log', message: `evaluations with their model loads: ${evalSeconds.toFixed(1)} s before training, ${secondsSince(afterStarted).toFixed(1)} s after` });
     }
     const result: FineTuneResult = {
       ...empty,
