@@ -1,8 +1,9 @@
 // "Fine-tune on this repository": dataset → measure before → train (warmup + cosine, validation,
 // early stop, atomic checkpoints, resume, cancel) → save the best → measure after. With a time
-// budget (`minutes`), the step count is fitted to it after a short warm-up (training/time-budget.ts);
-// the time its parent held the process stopped while the user typed counts neither against the budget
-// nor in the step timings.
+// budget (`minutes`), the work is sized to it (validation batches, sequences a step), the step count
+// is fitted after a short warm-up (training/time-budget.ts) and the evaluation after stops where the
+// budget ends; the time its parent held the process stopped while the user typed counts neither
+// against the budget nor in the step timings.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
