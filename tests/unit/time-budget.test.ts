@@ -1,6 +1,7 @@
 // The time budget's arithmetic: how many steps fit in the time left once the end's work is kept
-// back, when warm-up has measured enough, and the fitted schedule (warm-up kept, total fitted and
-// capped). The palette's choice of budget and cap sits beside it.
+// back, when warm-up has measured enough, the fitted schedule (warm-up kept, total fitted and capped),
+// and the sizes chosen before training (sequences a step, validation batches). The palette's choice
+// of budget and cap sits beside it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fineTuneLength } from '../../client/src/fine-tune-text';
@@ -58,7 +59,7 @@ describe('time budget', () => {
   });
 
   it('keeps the requested batch while enough steps of it fit, and takes fewer sequences a step when they would not', () => {
-    const forward = 0.01; // s a sequence: a step of 4 sequences is estimated at 4 × 4 × 0.01 = 0.16 s
+    const forward = 0.01; // s a sequence: a step of 4 sequences is estimated at 4 × STEP_SECONDS_PER_FORWARD × 0.01 s
     const enough = MIN_BUDGET_STEPS * 4 * STEP_SECONDS_PER_FORWARD * forward;
     assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: enough, secondsPerSequenceForward: forward }), 4);
     assert.equal(batchSizeForBudget({ requested: 4, accumulation: 1, secondsForTraining: enough * 0.99, secondsPerSequenceForward: forward }), 3);
