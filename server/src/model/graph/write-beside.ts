@@ -11,13 +11,10 @@ import { join } from 'node:path';
 import { onnx } from 'onnx-proto';
 import { readStoredWeights } from './adapter-graph';
 import type { GraphBuilder } from './onnx-graph';
-import { DATA_FILE, MODEL_FILE, writeAligned } from './write-model';
+import { DATA_FILE, MODEL_FILE, PAGE_ALIGN, writeAligned } from './write-model';
 
 /** Compared this many bytes at a time, so no second copy of a large weight is ever held. */
 const COMPARE_CHUNK = 1 << 24;
-
-/** Page-aligned, as the first graph's weights are, so ORT maps this file too. */
-const ALIGN = 4096;
 
 /** Whether `bytes` equal the file's `bytes.byteLength` bytes at `offset`. */
 function sameAsFile(fd: number, offset: number, bytes: Uint8Array, scratch: Buffer): boolean {
@@ -62,7 +59,7 @@ export function writeModelBeside(builder: GraphBuilder, dir: string, name: strin
           sharedBytes += s.length;
           continue;
         }
-        const at = writeAligned(own, bytes, offset, ALIGN);
+        const at = writeAligned(own, bytes, offset, PAGE_ALIGN); // page-aligned: ORT maps this file too;
         offsets.set(w.name, [at, bytes.byteLength]);
         offset = at + bytes.byteLength;
         ownBytes += bytes.byteLength;

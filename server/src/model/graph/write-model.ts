@@ -11,7 +11,7 @@ import type { GraphBuilder } from './onnx-graph';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';
 /** Page-aligned weights let ORT map the data file instead of reading it. */
-const ALIGN = 4096;
+export const PAGE_ALIGN = 4096;
 
 export interface WrittenModel {
   dir: string;
@@ -39,7 +39,7 @@ export function writeModel(builder: GraphBuilder, dir: string, opsets: Record<st
     try {
       for (const w of builder.initializers) {
         const bytes = w.bytes();
-        const at = writeAligned(fd, bytes, offset, ALIGN);
+        const at = writeAligned(fd, bytes, offset, PAGE_ALIGN);
         offsets.set(w.name, [at, bytes.byteLength]);
         offset = at + bytes.byteLength;
         weightBytes += bytes.byteLength;
