@@ -59,7 +59,7 @@ export function writeModelBeside(builder: GraphBuilder, dir: string, name: strin
           sharedBytes += s.length;
           continue;
         }
-        const at = writeAligned(own, bytes, offset, PAGE_ALIGN); // page-aligned: ORT maps this file too;
+        const at = writeAligned(own, bytes, offset, PAGE_ALIGN); // page-aligned: ORT maps this file too
         offsets.set(w.name, [at, bytes.byteLength]);
         offset = at + bytes.byteLength;
         ownBytes += bytes.byteLength;
