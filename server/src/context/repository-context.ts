@@ -4,9 +4,10 @@
 // looks things up; everything that reads, scrubs or indexes runs in the idle queue.
 import { declarationsOf, languageOf, parseRelativeImports, resolveImport } from './imports';
 import { IdleQueue, type IdleQueueOptions } from './idle-queue';
+import { memoized } from './memo';
 import { type LineChange, type LineRange, RecentActivity } from './recent-activity';
-import { identifierSet } from './identifiers';
 import { type SimilarIndexOptions, SimilarWindowIndex } from './similar-index';
+import { cursorQuery, SIMILAR_LIMIT } from './similar-query';
 import { CONTEXT_SOURCES, type ContextSnippet, type ContextSourceName, lineAt, linesOf, splitLines } from './snippet';
 import type { ContextPolicy, WorkspaceFiles } from './workspace-files';
 
@@ -32,12 +33,12 @@ export interface CandidateRequest {
 
 /** Lines of an edit or view snippet at most. */
 const MAX_SNIPPET_LINES = 12;
-/** Lines before the cursor's line whose identifiers make the similarity query. */
-const QUERY_LINES = 12;
 /** A snippet of the current file must stay this many lines clear of the cursor: the prompt's own windows show what is near it. */
 const NEAR_LINES = 32;
-/** Similar windows asked for (the block keeps what fits). */
-const SIMILAR_LIMIT = 6;
+/** A dataset document's similar pool gathers the best windows for a cursor every this many lines (the index's stride). */
+const POOL_STRIDE_LINES = 6;
+/** Windows a document's pool keeps at most (the best-scoring ones): bounds a long file's share of the dataset's memory. */
+const MAX_POOL_WINDOWS = 64;
 
 interface OpenDocument {
   /** The admitted (scrubbed) lines; undefined when the policy refused the file or it is not admitted yet. */
@@ -251,10 +252,7 @@ export class RepositoryContext {
 
   /** The similar windows for the whole lines before the cursor's line; the same query on the same index answers from the last result. */
   private similarSnippets(request: CandidateRequest, excluded: (p: string) => boolean): ContextSnippet[] {
-    const lineStart = request.text.lastIndexOf('\n', request.offset - 1) + 1;
-    let from = lineStart;
-    for (let n = 0; n < QUERY_LINES && from > 0; n++) from = request.text.lastIndexOf('\n', from - 2) + 1;
-    const query = identifierSet(request.text.slice(from, lineStart));
+    const query = cursorQuery(request.text, request.offset);
     const key = `${request.path}\0${this.index.version}\0${[...query].sort().join(' ')}`;
     if (this.lastSimilar?.key === key && request.exclude === undefined) return this.lastSimilar.snippets;
     const snippets = this.index.query(query, { exclude: (p) => p === request.path || excluded(p), limit: SIMILAR_LIMIT });
@@ -266,15 +264,35 @@ export class RepositoryContext {
    * Candidates for a whole document, for a training example whose cursor may be anywhere in it: its
    * imports and the windows most like its text (first 8 KiB); recent edits and views do not exist there.
    */
-  documentCandidates(request: Omit<CandidateRequest, 'offset'>): ContextSnippet[] {
+  /**
+   * A dataset document's context for every cursor in it (dataset/example-context.ts): its imports,
+   * which do not depend on the cursor, and a pool of the windows that rank among the similar source's
+   * best for a cursor every POOL_STRIDE_LINES lines, which each example ranks again at its own cursor
+   * (similar-query.ts's rankPool), so an example's block is chosen as the editor would choose it there.
+   */
+  documentContext(request: Omit<CandidateRequest, 'offset'>): { imports: ContextSnippet[]; similarPool: ContextSnippet[] } {
     const excluded = (p: string) => request.exclude?.(p) === true;
-    const out: ContextSnippet[] = [];
-    if (request.sources.includes('imports')) out.push(...this.importSnippets(request.path, excluded));
-    if (request.sources.includes('similar')) {
-      const query = identifierSet(request.text.slice(0, 8192));
-      out.push(...this.index.query(query, { exclude: (p) => p === request.path || excluded(p), limit: SIMILAR_LIMIT }));
+    const imports = request.sources.includes('imports') ? this.importSnippets(request.path, excluded) : [];
+    if (!request.sources.includes('similar')) return { imports, similarPool: [] };
+    const pool = new Map<string, ContextSnippet>();
+    // every query asks about the same few files over and over: judge each once
+    const exclude = memoized((p: string) => p === request.path || excluded(p));
+    for (let offset = 0, line = 0; ; line++) {
+      if (line % POOL_STRIDE_LINES === 0) {
+        for (const s of this.index.query(cursorQuery(request.text, offset), { exclude, limit: SIMILAR_LIMIT })) {
+          const key = `${s.path}\0${s.startLine}`;
+          const known = pool.get(key);
+          if (known === undefined || s.score > known.score) pool.set(key, s);
+        }
+      }
+      const newline = request.text.indexOf('\n', offset);
+      if (newline < 0) break;
+      offset = newline + 1;
     }
-    return out;
+    const kept = [...pool.values()];
+    if (kept.length <= MAX_POOL_WINDOWS) return { imports, similarPool: kept };
+    const floor = kept.map((s) => s.score).sort((a, b) => b - a)[MAX_POOL_WINDOWS - 1]!;
+    return { imports, similarPool: kept.filter((s) => s.score >= floor).slice(0, MAX_POOL_WINDOWS) };
   }
 
   private importSnippets(path: string, excluded: (p: string) => boolean): ContextSnippet[] {

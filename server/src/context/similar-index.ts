@@ -4,6 +4,7 @@
 // Memory is bounded (windows, characters per file and in all) by evicting the least recently
 // updated files; indexing is the caller's to schedule off the keystroke path (idle-indexer.ts).
 import { identifierSet } from './identifiers';
+import { bestPerFile, MIN_SIMILARITY } from './similar-query';
 import { type ContextSnippet, linesOf, splitLines } from './snippet';
 
 export interface SimilarIndexOptions {
@@ -140,33 +141,28 @@ export class SimilarWindowIndex {
   /** The best windows for `query` (an identifier set), best first, at most one per file. */
   query(query: ReadonlySet<string>, options: SimilarQuery = {}): ContextSnippet[] {
     const limit = options.limit ?? 4;
-    const minScore = options.minScore ?? 0.1;
+    const minScore = options.minScore ?? MIN_SIMILARITY;
     if (query.size === 0 || limit <= 0) return [];
     this.queries++;
     const common = new Map<number, number>();
     for (const word of query) for (const id of this.postings.get(word) ?? []) common.set(id, (common.get(id) ?? 0) + 1);
-    const best = new Map<string, { id: number; score: number }>();
+    const scored: { path: string; order: number; score: number }[] = [];
     for (const [id, shared] of common) {
       const w = this.windows.get(id)!;
       if (options.exclude?.(w.path)) continue;
-      const score = shared / (query.size + w.ids.size - shared);
-      const known = best.get(w.path);
       // ties go to the earlier window, so the pick does not depend on map order
-      if (score >= minScore && (known === undefined || score > known.score || (score === known.score && id < known.id))) best.set(w.path, { id, score });
+      scored.push({ path: w.path, order: id, score: shared / (query.size + w.ids.size - shared) });
     }
-    return [...best.values()]
-      .sort((a, b) => b.score - a.score || a.id - b.id)
-      .slice(0, limit)
-      .map(({ id, score }) => {
-        const w = this.windows.get(id)!;
-        return {
-          source: 'similar' as const,
-          path: w.path,
-          startLine: w.startLine,
-          endLine: w.endLine,
-          text: linesOf(this.files.get(w.path)!.lines, w.startLine, w.endLine),
-          score,
-        };
-      });
+    return bestPerFile(scored, limit, minScore).map(({ order, score }) => {
+      const w = this.windows.get(order)!;
+      return {
+        source: 'similar' as const,
+        path: w.path,
+        startLine: w.startLine,
+        endLine: w.endLine,
+        text: linesOf(this.files.get(w.path)!.lines, w.startLine, w.endLine),
+        score,
+      };
+    });
   }
 }

@@ -1,9 +1,9 @@
 // One document's training examples — the tokenizing step of the dataset build, shared by the
 // in-process path and the tokenizing worker threads.
-import { buildContextBlock } from '../context/block';
 import type { ContextSnippet } from '../context/snippet';
 import type { FimTemplate } from '../model/fim';
 import { chunkByLines } from './chunk';
+import { cursorBlocks } from './cursor-blocks';
 import { type Example, type ExampleContext, makeExample } from './fim-transform';
 import { keyedRandom } from './random';
 
@@ -17,37 +17,51 @@ export interface DocumentExamples {
   examples: Example[];
   /** Tokens of the whole text, before FIM markers and end tokens. */
   tokens: number;
-  /** Tokens of the context block before each of its examples (0 without one). */
+  /** Tokens of the context block before its examples, on average (0 without one). */
   contextTokens: number;
 }
 
 /** Snippets of the workspace's other files chosen for a document (dataset/example-context.ts), and the block's limit. */
 export interface DocumentContext {
   repoName: string;
+  /** Candidates for every cursor of the document (its imports), each source's best first. */
   snippets: ContextSnippet[];
+  /**
+   * Windows of other files ranked again at each example's cursor for the lines before it, as the
+   * editor ranks its similar source (dataset/cursor-blocks.ts); absent or empty, every example of
+   * the document gets the one block of `snippets`.
+   */
+  similarPool?: ContextSnippet[];
   maxTokens: number;
 }
 
 /**
  * A document's examples: one per piece; each piece draws from its own stream (seed, path, piece).
- * With `context`, every piece starts with the same context block, and pieces are cut shorter by its
- * length so each example still fits seqLen.
+ * With `context`, every piece starts with a context block chosen at its example's cursor (where its
+ * middle starts; a plain example's is where the piece starts), and pieces are cut shorter by the
+ * longest the block may be so each example still fits seqLen.
  */
 export function documentExamples(source: { path: string; text: string; context?: DocumentContext }, ctx: ExampleContext, seqLen: number, seed: number): DocumentExamples {
   const ids = ctx.tokenizer.encode(source.text);
-  const contextIds =
-    source.context === undefined || ctx.template === undefined
-      ? []
-      : buildContextBlock({
-          candidates: source.context.snippets,
-          currentPath: source.path,
-          repoName: source.context.repoName,
-          maxTokens: source.context.maxTokens,
-          encode: (t) => ctx.tokenizer.encode(t),
-          template: ctx.template,
-        }).tokens;
-  const withContext: ExampleContext = contextIds.length > 0 ? { ...ctx, contextIds } : ctx;
-  const pieces = chunkByLines(source.text, ids.length, Math.max(1, pieceBudget(seqLen, ctx.template) - contextIds.length));
-  const examples = pieces.map((piece, i) => makeExample(piece, withContext, keyedRandom(seed, `${source.path}#${i}`), pieces.length === 1 ? ids : undefined));
-  return { examples, tokens: ids.length, contextTokens: contextIds.length };
+  const blocks = source.context === undefined || ctx.template === undefined ? undefined : cursorBlocks({ ...source, context: source.context }, ctx.tokenizer, ctx.template);
+  const pieces = chunkByLines(source.text, ids.length, Math.max(1, pieceBudget(seqLen, ctx.template) - (blocks?.room ?? 0)));
+  let blockTokens = 0;
+  let start = 0;
+  const examples = pieces.map((piece, i) => {
+    const pieceStart = start;
+    start += piece.length;
+    const withContext: ExampleContext =
+      blocks === undefined
+        ? ctx
+        : {
+            ...ctx,
+            contextAt: (cursor) => {
+              const tokens = blocks.at(pieceStart + cursor);
+              blockTokens += tokens.length;
+              return tokens;
+            },
+          };
+    return makeExample(piece, withContext, keyedRandom(seed, `${source.path}#${i}`), pieces.length === 1 ? ids : undefined);
+  });
+  return { examples, tokens: ids.length, contextTokens: examples.length === 0 ? 0 : blockTokens / examples.length };
 }

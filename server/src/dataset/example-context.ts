@@ -1,7 +1,8 @@
 // The context block of the fine-tune's examples: for a share of the documents, snippets of the
-// workspace's other files — the declarations the document imports and the windows most like it —
-// chosen with the same sources and block format the editor uses, so the model trains on prompts
-// shaped like those it completes. The files are the dataset's own (already read, filtered and
+// workspace's other files — the declarations the document imports and the windows most like the
+// lines before each example's cursor (a pool gathered here, ranked per example in cursor-blocks.ts) —
+// chosen with the same sources, ranking and block format the editor uses, so the model trains on
+// prompts shaped like those it completes. The files are the dataset's own (already read, filtered and
 // scrubbed); a document's near-duplicates never give it context, nor held-out files a training document.
 import { posix } from 'node:path';
 import { CONTEXT_SHARE } from '../context/budget';
@@ -83,8 +84,9 @@ async function contextsOfRepository(
       // a training document never shows a held-out file: the evaluation after training scores those
       const training = run.heldOut !== undefined && !run.heldOut.has(f.path);
       const exclude = (p: string) => duplicates.isNearDuplicate(f.path, p) || (training && run.heldOut!.has(p));
-      const snippets = context.documentCandidates({ path: f.path, text: f.text, sources: options.sources, exclude });
-      return snippets.length === 0 ? undefined : { repoName, snippets, maxTokens };
+      const { imports, similarPool } = context.documentContext({ path: f.path, text: f.text, sources: options.sources, exclude });
+      if (imports.length === 0 && similarPool.length === 0) return undefined;
+      return { repoName, snippets: imports, ...(similarPool.length === 0 ? {} : { similarPool }), maxTokens };
     });
   } finally {
     context.dispose();

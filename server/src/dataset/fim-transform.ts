@@ -49,6 +49,8 @@ export interface ExampleContext {
   options: FimOptions;
   /** A context block (context/block.ts) put before this document's examples, as the editor puts it before its prompt; never a target. */
   contextIds?: readonly number[];
+  /** The block for a cursor at char `cursor` of the text (a FIM middle's start; 0 for a plain example); overrides contextIds. */
+  contextAt?: (cursor: number) => readonly number[];
 }
 
 /** The text cut into prefix, middle and suffix at two uniform character positions. */
@@ -102,9 +104,10 @@ export function fimLineSplit(text: string, random: () => number): [string, strin
  */
 export function makeExample(text: string, ctx: ExampleContext, random: () => number, plainIds?: readonly number[]): Example {
   const { tokenizer, template, endId, options } = ctx;
-  const contextIds = template === undefined ? [] : (ctx.contextIds ?? []);
+  const contextAt = (cursor: number) => (template === undefined ? [] : (ctx.contextAt?.(cursor) ?? ctx.contextIds ?? []));
   const fim = template !== undefined && random() < options.fimRate;
   if (!fim) {
+    const contextIds = contextAt(0);
     const head = template?.bosId === undefined ? [] : [template.bosId];
     const tokens = [...head, ...contextIds, ...(plainIds ?? tokenizer.encode(text)), endId];
     const loss = new Uint8Array(tokens.length).fill(1);
@@ -114,6 +117,7 @@ export function makeExample(text: string, ctx: ExampleContext, random: () => num
   const lineSpan = options.lineSpanRate > 0 && random() < options.lineSpanRate;
   const [prefix, middle, suffix] = lineSpan ? fimLineSplit(text, random) : fimSplit(text, random);
   const order: FimOrder = random() < options.spmRate ? 'spm' : 'psm';
+  const contextIds = contextAt(prefix.length);
   const prompt = withContextBlock(template, contextIds, buildFimPrompt(template, tokenizer.encode(prefix), tokenizer.encode(suffix), order));
   const tokens = [...prompt, ...tokenizer.encode(middle), endId];
   const loss = new Uint8Array(tokens.length).fill(1);
