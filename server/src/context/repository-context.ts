@@ -261,14 +261,11 @@ export class RepositoryContext {
   }
 
   /**
-   * Candidates for a whole document, for a training example whose cursor may be anywhere in it: its
-   * imports and the windows most like its text (first 8 KiB); recent edits and views do not exist there.
-   */
-  /**
    * A dataset document's context for every cursor in it (dataset/example-context.ts): its imports,
    * which do not depend on the cursor, and a pool of the windows that rank among the similar source's
    * best for a cursor every POOL_STRIDE_LINES lines, which each example ranks again at its own cursor
    * (similar-query.ts's rankPool), so an example's block is chosen as the editor would choose it there.
+   * Recent edits and views do not exist in a dataset.
    */
   documentContext(request: Omit<CandidateRequest, 'offset'>): { imports: ContextSnippet[]; similarPool: ContextSnippet[] } {
     const excluded = (p: string) => request.exclude?.(p) === true;

@@ -47,9 +47,10 @@ export interface ExampleContext {
   /** Ends every example: the tokenizer's EOS, else the template's first stop id. */
   endId: number;
   options: FimOptions;
-  /** A context block (context/block.ts) put before this document's examples, as the editor puts it before its prompt; never a target. */
-  contextIds?: readonly number[];
-  /** The block for a cursor at char `cursor` of the text (a FIM middle's start; 0 for a plain example); overrides contextIds. */
+  /**
+   * The context block (context/block.ts) for a cursor at char `cursor` of the text — a FIM middle's
+   * start, 0 for a plain example — put before the example as the editor puts it before its prompt; never a target.
+   */
   contextAt?: (cursor: number) => readonly number[];
 }
 
@@ -104,7 +105,7 @@ export function fimLineSplit(text: string, random: () => number): [string, strin
  */
 export function makeExample(text: string, ctx: ExampleContext, random: () => number, plainIds?: readonly number[]): Example {
   const { tokenizer, template, endId, options } = ctx;
-  const contextAt = (cursor: number) => (template === undefined ? [] : (ctx.contextAt?.(cursor) ?? ctx.contextIds ?? []));
+  const contextAt = (cursor: number) => (template === undefined ? [] : (ctx.contextAt?.(cursor) ?? []));
   const fim = template !== undefined && random() < options.fimRate;
   if (!fim) {
     const contextIds = contextAt(0);
