@@ -4,7 +4,7 @@
 // Memory is bounded (windows, characters per file and in all) by evicting the least recently
 // updated files; indexing is the caller's to schedule off the keystroke path (idle-indexer.ts).
 import { identifierSet } from './identifiers';
-import { bestPerFile, MIN_SIMILARITY } from './similar-query';
+import { BestPerFile, MIN_SIMILARITY } from './similar-query';
 import { type ContextSnippet, linesOf, splitLines } from './snippet';
 
 export interface SimilarIndexOptions {
@@ -146,15 +146,14 @@ export class SimilarWindowIndex {
     this.queries++;
     const common = new Map<number, number>();
     for (const word of query) for (const id of this.postings.get(word) ?? []) common.set(id, (common.get(id) ?? 0) + 1);
-    const scored: { path: string; order: number; score: number }[] = [];
+    const best = new BestPerFile<Window>(minScore);
     for (const [id, shared] of common) {
       const w = this.windows.get(id)!;
       if (options.exclude?.(w.path)) continue;
       // ties go to the earlier window, so the pick does not depend on map order
-      scored.push({ path: w.path, order: id, score: shared / (query.size + w.ids.size - shared) });
+      best.offer(w.path, id, shared / (query.size + w.ids.size - shared), w);
     }
-    return bestPerFile(scored, limit, minScore).map(({ order, score }) => {
-      const w = this.windows.get(order)!;
+    return best.top(limit).map(({ item: w, score }) => {
       return {
         source: 'similar' as const,
         path: w.path,

@@ -19,22 +19,30 @@ export function cursorQuery(text: string, offset: number): Set<string> {
   return identifierSet(text.slice(from, lineStart));
 }
 
-/** A window with its similarity to a query; `order` breaks ties (the earlier window wins). */
-export interface ScoredWindow {
-  path: string;
-  order: number;
-  score: number;
-}
+/**
+ * The best window of each file scoring at least `minScore`, gathered one offer at a time (a query
+ * looks at thousands of windows: only each file's best is kept); `order` breaks ties, the earlier wins.
+ */
+export class BestPerFile<T> {
+  private readonly best = new Map<string, { order: number; score: number; item: T }>();
 
-/** The best window of each file scoring at least `minScore`, best first, at most `limit` of them. */
-export function bestPerFile<T extends ScoredWindow>(scored: Iterable<T>, limit: number, minScore: number): T[] {
-  const best = new Map<string, T>();
-  for (const s of scored) {
-    if (s.score < minScore) continue;
-    const known = best.get(s.path);
-    if (known === undefined || s.score > known.score || (s.score === known.score && s.order < known.order)) best.set(s.path, s);
+  constructor(private readonly minScore: number) {}
+
+  offer(path: string, order: number, score: number, item: T): void {
+    if (score < this.minScore) return;
+    const known = this.best.get(path);
+    if (known === undefined) this.best.set(path, { order, score, item });
+    else if (score > known.score || (score === known.score && order < known.order)) {
+      known.order = order;
+      known.score = score;
+      known.item = item;
+    }
   }
-  return [...best.values()].sort((a, b) => b.score - a.score || a.order - b.order).slice(0, limit);
+
+  /** Best first, at most `limit`. */
+  top(limit: number): { score: number; item: T }[] {
+    return [...this.best.values()].sort((a, b) => b.score - a.score || a.order - b.order).slice(0, limit);
+  }
 }
 
 /** A pool's window with its identifier set, computed once per document. */
@@ -50,6 +58,7 @@ export function poolWindows(pool: readonly ContextSnippet[]): PoolWindow[] {
 /** The similar snippets for `query` among a pool's windows, ranked as the index ranks its own (pool order breaks ties). */
 export function rankPool(pool: readonly PoolWindow[], query: ReadonlySet<string>): ContextSnippet[] {
   if (query.size === 0) return [];
-  const scored = pool.map((w, order) => ({ path: w.snippet.path, order, score: jaccard(query, w.ids), snippet: w.snippet }));
-  return bestPerFile(scored, SIMILAR_LIMIT, MIN_SIMILARITY).map((s) => ({ ...s.snippet, score: s.score }));
+  const best = new BestPerFile<ContextSnippet>(MIN_SIMILARITY);
+  for (const [order, w] of pool.entries()) best.offer(w.snippet.path, order, jaccard(query, w.ids), w.snippet);
+  return best.top(SIMILAR_LIMIT).map(({ score, item }) => ({ ...item, score }));
 }
