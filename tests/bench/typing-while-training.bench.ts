@@ -10,17 +10,20 @@
 // Typing has a cadence: --gap-ms from one keystroke to the next (less the request's own time), and
 // --line-pause-ms after each Enter, longer than the grace, so under "yield on" the child runs again
 // between lines and the first keystroke of a line finds it mid-step. Latency is request to answer
-// (wall time around `complete`); training steps per second of each row's wall time show what the
-// policy costs the fine-tune.
+// (wall time around `complete`); what the policy costs the fine-tune is the trainer's CPU seconds per
+// wall second of each row (from /proc: progress even when a step outlasts a block) and the training
+// tokens per second of the steps finished in its blocks.
 //
 //   node --import tsx tests/bench/typing-while-training.bench.ts [--size 0.5b|1.5b | --model DIR | --tiny]
 //       [--quantization int8] [--keystrokes 240] [--block 20] [--before 40] [--gap-ms 150] [--line-pause-ms 1500]
-//       [--grace-ms 400] [--threads 0] [--train-threads N] [--workspace DIR] [--max-files 200] [--eval-lines 4]
+//       [--grace-ms 400] [--threads 0] [--train-threads N] [--batch 1] [--trainer-minutes 20] [--workspace DIR] [--max-files 200] [--eval-lines 4]
 //       [--start-timeout-s 1800] [--cache DIR] [--out FILE]
 //
 // --tiny: a tiny random code model and a generated repository, for checking that the bench runs.
 // --threads 0 is the product's automatic count for the engine; the child's are its own default.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+// --batch: sequences per step (default 1: what the palette's 5-minute budget gives a 0.5B model on
+// this class of machine, so several steps finish within a row).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -54,6 +57,8 @@ interface Settings {
   graceMs: number;
   threads: number;
   trainThreads?: number;
+  batch: number;
+  trainerMinutes: number;
   workspace: string;
   maxFiles: number;
   evalLines: number;
@@ -73,6 +78,8 @@ function parseArgs(argv: readonly string[]): Settings {
     linePauseMs: 1500,
     graceMs: TYPING_GRACE_MS,
     threads: 0,
+    batch: 1,
+    trainerMinutes: 20,
     workspace: join(__dirname, '..', '..', 'server', 'src'),
     maxFiles: 200,
     evalLines: 4,
@@ -93,6 +100,8 @@ function parseArgs(argv: readonly string[]): Settings {
     else if (a === '--grace-ms') s.graceMs = args.positiveInt();
     else if (a === '--threads') s.threads = Number(args.value());
     else if (a === '--train-threads') s.trainThreads = args.positiveInt();
+    else if (a === '--batch') s.batch = args.positiveInt();
+    else if (a === '--trainer-minutes') s.trainerMinutes = args.positiveInt();
     else if (a === '--workspace') s.workspace = args.value();
     else if (a === '--max-files') s.maxFiles = args.positiveInt();
     else if (a === '--eval-lines') s.evalLines = args.positiveInt();
@@ -105,6 +114,21 @@ function parseArgs(argv: readonly string[]): Settings {
   return s;
 }
 
+/** User plus system CPU seconds of a process and all its threads so far (Linux /proc; 0 elsewhere or once it has gone). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // the command name (field 2) may hold spaces: the fields after it follow its closing parenthesis
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+/** Linux's USER_HZ, which /proc/<pid>/stat counts in (100 on every architecture Node runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 const ROWS = ['idle', 'yield off', 'yield on'] as const;
 type RowName = (typeof ROWS)[number];
 
@@ -112,6 +136,8 @@ interface Row {
   samples: number[];
   /** Training steps reported while the row's blocks ran, and the blocks' wall seconds. */
   steps: number;
+  /** The trainer's CPU seconds (all its threads) while the row's blocks ran. */
+  trainerCpu: number;
   seconds: number;
   /** Times the child was stopped during the row's blocks (yield on: once per burst). */
   stops: number;
@@ -184,6 +210,11 @@ async function main(): Promise<void> {
       outDir: join(root, 'run'),
       maxSteps: 100_000,
       epochs: 1000,
+      batchSize: s.batch,
+      // a budget sizes the evaluation before training to a few minutes at real size (unbounded, it
+      // scores every held-out token first); the bench stops the child long before the budget ends
+      minutes: s.trainerMinutes,
+      patience: 1000,
       maxFiles: s.maxFiles,
       evalLines: s.evalLines,
       ...(s.tiny ? { seqLen: 128 } : {}),
@@ -209,9 +240,9 @@ async function main(): Promise<void> {
     log(`  training from ${Math.round((performance.now() - t) / 1000)} s; ${options.threads} training threads`);
 
     const rows: Record<RowName, Row> = {
-      idle: { samples: [], steps: 0, seconds: 0, stops: 0 },
-      'yield off': { samples: [], steps: 0, seconds: 0, stops: 0 },
-      'yield on': { samples: [], steps: 0, seconds: 0, stops: 0 },
+      idle: { samples: [], steps: 0, trainerCpu: 0, seconds: 0, stops: 0 },
+      'yield off': { samples: [], steps: 0, trainerCpu: 0, seconds: 0, stops: 0 },
+      'yield on': { samples: [], steps: 0, trainerCpu: 0, seconds: 0, stops: 0 },
     };
     const typing = new TypingYield({ graceMs: s.graceMs });
     const counted = countingStops(run);
@@ -221,6 +252,7 @@ async function main(): Promise<void> {
         const name = ROWS[(block + j) % ROWS.length]!;
         const row = rows[name];
         const stepsAtStart = steps();
+        const cpuAtStart = cpuSeconds(run.pid);
         const stopsAtStart = counted.stops();
         const blockStarted = performance.now();
         if (name === 'idle') run.suspend();
@@ -234,6 +266,7 @@ async function main(): Promise<void> {
         detach?.();
         if (name === 'idle') run.resume();
         row.steps += steps() - stepsAtStart;
+        row.trainerCpu += cpuSeconds(run.pid) - cpuAtStart;
         row.seconds += (performance.now() - blockStarted) / 1000;
         row.stops += name === 'idle' ? 1 : counted.stops() - stopsAtStart;
         if (end) throw new Error(`the fine-tune ${end} during the measurement`);
@@ -248,6 +281,7 @@ async function main(): Promise<void> {
       sessionThread: model.loaded.sessionThread,
       engineThreads: threads,
       trainingThreads: options.threads,
+      trainingBatch: `${options.batchSize} × ${options.seqLen}`,
       graceMs: s.graceMs,
       gapMs: s.gapMs,
       linePauseMs: s.linePauseMs,
@@ -261,6 +295,8 @@ async function main(): Promise<void> {
           p50VsIdle: round(d.p50 / idle.p50),
           p95VsIdle: round(d.p95 / idle.p95),
           trainingStepsPerSecond: round(r.steps / r.seconds),
+          trainingTokensPerSecond: round((r.steps * options.batchSize * options.seqLen) / r.seconds),
+          trainerCpuPerSecond: round(r.trainerCpu / r.seconds),
           stops: r.stops,
         };
       }),
@@ -268,10 +304,12 @@ async function main(): Promise<void> {
     };
     log(`${modelDir} (${precision}), engine ${threads} threads, training ${options.threads}; grace ${s.graceMs} ms, gap ${s.gapMs} ms, line pause ${s.linePauseMs} ms`);
     log(`before the fine-tune: p50 ${result.before.p50} / p95 ${result.before.p95} ms (${result.before.n} keystrokes)`);
-    log('| row | keystrokes | p50 / p95 ms | p50 ÷ idle | p95 ÷ idle | training steps/s | stops |');
-    log('|---|---|---|---|---|---|---|');
+    log('| row | keystrokes | p50 / p95 ms | p50 ÷ idle | p95 ÷ idle | trainer CPU s per s | training tokens/s | stops |');
+    log('|---|---|---|---|---|---|---|---|');
     for (const r of result.rows)
-      log(`| ${r.row} | ${r.latencyMs.n} | ${r.latencyMs.p50} / ${r.latencyMs.p95} | ${r.p50VsIdle} | ${r.p95VsIdle} | ${r.trainingStepsPerSecond} | ${r.stops} |`);
+      log(
+        `| ${r.row} | ${r.latencyMs.n} | ${r.latencyMs.p50} / ${r.latencyMs.p95} | ${r.p50VsIdle} | ${r.p95VsIdle} | ${r.trainerCpuPerSecond} | ${r.trainingTokensPerSecond} | ${r.stops} |`,
+      );
     emitJson(result, s.out);
     run.cancel();
     await ended;
