@@ -69,6 +69,24 @@ describe('similar windows', () => {
     }
   });
 
+  it('answers the same after thousands of re-indexings (window ids handed out again), and as many queries in a row', () => {
+    const files = randomFiles(5, 10, 40);
+    const fresh = new SimilarWindowIndex({ windowLines: 8, stride: 4 });
+    const edited = new SimilarWindowIndex({ windowLines: 8, stride: 4 });
+    for (const [path, text] of files) {
+      fresh.update(path, text);
+      edited.update(path, text);
+    }
+    // an editor session: the same files indexed again and again, each time with new window ids
+    const paths = [...files.keys()];
+    for (let i = 0; i < 3000; i++) edited.update(paths[i % paths.length]!, files.get(paths[i % paths.length]!)!);
+    assert.ok((edited as unknown as { nextId: number }).nextId < 4 * 1024 + 100, 'ids stay bounded');
+    for (const words of ['name1 name2 name3', 'name5 name8 name13 name21', 'name2 name4 name6 name8 name10']) {
+      const query = identifierSet(words);
+      for (let repeat = 0; repeat < 2; repeat++) assert.deepEqual(edited.query(query, { limit: 6, minScore: 0 }), fresh.query(query, { limit: 6, minScore: 0 }));
+    }
+  });
+
   it('never returns an excluded path, and a removed or replaced file leaves nothing behind', () => {
     const index = new SimilarWindowIndex({ windowLines: 4, stride: 2 });
     index.update('a.ts', 'alpha beta gamma\ndelta');

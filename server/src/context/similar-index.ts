@@ -57,6 +57,8 @@ export class SimilarWindowIndex {
   private readonly postings = new Map<string, Set<number>>();
   private nextId = 0;
   private totalChars = 0;
+  /** Identifiers each window shares with the query being answered, by window id; zero between queries. */
+  private shared = new Uint32Array(1024);
 
   constructor(options: Partial<SimilarIndexOptions> = {}) {
     this.options = { ...DEFAULT_SIMILAR_INDEX, ...options };
@@ -111,7 +113,25 @@ export class SimilarWindowIndex {
     this.files.set(path, { lines, chars: text.length, windowIds });
     this.totalChars += text.length;
     this.evict(path);
+    if (this.nextId > 4 * Math.max(this.windows.size, 1024)) this.renumber();
     return true;
+  }
+
+  /**
+   * Window ids handed out again from 0, in their old order (ties between windows still go the same
+   * way): every update hands out new ones, and the query's counts are indexed by id, so without this
+   * an editor session's edits would grow them without bound.
+   */
+  private renumber(): void {
+    const renamed = new Map<number, number>();
+    for (const id of [...this.windows.keys()].sort((a, b) => a - b)) renamed.set(id, renamed.size);
+    const windows = [...this.windows.entries()];
+    this.windows.clear();
+    for (const [id, w] of windows) this.windows.set(renamed.get(id)!, w);
+    for (const [word, ids] of this.postings) this.postings.set(word, new Set([...ids].map((id) => renamed.get(id)!)));
+    for (const file of this.files.values()) file.windowIds = file.windowIds.map((id) => renamed.get(id)!);
+    this.nextId = renamed.size;
+    this.shared = new Uint32Array(Math.max(1024, this.nextId));
   }
 
   remove(path: string): void {
@@ -144,10 +164,15 @@ export class SimilarWindowIndex {
     const minScore = options.minScore ?? MIN_SIMILARITY;
     if (query.size === 0 || limit <= 0) return [];
     this.queries++;
-    const common = new Map<number, number>();
-    for (const word of query) for (const id of this.postings.get(word) ?? []) common.set(id, (common.get(id) ?? 0) + 1);
+    // counted in a reused array, not a map: a query in a large repository touches thousands of windows
+    if (this.shared.length < this.nextId) this.shared = new Uint32Array(Math.max(this.nextId, 2 * this.shared.length));
+    const counts = this.shared;
+    const touched: number[] = [];
+    for (const word of query) for (const id of this.postings.get(word) ?? []) if (counts[id]++ === 0) touched.push(id);
     const best = new BestPerFile<Window>(minScore);
-    for (const [id, shared] of common) {
+    for (const id of touched) {
+      const shared = counts[id]!;
+      counts[id] = 0;
       const w = this.windows.get(id)!;
       if (options.exclude?.(w.path)) continue;
       // ties go to the earlier window, so the pick does not depend on map order
