@@ -22,7 +22,8 @@
 // --tiny: a tiny random code model and a generated repository, for checking that the bench runs.
 // --threads 0 is the product's automatic count for the engine; the child's are its own default.
 // --batch: sequences per step (default 1: what the palette's 5-minute budget gives a 0.5B model on
-// this class of machine, so several steps finish within a row).
+// this class of machine, so several steps finish within a row). --trainer-minutes: the child's time
+// budget, which bounds its evaluation before training (a fifth of it) and outlasts the measurement.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
