@@ -178,15 +178,13 @@ export class SimilarWindowIndex {
       // ties go to the earlier window, so the pick does not depend on map order
       best.offer(w.path, id, shared / (query.size + w.ids.size - shared), w);
     }
-    return best.top(limit).map(({ item: w, score }) => {
-      return {
-        source: 'similar' as const,
-        path: w.path,
-        startLine: w.startLine,
-        endLine: w.endLine,
-        text: linesOf(this.files.get(w.path)!.lines, w.startLine, w.endLine),
-        score,
-      };
-    });
+    return best.top(limit).map(({ item: w, score }) => ({
+      source: 'similar' as const,
+      path: w.path,
+      startLine: w.startLine,
+      endLine: w.endLine,
+      text: linesOf(this.files.get(w.path)!.lines, w.startLine, w.endLine),
+      score,
+    }));
   }
 }
