@@ -224,25 +224,6 @@ describe('typing storms stay bounded', () => {
     assert.ok(ctx.index.windowCount <= 300, `${ctx.index.windowCount} windows`);
     ctx.dispose();
   });
-
-  it("a dataset document's similar pool stays bounded however long it is, and holds the editor's picks where it was gathered", async () => {
-    const ctx = new RepositoryContext({ policy: admitAll, idle: { quietMs: 0 } });
-    // each part of the long document is like another file: every region finds windows of its own
-    const parts = Array.from({ length: 80 }, (_, p) => codeLines(100 + p, 12, `part${p}_`));
-    for (const [p, lines] of parts.entries()) ctx.openDocument(`src/like${p}.ts`, lines.join('\n'));
-    const text = parts.flat().join('\n');
-    ctx.openDocument('src/long.ts', text);
-    await ctx.settled();
-    const { similarPool } = ctx.documentContext({ path: 'src/long.ts', text, sources: ['similar'] });
-    assert.ok(similarPool.length > 6 && similarPool.length <= 64, `${similarPool.length} windows`);
-    assert.ok(similarPool.every((s) => s.path !== 'src/long.ts'));
-    const pool = new Set(similarPool.map((s) => `${s.path}:${s.startLine}`));
-    // at a gathering line (every 6th), the editor's best window is in the pool
-    const offset = text.split('\n').slice(0, 36).join('\n').length + 1;
-    const best = ctx.candidates({ path: 'src/long.ts', text, offset, sources: ['similar'] })[0]!;
-    assert.ok(pool.has(`${best.path}:${best.startLine}`), `${best.path}:${best.startLine}`);
-    ctx.dispose();
-  });
 });
 
 describe('what the fine-tune refuses never becomes a snippet', () => {

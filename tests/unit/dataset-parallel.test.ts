@@ -3,9 +3,10 @@
 // progress, and a cancellation or a worker that cannot start ends the build with a clear error
 // instead of hanging.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { ContextSourceName } from '../../server/src/context/snippet';
 import { buildDataset, type Dataset, type DatasetOptions } from '../../server/src/dataset/build-dataset';
 import { encodeDocuments } from '../../server/src/dataset/tokenize-pool';
 import { resolveFimTemplate, type FimTemplate } from '../../server/src/model/fim';
@@ -52,6 +53,23 @@ describe('dataset tokenizing on worker threads', () => {
         `progress never goes back: ${done.join(',')}`,
       );
       assert.equal(done.at(-1), single.report.files.length);
+    }
+  });
+
+  it("with context blocks too: each worker builds the documents' repository context and asks it at every cursor, as one thread does", async () => {
+    // two packages of files that share names: every document finds windows like its own lines
+    const corpus = join(root, 'corpus');
+    for (const pkg of ['alpha', 'beta'])
+      for (let f = 0; f < 4; f++) {
+        const lines = Array.from({ length: 30 }, (_, i) => `  total_${pkg} += ledger${(i + f) % 5}.amount(order${i % 7}, ${pkg}Rate);`);
+        mkdirSync(join(corpus, pkg, 'src'), { recursive: true });
+        writeFileSync(join(corpus, pkg, 'src', `part${f}.ts`), `${f > 0 ? "import { run0 } from './part0';\n" : ''}export function run${f}() {\n${lines.join('\n')}\n}\n`);
+      }
+    for (const repositories of ['root', 'folders'] as const) {
+      const options = { seqLen: 512, seed: 3, useGit: false, context: { sources: ['imports', 'similar'] as ContextSourceName[], maxTokens: 512, rate: 0.8, repositories } };
+      const single = await buildDataset(corpus, tokenizer, template, options);
+      assert.ok(single.report.context.documents >= 4, `${repositories}: ${JSON.stringify(single.report.context)}`);
+      for (const workers of [2, 3]) assertSameDataset(await buildDataset(corpus, tokenizer, template, { ...options, parallel: onWorkers(workers) }), single);
     }
   });
 

@@ -4,7 +4,6 @@
 // looks things up; everything that reads, scrubs or indexes runs in the idle queue.
 import { declarationsOf, languageOf, parseRelativeImports, resolveImport } from './imports';
 import { IdleQueue, type IdleQueueOptions } from './idle-queue';
-import { memoized } from './memo';
 import { type LineChange, type LineRange, RecentActivity } from './recent-activity';
 import { type SimilarIndexOptions, SimilarWindowIndex } from './similar-index';
 import { cursorQuery, SIMILAR_LIMIT } from './similar-query';
@@ -35,11 +34,6 @@ export interface CandidateRequest {
 const MAX_SNIPPET_LINES = 12;
 /** A snippet of the current file must stay this many lines clear of the cursor: the prompt's own windows show what is near it. */
 const NEAR_LINES = 32;
-/** A dataset document's similar pool gathers the best windows for a cursor every this many lines (the index's stride). */
-const POOL_STRIDE_LINES = 6;
-/** Windows a document's pool keeps at most (the best-scoring ones): bounds a long file's share of the dataset's memory. */
-const MAX_POOL_WINDOWS = 64;
-
 interface OpenDocument {
   /** The admitted (scrubbed) lines; undefined when the policy refused the file or it is not admitted yet. */
   lines?: string[];
@@ -258,38 +252,6 @@ export class RepositoryContext {
     const snippets = this.index.query(query, { exclude: (p) => p === request.path || excluded(p), limit: SIMILAR_LIMIT });
     this.lastSimilar = { key, snippets };
     return snippets;
-  }
-
-  /**
-   * A dataset document's context for every cursor in it (dataset/example-context.ts): its imports,
-   * which do not depend on the cursor, and a pool of the windows that rank among the similar source's
-   * best for a cursor every POOL_STRIDE_LINES lines, which each example ranks again at its own cursor
-   * (similar-query.ts's rankPool), so an example's block is chosen as the editor would choose it there.
-   * Recent edits and views do not exist in a dataset.
-   */
-  documentContext(request: Omit<CandidateRequest, 'offset'>): { imports: ContextSnippet[]; similarPool: ContextSnippet[] } {
-    const excluded = (p: string) => request.exclude?.(p) === true;
-    const imports = request.sources.includes('imports') ? this.importSnippets(request.path, excluded) : [];
-    if (!request.sources.includes('similar')) return { imports, similarPool: [] };
-    const pool = new Map<string, ContextSnippet>();
-    // every query asks about the same few files over and over: judge each once
-    const exclude = memoized((p: string) => p === request.path || excluded(p));
-    for (let offset = 0, line = 0; ; line++) {
-      if (line % POOL_STRIDE_LINES === 0) {
-        for (const s of this.index.query(cursorQuery(request.text, offset), { exclude, limit: SIMILAR_LIMIT })) {
-          const key = `${s.path}\0${s.startLine}`;
-          const known = pool.get(key);
-          if (known === undefined || s.score > known.score) pool.set(key, s);
-        }
-      }
-      const newline = request.text.indexOf('\n', offset);
-      if (newline < 0) break;
-      offset = newline + 1;
-    }
-    const kept = [...pool.values()];
-    if (kept.length <= MAX_POOL_WINDOWS) return { imports, similarPool: kept };
-    const floor = kept.map((s) => s.score).sort((a, b) => b - a)[MAX_POOL_WINDOWS - 1]!;
-    return { imports, similarPool: kept.filter((s) => s.score >= floor).slice(0, MAX_POOL_WINDOWS) };
   }
 
   private importSnippets(path: string, excluded: (p: string) => boolean): ContextSnippet[] {

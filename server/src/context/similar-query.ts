@@ -1,8 +1,6 @@
-// The similar source's query and ranking, shared by the editor (the index answers for the lines
-// before the cursor) and the fine-tune's examples (a document's pool of windows is ranked again at
-// each example's cursor, dataset/cursor-blocks.ts), so both pick windows by the same rule.
-import { identifierSet, jaccard } from './identifiers';
-import type { ContextSnippet } from './snippet';
+// The similar source's query and ranking: the index answers for the lines before the cursor, in the
+// editor and at each fine-tune example's cursor alike (dataset/example-context.ts).
+import { identifierSet } from './identifiers';
 
 /** Lines before the cursor's line whose identifiers make the similarity query. */
 export const QUERY_LINES = 12;
@@ -43,22 +41,4 @@ export class BestPerFile<T> {
   top(limit: number): { score: number; item: T }[] {
     return [...this.best.values()].sort((a, b) => b.score - a.score || a.order - b.order).slice(0, limit);
   }
-}
-
-/** A pool's window with its identifier set, computed once per document. */
-export interface PoolWindow {
-  snippet: ContextSnippet;
-  ids: ReadonlySet<string>;
-}
-
-export function poolWindows(pool: readonly ContextSnippet[]): PoolWindow[] {
-  return pool.map((snippet) => ({ snippet, ids: identifierSet(snippet.text) }));
-}
-
-/** The similar snippets for `query` among a pool's windows, ranked as the index ranks its own (pool order breaks ties). */
-export function rankPool(pool: readonly PoolWindow[], query: ReadonlySet<string>): ContextSnippet[] {
-  if (query.size === 0) return [];
-  const best = new BestPerFile<ContextSnippet>(MIN_SIMILARITY);
-  for (const [order, w] of pool.entries()) best.offer(w.snippet.path, order, jaccard(query, w.ids), w.snippet);
-  return best.top(SIMILAR_LIMIT).map(({ score, item }) => ({ ...item, score }));
 }

@@ -2,7 +2,7 @@
 // content filters → dedupe → hold out whole files → tokenize → FIM → pack. Deterministic for a seed.
 import type { FimTemplate } from '../model/fim';
 import { dedupeByContent } from './dedupe';
-import { chooseExampleContexts, type ExampleContextOptions } from './example-context';
+import { type ExampleContextOptions, planExampleContexts } from './example-context';
 import { countByReason, type ExcludedFile, type ExclusionReason } from './exclusions';
 import type { Example, ExampleContext, ExampleKind, ExampleTokenizer, FimLoss } from './fim-transform';
 import { packExamples, type PackedSequence } from './pack';
@@ -144,21 +144,19 @@ export async function buildDataset(root: string, tokenizer: ExampleTokenizer, te
   const files: DatasetFile[] = [];
   const kept: DatasetExample[] | undefined = options.keepExamples ? [] : undefined;
   const total = deduped.kept.length;
-  const contexts =
+  const plan =
     options.context === undefined
-      ? []
-      : await chooseExampleContexts(deduped.kept, options.context, {
-          root: scan.root,
-          seqLen: options.seqLen,
-          seed,
-          signal: options.signal,
-          heldOut: new Set(split.validation.map((f) => f.path)),
-        });
-  const withContext = deduped.kept.map((source, i) => (contexts[i] === undefined ? source : { ...source, context: contexts[i] }));
+      ? undefined
+      : planExampleContexts(deduped.kept, options.context, { root: scan.root, seqLen: options.seqLen, seed, heldOut: new Set(split.validation.map((f) => f.path)) });
+  const withContext = deduped.kept.map((source, i) => {
+    const repository = plan?.repositoryOf[i];
+    return repository === undefined ? source : { ...source, repository };
+  });
   const documents = await tokenizeDocuments(withContext, ctx, {
     seqLen: options.seqLen,
     seed,
     parallel: options.parallel,
+    ...(plan === undefined ? {} : { repositories: plan.repositories }),
     signal: options.signal,
     onProgress: (done) => options.onProgress?.({ phase: 'tokenize', done, total }),
   });

@@ -1,9 +1,9 @@
 // One document's training examples — the tokenizing step of the dataset build, shared by the
 // in-process path and the tokenizing worker threads.
-import type { ContextSnippet } from '../context/snippet';
 import type { FimTemplate } from '../model/fim';
 import { chunkByLines } from './chunk';
 import { cursorBlocks } from './cursor-blocks';
+import type { CursorContext } from './example-context';
 import { type Example, type ExampleContext, makeExample } from './fim-transform';
 import { keyedRandom } from './random';
 
@@ -21,29 +21,15 @@ export interface DocumentExamples {
   contextTokens: number;
 }
 
-/** Snippets of the workspace's other files chosen for a document (dataset/example-context.ts), and the block's limit. */
-export interface DocumentContext {
-  repoName: string;
-  /** Candidates for every cursor of the document (its imports), each source's best first. */
-  snippets: ContextSnippet[];
-  /**
-   * Windows of other files ranked again at each example's cursor for the lines before it, as the
-   * editor ranks its similar source (dataset/cursor-blocks.ts); absent or empty, every example of
-   * the document gets the one block of `snippets`.
-   */
-  similarPool?: ContextSnippet[];
-  maxTokens: number;
-}
-
 /**
  * A document's examples: one per piece; each piece draws from its own stream (seed, path, piece).
- * With `context`, every piece starts with a context block chosen at its example's cursor (where its
- * middle starts; a plain example's is where the piece starts), and pieces are cut shorter by the
- * longest the block may be so each example still fits seqLen.
+ * With `context`, every piece starts with the context block the editor would build at its example's
+ * cursor (where its middle starts; a plain example's is where the piece starts), and pieces are cut
+ * shorter by the longest the block may be so each example still fits seqLen.
  */
-export function documentExamples(source: { path: string; text: string; context?: DocumentContext }, ctx: ExampleContext, seqLen: number, seed: number): DocumentExamples {
+export function documentExamples(source: { path: string; text: string; context?: CursorContext }, ctx: ExampleContext, seqLen: number, seed: number): DocumentExamples {
   const ids = ctx.tokenizer.encode(source.text);
-  const blocks = source.context === undefined || ctx.template === undefined ? undefined : cursorBlocks({ ...source, context: source.context }, ctx.tokenizer, ctx.template);
+  const blocks = source.context === undefined || ctx.template === undefined ? undefined : cursorBlocks(source.path, source.context, ctx.tokenizer, ctx.template);
   const pieces = chunkByLines(source.text, ids.length, Math.max(1, pieceBudget(seqLen, ctx.template) - (blocks?.room ?? 0)));
   let blockTokens = 0;
   let start = 0;

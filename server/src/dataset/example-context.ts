@@ -1,14 +1,18 @@
 // The context block of the fine-tune's examples: for a share of the documents, snippets of the
 // workspace's other files — the declarations the document imports and the windows most like the
-// lines before each example's cursor (a pool gathered here, ranked per example in cursor-blocks.ts) —
-// chosen with the same sources, ranking and block format the editor uses, so the model trains on
-// prompts shaped like those it completes. The files are the dataset's own (already read, filtered and
-// scrubbed); a document's near-duplicates never give it context, nor held-out files a training document.
+// lines before each example's cursor — chosen by the editor's own RepositoryContext over the
+// document's repository, asked at the example's cursor, so the model trains on the prompts it
+// completes. The files are the dataset's own (already read, filtered and scrubbed); a document's
+// near-duplicates never give it context, nor held-out files a training document.
+//
+// The plan (which documents, which repository) is drawn here; the repository's context is built
+// where the documents are tokenized (a worker thread, or this one), because a cursor is known only
+// once its piece is cut from the tokens.
 import { posix } from 'node:path';
 import { CONTEXT_SHARE } from '../context/budget';
+import { memoized } from '../context/memo';
 import { RepositoryContext } from '../context/repository-context';
-import type { ContextSourceName } from '../context/snippet';
-import type { DocumentContext } from './document-examples';
+import type { ContextSnippet, ContextSourceName } from '../context/snippet';
 import { NearDuplicates } from './near-duplicates';
 import { keyedRandom } from './random';
 
@@ -27,23 +31,43 @@ export interface ExampleContextOptions {
   repositories?: 'root' | 'folders';
 }
 
+/** One repository's files and rules, as plain data: it travels to the tokenizing workers. */
+export interface ContextRepository {
+  /** The name its blocks give it (Qwen2.5-Coder's `<|repo_name|>`). */
+  name: string;
+  /** Every file of it in dataset order, each opened as the editor would open it. */
+  files: { path: string; text: string }[];
+  /** Its held-out files: never in a training document's block (the evaluation after training scores them). */
+  heldOut: string[];
+  sources: readonly ContextSourceName[];
+  /** Tokens a block may take. */
+  maxTokens: number;
+}
+
+/** Which documents get a block, and from which repository. */
+export interface ExampleContextPlan {
+  repositories: ContextRepository[];
+  /** Per file (in order): its repository's index in `repositories`, or undefined when it was not drawn. */
+  repositoryOf: (number | undefined)[];
+}
+
 /** The top-level folder of a dataset path ('' for a file at the root). */
 function topFolder(path: string): string {
   const slash = path.indexOf('/');
   return slash < 0 ? '' : path.slice(0, slash);
 }
 
-/** Per file (in order): its context, or undefined when it was not drawn or nothing was found. */
-export async function chooseExampleContexts(
+/** Draws the documents whose examples get a block; a repository is kept only when one of its documents was drawn. */
+export function planExampleContexts(
   files: readonly { path: string; text: string }[],
   options: ExampleContextOptions,
-  run: { root: string; seqLen: number; seed: number; signal?: AbortSignal; heldOut?: ReadonlySet<string> },
-): Promise<(DocumentContext | undefined)[]> {
+  run: { root: string; seqLen: number; seed: number; heldOut?: ReadonlySet<string> },
+): ExampleContextPlan {
   if (!(options.rate >= 0 && options.rate <= 1)) throw new RangeError(`the context rate must be in [0, 1], got ${options.rate}`);
   const maxTokens = Math.min(options.maxTokens, Math.floor(run.seqLen * CONTEXT_SHARE));
-  if (options.rate === 0 || maxTokens <= 0 || options.sources.length === 0) return files.map(() => undefined);
+  const plan: ExampleContextPlan = { repositories: [], repositoryOf: files.map(() => undefined) };
+  if (options.rate === 0 || maxTokens <= 0 || options.sources.length === 0) return plan;
   const rootName = posix.basename(run.root.split('\\').join('/'));
-  // one repository at a time (the whole dataset, or each top-level folder): one index alive at once
   const groups = new Map<string, number[]>();
   for (const [i, f] of files.entries()) {
     const folder = options.repositories === 'folders' ? topFolder(f.path) : '';
@@ -51,44 +75,61 @@ export async function chooseExampleContexts(
     if (members === undefined) groups.set(folder, [i]);
     else members.push(i);
   }
-  const result: (DocumentContext | undefined)[] = files.map(() => undefined);
   for (const [folder, members] of groups) {
-    const chosen = await contextsOfRepository(
-      members.map((i) => files[i]!),
-      folder === '' ? rootName : folder,
-      { ...run, options, maxTokens },
-    );
-    for (const [k, i] of members.entries()) result[i] = chosen[k];
+    const drawn = members.filter((i) => keyedRandom(run.seed, `context\0${files[i]!.path}`)() < options.rate);
+    // a lone file has nothing to show itself: its pieces keep their whole length
+    if (drawn.length === 0 || members.length < 2) continue;
+    const id = plan.repositories.length;
+    const repoFiles = members.map((i) => ({ path: files[i]!.path, text: files[i]!.text }));
+    plan.repositories.push({
+      name: folder === '' ? rootName : folder,
+      files: repoFiles,
+      heldOut: repoFiles.filter((f) => run.heldOut?.has(f.path) === true).map((f) => f.path),
+      sources: options.sources,
+      maxTokens,
+    });
+    for (const i of drawn) plan.repositoryOf[i] = id;
   }
-  return result;
+  return plan;
 }
 
-async function contextsOfRepository(
-  files: readonly { path: string; text: string }[],
-  repoName: string,
-  run: { seed: number; signal?: AbortSignal; heldOut?: ReadonlySet<string>; options: ExampleContextOptions; maxTokens: number },
-): Promise<(DocumentContext | undefined)[]> {
-  const { options, maxTokens } = run;
-  // the texts passed the dataset's rules already: admitted as they are
-  const context = new RepositoryContext({ policy: { admit: (_path, text) => text }, idle: { quietMs: 0, sliceMs: 50 } });
-  const duplicates = new NearDuplicates();
-  try {
-    for (const f of files) {
+/** One document's context: the candidates the editor would weigh at a cursor (char offset) in it. */
+export interface CursorContext {
+  repoName: string;
+  maxTokens: number;
+  candidatesAt(offset: number): ContextSnippet[];
+}
+
+/** A repository's context sources, built once and asked at every example's cursor of its documents. */
+export class RepositoryCandidates {
+  private constructor(
+    private readonly repository: ContextRepository,
+    private readonly context: RepositoryContext,
+    private readonly duplicates: NearDuplicates,
+    private readonly heldOut: ReadonlySet<string>,
+  ) {}
+
+  static async open(repository: ContextRepository): Promise<RepositoryCandidates> {
+    // the texts passed the dataset's rules already: admitted as they are
+    const context = new RepositoryContext({ policy: { admit: (_path, text) => text }, idle: { quietMs: 0, sliceMs: 50 } });
+    const duplicates = new NearDuplicates();
+    for (const f of repository.files) {
       context.openDocument(f.path, f.text);
       duplicates.note(f.path, f.text);
     }
     await context.settled();
-    return files.map((f) => {
-      run.signal?.throwIfAborted();
-      if (keyedRandom(run.seed, `context\0${f.path}`)() >= options.rate) return undefined;
-      // a training document never shows a held-out file: the evaluation after training scores those
-      const training = run.heldOut !== undefined && !run.heldOut.has(f.path);
-      const exclude = (p: string) => duplicates.isNearDuplicate(f.path, p) || (training && run.heldOut!.has(p));
-      const { imports, similarPool } = context.documentContext({ path: f.path, text: f.text, sources: options.sources, exclude });
-      if (imports.length === 0 && similarPool.length === 0) return undefined;
-      return { repoName, snippets: imports, ...(similarPool.length === 0 ? {} : { similarPool }), maxTokens };
-    });
-  } finally {
-    context.dispose();
+    return new RepositoryCandidates(repository, context, duplicates, new Set(repository.heldOut));
+  }
+
+  forDocument(path: string, text: string): CursorContext {
+    const training = !this.heldOut.has(path);
+    // every cursor of the document asks about the same few files: each is judged once
+    const exclude = memoized((p: string) => this.duplicates.isNearDuplicate(path, p) || (training && this.heldOut.has(p)));
+    const { name, sources, maxTokens } = this.repository;
+    return { repoName: name, maxTokens, candidatesAt: (offset) => this.context.candidates({ path, text, offset, sources, exclude }) };
+  }
+
+  dispose(): void {
+    this.context.dispose();
   }
 }

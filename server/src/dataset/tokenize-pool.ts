@@ -2,12 +2,15 @@
 // one thread (≈0.5 MB/s here), which made tokenizing the dominant wait of a large fine-tune's
 // dataset phase (and of the n-gram baseline's corpus); each worker loads its own tokenizer from the
 // same folder, and results are put back in document order, so the output is the same whatever the
-// number of workers.
+// number of workers. Documents whose examples carry a context block travel with their repository:
+// a worker builds the repository's context once (ContextRepository, example-context.ts) and asks it
+// at each example's cursor.
 import { startWorker } from '../start-worker';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { FimTemplate } from '../model/fim';
-import { type DocumentContext, type DocumentExamples, documentExamples } from './document-examples';
+import { type DocumentExamples, documentExamples } from './document-examples';
+import { type ContextRepository, type CursorContext, RepositoryCandidates } from './example-context';
 import type { ExampleContext, ExampleTokenizer, FimOptions } from './fim-transform';
 
 export interface ParallelTokenizing {
@@ -30,7 +33,15 @@ export interface TokenizeWorkerData {
 export interface TokenizeBatch {
   type: 'batch';
   batch: number;
+  /** The repository its documents' blocks come from (the last one sent to the worker); undefined when none has a block. */
+  repository?: number;
   sources: Source[];
+}
+/** The repository the next batches draw their blocks from; it replaces the worker's last one. */
+export interface TokenizeRepository {
+  type: 'repository';
+  id: number;
+  repository: ContextRepository;
 }
 /** Tells a worker to finish: it closes its port once it is idle. */
 export interface TokenizeClose {
@@ -38,7 +49,8 @@ export interface TokenizeClose {
 }
 export type TokenizeReply = { batch: number; results: unknown[] } | { batch: number; error: string };
 
-type Source = { path: string; text: string; context?: DocumentContext };
+/** `repository`: the index, in the run's repositories, of the one its examples' blocks come from. */
+type Source = { path: string; text: string; repository?: number };
 
 /** Below this much text, starting workers (each loads the tokenizer) costs more than it saves. */
 const MIN_PARALLEL_CHARS = 2 * 2 ** 20;
@@ -47,6 +59,8 @@ const BATCH_CHARS = 256 * 2 ** 10;
 
 export interface TokenizeRun {
   parallel?: ParallelTokenizing | undefined;
+  /** The repositories the sources' `repository` indexes. */
+  repositories?: readonly ContextRepository[];
   signal?: AbortSignal | undefined;
   /** Documents finished so far. */
   onProgress?: (done: number) => void;
@@ -63,11 +77,13 @@ export function encodeDocuments(sources: readonly Source[], tokenizer: ExampleTo
   return tokenizeAll(sources, run, { kind: 'ids' }, tokenizer) as Promise<number[][]>;
 }
 
-/** What a job makes of one document, in this thread or a worker. */
-export function runJob(job: TokenizeJob, tokenizer: ExampleTokenizer, source: Source): unknown {
+/** What a job makes of one document, in this thread or a worker; `repository`: the context of the source's repository. */
+export function runJob(job: TokenizeJob, tokenizer: ExampleTokenizer, source: Source, repository?: RepositoryCandidates): unknown {
   if (job.kind === 'ids') return tokenizer.encode(source.text);
   const ctx: ExampleContext = { tokenizer, template: job.template, endId: job.endId, options: job.options };
-  return documentExamples(source, ctx, job.seqLen, job.seed);
+  const context: CursorContext | undefined = source.repository === undefined ? undefined : repository?.forDocument(source.path, source.text);
+  if (source.repository !== undefined && context === undefined) throw new Error(`${source.path}: its repository's context is missing`);
+  return documentExamples({ path: source.path, text: source.text, ...(context === undefined ? {} : { context }) }, ctx, job.seqLen, job.seed);
 }
 
 async function tokenizeAll(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, tokenizer: ExampleTokenizer): Promise<unknown[]> {
@@ -76,30 +92,77 @@ async function tokenizeAll(sources: readonly Source[], run: TokenizeRun, job: To
   const worthWorkers = parallel !== undefined && parallel.workers > 1 && chars >= (parallel.minParallelChars ?? MIN_PARALLEL_CHARS);
   const batches = worthWorkers ? batchesOf(sources, parallel.batchChars ?? BATCH_CHARS) : [];
   const workers = Math.min(parallel?.workers ?? 1, batches.length);
-  if (!parallel || workers <= 1) {
-    return sources.map((source, i) => {
-      run.signal?.throwIfAborted();
-      run.onProgress?.(i);
-      return runJob(job, tokenizer, source);
-    });
-  }
-  return onWorkers({ batches, documents: sources.length, workers, data: { tokenizerDir: parallel.tokenizerDir, job } }, run);
+  if (!parallel || workers <= 1) return inThisThread(sources, run, job, tokenizer);
+  const repositories = run.repositories ?? [];
+  return onWorkers({ batches, documents: sources.length, workers, repositories, data: { tokenizerDir: parallel.tokenizerDir, job } }, run);
 }
 
-function batchesOf(sources: readonly Source[], batchChars: number): TokenizeBatch[] {
-  const batches: TokenizeBatch[] = [];
-  let current: Source[] = [];
+/** Every source in order; a repository's context is built before its first document and dropped after its last. */
+async function inThisThread(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, tokenizer: ExampleTokenizer): Promise<unknown[]> {
+  const lastUse = new Map<number, number>();
+  for (const [i, s] of sources.entries()) if (s.repository !== undefined) lastUse.set(s.repository, i);
+  const open = new Map<number, RepositoryCandidates>();
+  try {
+    const results: unknown[] = [];
+    for (const [i, source] of sources.entries()) {
+      run.signal?.throwIfAborted();
+      run.onProgress?.(i);
+      let repository: RepositoryCandidates | undefined;
+      if (source.repository !== undefined) {
+        repository = open.get(source.repository);
+        if (repository === undefined) {
+          repository = await RepositoryCandidates.open(repositoryAt(run.repositories, source.repository));
+          open.set(source.repository, repository);
+        }
+      }
+      results.push(runJob(job, tokenizer, source, repository));
+      if (source.repository !== undefined && lastUse.get(source.repository) === i) {
+        repository?.dispose();
+        open.delete(source.repository);
+      }
+    }
+    return results;
+  } finally {
+    for (const r of open.values()) r.dispose();
+  }
+}
+
+function repositoryAt(repositories: readonly ContextRepository[] | undefined, id: number): ContextRepository {
+  const repository = repositories?.[id];
+  if (repository === undefined) throw new Error(`a document names context repository ${id}, which the run does not have`);
+  return repository;
+}
+
+/** A batch, and where its documents sit in the run's order. */
+interface PlacedBatch {
+  message: TokenizeBatch;
+  indices: number[];
+}
+
+/**
+ * Batches of about `batchChars` of text; a batch's documents share one repository (or none), and a
+ * repository's batches come one after another, so each worker builds a repository's context once.
+ */
+function batchesOf(sources: readonly Source[], batchChars: number): PlacedBatch[] {
+  const order = sources.map((_, i) => i).sort((a, b) => (sources[a]!.repository ?? -1) - (sources[b]!.repository ?? -1) || a - b);
+  const batches: PlacedBatch[] = [];
+  let current: PlacedBatch | undefined;
   let chars = 0;
-  for (const { path, text, context } of sources) {
-    current.push(context === undefined ? { path, text } : { path, text, context });
-    chars += text.length;
-    if (chars >= batchChars) {
-      batches.push({ type: 'batch', batch: batches.length, sources: current });
-      current = [];
+  for (const i of order) {
+    const { path, text, repository } = sources[i]!;
+    if (current !== undefined && (chars >= batchChars || current.message.repository !== repository)) {
+      batches.push(current);
+      current = undefined;
+    }
+    if (current === undefined) {
+      current = { message: { type: 'batch', batch: batches.length, ...(repository === undefined ? {} : { repository }), sources: [] }, indices: [] };
       chars = 0;
     }
+    current.message.sources.push(repository === undefined ? { path, text } : { path, text, repository });
+    current.indices.push(i);
+    chars += text.length;
   }
-  if (current.length) batches.push({ type: 'batch', batch: batches.length, sources: current });
+  if (current !== undefined) batches.push(current);
   return batches;
 }
 
@@ -110,14 +173,15 @@ function startTokenizeWorker(data: TokenizeWorkerData): Worker {
 
 /** The batches of `documents` documents, tokenized on `workers` threads started with `data`. */
 interface WorkerJob {
-  batches: TokenizeBatch[];
+  batches: PlacedBatch[];
   documents: number;
   workers: number;
+  repositories: readonly ContextRepository[];
   data: TokenizeWorkerData;
 }
 
-function onWorkers({ batches, documents, workers: count, data }: WorkerJob, run: TokenizeRun): Promise<unknown[]> {
-  const results: unknown[][] = new Array(batches.length);
+function onWorkers({ batches, documents, workers: count, repositories, data }: WorkerJob, run: TokenizeRun): Promise<unknown[]> {
+  const results: unknown[] = new Array(documents);
   const pool: Worker[] = [];
   let next = 0;
   let finished = 0;
@@ -132,21 +196,34 @@ function onWorkers({ batches, documents, workers: count, data }: WorkerJob, run:
       // terminated while it is still evaluating its entry script (seen in the cancel test). A worker
       // still loading its tokenizer reads the request once it is ready; a busy one after its batch.
       for (const w of pool) w.postMessage({ type: 'close' } satisfies TokenizeClose);
-      if (err === undefined) resolve(results.flat());
+      if (err === undefined) resolve(results);
       else reject(err);
     };
     const onAbort = () => stop(run.signal?.reason ?? new Error('cancelled'));
     if (run.signal?.aborted) return onAbort();
     run.signal?.addEventListener('abort', onAbort, { once: true });
+    // the repository each worker was sent last: a batch from another one sends its repository first
+    const loaded = new Map<Worker, number>();
     const feed = (w: Worker) => {
-      if (next < batches.length) w.postMessage(batches[next++]);
+      if (next >= batches.length) return;
+      const { message } = batches[next++]!;
+      if (message.repository !== undefined && loaded.get(w) !== message.repository) {
+        try {
+          w.postMessage({ type: 'repository', id: message.repository, repository: repositoryAt(repositories, message.repository) } satisfies TokenizeRepository);
+        } catch (err) {
+          return stop(err);
+        }
+        loaded.set(w, message.repository);
+      }
+      w.postMessage(message);
     };
     for (let i = 0; i < count; i++) {
       const w = startTokenizeWorker(data);
       pool.push(w);
       w.on('message', (reply: TokenizeReply) => {
         if ('error' in reply) return stop(new Error(`tokenizing failed: ${reply.error}`));
-        results[reply.batch] = reply.results;
+        const { indices } = batches[reply.batch]!;
+        for (const [k, result] of reply.results.entries()) results[indices[k]!] = result;
         done += reply.results.length;
         run.onProgress?.(done);
         if (++finished === batches.length) return stop(undefined);
