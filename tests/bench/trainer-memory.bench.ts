@@ -5,7 +5,7 @@
 // Anonymous memory is ORT's arena (activations) and everything else allocated.
 //
 //   node --import tsx tests/bench/trainer-memory.bench.ts [--size 0.5b] [--threads 1] [--batch 1]
-//        [--seq 256] [--base-bits 8|4] [--lora-layers N] [--out FILE]
+//        [--seq 256] [--base-bits 8|4] [--lora-layers N] [--recompute-layers] [--out FILE]
 import { readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -26,11 +26,12 @@ interface Settings {
   seq: number;
   baseBits?: QuantBits;
   loraLayers?: number;
+  recomputeLayers: boolean;
   out?: string;
 }
 
 function parseArgs(argv: string[]): Settings {
-  const s: Settings = { size: '0.5b', threads: 1, batch: 1, seq: 256 };
+  const s: Settings = { size: '0.5b', threads: 1, batch: 1, seq: 256, recomputeLayers: false };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
     if (a === '--size') s.size = args.oneOf(REAL_SIZE_CHOICES);
@@ -39,6 +40,7 @@ function parseArgs(argv: string[]): Settings {
     else if (a === '--seq') s.seq = args.positiveInt();
     else if (a === '--base-bits') s.baseBits = Number(args.oneOf(['8', '4'])) as QuantBits;
     else if (a === '--lora-layers') s.loraLayers = args.positiveInt();
+    else if (a === '--recompute-layers') s.recomputeLayers = true;
     else if (a === '--out') s.out = args.value();
     else throw new Error(`unknown flag ${a}`);
   }
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   rows.push({ phase: 'start', seconds: 0, memoryMb: memory() });
   let trainer: TrainerSession | undefined;
   await phase('create', async () => {
-    trainer = await TrainerSession.create({ modelDir, mode, hyper: DEFAULT_ADAMW, accumulation: 1, threads: s.threads, cacheDir, seed: 0 });
+    trainer = await TrainerSession.create({ modelDir, mode, hyper: DEFAULT_ADAMW, accumulation: 1, threads: s.threads, cacheDir, seed: 0, recomputeLayers: s.recomputeLayers });
   });
   const batch = syntheticBatch(s.batch, s.seq, REAL_SIZES[s.size].vocabSize);
   try {

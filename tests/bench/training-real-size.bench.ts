@@ -14,7 +14,7 @@
 // (or `before`) step by step: same weights, same batch, both fp32.
 //
 //   npm run bench:training-real-size -- [--layers 4] [--seq 256] [--batch 1] [--reps 3] [--steps 2]
-//        [--threads 2] [--variants before,after,top-half,qlora,torch] [--python /usr/bin/python3] [--out FILE]
+//        [--threads 2] [--variants before,after,top-half,qlora,recompute,qlora-recompute,torch] [--python /usr/bin/python3] [--out FILE]
 //
 // Every variant is alive at once (about 1.3–3 GB each at 2–4 layers): pick fewer with --variants.
 // The torch row's OpenBLAS kernels follow the CPU's flags (openblas-core.ts); OPENBLAS_CORETYPE set
@@ -86,10 +86,12 @@ function kilnVariants(s: Settings): { name: string; options: ProbeOptions }[] {
     { name: 'after', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG } },
     { name: 'top-half', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, loraLayers: Math.ceil(s.layers / 2) } },
     { name: 'qlora', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, baseBits: 8 as const } },
+    { name: 'recompute', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, recomputeLayers: true } },
+    { name: 'qlora-recompute', options: { ...trainer, sessionConfig: TRAINING_SESSION_CONFIG, baseBits: 8 as const, recomputeLayers: true } },
   ].filter((v) => s.variants.includes(v.name));
 }
 
-const VARIANTS = ['before', 'after', 'top-half', 'qlora', 'torch'];
+const VARIANTS = ['before', 'after', 'top-half', 'qlora', 'recompute', 'qlora-recompute', 'torch'];
 /** Kiln rows with LoRA on every layer of an fp32 base, in order of preference as the torch row's reference. */
 const LOSS_REFERENCES = ['after', 'before'];
 

@@ -62,6 +62,8 @@ export interface ProbeOptions {
   loraLayers?: number;
   /** QLoRA: the frozen base projections as int8 or int4 blocks. */
   baseBits?: QuantBits;
+  /** Each layer's activations recomputed in the backward instead of kept. */
+  recomputeLayers?: boolean;
   /** Where to write the LoRA A/B initial values (safetensors, PEFT-style names), for a peer to start from. */
   loraInitOut?: string;
 }
@@ -145,7 +147,12 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
   const mode = probeLoraMode(o);
   const dir = tempDir('kiln-real-size-');
   try {
-    const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, PROBE_WEIGHT_SEED), { mode, hyper: DEFAULT_ADAMW, lossChunks: o.lossChunks });
+    const { graph, params } = buildTrainStepGraph(config, lazyWeights(config, PROBE_WEIGHT_SEED), {
+      mode,
+      hyper: DEFAULT_ADAMW,
+      lossChunks: o.lossChunks,
+      recomputeLayers: o.recomputeLayers === true,
+    });
     const written = writeModel(graph, join(dir, 'step'), TRAINING_OPSETS);
     // the trainer's session options; sessionConfig adds (or, empty, leaves out) its config entries
     const memPattern = o.enableMemPattern === undefined ? {} : { enableMemPattern: o.enableMemPattern };
@@ -192,7 +199,7 @@ export async function prepare(o: ProbeOptions): Promise<Stepper> {
       step,
       result: () => ({
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
-        stateBytes: trainingStateBytes(config, { mode, batch: B, seq: S, lossChunks: o.lossChunks }),
+        stateBytes: trainingStateBytes(config, { mode, batch: B, seq: S, lossChunks: o.lossChunks, recomputeLayers: o.recomputeLayers === true }),
         weightFileBytes: written.weightBytes,
         stepSeconds,
         losses,

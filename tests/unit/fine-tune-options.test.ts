@@ -64,6 +64,13 @@ describe('fine-tune request options', () => {
     assert.throws(() => cli('--base-bits', '16'), /--base-bits must be 8 or 4, got "16"/);
   });
 
+  it('--recompute-layers on|off|auto reaches the fine-tune (auto unless set); anything else is refused', () => {
+    const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options.recomputeLayers;
+    assert.deepEqual([cli(), cli('--recompute-layers', 'on'), cli('--recompute-layers', 'off')], ['auto', 'on', 'off']);
+    assert.equal(options({}).recomputeLayers, 'auto');
+    assert.throws(() => cli('--recompute-layers', 'yes'), /--recompute-layers must be auto, on or off, got "yes"/);
+  });
+
   it('--context-repos folders makes each top-level folder a repository of its own; anything but root or folders is refused', () => {
     const cli = (...flags: string[]) => parseFinetuneArgs(['/repo', '--model', '/models/m', '--cache', '/cache', ...flags]).options.context;
     assert.equal(cli('--context-repos', 'folders').repositories, 'folders');

@@ -110,8 +110,8 @@ for (const [label, config] of [
     ];
     for (const [name, mode] of modes) {
       it(`${name}: the same loss and gradients (3 chunks vs logits for every position)`, async () => {
-        const chunked = buildGradientGraph(config, source, mode, 1, 3);
-        const whole = buildGradientGraph(config, source, mode, 1, 0);
+        const chunked = buildGradientGraph(config, source, mode, { lossChunks: 3 });
+        const whole = buildGradientGraph(config, source, mode, { lossChunks: 0 });
         const f = batchFeeds(chunked.params, seededRandom(21));
         const [a, b] = await Promise.all([(await sessionFor(chunked.graph)).run(f), (await sessionFor(whole.graph)).run(f)]);
         const lossA = (a[TrainIO.loss]!.data as Float32Array)[0]!;

@@ -8,6 +8,7 @@ import { datasetChoices, previewTrainingData } from '../dataset/training-preview
 import { defaultCacheDir } from '../model/graph/build-cache';
 import { LORA_TARGETS, type LoraTarget } from '../model/graph/training-graph';
 import type { QuantBits } from '../model/quantize';
+import type { RecomputeChoice } from '../training/recompute-policy';
 import { type FineTuneEvent, type FineTuneOptions, type FineTuneResult, runFineTune } from '../finetune/fine-tune';
 import { exportChoices, exportSummary } from '../finetune/export-choices';
 import { buildFineTuneOptions, DEFAULT_LORA, FINE_TUNE_DEFAULTS } from '../finetune/fine-tune-options';
@@ -16,12 +17,14 @@ import { parseCommandArgs, parseExecutionProvider, parseNonNegativeInt, UsageErr
 import { formatReport } from './eval';
 
 const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mode lora|full] [--rank N] [--alpha N]
-         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
+         [--targets q_proj,k_proj,v_proj,o_proj] [--lora-layers N] [--base-bits 8|4] [--recompute-layers auto|on|off] [--lr X] [--minutes M] [--steps N] [--epochs N] [--batch N] [--seq-len N]
          [--accumulation N] [--warmup N] [--eval-every N] [--patience N] [--eval-lines N] [--seed N]
          [--line-spans X] [--max-files N] [--threads N] [--ep cpu|webgpu|cuda|auto] [--cache DIR] [--no-resume] [--dry-run [--dump FILE]] [--json]
          [--in-process] [--context all|none|SOURCE,…] [--context-rate X] [--context-repos root|folders] [--export-dataset OUT [--overwrite]]
   --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
   --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
+  --recompute-layers: recompute each layer's activations in the backward instead of keeping them (auto, the
+             default: when those kept would pass 1 GiB; costs one more forward of each layer)
   --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
              short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training
@@ -70,6 +73,12 @@ function fraction(name: string, value: string | undefined): number | undefined {
   return x;
 }
 
+function recomputeChoice(value: string | undefined): RecomputeChoice | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'auto' && value !== 'on' && value !== 'off') throw new UsageError(`--recompute-layers must be auto, on or off, got "${value}"`);
+  return value;
+}
+
 function baseBits(value: string | undefined): QuantBits | undefined {
   if (value === undefined) return undefined;
   if (value !== '8' && value !== '4') throw new UsageError(`--base-bits must be 8 or 4, got "${value}"`);
@@ -100,6 +109,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
       'ep',
       'minutes',
       'base-bits',
+      'recompute-layers',
       'line-spans',
       'dump',
       'export-dataset',
@@ -143,6 +153,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     targets,
     loraLayers: intOrUnset('lora-layers', 1),
     baseBits: baseBits(str('base-bits')),
+    recomputeLayers: recomputeChoice(str('recompute-layers')),
     lr: positiveFloat('lr', str('lr')),
     minutes: positiveFloat('minutes', str('minutes')),
     maxSteps: intOrUnset('steps', 0),

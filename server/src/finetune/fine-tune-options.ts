@@ -31,6 +31,7 @@ export const FINE_TUNE_DEFAULTS: Omit<FineTuneOptions, 'workspace' | 'modelDir' 
   patience: 3,
   checkpointEvery: 25,
   executionProvider: 'cpu',
+  recomputeLayers: 'auto',
   threads: 0,
   seed: 0,
   evalLines: 100,

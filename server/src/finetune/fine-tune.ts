@@ -14,6 +14,7 @@ import { buildWorkspaceDataset, datasetChoices } from '../dataset/training-previ
 import type { ExampleContextOptions } from '../dataset/example-context';
 import { evalContextFor } from '../dataset/workspace-context';
 import type { FimOrder } from '../model/fim';
+import { loadModelConfig } from '../model/config';
 import { DEFAULT_ADAMW } from '../model/graph/adamw';
 import type { TrainingMode } from '../model/graph/training-graph';
 import type { ExecutionProviderChoice } from '../runtime/execution-provider';
@@ -23,6 +24,7 @@ import { evaluateModelPerLine, type EvalReport } from '../evaluation/evaluate';
 import { compareOnCommonLines, type PairedDifference } from '../evaluation/paired-difference';
 import { learningRate, type LrSchedule } from '../training/lr-schedule';
 import { type BudgetFit, type BudgetSizes, batchSizeForBudget, budgetWarmup, fitSchedule, MIN_BUDGET_STEPS, measuredEnough, validationHasRoom } from '../training/time-budget';
+import { type RecomputeChoice, recomputesLayers } from '../training/recompute-policy';
 import { saveTrainedModel } from '../training/save-result';
 import { type TrainerState, TrainerSession } from '../training/trainer-session';
 import { StoppedTime } from './stopped-time';
@@ -51,6 +53,8 @@ export interface FineTuneOptions {
   checkpointEvery: number;
   /** Where the training graphs run (evaluation stays on the CPU, where completions are measured). */
   executionProvider: ExecutionProviderChoice;
+  /** Per-layer recomputation in the backward (training/recompute-policy.ts); `auto` when its activations would dominate memory. */
+  recomputeLayers: RecomputeChoice;
   threads: number;
   seed: number;
   cacheDir: string;
@@ -170,6 +174,8 @@ export async function runFineTune(o: FineTuneOptions, emit: (e: FineTuneEvent) =
       cacheDir: o.cacheDir,
       seed: o.seed,
       executionProvider: o.executionProvider,
+      // the batch asked for: a budget may take fewer sequences a step, never more
+      recomputeLayers: recomputesLayers(o.recomputeLayers, loadModelConfig(o.modelDir), { mode: o.mode, batch: o.batchSize, seq: o.seqLen }),
       log: (m) => emit({ type: 'log', message: m }),
     });
     const run = runId(o, createHash('sha256').update(JSON.stringify(report.files)).digest('hex'));

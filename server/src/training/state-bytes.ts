@@ -12,6 +12,8 @@ export interface StateBytesSpec {
   seq: number;
   /** Chunks the loss head works in (default: the graph's own choice for the vocabulary). */
   lossChunks?: number;
+  /** Each layer's activations recomputed in the backward: only the layers' inputs are kept, and one layer's activations live at a time. */
+  recomputeLayers?: boolean;
 }
 
 export interface StateBytes {
@@ -21,7 +23,10 @@ export interface StateBytes {
   trainable: number;
   /** Logits and their gradient for one chunk of loss positions (one chunk live at a time). */
   lossChunk: number;
-  /** Activations kept for the backward pass, all layers: per layer B·S·(8·d + 3·mlp) + 2·B·H·S² floats. */
+  /**
+   * Activations kept for the backward pass: per layer B·S·(8·d + 3·mlp) + 2·B·H·S² floats, all layers;
+   * recomputed, one layer's of them plus each layer's two inputs (B·S·d floats each).
+   */
   activations: number;
   total: number;
 }
@@ -44,7 +49,7 @@ function loraParamCount(c: ModelConfig, mode: Extract<TrainingMode, { kind: 'lor
   return layers * mode.targets.reduce((sum, t) => sum + mode.rank * (dims[t]![0] + dims[t]![1]), 0);
 }
 
-export function trainingStateBytes(c: ModelConfig, { mode, batch, seq, lossChunks }: StateBytesSpec): StateBytes {
+export function trainingStateBytes(c: ModelConfig, { mode, batch, seq, lossChunks, recomputeLayers }: StateBytesSpec): StateBytes {
   const baseParams = expectedTensors(c).reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
   const trainableParams = mode.kind === 'full' ? baseParams : loraParamCount(c, mode);
   const projections = expectedTensors(c)
@@ -60,6 +65,6 @@ export function trainingStateBytes(c: ModelConfig, { mode, batch, seq, lossChunk
   // the chunk's logits and their gradient (softmax − one-hot)
   const lossChunk = 2 * chunkRows * c.vocabSize * F32;
   const perLayer = rows * (8 * c.hiddenSize + 3 * c.intermediateSize) + 2 * batch * c.numHeads * seq * seq;
-  const activations = c.numLayers * perLayer * F32;
+  const activations = (recomputeLayers ? perLayer + c.numLayers * 2 * rows * c.hiddenSize : c.numLayers * perLayer) * F32;
   return { frozenWeights, trainable, lossChunk, activations, total: frozenWeights + trainable + lossChunk + activations };
 }

@@ -38,6 +38,8 @@ export interface TrainerOptions {
   cacheDir: string;
   seed: number;
   executionProvider?: ExecutionProviderChoice;
+  /** Each layer's activations recomputed in the backward instead of kept (training-graph.ts). */
+  recomputeLayers?: boolean;
   log?: (message: string) => void;
 }
 
@@ -124,12 +126,13 @@ export class TrainerSession {
       dir = join(o.cacheDir, 'training', `run-${process.pid}-${Date.now()}`);
       built =
         o.accumulation > 1
-          ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, o.seed)
-          : buildTrainStepGraph(checkpoint.config, checkpoint.weights, { mode: o.mode, hyper: o.hyper, seed: o.seed });
+          ? buildGradientGraph(checkpoint.config, checkpoint.weights, o.mode, { seed: o.seed, recomputeLayers: o.recomputeLayers === true })
+          : buildTrainStepGraph(checkpoint.config, checkpoint.weights, { mode: o.mode, hyper: o.hyper, seed: o.seed, recomputeLayers: o.recomputeLayers === true });
       if (o.accumulation > 1) optimizerGraph = buildOptimizerGraph(built.params, o.hyper);
       // Initial values are read now, while the checkpoint is open; LoRA's are generated.
       const values = new Map(built.params.map((p) => [p.name, Float32Array.from(p.init())]));
-      o.log?.(`training graph: ${built.params.length} trainable tensors, ${[...values.values()].reduce((a, x) => a + x.length, 0)} parameters`);
+      const recomputed = o.recomputeLayers === true ? '; each layer recomputed in the backward' : '';
+      o.log?.(`training graph: ${built.params.length} trainable tensors, ${[...values.values()].reduce((a, x) => a + x.length, 0)} parameters${recomputed}`);
       const mainPath = writeModel(built.graph, join(dir, 'step'), TRAINING_OPSETS).modelPath;
       const optimizerPath = optimizerGraph ? writeModel(optimizerGraph, join(dir, 'optimizer'), TRAINING_OPSETS).modelPath : undefined;
       const create = (path: string) =>

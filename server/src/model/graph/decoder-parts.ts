@@ -90,6 +90,8 @@ export interface DecoderContext {
   quantizedAccuracyLevel?: number;
   /** The embedding table's type when set (training keeps it float32: it is the tied LM head too). */
   embeddingElem?: ElemType;
+  /** Training: each layer's activations are recomputed in the backward from its input (DiffGraph.recomputed), not kept. */
+  recomputeLayers?: boolean;
 }
 
 /** The embedding table's type: float16 beside quantized matrices, where float32 would dominate memory. */

@@ -117,7 +117,7 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
     let residual = x;
     let pending: Value | undefined; // the last sublayer's output, not yet added to `residual`
     for (let l = 0; l < c.numLayers; l++) {
-      g.scope(`layers.${l}`, () => {
+      const layer = () => {
         const p = `model.layers.${l}`;
         const input = g.scope('input_layernorm', () => addAndNorm(pending, residual, `${p}.input_layernorm.weight`));
         // inference: q|k|v as one product, its input quantized once (gate|up stay apart: at prefill one
@@ -127,7 +127,9 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
         const post = g.scope('post_attention_layernorm', () => addAndNorm(attn.out, input.sum, `${p}.post_attention_layernorm.weight`));
         residual = post.sum;
         pending = makeMlp(ctx, post.normed, l, fused);
-      });
+      };
+      // recomputed, a layer keeps only what flows into it: its residual stream
+      g.scope(`layers.${l}`, () => (ctx.recomputeLayers ? dg.recomputed([pending, residual], layer) : layer()));
     }
     return { hidden: pending ? add(dg, residual, pending) : residual, newKv, embedTable };
   });

@@ -2,6 +2,7 @@
 // and no ONNX autodiff exists for JS, so Kiln writes its own: every differentiable op (ops-*.ts)
 // emits its forward nodes and, when recording, pushes a rule that emits its backward nodes. The
 // same model code then yields the inference graph (recording off) and the training graph.
+import type { onnx } from 'onnx-proto';
 import type { Dim, ElemType, GraphBuilder } from './onnx-graph';
 
 /** A graph value with its static shape (symbols such as 'batch' stand for dynamic sizes). */
@@ -39,10 +40,30 @@ interface TapeEntry {
   rule: Rule;
 }
 
+/**
+ * A stretch of the forward (one decoder layer) whose values the backward recomputes instead of
+ * keeping: its tape entries, the nodes it added (by output name) and the activations it reads from
+ * before it, which are kept.
+ */
+interface RecomputedSegment {
+  tapeStart: number;
+  tapeEnd: number;
+  producers: Map<string, onnx.INodeProto>;
+  kept: ReadonlySet<string>;
+}
+
+/** The segment the backward is in: its renaming, and the first gradient that reached it. */
+interface OpenSegment {
+  of: RecomputedSegment;
+  rename: (name: string) => string;
+  gradient?: Value;
+}
+
 export class DiffGraph {
   private readonly tape: TapeEntry[] = [];
   /** Names of values that depend on a trainable parameter. */
   private readonly tracked = new Set<string>();
+  private readonly segments: RecomputedSegment[] = [];
 
   constructor(
     readonly g: GraphBuilder,
@@ -83,6 +104,66 @@ export class DiffGraph {
   }
 
   /**
+   * Runs `fn`, a stretch of the forward reading the activations `kept` from before it, as a
+   * recomputed segment: the backward emits a copy of the nodes its rules need, fed from `kept`, and
+   * reads the copies, so none of the segment's own activations outlive the forward. Costs one more
+   * forward of the segment; saves all but its inputs (per-layer recomputation, "gradient
+   * checkpointing"). Without recording, just `fn()`.
+   */
+  recomputed<T>(kept: readonly (Value | undefined)[], fn: () => T): T {
+    if (!this.recording) return fn();
+    const tapeStart = this.tape.length;
+    const mark = this.g.nodeCount;
+    const out = fn();
+    const names = new Set(kept.flatMap((v) => (v === undefined ? [] : [v.name])));
+    this.segments.push({ tapeStart, tapeEnd: this.tape.length, producers: this.g.producersSince(mark), kept: names });
+    return out;
+  }
+
+  /**
+   * The renaming a segment's rules run under: a name the segment made becomes its recomputed copy
+   * (made on first use, its own inputs first). The kept inputs the copies read pass through an
+   * exact no-op that depends on `gradient` (an Add of the sum of an empty slice of it): ORT cannot
+   * run the copies before the backward reaches the segment, nor merge them with the originals as
+   * common subexpressions.
+   */
+  private recomputation(segment: RecomputedSegment, gradient: () => Value): (name: string) => string {
+    const copies = new Map<string, string>();
+    const gated = new Map<string, string>();
+    const { g } = this;
+    let zero: string | undefined;
+    const gate = (name: string): string => {
+      let out = gated.get(name);
+      if (out === undefined) {
+        // emitted as named: the renaming is for the rules' inputs
+        out = g.withInputNames(
+          (n) => n,
+          () => {
+            if (zero === undefined) {
+              const flat = g.op('Reshape', [gradient().name, g.int64([-1])]);
+              zero = g.op('ReduceSum', [g.op('Slice', [flat, g.int64([0]), g.int64([0])])], { keepdims: 0 });
+            }
+            return g.op('Add', [name, zero]);
+          },
+        );
+        gated.set(name, out);
+      }
+      return out;
+    };
+    const resolve = (name: string): string => {
+      const copied = copies.get(name);
+      if (copied !== undefined) return copied;
+      if (segment.kept.has(name)) return gate(name);
+      const node = segment.producers.get(name);
+      if (node === undefined) return name;
+      const outs = g.copyNode(node, (node.input ?? []).map(resolve));
+      (node.output ?? []).forEach((o, i) => copies.set(o, outs[i]!));
+      return copies.get(name)!;
+    };
+    return resolve;
+  }
+
+  /**
    * Records a rule for a forward already emitted as raw nodes (a fused op such as softmax
    * cross-entropy, whose hand-written backward beats differentiating its parts).
    */
@@ -101,11 +182,24 @@ export class DiffGraph {
     const grads = new Map<string, Value>();
     grads.set(loss.name, this.value(this.g.float32([1], loss.shape.map(() => 1) as number[]), loss.shape));
     this.g.scope('backward', () => {
+      let segment: OpenSegment | undefined;
       for (let i = this.tape.length - 1; i >= 0; i--) {
         const entry = this.tape[i]!;
         const outGrads = entry.outputs.map((o) => grads.get(o.name));
         if (outGrads.every((gr) => gr === undefined)) continue;
-        const inGrads = entry.rule(outGrads);
+        if (segment !== undefined && !(segment.of.tapeStart <= i && i < segment.of.tapeEnd)) segment = undefined;
+        if (segment === undefined) {
+          const of = this.segments.find((s) => s.tapeStart <= i && i < s.tapeEnd);
+          if (of !== undefined) {
+            const opened: OpenSegment = { of, rename: (name) => name };
+            // the first gradient that reaches the segment: its copies wait for it
+            opened.rename = this.recomputation(of, () => opened.gradient!);
+            segment = opened;
+          }
+        }
+        if (segment !== undefined) segment.gradient ??= outGrads.find((gr) => gr !== undefined);
+        const rule = entry.rule;
+        const inGrads = segment === undefined ? rule(outGrads) : this.g.withInputNames(segment.rename, () => rule(outGrads));
         entry.inputs.forEach((input, k) => {
           const gIn = inGrads[k];
           if (!gIn || !this.needsGrad(input)) return;

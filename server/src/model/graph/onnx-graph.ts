@@ -59,8 +59,41 @@ export class GraphBuilder {
   readonly initializers: LazyInitializer[] = [];
   private readonly scopes: string[] = [];
   private readonly usedNames = new Map<string, number>();
+  /** While set, every node's input names pass through it (a recomputed segment's backward, diff-graph.ts). */
+  private inputNames: ((name: string) => string) | undefined;
 
   constructor(readonly graphName: string) {}
+
+  /** Nodes added so far: a mark for `producersSince`. */
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
+  /** Each output name of the nodes added since `mark`, with the node that makes it. */
+  producersSince(mark: number): Map<string, onnx.INodeProto> {
+    const producers = new Map<string, onnx.INodeProto>();
+    for (const node of this.nodes.slice(mark)) for (const out of node.output ?? []) producers.set(out, node);
+    return producers;
+  }
+
+  /** Runs `fn` with every node's inputs renamed by `rename`. */
+  withInputNames<T>(rename: (name: string) => string, fn: () => T): T {
+    const outer = this.inputNames;
+    this.inputNames = rename;
+    try {
+      return fn();
+    } finally {
+      this.inputNames = outer;
+    }
+  }
+
+  /** A copy of `node` reading `inputs` (names taken as they are), with outputs of its own; returns them. */
+  copyNode(node: onnx.INodeProto, inputs: string[]): string[] {
+    const name = this.uniqueNodeName(`${node.opType}_recomputed`);
+    const outs = (node.output ?? []).map((_, i) => `${name}/output_${i}`);
+    this.nodes.push({ ...node, name, input: inputs, output: outs });
+    return outs;
+  }
 
   /** Runs `fn` with `name` appended to the node-name hierarchy. */
   scope<T>(name: string, fn: () => T): T {
@@ -94,6 +127,7 @@ export class GraphBuilder {
   /** Adds a node; returns its output names (one unless `outputs` says otherwise). */
   node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: { domain?: string; outputs?: number | string[] } = {}): string[] {
     const nodeName = this.uniqueNodeName(opType);
+    if (this.inputNames !== undefined) inputs = inputs.map(this.inputNames);
     const outs = Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: opts.outputs ?? 1 }, (_, i) => `${nodeName}/output_${i}`);
     this.nodes.push({
       name: nodeName,

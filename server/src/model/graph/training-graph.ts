@@ -113,17 +113,19 @@ interface LossGraphSpec {
   recording: boolean;
   /** Chunks of loss positions the LM head works in; 0 materialises logits for every position (the reference). */
   lossChunks?: number;
+  /** Each layer's activations recomputed in the backward instead of kept (DiffGraph.recomputed). */
+  recomputeLayers?: boolean;
 }
 
 /** The decoder forward on [B,S] tokens with the mean next-token cross-entropy. */
-function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, recording, lossChunks = lossChunkCount(c.vocabSize) }: LossGraphSpec): LossGraph {
+function makeLossGraph(c: ModelConfig, weights: WeightSource, { mode, seed, recording, lossChunks = lossChunkCount(c.vocabSize), recomputeLayers }: LossGraphSpec): LossGraph {
   const g = new GraphBuilder('kiln_training');
   const dg = new DiffGraph(g, recording);
   const params: TrainableParam[] = [];
   const source = mode.kind === 'full' ? fullParams(params) : loraParams(params, mode, seed);
   const baseBits = mode.kind === 'lora' ? mode.baseBits : undefined;
   const quantized = baseBits ? { quantization: baseBits, quantizedAccuracyLevel: 0, embeddingElem: 'float32' as const } : {};
-  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32', ...quantized };
+  const ctx: DecoderContext = { dg, c, weights, params: source, weightType: 'float32', ...quantized, ...(recomputeLayers ? { recomputeLayers } : {}) };
   const inputIds = dg.value(g.input(TrainIO.inputIds, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const labels = dg.value(g.input(TrainIO.labels, 'int64', ['batch', 'sequence']), ['batch', 'sequence'], 'int64');
   const body = makeDecoderBody(ctx, inputIds, undefined, false);
@@ -155,9 +157,21 @@ export function buildLossGraph(c: ModelConfig, weights: WeightSource, mode: Trai
   return { graph: g, params };
 }
 
+/** How a gradient graph is built: LoRA's seed (default 1), the loss chunks (by vocabulary size), per-layer recomputation (off). */
+export interface GradientGraphSpec {
+  seed?: number;
+  lossChunks?: number;
+  recomputeLayers?: boolean;
+}
+
 /** loss and grad.<p> for every trainable parameter (accumulation happens outside). */
-export function buildGradientGraph(c: ModelConfig, weights: WeightSource, mode: TrainingMode, seed = 1, lossChunks?: number): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks });
+export function buildGradientGraph(
+  c: ModelConfig,
+  weights: WeightSource,
+  mode: TrainingMode,
+  { seed = 1, lossChunks, recomputeLayers }: GradientGraphSpec = {},
+): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks, recomputeLayers });
   const grads = dg.backward(loss, [...values.values()]);
   g.output(loss.name, TrainIO.loss, 'float32', []);
   for (const p of params) g.output(grads.get(p.name)!.name, TrainIO.grad(p.name), 'float32', p.shape);
@@ -189,11 +203,13 @@ export interface TrainStepSpec {
   seed?: number;
   /** See LossGraphSpec.lossChunks (default: by vocabulary size). */
   lossChunks?: number;
+  /** See LossGraphSpec.recomputeLayers (default off). */
+  recomputeLayers?: boolean;
 }
 
 /** One training step in one graph: forward, backward, clipping and AdamW. */
-export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, { mode, hyper, seed = 1, lossChunks }: TrainStepSpec): BuiltTrainingGraph {
-  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks });
+export function buildTrainStepGraph(c: ModelConfig, weights: WeightSource, { mode, hyper, seed = 1, lossChunks, recomputeLayers }: TrainStepSpec): BuiltTrainingGraph {
+  const { g, dg, params, values, loss } = makeLossGraph(c, weights, { mode, seed, recording: true, lossChunks, recomputeLayers });
   const grads = dg.backward(loss, [...values.values()]);
   const io = optimizerInputs(g, params);
   const slots = params.map((p, i) => ({ param: p.name, grad: grads.get(p.name)!.name, m: io.moments[i]!.m, v: io.moments[i]!.v, decay: p.decay }));
