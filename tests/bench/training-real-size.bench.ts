@@ -1,10 +1,11 @@
 // Real-size training benchmark: one LoRA step (r 8, q/k/v/o) of Qwen2.5-Coder-0.5B's shape (hidden
-// 896, 14 heads, 2 KV heads, MLP 4864, vocab 151,936, tied, QKV biases; random weights made lazily),
-// `--layers` deep, before and after the memory and work changes, A/B interleaved in one run:
+// 896, 14 heads, 2 KV heads, MLP 4864, vocab 151,936, tied, QKV biases; random weights made lazily;
+// `--size 1.5b`: the 1.5B's), `--layers` deep, before and after the memory and work changes, A/B interleaved in one run:
 //   before   logits and their gradient for every position, ORT's pre-packed copies of the base
 //   after    the chunked loss head over loss positions, the base held once (the trainer's settings)
 //   top-half after, plus LoRA on the top half of the layers only (no backward below them)
 //   qlora    after, on an int8 base (MatMulNBits, exact compute; the backward through dequantized codes)
+//   recompute, qlora-recompute   after and qlora with each layer's activations recomputed in the backward
 //   torch    the same LoRA step in PyTorch (tests/bench/torch_train_step.py: frozen fp32 base, the same
 //            weights written as a checkpoint, the same batch, LoRA A/B initial values, rank, alpha,
 //            targets, lr, AdamW and clipping; LM head over the loss positions, full logits)
@@ -13,7 +14,7 @@
 // rotated per rep). With torch, its losses and gradient norms are checked against Kiln's `after`
 // (or `before`) step by step: same weights, same batch, both fp32.
 //
-//   npm run bench:training-real-size -- [--layers 4] [--seq 256] [--batch 1] [--reps 3] [--steps 2]
+//   npm run bench:training-real-size -- [--size 0.5b|1.5b] [--layers 4] [--seq 256] [--batch 1] [--reps 3] [--steps 2]
 //        [--threads 2] [--variants before,after,top-half,qlora,recompute,qlora-recompute,torch] [--python /usr/bin/python3] [--out FILE]
 //
 // Every variant is alive at once (about 1.3–3 GB each at 2–4 layers): pick fewer with --variants.
@@ -33,15 +34,18 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { ModelConfig } from '../../server/src/model/config';
 import { TRAINING_SESSION_CONFIG, TRAINING_SESSION_OPTIONS } from '../../server/src/training/trainer-session';
-import { PROBE_LR, type ProbeOptions, type ProbeResult, probeLoraMode, QWEN25_05B } from '../helpers/real-size-train-probe';
+import { PROBE_LR, type ProbeOptions, type ProbeResult, probeLoraMode } from '../helpers/real-size-train-probe';
 import { tempDir } from '../helpers/tiny-session';
 import { PYTHON } from '../helpers/torch-python';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize } from './bench-stats';
 import { ortPeakSession, PEAK } from './matmul-peak';
+import { REAL_SIZE_CHOICES, REAL_SIZES, type RealSize } from './real-size-model';
 import { type StepsReply, TorchRow, writeTorchInputs } from './real-size-torch-row';
 
 interface Settings {
+  /** The published shape (layers: its first `layers`). */
+  size: RealSize;
   layers: number;
   seq: number;
   batch: number;
@@ -54,10 +58,11 @@ interface Settings {
 }
 
 function parseArgs(argv: string[]): Settings {
-  const s: Settings = { layers: 4, seq: 256, batch: 1, reps: 3, steps: 2, threads: 2, variants: ['before', 'after', 'top-half'], python: PYTHON };
+  const s: Settings = { size: '0.5b', layers: 4, seq: 256, batch: 1, reps: 3, steps: 2, threads: 2, variants: ['before', 'after', 'top-half'], python: PYTHON };
   const args = new BenchArgs(argv);
   for (let a = args.flag(); a !== undefined; a = args.flag()) {
-    if (a === '--layers') s.layers = args.positiveInt();
+    if (a === '--size') s.size = args.oneOf(REAL_SIZE_CHOICES);
+    else if (a === '--layers') s.layers = args.positiveInt();
     else if (a === '--seq') s.seq = args.positiveInt();
     else if (a === '--batch') s.batch = args.positiveInt();
     else if (a === '--reps') s.reps = args.positiveInt();
@@ -79,7 +84,7 @@ function parseArgs(argv: string[]): Settings {
 const RANK = 8;
 
 function kilnVariants(s: Settings): { name: string; options: ProbeOptions }[] {
-  const base = { layers: s.layers, seq: s.seq, batch: s.batch, threads: s.threads, rank: RANK };
+  const base = { shape: REAL_SIZES[s.size], layers: s.layers, seq: s.seq, batch: s.batch, threads: s.threads, rank: RANK };
   const trainer = { ...base, ...TRAINING_SESSION_OPTIONS }; // the trainer's session settings
   return [
     { name: 'before', options: { ...base, lossChunks: 0, sessionConfig: {} } },
@@ -196,7 +201,7 @@ async function startRows(
   if (!torch) return {};
   log('starting torch …');
   const lora = probeLoraMode({ layers: s.layers, seq: s.seq, rank: RANK });
-  const spec = { python: s.python, config: { ...QWEN25_05B, numLayers: s.layers }, batch: s.batch, seq: s.seq, threads: s.threads, lr: PROBE_LR, loraInit: torch.loraInit };
+  const spec = { python: s.python, config: { ...REAL_SIZES[s.size], numLayers: s.layers }, batch: s.batch, seq: s.seq, threads: s.threads, lr: PROBE_LR, loraInit: torch.loraInit };
   const torchRow = TorchRow.start({ ...spec, rank: lora.rank, alpha: lora.alpha, targets: lora.targets }, torch.inputs);
   const row = fresh('torch', s.layers);
   row.child = torchRow;
@@ -227,7 +232,7 @@ function lossCheck(rows: Row[], reference: string) {
 async function main(): Promise<void> {
   const s = parseArgs(process.argv.slice(2));
   const loadBefore = os.loadavg();
-  const config = { ...QWEN25_05B, numLayers: s.layers };
+  const config = { ...REAL_SIZES[s.size], numLayers: s.layers };
   const kiln = kilnVariants(s);
   const torch = prepareTorch(s, config, kiln);
   const rows: Row[] = [];
@@ -256,7 +261,7 @@ async function main(): Promise<void> {
     const torchRowResult = rows.find((r) => r.name === 'torch');
     const result = {
       bench: 'training-real-size',
-      shape: `Qwen2.5-Coder-0.5B, ${s.layers} layers, LoRA r ${RANK} q/k/v/o, batch ${s.batch} × ${s.seq}`,
+      shape: `Qwen2.5-Coder-${s.size.toUpperCase()}, ${s.layers} layers, LoRA r ${RANK} q/k/v/o, batch ${s.batch} × ${s.seq}`,
       threads: s.threads,
       loadavg: { before: loadBefore.map((x) => round(x, 2)), after: os.loadavg().map((x) => round(x, 2)) },
       matmulPeakGflops: summarize(peaks),

@@ -1,6 +1,7 @@
-// When the fine-tune recomputes its layers: `auto` turns it on where the kept activations would pass
-// the floor (a real-size model at 1 × 512), and leaves it off where they are small (a tiny model; a
-// real-size model at a few tokens); on/off are obeyed.
+// When the fine-tune recomputes its layers: `auto` turns it on where the kept activations pass the
+// floor and the step would take more than a quarter of the machine's memory (a real-size model at
+// 1 × 512 on an 8 GB laptop), and leaves it off where they are small (a tiny model; a real-size model
+// at a few tokens) or memory is plenty (the same step on 64 GB); on/off are obeyed.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_LORA } from '../../server/src/finetune/fine-tune-options';
@@ -13,10 +14,12 @@ import { TINY_QWEN2 } from '../helpers/tiny-model';
 const lora = { ...DEFAULT_LORA, alpha: 16 };
 
 describe('per-layer recomputation policy', () => {
-  it('auto: on for the 0.5B shape at 1 × 512, off at 1 × 32 and for a tiny model', () => {
-    assert.equal(recomputesLayers('auto', QWEN25_05B as ModelConfig, { mode: lora, batch: 1, seq: 512 }), true);
-    assert.equal(recomputesLayers('auto', QWEN25_05B as ModelConfig, { mode: lora, batch: 1, seq: 32 }), false);
-    assert.equal(recomputesLayers('auto', TINY_QWEN2, { mode: { kind: 'full' }, batch: 8, seq: 256 }), false);
+  const GB = 2 ** 30;
+  it('auto: on for the 0.5B shape at 1 × 512 with 8 GB, off with 64 GB, at 1 × 32 and for a tiny model', () => {
+    assert.equal(recomputesLayers('auto', QWEN25_05B as ModelConfig, { mode: lora, batch: 1, seq: 512 }, 8 * GB), true);
+    assert.equal(recomputesLayers('auto', QWEN25_05B as ModelConfig, { mode: lora, batch: 1, seq: 512 }, 64 * GB), false);
+    assert.equal(recomputesLayers('auto', QWEN25_05B as ModelConfig, { mode: lora, batch: 1, seq: 32 }, 2 * GB), false);
+    assert.equal(recomputesLayers('auto', TINY_QWEN2, { mode: { kind: 'full' }, batch: 8, seq: 256 }, 1 * GB), false);
   });
 
   it('on and off are obeyed whatever the sizes', () => {

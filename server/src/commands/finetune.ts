@@ -24,7 +24,8 @@ const USAGE = `usage: kiln finetune <workspace> [--model DIR] [--out DIR] [--mod
   --lora-layers: LoRA on the top N layers only; no backward pass runs below them (default: every layer)
   --base-bits: QLoRA: the frozen base's projections as int8 or int4 blocks (LoRA factors, norms and AdamW stay float32)
   --recompute-layers: recompute each layer's activations in the backward instead of keeping them (auto, the
-             default: when those kept would pass 1 GiB; costs one more forward of each layer)
+             default: when those kept would pass 1 GiB and the step a quarter of the machine's memory;
+             one more forward of each layer, ~20% of a real-size step's speed)
   --minutes: a time budget for the whole run, evaluations included: the steps are fitted to it after a
              short warm-up, and --steps / --epochs only cap them (unset, they do not)
   --dry-run: build the dataset and report it (files, tokens, exclusions, secret lines blanked per rule); no training

@@ -157,7 +157,7 @@ export class DiffGraph {
       const node = segment.producers.get(name);
       if (node === undefined) return name;
       const outs = g.copyNode(node, (node.input ?? []).map(resolve));
-      (node.output ?? []).forEach((o, i) => copies.set(o, outs[i]!));
+      for (const [i, o] of (node.output ?? []).entries()) copies.set(o, outs[i]!);
       return copies.get(name)!;
     };
     return resolve;
