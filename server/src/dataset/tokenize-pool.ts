@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { FimTemplate } from '../model/fim';
 import { type DocumentExamples, documentExamples } from './document-examples';
-import { type ContextRepository, type CursorContext, RepositoryCandidates } from './example-context';
+import { type ContextRepository, RepositoryCandidates } from './example-context';
 import type { ExampleContext, ExampleTokenizer, FimOptions } from './fim-transform';
 
 export interface ParallelTokenizing {
@@ -81,9 +81,9 @@ export function encodeDocuments(sources: readonly Source[], tokenizer: ExampleTo
 export function runJob(job: TokenizeJob, tokenizer: ExampleTokenizer, source: Source, repository?: RepositoryCandidates): unknown {
   if (job.kind === 'ids') return tokenizer.encode(source.text);
   const ctx: ExampleContext = { tokenizer, template: job.template, endId: job.endId, options: job.options };
-  const context: CursorContext | undefined = source.repository === undefined ? undefined : repository?.forDocument(source.path, source.text);
-  if (source.repository !== undefined && context === undefined) throw new Error(`${source.path}: its repository's context is missing`);
-  return documentExamples({ path: source.path, text: source.text, ...(context === undefined ? {} : { context }) }, ctx, job.seqLen, job.seed);
+  if (source.repository === undefined) return documentExamples({ path: source.path, text: source.text }, ctx, job.seqLen, job.seed);
+  if (repository === undefined) throw new Error(`${source.path}: its repository's context is missing`);
+  return documentExamples({ path: source.path, text: source.text, context: repository.forDocument(source.path, source.text) }, ctx, job.seqLen, job.seed);
 }
 
 async function tokenizeAll(sources: readonly Source[], run: TokenizeRun, job: TokenizeJob, tokenizer: ExampleTokenizer): Promise<unknown[]> {
