@@ -53,10 +53,17 @@ export function quantizeBlockwise(w: Float32Array, { n, k, bits, blockSize = QUA
       scales[row * blocks + b] = scale;
       writeCode(zeroPoints, row * zpBytesPerRow, b, zp, bits);
       const blob = (row * blocks + b) * blobBytes;
-      for (let i = 0; i < blockSize; i++) {
-        const v = start + i < end ? w[row * k + start + i]! : 0;
-        const code = Math.min(maxCode, Math.max(0, Math.round(v / scale) + zp));
-        writeCode(data, blob, i, code, bits);
+      const from = row * k + start;
+      const count = end - start;
+      // (a NaN code stores as 0, as writeCode would)
+      if (bits === 8) {
+        for (let i = 0; i < blockSize; i++) data[blob + i] = blockCode(i < count ? w[from + i]! : 0, scale, zp, maxCode);
+      } else {
+        for (let i = 0; i < blockSize; i += 2) {
+          const even = blockCode(i < count ? w[from + i]! : 0, scale, zp, maxCode);
+          const odd = blockCode(i + 1 < count ? w[from + i + 1]! : 0, scale, zp, maxCode);
+          data[blob + (i >> 1)] = even | (odd << 4);
+        }
       }
     }
   }
@@ -84,6 +91,22 @@ export function dequantizeBlockwise(q: BlockQuantized): Float32Array {
 /** Bytes of a quantized weight (codes, scales, zero points). */
 export function quantizedBytes(q: BlockQuantized): number {
   return q.data.byteLength + q.scales.byteLength + q.zeroPoints.byteLength;
+}
+
+/**
+ * Math.round(v / scale) for float32 v and scale, without Math.round's data-dependent branch (on random
+ * weights ~12 → ~2 ns a value on an AVX2 EPYC: the branch mispredicts half the time). floor(x + 0.5)
+ * differs from Math.round only when x + 0.5 rounds up to an integer, i.e. x lies within 2⁻⁵³·|x| below
+ * a half-integer without being one; a quotient of two 24-bit mantissas under 64 (the codes' range; past
+ * it the callers clamp) is a half-integer exactly or at least 2⁻³² of itself away from one.
+ */
+function roundQuotient(v: number, scale: number): number {
+  return Math.floor(v / scale + 0.5);
+}
+
+/** A value's code in a block of `scale` and zero point `zp`, clamped to [0, maxCode]. */
+function blockCode(v: number, scale: number, zp: number, maxCode: number): number {
+  return Math.min(maxCode, Math.max(0, roundQuotient(v, scale) + zp));
 }
 
 function writeCode(bytes: Uint8Array, base: number, index: number, code: number, bits: QuantBits): void {
@@ -136,29 +159,54 @@ export function quantizePerChannel(w: Float32Array, { n, k }: { n: number; k: nu
 /**
  * quantizePerChannel on a weight read TILE rows at a time: a row's scale and codes depend on that row
  * alone, so a reader can hand out a small buffer that stays in cache instead of the whole float32 matrix.
+ * Each tile is coded row-major first, then transposed four rows to a 32-bit write (with roundQuotient,
+ * 0.5B's head of random BF16 weights ~16 → ~5 ns a value on an AVX2 EPYC; tests/bench/graph-build.bench.ts
+ * profiles the whole build).
  */
 export function quantizePerChannelRows(readRows: RowReader, { n, k }: { n: number; k: number }): ChannelQuantized {
   const codes = new Int8Array(n * k);
   const scales = new Float32Array(n);
+  const tileCodes = new Int8Array(Math.min(n, TILE) * k); // [TILE, k], row-major
   for (let r0 = 0; r0 < n; r0 += TILE) {
-    const r1 = Math.min(n, r0 + TILE);
-    const w = readRows(r0, r1 - r0); // [r1 - r0, k]
-    if (w.length !== (r1 - r0) * k) throw new Error(`quantize: rows ${r0}..${r1} came as ${w.length} values, not ${(r1 - r0) * k}`);
-    for (let row = r0; row < r1; row++) {
-      let max = 0;
-      for (let i = (row - r0) * k; i < (row - r0 + 1) * k; i++) max = Math.max(max, Math.abs(w[i]!));
-      scales[row] = Math.fround(max > 0 ? max / INT8_CHANNEL_MAX : 1);
-    }
-    // transposed in tiles: a plain column walk over a 151,936-row head misses the cache on every write
-    for (let i0 = 0; i0 < k; i0 += TILE) {
-      for (let row = r0; row < r1; row++) {
-        const scale = scales[row]!;
-        const from = (row - r0) * k;
-        for (let i = i0; i < Math.min(k, i0 + TILE); i++) codes[i * n + row] = Math.max(-INT8_CHANNEL_MAX, Math.min(INT8_CHANNEL_MAX, Math.round(w[from + i]! / scale)));
-      }
-    }
+    const rows = Math.min(n, r0 + TILE) - r0;
+    const w = readRows(r0, rows); // [rows, k]
+    if (w.length !== rows * k) throw new Error(`quantize: rows ${r0}..${r0 + rows} came as ${w.length} values, not ${rows * k}`);
+    for (let r = 0; r < rows; r++) scales[r0 + r] = codeRow(w, r * k, k, tileCodes);
+    transposeTile(tileCodes, rows, k, codes, n, r0);
   }
   return { n, k, codes, scales };
+}
+
+/** Codes of the row w[from, from + k) into out[from, from + k); returns its scale. */
+function codeRow(w: Float32Array, from: number, k: number, out: Int8Array): number {
+  let max = 0;
+  for (let i = from; i < from + k; i++) max = Math.max(max, Math.abs(w[i]!)); // NaN anywhere makes max NaN, and the scale 1
+  const scale = Math.fround(max > 0 ? max / INT8_CHANNEL_MAX : 1);
+  // |w/scale| ≤ max/scale (division is monotonic), so a finite quotient under 63.5 rounds inside the
+  // codes' range and needs no clamp; NaN, infinities and a scale that underflowed to 0 take the clamped loop
+  if (max / scale < INT8_CHANNEL_MAX + 0.5) {
+    for (let i = from; i < from + k; i++) out[i] = roundQuotient(w[i]!, scale);
+  } else {
+    for (let i = from; i < from + k; i++) out[i] = Math.max(-INT8_CHANNEL_MAX, Math.min(INT8_CHANNEL_MAX, roundQuotient(w[i]!, scale)));
+  }
+  return scale;
+}
+
+/** tile [rows, k] row-major into codes [k, n] at column r0: four rows' bytes to one 32-bit write where aligned. */
+function transposeTile(tile: Int8Array, rows: number, k: number, codes: Int8Array, n: number, r0: number): void {
+  const words = n % 4 === 0 && r0 % 4 === 0 && codes.byteOffset % 4 === 0 ? new Int32Array(codes.buffer, codes.byteOffset, codes.length >> 2) : undefined;
+  const wordRows = words ? rows - (rows % 4) : 0;
+  for (let i = 0; i < k; i++) {
+    const to = i * n + r0;
+    if (words) {
+      // little-endian: the first row's byte is the word's lowest
+      for (let r = 0; r < wordRows; r += 4) {
+        const at = r * k + i;
+        words[(to + r) >> 2] = (tile[at]! & 0xff) | ((tile[at + k]! & 0xff) << 8) | ((tile[at + 2 * k]! & 0xff) << 16) | (tile[at + 3 * k]! << 24);
+      }
+    }
+    for (let r = wordRows; r < rows; r++) codes[to + r] = tile[r * k + i]!;
+  }
 }
 
 /** The float32 weight [n, k] per-channel codes stand for. */
