@@ -53,17 +53,14 @@ export function quantizeBlockwise(w: Float32Array, { n, k, bits, blockSize = QUA
       scales[row * blocks + b] = scale;
       writeCode(zeroPoints, row * zpBytesPerRow, b, zp, bits);
       const blob = (row * blocks + b) * blobBytes;
-      const from = row * k + start;
-      const count = end - start;
-      // (a NaN code stores as 0, as writeCode would)
+      // the last block of a row is read zero-padded; the others straight from the row (no test per value)
+      const block = end - start === blockSize ? w : padded(w, row * k + start, end - start, blockSize);
+      const from = block === w ? row * k + start : 0;
+      // (a NaN code stores as 0, as writeCode's did)
       if (bits === 8) {
-        for (let i = 0; i < blockSize; i++) data[blob + i] = blockCode(i < count ? w[from + i]! : 0, scale, zp, maxCode);
+        for (let i = 0; i < blockSize; i++) data[blob + i] = blockCode(block[from + i]!, scale, zp, maxCode);
       } else {
-        for (let i = 0; i < blockSize; i += 2) {
-          const even = blockCode(i < count ? w[from + i]! : 0, scale, zp, maxCode);
-          const odd = blockCode(i + 1 < count ? w[from + i + 1]! : 0, scale, zp, maxCode);
-          data[blob + (i >> 1)] = even | (odd << 4);
-        }
+        for (let i = 0; i < blockSize; i += 2) data[blob + (i >> 1)] = blockCode(block[from + i]!, scale, zp, maxCode) | (blockCode(block[from + i + 1]!, scale, zp, maxCode) << 4);
       }
     }
   }
@@ -102,6 +99,13 @@ export function quantizedBytes(q: BlockQuantized): number {
  */
 function roundQuotient(v: number, scale: number): number {
   return Math.floor(v / scale + 0.5);
+}
+
+/** w[from, from + count) followed by zeros, blockSize values in all. */
+function padded(w: Float32Array, from: number, count: number, blockSize: number): Float32Array {
+  const out = new Float32Array(blockSize);
+  out.set(w.subarray(from, from + count));
+  return out;
 }
 
 /** A value's code in a block of `scale` and zero point `zp`, clamped to [0, maxCode]. */
