@@ -10,6 +10,7 @@ const entryPoints: Record<string, string> = {
   'dataset-worker': 'server/src/dataset/tokenize-worker.ts',
   'model-worker': 'server/src/lsp/model-worker.ts',
   'session-worker': 'server/src/runtime/session-worker.ts',
+  'quantize-worker': 'server/src/model/graph/quantize-worker.ts',
 };
 
 build({

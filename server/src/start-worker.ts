@@ -2,7 +2,7 @@
 // tsx runs, from its TypeScript source. Node 20's workers do not take `--import tsx` for a .ts entry,
 // so the source entry registers tsx's require hook itself.
 import { existsSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { type Transferable, Worker } from 'node:worker_threads';
 
 export interface WorkerEntry {
   /** The bundled entry's path (used when it exists). */
@@ -11,7 +11,7 @@ export interface WorkerEntry {
   source: string;
 }
 
-export function startWorker(entry: WorkerEntry, workerData: unknown): Worker {
-  if (existsSync(entry.bundled)) return new Worker(entry.bundled, { workerData });
-  return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(entry.source)});`, { eval: true, workerData });
+export function startWorker(entry: WorkerEntry, workerData: unknown, transferList: Transferable[] = []): Worker {
+  if (existsSync(entry.bundled)) return new Worker(entry.bundled, { workerData, transferList });
+  return new Worker(`require('tsx/cjs/api').register(); require(${JSON.stringify(entry.source)});`, { eval: true, workerData, transferList });
 }

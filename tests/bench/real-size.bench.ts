@@ -19,7 +19,7 @@
 //           a fixed count); llama.cpp replays Kiln's prompt ids with prefix reuse and as many tokens.
 //           Blocks of 8 keystrokes alternate between the engines. Reported apart: prefill (request to first
 //           token) and decode (ms per later token), and the whole latency.
-//   defaults (with the fp32 pair, what `auto` loads without a kiln.json): the product's defaults (kiln.quantization auto, maxTokens 64,
+//   defaults (with the pair `auto` loads without a kiln.json: int8 at these sizes): the product's defaults (kiln.quantization auto, maxTokens 64,
 //           timeLimitMs 2000, its own stop rules) on the same trace; p50/p95 over answers the model computed.
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -32,7 +32,7 @@ import { CompletionEngine } from '../../server/src/completion/engine';
 import type { StopContext, StopRules } from '../../server/src/completion/stop-rules';
 import { exportGguf, type GgufDtype } from '../../server/src/model/export/gguf';
 import { parseSettings } from '../../server/src/lsp/settings';
-import type { QuantizationSetting } from '../../server/src/runtime/quantization-choice';
+import { automaticPrecision, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
 import { LatencyStats } from '../../server/src/telemetry/latency-stats';
 import { getPeerLlama, type PeerModel } from '../helpers/llama-cpp-peer';
 import { BenchArgs } from './bench-args';
@@ -307,13 +307,16 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
   const graphRoot = mkdtempSync(join(os.tmpdir(), 'kiln-bench-real-size-'));
   const pairs: Record<string, unknown> = {};
   let defaults: unknown;
+  // the pair `auto` resolves to without a kiln.json (int8 above ~100M parameters): loaded through `auto`
+  const autoPrecision = automaticPrecision(undefined, () => parameterCount(config));
+  const autoPair: Precision = autoPrecision === 'none' ? 'fp32' : autoPrecision;
   try {
     for (const p of s.precisions) {
       const pair = PAIRS[p];
       log(`\n=== ${s.size} ${p} vs ${pair.peer} (loadavg ${os.loadavg()[0]!.toFixed(2)})`);
       const gguf = await ggufFor(modelDir, pair.gguf);
       const cacheDir = join(graphRoot, p);
-      const choices = { fimOrder: 'auto', quantization: p === 'fp32' ? 'auto' : pair.quantization } as const;
+      const choices = { fimOrder: 'auto', quantization: p === autoPair ? 'auto' : pair.quantization } as const;
       const loadOptions = {
         executionProvider: 'cpu' as const,
         threads: s.threads,
@@ -328,7 +331,7 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
       t0 = performance.now();
       const kiln = await loadCompletionModel(modelDir, choices, loadOptions);
       const cachedLoadMs = performance.now() - t0;
-      // fp32 is loaded through `auto`: it must resolve to fp32 (no kiln.json recommendation here)
+      // the `auto` pair must resolve to its own precision (no kiln.json recommendation here)
       if (kiln.loaded.quantization !== (p === 'int8' ? 8 : p === 'int4' ? 4 : undefined)) throw new Error(`${p}: Kiln loaded int${kiln.loaded.quantization}`);
       const kilnRss = rssMB();
       const llama = await loadLlama(gguf, s);
@@ -360,8 +363,8 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
         pairs[p] = row;
         // a long run keeps what it measured so far, pair by pair
         if (s.out) writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
-        // the product's defaults: what `auto` loads, which is the fp32 row here (no kiln.json)
-        if (s.parts.includes('defaults') && p === 'fp32') {
+        // the product's defaults: what `auto` loads
+        if (s.parts.includes('defaults') && p === autoPair) {
           defaults = await defaultsFigures(kiln, s);
           log(`  product defaults: ${JSON.stringify(defaults)}`);
         }

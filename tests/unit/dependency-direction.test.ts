@@ -49,7 +49,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   context: ['model'],
   runtime: ['kvcache', 'model', 'find-executable', 'start-worker'],
   remote: ['telemetry'], // text-level remote backends: beside the runtime, below completion
-  model: ['random'],
+  model: ['random', 'start-worker'], // a graph build's second quantizing thread (model/graph/parallel-quantize.ts)
   protocol: ['telemetry'],
   telemetry: [],
   random: [],

@@ -168,17 +168,37 @@ export function quantizePerChannel(w: Float32Array, { n, k }: { n: number; k: nu
  * profiles the whole build).
  */
 export function quantizePerChannelRows(readRows: RowReader, { n, k }: { n: number; k: number }): ChannelQuantized {
-  const codes = new Int8Array(n * k);
-  const scales = new Float32Array(n);
-  const tileCodes = new Int8Array(Math.min(n, TILE) * k); // [TILE, k], row-major
-  for (let r0 = 0; r0 < n; r0 += TILE) {
-    const rows = Math.min(n, r0 + TILE) - r0;
+  const out = { n, k, codes: new Int8Array(n * k), scales: new Float32Array(n) };
+  quantizePerChannelInto(readRows, out, 0, n);
+  return out;
+}
+
+/**
+ * Rows [first, end) of quantizePerChannelRows into `out` (its codes and scales, which may live in shared
+ * memory another thread fills with the other rows): no byte outside those rows' columns is written.
+ * `first` a multiple of 4 keeps the transpose's 32-bit writes.
+ */
+export function quantizePerChannelInto(readRows: RowReader, out: ChannelQuantized, first: number, end: number): void {
+  const { n, k, codes, scales } = out;
+  const tileCodes = new Int8Array(Math.min(end - first, TILE) * k); // [TILE, k], row-major
+  for (let r0 = first; r0 < end; r0 += TILE) {
+    const rows = Math.min(end, r0 + TILE) - r0;
     const w = readRows(r0, rows); // [rows, k]
     if (w.length !== rows * k) throw new Error(`quantize: rows ${r0}..${r0 + rows} came as ${w.length} values, not ${rows * k}`);
     for (let r = 0; r < rows; r++) scales[r0 + r] = codeRow(w, r * k, k, tileCodes);
     transposeTile(tileCodes, rows, k, codes, n, r0);
   }
-  return { n, k, codes, scales };
+}
+
+/** Rows handed to a quantizer a tile at a time, read into one small buffer that stays in cache. */
+export function tiledRowReader(readRows: (first: number, into: Float32Array) => void, k: number): RowReader {
+  let buffer = new Float32Array(0);
+  return (first, count) => {
+    if (buffer.length < count * k) buffer = new Float32Array(count * k);
+    const into = buffer.subarray(0, count * k);
+    readRows(first, into);
+    return into;
+  };
 }
 
 /** Codes of the row w[from, from + k) into out[from, from + k); returns its scale. */

@@ -3,7 +3,9 @@
 // (lsp/model-worker.ts) and only the session creation stays with the caller.
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { type Checkpoint, openCheckpoint } from '../model/checkpoint';
+import { ParallelQuantizer } from '../model/graph/parallel-quantize';
 import type { ModelConfig } from '../model/config';
 import { loadLoraAdapter, splitLoraName } from '../model/export/peft';
 import { adapterGraphFiles, readAdapterGraphRecord, writeAdapterGraph } from '../model/graph/adapter-graph';
@@ -127,13 +129,26 @@ function prepareBaseGraph({ modelDir, checkpoint, cacheDir, graphOptions, weight
   const cached = cachedGraph(cacheDir, key);
   if (cached.meta) return { dir: cached.dir, weightBytes: cached.meta.weightBytes, cacheHit: true };
   log?.(`building the ${describeGraph(graphOptions)} graph for ${modelDir}`);
-  const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, graphOptions);
-  // The build record goes in before the folder is published, so a complete-looking folder is complete.
-  const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
-    finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions }),
-    isComplete: isCompleteBuild,
-  });
-  return { dir: cached.dir, weightBytes: written.weightBytes, cacheHit: false };
+  // int8 codes are the build's largest part: half of each large weight on a second thread where there is one
+  const parallelQuantizer =
+    graphOptions.quantization === 8 && availableParallelism() > 1
+      ? new ParallelQuantizer(
+          modelDir,
+          checkpoint.weights.files.map((f) => f.path),
+          { log },
+        )
+      : undefined;
+  try {
+    const graph = buildDecoderGraph(checkpoint.config, checkpoint.weights, { ...graphOptions, ...(parallelQuantizer ? { parallelQuantizer } : {}) });
+    // The build record goes in before the folder is published, so a complete-looking folder is complete.
+    const written = writeModel(graph, cached.dir, DECODER_OPSETS, {
+      finish: (tmpDir, weightBytes) => writeBuildMeta(tmpDir, weightBytes, { modelDir, ...graphOptions }),
+      isComplete: isCompleteBuild,
+    });
+    return { dir: cached.dir, weightBytes: written.weightBytes, cacheHit: false };
+  } finally {
+    parallelQuantizer?.close();
+  }
 }
 
 /** Prepares a graph somewhere (this thread, or a worker) and resolves to where it was written. */

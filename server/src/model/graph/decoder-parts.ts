@@ -6,6 +6,7 @@ import { float32ToHalfArray } from '../half';
 import type { QuantBits } from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
 import type { ElemType } from './onnx-graph';
+import type { ParallelQuantizer } from './parallel-quantize';
 import { add, cast, mul, reciprocal, silu, sqrt } from './ops-elementwise';
 import { matmul, meanLastAxis } from './ops-nn';
 import { addLoraSideProducts } from './lora-side-product';
@@ -88,6 +89,8 @@ export interface DecoderContext {
   quantization?: QuantBits;
   /** MatMulNBits' accuracy_level for the quantized Linear weights (default: by bits; 0 is exact). */
   quantizedAccuracyLevel?: number;
+  /** Codes half of each large int8 weight on a second thread, reading `weights`' checkpoint itself (inference builds). */
+  parallelQuantizer?: ParallelQuantizer;
   /** The embedding table's type when set (training keeps it float32: it is the tied LM head too). */
   embeddingElem?: ElemType;
   /** Training: each layer's activations are recomputed in the backward from its input (DiffGraph.recomputed), not kept. */
@@ -171,6 +174,7 @@ export function makeLinear(ctx: DecoderContext, x: Value, { graphName, hfNames, 
           into,
         ),
       readRows: stackedRowReader(ctx.weights, hfNames, outDims, inDim),
+      ...(ctx.parallelQuantizer ? { parallel: { quantizer: ctx.parallelQuantizer, stacked: { names: hfNames, rows: outDims } } } : {}),
       accuracyLevel: ctx.quantizedAccuracyLevel,
     });
   } else {

@@ -26,6 +26,7 @@ import {
 } from './decoder-parts';
 import { DiffGraph, type Value } from './diff-graph';
 import { GraphBuilder } from './onnx-graph';
+import type { ParallelQuantizer } from './parallel-quantize';
 import { add, cast } from './ops-elementwise';
 import { embedding } from './ops-nn';
 import { quantizedMatMul } from './quantized-matmul';
@@ -48,6 +49,8 @@ export interface DecoderGraphOptions {
   emitPresent?: boolean;
   /** Linear layers and the LM head quantized (int4 MatMulNBits block 32, int8 MatMulInteger per channel; quantized-matmul.ts); the embedding then float16. */
   quantization?: QuantBits;
+  /** int8 weights coded on two threads; `weights` must be the checkpoint the quantizer reopens. Not part of the graph: same bytes. */
+  parallelQuantizer?: ParallelQuantizer;
 }
 
 /** Names of the graph's inputs and outputs, shared with the runtime. */
@@ -139,7 +142,15 @@ export function makeDecoderBody(ctx: DecoderContext, inputIds: Value, past: { ke
 export function buildDecoderGraph(c: ModelConfig, weights: WeightSource, options: DecoderGraphOptions, params: ParamSource = INITIALIZER_PARAMS): GraphBuilder {
   const g = new GraphBuilder('kiln_decoder');
   const dg = new DiffGraph(g, false);
-  const ctx: DecoderContext = { dg, c, weights, params, weightType: options.weightType, quantization: options.quantization };
+  const ctx: DecoderContext = {
+    dg,
+    c,
+    weights,
+    params,
+    weightType: options.weightType,
+    quantization: options.quantization,
+    ...(options.parallelQuantizer ? { parallelQuantizer: options.parallelQuantizer } : {}),
+  };
   const fused = options.attention === 'fused';
   const kvDim = c.numKvHeads * c.headDim;
   const keyShape = ['batch', c.numKvHeads, c.headDim, 'past_sequence'];
@@ -297,6 +308,7 @@ function makeInferenceLogits(ctx: DecoderContext, body: DecoderBody, logitsIndex
       k: c.hiddenSize,
       rows: (into) => readWeightInto(ctx.weights, headName, into),
       readRows: stackedRowReader(ctx.weights, [headName], [c.vocabSize], c.hiddenSize),
+      ...(ctx.parallelQuantizer ? { parallel: { quantizer: ctx.parallelQuantizer, stacked: { names: [headName], rows: [c.vocabSize] } } } : {}),
     }).name; // [B,K,V]
   // Gemm with transB reads the HF [V,d] layout directly, so a tied head shares the embedding table.
   const head = c.tieWordEmbeddings

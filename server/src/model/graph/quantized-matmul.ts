@@ -29,8 +29,18 @@
 // (no zero points at all) ran ~10× slower there: MLAS has no fast AVX2 kernel for it.
 // A training graph (QLoRA) asks for an accuracy level (0: exact) and gets MatMulNBits for both widths,
 // the gradient flowing to x through the same codes dequantized in the graph one weight at a time: dx = dy · W.
-import { type QuantBits, QUANT_BLOCK_SIZE, quantizeBlockwise, quantizePerChannelRows, type BlockQuantized, type ChannelQuantized, type RowReader } from '../quantize';
+import {
+  type QuantBits,
+  QUANT_BLOCK_SIZE,
+  quantizeBlockwise,
+  quantizePerChannelRows,
+  tiledRowReader,
+  type BlockQuantized,
+  type ChannelQuantized,
+  type RowReader,
+} from '../quantize';
 import type { DiffGraph, Value } from './diff-graph';
+import type { ParallelQuantizer, StackedRows } from './parallel-quantize';
 import type { GraphBuilder } from './onnx-graph';
 
 /** MatMulNBits' accuracy_level for int4: int8 activations per block (see the table above). */
@@ -46,6 +56,8 @@ export interface QuantizedWeight {
   rows: (into: Float32Array) => void;
   /** Fills `into` with rows [first, first + into.length / K); when given, int8 reads the weight a tile of rows at a time. */
   readRows?: (first: number, into: Float32Array) => void;
+  /** The HF tensors the rows are stacked from and a second thread to code half of them on (int8, graph builds). */
+  parallel?: { quantizer: ParallelQuantizer; stacked: StackedRows };
   /** Set by training graphs: MatMulNBits at this accuracy_level (0 computes exactly on the dequantized weights), with a backward to x. */
   accuracyLevel?: number;
 }
@@ -53,7 +65,7 @@ export interface QuantizedWeight {
 /** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
 export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
   const { readRows } = w;
-  if (w.accuracyLevel === undefined && w.bits === 8 && readRows) return int8MatMul(dg, x, w, () => tileReader(readRows, w.k));
+  if (w.accuracyLevel === undefined && w.bits === 8 && readRows) return int8MatMul(dg, x, w, () => tiledRowReader(readRows, w.k));
   const withBuffer = { ...w, rows: rowsBuffer(dg.g, w) };
   if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, withBuffer, w.accuracyLevel); // a training graph's frozen base
   if (w.bits === 4) return nbitsMatMul(dg, x, withBuffer, INT4_ACCURACY_LEVEL);
@@ -84,17 +96,6 @@ function rowsBuffer(g: GraphBuilder, w: QuantizedWeight): () => Float32Array {
     const into = buffer.values.subarray(0, w.n * w.k);
     w.rows(into);
     if (--buffer.pending <= 0) buffer.values = new Float32Array(0); // a graph written again reads fresh buffers
-    return into;
-  };
-}
-
-/** Rows handed to the int8 quantizer a tile at a time, read into one small buffer that stays in cache. */
-function tileReader(readRows: (first: number, into: Float32Array) => void, k: number): RowReader {
-  let buffer = new Float32Array(0);
-  return (first, count) => {
-    if (buffer.length < count * k) buffer = new Float32Array(count * k);
-    const into = buffer.subarray(0, count * k);
-    readRows(first, into);
     return into;
   };
 }
@@ -173,10 +174,10 @@ function dequantized(dg: DiffGraph, gy: Value, { codes, scales, zeroPoints, bits
  * whatever its size): QuantizeLinear and DequantizeLinear stand for the Div, Round, +128, Cast and
  * Cast, Mul of a hand-written chain, with the same integer sums.
  */
-function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k }: QuantizedWeight, reader: () => RowReader): Value {
+function int8MatMul(dg: DiffGraph, x: Value, { graphName, n, k, parallel }: QuantizedWeight, reader: () => RowReader): Value {
   const { g } = dg;
   let quantized: ChannelQuantized | undefined;
-  const q = () => (quantized ??= quantizePerChannelRows(reader(), { n, k }));
+  const q = () => (quantized ??= parallel ? parallel.quantizer.perChannel(parallel.stacked, n, k, reader()) : quantizePerChannelRows(reader(), { n, k }));
   const codes = g.weight(`${graphName}.qweight`, 'int8', [k, n], () => {
     const c = q().codes;
     return new Uint8Array(c.buffer, c.byteOffset, c.byteLength);

@@ -1,0 +1,137 @@
+// A graph build's int8 quantization on two threads: the graph is written synchronously, one weight
+// after another, so each large weight is split in two — this thread codes the first rows while a
+// helper thread reads the others from the checkpoint itself and codes them into the same shared
+// buffers — and this thread then waits (Atomics.wait) for the helper. The bytes are those of
+// quantizePerChannelRows: a row's codes depend on that row alone. Any failure of the helper (an
+// error, a worker that never answers) is logged and its rows are coded here; later weights stay here.
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { MessageChannel, type MessagePort, receiveMessageOnPort, type Worker } from 'node:worker_threads';
+import { startWorker } from '../../start-worker';
+import { type ChannelQuantized, quantizePerChannelInto, quantizePerChannelRows, type RowReader } from '../quantize';
+
+/** The HF tensors a weight's rows are stacked from (decoder-parts.ts stackedRowReader), as the helper reopens them. */
+export interface StackedRows {
+  names: string[];
+  rows: number[];
+}
+
+/** One half of a weight for the helper thread. */
+export interface QuantizeJob {
+  names: string[];
+  rows: number[];
+  n: number;
+  k: number;
+  /** Rows [first, end) of the stacked weight. */
+  first: number;
+  end: number;
+  codes: SharedArrayBuffer; // int8 [k, n]
+  scales: SharedArrayBuffer; // float32 [n]
+  /** int32 [1]: 0 while running, 1 done, −1 failed (the reason then waits on the port). */
+  done: SharedArrayBuffer;
+}
+
+/** A weights file as this thread saw it: the helper refuses a checkpoint whose files were replaced since. */
+export interface FileIdentity {
+  path: string;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export function fileIdentity(path: string): FileIdentity {
+  const st = statSync(path);
+  return { path, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+export interface QuantizeWorkerData {
+  modelDir: string;
+  files: FileIdentity[];
+  /** Where the helper's failures are posted, read here without an event loop (receiveMessageOnPort). */
+  port: MessagePort;
+}
+
+/** Weights under this many values are coded here (by default): a job's hand-off (~0.1 ms) would outweigh the split. */
+const MIN_SPLIT_VALUES = 1 << 20;
+/** How long a job may take before the helper is given up on (a 1.5B head codes in ~1.5 s). */
+const JOB_TIMEOUT_MS = 60_000;
+/** Rows per transpose tile: the split keeps the helper's first row on a tile and word boundary. */
+const SPLIT_ALIGN = 64;
+
+export class ParallelQuantizer {
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  /** Set once the helper failed: how it is ended (one that never answered cannot be asked to close). */
+  private failed: 'close' | 'terminate' | undefined;
+
+  private readonly files: FileIdentity[];
+
+  private readonly log: ((message: string) => void) | undefined;
+  private readonly minSplitValues: number;
+
+  /** For the checkpoint in `modelDir` whose weights files are `weightFiles` (their identity is taken now). */
+  constructor(
+    private readonly modelDir: string,
+    weightFiles: readonly string[],
+    options: { log?: (message: string) => void; minSplitValues?: number } = {},
+  ) {
+    this.files = weightFiles.map(fileIdentity);
+    this.log = options.log;
+    this.minSplitValues = options.minSplitValues ?? MIN_SPLIT_VALUES;
+  }
+
+  /** quantizePerChannelRows of the stacked weight; `local` reads its rows on this thread. */
+  perChannel(stacked: StackedRows, n: number, k: number, local: RowReader): ChannelQuantized {
+    if (this.failed !== undefined || n * k < this.minSplitValues || n < 2 * SPLIT_ALIGN) return quantizePerChannelRows(local, { n, k });
+    const job: QuantizeJob = {
+      ...stacked,
+      n,
+      k,
+      first: Math.round(n / 2 / SPLIT_ALIGN) * SPLIT_ALIGN,
+      end: n,
+      codes: new SharedArrayBuffer(n * k),
+      scales: new SharedArrayBuffer(4 * n),
+      done: new SharedArrayBuffer(4),
+    };
+    const out: ChannelQuantized = { n, k, codes: new Int8Array(job.codes), scales: new Float32Array(job.scales) };
+    this.helper().postMessage(job);
+    quantizePerChannelInto(local, out, 0, job.first);
+    if (!this.waitFor(job)) quantizePerChannelInto(local, out, job.first, job.end);
+    return out;
+  }
+
+  /** Ends the helper thread (a build's end); one that stopped answering is terminated. */
+  close(): void {
+    if (this.failed === 'terminate') void this.worker?.terminate();
+    else this.worker?.postMessage('close');
+    this.port?.close();
+    this.worker = undefined;
+    this.port = undefined;
+  }
+
+  private helper(): Worker {
+    if (!this.worker) {
+      const { port1, port2 } = new MessageChannel();
+      const data: QuantizeWorkerData = { modelDir: this.modelDir, files: this.files, port: port2 };
+      this.worker = startWorker({ bundled: join(__dirname, 'quantize-worker.js'), source: join(__dirname, 'quantize-worker.ts') }, data, [port2]);
+      this.worker.unref(); // a build that throws before close() must not keep the process alive
+      this.port = port1;
+    }
+    return this.worker;
+  }
+
+  /** Whether the helper coded its rows; on failure, says why and stops using it. */
+  private waitFor(job: QuantizeJob): boolean {
+    const done = new Int32Array(job.done);
+    const waited = Atomics.wait(done, 0, 0, JOB_TIMEOUT_MS);
+    if (Atomics.load(done, 0) === 1) return true;
+    const reason =
+      waited === 'timed-out'
+        ? `no answer in ${JOB_TIMEOUT_MS / 1000} s`
+        : String((receiveMessageOnPort(this.port!)?.message as { error?: string } | undefined)?.error ?? 'unknown error');
+    this.log?.(`quantizing on a second thread failed (${reason}); quantizing on this one`);
+    this.failed = waited === 'timed-out' ? 'terminate' : 'close';
+    this.close();
+    return false;
+  }
+}
