@@ -1,6 +1,6 @@
-// The graph build's two-thread int8 quantization (model/graph/parallel-quantize.ts): the codes and
-// scales a helper thread fills in for half of a weight's rows, reading the checkpoint itself, equal
-// those of quantizePerChannelRows on this thread byte for byte — stacked tensors (fused q|k|v), a
+// The graph build's two-thread quantization (model/graph/parallel-quantize.ts): the codes, scales and
+// zero points a helper thread fills in for half of a weight's rows, reading the checkpoint itself,
+// equal those of quantizePerChannelRows / quantizeBlockwiseRows on this thread byte for byte — stacked tensors (fused q|k|v), a
 // sharded checkpoint, splits on and off a word boundary — and a helper that cannot do its part (the
 // weights file replaced after the build looked at it) is reported and its rows are coded here.
 import assert from 'node:assert/strict';
@@ -11,13 +11,14 @@ import { after, describe, it } from 'node:test';
 import { openCheckpoint } from '../../server/src/model/checkpoint';
 import { stackedRowReader } from '../../server/src/model/graph/decoder-parts';
 import { ParallelQuantizer } from '../../server/src/model/graph/parallel-quantize';
-import { quantizePerChannelRows, tiledRowReader } from '../../server/src/model/quantize';
+import { quantizeBlockwiseRows, quantizePerChannelRows, tiledRowReader } from '../../server/src/model/quantize';
 import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
 
-// a vocabulary of 390 rows: the head's split lands at row 192 and the helper's last tile is 6 rows (not a multiple of 4)
-const CONFIG = { ...TINY_QWEN2, vocabSize: 390, hiddenSize: 64, intermediateSize: 160, numHeads: 4, numKvHeads: 2, headDim: 16 };
+// a vocabulary of 390 rows: the head's split lands at row 192 and the helper's last tile is 6 rows (not a
+// multiple of 4); rows of 136 values: 4¼ blocks of 32, the last one padded, an odd count of 4-bit zero points
+const CONFIG = { ...TINY_QWEN2, vocabSize: 390, hiddenSize: 136, intermediateSize: 160, numHeads: 4, numKvHeads: 2, headDim: 34 };
 
-describe('two-thread int8 quantization of a graph build', () => {
+describe('two-thread quantization of a graph build', () => {
   const root = mkdtempSync(join(tmpdir(), 'kiln-parallel-quantize-'));
   after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -27,7 +28,7 @@ describe('two-thread int8 quantization of a graph build', () => {
     {
       what: 'q|k|v stacked from three tensors',
       names: ['model.layers.1.self_attn.q_proj.weight', 'model.layers.1.self_attn.k_proj.weight', 'model.layers.1.self_attn.v_proj.weight'],
-      rows: [64, 32, 32],
+      rows: [136, 68, 68],
       k: CONFIG.hiddenSize,
     },
     { what: 'gate (160 rows: 32-bit writes)', names: ['model.layers.0.mlp.gate_proj.weight'], rows: [CONFIG.intermediateSize], k: CONFIG.hiddenSize },
@@ -49,6 +50,13 @@ describe('two-thread int8 quantization of a graph build', () => {
           assert.ok(got.codes.buffer instanceof SharedArrayBuffer, `${c.what}: the helper's buffers are shared`);
           assert.deepEqual(Array.from(got.codes), Array.from(expected.codes), c.what);
           assert.deepEqual(Array.from(got.scales), Array.from(expected.scales), c.what);
+          for (const bits of [4, 8] as const) {
+            const blockExpected = quantizeBlockwiseRows(reader(), { n, k: c.k, bits });
+            const blockGot = quantizer.blockwise({ names: c.names, rows: c.rows }, { n, k: c.k, bits }, reader());
+            assert.ok(blockGot.data.buffer instanceof SharedArrayBuffer, `${c.what} int${bits} blocks: shared`);
+            for (const part of ['data', 'scales', 'zeroPoints'] as const)
+              assert.deepEqual(Array.from(blockGot[part]), Array.from(blockExpected[part]), `${c.what} int${bits} blocks: ${part}`);
+          }
         }
       } finally {
         quantizer.close();

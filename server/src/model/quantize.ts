@@ -27,44 +27,73 @@ export interface BlockQuantized {
 export type BlockQuantization = Pick<BlockQuantized, 'n' | 'k' | 'bits'> & { blockSize?: number };
 
 /** Quantizes an HF Linear weight `w` [n, k] (row-major). */
-export function quantizeBlockwise(w: Float32Array, { n, k, bits, blockSize = QUANT_BLOCK_SIZE }: BlockQuantization): BlockQuantized {
-  if (w.length !== n * k) throw new Error(`quantize: ${w.length} values is not ${n}×${k}`);
+export function quantizeBlockwise(w: Float32Array, spec: BlockQuantization): BlockQuantized {
+  if (w.length !== spec.n * spec.k) throw new Error(`quantize: ${w.length} values is not ${spec.n}×${spec.k}`);
+  return quantizeBlockwiseRows((first, count) => w.subarray(first * spec.k, (first + count) * spec.k), spec);
+}
+
+/** quantizeBlockwise on a weight read a tile of rows at a time (no float32 copy of the whole matrix). */
+export function quantizeBlockwiseRows(readRows: RowReader, spec: BlockQuantization): BlockQuantized {
+  const out = emptyBlockQuantized(spec);
+  quantizeBlockwiseInto(readRows, out, 0, spec.n);
+  return out;
+}
+
+/** The zeroed codes, scales and zero points of a block-quantized [n, k], in `memory`'s buffers (shared ones for two threads). */
+export function emptyBlockQuantized(
+  { n, k, bits, blockSize = QUANT_BLOCK_SIZE }: BlockQuantization,
+  memory: (bytes: number) => ArrayBufferLike = (bytes) => new ArrayBuffer(bytes),
+): BlockQuantized {
   const blocks = Math.ceil(k / blockSize);
+  const data = new Uint8Array(memory((n * blocks * blockSize * bits) / 8));
+  const scales = new Float32Array(memory(4 * n * blocks));
+  const zeroPoints = new Uint8Array(memory(n * Math.ceil((blocks * bits) / 8)));
+  return { bits, blockSize, n, k, blocks, data, scales, zeroPoints };
+}
+
+/** Rows [first, end) of quantizeBlockwise into `out`: a row's codes, scales and zero points are bytes of its own. */
+export function quantizeBlockwiseInto(readRows: RowReader, out: BlockQuantized, first: number, end: number): void {
+  const { k } = out;
+  for (let r0 = first; r0 < end; r0 += TILE) {
+    const rows = Math.min(end, r0 + TILE) - r0;
+    const w = readRows(r0, rows); // [rows, k]
+    if (w.length !== rows * k) throw new Error(`quantize: rows ${r0}..${r0 + rows} came as ${w.length} values, not ${rows * k}`);
+    for (let r = 0; r < rows; r++) codeBlocksOfRow(w, r * k, out, r0 + r);
+  }
+}
+
+/** The blocks of one row (w[from, from + k)) into row `row` of `out`. */
+function codeBlocksOfRow(w: Float32Array, from: number, out: BlockQuantized, row: number): void {
+  const { bits, blockSize, k, blocks, data, scales, zeroPoints } = out;
   const blobBytes = (blockSize * bits) / 8;
   const zpBytesPerRow = Math.ceil((blocks * bits) / 8);
   const maxCode = (1 << bits) - 1;
-  const data = new Uint8Array(n * blocks * blobBytes);
-  const scales = new Float32Array(n * blocks);
-  const zeroPoints = new Uint8Array(n * zpBytesPerRow);
-  for (let row = 0; row < n; row++) {
-    for (let b = 0; b < blocks; b++) {
-      const start = b * blockSize;
-      const end = Math.min(k, start + blockSize);
-      // the range always holds 0, so zero (and the zero padding) is exactly representable
-      let lo = 0;
-      let hi = 0;
-      for (let i = start; i < end; i++) {
-        const v = w[row * k + i]!;
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      const scale = Math.fround(hi > lo ? (hi - lo) / maxCode : 1);
-      const zp = Math.min(maxCode, Math.max(0, Math.round(-lo / scale)));
-      scales[row * blocks + b] = scale;
-      writeCode(zeroPoints, row * zpBytesPerRow, b, zp, bits);
-      const blob = (row * blocks + b) * blobBytes;
-      // the last block of a row is read zero-padded; the others straight from the row (no test per value)
-      const block = end - start === blockSize ? w : padded(w, row * k + start, end - start, blockSize);
-      const from = block === w ? row * k + start : 0;
-      // (a NaN code stores as 0, as writeCode's did)
-      if (bits === 8) {
-        for (let i = 0; i < blockSize; i++) data[blob + i] = blockCode(block[from + i]!, scale, zp, maxCode);
-      } else {
-        for (let i = 0; i < blockSize; i += 2) data[blob + (i >> 1)] = blockCode(block[from + i]!, scale, zp, maxCode) | (blockCode(block[from + i + 1]!, scale, zp, maxCode) << 4);
-      }
+  for (let b = 0; b < blocks; b++) {
+    const start = from + b * blockSize;
+    const count = Math.min(k - b * blockSize, blockSize);
+    // the range always holds 0, so zero (and the zero padding) is exactly representable
+    let lo = 0;
+    let hi = 0;
+    for (let i = start; i < start + count; i++) {
+      const v = w[i]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const scale = Math.fround(hi > lo ? (hi - lo) / maxCode : 1);
+    const zp = Math.min(maxCode, Math.max(0, Math.round(-lo / scale)));
+    scales[row * blocks + b] = scale;
+    writeCode(zeroPoints, row * zpBytesPerRow, b, zp, bits);
+    const blob = (row * blocks + b) * blobBytes;
+    // the last block of a row is read zero-padded; the others straight from the row (no test per value)
+    const block = count === blockSize ? w : padded(w, start, count, blockSize);
+    const at = block === w ? start : 0;
+    // (a NaN code stores as 0, as writeCode's did)
+    if (bits === 8) {
+      for (let i = 0; i < blockSize; i++) data[blob + i] = blockCode(block[at + i]!, scale, zp, maxCode);
+    } else {
+      for (let i = 0; i < blockSize; i += 2) data[blob + (i >> 1)] = blockCode(block[at + i]!, scale, zp, maxCode) | (blockCode(block[at + i + 1]!, scale, zp, maxCode) << 4);
     }
   }
-  return { bits, blockSize, n, k, blocks, data, scales, zeroPoints };
 }
 
 /** The float32 weight [n, k] the codes stand for: the reference a quantized MatMul is checked against. */

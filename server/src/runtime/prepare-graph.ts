@@ -129,9 +129,9 @@ function prepareBaseGraph({ modelDir, checkpoint, cacheDir, graphOptions, weight
   const cached = cachedGraph(cacheDir, key);
   if (cached.meta) return { dir: cached.dir, weightBytes: cached.meta.weightBytes, cacheHit: true };
   log?.(`building the ${describeGraph(graphOptions)} graph for ${modelDir}`);
-  // int8 codes are the build's largest part: half of each large weight on a second thread where there is one
+  // quantizing is a quantized build's largest part: half of each large weight on a second thread where there is one
   const parallelQuantizer =
-    graphOptions.quantization === 8 && availableParallelism() > 1
+    graphOptions.quantization !== undefined && availableParallelism() > 1
       ? new ParallelQuantizer(
           modelDir,
           checkpoint.weights.files.map((f) => f.path),

@@ -1,14 +1,24 @@
-// A graph build's int8 quantization on two threads: the graph is written synchronously, one weight
+// A graph build's quantization on two threads: the graph is written synchronously, one weight
 // after another, so each large weight is split in two — this thread codes the first rows while a
 // helper thread reads the others from the checkpoint itself and codes them into the same shared
 // buffers — and this thread then waits (Atomics.wait) for the helper. The bytes are those of
-// quantizePerChannelRows: a row's codes depend on that row alone. Any failure of the helper (an
+// quantizePerChannelRows / quantizeBlockwiseRows: a row's codes depend on that row alone. Any failure of the helper (an
 // error, a worker that never answers) is logged and its rows are coded here; later weights stay here.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, type Worker } from 'node:worker_threads';
 import { startWorker } from '../../start-worker';
-import { type ChannelQuantized, quantizePerChannelInto, quantizePerChannelRows, type RowReader } from '../quantize';
+import {
+  type BlockQuantization,
+  type BlockQuantized,
+  type ChannelQuantized,
+  emptyBlockQuantized,
+  quantizeBlockwiseInto,
+  quantizeBlockwiseRows,
+  quantizePerChannelInto,
+  quantizePerChannelRows,
+  type RowReader,
+} from '../quantize';
 
 /** The HF tensors a weight's rows are stacked from (decoder-parts.ts stackedRowReader), as the helper reopens them. */
 export interface StackedRows {
@@ -16,19 +26,25 @@ export interface StackedRows {
   rows: number[];
 }
 
+/** What a job fills: typed arrays over SharedArrayBuffers (a message shares them rather than copying). */
+export type QuantizeTarget = { kind: 'channel'; out: ChannelQuantized } | { kind: 'block'; out: BlockQuantized };
+
 /** One half of a weight for the helper thread. */
 export interface QuantizeJob {
   names: string[];
   rows: number[];
-  n: number;
-  k: number;
   /** Rows [first, end) of the stacked weight. */
   first: number;
   end: number;
-  codes: SharedArrayBuffer; // int8 [k, n]
-  scales: SharedArrayBuffer; // float32 [n]
-  /** int32 [1]: 0 while running, 1 done, −1 failed (the reason then waits on the port). */
-  done: SharedArrayBuffer;
+  target: QuantizeTarget;
+  /** int32 [1] over shared memory: 0 while running, 1 done, −1 failed (the reason then waits on the port). */
+  done: Int32Array;
+}
+
+/** Rows [first, end) of the target from `readRows` (both threads run this). */
+export function quantizeTargetRows(target: QuantizeTarget, readRows: RowReader, first: number, end: number): void {
+  if (target.kind === 'channel') quantizePerChannelInto(readRows, target.out, first, end);
+  else quantizeBlockwiseInto(readRows, target.out, first, end);
 }
 
 /** A weights file as this thread saw it: the helper refuses a checkpoint whose files were replaced since. */
@@ -82,22 +98,31 @@ export class ParallelQuantizer {
 
   /** quantizePerChannelRows of the stacked weight; `local` reads its rows on this thread. */
   perChannel(stacked: StackedRows, n: number, k: number, local: RowReader): ChannelQuantized {
-    if (this.failed !== undefined || n * k < this.minSplitValues || n < 2 * SPLIT_ALIGN) return quantizePerChannelRows(local, { n, k });
-    const job: QuantizeJob = {
-      ...stacked,
-      n,
-      k,
-      first: Math.round(n / 2 / SPLIT_ALIGN) * SPLIT_ALIGN,
-      end: n,
-      codes: new SharedArrayBuffer(n * k),
-      scales: new SharedArrayBuffer(4 * n),
-      done: new SharedArrayBuffer(4),
-    };
-    const out: ChannelQuantized = { n, k, codes: new Int8Array(job.codes), scales: new Float32Array(job.scales) };
-    this.helper().postMessage(job);
-    quantizePerChannelInto(local, out, 0, job.first);
-    if (!this.waitFor(job)) quantizePerChannelInto(local, out, job.first, job.end);
+    if (!this.splits(n, k)) return quantizePerChannelRows(local, { n, k });
+    const out: ChannelQuantized = { n, k, codes: new Int8Array(new SharedArrayBuffer(n * k)), scales: new Float32Array(new SharedArrayBuffer(4 * n)) };
+    this.split(stacked, { kind: 'channel', out }, local);
     return out;
+  }
+
+  /** quantizeBlockwiseRows of the stacked weight; `local` reads its rows on this thread. */
+  blockwise(stacked: StackedRows, spec: BlockQuantization, local: RowReader): BlockQuantized {
+    if (!this.splits(spec.n, spec.k)) return quantizeBlockwiseRows(local, spec);
+    const out = emptyBlockQuantized(spec, (bytes) => new SharedArrayBuffer(bytes));
+    this.split(stacked, { kind: 'block', out }, local);
+    return out;
+  }
+
+  private splits(n: number, k: number): boolean {
+    return this.failed === undefined && n * k >= this.minSplitValues && n >= 2 * SPLIT_ALIGN;
+  }
+
+  /** The helper codes the second half of the rows while this thread codes the first; then waits for it. */
+  private split(stacked: StackedRows, target: QuantizeTarget, local: RowReader): void {
+    const n = target.out.n;
+    const job: QuantizeJob = { ...stacked, first: Math.round(n / 2 / SPLIT_ALIGN) * SPLIT_ALIGN, end: n, target, done: new Int32Array(new SharedArrayBuffer(4)) };
+    this.helper().postMessage(job);
+    quantizeTargetRows(target, local, 0, job.first);
+    if (!this.waitFor(job)) quantizeTargetRows(target, local, job.first, job.end);
   }
 
   /** Ends the helper thread (a build's end); one that stopped answering is terminated. */
@@ -122,7 +147,7 @@ export class ParallelQuantizer {
 
   /** Whether the helper coded its rows; on failure, says why and stops using it. */
   private waitFor(job: QuantizeJob): boolean {
-    const done = new Int32Array(job.done);
+    const { done } = job;
     const waited = Atomics.wait(done, 0, 0, JOB_TIMEOUT_MS);
     if (Atomics.load(done, 0) === 1) return true;
     const reason =

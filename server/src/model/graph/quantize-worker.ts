@@ -4,9 +4,9 @@
 // process, not the thread) and ends.
 import { parentPort, workerData } from 'node:worker_threads';
 import { type Checkpoint, openCheckpoint } from '../checkpoint';
-import { quantizePerChannelInto, tiledRowReader } from '../quantize';
+import { tiledRowReader } from '../quantize';
 import { stackedRowReader } from './decoder-parts';
-import { fileIdentity, type QuantizeJob, type QuantizeWorkerData } from './parallel-quantize';
+import { fileIdentity, type QuantizeJob, type QuantizeWorkerData, quantizeTargetRows } from './parallel-quantize';
 
 const { modelDir, files, port } = workerData as QuantizeWorkerData;
 let checkpoint: Checkpoint | undefined;
@@ -28,13 +28,12 @@ parentPort!.on('message', (job: QuantizeJob | 'close') => {
     port.close();
     return;
   }
-  const done = new Int32Array(job.done);
+  const { done } = job;
   try {
     checkpoint ??= openSame();
-    const readRows = stackedRowReader(checkpoint.weights, job.names, job.rows, job.k);
+    const readRows = stackedRowReader(checkpoint.weights, job.names, job.rows, job.target.out.k);
     if (!readRows) throw new Error('the checkpoint cannot read row ranges');
-    const out = { n: job.n, k: job.k, codes: new Int8Array(job.codes), scales: new Float32Array(job.scales) };
-    quantizePerChannelInto(tiledRowReader(readRows, job.k), out, job.first, job.end);
+    quantizeTargetRows(job.target, tiledRowReader(readRows, job.target.out.k), job.first, job.end);
     Atomics.store(done, 0, 1);
   } catch (err) {
     port.postMessage({ error: (err as Error).message ?? String(err) });

@@ -33,6 +33,7 @@ import {
   type QuantBits,
   QUANT_BLOCK_SIZE,
   quantizeBlockwise,
+  quantizeBlockwiseRows,
   quantizePerChannelRows,
   tiledRowReader,
   type BlockQuantized,
@@ -56,7 +57,7 @@ export interface QuantizedWeight {
   rows: (into: Float32Array) => void;
   /** Fills `into` with rows [first, first + into.length / K); when given, int8 reads the weight a tile of rows at a time. */
   readRows?: (first: number, into: Float32Array) => void;
-  /** The HF tensors the rows are stacked from and a second thread to code half of them on (int8, graph builds). */
+  /** The HF tensors the rows are stacked from and a second thread to code half of them on (inference graph builds). */
   parallel?: { quantizer: ParallelQuantizer; stacked: StackedRows };
   /** Set by training graphs: MatMulNBits at this accuracy_level (0 computes exactly on the dequantized weights), with a backward to x. */
   accuracyLevel?: number;
@@ -64,11 +65,19 @@ export interface QuantizedWeight {
 
 /** x [.., K] · Wᵀ → [.., N] with W quantized to `bits`; `rows` is read once, when the model is written. */
 export function quantizedMatMul(dg: DiffGraph, x: Value, w: QuantizedWeight): Value {
-  const { readRows } = w;
-  if (w.accuracyLevel === undefined && w.bits === 8 && readRows) return int8MatMul(dg, x, w, () => tiledRowReader(readRows, w.k));
+  const { readRows, n, k, bits, parallel } = w;
+  if (w.accuracyLevel === undefined && readRows) {
+    const tiles = () => tiledRowReader(readRows, k);
+    if (bits === 8) return int8MatMul(dg, x, w, tiles);
+    // int4 read a tile of rows at a time, on two threads when the build has them
+    return nbitsMatMul(dg, x, w, INT4_ACCURACY_LEVEL, () =>
+      parallel ? parallel.quantizer.blockwise(parallel.stacked, { n, k, bits }, tiles()) : quantizeBlockwiseRows(tiles(), { n, k, bits }),
+    );
+  }
   const withBuffer = { ...w, rows: rowsBuffer(dg.g, w) };
-  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, withBuffer, w.accuracyLevel); // a training graph's frozen base
-  if (w.bits === 4) return nbitsMatMul(dg, x, withBuffer, INT4_ACCURACY_LEVEL);
+  const fromBuffer = () => quantizeBlockwise(withBuffer.rows(), { n, k, bits });
+  if (w.accuracyLevel !== undefined) return nbitsMatMul(dg, x, w, w.accuracyLevel, fromBuffer); // a training graph's frozen base
+  if (w.bits === 4) return nbitsMatMul(dg, x, w, INT4_ACCURACY_LEVEL, fromBuffer);
   return int8MatMul(dg, x, w, () => {
     const all = withBuffer.rows(); // [N, K]
     return (first, count) => all.subarray(first * w.k, (first + count) * w.k);
@@ -100,17 +109,15 @@ function rowsBuffer(g: GraphBuilder, w: QuantizedWeight): () => Float32Array {
   };
 }
 
-/** A quantized weight whose rows come back from one call, as the block quantizer takes them. */
-type ReadWeight = Omit<QuantizedWeight, 'rows' | 'readRows'> & { rows: () => Float32Array };
-
 /**
  *   x [.., K] ─ MatMulNBits(codes [N, K/32, 32·bits/8], scales [N·K/32], zero points, accuracy_level) ─> [.., N]
+ * `quantize` makes the codes when the model is written.
  */
-function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k, rows }: ReadWeight, level: number): Value {
+function nbitsMatMul(dg: DiffGraph, x: Value, { graphName, bits, n, k }: QuantizedWeight, level: number, quantize: () => BlockQuantized): Value {
   const { g } = dg;
   const blocks = Math.ceil(k / QUANT_BLOCK_SIZE);
   let quantized: BlockQuantized | undefined;
-  const q = () => (quantized ??= quantizeBlockwise(rows(), { n, k, bits }));
+  const q = () => (quantized ??= quantize());
   const codes = g.weight(`${graphName}.qweight`, 'uint8', [n, blocks, (QUANT_BLOCK_SIZE * bits) / 8], () => q().data);
   const scales = g.weight(`${graphName}.scales`, 'float32', [n * blocks], () => q().scales);
   const zeroPoints = g.weight(`${graphName}.zero_points`, 'uint8', [n * Math.ceil((blocks * bits) / 8)], () => {
