@@ -10,16 +10,14 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { expectedTensors } from '../../server/src/model/checkpoint';
 import type { ModelConfig } from '../../server/src/model/config';
-import { saveLoraAdapter } from '../../server/src/model/export/peft';
 import { LORA_TARGETS } from '../../server/src/model/graph/training-graph';
 import type { QuantBits } from '../../server/src/model/quantize';
 import { type LoadedModel, loadModel } from '../../server/src/runtime/load-model';
-import { randomNormal, seededRandom } from '../helpers/random';
 import { makeTinyWeights, TINY_QWEN2, writeTinyCheckpoint } from '../helpers/tiny-model';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize } from './bench-stats';
+import { writeRandomAdapter } from './random-adapter';
 
 const args = { layers: 4, rank: 16, threads: 2, steps: 24, rounds: 4, out: undefined as string | undefined };
 const argv = new BenchArgs(process.argv.slice(2));
@@ -69,20 +67,8 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   writeTinyCheckpoint(modelDir, makeTinyWeights(QWEN_05B, 5, 0.02), { dtype: 'F16' });
   log(`checkpoint (${args.layers} of 24 layers, F16) written in ${(performance.now() - t0).toFixed(0)} ms`);
-  const rand = seededRandom(9);
-  const tensors = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  for (const t of expectedTensors(QWEN_05B)) {
-    const m = /^(.*\.[a-z]+_proj)\.weight$/.exec(t.name);
-    if (!m) continue;
-    const [out, inDim] = t.shape as [number, number];
-    tensors.set(`${m[1]}.lora_A.weight`, randomNormal(rand, args.rank * inDim, 0.02));
-    shapes.set(`${m[1]}.lora_A.weight`, [args.rank, inDim]);
-    tensors.set(`${m[1]}.lora_B.weight`, randomNormal(rand, out * args.rank, 0.02));
-    shapes.set(`${m[1]}.lora_B.weight`, [out, args.rank]);
-  }
   const adapterDir = join(root, 'adapter');
-  saveLoraAdapter(adapterDir, { baseModel: modelDir, mode: { rank: args.rank, alpha: 2 * args.rank, targets: [...LORA_TARGETS] }, tensors, shapes });
+  writeRandomAdapter(adapterDir, { baseModel: modelDir, config: QWEN_05B, rank: args.rank, alpha: 2 * args.rank, targets: LORA_TARGETS });
   const adapterFileBytes = statSync(join(adapterDir, 'adapter_model.safetensors')).size;
   const cacheDir = join(root, 'cache');
   const prompt = Array.from({ length: 256 }, (_, i) => (i * 104_729) % 151_000);

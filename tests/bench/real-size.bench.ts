@@ -21,6 +21,9 @@
 //           token) and decode (ms per later token), and the whole latency.
 //   defaults (with the pair `auto` loads without a kiln.json: int8 at these sizes): the product's defaults (kiln.quantization auto, maxTokens 64,
 //           timeLimitMs 2000, its own stop rules) on the same trace; p50/p95 over answers the model computed.
+//   adapter (with the `auto` pair too): a random adapter of the palette's default LoRA shape (rank 8 on q, k,
+//           v, o) served on the same quantized base (side products, no graph of its own): its cached-base
+//           load, and the trace as above with the base and the adapted model alternating blocks of 8.
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +33,7 @@ import * as vm from 'node:vm';
 import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import type { StopContext, StopRules } from '../../server/src/completion/stop-rules';
+import { DEFAULT_LORA } from '../../server/src/finetune/fine-tune-options';
 import { exportGguf, type GgufDtype } from '../../server/src/model/export/gguf';
 import { parseSettings } from '../../server/src/lsp/settings';
 import { automaticPrecision, type QuantizationSetting } from '../../server/src/runtime/quantization-choice';
@@ -38,11 +42,12 @@ import { getPeerLlama, type PeerModel } from '../helpers/llama-cpp-peer';
 import { BenchArgs } from './bench-args';
 import { emitJson, log, MB, round, summarize } from './bench-stats';
 import { distribution, kilnKeystroke, type KilnSample, llamaKeystroke, recordingModel, type Sample, type TraceContext, type TraceSequence, typingTrace } from './keystroke-trace';
+import { writeRandomAdapter } from './random-adapter';
 import { benchCacheDir, parameterCount, REAL_SIZE_CHOICES, REAL_SIZES, type RealSize, realSizeModel } from './real-size-model';
 
 const PRECISIONS = ['fp32', 'fp16', 'int8', 'int4'] as const;
 type Precision = (typeof PRECISIONS)[number];
-const PARTS = ['core', 'trace', 'defaults'] as const;
+const PARTS = ['core', 'trace', 'defaults', 'adapter'] as const;
 type Part = (typeof PARTS)[number];
 
 /** Kiln's load choices and llama.cpp's GGUF type per precision. */
@@ -244,27 +249,78 @@ function traceRow(samples: Sample[]) {
   };
 }
 
-async function traceFigures(m: CompletionModel, llama: LlamaSide, s: RealSizeSettings) {
+/** An engine that decodes every suggestion to exactly `--decode-tokens` tokens, and the prompts it fed. */
+function fixedLengthEngine(m: CompletionModel, s: RealSizeSettings): { engine: CompletionEngine; takePrompt: () => number[] } {
   const update = parseSettings({ threads: s.threads, maxTokens: s.decodeTokens, completionMode: 'line', candidates: 1, speculate: false, timeLimitMs: 60_000 });
   if (update.problems.length) throw new Error(update.problems.join('; '));
   const rec = recordingModel(m);
   const engine = new CompletionEngine(m, update.settings, new LatencyStats(), { server: rec.serverFor(update.settings), stopRules: fixedLength });
+  return { engine, takePrompt: rec.takePrompt };
+}
+
+async function traceFigures(m: CompletionModel, llama: LlamaSide, s: RealSizeSettings) {
+  const { engine, takePrompt } = fixedLengthEngine(m, s);
   const seq = llama.sequence;
   await seq.clearHistory();
   const trace = lastKeystrokes(s.keystrokes);
   const kiln: KilnSample[] = [];
   const peer: Sample[] = [];
   // untimed: both engines start the trace holding the first prompt, as a warm editor would
-  const warm = await kilnKeystroke(engine, rec.takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
+  const warm = await kilnKeystroke(engine, takePrompt, trace[0]!, -1, 'file:///bench/warm-up.ts');
   await llamaKeystroke(seq, warm.prompt, 1, -1);
   const BLOCK = 8;
   for (let from = 0; from < trace.length; from += BLOCK) {
     const block: KilnSample[] = [];
-    for (let i = from; i < Math.min(trace.length, from + BLOCK); i++) block.push(await kilnKeystroke(engine, rec.takePrompt, trace[i]!, i, `file:///bench/${i}/jobs.ts`));
+    for (let i = from; i < Math.min(trace.length, from + BLOCK); i++) block.push(await kilnKeystroke(engine, takePrompt, trace[i]!, i, `file:///bench/${i}/jobs.ts`));
     kiln.push(...block);
     for (const w of block) peer.push(await llamaKeystroke(seq, w.prompt, w.decodeTokens, w.keystroke));
   }
   return { order: m.order, promptTokens: distribution(kiln.map((x) => x.prompt.length)), kiln: traceRow(kiln), llama: traceRow(peer) };
+}
+
+/**
+ * The base model against itself with a random adapter of the palette's default LoRA shape: the
+ * adapted model's loads on the already cached base graph (the first writes the adapter's side
+ * products, the second finds them), and the trace on both, blocks alternating.
+ */
+async function adapterFigures(base: CompletionModel, load: (adapterDir: string) => Promise<CompletionModel>, dir: string, s: RealSizeSettings) {
+  const { rank, alpha, targets } = DEFAULT_LORA;
+  writeRandomAdapter(dir, { baseModel: base.loaded.dir, config: REAL_SIZES[s.size], rank, alpha, targets });
+  let t0 = performance.now();
+  const first = await load(dir); // writes the adapter's side products beside the base graph
+  const firstLoadMs = performance.now() - t0;
+  await first.loaded.session.release();
+  t0 = performance.now();
+  const adapted = await load(dir);
+  const cachedLoadMs = performance.now() - t0;
+  try {
+    if (adapted.loaded.quantization !== base.loaded.quantization)
+      throw new Error(`the adapter loaded on int${adapted.loaded.quantization}, the base is int${base.loaded.quantization}`);
+    const engines = [fixedLengthEngine(base, s), fixedLengthEngine(adapted, s)];
+    const trace = lastKeystrokes(s.keystrokes);
+    const samples: KilnSample[][] = [[], []];
+    // untimed: each starts the trace holding the first prompt
+    for (const [e, { engine, takePrompt }] of engines.entries()) await kilnKeystroke(engine, takePrompt, trace[0]!, -1, `file:///bench/adapter-warm-up-${e}.ts`);
+    const BLOCK = 8;
+    for (let from = 0, block = 0; from < trace.length; from += BLOCK, block++) {
+      for (const e of block % 2 ? [1, 0] : [0, 1]) {
+        const { engine, takePrompt } = engines[e]!;
+        for (let i = from; i < Math.min(trace.length, from + BLOCK); i++)
+          samples[e]!.push(await kilnKeystroke(engine, takePrompt, trace[i]!, i, `file:///bench/adapter-${e}/${i}/jobs.ts`));
+      }
+    }
+    const [baseRow, adaptedRow] = samples.map(traceRow) as [ReturnType<typeof traceRow>, ReturnType<typeof traceRow>];
+    return {
+      lora: { rank, alpha, targets, layers: REAL_SIZES[s.size].numLayers },
+      firstLoadMs: round(firstLoadMs, 0),
+      cachedLoadMs: round(cachedLoadMs, 0),
+      base: baseRow,
+      adapted: adaptedRow,
+      p50Ratio: round(adaptedRow.latencyMs.p50 / baseRow.latencyMs.p50, 3),
+    };
+  } finally {
+    await adapted.loaded.session.release();
+  }
 }
 
 /** The product's defaults on the same trace: p50/p95 over the answers the model computed. */
@@ -368,6 +424,12 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
           defaults = await defaultsFigures(kiln, s);
           log(`  product defaults: ${JSON.stringify(defaults)}`);
         }
+        if (s.parts.includes('adapter') && p === autoPair) {
+          const loadAdapted = (adapterDir: string) => loadCompletionModel(modelDir, choices, { ...loadOptions, adapterDir });
+          row.adapter = await adapterFigures(kiln, loadAdapted, join(graphRoot, 'adapter'), s);
+          log(`  adapter: ${JSON.stringify(row.adapter)}`);
+          if (s.out) writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
+        }
       } finally {
         await llama.context.dispose();
         await llama.model.dispose();
@@ -425,6 +487,13 @@ function printTable(r: {
         `| ${name} | ${t ? `${t.latencyMs.p50} / ${t.latencyMs.p95}` : ''} | ${t ? `${t.prefillMs.p50} / ${t.prefillMs.p95}` : ''} | ${t ? t.decodeMsPerToken.p50 : ''} | ${c ? c.prefillMs.median.toFixed(0) : ''} | ${decode} | ${load} | ${rss} |`,
       );
     }
+  }
+  for (const [p, x] of Object.entries(r.pairs)) {
+    const a = x.adapter;
+    if (a)
+      log(
+        `Kiln ${p} + LoRA r${a.lora.rank} on ${a.lora.targets.join(',')}: keystroke p50 / p95 ${a.adapted.latencyMs.p50} / ${a.adapted.latencyMs.p95} ms vs the base ${a.base.latencyMs.p50} / ${a.base.latencyMs.p95} in the same blocks (p50 ×${a.p50Ratio}); decode ${a.adapted.decodeMsPerToken.p50} vs ${a.base.decodeMsPerToken.p50} ms/token; first / cached load on the cached base ${a.firstLoadMs} / ${a.cachedLoadMs} ms`,
+      );
   }
   if (r.defaults)
     log(
