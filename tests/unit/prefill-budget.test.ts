@@ -41,6 +41,20 @@ describe('the prefill budget', () => {
     assert.equal(shortWindowTokens({ ...question, cachedTokens: 800 }, meter(20, 30)), undefined, '300 uncached tokens: cheaper than 256 + 100');
   });
 
+  it('before any decode step is measured, keeps back the shortest prefill run for each step of the line', () => {
+    const m = new ThroughputMeter();
+    m.observe({ kind: 'prefill', priority: 'background', tokens: 64, ms: 160 }); // a pre-warm's first chunk, 2.5 ms/token
+    assert.equal(m.decodeMs(16), 0, 'the time limit is not stretched by a bound');
+    assert.equal(m.reserveMs(16), 16 * 160);
+    // 1,100 tokens at 2.5 ms would not fit anyway; 800 uncached (2,000 ms) would fit 2 s without a reserve
+    assert.equal(shortWindowTokens({ ...question, cachedTokens: 300 }, m), MIN_SHORT_WINDOW_TOKENS);
+    m.observe({ kind: 'prefill', priority: 'background', tokens: 128, ms: 300 });
+    assert.equal(m.reserveMs(1), 160, 'the run of fewest tokens bounds a step');
+    m.observe({ kind: 'decode', priority: 'foreground', tokens: 1, ms: 30 });
+    assert.equal(m.reserveMs(16), 480, 'a measured step replaces the bound');
+    assert.equal(shortWindowTokens({ ...question, cachedTokens: 300 }, m), 519, '2 s − 480 ms at the averaged 2.453 ms/token: 619 tokens less 100 around the window');
+  });
+
   it('grows a window cut short by its jump points until it holds the minimum, up to the full window', () => {
     const built: number[] = [];
     const build = (budget: number) => {

@@ -20,10 +20,14 @@ const ALPHA = 0.3;
 export class ThroughputMeter {
   private prefillMsPerToken: number | undefined;
   private decodeMsPerStep: number | undefined;
+  /** The sampled prefill run of fewest tokens (the latest of those): a decode step costs no more. */
+  private shortestPrefill: { tokens: number; ms: number } | undefined;
 
   observe(run: ForwardRun): void {
-    if (run.kind === 'prefill' && run.tokens >= MIN_PREFILL_SAMPLE) this.prefillMsPerToken = average(this.prefillMsPerToken, run.ms / run.tokens);
-    else if (run.kind === 'decode' && run.tokens === 1) this.decodeMsPerStep = average(this.decodeMsPerStep, run.ms);
+    if (run.kind === 'prefill' && run.tokens >= MIN_PREFILL_SAMPLE) {
+      this.prefillMsPerToken = average(this.prefillMsPerToken, run.ms / run.tokens);
+      if (!this.shortestPrefill || run.tokens <= this.shortestPrefill.tokens) this.shortestPrefill = { tokens: run.tokens, ms: run.ms };
+    } else if (run.kind === 'decode' && run.tokens === 1) this.decodeMsPerStep = average(this.decodeMsPerStep, run.ms);
   }
 
   /** Expected ms to prefill `tokens`, or undefined before any prefill was measured. */
@@ -34,6 +38,16 @@ export class ThroughputMeter {
   /** Expected ms to decode `tokens` one step at a time (0 before any step was measured). */
   decodeMs(tokens: number): number {
     return tokens * (this.decodeMsPerStep ?? 0);
+  }
+
+  /**
+   * Decode time to keep back for `tokens` steps when planning a prefill: the measured steps, or
+   * before any, at most the shortest prefill run measured a step. Without that bound, a pre-warm
+   * interrupted after its first chunk left a rate but no step, so a 0.5B prompt that needed 2.5 s
+   * was planned as fitting the 2 s limit.
+   */
+  reserveMs(tokens: number): number {
+    return tokens * (this.decodeMsPerStep ?? this.shortestPrefill?.ms ?? 0);
   }
 
   /** Prompt tokens that fit in `ms` of prefill, or undefined before any prefill was measured. */
@@ -79,7 +93,7 @@ export interface PrefillQuestion {
  * window's start: it is built from other windows than the pooled prompts.
  */
 export function shortWindowTokens(q: PrefillQuestion, meter: ThroughputMeter): number | undefined {
-  const budgetMs = q.timeLimitMs - meter.decodeMs(q.reserveTokens);
+  const budgetMs = q.timeLimitMs - meter.reserveMs(q.reserveTokens);
   const fullMs = meter.prefillMs(q.promptTokens - q.cachedTokens);
   if (fullMs === undefined || fullMs <= budgetMs) return undefined;
   const affordable = meter.tokensWithin(Math.max(0, budgetMs)) ?? 0;
