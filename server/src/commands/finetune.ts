@@ -240,7 +240,8 @@ const signed = (x: number, digits: number) => (Number.isFinite(x) ? `${x >= 0 ? 
 /** A fraction's 95% interval in points, e.g. `[+0.9, +3.5]`. */
 const pointsInterval = (d: { low: number; high: number }) => `[${signed(100 * d.low, 1)}, ${signed(100 * d.high, 1)}]`;
 
-function summary(r: FineTuneResult): string {
+/** The run as the CLI prints it without --json. */
+export function fineTuneSummary(r: FineTuneResult): string {
   const lines = [
     `steps ${r.steps} (best ${r.bestStep}), ${r.tokensSeen} tokens in ${r.trainSeconds.toFixed(1)} s${r.cancelled ? ', cancelled' : ''}${r.stoppedEarly ? ', stopped early' : ''}${r.endReason === 'time' ? ', time budget spent' : ''}`,
   ];
@@ -254,11 +255,13 @@ function summary(r: FineTuneResult): string {
   if (r.before) lines.push('before:', formatReport(r.before));
   if (r.after) lines.push('after:', formatReport(r.after));
   if (r.before && r.after) {
-    const em = r.gain ? ` ${pointsInterval(r.gain.exactMatch)}` : '';
-    const es = r.gain ? `, edit similarity ${signed(r.gain.editSimilarity.mean, 3)} [${signed(r.gain.editSimilarity.low, 3)}, ${signed(r.gain.editSimilarity.high, 3)}]` : '';
-    lines.push(
-      `gain on ${r.after.lines} paired lines: exact match ${(100 * (r.after.exactMatch - r.before.exactMatch)).toFixed(1)} points${em}${es}, validation loss ${(r.after.validationLoss - r.before.validationLoss).toFixed(4)}`,
-    );
+    const loss = `validation loss ${signed(r.after.validationLoss - r.before.validationLoss, 4)}`;
+    if (r.after.lines === 0) lines.push(`gain: ${loss} (no lines scored)`);
+    else {
+      const em = r.gain ? ` ${pointsInterval(r.gain.exactMatch)}` : '';
+      const es = r.gain ? `, edit similarity ${signed(r.gain.editSimilarity.mean, 3)} [${signed(r.gain.editSimilarity.low, 3)}, ${signed(r.gain.editSimilarity.high, 3)}]` : '';
+      lines.push(`gain on ${r.after.lines} paired lines: exact match ${signed(100 * (r.after.exactMatch - r.before.exactMatch), 1)} points${em}${es}, ${loss}`);
+    }
   }
   return lines.join('\n');
 }
@@ -279,7 +282,7 @@ export async function runFinetuneCommand(args: string[], out: (text: string) => 
     result = await run.result;
   }
   if (json) out(JSON.stringify(result));
-  else out(summary(result));
+  else out(fineTuneSummary(result));
   return 0;
 }
 
