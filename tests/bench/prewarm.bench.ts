@@ -1,8 +1,10 @@
 // Pre-warm, the prefill budget and PSM's typed middle, on the 25M reference model (seeded random
 // weights) and the keystroke trace's ~1,000-token file, through the real CompletionEngine:
 //
-//  1. cold first suggestion: the first keystroke after opening the file — cold, after a pre-warm
-//     that finished (the user paused), and after one the keystroke interrupted — at the model's own
+//  1. cold first suggestion: the first keystroke after opening the file — cold (no rate measured),
+//     cold after another request or after the calibration the model host runs at load (rates
+//     measured), after a pre-warm that finished (the user paused), and after one the keystroke
+//     interrupted — at the model's own
 //     speed and slowed per computed token to a 0.5B model's prefill rate on 2 threads (where a cold
 //     prompt does not fit the 2 s time limit and the prefill budget answers from a shorter window);
 //  2. PSM first-token latency on the typing trace: plain PSM at several suffix budgets against the
@@ -86,8 +88,8 @@ function settingsFor(threads: number, extra: Partial<CompletionSettings> = {}): 
 
 // ---------- 1. cold first suggestion ----------
 
-type ColdCase = 'cold' | 'cold, rate known' | 'pre-warmed' | 'pre-warm interrupted';
-const COLD_CASES: ColdCase[] = ['cold', 'cold, rate known', 'pre-warmed', 'pre-warm interrupted'];
+type ColdCase = 'cold' | 'cold, rate known' | 'cold, calibrated' | 'pre-warmed' | 'pre-warm interrupted';
+const COLD_CASES: ColdCase[] = ['cold', 'cold, rate known', 'cold, calibrated', 'pre-warmed', 'pre-warm interrupted'];
 
 /**
  * The file opened and its first keystroke (the trace's first character). The trace's module is ~1,000
@@ -115,6 +117,7 @@ async function coldCase(model: CompletionModel, s: Settings, slow: number, which
     await engine.complete({ uri: 'file:///bench/other.ts', text: OTHER_FILE, offset: OTHER_FILE.length });
     await server.whenIdle();
   }
+  if (which === 'cold, calibrated') await engine.calibrate(); // what the model host runs once a model is ready
   if (which === 'pre-warmed') await engine.prewarm({ uri, ...OPENED });
   if (which === 'pre-warm interrupted') {
     let chunk!: () => void;

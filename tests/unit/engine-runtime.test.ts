@@ -119,3 +119,34 @@ describe('a reload of the same folder', () => {
     }
   });
 });
+
+describe('calibration', () => {
+  it("measures the model's prefill and decode rates in one prefill and one step, pools nothing, and starts again after a swap", async () => {
+    const opts = { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') } as const;
+    const choices = { fimOrder: 'auto', quantization: 'none' } as const;
+    const model = await loadCompletionModel(writeTinyCodeModel(join(root, 'calibrated')), choices, opts);
+    const next = await loadCompletionModel(writeTinyCodeModel(join(root, 'calibrated-next'), { seed: 5 }), choices, opts);
+    try {
+      const counted = countRuns(model.loaded.session);
+      const server = new InferenceServer(counted.session, { kvBudgetBytes: 2 ** 24 });
+      const engine = new CompletionEngine(model, settings, new LatencyStats(), { server });
+      assert.equal(engine.throughput.measured, false);
+      assert.equal(engine.throughput.reserveMs(16), 0, 'nothing to keep back before anything ran');
+      await engine.calibrate();
+      assert.deepEqual(counted.runs, [1, 1], 'one prefill run, one decode step');
+      assert.ok(engine.throughput.measured);
+      assert.ok(engine.throughput.decodeMs(1) > 0 && engine.throughput.reserveMs(16) === engine.throughput.decodeMs(16), 'the step itself is measured');
+      assert.equal(server.cachedPrefix(Array.from({ length: 64 }, (_, i) => i)), 0, 'its tokens are nobody’s prompt');
+      await engine.calibrate();
+      assert.equal(counted.runs.length, 2, 'measured rates are not measured again');
+
+      await engine.swapModel(next);
+      assert.equal(engine.throughput.measured, false, "the old model's rates go with it");
+      await engine.calibrate();
+      assert.ok(engine.throughput.measured);
+    } finally {
+      await model.loaded.session.release();
+      await next.loaded.session.release();
+    }
+  });
+});

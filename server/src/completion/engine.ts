@@ -21,7 +21,7 @@ import { decodeRows, type GenerationResult, type LookupDecoding, newLookupStats,
 import { DEFAULT_LOOKUP_DRAFT, draftByLookup, lineBreakTokens, type LookupDraftOptions } from './lookup-draft';
 import { fimPromptText, generateRemote, indentOf, type RemoteBackendChoice } from './remote-generation';
 import { RequestScheduler } from './scheduler';
-import { buildAtLeastMinimum, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
+import { buildAtLeastMinimum, CALIBRATION_TOKENS, calibrateRates, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
 import { type PrewarmCounters, Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
 import { buildTypedMiddlePrompt } from './psm-middle';
@@ -225,7 +225,19 @@ export class CompletionEngine {
     this.modelEpoch++;
     this.answers.clear();
     this.shown.clear();
-    return this.server.swap(next.loaded.session);
+    const old = await this.server.swap(next.loaded.session);
+    this.throughput.reset(); // the rates were the old model's; no forward of the new one ran yet
+    return old;
+  }
+
+  /**
+   * Measures the local model's prefill and decode rates in the background (calibrateRates) unless
+   * some were measured: the model host calls it once a model is ready. Never rejects.
+   */
+  async calibrate(): Promise<void> {
+    if (this.remote || this.throughput.measured) return;
+    // a swap, a release or a request's preemption meanwhile: whatever ran was still measured
+    await calibrateRates(this.server, Math.min(CALIBRATION_TOKENS, this.current.contextTokens - 2)).catch(() => {});
   }
 
   /** Memory of the model and its KV (the status bar's figure). */

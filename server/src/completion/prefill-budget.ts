@@ -2,6 +2,7 @@
 // full line kept in reserve. Rates come from the runtime's own forwards (ThroughputMeter); when the
 // uncached part of the full prompt would not fit, the request answers from a shorter prefix window
 // (never under MIN_SHORT_WINDOW_TOKENS) and the full prompt is prefilled in the background afterwards.
+import type { Generator } from '../runtime/generator';
 import type { ForwardRun } from '../runtime/inference-server';
 
 /** The shortest prefix window a request falls back to: shorter ones cost too much quality. */
@@ -13,6 +14,8 @@ export const LINE_FLOOR_TOKENS = 8;
 
 /** Prefill runs shorter than this are mostly per-run overhead and say little about the rate. */
 const MIN_PREFILL_SAMPLE = 16;
+/** The calibration's prefill: a rate sample, one background chunk (inference-server.ts). */
+export const CALIBRATION_TOKENS = 64;
 /** Weight of the newest sample in the moving averages. */
 const ALPHA = 0.3;
 
@@ -28,6 +31,18 @@ export class ThroughputMeter {
       this.prefillMsPerToken = average(this.prefillMsPerToken, run.ms / run.tokens);
       if (!this.shortestPrefill || run.tokens <= this.shortestPrefill.tokens) this.shortestPrefill = { tokens: run.tokens, ms: run.ms };
     } else if (run.kind === 'decode' && run.tokens === 1) this.decodeMsPerStep = average(this.decodeMsPerStep, run.ms);
+  }
+
+  /** Whether a prefill rate was measured. */
+  get measured(): boolean {
+    return this.prefillMsPerToken !== undefined;
+  }
+
+  /** Forgets every rate (another model now runs). */
+  reset(): void {
+    this.prefillMsPerToken = undefined;
+    this.decodeMsPerStep = undefined;
+    this.shortestPrefill = undefined;
   }
 
   /** Expected ms to prefill `tokens`, or undefined before any prefill was measured. */
@@ -101,4 +116,25 @@ export function shortWindowTokens(q: PrefillQuestion, meter: ThroughputMeter): n
   const window = Math.max(MIN_SHORT_WINDOW_TOKENS, affordable - around);
   // a window no shorter than the full one, or no cheaper than what the cache lacks of it, gains nothing
   return window < q.prefixTokens && window + around < q.promptTokens - q.cachedTokens ? window : undefined;
+}
+
+/**
+ * Measures a model's rates before its first request: one background prefill of `tokens` arbitrary
+ * ids and one decode step on a slot that is then dropped (its KV is nobody's prompt); the meter reads
+ * both from the runtime's forwards. Without it, a session's first request has no rate to plan with
+ * and prefills its whole prompt (0.5B int8 on 2 threads: ~2.5 s for a 900-token file). It also pays
+ * the session's first-run allocations before a keystroke does. Background work: a request's forwards run
+ * before its next one.
+ */
+export async function calibrateRates(gen: Pick<Generator, 'open' | 'extend' | 'step' | 'release' | 'vocabSize'>, tokens: number, signal?: AbortSignal): Promise<void> {
+  if (tokens < MIN_PREFILL_SAMPLE) return; // too short a context to sample
+  const task = { signal, priority: 'background' } as const;
+  const ids = Array.from({ length: tokens }, (_, i) => i % gen.vocabSize);
+  const { slot } = await gen.open(ids, task);
+  try {
+    await gen.extend(slot, ids.slice(slot.tokens.length), task);
+    await gen.step([slot], [ids[0]!], task);
+  } finally {
+    gen.release(slot, { keep: false });
+  }
 }

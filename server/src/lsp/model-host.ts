@@ -168,6 +168,7 @@ export class ModelHost {
       this.backend = undefined; // a new engine starts local until told otherwise
     }
     this.applyBackend(settings);
+    void this.current!.calibrate(); // the first request's prefill budget plans from this model's rates
     for (const a of model.loaded.attempts) this.options.log(`execution provider ${a.provider} not used: ${a.error}`);
     const { buildMs, cacheHit, sessionCreateMs } = model.loaded;
     reportLoad(
