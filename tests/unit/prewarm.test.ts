@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { type CompletionModel, loadCompletionModel } from '../../server/src/completion/completion-model';
 import { CompletionEngine } from '../../server/src/completion/engine';
 import { MIN_SHORT_WINDOW_TOKENS } from '../../server/src/completion/prefill-budget';
+import { MIDDLE_RESERVE_TOKENS } from '../../server/src/completion/psm-middle';
 import { CancelledError } from '../../server/src/completion/scheduler';
 import { parseSettings } from '../../server/src/lsp/settings';
 import { InferenceServer } from '../../server/src/runtime/inference-server';
@@ -134,6 +135,29 @@ describe('a cold request on a 1,000-token file', () => {
     assert.equal(warm.timings.shortWindowTokens, undefined, 'the next keystroke has the full window');
     assert.ok(warm.timings.prefillReused > 768 && warm.timings.prefillReused > shortPrompt + 256, `reused ${warm.timings.prefillReused}, the short prompt had ${shortPrompt}`);
     assert.deepEqual(warm.items, ['abc']);
+  });
+});
+
+describe('a cold request under PSM with the typed middle', () => {
+  it('answers from a window whose prefix holds the minimum, the middle reserve not counted against it', async () => {
+    const psm = await loadCompletionModel(join(root, 'model'), { fimOrder: 'psm', quantization: 'none' }, { executionProvider: 'cpu', threads: 1, cacheDir: join(root, 'cache') });
+    const settings = { ...parseSettings({ maxTokens: 32, completionMode: 'line', tokenHealing: false, temperature: 0, timeLimitMs: 300 }).settings, speculate: false };
+    assert.ok(settings.psmTypedMiddle);
+    const server = new InferenceServer(scriptedSession(psm.loaded.session, { msPerToken: 1.5, next }), { kvBudgetBytes: 2 ** 26 });
+    const engine = new CompletionEngine(psm, settings, new LatencyStats(), { server });
+    try {
+      await engine.complete({ uri: 'file:///psm-first.ts', ...codeFile('psmfirst', 1300) }); // measures the rate
+      const cold = await engine.complete({ uri: 'file:///psm-second.ts', ...codeFile('psmsecond', 1300) });
+      const window = cold.timings.shortWindowTokens;
+      // the window was once asked for its tokens less the middle's reserve, held too few and grew far past the minimum
+      assert.ok(
+        window !== undefined && window >= MIN_SHORT_WINDOW_TOKENS && window < MIN_SHORT_WINDOW_TOKENS + MIDDLE_RESERVE_TOKENS,
+        `answered from a prefix window of ${window} tokens`,
+      );
+      await server.whenIdle();
+    } finally {
+      await psm.loaded.session.release();
+    }
   });
 });
 

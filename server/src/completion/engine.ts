@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { prefixFor, splitTokenBudget } from '../context/budget';
 import type { ContextBlock } from '../context/block';
 import { ContextBlockKeeper } from '../context/block-keeper';
+import type { FimOrder } from '../model/fim';
 import { toChunks } from '../context/snippet';
 import type { ContextSupplier } from '../context/supplier';
 import { InferenceServer } from '../runtime/inference-server';
@@ -24,7 +25,7 @@ import { RequestScheduler } from './scheduler';
 import { buildAtLeastMinimum, CALIBRATION_TOKENS, calibrateRates, LINE_FLOOR_TOKENS, LINE_RESERVE_TOKENS, shortWindowTokens, ThroughputMeter } from './prefill-budget';
 import { type PrewarmCounters, Prewarmer, type WarmOutcome } from './prewarm';
 import { buildPrompt, promptTokenCacheFor } from './prompt';
-import { buildTypedMiddlePrompt } from './psm-middle';
+import { buildTypedMiddlePrompt, MIDDLE_RESERVE_TOKENS } from './psm-middle';
 import { type HealedPrompt, healPrompt } from './token-healing';
 import { createSampler } from './sampler';
 import { createStopRules, type StopContext, type StopMode, type StopRules } from './stop-rules';
@@ -366,7 +367,7 @@ export class CompletionEngine {
     const options = { maxPrefixTokens: maxPrefixTokens === undefined ? fitted : Math.min(fitted, maxPrefixTokens), maxSuffixTokens: budget.suffix, order: this.model.order };
     const request = { tokenizer: this.model.tokenizer, template: this.model.fim, text, offset, options, cache: this.promptCache, context: block.tokens };
     // a remote backend builds its own FIM text from the windows: neither a typed middle nor healing
-    if (options.order === 'psm' && this.settings.psmTypedMiddle && !this.remote) {
+    if (this.typedMiddle(options.order)) {
       const typed = buildTypedMiddlePrompt({ ...request, heal: this.settings.tokenHealing });
       return { ...typed, block, prefix: typed.built.prefix, suffix: typed.built.suffix, prefixTokens: typed.built.prefixTokens.length };
     }
@@ -374,6 +375,11 @@ export class CompletionEngine {
     const windows = { block, prefix: built.prefix, suffix: built.suffix, prefixTokens: built.prefixTokens.length };
     if (!this.settings.tokenHealing || this.remote) return { tokens: built.tokens, forcedText: '', forcedBytes: new Uint8Array(0), ...windows };
     return { ...healPrompt(built, this.model.fim, this.model.order, this.model.tokenizer), ...windows };
+  }
+
+  /** Whether prompts in `order` keep the typed part of the line after the suffix (psm-middle.ts). */
+  private typedMiddle(order: FimOrder): boolean {
+    return order === 'psm' && this.settings.psmTypedMiddle && !this.remote;
   }
 
   /** Row 0 is the greedy (or configured) answer; explicit requests add sampled rows for variety. */
@@ -490,7 +496,10 @@ export class CompletionEngine {
     if (window === undefined) return { slot: opened.slot, prompt: full, window };
     this.server.release(opened.slot, { keep: true });
     const text = at.before + at.after;
-    const prompt = buildAtLeastMinimum(window, full.prefixTokens, (budget) => this.prompt(at.uri, text, at.before.length, budget));
+    // a typed-middle prompt keeps MIDDLE_RESERVE_TOKENS of its prefix budget for the middle: the window
+    // counts the prefix alone (without this, a 256-token window held 99 and grew to 471)
+    const reserve = this.typedMiddle(this.model.order) ? MIDDLE_RESERVE_TOKENS : 0;
+    const prompt = buildAtLeastMinimum(window, full.prefixTokens, (budget) => this.prompt(at.uri, text, at.before.length, budget + reserve));
     return { slot: (await this.server.open(prompt.tokens, at.task)).slot, prompt, window };
   }
 
