@@ -4,9 +4,9 @@
 //  1. cold first suggestion: the first keystroke after opening the file — cold (no rate measured),
 //     cold after another request or after the calibration the model host runs at load (rates
 //     measured), after a pre-warm that finished (the user paused), and after one the keystroke
-//     interrupted — at the model's own
-//     speed and slowed per computed token to a 0.5B model's prefill rate on 2 threads (where a cold
-//     prompt does not fit the 2 s time limit and the prefill budget answers from a shorter window);
+//     interrupted — at the model's own speed and slowed per computed token to a 0.5B model's
+//     prefill rate on 2 threads (where a cold prompt does not fit the 2 s time limit and the
+//     prefill budget answers from a shorter window);
 //  2. PSM first-token latency on the typing trace: plain PSM at several suffix budgets against the
 //     typed middle, with SPM as the reference; every variant's keystroke k runs before any k + 1.
 //

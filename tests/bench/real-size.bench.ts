@@ -366,6 +366,8 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
   // the pair `auto` resolves to without a kiln.json (int8 above ~100M parameters): loaded through `auto`
   const autoPrecision = automaticPrecision(undefined, () => parameterCount(config));
   const autoPair: Precision = autoPrecision === 'none' ? 'fp32' : autoPrecision;
+  // a long run keeps what it measured so far, pair by pair
+  const keepPartial = () => s.out && writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
   try {
     for (const p of s.precisions) {
       const pair = PAIRS[p];
@@ -417,8 +419,7 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
         }
         row.rssAfterMB = { process: rssMB(), kilnWeightsPlusKvMB: round(kiln.loaded.session.weightBytes / MB, 0) };
         pairs[p] = row;
-        // a long run keeps what it measured so far, pair by pair
-        if (s.out) writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
+        keepPartial();
         // the product's defaults: what `auto` loads
         if (s.parts.includes('defaults') && p === autoPair) {
           defaults = await defaultsFigures(kiln, s);
@@ -428,7 +429,7 @@ export async function runRealSize(s: RealSizeSettings): Promise<void> {
           const loadAdapted = (adapterDir: string) => loadCompletionModel(modelDir, choices, { ...loadOptions, adapterDir });
           row.adapter = await adapterFigures(kiln, loadAdapted, join(graphRoot, 'adapter'), s);
           log(`  adapter: ${JSON.stringify(row.adapter)}`);
-          if (s.out) writeFileSync(`${s.out}.partial`, `${JSON.stringify({ size: s.size, pairs, defaults, loadavg: os.loadavg() }, null, 2)}\n`);
+          keepPartial();
         }
       } finally {
         await llama.context.dispose();

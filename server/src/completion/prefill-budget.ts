@@ -123,8 +123,8 @@ export function shortWindowTokens(q: PrefillQuestion, meter: ThroughputMeter): n
  * ids and one decode step on a slot that is then dropped (its KV is nobody's prompt); the meter reads
  * both from the runtime's forwards. Without it, a session's first request has no rate to plan with
  * and prefills its whole prompt (0.5B int8 on 2 threads: ~2.5 s for a 900-token file). It also pays
- * the session's first-run allocations before a keystroke does. Background work: a request's forwards run
- * before its next one.
+ * the session's first-run allocations before a keystroke does. Background work: a request's forwards
+ * run before its next one.
  */
 export async function calibrateRates(gen: Pick<Generator, 'open' | 'extend' | 'step' | 'release' | 'vocabSize'>, tokens: number, signal?: AbortSignal): Promise<void> {
   if (tokens < MIN_PREFILL_SAMPLE) return; // too short a context to sample
